@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka (KRaft) on loopback: jars from Maven Central, run on the machine's Java.
+# Usage: deploy/kafka.sh start|stop|status   (idempotent; start waits until the broker answers)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$OMS_ROOT/deploy/kafka/pom.xml")
+HOME_DIR=$OMS_STATE_DIR/kafka
+LIBS=$HOME_DIR/libs-$KAFKA_VERSION
+DATA=$HOME_DIR/data
+LOGS=$HOME_DIR/logs
+PIDFILE=$HOME_DIR/kafka.pid
+CONFIG=$HOME_DIR/server.properties
+
+fetch_jars() {
+  [ -f "$LIBS/.complete" ] && return
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central"
+  rm -rf "$LIBS"
+  mvn -q -B -Dstyle.color=never -f "$OMS_ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$LIBS" -DincludeScope=runtime
+  touch "$LIBS/.complete"
+}
+
+write_config() {
+  mkdir -p "$DATA" "$LOGS"
+  sed -e "s|@PORT@|$OMS_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$OMS_KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$DATA|g" "$OMS_ROOT/deploy/kafka/server.properties.in" >"$CONFIG"
+}
+
+java_run() {
+  java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$OMS_ROOT/deploy/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
+    -cp "$LIBS/*" "$@"
+}
+
+format_storage() {
+  [ -f "$DATA/meta.properties" ] && return
+  log "formatting KRaft storage in $DATA"
+  local cluster_id
+  cluster_id=$(java_run kafka.tools.StorageTool random-uuid)
+  java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" >"$LOGS/format.log"
+}
+
+broker_ready() {
+  port_open "$OMS_KAFKA_PORT" && grep -q "Kafka Server started" "$LOGS/server.log"
+}
+
+start() {
+  if pid_alive "$PIDFILE"; then log "kafka already running (pid $(cat "$PIDFILE"))"; return; fi
+  command -v java >/dev/null || die "Java 17+ is needed to run Kafka"
+  fetch_jars
+  write_config
+  format_storage
+  : >"$LOGS/server.log"
+  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$OMS_KAFKA_PORT"
+  nohup bash -c "$(declare -f java_run); LIBS='$LIBS' LOGS='$LOGS' OMS_ROOT='$OMS_ROOT' java_run kafka.Kafka '$CONFIG'" \
+    >"$LOGS/console.log" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  wait_for 120 "kafka to start (see $LOGS)" broker_ready || { tail -20 "$LOGS/console.log" >&2; exit 1; }
+  log "kafka ready"
+}
+
+stop() {
+  pid_alive "$PIDFILE" || { rm -f "$PIDFILE"; log "kafka not running"; return; }
+  local pid; pid=$(cat "$PIDFILE")
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_for 60 "kafka to stop" bash -c "! kill -0 $pid" || { pkill -KILL -P "$pid" || true; kill -KILL "$pid" || true; }
+  rm -f "$PIDFILE"
+  log "kafka stopped"
+}
+
+status() {
+  if pid_alive "$PIDFILE" && broker_ready; then echo "kafka: running on 127.0.0.1:$OMS_KAFKA_PORT (pid $(cat "$PIDFILE"))"
+  else echo "kafka: stopped"; return 3; fi
+}
+
+case ${1:-} in
+  start) start ;; stop) stop ;; status) status ;; fetch) fetch_jars ;;
+  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+esac

@@ -1,0 +1,24 @@
+# Shared helpers for the deploy scripts: project paths, dev settings, small waits.
+# shellcheck shell=bash
+OMS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OMS_STATE_DIR=${OMS_STATE_DIR:-$OMS_ROOT/.oms}
+set -a
+# shellcheck source=/dev/null
+. "$OMS_ROOT/deploy/dev.env"
+set +a
+
+log() { printf '[oms] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for SECONDS DESCRIPTION COMMAND... : poll COMMAND until it succeeds or the deadline passes.
+wait_for() {
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "timed out waiting for $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -1,0 +1,198 @@
+"""The oms command: run the OMS locally, feed it, look inside it, test it.
+
+    oms up | down | status         everything: Kafka, Postgres, schemas, topics, five services (+ demo data on up)
+    oms infra start|stop|status    Kafka and Postgres only
+    oms services start|stop|status the five services only
+    oms seed                       demo locations and stock
+    oms submit [...]               publish a sample channel order
+    oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
+    oms order ORDER                an order's state, saga and timeline (ORDER: order id or channel/channel_order_id)
+    oms test [pytest args]         the whole test suite against real Kafka and Postgres
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+
+from shared.contracts.fulfillment import LocationUpdate
+from shared.db.bootstrap import bootstrap_database
+from shared.messaging.topics import ensure_topics
+from shared.settings import settings
+
+from . import demo
+from .client import client
+from .env import ROOT, load_dev_env, state_dir
+from .processes import all_services
+
+
+def infra(action: str) -> int:
+    codes = [subprocess.call([str(ROOT / "deploy" / script), action]) for script in ("postgres.sh", "kafka.sh")]
+    return max(codes)
+
+
+async def prepare() -> None:
+    config = settings()
+    await bootstrap_database(config)
+    await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+
+
+def services(action: str) -> int:
+    procs = all_services(state_dir() / "run")
+    for proc in procs:
+        if action == "start":
+            print(f"{proc.name}: started (pid {proc.start()}, log {proc.logfile})")
+        elif action == "stop":
+            proc.stop()
+            print(f"{proc.name}: stopped")
+        else:
+            pid = proc.pid()
+            print(f"{proc.name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+    return 0 if action != "status" or all(p.pid() for p in procs) else 3
+
+
+async def seed() -> None:
+    async with client(settings(), "ops/seed") as ops:
+        await ops.send_many(demo.LOCATIONS)
+        await ops.send_many(demo.stock_receipts())
+    print(f"seeded {len(demo.LOCATIONS)} locations and {len(demo.SKUS)} SKUs at each")
+
+
+async def submit(args: argparse.Namespace) -> None:
+    lines = [(sku, int(qty)) for sku, qty in (item.split(":") for item in args.line)] if args.line else None
+    order = demo.sample_order(args.channel_order_id, lines=lines, city=args.city, pickup_store=args.pickup)
+    async with client(settings(), f"channel/{order.channel}") as channel:
+        envelope = await channel.send(order)
+    print(f"submitted {order.channel}/{order.channel_order_id} (message {envelope.id}); see: oms order {order.channel}/{order.channel_order_id}")
+
+
+async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:
+    if "/" in ref:
+        channel, channel_order_id = ref.split("/", 1)
+        return await conn.fetchrow("SELECT * FROM capture.orders WHERE channel = $1 AND channel_order_id = $2",
+                                   channel, channel_order_id)
+    return await conn.fetchrow("SELECT * FROM capture.orders WHERE order_id = $1", uuid.UUID(ref))
+
+
+async def show_order(ref: str) -> int:
+    conn = await asyncpg.connect(settings().admin_dsn())
+    try:
+        order = await _find_order(conn, ref)
+        if order is None:
+            print(f"no order {ref}")
+            return 1
+        saga = await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
+        print(f"order {order['order_id']}  {order['channel']}/{order['channel_order_id']}  status {order['status']}")
+        if saga:
+            print(f"saga  state {saga['state']}  location {saga['location_id'] or '-'}  "
+                  f"fulfilment order {saga['fulfillment_order_id'] or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
+        print("timeline:")
+        for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
+                                    order["order_id"]):
+            print(f"  {row['at']:%H:%M:%S.%f}  {row['direction']:<4} {row['message_type']:<45} -> {row['saga_state']}")
+        return 0
+    finally:
+        await conn.close()
+
+
+async def ship(ref: str, carrier: str) -> int:
+    conn = await asyncpg.connect(settings().admin_dsn())
+    try:
+        order = await _find_order(conn, ref)
+        saga = order and await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
+    finally:
+        await conn.close()
+    if not saga or not saga["fulfillment_order_id"]:
+        print(f"order {ref} has no fulfilment order yet")
+        return 1
+    ids = {"fulfillment_order_id": saga["fulfillment_order_id"], "order_id": saga["order_id"]}
+    async with client(settings(), f"location/{saga['location_id']}") as location:
+        await location.send(LocationUpdate(**ids, status="picked"))
+        await location.send(LocationUpdate(**ids, status="packed"))
+        await location.send(LocationUpdate(**ids, status="shipped", carrier=carrier,
+                                           tracking_number=f"TRK{uuid.uuid4().hex[:12].upper()}"))
+    print(f"reported picked, packed, shipped for {ref}")
+    return 0
+
+
+def up() -> int:
+    if infra("start"):
+        return 1
+    asyncio.run(prepare())
+    services("start")
+    asyncio.run(seed())
+    print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
+    return 0
+
+
+def test(pytest_args: list[str]) -> int:
+    if infra("start"):
+        return 1
+    code = subprocess.call([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT)
+    if code == 5:
+        print("pytest collected no tests: that is a failure here", file=sys.stderr)
+        return 1
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start everything and load demo data")
+    sub.add_parser("down", help="stop the services, Kafka and Postgres")
+    sub.add_parser("status", help="what is running")
+    for name in ("infra", "services"):
+        sub.add_parser(name).add_argument("action", choices=["start", "stop", "status"])
+    sub.add_parser("prepare", help="create the database, service roles and schemas, and the topics")
+    sub.add_parser("seed", help="publish demo locations and stock")
+    s = sub.add_parser("submit", help="publish a sample channel order")
+    s.add_argument("--channel-order-id")
+    s.add_argument("--line", action="append", metavar="SKU:QTY", help=f"repeatable; SKUs: {', '.join(demo.SKUS)}")
+    s.add_argument("--city", default="Frankfurt", choices=sorted(demo.CITIES))
+    s.add_argument("--pickup", metavar="STORE_ID", help="buy online, pick up in this store (e.g. ST-COLOGNE)")
+    o = sub.add_parser("order", help="show an order, its saga and timeline")
+    o.add_argument("ref", help="order id, or channel/channel_order_id")
+    sh = sub.add_parser("ship", help="act as the location: pick, pack and ship the order")
+    sh.add_argument("ref")
+    sh.add_argument("--carrier", default="DHL")
+    t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main() -> None:
+    load_dev_env()
+    args = parser().parse_args()
+    match args.command:
+        case "up":
+            code = up()
+        case "down":
+            code = services("stop") or infra("stop")
+        case "status":
+            code = max(infra("status"), services("status"))
+        case "infra":
+            code = infra(args.action)
+        case "services":
+            code = services(args.action)
+        case "prepare":
+            code = asyncio.run(prepare()) or 0
+        case "seed":
+            code = asyncio.run(seed()) or 0
+        case "submit":
+            code = asyncio.run(submit(args)) or 0
+        case "order":
+            code = asyncio.run(show_order(args.ref))
+        case "ship":
+            code = asyncio.run(ship(args.ref, args.carrier))
+        case "test":
+            code = test(args.pytest_args)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,90 @@
+"""Starting and stopping the five services as background processes, with pid files and log files."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.db.bootstrap import SERVICES
+
+from .env import ROOT
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    name: str
+    run_dir: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def start(self, env: dict[str, str] | None = None) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.logfile.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=ROOT, env=env or os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pidfile.write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                reaped, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped = 0
+            if reaped == pid or not _alive(pid):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """kill -9: the crash case the services must survive."""
+        self.stop(signal.SIGKILL, timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
+    return [ServiceProcess(name, run_dir) for name in names]

@@ -1,0 +1,1 @@
+"""The five OMS services, each its own process, schema and database role."""

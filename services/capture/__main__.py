@@ -1,0 +1,5 @@
+from shared.messaging.service import run
+
+from .app import SERVICE
+
+run(SERVICE)

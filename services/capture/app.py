@@ -1,0 +1,29 @@
+"""Capture service: channel orders in; the order saga listens to inventory, routing and fulfillment replies."""
+
+from pathlib import Path
+
+from shared.contracts.orders import PlaceOrder
+from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_EVENTS, ORDER_COMMANDS, ROUTING_EVENTS
+from shared.messaging.consumer import Subscription
+from shared.messaging.service import ServiceDefinition
+
+from . import handlers
+from .saga import REPLY_TYPES
+from .validation import rejection
+
+
+def _replies_on(topic: str) -> Subscription:
+    return Subscription(topic=topic, handlers={reply: handlers.saga_reply for reply in REPLY_TYPES
+                                               if reply.topic == topic})
+
+
+SERVICE = ServiceDefinition(
+    name="capture",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(topic=ORDER_COMMANDS, handlers={PlaceOrder: handlers.place_order}, on_invalid_payload=rejection),
+        _replies_on(INVENTORY_EVENTS),
+        _replies_on(ROUTING_EVENTS),
+        _replies_on(FULFILLMENT_EVENTS),
+    ],
+)

@@ -1,0 +1,21 @@
+"""Fulfillment service: requests from the saga, progress from locations; publishes work and ERP events."""
+
+from pathlib import Path
+
+from shared.contracts import fulfillment as contracts
+from shared.contracts.topics import FULFILLMENT_COMMANDS, FULFILLMENT_LOCATION_UPDATES
+from shared.messaging.consumer import Subscription
+from shared.messaging.service import ServiceDefinition
+
+from . import handlers
+
+SERVICE = ServiceDefinition(
+    name="fulfillment",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(topic=FULFILLMENT_COMMANDS,
+                     handlers={contracts.RequestFulfillment: handlers.request_fulfillment}),
+        Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
+                     handlers={contracts.LocationUpdate: handlers.location_update}),
+    ],
+)

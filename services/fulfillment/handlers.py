@@ -1,0 +1,59 @@
+"""Fulfillment handlers: create work for a location; turn its progress reports into ERP events."""
+
+import uuid
+from datetime import UTC, datetime
+
+from shared.contracts.common import Line
+from shared.contracts.fulfillment import (
+    FulfillmentOrderCreated,
+    FulfillmentOrderProgressed,
+    FulfillmentRequested,
+    LocationUpdate,
+    RequestFulfillment,
+    ShipmentConfirmed,
+)
+from shared.logging import get_logger
+from shared.messaging.consumer import MessageContext
+
+from .domain import advances
+
+log = get_logger(__name__)
+
+
+async def request_fulfillment(ctx: MessageContext, cmd: RequestFulfillment) -> None:
+    fulfillment_order_id = uuid.uuid5(cmd.order_id, cmd.location_id)
+    created = await ctx.conn.fetchval(
+        """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery)
+           VALUES ($1, $2, $3, 'requested', $4, $5) ON CONFLICT DO NOTHING RETURNING 1""",
+        fulfillment_order_id, cmd.order_id, cmd.location_id,
+        [line.model_dump() for line in cmd.lines], cmd.delivery.model_dump(mode="json"),
+    )
+    if created:
+        ctx.emit(FulfillmentRequested(fulfillment_order_id=fulfillment_order_id, order_id=cmd.order_id,
+                                      location_id=cmd.location_id, lines=cmd.lines, delivery=cmd.delivery))
+    ctx.emit(FulfillmentOrderCreated(fulfillment_order_id=fulfillment_order_id, order_id=cmd.order_id,
+                                     location_id=cmd.location_id, lines=cmd.lines))
+
+
+async def location_update(ctx: MessageContext, update: LocationUpdate) -> None:
+    row = await ctx.conn.fetchrow(
+        "SELECT * FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE", update.fulfillment_order_id
+    )
+    if row is None or row["order_id"] != update.order_id:
+        raise LookupError(f"unknown fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
+    if not advances(row["status"], update.status):
+        log.info("fulfillment.update_ignored", current=row["status"], reported=update.status)
+        return
+    await ctx.conn.execute(
+        """UPDATE fulfillment_orders SET status = $2, carrier = coalesce($3, carrier),
+             tracking_number = coalesce($4, tracking_number), updated_at = now()
+           WHERE fulfillment_order_id = $1""",
+        update.fulfillment_order_id, update.status, update.carrier, update.tracking_number,
+    )
+    ids = {"fulfillment_order_id": update.fulfillment_order_id, "order_id": update.order_id,
+           "location_id": row["location_id"]}
+    if update.status == "shipped":
+        ctx.emit(ShipmentConfirmed(**ids, lines=[Line(**line) for line in row["lines"]], carrier=update.carrier,
+                                   tracking_number=update.tracking_number, shipped_at=datetime.now(UTC)))
+    else:
+        ctx.emit(FulfillmentOrderProgressed(**ids, status=update.status))

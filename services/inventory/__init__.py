@@ -1,0 +1,1 @@
+"""Inventory: stock per SKU per location, all-or-nothing reservations that are always released or consumed."""

@@ -1,0 +1,1 @@
+"""Notification: one customer message per lifecycle event, recorded in its own schema."""

@@ -1,0 +1,26 @@
+"""Notification service: reads order lifecycle events, records one customer message per event."""
+
+from pathlib import Path
+
+from shared.contracts import orders
+from shared.contracts.topics import ORDER_EVENTS
+from shared.messaging.consumer import Subscription
+from shared.messaging.service import ServiceDefinition
+
+from . import handlers
+
+SERVICE = ServiceDefinition(
+    name="notification",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(
+            topic=ORDER_EVENTS,
+            handlers={
+                orders.OrderAccepted: handlers.remember_recipient,
+                orders.OrderConfirmed: handlers.order_confirmed,
+                orders.OrderShipped: handlers.order_shipped,
+                orders.OrderCancelled: handlers.order_cancelled,
+            },
+        )
+    ],
+)

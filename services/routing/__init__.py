@@ -1,0 +1,1 @@
+"""Routing: chooses the fulfilment location for an order and explains the choice."""

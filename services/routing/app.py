@@ -1,0 +1,24 @@
+"""Routing service: consumes routing commands, answers on the routing events topic."""
+
+from pathlib import Path
+
+from shared.contracts import routing as contracts
+from shared.contracts.topics import ROUTING_COMMANDS
+from shared.messaging.consumer import Subscription
+from shared.messaging.service import ServiceDefinition
+
+from . import handlers
+
+SERVICE = ServiceDefinition(
+    name="routing",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(
+            topic=ROUTING_COMMANDS,
+            handlers={
+                contracts.RegisterLocation: handlers.register_location,
+                contracts.RouteOrder: handlers.route_order,
+            },
+        )
+    ],
+)

@@ -1,0 +1,54 @@
+"""Value types shared by several domains."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,39}$")]
+LocationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+
+# ISO 4217 codes the OMS accepts; a channel sending another currency gets UNKNOWN_CURRENCY.
+CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "CAD", "AUD", "JPY"})
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Line(Value):
+    sku: Sku = Field(description="Stock keeping unit: upper-case letters, digits and dashes", examples=["SKU-RED-42"])
+    quantity: int = Field(gt=0, le=10_000, description="Units ordered, a positive integer")
+
+
+class Coordinates(Value):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class Address(Value):
+    name: str = Field(min_length=1, max_length=200)
+    line1: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    coordinates: Coordinates
+
+
+class ShipTo(Value):
+    type: Literal["ship"] = "ship"
+    address: Address
+
+
+class PickupInStore(Value):
+    """BOPIS: the customer collects the order at this store."""
+
+    type: Literal["pickup"] = "pickup"
+    store_id: LocationId
+
+
+Delivery = Annotated[ShipTo | PickupInStore, Field(discriminator="type")]
+
+
+class ReasonCode(Value):
+    code: str = Field(examples=["OUT_OF_STOCK"])
+    detail: str = ""

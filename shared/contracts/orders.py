@@ -1,0 +1,91 @@
+"""Order capture: what sales channels send, and the order lifecycle events they (and others) read."""
+
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import EmailStr, Field, field_validator
+
+from .base import Contract, contract
+from .common import CURRENCIES, Delivery, Line, ReasonCode, Value
+from .topics import ORDER_COMMANDS, ORDER_EVENTS
+
+
+class Customer(Value):
+    customer_id: str = Field(min_length=1, max_length=100)
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PricedLine(Line):
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+
+
+@contract("oms.capture.PlaceOrder.v1", topic=ORDER_COMMANDS)
+class PlaceOrder(Contract):
+    """A sales channel asks the OMS to take an order. Retries with the same (channel, channel_order_id) are the same order."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["web"])
+    channel_order_id: str = Field(min_length=1, max_length=100, examples=["W-10001"])
+    customer: Customer
+    currency: str = Field(examples=["EUR"])
+    lines: list[PricedLine] = Field(min_length=1, max_length=200)
+    delivery: Delivery
+
+    @field_validator("currency")
+    @classmethod
+    def known_currency(cls, value: str) -> str:
+        if value not in CURRENCIES:
+            raise ValueError(f"unknown currency {value!r}")
+        return value
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.OrderAccepted.v1", topic=ORDER_EVENTS)
+class OrderAccepted(Contract):
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    customer: Customer
+    lines: list[PricedLine]
+    currency: str
+    delivery: Delivery
+
+
+@contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
+class OrderRejected(Contract):
+    """The channel's order failed validation; nothing was created. Reasons carry machine-readable codes."""
+
+    order_id: UUID | None = None
+    channel: str
+    channel_order_id: str
+    reasons: list[ReasonCode]
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.OrderConfirmed.v1", topic=ORDER_EVENTS)
+class OrderConfirmed(Contract):
+    """Stock is reserved, a location is chosen and fulfilment is requested."""
+
+    order_id: UUID
+    location_id: str
+    fulfillment_order_id: UUID
+
+
+@contract("oms.capture.OrderShipped.v1", topic=ORDER_EVENTS)
+class OrderShipped(Contract):
+    order_id: UUID
+    fulfillment_order_id: UUID
+    carrier: str
+    tracking_number: str
+
+
+@contract("oms.capture.OrderCancelled.v1", topic=ORDER_EVENTS)
+class OrderCancelled(Contract):
+    order_id: UUID
+    reason: ReasonCode
+    stage: Literal["reserving", "routing", "allocating", "fulfilling", "awaiting_shipment"]

@@ -1,0 +1,31 @@
+"""Topic names: <domain>.<kind>.v<version>. One writer per topic; order-scoped topics are keyed by order id."""
+
+ORDER_COMMANDS = "orders.commands.v1"  # sales channels -> capture
+ORDER_EVENTS = "orders.events.v1"  # capture -> channels, notification, ERP
+INVENTORY_COMMANDS = "inventory.commands.v1"  # saga, ERP/WMS -> inventory
+INVENTORY_EVENTS = "inventory.events.v1"  # inventory -> saga
+ROUTING_COMMANDS = "routing.commands.v1"  # saga, ops -> routing
+ROUTING_EVENTS = "routing.events.v1"  # routing -> saga
+FULFILLMENT_COMMANDS = "fulfillment.commands.v1"  # saga -> fulfillment
+FULFILLMENT_WORK = "fulfillment.work.v1"  # fulfillment -> locations (warehouses, stores, dropship vendors)
+FULFILLMENT_LOCATION_UPDATES = "fulfillment.location-updates.v1"  # locations -> fulfillment
+FULFILLMENT_EVENTS = "fulfillment.events.v1"  # fulfillment -> ERP, saga
+NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
+DEAD_LETTERS = "ops.dead-letters.v1"  # any consumer -> ops: messages that could not be processed
+
+ALL_TOPICS = (
+    ORDER_COMMANDS,
+    ORDER_EVENTS,
+    INVENTORY_COMMANDS,
+    INVENTORY_EVENTS,
+    ROUTING_COMMANDS,
+    ROUTING_EVENTS,
+    FULFILLMENT_COMMANDS,
+    FULFILLMENT_WORK,
+    FULFILLMENT_LOCATION_UPDATES,
+    FULFILLMENT_EVENTS,
+    NOTIFICATION_EVENTS,
+    DEAD_LETTERS,
+)
+
+PARTITIONS = 6

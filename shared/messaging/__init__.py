@@ -1,0 +1,1 @@
+"""Reliable messaging: transactional outbox, inbox deduplication, dead letters, the consumer runtime."""

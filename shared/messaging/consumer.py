@@ -1,0 +1,209 @@
+"""The consumer runtime: turns a batch of Kafka records into handler calls with exactly-once effect.
+
+For each batch, in one Postgres transaction:
+  1. parse every record; one that is not a valid envelope or payload becomes a dead letter (original bytes + reason);
+  2. claim the inbox keys; records already processed are skipped (redelivery does nothing);
+  3. run each handler in a savepoint; a handler that raises a non-transient error rolls back only its own
+     message, which is dead-lettered;
+  4. write the staged events and dead letters to the outbox, commit.
+Only then does the caller commit the Kafka offsets. A transient error (database or broker outage, deadlock)
+rolls the whole batch back and retries it with backoff, so nothing is skipped.
+"""
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from shared.contracts import REGISTRY, Contract, Envelope
+from shared.contracts.ops import DeadLetter
+from shared.logging import get_logger
+
+from . import outbox
+from .outbox import OutboxRow
+from .retry import Backoff, is_transient
+
+log = get_logger(__name__)
+
+
+@dataclass
+class MessageContext:
+    """What a handler gets besides its payload: the transaction's connection and a way to emit messages."""
+
+    conn: asyncpg.Connection
+    envelope: Envelope
+    source: str
+    staged: list[OutboxRow] = field(default_factory=list)
+
+    @property
+    def correlation_id(self) -> str:
+        return self.envelope.correlationid
+
+    def emit(self, payload: Contract) -> None:
+        self.staged.append(
+            outbox.stage(payload, source=self.source, correlation_id=self.correlation_id,
+                         causation_id=str(self.envelope.id))
+        )
+
+
+Handler = Callable[[MessageContext, Any], Awaitable[None]]
+InvalidPayloadHook = Callable[[Envelope, ValidationError], list[Contract]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The message types one topic delivers to a service, and the handler of each. Other types are skipped."""
+
+    topic: str
+    handlers: dict[type[Contract], Handler]
+    on_invalid_payload: InvalidPayloadHook | None = None
+
+
+@dataclass
+class _Parsed:
+    record: ConsumerRecord
+    inbox_key: str
+    envelope: Envelope | None = None
+    payload: Contract | None = None
+    dead_letter: tuple[str, str] | None = None  # (reason, detail)
+    validation_error: ValidationError | None = None
+
+
+class InvalidMessage(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Consumer:
+    def __init__(self, pool: asyncpg.Pool, *, service: str, schema: str, group: str):
+        self.pool = pool
+        self.service = service
+        self.source = f"oms/{service}"
+        self.schema = schema
+        self.group = group
+
+    async def process(self, subscription: Subscription, records: list[ConsumerRecord]) -> None:
+        parsed = [self._parse(subscription, r) for r in records]
+        backoff = Backoff()
+        while True:
+            try:
+                await self._apply(subscription, parsed)
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("consumer.transient_failure", group=self.group, error=repr(error), batch=len(parsed))
+                await backoff.sleep()
+
+    def _parse(self, subscription: Subscription, record: ConsumerRecord) -> _Parsed:
+        position_key = f"{record.topic}/{record.partition}/{record.offset}"
+        try:
+            envelope = _envelope(record.value)
+        except InvalidMessage as bad:
+            return _Parsed(record, position_key, dead_letter=(bad.reason, bad.detail))
+        parsed = _Parsed(record, str(envelope.id), envelope)
+        model = REGISTRY.get(envelope.type)
+        if model is None:
+            parsed.dead_letter = ("UNKNOWN_TYPE", f"no contract named {envelope.type!r}")
+        elif model in subscription.handlers:
+            try:
+                parsed.payload = model.model_validate(envelope.data)
+            except ValidationError as error:
+                parsed.dead_letter = ("INVALID_PAYLOAD", _describe(error))
+                parsed.validation_error = error
+        return parsed
+
+    async def _apply(self, subscription: Subscription, batch: list[_Parsed]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await _claim(conn, [p.inbox_key for p in batch])
+            rows: list[OutboxRow] = []
+            for item in batch:
+                if item.inbox_key not in fresh:
+                    continue
+                fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
+                rows.extend(await self._handle(conn, subscription, item))
+            await outbox.write(conn, rows, self.schema)
+
+    async def _handle(self, conn: asyncpg.Connection, subscription: Subscription, item: _Parsed) -> list[OutboxRow]:
+        envelope = item.envelope
+        if envelope is not None:
+            structlog.contextvars.bind_contextvars(
+                event_id=str(envelope.id), correlation_id=envelope.correlationid, order_id=envelope.subject,
+                message_type=envelope.type,
+            )
+        try:
+            if item.dead_letter is not None:
+                return self._dead_letter(subscription, item, *item.dead_letter)
+            if item.payload is None:
+                return []  # a type this service does not consume from this topic
+            ctx = MessageContext(conn, envelope, self.source)
+            try:
+                async with conn.transaction():  # savepoint: a failing handler undoes only its own message
+                    await subscription.handlers[type(item.payload)](ctx, item.payload)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.exception("consumer.handler_failed")
+                return self._dead_letter(subscription, item, "HANDLER_ERROR", repr(error))
+            return ctx.staged
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "correlation_id", "order_id", "message_type")
+
+    def _dead_letter(self, subscription: Subscription, item: _Parsed, reason: str, detail: str) -> list[OutboxRow]:
+        record = item.record
+        log.warning("consumer.dead_letter", topic=record.topic, partition=record.partition, offset=record.offset,
+                    reason=reason, detail=detail[:500])
+        letter = DeadLetter(
+            consumer=self.group,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            reason=reason,
+            detail=detail,
+            original_key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+            original_value_b64=base64.b64encode(record.value or b"").decode(),
+            failed_at=datetime.now(UTC),
+        )
+        correlation = item.envelope.correlationid if item.envelope else item.inbox_key
+        causation = str(item.envelope.id) if item.envelope else None
+        rows = [outbox.stage(letter, source=self.source, correlation_id=correlation, causation_id=causation)]
+        if subscription.on_invalid_payload and item.envelope and item.validation_error:
+            rows += [
+                outbox.stage(answer, source=self.source, correlation_id=correlation, causation_id=causation)
+                for answer in subscription.on_invalid_payload(item.envelope, item.validation_error)
+            ]
+        return rows
+
+
+def _envelope(value: bytes | None) -> Envelope:
+    if not value:
+        raise InvalidMessage("EMPTY", "the message has no value")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidMessage("NOT_JSON", str(error)) from None
+    try:
+        return Envelope.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidMessage("INVALID_ENVELOPE", _describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors())
+
+
+async def _claim(conn: asyncpg.Connection, keys: list[str]) -> set[str]:
+    rows = await conn.fetch(
+        "INSERT INTO inbox (message_key) SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING message_key",
+        keys,
+    )
+    return {r["message_key"] for r in rows}

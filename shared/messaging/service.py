@@ -1,0 +1,109 @@
+"""Builds a service's FastStream app: topics, pool, migrations, outbox relay, and one batch subscriber per topic.
+
+Subscribers take raw records (our own decoder) so that bytes that are not JSON, or not a valid envelope,
+reach the dead-letter path instead of failing inside the framework. Offsets are committed by FastStream's
+AckPolicy.ACK after the handler returns, which is after the batch's transaction has committed; the handler
+only raises on shutdown, and then the batch is redelivered to whoever owns the partition next.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from shared.db import create_pool, migrate
+from shared.logging import configure_logging, get_logger
+from shared.settings import settings
+
+from .consumer import Consumer, Subscription
+from .outbox import OutboxRelay, make_producer
+from .topics import ensure_topics
+
+log = get_logger(__name__)
+
+BackgroundTask = Callable[[asyncpg.Pool], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    migrations: Path
+    subscriptions: list[Subscription]
+    background: list[BackgroundTask] = field(default_factory=list)
+
+
+async def raw_records(message: KafkaMessage) -> Any:
+    return list(message.raw_message)
+
+
+def consumer_group(service: str, topic: str) -> str:
+    return f"oms.{service}.{topic}"
+
+
+def build_app(definition: ServiceDefinition) -> FastStream:
+    config = settings()
+    configure_logging(definition.name, config.log_level)
+    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}")
+    consumers: dict[str, Consumer] = {}
+
+    for subscription in definition.subscriptions:
+        _subscribe(broker, definition.name, subscription, consumers, config.consumer_max_records)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+        pool = await create_pool(config.service_dsn(definition.name), definition.name)
+        await migrate(pool, definition.name, definition.migrations)
+        for subscription in definition.subscriptions:
+            group = consumer_group(definition.name, subscription.topic)
+            consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group)
+        producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
+        await producer.start()
+        relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        tasks += [asyncio.create_task(task(pool), name=task.__name__) for task in definition.background]
+        log.info("service.started", topics=[s.topic for s in definition.subscriptions])
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
+            await producer.stop()
+            await pool.close()
+            log.info("service.stopped")
+
+    return FastStream(broker, lifespan=lifespan)
+
+
+def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription,
+               consumers: dict[str, Consumer], max_records: int) -> None:
+    group = consumer_group(service, subscription.topic)
+
+    async def consume(records: Any) -> None:
+        await consumers[group].process(subscription, records)
+
+    consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
+    broker.subscriber(
+        settings().topic(subscription.topic),
+        group_id=group,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=20,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        decoder=raw_records,
+        title=f"{service}:{subscription.topic}",
+    )(consume)
+
+
+def run(definition: ServiceDefinition) -> None:
+    asyncio.run(build_app(definition).run())

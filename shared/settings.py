@@ -1,0 +1,54 @@
+"""Configuration from the environment, validated at start-up so a missing value fails fast with a clear message."""
+
+import os
+from functools import cache
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_database: str = "oms"
+    pg_admin_user: str = "postgres"
+    pg_admin_password: str = ""
+    topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
+    log_level: str = "INFO"
+    consumer_max_records: int = 500
+
+    def admin_dsn(self, database: str | None = None) -> str:
+        return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
+
+    def service_dsn(self, service: str) -> str:
+        return self._dsn(service_role(service), service_password(service), self.pg_database)
+
+    def _dsn(self, user: str, password: str, database: str) -> str:
+        return f"postgresql://{user}:{password}@{self.pg_host}:{self.pg_port}/{database}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def service_role(service: str) -> str:
+    return f"oms_{service}"
+
+
+def service_password(service: str) -> str:
+    name = f"OMS_{service.upper()}_DB_PASSWORD"
+    try:
+        return os.environ[name]
+    except KeyError:
+        raise SystemExit(f"configuration error: set {name} (see deploy/dev.env)") from None
+
+
+@cache
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        missing = ", ".join("OMS_" + "_".join(map(str, e["loc"])).upper() for e in error.errors())
+        raise SystemExit(f"configuration error: set {missing} (see deploy/dev.env)") from None
