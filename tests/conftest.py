@@ -1,0 +1,44 @@
+"""Session fixtures shared by integration and end-to-end tests: real infrastructure, a fresh database and
+topic namespace per run, and an admin connection for looking at what the services did."""
+
+import os
+
+import asyncpg
+import pytest
+
+from ops.env import load_dev_env
+from shared.db.bootstrap import bootstrap_database
+from shared.messaging.topics import delete_topics, ensure_topics
+from shared.settings import Settings, settings
+
+from .support.infra import infra, isolate_run
+
+load_dev_env()
+
+
+@pytest.fixture(scope="session")
+def run_id():
+    with infra():
+        yield isolate_run()
+
+
+@pytest.fixture(scope="session")
+async def config(run_id) -> Settings:
+    settings.cache_clear()
+    config = settings()
+    await bootstrap_database(config)
+    await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+    yield config
+    await delete_topics(config.kafka_bootstrap, config.topic_prefix)
+    if os.environ.get("OMS_TEST_KEEP_DATABASE") != "1":
+        conn = await asyncpg.connect(config.admin_dsn("postgres"))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{config.pg_database}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def admin(config) -> asyncpg.Pool:
+    """Superuser access for assertions only; the services themselves never have it."""
+    pool = await asyncpg.create_pool(config.admin_dsn(), min_size=1, max_size=4)
+    yield pool
+    await pool.close()

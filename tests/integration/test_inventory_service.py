@@ -1,0 +1,75 @@
+"""The inventory service as a process on real Kafka and Postgres: redelivery, dead letters, moving on."""
+
+import base64
+import uuid
+
+import pytest
+
+from ops.client import client
+from shared.contracts import wrap
+from shared.contracts.common import Line
+from shared.contracts.inventory import ReceiveStock, ReserveStock, StockReserved
+from shared.contracts.ops import DeadLetter
+from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS
+
+from ..support.services import running
+from ..support.topics import TopicWatcher, of_type
+from ..support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def inventory_service(config, tmp_path_factory):
+    async with running(("inventory",), tmp_path_factory.mktemp("run")) as procs:
+        yield procs["inventory"]
+
+
+async def test_a_redelivered_command_is_applied_once(config, admin, inventory_service):
+    sku = f"RD-{uuid.uuid4().hex[:8].upper()}"
+    order_id = uuid.uuid4()
+    async with client(config, "test/erp") as erp, TopicWatcher(config, INVENTORY_EVENTS) as events:
+        await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=10))
+        envelope = wrap(ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=4)]),
+                        source="test/saga", correlation_id="c-1")
+        raw = envelope.model_dump_json().encode()
+        for _ in range(3):  # the same message delivered three times
+            await erp.send_raw(INVENTORY_COMMANDS, raw, str(order_id))
+        await events.wait_for(of_type(StockReserved, order_id))
+        marker = uuid.uuid4()  # a later command on the same partition proves the duplicates were consumed
+        await erp.send_raw(INVENTORY_COMMANDS, wrap(ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=4)]),
+                                                    source="test/saga", correlation_id=str(marker))
+                           .model_dump_json().encode(), str(order_id))
+        await events.wait_for(of_type(StockReserved, order_id), count=2)
+    reserved = await admin.fetchval("SELECT reserved FROM inventory.sku_stock WHERE sku = $1", sku)
+    assert reserved == 4, "three deliveries and one repeated command still hold the units once"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\x00\xffnot json", "NOT_JSON"),
+        (b'{"type": "oms.inventory.ReserveStock.v1"}', "INVALID_ENVELOPE"),
+        (None, "INVALID_PAYLOAD"),
+    ],
+)
+async def test_a_bad_message_is_dead_lettered_and_the_next_one_processed(config, admin, inventory_service, value,
+                                                                           reason):
+    sku = f"DL-{uuid.uuid4().hex[:8].upper()}"
+    key = f"key-{uuid.uuid4()}"
+    if value is None:  # a valid envelope around an invalid payload: negative quantity
+        value = wrap(ReserveStock.model_construct(order_id=uuid.uuid4(), lines=[Line.model_construct(sku=sku, quantity=-3)]),
+                     source="test", correlation_id="c").model_dump_json().encode()
+    async with client(config, "test/erp") as erp, TopicWatcher(config, DEAD_LETTERS) as dead:
+        await erp.send_raw(INVENTORY_COMMANDS, value, key)
+        await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=1))
+        [letter] = await dead.wait_for(lambda e: e["type"] == DeadLetter.message_type
+                                       and e["data"]["original_key_b64"] == base64.b64encode(key.encode()).decode())
+    assert letter["data"]["reason"] == reason
+    assert base64.b64decode(letter["data"]["original_value_b64"]) == value
+    assert letter["data"]["source_topic"] == config.topic(INVENTORY_COMMANDS)
+
+    async def received():
+        return await admin.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku)
+
+    assert await eventually(received, what="the next message to be processed") == 1

@@ -1,0 +1,65 @@
+"""Reading a topic from the beginning in a test, without a consumer group."""
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts import Contract
+from shared.contracts.topics import PARTITIONS
+from shared.settings import Settings
+
+from .waiting import eventually
+
+
+class TopicWatcher:
+    def __init__(self, settings: Settings, topic: str):
+        self.topic = settings.topic(topic)
+        self.records: list[ConsumerRecord] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest")
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "TopicWatcher":
+        await self._consumer.start()
+        self._consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])  # we created the topics
+        await self._consumer.seek_to_beginning()
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _collect(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                self.records.extend(records)
+
+    def envelopes(self, predicate: Callable[[dict], bool] = lambda _: True) -> list[dict]:
+        found = []
+        for record in self.records:
+            try:
+                envelope = json.loads(record.value)
+            except ValueError:
+                continue
+            if isinstance(envelope, dict) and predicate(envelope):
+                found.append(envelope)
+        return found
+
+    async def wait_for(self, predicate: Callable[[dict], bool], *, count: int = 1, timeout: float = 30.0,
+                       what: str = "a message") -> list[dict]:
+        async def probe():
+            matches = self.envelopes(predicate)
+            return matches if len(matches) >= count else None
+
+        return await eventually(probe, timeout=timeout, what=f"{what} on {self.topic}")
+
+
+def of_type(contract: type[Contract], subject: object | None = None) -> Callable[[dict], bool]:
+    """Matches envelopes of this contract (and, if given, about this order id or key)."""
+    return lambda e: e.get("type") == contract.message_type and (subject is None or e.get("subject") == str(subject))
