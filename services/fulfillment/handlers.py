@@ -23,10 +23,11 @@ log = get_logger(__name__)
 async def request_fulfillment(ctx: MessageContext, cmd: RequestFulfillment) -> None:
     fulfillment_order_id = uuid.uuid5(cmd.order_id, cmd.location_id)
     created = await ctx.conn.fetchval(
-        """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery)
-           VALUES ($1, $2, $3, 'requested', $4, $5) ON CONFLICT DO NOTHING RETURNING 1""",
+        """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
+                                          correlation_id)
+           VALUES ($1, $2, $3, 'requested', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1""",
         fulfillment_order_id, cmd.order_id, cmd.location_id,
-        [line.model_dump() for line in cmd.lines], cmd.delivery.model_dump(mode="json"),
+        [line.model_dump() for line in cmd.lines], cmd.delivery.model_dump(mode="json"), ctx.correlation_id,
     )
     if created:
         ctx.emit(FulfillmentRequested(fulfillment_order_id=fulfillment_order_id, order_id=cmd.order_id,
@@ -54,6 +55,7 @@ async def location_update(ctx: MessageContext, update: LocationUpdate) -> None:
            "location_id": row["location_id"]}
     if update.status == "shipped":
         ctx.emit(ShipmentConfirmed(**ids, lines=[Line(**line) for line in row["lines"]], carrier=update.carrier,
-                                   tracking_number=update.tracking_number, shipped_at=datetime.now(UTC)))
+                                   tracking_number=update.tracking_number, shipped_at=datetime.now(UTC)),
+                 correlation_id=row["correlation_id"])
     else:
-        ctx.emit(FulfillmentOrderProgressed(**ids, status=update.status))
+        ctx.emit(FulfillmentOrderProgressed(**ids, status=update.status), correlation_id=row["correlation_id"])

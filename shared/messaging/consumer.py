@@ -46,9 +46,10 @@ class MessageContext:
     def correlation_id(self) -> str:
         return self.envelope.correlationid
 
-    def emit(self, payload: Contract) -> None:
+    def emit(self, payload: Contract, correlation_id: str | None = None) -> None:
+        """Stage a message; it carries this message's correlation id unless the flow it belongs to has another."""
         self.staged.append(
-            outbox.stage(payload, source=self.source, correlation_id=self.correlation_id,
+            outbox.stage(payload, source=self.source, correlation_id=correlation_id or self.correlation_id,
                          causation_id=str(self.envelope.id))
         )
 

@@ -7,6 +7,7 @@ CREATE TABLE fulfillment_orders (
     delivery             jsonb NOT NULL,
     carrier              text,
     tracking_number      text,
+    correlation_id       text NOT NULL,  -- the order's; a location's reports continue the order's flow
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     -- One fulfilment order per order and location: a repeated request finds the existing one.

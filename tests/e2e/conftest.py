@@ -1,0 +1,79 @@
+"""All five services as processes on real Kafka and Postgres, and a driver that plays channel, ERP and location."""
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from ops.client import Client, client
+from ops.demo import sample_order
+from shared.contracts.common import Coordinates
+from shared.contracts.inventory import ReceiveStock
+from shared.contracts.orders import PlaceOrder
+from shared.contracts.routing import RegisterLocation
+from shared.contracts.topics import DEAD_LETTERS, FULFILLMENT_EVENTS, FULFILLMENT_WORK, ORDER_EVENTS
+from shared.db.bootstrap import SERVICES
+from shared.settings import Settings
+
+from ..support.services import running
+from ..support.topics import TopicWatcher
+from ..support.waiting import eventually
+
+FRANKFURT = Coordinates(lat=50.11, lon=8.68)
+BERLIN = Coordinates(lat=52.52, lon=13.40)
+
+
+@pytest.fixture(scope="session")
+async def oms(config, tmp_path_factory):
+    async with running(SERVICES, tmp_path_factory.mktemp("services")) as procs:
+        yield procs
+
+
+@dataclass
+class Driver:
+    config: Settings
+    db: asyncpg.Pool
+    channel: Client
+    orders: TopicWatcher
+    erp: TopicWatcher
+    work: TopicWatcher
+    dead_letters: TopicWatcher
+
+    @staticmethod
+    def unique(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
+
+    async def location(self, location_id: str, coordinates: Coordinates, **flags) -> None:
+        await self.channel.send(RegisterLocation(location_id=location_id, name=location_id,
+                                                 kind=flags.pop("kind", "warehouse"), coordinates=coordinates, **flags))
+        await eventually(lambda: self.db.fetchval("SELECT 1 FROM routing.locations WHERE location_id = $1",
+                                                  location_id), what=f"location {location_id}")
+
+    async def stock(self, sku: str, location_id: str, quantity: int) -> None:
+        await self.channel.send(ReceiveStock(receipt_id=self.unique("R"), sku=sku, location_id=location_id,
+                                             quantity=quantity))
+        await eventually(lambda: self.db.fetchval(
+            "SELECT 1 FROM inventory.location_stock WHERE sku = $1 AND location_id = $2", sku, location_id),
+            what=f"stock of {sku} at {location_id}")
+
+    def order(self, lines: list[tuple[str, int]], **kwargs) -> PlaceOrder:
+        return sample_order(self.unique("W"), lines=lines, **kwargs)
+
+    async def status(self, order_id, *expected: str, timeout: float = 30) -> str:
+        async def current():
+            status = await self.db.fetchval("SELECT status FROM capture.orders WHERE order_id = $1", order_id)
+            return status if status in expected else None
+
+        return await eventually(current, timeout=timeout, what=f"order {order_id} to be {' or '.join(expected)}")
+
+    async def count(self, sql: str, *args) -> int:
+        return await self.db.fetchval(sql, *args)
+
+
+@pytest.fixture
+async def driver(config, admin, oms):
+    async with client(config, "test/channel") as channel, TopicWatcher(config, ORDER_EVENTS) as orders, \
+            TopicWatcher(config, FULFILLMENT_EVENTS) as erp, TopicWatcher(config, FULFILLMENT_WORK) as work, \
+            TopicWatcher(config, DEAD_LETTERS) as dead_letters:
+        yield Driver(config, admin, channel, orders, erp, work, dead_letters)
