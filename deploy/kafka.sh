@@ -14,7 +14,7 @@ CONFIG=$HOME_DIR/server.properties
 
 fetch_jars() {
   [ -f "$LIBS/.complete" ] && return
-  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars"
+  need_command mvn maven
   log "fetching Kafka $KAFKA_VERSION jars from Maven Central"
   rm -rf "$LIBS"
   mvn -q -B -Dstyle.color=never -f "$OMS_ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
@@ -48,7 +48,7 @@ broker_ready() {
 
 start() {
   if pid_alive "$PIDFILE"; then log "kafka already running (pid $(cat "$PIDFILE"))"; return; fi
-  command -v java >/dev/null || die "Java 17+ is needed to run Kafka"
+  need_command java openjdk-17-jre-headless
   fetch_jars
   write_config
   format_storage

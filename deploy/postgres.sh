@@ -6,7 +6,12 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-PGBIN=${OMS_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+find_pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+PGBIN=${OMS_PG_BIN:-$(find_pgbin)}
+if [ -z "$PGBIN" ] && ! command -v pg_ctl >/dev/null; then
+  need_command /usr/lib/postgresql/15/bin/pg_ctl postgresql-15
+  PGBIN=$(find_pgbin)
+fi
 [ -x "$PGBIN/pg_ctl" ] || PGBIN=$(dirname "$(command -v pg_ctl || echo /nonexistent/pg_ctl)")
 [ -x "$PGBIN/pg_ctl" ] || die "PostgreSQL server binaries not found (install Debian's postgresql package)"
 
