@@ -49,6 +49,9 @@ broker_ready() {
 start() {
   if pid_alive "$PIDFILE"; then log "kafka already running (pid $(cat "$PIDFILE"))"; return; fi
   need_command java openjdk-17-jre-headless
+  for port in "$OMS_KAFKA_PORT" "$OMS_KAFKA_CONTROLLER_PORT"; do
+    port_open "$port" && die "port $port is taken by another server (another checkout's? stop it, or set OMS_KAFKA_PORT)"
+  done
   fetch_jars
   write_config
   format_storage

@@ -54,6 +54,7 @@ ready() { "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$OMS_PG_PORT"; }
 start() {
   init_cluster
   if as_pg "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then log "postgres already running"; return; fi
+  port_open "$OMS_PG_PORT" && die "port $OMS_PG_PORT is taken by another server (another checkout's? stop it, or set OMS_PG_PORT)"
   log "starting postgres on 127.0.0.1:$OMS_PG_PORT"
   as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 start >/dev/null
   wait_for 60 "postgres to accept connections" ready

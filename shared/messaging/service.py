@@ -7,6 +7,7 @@ only raises on shutdown, and then the batch is redelivered to whoever owns the p
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ def consumer_group(service: str, topic: str) -> str:
 def build_app(definition: ServiceDefinition) -> FastStream:
     config = settings()
     configure_logging(definition.name, config.log_level)
-    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}")
+    # Per-message "Received/Processed" lines at DEBUG: our handlers log what matters, in JSON.
+    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}", log_level=logging.DEBUG)
     consumers: dict[str, Consumer] = {}
 
     for subscription in definition.subscriptions:

@@ -8,7 +8,7 @@ import pytest
 from ops.client import client
 from shared.contracts import wrap
 from shared.contracts.common import Line
-from shared.contracts.inventory import ReceiveStock, ReserveStock, StockReserved
+from shared.contracts.inventory import ReceiveStock, ReserveStock, StockReceived, StockReserved
 from shared.contracts.ops import DeadLetter
 from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS
 
@@ -30,6 +30,7 @@ async def test_a_redelivered_command_is_applied_once(config, admin, inventory_se
     order_id = uuid.uuid4()
     async with client(config, "test/erp") as erp, TopicWatcher(config, INVENTORY_EVENTS) as events:
         await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=10))
+        await events.wait_for(of_type(StockReceived, sku))  # keyed by SKU: another partition than the order's
         envelope = wrap(ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=4)]),
                         source="test/saga", correlation_id="c-1")
         raw = envelope.model_dump_json().encode()
