@@ -8,6 +8,7 @@
     oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
     oms order ORDER                an order's state, saga and timeline (ORDER: order id or channel/channel_order_id)
     oms test [pytest args]         the whole test suite against real Kafka and Postgres
+    oms asyncapi                   regenerate docs/asyncapi.json from the contracts
 """
 
 import argparse
@@ -24,7 +25,7 @@ from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import demo
+from . import asyncapi, demo
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .processes import all_services
@@ -159,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("ship", help="act as the location: pick, pack and ship the order")
     sh.add_argument("ref")
     sh.add_argument("--carrier", default="DHL")
+    sub.add_parser("asyncapi", help="regenerate docs/asyncapi.json")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -190,6 +192,9 @@ def main() -> None:
             code = asyncio.run(ship(args.ref, args.carrier))
         case "test":
             code = test(args.pytest_args)
+        case "asyncapi":
+            print(f"wrote {asyncapi.write()}")
+            code = 0
     sys.exit(code)
 
 

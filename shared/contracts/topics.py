@@ -28,4 +28,19 @@ ALL_TOPICS = (
     DEAD_LETTERS,
 )
 
+DESCRIPTIONS = {
+    ORDER_COMMANDS: "Sales channels place orders here. Keyed by channel/channel_order_id.",
+    ORDER_EVENTS: "Order lifecycle: accepted or rejected (reason codes), confirmed, shipped, cancelled (reason code).",
+    INVENTORY_COMMANDS: "Reservation commands from the order saga; stock receipts from ERP/WMS.",
+    INVENTORY_EVENTS: "Answers to reservation commands, and booked stock receipts.",
+    ROUTING_COMMANDS: "Sourcing requests from the saga; location master data from ops.",
+    ROUTING_EVENTS: "Sourcing decisions with their explanation, or the reason none was possible.",
+    FULFILLMENT_COMMANDS: "Fulfilment requests from the order saga.",
+    FULFILLMENT_WORK: "Work items for locations (warehouses, stores, dropship vendors).",
+    FULFILLMENT_LOCATION_UPDATES: "Locations report pick, pack and ship (carrier, tracking number).",
+    FULFILLMENT_EVENTS: "ERP-facing fulfilment events; one ShipmentConfirmed per fulfilment order in effect.",
+    NOTIFICATION_EVENTS: "Customer messages produced (no personal data).",
+    DEAD_LETTERS: "Messages a consumer could not process: reason, source position and the original bytes.",
+}
+
 PARTITIONS = 6

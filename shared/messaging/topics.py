@@ -1,5 +1,7 @@
 """Creates the OMS topics if they are missing (idempotent; safe to run from every service at start-up)."""
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import ALL_TOPICS, PARTITIONS
@@ -24,9 +26,23 @@ async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PART
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"could not create topic {name}: Kafka error code {code}")
+        await _wait_for_leaders(admin, missing)
         log.info("topics.created", topics=missing)
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    """New partitions need a moment to get a leader; producing before that only earns retries and warnings."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        if all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+               for t in described):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics without partition leaders after {timeout}s: {topics}")
+        await asyncio.sleep(0.1)
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:

@@ -1,0 +1,14 @@
+from ops.asyncapi import SPEC_PATH, generate, render
+from shared.contracts import REGISTRY
+from shared.contracts.topics import ALL_TOPICS
+
+
+def test_committed_spec_is_current():
+    assert SPEC_PATH.read_text() == render(), "run `./oms asyncapi` and commit docs/asyncapi.json"
+
+
+def test_every_topic_and_message_is_documented():
+    spec = generate()
+    assert {c["address"] for c in spec["channels"].values()} == set(ALL_TOPICS)
+    assert {m["name"] for m in spec["components"]["messages"].values()} == set(REGISTRY)
+    assert "capture_receives_orders_commands_v1" in spec["operations"]
