@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
     log_level: str = "INFO"
     consumer_max_records: int = 500
+    saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
 
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)

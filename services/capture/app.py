@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from shared.contracts.orders import PlaceOrder
+from shared.contracts.orders import CancelOrder, PlaceOrder
 from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_EVENTS, ORDER_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
@@ -21,9 +21,12 @@ SERVICE = ServiceDefinition(
     name="capture",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
-        Subscription(topic=ORDER_COMMANDS, handlers={PlaceOrder: handlers.place_order}, on_invalid_payload=rejection),
+        Subscription(topic=ORDER_COMMANDS,
+                     handlers={PlaceOrder: handlers.place_order, CancelOrder: handlers.cancel_order},
+                     on_invalid_payload=rejection),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),
         _replies_on(FULFILLMENT_EVENTS),
     ],
+    background=[handlers.expire_deadlines],
 )

@@ -1,15 +1,28 @@
-"""Capture handlers: take orders from channels, and drive each order's saga from the other services' replies."""
+"""Capture handlers: take orders and cancellations from channels, and drive each order's saga from the other
+services' replies and from its own deadlines."""
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
 
 from shared.contracts import Contract
-from shared.contracts.orders import OrderAccepted, PlaceOrder
+from shared.contracts.common import ReasonCode
+from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
 from shared.logging import get_logger
+from shared.messaging import outbox
 from shared.messaging.consumer import MessageContext
+from shared.messaging.outbox import OutboxRow
+from shared.messaging.retry import Backoff
+from shared.settings import settings
 
 from . import saga as saga_steps
 from . import store
 from .validation import order_id_for
 
 log = get_logger(__name__)
+
+Emit = Callable[[Contract, str], OutboxRow]
 
 
 async def place_order(ctx: MessageContext, cmd: PlaceOrder) -> None:
@@ -18,33 +31,88 @@ async def place_order(ctx: MessageContext, cmd: PlaceOrder) -> None:
         log.info("capture.duplicate_order", order_id=str(order_id), channel=cmd.channel)
         await store.record(ctx.conn, order_id, "note", "duplicate " + cmd.message_type, ctx.envelope.id, None)
         return
-    initial = saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines), delivery=cmd.delivery)
-    step = saga_steps.start(initial)
+    new = saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines), delivery=cmd.delivery,
+                          channel=cmd.channel, channel_order_id=cmd.channel_order_id)
+    step = saga_steps.start(new)
     await store.record(ctx.conn, order_id, "in", cmd.message_type, ctx.envelope.id, step.saga.state)
     accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                              customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
-    await _apply(ctx, step.saga, [accepted, *step.messages])
+    await _apply(ctx.conn, step.saga, [accepted, *step.messages], ctx.correlation_id, ctx.emit)
     log.info("capture.order_accepted", order_id=str(order_id), lines=len(cmd.lines))
+
+
+async def cancel_order(ctx: MessageContext, cmd: CancelOrder) -> None:
+    order_id = await store.find_order_id(ctx.conn, cmd.channel, cmd.channel_order_id)
+    loaded = order_id and await store.load_saga(ctx.conn, order_id)
+    if not loaded:
+        ctx.emit(OrderCancellationRejected(order_id=order_id_for(cmd.channel, cmd.channel_order_id),
+                                           channel=cmd.channel, channel_order_id=cmd.channel_order_id,
+                                           reason=ReasonCode(code="UNKNOWN_ORDER")))
+        return
+    current, correlation_id = loaded
+    step = saga_steps.request_cancel(current, cmd.reason)
+    await store.record(ctx.conn, order_id, "in", cmd.message_type, ctx.envelope.id, step.saga.state)
+    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit)
 
 
 async def saga_reply(ctx: MessageContext, reply: Contract) -> None:
     order_id = reply.order_id
-    current = await store.load_saga(ctx.conn, order_id)
-    if current is None:
+    loaded = await store.load_saga(ctx.conn, order_id)
+    if loaded is None:
         raise LookupError(f"no saga for order {order_id}")
+    current, correlation_id = loaded
     step = saga_steps.advance(current, reply)
     if step is None:
         log.info("saga.reply_ignored", state=current.state, reply=reply.message_type)
         await store.record(ctx.conn, order_id, "note", "ignored " + reply.message_type, ctx.envelope.id, current.state)
         return
     await store.record(ctx.conn, order_id, "in", reply.message_type, ctx.envelope.id, step.saga.state)
-    await _apply(ctx, step.saga, step.messages)
+    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit)
     if step.saga.state != current.state:
-        log.info("saga.advanced", order_id=str(order_id), previous=current.state, state=step.saga.state)
+        log.info("saga.advanced", previous=current.state, state=step.saga.state)
 
 
-async def _apply(ctx: MessageContext, saga: saga_steps.Saga, messages: list[Contract]) -> None:
-    await store.save_saga(ctx.conn, saga)
+async def _apply(conn: asyncpg.Connection, saga: saga_steps.Saga, messages: list[Contract], correlation_id: str,
+                 emit: Emit) -> None:
+    await store.save_saga(conn, saga, correlation_id, settings().saga_step_timeout_seconds)
     for message in messages:
-        ctx.emit(message)
-        await store.record(ctx.conn, saga.order_id, "out", message.message_type, ctx.staged[-1].event_id, saga.state)
+        row = emit(message, correlation_id)
+        await store.record(conn, saga.order_id, "out", message.message_type, row.event_id, saga.state)
+
+
+async def expire_deadlines(pool: asyncpg.Pool, interval: float = 0.5, batch: int = 200) -> None:
+    """Background task: act on saga steps whose deadline passed. The deadlines live in the saga rows, so a
+    restart loses none; SKIP LOCKED lets several capture instances share the work."""
+    backoff = Backoff()
+    while True:
+        try:
+            handled = await _expire_due(pool, batch)
+            backoff.reset()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("saga.deadline_scan_failed", error=repr(error))
+            await backoff.sleep()
+            continue
+        if handled < batch:
+            await asyncio.sleep(interval)
+
+
+async def _expire_due(pool: asyncpg.Pool, batch: int) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        due = await store.due_sagas(conn, batch)
+        rows: list[OutboxRow] = []
+
+        def emit(payload: Contract, correlation_id: str) -> OutboxRow:
+            rows.append(outbox.stage(payload, source="oms/capture", correlation_id=correlation_id))
+            return rows[-1]
+
+        for current, correlation_id in due:
+            step = saga_steps.on_timeout(current)
+            log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
+                        state=current.state, attempts=current.attempts, next_state=step.saga.state)
+            await store.record(conn, current.order_id, "note", f"deadline passed in {current.state}", None,
+                               step.saga.state)
+            await _apply(conn, step.saga, step.messages, correlation_id, emit)
+        await outbox.write(conn, rows, "capture")
+        return len(due)

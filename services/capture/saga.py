@@ -1,17 +1,30 @@
 """The order saga, as a table: for each state, the replies it accepts and what each one leads to.
 
-    reserving          --StockReserved-->         routing            (send RouteOrder)
-    reserving          --StockUnavailable-->      cancelled
-    routing            --OrderRouted-->           allocating         (send AllocateReservation)
-    routing            --RouteNotFound-->         cancelled          (compensate: ReleaseReservation)
-    allocating         --ReservationAllocated-->  fulfilling         (send RequestFulfillment)
-    allocating         --AllocationFailed-->      routing            (re-route without that location)
-                                                  or cancelled       (after MAX_ALLOCATION_ATTEMPTS; compensate)
-    fulfilling         --FulfillmentOrderCreated-> awaiting_shipment (tell the channel: OrderConfirmed)
-    awaiting_shipment  --ShipmentConfirmed-->     shipped            (send CommitReservation; OrderShipped)
+    state              reply                        next state          messages sent
+    reserving          StockReserved                routing             RouteOrder
+    reserving          StockUnavailable             cancelled           OrderCancelled
+    routing            OrderRouted                  allocating          AllocateReservation
+    routing            RouteNotFound                cancelled           (compensate) OrderCancelled
+    allocating         ReservationAllocated         fulfilling          RequestFulfillment
+    allocating         AllocationFailed             routing             RouteOrder without that location
+    fulfilling         FulfillmentOrderCreated      awaiting_shipment   OrderConfirmed
+    fulfilling,
+    awaiting_shipment  FulfillmentRejected          reallocating        DeallocateReservation
+    reallocating       ReservationDeallocated       routing             RouteOrder without the rejecting locations
+    awaiting_shipment,
+    cancelling         ShipmentConfirmed            shipped             CommitReservation, OrderShipped
+    cancelling         FulfillmentCancelled         cancelled           ReleaseReservation, OrderCancelled
 
-A reply that the current state does not expect (late, duplicate, out of order) changes nothing.
-Pure functions: the handler loads the saga row, calls `advance`, stores the result in the same transaction.
+Compensations are registered *before* the step they undo is sent (a step whose answer never came may still
+have happened): `release_reservation` before ReserveStock, `cancel_fulfillment` before RequestFulfillment.
+Cancelling (customer request, no route, too many rejections, a step that never answers) runs every registered
+compensation; with an open fulfilment order it first waits in `cancelling` for the location to let go, because
+an order that has shipped cannot be cancelled.
+
+Every waiting state has a deadline (kept in the saga row by the store). When it passes, the step's command is
+sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling` never gives
+up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of order)
+changes nothing. Everything here is pure; the handler loads the row, calls a function, stores the result.
 """
 
 from collections.abc import Callable
@@ -20,23 +33,38 @@ from uuid import UUID
 
 from shared.contracts import Contract
 from shared.contracts.common import Delivery, Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentOrderCreated, RequestFulfillment, ShipmentConfirmed
+from shared.contracts.fulfillment import (
+    CancelFulfillment,
+    FulfillmentCancelled,
+    FulfillmentOrderCreated,
+    FulfillmentRejected,
+    RequestFulfillment,
+    ShipmentConfirmed,
+)
 from shared.contracts.inventory import (
     AllocateReservation,
     AllocationFailed,
     CommitReservation,
+    DeallocateReservation,
     LocationAvailability,
     ReleaseReservation,
     ReservationAllocated,
+    ReservationDeallocated,
     ReserveStock,
     StockReserved,
     StockUnavailable,
 )
-from shared.contracts.orders import OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderShipped
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
-MAX_ALLOCATION_ATTEMPTS = 3
+MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
+MAX_STEP_ATTEMPTS = 3  # sends of one step's command before a silent step cancels the order
 TERMINAL = frozenset({"shipped", "cancelled"})
+WAITING = frozenset({"reserving", "routing", "allocating", "fulfilling", "reallocating", "cancelling"})
+
+RELEASE = "release_reservation"
+CANCEL_FULFILLMENT = "cancel_fulfillment"
+CUSTOMER_CANCELLED = "CUSTOMER_CANCELLED"
 
 
 @dataclass(frozen=True)
@@ -45,11 +73,16 @@ class Saga:
     state: str
     lines: tuple[Line, ...]
     delivery: Delivery
+    channel: str = ""
+    channel_order_id: str = ""
     location_id: str | None = None
     fulfillment_order_id: UUID | None = None
     availability: tuple[LocationAvailability, ...] = ()
     excluded_locations: tuple[str, ...] = ()
+    compensations: tuple[str, ...] = ()
     cancel_reason: ReasonCode | None = None
+    cancel_stage: str | None = None
+    attempts: int = 0  # sends of the current step's command
 
 
 @dataclass(frozen=True)
@@ -59,40 +92,34 @@ class Step:
 
 
 def start(saga: Saga) -> Step:
-    return Step(replace(saga, state="reserving"), [ReserveStock(order_id=saga.order_id, lines=list(saga.lines))])
+    return _wait(replace(saga, state="reserving", compensations=(RELEASE,)))
 
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
-    routed = replace(saga, state="routing", availability=tuple(reply.availability))
-    return Step(routed, [_route(routed)])
+    return _wait(replace(saga, state="routing", availability=tuple(reply.availability)))
 
 
 def _unavailable(saga: Saga, reply: StockUnavailable) -> Step:
-    return _cancel(saga, reply.reason, release=False)
+    nothing_held = replace(saga, compensations=_without(saga, RELEASE))
+    return _cancel(nothing_held, reply.reason)
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
-    return Step(replace(saga, state="allocating", location_id=reply.location_id),
-                [AllocateReservation(order_id=saga.order_id, location_id=reply.location_id)])
+    return _wait(replace(saga, state="allocating", location_id=reply.location_id))
 
 
 def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
-    return _cancel(saga, reply.reason, release=True)
+    return _cancel(saga, reply.reason)
 
 
 def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
-    return Step(replace(saga, state="fulfilling"),
-                [RequestFulfillment(order_id=saga.order_id, location_id=reply.location_id,
-                                    lines=list(saga.lines), delivery=saga.delivery)])
+    if reply.location_id != saga.location_id:
+        return Step(saga)
+    return _wait(replace(saga, state="fulfilling", compensations=(*saga.compensations, CANCEL_FULFILLMENT)))
 
 
 def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
-    excluded = (*saga.excluded_locations, reply.location_id)
-    if len(excluded) >= MAX_ALLOCATION_ATTEMPTS:
-        reason = ReasonCode(code="NO_ROUTE", detail=f"allocation failed at {', '.join(excluded)}")
-        return _cancel(replace(saga, excluded_locations=excluded), reason, release=True)
-    rerouted = replace(saga, state="routing", location_id=None, excluded_locations=excluded)
-    return Step(rerouted, [_route(rerouted)])
+    return _try_elsewhere(saga, reply.location_id, "routing")
 
 
 def _fulfilment_created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
@@ -103,25 +130,31 @@ def _fulfilment_created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
                                            fulfillment_order_id=reply.fulfillment_order_id)])
 
 
+def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
+    if reply.location_id != saga.location_id:
+        return Step(saga)
+    nothing_to_withdraw = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
+    return _try_elsewhere(nothing_to_withdraw, reply.location_id, "reallocating")
+
+
+def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
+    return _wait(replace(saga, state="routing", location_id=None, availability=tuple(reply.availability)))
+
+
 def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
-    return Step(replace(saga, state="shipped"), [
+    messages: list[Contract] = [
         CommitReservation(order_id=saga.order_id),
         OrderShipped(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
                      carrier=reply.carrier, tracking_number=reply.tracking_number),
-    ])
+    ]
+    if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
+        messages.append(_cancellation_rejected(saga, "ALREADY_SHIPPED"))
+    done = replace(saga, state="shipped", compensations=(), cancel_reason=None, cancel_stage=None)
+    return Step(done, messages)
 
 
-def _route(saga: Saga) -> RouteOrder:
-    return RouteOrder(order_id=saga.order_id, lines=list(saga.lines), delivery=saga.delivery,
-                      availability=list(saga.availability), exclude_locations=list(saga.excluded_locations))
-
-
-def _cancel(saga: Saga, reason: ReasonCode, *, release: bool) -> Step:
-    messages: list[Contract] = []
-    if release:
-        messages.append(ReleaseReservation(order_id=saga.order_id, reason=reason.code))
-    messages.append(OrderCancelled(order_id=saga.order_id, reason=reason, stage=saga.state))
-    return Step(replace(saga, state="cancelled", cancel_reason=reason), messages)
+def _fulfilment_cancelled(saga: Saga, reply: FulfillmentCancelled) -> Step:
+    return _finish_cancel(replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT)))
 
 
 TRANSITIONS: dict[tuple[str, type[Contract]], Callable[[Saga, Contract], Step]] = {
@@ -132,7 +165,12 @@ TRANSITIONS: dict[tuple[str, type[Contract]], Callable[[Saga, Contract], Step]] 
     ("allocating", ReservationAllocated): _allocated,
     ("allocating", AllocationFailed): _allocation_failed,
     ("fulfilling", FulfillmentOrderCreated): _fulfilment_created,
+    ("fulfilling", FulfillmentRejected): _rejected,
+    ("awaiting_shipment", FulfillmentRejected): _rejected,
+    ("reallocating", ReservationDeallocated): _deallocated,
     ("awaiting_shipment", ShipmentConfirmed): _shipped,
+    ("cancelling", ShipmentConfirmed): _shipped,
+    ("cancelling", FulfillmentCancelled): _fulfilment_cancelled,
 }
 
 REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS)
@@ -142,6 +180,86 @@ def advance(saga: Saga, reply: Contract) -> Step | None:
     """The next step for this reply, or None when the current state does not expect it."""
     transition = TRANSITIONS.get((saga.state, type(reply)))
     return transition(saga, reply) if transition else None
+
+
+def request_cancel(saga: Saga, reason: str) -> Step:
+    """The channel asks to cancel: honoured before shipment, answered with a rejection after."""
+    if saga.state == "shipped":
+        return Step(saga, [_cancellation_rejected(saga, "ALREADY_SHIPPED")])
+    if saga.state == "cancelled":
+        return Step(saga, [_cancellation_rejected(saga, "ALREADY_CANCELLED")])
+    if saga.state == "cancelling":
+        return Step(saga)
+    return _cancel(saga, ReasonCode(code=CUSTOMER_CANCELLED, detail=reason))
+
+
+def on_timeout(saga: Saga) -> Step:
+    """The current step's deadline passed: ask again, or give up and compensate."""
+    if saga.state == "cancelling" or saga.attempts < MAX_STEP_ATTEMPTS:
+        return _wait(saga, again=True)
+    command = pending_command(saga)
+    return _cancel(saga, ReasonCode(code="STEP_TIMEOUT",
+                                    detail=f"no answer to {command.message_type} after {saga.attempts} tries"))
+
+
+def pending_command(saga: Saga) -> Contract:
+    """The command a waiting state has sent and waits on; sent again on timeout."""
+    order_id = saga.order_id
+    match saga.state:
+        case "reserving":
+            return ReserveStock(order_id=order_id, lines=list(saga.lines))
+        case "routing":
+            return RouteOrder(order_id=order_id, lines=list(saga.lines), delivery=saga.delivery,
+                              availability=list(saga.availability), exclude_locations=list(saga.excluded_locations))
+        case "allocating":
+            return AllocateReservation(order_id=order_id, location_id=saga.location_id)
+        case "fulfilling":
+            return RequestFulfillment(order_id=order_id, location_id=saga.location_id, lines=list(saga.lines),
+                                      delivery=saga.delivery)
+        case "reallocating":
+            return DeallocateReservation(order_id=order_id, location_id=saga.excluded_locations[-1])
+        case "cancelling":
+            return CancelFulfillment(order_id=order_id, location_id=saga.location_id)
+    raise ValueError(f"state {saga.state} waits for nothing")
+
+
+def _wait(saga: Saga, *, again: bool = False) -> Step:
+    waiting = replace(saga, attempts=saga.attempts + 1 if again else 1)
+    return Step(waiting, [pending_command(waiting)])
+
+
+def _try_elsewhere(saga: Saga, failed_location: str, next_state: str) -> Step:
+    excluded = (*saga.excluded_locations, failed_location)
+    tried = replace(saga, excluded_locations=excluded)
+    if len(excluded) >= MAX_LOCATION_ATTEMPTS:
+        return _cancel(tried, ReasonCode(code="NO_ROUTE", detail=f"tried and failed at {', '.join(excluded)}"))
+    if next_state == "routing":
+        return _wait(replace(tried, state="routing", location_id=None))
+    return _wait(replace(tried, state=next_state))
+
+
+def _cancel(saga: Saga, reason: ReasonCode) -> Step:
+    cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state)
+    if CANCEL_FULFILLMENT in saga.compensations:
+        return _wait(replace(cancelling, state="cancelling"))
+    return _finish_cancel(cancelling)
+
+
+def _finish_cancel(saga: Saga) -> Step:
+    messages: list[Contract] = []
+    if RELEASE in saga.compensations:
+        messages.append(ReleaseReservation(order_id=saga.order_id, reason=saga.cancel_reason.code))
+    messages.append(OrderCancelled(order_id=saga.order_id, reason=saga.cancel_reason, stage=saga.cancel_stage))
+    return Step(replace(saga, state="cancelled", compensations=(), attempts=0), messages)
+
+
+def _cancellation_rejected(saga: Saga, code: str) -> OrderCancellationRejected:
+    return OrderCancellationRejected(order_id=saga.order_id, channel=saga.channel,
+                                     channel_order_id=saga.channel_order_id, reason=ReasonCode(code=code))
+
+
+def _without(saga: Saga, compensation: str) -> tuple[str, ...]:
+    return tuple(c for c in saga.compensations if c != compensation)
 
 
 ORDER_STATUS = {"awaiting_shipment": "confirmed", "shipped": "shipped", "cancelled": "cancelled"}

@@ -1,4 +1,6 @@
-"""SQL for the capture schema: orders, their sagas and timelines."""
+"""SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
+
+from datetime import timedelta
 
 import asyncpg
 from pydantic import TypeAdapter
@@ -7,7 +9,7 @@ from shared.contracts.common import Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
 from shared.contracts.orders import PlaceOrder
 
-from .saga import ORDER_STATUS, Saga
+from .saga import ORDER_STATUS, WAITING, Saga
 
 _delivery = TypeAdapter(Delivery)
 
@@ -21,43 +23,68 @@ async def insert_order(conn: asyncpg.Connection, order_id, cmd: PlaceOrder) -> b
     ))
 
 
-async def load_saga(conn: asyncpg.Connection, order_id) -> Saga | None:
-    row = await conn.fetchrow(
-        """SELECT s.*, o.placed FROM order_sagas s JOIN orders o USING (order_id)
-           WHERE s.order_id = $1 FOR UPDATE OF s""",
-        order_id,
+_SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id FROM order_sagas s JOIN orders o USING (order_id)"""
+
+
+async def load_saga(conn: asyncpg.Connection, order_id) -> tuple[Saga, str] | None:
+    """The saga, locked for this transaction, and its correlation id."""
+    row = await conn.fetchrow(f"{_SAGA_SELECT} WHERE s.order_id = $1 FOR UPDATE OF s", order_id)
+    return (_saga(row), row["correlation_id"]) if row else None
+
+
+async def due_sagas(conn: asyncpg.Connection, limit: int) -> list[tuple[Saga, str]]:
+    """Sagas whose step deadline has passed, locked; other instances skip them."""
+    rows = await conn.fetch(
+        f"{_SAGA_SELECT} WHERE s.deadline_at <= now() ORDER BY s.deadline_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
+        limit,
     )
-    if row is None:
-        return None
+    return [(_saga(r), r["correlation_id"]) for r in rows]
+
+
+def _saga(row: asyncpg.Record) -> Saga:
     return Saga(
         order_id=row["order_id"],
         state=row["state"],
         lines=tuple(Line(sku=line["sku"], quantity=line["quantity"]) for line in row["placed"]["lines"]),
         delivery=_delivery.validate_python(row["placed"]["delivery"]),
+        channel=row["channel"],
+        channel_order_id=row["channel_order_id"],
         location_id=row["location_id"],
         fulfillment_order_id=row["fulfillment_order_id"],
         availability=tuple(LocationAvailability(**a) for a in row["availability"]),
         excluded_locations=tuple(row["excluded_locations"]),
+        compensations=tuple(row["compensations"]),
         cancel_reason=ReasonCode(**row["cancel_reason"]) if row["cancel_reason"] else None,
+        cancel_stage=row["cancel_stage"],
+        attempts=row["attempts"],
     )
 
 
-async def save_saga(conn: asyncpg.Connection, saga: Saga) -> None:
+async def save_saga(conn: asyncpg.Connection, saga: Saga, correlation_id: str, step_timeout: float) -> None:
+    deadline = timedelta(seconds=step_timeout * 2 ** max(saga.attempts - 1, 0)) if saga.state in WAITING else None
     await conn.execute(
         """INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
-                                    excluded_locations, cancel_reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                    excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
+                                    deadline_at, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + $11::interval, $12)
            ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
              fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
              excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
-             updated_at = now()""",
+             compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
+             attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at, updated_at = now()""",
         saga.order_id, saga.state, saga.location_id, saga.fulfillment_order_id,
         [a.model_dump() for a in saga.availability], list(saga.excluded_locations),
-        saga.cancel_reason.model_dump() if saga.cancel_reason else None,
+        saga.cancel_reason.model_dump() if saga.cancel_reason else None, list(saga.compensations),
+        saga.cancel_stage, saga.attempts, deadline, correlation_id,
     )
     if saga.state in ORDER_STATUS:
         await conn.execute("UPDATE orders SET status = $2, updated_at = now() WHERE order_id = $1",
                            saga.order_id, ORDER_STATUS[saga.state])
+
+
+async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):
+    return await conn.fetchval("SELECT order_id FROM orders WHERE channel = $1 AND channel_order_id = $2",
+                               channel, channel_order_id)
 
 
 async def record(conn: asyncpg.Connection, order_id, direction: str, message_type: str, message_id,

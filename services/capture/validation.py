@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from shared.contracts import Envelope
 from shared.contracts.common import ReasonCode
-from shared.contracts.orders import OrderRejected
+from shared.contracts.orders import OrderRejected, PlaceOrder
 
 ORDER_NAMESPACE = uuid.UUID("0b6f0c1e-8f0a-4c53-9a57-3f0c1b1f7d10")
 
@@ -43,6 +43,8 @@ def reasons(error: ValidationError) -> list[ReasonCode]:
 
 def rejection(envelope: Envelope, error: ValidationError) -> list[OrderRejected]:
     """Answer the channel when the order is identifiable; otherwise only the dead letter remains."""
+    if envelope.type != PlaceOrder.message_type:
+        return []
     channel, channel_order_id = envelope.data.get("channel"), envelope.data.get("channel_order_id")
     if not (isinstance(channel, str) and channel and isinstance(channel_order_id, str) and channel_order_id):
         return []

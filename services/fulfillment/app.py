@@ -14,7 +14,8 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=FULFILLMENT_COMMANDS,
-                     handlers={contracts.RequestFulfillment: handlers.request_fulfillment}),
+                     handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
+                               contracts.CancelFulfillment: handlers.cancel_fulfillment}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
                      handlers={contracts.LocationUpdate: handlers.location_update}),
     ],

@@ -1,13 +1,17 @@
-"""Fulfillment handlers: create work for a location; turn its progress reports into ERP events."""
+"""Fulfillment handlers: create and withdraw work for a location; turn its reports into ERP events."""
 
-import uuid
 from datetime import UTC, datetime
 
-from shared.contracts.common import Line
+from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import (
+    CancelFulfillment,
+    FulfillmentCancellationRefused,
+    FulfillmentCancelled,
     FulfillmentOrderCreated,
     FulfillmentOrderProgressed,
+    FulfillmentRejected,
     FulfillmentRequested,
+    FulfillmentWithdrawn,
     LocationUpdate,
     RequestFulfillment,
     ShipmentConfirmed,
@@ -15,25 +19,39 @@ from shared.contracts.fulfillment import (
 from shared.logging import get_logger
 from shared.messaging.consumer import MessageContext
 
-from .domain import advances
+from .domain import OPEN, advances, fulfillment_order_id
 
 log = get_logger(__name__)
 
 
 async def request_fulfillment(ctx: MessageContext, cmd: RequestFulfillment) -> None:
-    fulfillment_order_id = uuid.uuid5(cmd.order_id, cmd.location_id)
+    fo_id = fulfillment_order_id(cmd.order_id, cmd.location_id)
     created = await ctx.conn.fetchval(
         """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
                                           correlation_id)
            VALUES ($1, $2, $3, 'requested', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1""",
-        fulfillment_order_id, cmd.order_id, cmd.location_id,
+        fo_id, cmd.order_id, cmd.location_id,
         [line.model_dump() for line in cmd.lines], cmd.delivery.model_dump(mode="json"), ctx.correlation_id,
     )
     if created:
-        ctx.emit(FulfillmentRequested(fulfillment_order_id=fulfillment_order_id, order_id=cmd.order_id,
+        ctx.emit(FulfillmentRequested(fulfillment_order_id=fo_id, order_id=cmd.order_id,
                                       location_id=cmd.location_id, lines=cmd.lines, delivery=cmd.delivery))
-    ctx.emit(FulfillmentOrderCreated(fulfillment_order_id=fulfillment_order_id, order_id=cmd.order_id,
+    ctx.emit(FulfillmentOrderCreated(fulfillment_order_id=fo_id, order_id=cmd.order_id,
                                      location_id=cmd.location_id, lines=cmd.lines))
+
+
+async def cancel_fulfillment(ctx: MessageContext, cmd: CancelFulfillment) -> None:
+    ids = {"order_id": cmd.order_id, "location_id": cmd.location_id,
+           "fulfillment_order_id": fulfillment_order_id(cmd.order_id, cmd.location_id)}
+    row = await ctx.conn.fetchrow("SELECT status FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE",
+                                  ids["fulfillment_order_id"])
+    if row is not None and row["status"] == "shipped":
+        ctx.emit(FulfillmentCancellationRefused(**ids, reason=ReasonCode(code="ALREADY_SHIPPED")))
+        return
+    if row is not None and row["status"] in OPEN:
+        await _set_status(ctx, ids["fulfillment_order_id"], "cancelled")
+        ctx.emit(FulfillmentWithdrawn(**ids))
+    ctx.emit(FulfillmentCancelled(**ids, existed=row is not None))
 
 
 async def location_update(ctx: MessageContext, update: LocationUpdate) -> None:
@@ -45,17 +63,26 @@ async def location_update(ctx: MessageContext, update: LocationUpdate) -> None:
     if not advances(row["status"], update.status):
         log.info("fulfillment.update_ignored", current=row["status"], reported=update.status)
         return
-    await ctx.conn.execute(
-        """UPDATE fulfillment_orders SET status = $2, carrier = coalesce($3, carrier),
-             tracking_number = coalesce($4, tracking_number), updated_at = now()
-           WHERE fulfillment_order_id = $1""",
-        update.fulfillment_order_id, update.status, update.carrier, update.tracking_number,
-    )
+    await _set_status(ctx, update.fulfillment_order_id, update.status, update)
     ids = {"fulfillment_order_id": update.fulfillment_order_id, "order_id": update.order_id,
            "location_id": row["location_id"]}
+    correlation_id = row["correlation_id"]
     if update.status == "shipped":
         ctx.emit(ShipmentConfirmed(**ids, lines=[Line(**line) for line in row["lines"]], carrier=update.carrier,
                                    tracking_number=update.tracking_number, shipped_at=datetime.now(UTC)),
-                 correlation_id=row["correlation_id"])
+                 correlation_id=correlation_id)
+    elif update.status == "rejected":
+        ctx.emit(FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED")),
+                 correlation_id=correlation_id)
     else:
-        ctx.emit(FulfillmentOrderProgressed(**ids, status=update.status), correlation_id=row["correlation_id"])
+        ctx.emit(FulfillmentOrderProgressed(**ids, status=update.status), correlation_id=correlation_id)
+
+
+async def _set_status(ctx: MessageContext, fo_id, status: str, update: LocationUpdate | None = None) -> None:
+    await ctx.conn.execute(
+        """UPDATE fulfillment_orders SET status = $2, carrier = coalesce($3, carrier),
+             tracking_number = coalesce($4, tracking_number), reject_reason = coalesce($5, reject_reason),
+             updated_at = now()
+           WHERE fulfillment_order_id = $1""",
+        fo_id, status, update and update.carrier, update and update.tracking_number, update and update.reason,
+    )

@@ -18,6 +18,7 @@ SERVICE = ServiceDefinition(
             handlers={
                 contracts.ReserveStock: handlers.reserve_stock,
                 contracts.AllocateReservation: handlers.allocate_reservation,
+                contracts.DeallocateReservation: handlers.deallocate_reservation,
                 contracts.ReleaseReservation: handlers.release_reservation,
                 contracts.CommitReservation: handlers.commit_reservation,
                 contracts.ReceiveStock: handlers.receive_stock,

@@ -5,10 +5,12 @@ from shared.contracts.inventory import (
     AllocateReservation,
     AllocationFailed,
     CommitReservation,
+    DeallocateReservation,
     ReceiveStock,
     ReleaseReservation,
     ReservationAllocated,
     ReservationCommitted,
+    ReservationDeallocated,
     ReservationReleased,
     ReserveStock,
     StockReceived,
@@ -58,6 +60,19 @@ async def allocate_reservation(ctx: MessageContext, cmd: AllocateReservation) ->
         ctx.emit(AllocationFailed(order_id=cmd.order_id, location_id=cmd.location_id, reason=ReasonCode(code=no.code)))
         return
     ctx.emit(ReservationAllocated(order_id=cmd.order_id, location_id=cmd.location_id))
+
+
+async def deallocate_reservation(ctx: MessageContext, cmd: DeallocateReservation) -> None:
+    existing = await store.reservation(ctx.conn, cmd.order_id)
+    status = existing["status"] if existing else "none"
+    if status == "allocated" and existing["location_id"] == cmd.location_id:
+        await store.deallocate(ctx.conn, cmd.order_id, cmd.location_id, _lines(existing))
+    elif status != "held":
+        log.warning("inventory.deallocate_ignored", status=status)
+        return
+    skus = [line.sku for line in _lines(existing)]
+    ctx.emit(ReservationDeallocated(order_id=cmd.order_id, location_id=cmd.location_id,
+                                    availability=await store.availability(ctx.conn, skus)))
 
 
 async def release_reservation(ctx: MessageContext, cmd: ReleaseReservation) -> None:

@@ -73,6 +73,16 @@ async def allocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, l
         await _set_status(conn, order_id, "allocated", location_id)
 
 
+async def deallocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
+    """Un-pin the units from the location; the network hold stays."""
+    for line in lines:
+        await conn.execute(
+            "UPDATE location_stock SET allocated = allocated - $3 WHERE sku = $1 AND location_id = $2",
+            line.sku, location_id, line.quantity,
+        )
+    await _set_status(conn, order_id, "held", None)
+
+
 async def release(conn: asyncpg.Connection, order_id: UUID, status: str, location_id: str | None,
                   lines: list[Line]) -> None:
     for line in lines:

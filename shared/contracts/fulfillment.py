@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import Field, model_validator
 
 from .base import Contract, contract
-from .common import Delivery, Line, LocationId
+from .common import Delivery, Line, LocationId, ReasonCode
 from .topics import FULFILLMENT_COMMANDS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK
 
 
@@ -17,6 +17,14 @@ class RequestFulfillment(Contract):
     location_id: LocationId
     lines: list[Line]
     delivery: Delivery
+
+
+@contract("oms.fulfillment.CancelFulfillment.v1", topic=FULFILLMENT_COMMANDS)
+class CancelFulfillment(Contract):
+    """Withdraw the order's work from a location, unless it has shipped."""
+
+    order_id: UUID
+    location_id: LocationId
 
 
 @contract("oms.fulfillment.FulfillmentRequested.v1", topic=FULFILLMENT_WORK)
@@ -30,15 +38,25 @@ class FulfillmentRequested(Contract):
     delivery: Delivery
 
 
-@contract("oms.fulfillment.LocationUpdate.v1", topic=FULFILLMENT_LOCATION_UPDATES)
-class LocationUpdate(Contract):
-    """A location reports progress on a fulfilment order."""
+@contract("oms.fulfillment.FulfillmentWithdrawn.v1", topic=FULFILLMENT_WORK)
+class FulfillmentWithdrawn(Contract):
+    """Stop working on this fulfilment order: the order was cancelled."""
 
     fulfillment_order_id: UUID
     order_id: UUID
-    status: Literal["picked", "packed", "shipped"]
+    location_id: LocationId
+
+
+@contract("oms.fulfillment.LocationUpdate.v1", topic=FULFILLMENT_LOCATION_UPDATES)
+class LocationUpdate(Contract):
+    """A location reports progress on a fulfilment order, or rejects it (cannot fill it: short pick, closed, ...)."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    status: Literal["picked", "packed", "shipped", "rejected"]
     carrier: str | None = Field(None, max_length=50)
     tracking_number: str | None = Field(None, max_length=100)
+    reason: str | None = Field(None, max_length=200, description="Why the location rejects, e.g. SHORT_PICK")
 
     @model_validator(mode="after")
     def shipped_has_tracking(self) -> "LocationUpdate":
@@ -61,6 +79,32 @@ class FulfillmentOrderProgressed(Contract):
     order_id: UUID
     location_id: LocationId
     status: Literal["picked", "packed"]
+
+
+@contract("oms.fulfillment.FulfillmentRejected.v1", topic=FULFILLMENT_EVENTS)
+class FulfillmentRejected(Contract):
+    """The location cannot fill the fulfilment order; the saga re-routes the order elsewhere."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId
+    reason: ReasonCode
+
+
+@contract("oms.fulfillment.FulfillmentCancelled.v1", topic=FULFILLMENT_EVENTS)
+class FulfillmentCancelled(Contract):
+    order_id: UUID
+    location_id: LocationId
+    fulfillment_order_id: UUID
+    existed: bool = Field(description="False when there was nothing to withdraw at that location")
+
+
+@contract("oms.fulfillment.FulfillmentCancellationRefused.v1", topic=FULFILLMENT_EVENTS)
+class FulfillmentCancellationRefused(Contract):
+    order_id: UUID
+    location_id: LocationId
+    fulfillment_order_id: UUID
+    reason: ReasonCode = Field(description="ALREADY_SHIPPED")
 
 
 @contract("oms.fulfillment.ShipmentConfirmed.v1", topic=FULFILLMENT_EVENTS)

@@ -1,8 +1,9 @@
 """Inventory: reservations the saga asks for, stock receipts from ERP/WMS, and their outcomes.
 
 A reservation is made in two steps: `ReserveStock` holds units against the whole network (all-or-nothing over
-the order's lines), `AllocateReservation` pins the held units to the location routing chose. `ReleaseReservation`
-undoes either; `CommitReservation` consumes the units when they ship.
+the order's lines), `AllocateReservation` pins the held units to the location routing chose.
+`DeallocateReservation` un-pins them when that location rejects the work, `ReleaseReservation` undoes the
+reservation, `CommitReservation` consumes the units when they ship.
 """
 
 from typing import Literal
@@ -35,6 +36,14 @@ class ReserveStock(Contract):
 
 @contract("oms.inventory.AllocateReservation.v1", topic=INVENTORY_COMMANDS)
 class AllocateReservation(Contract):
+    order_id: UUID
+    location_id: LocationId
+
+
+@contract("oms.inventory.DeallocateReservation.v1", topic=INVENTORY_COMMANDS)
+class DeallocateReservation(Contract):
+    """Un-pin the units from a location that could not fulfil them; they stay held for the order."""
+
     order_id: UUID
     location_id: LocationId
 
@@ -88,6 +97,13 @@ class AllocationFailed(Contract):
     order_id: UUID
     location_id: LocationId
     reason: ReasonCode = Field(description="LOCATION_SHORT or RESERVATION_NOT_HELD")
+
+
+@contract("oms.inventory.ReservationDeallocated.v1", topic=INVENTORY_EVENTS)
+class ReservationDeallocated(Contract):
+    order_id: UUID
+    location_id: LocationId
+    availability: list[LocationAvailability] = Field(description="Where the held SKUs are now, for re-routing")
 
 
 @contract("oms.inventory.ReservationReleased.v1", topic=INVENTORY_EVENTS)

@@ -1,7 +1,6 @@
 """Order capture: what sales channels send, and the order lifecycle events they (and others) read."""
 
 from decimal import Decimal
-from typing import Literal
 from uuid import UUID
 
 from pydantic import EmailStr, Field, field_validator
@@ -38,6 +37,18 @@ class PlaceOrder(Contract):
         if value not in CURRENCIES:
             raise ValueError(f"unknown currency {value!r}")
         return value
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.CancelOrder.v1", topic=ORDER_COMMANDS)
+class CancelOrder(Contract):
+    """The channel (for the customer) asks to cancel an order. Honoured at any point before shipment."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100)
+    reason: str = Field("customer request", max_length=200)
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
@@ -86,6 +97,19 @@ class OrderShipped(Contract):
 
 @contract("oms.capture.OrderCancelled.v1", topic=ORDER_EVENTS)
 class OrderCancelled(Contract):
+    """The order ended without shipping; every reservation and open fulfilment order has been (or is being) undone."""
+
     order_id: UUID
+    reason: ReasonCode = Field(description="CUSTOMER_CANCELLED, OUT_OF_STOCK, UNKNOWN_SKU, NO_LOCATION_WITH_STOCK, "
+                                           "PICKUP_STORE_NO_STOCK, NO_ROUTE, STEP_TIMEOUT, ...")
+    stage: str = Field(description="The saga step the order was at when cancelling began", examples=["routing"])
+
+
+@contract("oms.capture.OrderCancellationRejected.v1", topic=ORDER_EVENTS)
+class OrderCancellationRejected(Contract):
+    """A CancelOrder that could not be honoured, with the reason (ALREADY_SHIPPED, ALREADY_CANCELLED, UNKNOWN_ORDER)."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
     reason: ReasonCode
-    stage: Literal["reserving", "routing", "allocating", "fulfilling", "awaiting_shipment"]

@@ -46,12 +46,12 @@ class MessageContext:
     def correlation_id(self) -> str:
         return self.envelope.correlationid
 
-    def emit(self, payload: Contract, correlation_id: str | None = None) -> None:
+    def emit(self, payload: Contract, correlation_id: str | None = None) -> OutboxRow:
         """Stage a message; it carries this message's correlation id unless the flow it belongs to has another."""
-        self.staged.append(
-            outbox.stage(payload, source=self.source, correlation_id=correlation_id or self.correlation_id,
-                         causation_id=str(self.envelope.id))
-        )
+        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id or self.correlation_id,
+                           causation_id=str(self.envelope.id))
+        self.staged.append(row)
+        return row
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]

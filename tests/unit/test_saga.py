@@ -1,22 +1,33 @@
 import uuid
 
-from shared.contracts.common import Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentOrderCreated, RequestFulfillment, ShipmentConfirmed
+import pytest
+
+from shared.contracts.common import Line, ReasonCode, ShipTo
+from shared.contracts.fulfillment import (
+    CancelFulfillment,
+    FulfillmentCancelled,
+    FulfillmentOrderCreated,
+    FulfillmentRejected,
+    RequestFulfillment,
+    ShipmentConfirmed,
+)
 from shared.contracts.inventory import (
     AllocateReservation,
     AllocationFailed,
     CommitReservation,
+    DeallocateReservation,
     LocationAvailability,
     ReleaseReservation,
     ReservationAllocated,
+    ReservationDeallocated,
     ReserveStock,
     StockReserved,
     StockUnavailable,
 )
-from shared.contracts.orders import OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderShipped
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
+
 from ops.demo import address
-from shared.contracts.common import ShipTo
 from services.capture import saga as s
 
 ORDER = uuid.uuid4()
@@ -43,9 +54,25 @@ def through(*replies) -> s.Saga:
     return saga
 
 
-def test_start_reserves_stock():
+FO = uuid.uuid4()
+
+
+def shipment(location="WH-1") -> ShipmentConfirmed:
+    return ShipmentConfirmed(fulfillment_order_id=FO, order_id=ORDER, location_id=location, lines=list(LINES),
+                             carrier="DHL", tracking_number="T1", shipped_at="2026-01-01T00:00:00Z")
+
+
+def to_awaiting_shipment() -> s.Saga:
+    return through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"),
+                   ReservationAllocated(order_id=ORDER, location_id="WH-1"),
+                   FulfillmentOrderCreated(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
+                                           lines=list(LINES)))
+
+
+def test_start_registers_the_release_before_reserving_stock():
     step = s.start(new_saga())
     assert step.saga.state == "reserving"
+    assert step.saga.compensations == (s.RELEASE,)
     assert types(step) == [ReserveStock]
 
 
@@ -67,7 +94,7 @@ def test_happy_path_runs_every_step_in_order():
     assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped])
 
 
-def test_no_stock_cancels_without_compensation():
+def test_no_stock_cancels_without_compensation_because_nothing_was_held():
     saga = s.start(new_saga()).saga
     step = s.advance(saga, StockUnavailable(order_id=ORDER, reason=ReasonCode(code="OUT_OF_STOCK"), shortages=[]))
     assert step.saga.state == "cancelled"
@@ -89,7 +116,7 @@ def test_failed_allocation_reroutes_without_that_location_then_gives_up():
         step = s.advance(saga, AllocationFailed(order_id=ORDER, location_id=location,
                                                 reason=ReasonCode(code="LOCATION_SHORT")))
         saga = step.saga
-        if attempt < s.MAX_ALLOCATION_ATTEMPTS:
+        if attempt < s.MAX_LOCATION_ATTEMPTS:
             assert saga.state == "routing"
             assert step.messages[0].exclude_locations == ["WH-1", "WH-2", "WH-3"][:attempt]
     assert saga.state == "cancelled"
@@ -102,3 +129,80 @@ def test_replies_the_state_does_not_expect_change_nothing():
     assert s.advance(saga, ReservationAllocated(order_id=ORDER, location_id="WH-1")) is None  # out of order
     cancelled = s.advance(saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="X"))).saga
     assert s.advance(cancelled, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="late")) is None
+
+
+def test_fulfilment_cancellation_is_registered_before_requesting_fulfilment():
+    saga = through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"))
+    step = s.advance(saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
+    assert s.CANCEL_FULFILLMENT in step.saga.compensations
+    assert types(step) == [RequestFulfillment]
+
+
+@pytest.mark.parametrize("replies", [[], [reserved()], [reserved(), OrderRouted(order_id=ORDER, location_id="WH-1",
+                                                                                 explanation="x")]])
+def test_customer_cancel_before_fulfilment_releases_and_cancels_at_once(replies):
+    saga = through(*replies)
+    step = s.request_cancel(saga, "changed my mind")
+    assert step.saga.state == "cancelled"
+    assert types(step) == [ReleaseReservation, OrderCancelled]
+    assert step.messages[1].reason.code == "CUSTOMER_CANCELLED"
+    assert step.messages[1].stage == saga.state
+
+
+def test_customer_cancel_with_open_fulfilment_waits_for_the_location_then_releases():
+    step = s.request_cancel(to_awaiting_shipment(), "changed my mind")
+    assert step.saga.state == "cancelling"
+    assert types(step) == [CancelFulfillment]
+    done = s.advance(step.saga, FulfillmentCancelled(order_id=ORDER, location_id="WH-1", fulfillment_order_id=FO,
+                                                     existed=True))
+    assert done.saga.state == "cancelled"
+    assert types(done) == [ReleaseReservation, OrderCancelled]
+    assert done.messages[1].stage == "awaiting_shipment"
+
+
+def test_a_shipment_wins_over_a_late_cancel():
+    cancelling = s.request_cancel(to_awaiting_shipment(), "too late").saga
+    step = s.advance(cancelling, shipment())
+    assert step.saga.state == "shipped"
+    assert types(step) == [CommitReservation, OrderShipped, OrderCancellationRejected]
+    assert step.messages[2].reason.code == "ALREADY_SHIPPED"
+
+
+def test_cancel_after_shipment_or_cancellation_is_refused_with_a_reason():
+    shipped = s.advance(to_awaiting_shipment(), shipment()).saga
+    assert s.request_cancel(shipped, "x").messages[0].reason.code == "ALREADY_SHIPPED"
+    cancelled = s.request_cancel(through(), "x").saga
+    assert s.request_cancel(cancelled, "x").messages[0].reason.code == "ALREADY_CANCELLED"
+
+
+def test_a_rejecting_location_is_replaced_by_another():
+    step = s.advance(to_awaiting_shipment(), FulfillmentRejected(
+        fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", reason=ReasonCode(code="SHORT_PICK")))
+    assert step.saga.state == "reallocating"
+    assert types(step) == [DeallocateReservation]
+    assert s.CANCEL_FULFILLMENT not in step.saga.compensations
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-1",
+                                                       availability=reserved().availability))
+    assert step.saga.state == "routing"
+    assert step.messages[0].exclude_locations == ["WH-1"]
+
+
+def test_a_silent_step_is_asked_again_then_compensated():
+    saga = through(reserved())
+    assert saga.attempts == 1
+    for attempt in range(2, s.MAX_STEP_ATTEMPTS + 1):
+        step = s.on_timeout(saga)
+        assert (step.saga.state, step.saga.attempts, types(step)) == ("routing", attempt, [RouteOrder])
+        saga = step.saga
+    step = s.on_timeout(saga)
+    assert step.saga.state == "cancelled"
+    assert types(step) == [ReleaseReservation, OrderCancelled]
+    assert step.messages[1].reason.code == "STEP_TIMEOUT"
+
+
+def test_cancelling_never_gives_up():
+    saga = s.request_cancel(to_awaiting_shipment(), "x").saga
+    for _ in range(s.MAX_STEP_ATTEMPTS * 3):
+        step = s.on_timeout(saga)
+        assert (step.saga.state, types(step)) == ("cancelling", [CancelFulfillment])
+        saga = step.saga
