@@ -8,6 +8,8 @@
     oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
     oms order ORDER                an order's state, saga and timeline (ORDER: order id or channel/channel_order_id)
     oms test [pytest args]         the whole test suite against real Kafka and Postgres
+    oms check                      the invariant checker: what is violated in the running system
+    oms cancel ORDER               the channel asks to cancel an order
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
 """
 
@@ -21,11 +23,12 @@ import uuid
 import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
+from shared.contracts.orders import CancelOrder
 from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, demo
+from . import asyncapi, demo, invariants
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .processes import all_services
@@ -120,6 +123,25 @@ async def ship(ref: str, carrier: str) -> int:
     return 0
 
 
+async def check_invariants() -> int:
+    conn = await asyncpg.connect(settings().admin_dsn())
+    try:
+        report = await invariants.check(conn)
+    finally:
+        await conn.close()
+    report.violations += await invariants.check_topics(settings())
+    print(report)
+    return 0 if report.ok else 1
+
+
+async def cancel(ref: str) -> int:
+    channel, channel_order_id = ref.split("/", 1)
+    async with client(settings(), f"channel/{channel}") as sender:
+        await sender.send(CancelOrder(channel=channel, channel_order_id=channel_order_id))
+    print(f"asked to cancel {ref}; see: oms order {ref}")
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -161,6 +183,9 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("ref")
     sh.add_argument("--carrier", default="DHL")
     sub.add_parser("asyncapi", help="regenerate docs/asyncapi.json")
+    sub.add_parser("check", help="check the OMS invariants against the running system")
+    c = sub.add_parser("cancel", help="the channel asks to cancel an order")
+    c.add_argument("ref", help="channel/channel_order_id")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -192,6 +217,10 @@ def main() -> None:
             code = asyncio.run(ship(args.ref, args.carrier))
         case "test":
             code = test(args.pytest_args)
+        case "check":
+            code = asyncio.run(check_invariants())
+        case "cancel":
+            code = asyncio.run(cancel(args.ref))
         case "asyncapi":
             print(f"wrote {asyncapi.write()}")
             code = 0

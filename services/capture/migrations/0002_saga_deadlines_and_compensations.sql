@@ -8,3 +8,10 @@ ALTER TABLE order_sagas
     ADD COLUMN correlation_id text        NOT NULL DEFAULT '';
 
 CREATE INDEX order_sagas_due ON order_sagas (deadline_at) WHERE deadline_at IS NOT NULL;
+
+-- Sagas started before this migration registered no compensations: give them what their step implies.
+UPDATE order_sagas SET compensations = CASE
+        WHEN state IN ('reserving', 'routing', 'allocating') THEN ARRAY['release_reservation']
+        WHEN state IN ('fulfilling', 'awaiting_shipment') THEN ARRAY['release_reservation', 'cancel_fulfillment']
+        ELSE '{}'::text[] END,
+    deadline_at = CASE WHEN state IN ('reserving', 'routing', 'allocating', 'fulfilling') THEN now() END;

@@ -1,0 +1,157 @@
+"""The OMS invariant checker: reads every service's schema (as an operator, with admin rights) and says
+what is violated. Run it against a live system with `oms check`; the fault tests run it after each fault.
+
+Order-level invariants hold once an order has settled (shipped or cancelled); orders still moving are
+counted as in flight and not judged.
+"""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.contracts.fulfillment import ShipmentConfirmed
+from shared.contracts.orders import OrderShipped
+from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS, PARTITIONS
+from shared.settings import Settings
+
+STOCK_PER_LOCATION = """
+WITH receipts AS (
+    SELECT sku, location_id, sum(quantity) AS received FROM inventory.receipts GROUP BY 1, 2
+), lines AS (
+    SELECT r.status, r.location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
+    FROM inventory.reservations r, jsonb_array_elements(r.lines) l
+), shipped AS (
+    SELECT sku, location_id, sum(quantity) AS shipped FROM lines WHERE status = 'committed' GROUP BY 1, 2
+), allocated AS (
+    SELECT sku, location_id, sum(quantity) AS allocated FROM lines WHERE status = 'allocated' GROUP BY 1, 2
+)
+SELECT s.sku, s.location_id, s.on_hand, s.allocated, coalesce(rc.received, 0) AS received,
+       coalesce(sh.shipped, 0) AS shipped, coalesce(a.allocated, 0) AS ledger_allocated
+FROM inventory.location_stock s
+LEFT JOIN receipts rc USING (sku, location_id)
+LEFT JOIN shipped sh USING (sku, location_id)
+LEFT JOIN allocated a USING (sku, location_id)
+WHERE s.on_hand <> coalesce(rc.received, 0) - coalesce(sh.shipped, 0) OR s.allocated <> coalesce(a.allocated, 0)
+"""
+
+STOCK_PER_SKU = """
+WITH lines AS (
+    SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) AS reserved
+    FROM inventory.reservations r, jsonb_array_elements(r.lines) l
+    WHERE r.status IN ('held', 'allocated') GROUP BY 1
+), locations AS (
+    SELECT sku, sum(on_hand) AS on_hand FROM inventory.location_stock GROUP BY 1
+)
+SELECT s.sku, s.on_hand, s.reserved, coalesce(loc.on_hand, 0) AS location_on_hand, coalesce(l.reserved, 0) AS ledger
+FROM inventory.sku_stock s LEFT JOIN lines l USING (sku) LEFT JOIN locations loc USING (sku)
+WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved, 0)
+"""
+
+SETTLED_ORDERS = """
+SELECT o.order_id, o.status, s.state, r.status AS reservation,
+       (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
+          AND f.status IN ('requested', 'picked', 'packed')) AS open_fulfilment,
+       (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
+          AND f.status = 'shipped') AS shipped_fulfilment,
+       (SELECT count(*) FROM notification.notifications n WHERE n.order_id = o.order_id
+          AND n.kind = CASE s.state WHEN 'shipped' THEN 'order_shipped' ELSE 'order_cancelled' END) AS told
+FROM capture.orders o
+JOIN capture.order_sagas s USING (order_id)
+LEFT JOIN inventory.reservations r USING (order_id)
+WHERE s.state IN ('shipped', 'cancelled')
+"""
+
+
+@dataclass
+class Report:
+    orders: int = 0
+    settled: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def __str__(self) -> str:
+        flight = ", ".join(f"{state} {n}" for state, n in sorted(self.in_flight.items())) or "none"
+        lines = [f"orders {self.orders}, settled {self.settled}, in flight: {flight}",
+                 f"violations: {len(self.violations)}"]
+        return "\n".join(lines + [f"  - {v}" for v in self.violations])
+
+
+async def check(conn: asyncpg.Connection) -> Report:
+    report = Report()
+    states = await conn.fetch("SELECT state, count(*) AS n FROM capture.order_sagas GROUP BY state")
+    counts = {r["state"]: r["n"] for r in states}
+    report.orders = await conn.fetchval("SELECT count(*) FROM capture.orders")
+    report.settled = counts.get("shipped", 0) + counts.get("cancelled", 0)
+    report.in_flight = {s: n for s, n in counts.items() if s not in ("shipped", "cancelled")}
+    missing = report.orders - sum(counts.values())
+    if missing:
+        report.violations.append(f"{missing} orders without a saga")
+    for row in await conn.fetch(STOCK_PER_LOCATION):
+        report.violations.append(
+            f"stock {row['sku']}@{row['location_id']}: on hand {row['on_hand']} but received {row['received']} - "
+            f"shipped {row['shipped']}; allocated {row['allocated']} but reservations allocate {row['ledger_allocated']}")
+    for row in await conn.fetch(STOCK_PER_SKU):
+        report.violations.append(
+            f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "
+            f"reserved {row['reserved']} vs live reservations {row['ledger']}")
+    for row in await conn.fetch(SETTLED_ORDERS):
+        report.violations.extend(_order_violations(row))
+    return report
+
+
+def _order_violations(row: asyncpg.Record) -> list[str]:
+    order, state = row["order_id"], row["state"]
+    found = []
+    if row["status"] != state:
+        found.append(f"order {order}: status {row['status']} but saga {state}")
+    if row["open_fulfilment"]:
+        found.append(f"order {order}: {state} with {row['open_fulfilment']} open fulfilment orders")
+    if state == "shipped":
+        if row["reservation"] != "committed":
+            found.append(f"order {order}: shipped but reservation {row['reservation']}")
+        if row["shipped_fulfilment"] != 1:
+            found.append(f"order {order}: shipped with {row['shipped_fulfilment']} shipped fulfilment orders")
+    elif row["reservation"] not in (None, "released"):
+        found.append(f"order {order}: cancelled but reservation {row['reservation']}")
+    if row["told"] != 1:
+        found.append(f"order {order}: {row['told']} customer messages for {state}")
+    return found
+
+
+async def check_topics(settings: Settings) -> list[str]:
+    """Exactly once in effect on the wire: one ShipmentConfirmed per fulfilment order and one OrderShipped per
+    order. A message relayed twice after a crash keeps its id, which consumers deduplicate, so only distinct ids
+    count."""
+    shipments = await _distinct_ids(settings, FULFILLMENT_EVENTS, ShipmentConfirmed.message_type,
+                                    "fulfillment_order_id")
+    shipped = await _distinct_ids(settings, ORDER_EVENTS, OrderShipped.message_type, "order_id")
+    return ([f"fulfilment order {k}: {len(v)} different ShipmentConfirmed events" for k, v in shipments.items()
+             if len(v) > 1] +
+            [f"order {k}: {len(v)} different OrderShipped events" for k, v in shipped.items() if len(v) > 1])
+
+
+async def _distinct_ids(settings: Settings, topic: str, message_type: str, key_field: str) -> dict[str, set[str]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        ends = await consumer.end_offsets(partitions)
+        seen: dict[str, set[str]] = defaultdict(set)
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    envelope = json.loads(record.value)
+                    if envelope.get("type") == message_type:
+                        seen[envelope["data"][key_field]].add(envelope["id"])
+        return seen
+    finally:
+        await consumer.stop()

@@ -1,0 +1,66 @@
+"""Stand-ins for the outside world: locations that work through their fulfilment orders.
+
+A location picks and ships every work item it gets (or rejects a chosen share of them), as a warehouse
+management system or a store's app would. Used by `oms load`, `oms bench` and the fault tests.
+"""
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
+from shared.contracts.topics import FULFILLMENT_WORK
+from shared.logging import get_logger
+from shared.settings import Settings
+
+from .client import Client
+
+log = get_logger(__name__)
+
+RejectRule = Callable[[dict], bool]
+
+
+class LocationSimulator:
+    def __init__(self, settings: Settings, client: Client, *, reject: RejectRule = lambda _: False,
+                 group: str = "oms.simulator.locations"):
+        self.client = client
+        self.reject = reject
+        self.handled = 0
+        self._consumer = AIOKafkaConsumer(
+            settings.topic(FULFILLMENT_WORK), bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
+        )
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    await self._work([json.loads(r.value) for r in records])
+                if batches:
+                    await self._consumer.commit()
+        finally:
+            await self._consumer.stop()
+
+    async def _work(self, envelopes: list[dict]) -> None:
+        updates = []
+        for envelope in envelopes:
+            if envelope.get("type") != FulfillmentRequested.message_type:
+                continue
+            data = envelope["data"]
+            ids = {"fulfillment_order_id": data["fulfillment_order_id"], "order_id": data["order_id"]}
+            if self.reject(data):
+                updates.append(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
+            else:
+                updates.append(LocationUpdate(**ids, status="shipped", carrier="DHL",
+                                              tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}"))
+        await self.client.send_many(updates)
+        self.handled += len(updates)
+
+
+async def run_in_background(simulator: LocationSimulator) -> asyncio.Task:
+    return asyncio.create_task(simulator.run(), name="location-simulator")
