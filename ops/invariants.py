@@ -69,6 +69,7 @@ WHERE s.state IN ('shipped', 'cancelled')
 class Report:
     orders: int = 0
     settled: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
@@ -78,7 +79,8 @@ class Report:
 
     def __str__(self) -> str:
         flight = ", ".join(f"{state} {n}" for state, n in sorted(self.in_flight.items())) or "none"
-        lines = [f"orders {self.orders}, settled {self.settled}, in flight: {flight}",
+        lines = [f"orders {self.orders}: shipped {self.by_state.get('shipped', 0)}, "
+                 f"cancelled {self.by_state.get('cancelled', 0)}, in flight: {flight}",
                  f"violations: {len(self.violations)}"]
         return "\n".join(lines + [f"  - {v}" for v in self.violations])
 
@@ -87,6 +89,7 @@ async def check(conn: asyncpg.Connection) -> Report:
     report = Report()
     states = await conn.fetch("SELECT state, count(*) AS n FROM capture.order_sagas GROUP BY state")
     counts = {r["state"]: r["n"] for r in states}
+    report.by_state = counts
     report.orders = await conn.fetchval("SELECT count(*) FROM capture.orders")
     report.settled = counts.get("shipped", 0) + counts.get("cancelled", 0)
     report.in_flight = {s: n for s, n in counts.items() if s not in ("shipped", "cancelled")}

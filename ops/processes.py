@@ -17,14 +17,19 @@ from .env import ROOT
 class ServiceProcess:
     name: str
     run_dir: Path
+    instance: int = 1  # several instances of a service share its consumer groups
+
+    @property
+    def label(self) -> str:
+        return self.name if self.instance == 1 else f"{self.name}-{self.instance}"
 
     @property
     def pidfile(self) -> Path:
-        return self.run_dir / f"{self.name}.pid"
+        return self.run_dir / f"{self.label}.pid"
 
     @property
     def logfile(self) -> Path:
-        return self.run_dir / f"{self.name}.log"
+        return self.run_dir / f"{self.label}.log"
 
     def pid(self) -> int | None:
         try:

@@ -29,6 +29,7 @@ class LocationSimulator:
         self.client = client
         self.reject = reject
         self.handled = 0
+        self.rejected = 0
         self._consumer = AIOKafkaConsumer(
             settings.topic(FULFILLMENT_WORK), bootstrap_servers=settings.kafka_bootstrap, group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
@@ -54,6 +55,7 @@ class LocationSimulator:
             data = envelope["data"]
             ids = {"fulfillment_order_id": data["fulfillment_order_id"], "order_id": data["order_id"]}
             if self.reject(data):
+                self.rejected += 1
                 updates.append(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
             else:
                 updates.append(LocationUpdate(**ids, status="shipped", carrier="DHL",

@@ -1,0 +1,133 @@
+"""A channel simulator: a network of locations with stock, and a realistic stream of orders.
+
+The mix: mostly ship-to orders of one to three lines with popular SKUs far more frequent (Zipf-like), some
+buy-online-pick-up-in-store, some that must fail: a scarce SKU (no stock) or a pickup store without the goods
+(no route, so the reservation is compensated).
+"""
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from shared.contracts.common import Address, Coordinates, PickupInStore, ShipTo
+from shared.contracts.inventory import ReceiveStock
+from shared.contracts.orders import Customer, PlaceOrder, PricedLine
+from shared.contracts.routing import RegisterLocation
+
+from .client import Client
+
+CITIES = [Coordinates(lat=52.52, lon=13.40), Coordinates(lat=53.55, lon=9.99), Coordinates(lat=48.14, lon=11.58),
+          Coordinates(lat=50.94, lon=6.96), Coordinates(lat=50.11, lon=8.68), Coordinates(lat=51.34, lon=12.37)]
+
+
+@dataclass(frozen=True)
+class Network:
+    """Locations and SKUs for a load run; names carry a run tag so runs never share stock."""
+
+    tag: str
+    skus: int = 50
+    units: int = 1_000_000
+    scarce_units: int = 20
+
+    @property
+    def warehouses(self) -> list[str]:
+        return [f"{self.tag}-WH{i}" for i in range(1, 4)]
+
+    @property
+    def pickup_store(self) -> str:
+        return f"{self.tag}-ST1"
+
+    @property
+    def empty_store(self) -> str:
+        return f"{self.tag}-ST2"
+
+    @property
+    def scarce_sku(self) -> str:
+        return f"{self.tag}-SCARCE"
+
+    def sku(self, rank: int) -> str:
+        return f"{self.tag}-SKU{rank:03d}"
+
+    def locations(self) -> list[RegisterLocation]:
+        warehouses = [RegisterLocation(location_id=loc, name=loc, kind="warehouse", coordinates=CITIES[i])
+                      for i, loc in enumerate(self.warehouses)]
+        stores = [RegisterLocation(location_id=loc, name=loc, kind="store", coordinates=CITIES[3 + i],
+                                   ships_to_customers=False, accepts_pickup=True)
+                  for i, loc in enumerate((self.pickup_store, self.empty_store))]
+        return warehouses + stores
+
+    def receipts(self) -> list[ReceiveStock]:
+        stock = [(self.sku(r), loc, self.units) for r in range(self.skus) for loc in self.warehouses]
+        stock += [(self.sku(r), self.pickup_store, self.units) for r in range(10)]
+        stock += [(self.sku(0), self.empty_store, 1)]  # known to the store, but never enough of it
+        stock += [(self.scarce_sku, self.warehouses[0], self.scarce_units)]
+        return [ReceiveStock(receipt_id=f"{self.tag}:{loc}:{sku}", sku=sku, location_id=loc, quantity=qty)
+                for sku, loc, qty in stock]
+
+
+def orders(network: Network, count: int, seed: int = 7) -> Iterator[PlaceOrder]:
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) for rank in range(network.skus)]
+    customer = Customer(customer_id="LOAD", email="load@example.com", name="Load Test")
+    for n in range(count):
+        roll = rng.random()
+        skus = rng.choices(range(network.skus), weights, k=rng.choice((1, 1, 2, 3)))
+        lines = {network.sku(rank): rng.randint(1, 3) for rank in skus}
+        if roll < 0.15:
+            lines = {network.sku(rng.randrange(10)): 1}
+            delivery = PickupInStore(store_id=network.pickup_store)
+        elif roll < 0.20:
+            lines = {network.sku(0): 2}
+            delivery = PickupInStore(store_id=network.empty_store)
+        else:
+            if roll < 0.28:
+                lines[network.scarce_sku] = 1
+            city = rng.choice(CITIES)
+            delivery = ShipTo(address=Address(name="Load Test", line1="Street 1", city="City", postal_code="10000",
+                                              country="DE", coordinates=city))
+        yield PlaceOrder(
+            channel="load", channel_order_id=f"{network.tag}-{n:07d}", customer=customer, currency="EUR",
+            lines=[PricedLine(sku=sku, quantity=qty, unit_price=Decimal("9.99")) for sku, qty in lines.items()],
+            delivery=delivery,
+        )
+
+
+async def seed(client: Client, network: Network) -> None:
+    await client.send_many(network.locations())
+    await client.send_many(network.receipts())
+
+
+async def publish(client: Client, stream: list[PlaceOrder], rate: float | None = None, *,
+                  progress: bool = False, chunk: int = 100) -> float:
+    """Publish at `rate` orders/s (None: as fast as possible). Returns the seconds it took."""
+    started = time.monotonic()
+    for i in range(0, len(stream), chunk):
+        part = stream[i:i + chunk]
+        await client.send_many(part)
+        sent = i + len(part)
+        if rate:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        if progress:
+            _progress(sent, len(stream), started)
+    if progress:
+        sys.stdout.write("\n")
+    return time.monotonic() - started
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    elapsed = max(time.monotonic() - started, 1e-6)
+    width = 30
+    filled = int(width * done / total)
+    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} orders  {done / elapsed:,.0f}/s")
+    sys.stdout.flush()
+
+
+def run_tag() -> str:
+    return "L" + uuid.uuid4().hex[:6].upper()

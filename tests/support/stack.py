@@ -1,0 +1,71 @@
+"""A whole OMS of its own for one test: a fresh database and topic namespace, the five services as processes,
+and the means to hurt them (kill -9, restart, extra instances)."""
+
+import os
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from ops.processes import ServiceProcess
+from shared.db.bootstrap import SERVICES, bootstrap_database
+from shared.messaging.topics import delete_topics, ensure_topics
+from shared.settings import Settings
+
+from .services import wait_started
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    run_dir: Path
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    async def start(self, name: str, instance: int = 1) -> ServiceProcess:
+        proc = ServiceProcess(name, self.run_dir, instance)
+        self.procs[proc.label] = proc
+        proc.start(self.env)
+        await wait_started(proc)
+        return proc
+
+    def kill(self, label: str) -> None:
+        self.procs[label].kill()
+
+    async def restart(self, label: str) -> None:
+        proc = self.procs[label]
+        proc.logfile.write_text("")  # wait_started looks for this run's start line
+        proc.start(self.env)
+        await wait_started(proc)
+
+    def stop(self, label: str) -> None:
+        self.procs.pop(label).stop()
+
+
+@asynccontextmanager
+async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SERVICES, step_timeout: float = 3.0):
+    suffix = uuid.uuid4().hex[:6]
+    settings = base.model_copy(update={"pg_database": f"{base.pg_database}_{suffix}",
+                                       "topic_prefix": f"{base.topic_prefix}{suffix}."})
+    await bootstrap_database(settings)
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
+               OMS_SAGA_STEP_TIMEOUT_SECONDS=str(step_timeout))
+    oms = Stack(settings, env, run_dir)
+    try:
+        for name in services:
+            proc = ServiceProcess(name, run_dir)
+            oms.procs[name] = proc
+            proc.start(env)
+        for proc in oms.procs.values():
+            await wait_started(proc)
+        yield oms
+    finally:
+        for proc in oms.procs.values():
+            proc.stop()
+        await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        conn = await asyncpg.connect(settings.admin_dsn("postgres"))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
+        await conn.close()
