@@ -42,12 +42,12 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> i
         try:
             await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
             report = await settled(oms, len(stream))
-    assert report.by_state.get("shipped") and report.by_state.get("cancelled"), "the mix ships some, cancels some"
-    assert simulator.rejected, "some work was rejected and re-routed"
-    return report
         finally:
             locations.cancel()
             await asyncio.gather(locations, return_exceptions=True)
+    assert report.by_state.get("shipped") and report.by_state.get("cancelled"), "the mix ships some, cancels some"
+    assert simulator.rejected, "some work was rejected and re-routed"
+    return report
 
 
 async def _after(delay: float, fault: Callable[[], Awaitable[None]]) -> None:
