@@ -2,7 +2,7 @@
 
     state              reply                        next state          messages sent
     reserving          StockReserved                routing             RouteOrder
-    reserving          StockUnavailable             cancelled           OrderCancelled
+    reserving          StockUnavailable             cancelled           (compensate) OrderCancelled
     routing            OrderRouted                  allocating          AllocateReservation
     routing            RouteNotFound                cancelled           (compensate) OrderCancelled
     allocating         ReservationAllocated         fulfilling          RequestFulfillment
@@ -100,8 +100,8 @@ def _reserved(saga: Saga, reply: StockReserved) -> Step:
 
 
 def _unavailable(saga: Saga, reply: StockUnavailable) -> Step:
-    nothing_held = replace(saga, compensations=_without(saga, RELEASE))
-    return _cancel(nothing_held, reply.reason)
+    # The release stays registered: a ReserveStock sent again on a deadline may still succeed after this answer.
+    return _cancel(saga, reply.reason)
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:

@@ -81,6 +81,8 @@ async def release_reservation(ctx: MessageContext, cmd: ReleaseReservation) -> N
     if previous in ("held", "allocated"):
         await store.release(ctx.conn, cmd.order_id, previous, existing["location_id"], _lines(existing))
         log.info("inventory.reservation_released", previous=previous, reason=cmd.reason)
+    elif previous == "none":
+        await store.tombstone(ctx.conn, cmd.order_id)
     if previous == "committed":
         log.warning("inventory.release_ignored", status=previous)
         return

@@ -95,6 +95,14 @@ async def release(conn: asyncpg.Connection, order_id: UUID, status: str, locatio
     await _set_status(conn, order_id, "released", location_id)
 
 
+async def tombstone(conn: asyncpg.Connection, order_id: UUID) -> None:
+    """A release for an order with no reservation: remember it, so a ReserveStock that arrives later is refused."""
+    await conn.execute(
+        "INSERT INTO reservations (order_id, status, lines) VALUES ($1, 'released', '[]') ON CONFLICT DO NOTHING",
+        order_id,
+    )
+
+
 async def commit(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
     """The units left the building: take them out of on hand and out of the reservation."""
     for line in lines:

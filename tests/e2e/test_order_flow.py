@@ -70,7 +70,10 @@ async def test_not_enough_stock_cancels_with_a_reason_and_holds_nothing(driver):
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
     assert cancelled["data"]["reason"]["code"] == "OUT_OF_STOCK"
     assert await driver.status(order_id, "cancelled") == "cancelled"
-    assert await driver.count("SELECT count(*) FROM inventory.reservations WHERE order_id = $1", order_id) == 0
+    async def settled_in_inventory():
+        return await driver.db.fetchval("SELECT status FROM inventory.reservations WHERE order_id = $1", order_id)
+
+    assert await eventually(settled_in_inventory, what="the release to reach inventory") == "released"
     assert await driver.count("SELECT reserved FROM inventory.sku_stock WHERE sku = $1", sku) == 0
 
 
