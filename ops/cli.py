@@ -9,6 +9,8 @@
     oms order ORDER                an order's state, saga and timeline (ORDER: order id or channel/channel_order_id)
     oms test [pytest args]         the whole test suite against real Kafka and Postgres
     oms check                      the invariant checker: what is violated in the running system
+    oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
+    oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
     oms cancel ORDER               the channel asks to cancel an order
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
 """
@@ -28,10 +30,11 @@ from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, demo, invariants
+from . import asyncapi, bench, demo, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .processes import all_services
+from .simulators import LocationSimulator
 
 
 def infra(action: str) -> int:
@@ -142,6 +145,25 @@ async def cancel(ref: str) -> int:
     return 0
 
 
+async def run_load(count: int, rate: float | None, ship: bool) -> int:
+    config = settings()
+    network = load.Network(load.run_tag())
+    stream = list(load.orders(network, count))
+    async with client(config, "channel/load") as channel:
+        await load.seed(channel, network)
+        locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
+        shipping = asyncio.create_task(locations.run()) if ship else None
+        print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
+        seconds = await load.publish(channel, stream, rate, progress=True)
+        print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
+              f"`oms check` shows how they settled")
+        if shipping:
+            await asyncio.sleep(5)
+            shipping.cancel()
+            await asyncio.gather(shipping, return_exceptions=True)
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -184,6 +206,13 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--carrier", default="DHL")
     sub.add_parser("asyncapi", help="regenerate docs/asyncapi.json")
     sub.add_parser("check", help="check the OMS invariants against the running system")
+    ld = sub.add_parser("load", help="publish a realistic order mix; locations ship what they get")
+    ld.add_argument("--count", type=int, default=1000)
+    ld.add_argument("--rate", type=float, help="orders per second (default: as fast as possible)")
+    ld.add_argument("--no-ship", dest="ship", action="store_false", help="leave fulfilment orders unshipped")
+    bn = sub.add_parser("bench", help="measure the running OMS against a bare pipeline baseline")
+    bn.add_argument("--orders", type=int, default=3000, help="orders in the saturation phase")
+    bn.add_argument("--rate", type=float, help="steady-phase rate for latency (default: half the throughput)")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
@@ -217,6 +246,11 @@ def main() -> None:
             code = asyncio.run(ship(args.ref, args.carrier))
         case "test":
             code = test(args.pytest_args)
+        case "load":
+            code = asyncio.run(run_load(args.count, args.rate, args.ship))
+        case "bench":
+            print(asyncio.run(bench.bench(settings(), args.orders, args.rate)))
+            code = 0
         case "check":
             code = asyncio.run(check_invariants())
         case "cancel":

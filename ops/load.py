@@ -70,12 +70,13 @@ class Network:
                 for sku, loc, qty in stock]
 
 
-def orders(network: Network, count: int, seed: int = 7) -> Iterator[PlaceOrder]:
+def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True) -> Iterator[PlaceOrder]:
+    """The order stream; without `failures`, only orders that can succeed (for throughput measurements)."""
     rng = random.Random(seed)
     weights = [1 / (rank + 1) for rank in range(network.skus)]
     customer = Customer(customer_id="LOAD", email="load@example.com", name="Load Test")
     for n in range(count):
-        roll = rng.random()
+        roll = rng.random() if failures else 0.5
         skus = rng.choices(range(network.skus), weights, k=rng.choice((1, 1, 2, 3)))
         lines = {network.sku(rank): rng.randint(1, 3) for rank in skus}
         if roll < 0.15:

@@ -1,6 +1,7 @@
 """Creates the OMS topics if they are missing (idempotent; safe to run from every service at start-up)."""
 
 import asyncio
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -12,12 +13,13 @@ log = get_logger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PARTITIONS) -> None:
+async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PARTITIONS,
+                        names: Iterable[str] = ALL_TOPICS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [prefix + name for name in ALL_TOPICS if prefix + name not in existing]
+        missing = [prefix + name for name in names if prefix + name not in existing]
         if not missing:
             return
         response = await admin.create_topics(
@@ -45,12 +47,12 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeo
         await asyncio.sleep(0.1)
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
+async def delete_topics(bootstrap: str, prefix: str, names: Iterable[str] = ALL_TOPICS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        doomed = [prefix + name for name in ALL_TOPICS if prefix + name in existing]
+        doomed = [prefix + name for name in names if prefix + name in existing]
         if doomed:
             await admin.delete_topics(doomed)
     finally:

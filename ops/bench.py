@@ -1,0 +1,187 @@
+"""`oms bench`: sustained throughput and end-to-end latency of the order pipeline, next to a bare baseline.
+
+Measured from the channel's side: an order counts when its OrderConfirmed (fulfilment requested) is seen on
+the order events topic. The same run measures the bare pipeline (ops/baseline.py): the same nine Kafka hops
+and Postgres transactions with no business logic, so OMS / baseline tells how close the OMS is to what this
+machine allows. Two phases each: saturation (publish as fast as possible: throughput), then a steady rate at
+half the measured throughput (latency percentiles).
+"""
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.capture.validation import order_id_for
+from shared.contracts import wrap
+from shared.contracts.orders import OrderConfirmed, PlaceOrder
+from shared.contracts.topics import ORDER_EVENTS, PARTITIONS
+from shared.messaging.topics import delete_topics, ensure_topics
+from shared.settings import Settings
+
+from . import baseline, load
+from .client import Client, client
+from .env import ROOT
+from .waiting import wait_until
+
+@dataclass
+class Result:
+    orders: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.orders / self.seconds
+
+    def percentile(self, p: float) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
+
+
+class Watcher:
+    """Sees the final message of each flow on a topic and notes when it arrived."""
+
+    def __init__(self, settings: Settings, topic: str, key_of: Callable[[dict], str | None]):
+        self.topic = settings.topic(topic)
+        self.key_of = key_of
+        self.arrived: dict[str, float] = {}
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+
+    async def __aenter__(self):
+        await self._consumer.start()
+        self._consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])
+        await self._consumer.seek_to_end()
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc):
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _collect(self):
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=50, max_records=2000)).values():
+                now = time.monotonic()
+                for record in records:
+                    key = self.key_of(json.loads(record.value))
+                    if key is not None:
+                        self.arrived.setdefault(key, now)
+
+
+async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[PlaceOrder],
+                    key_of_order: Callable[[PlaceOrder, str], str], rate: float | None) -> Result:
+    sent: dict[str, float] = {}
+    chunk = 200 if rate is None else max(1, int(rate / 50))
+    started = time.monotonic()
+    for i in range(0, len(orders), chunk):
+        part = orders[i:i + chunk]
+        envelopes = [wrap(o, source="bench/channel", correlation_id=o.channel_order_id) for o in part]
+        deliveries = [await sender.producer.send(sender.settings.topic(topic), e.model_dump_json().encode(),
+                                                 o.key().encode()) for o, e in zip(part, envelopes, strict=True)]
+        await asyncio.gather(*deliveries)
+        now = time.monotonic()
+        for order, envelope in zip(part, envelopes, strict=True):
+            sent[key_of_order(order, str(envelope.id))] = now
+        if rate:
+            ahead = (i + len(part)) / rate - (now - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    await wait_until(lambda: all(k in watcher.arrived for k in sent), timeout=300,
+                     what=f"{len(sent)} flows to finish")
+    finished = max(watcher.arrived[k] for k in sent)
+    return Result(len(sent), finished - started, [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()])
+
+
+async def bench_oms(settings: Settings, count: int, rate: float | None) -> tuple[Result, Result]:
+    network = load.Network(load.run_tag())
+    async with client(settings, "bench/seed") as seeder:
+        await load.seed(seeder, network)
+    await _wait_for_stock(settings, len(network.receipts()), network.tag)
+    stream = list(load.orders(network, count * 2, failures=False))
+
+    def confirmed(envelope: dict) -> str | None:
+        return envelope["subject"] if envelope.get("type") == OrderConfirmed.message_type else None
+
+    def order_key(order: PlaceOrder, _: str) -> str:
+        return str(order_id_for(order.channel, order.channel_order_id))
+
+    async with client(settings, "bench/channel") as sender, Watcher(settings, ORDER_EVENTS, confirmed) as watcher:
+        saturated = await run_phase(sender, watcher, PlaceOrder.topic, stream[:count], order_key, None)
+        steady = await run_phase(sender, watcher, PlaceOrder.topic, stream[count:], order_key,
+                                 rate or saturated.throughput / 2)
+    return saturated, steady
+
+
+async def bench_baseline(settings: Settings, count: int, rate: float) -> tuple[Result, Result]:
+    prefix = f"{settings.topic_prefix}{load.run_tag().lower()}."
+    names = [f"bench.hop{h}.v1" for h in range(1, baseline.HOPS + 2)]
+    await ensure_topics(settings.kafka_bootstrap, prefix, names=names)
+    await baseline.prepare(settings.admin_dsn())
+    workers = [subprocess.Popen([sys.executable, "-m", "ops.baseline", prefix, *map(str, hops)], cwd=ROOT,
+                                env=os.environ.copy())
+               for hops in baseline.PROCESS_HOPS.values()]
+    stream = list(load.orders(load.Network(load.run_tag()), count * 2, failures=False))
+    try:
+        last_hop = f"bench.hop{baseline.HOPS + 1}.v1"
+        async with client(settings.model_copy(update={"topic_prefix": prefix}), "bench/channel") as sender, \
+                Watcher(settings.model_copy(update={"topic_prefix": prefix}), last_hop,
+                        lambda envelope: envelope["id"]) as watcher:
+            saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
+            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
+        return saturated, steady
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=10)
+        await delete_topics(settings.kafka_bootstrap, prefix, names=names)
+
+
+async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        async def booked():
+            return await conn.fetchval("SELECT count(*) FROM inventory.receipts WHERE receipt_id LIKE $1",
+                                       f"{tag}:%") >= receipts
+        await wait_until(booked, timeout=120, what="the bench stock to be booked")
+    finally:
+        await conn.close()
+
+
+def report(oms: tuple[Result, Result], bare: tuple[Result, Result]) -> str:
+    rows = [("OMS (five services)", *oms), ("bare pipeline baseline", *bare)]
+    lines = [
+        f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {_cpu_model()}",
+        f"{'':24} {'orders':>7} {'orders/s':>9} {'steady at':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}",
+    ]
+    for name, saturated, steady in rows:
+        lines.append(f"{name:24} {saturated.orders:>7} {saturated.throughput:>9.0f} {steady.throughput:>8.0f}/s "
+                     f"{steady.percentile(50):>8.0f} {steady.percentile(95):>8.0f} {steady.percentile(99):>8.0f}")
+    lines.append(f"OMS / baseline: throughput {oms[0].throughput / bare[0].throughput:.2f}, "
+                 f"p99 latency {oms[1].percentile(99) / bare[1].percentile(99):.2f}x")
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+async def bench(settings: Settings, count: int, rate: float | None) -> str:
+    oms = await bench_oms(settings, count, rate)
+    bare = await bench_baseline(settings, count, rate or oms[0].throughput / 2)
+    return report(oms, bare)
