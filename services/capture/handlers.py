@@ -29,16 +29,16 @@ async def place_order(ctx: MessageContext, cmd: PlaceOrder) -> None:
     order_id = order_id_for(cmd.channel, cmd.channel_order_id)
     if not await store.insert_order(ctx.conn, order_id, cmd):
         log.info("capture.duplicate_order", order_id=str(order_id), channel=cmd.channel)
-        await store.record(ctx.conn, order_id, "note", "duplicate " + cmd.message_type, ctx.envelope.id, None)
+        await store.record(ctx.conn, order_id, [_note("duplicate " + cmd.message_type, ctx, None)])
         return
     new = saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines), delivery=cmd.delivery,
                           channel=cmd.channel, channel_order_id=cmd.channel_order_id)
     step = saga_steps.start(new)
-    await store.record(ctx.conn, order_id, "in", cmd.message_type, ctx.envelope.id, step.saga.state)
     accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                              customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
-    await _apply(ctx.conn, step.saga, [accepted, *step.messages], ctx.correlation_id, ctx.emit)
-    log.info("capture.order_accepted", order_id=str(order_id), lines=len(cmd.lines))
+    await _apply(ctx.conn, step.saga, [accepted, *step.messages], ctx.correlation_id, ctx.emit,
+                 _received(cmd, ctx, step.saga.state))
+    log.debug("capture.order_accepted", order_id=str(order_id), lines=len(cmd.lines))
 
 
 async def cancel_order(ctx: MessageContext, cmd: CancelOrder) -> None:
@@ -51,8 +51,7 @@ async def cancel_order(ctx: MessageContext, cmd: CancelOrder) -> None:
         return
     current, correlation_id = loaded
     step = saga_steps.request_cancel(current, cmd.reason)
-    await store.record(ctx.conn, order_id, "in", cmd.message_type, ctx.envelope.id, step.saga.state)
-    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit)
+    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit, _received(cmd, ctx, step.saga.state))
 
 
 async def saga_reply(ctx: MessageContext, reply: Contract) -> None:
@@ -64,20 +63,30 @@ async def saga_reply(ctx: MessageContext, reply: Contract) -> None:
     step = saga_steps.advance(current, reply)
     if step is None:
         log.info("saga.reply_ignored", state=current.state, reply=reply.message_type)
-        await store.record(ctx.conn, order_id, "note", "ignored " + reply.message_type, ctx.envelope.id, current.state)
+        await store.record(ctx.conn, order_id, [_note("ignored " + reply.message_type, ctx, current.state)])
         return
-    await store.record(ctx.conn, order_id, "in", reply.message_type, ctx.envelope.id, step.saga.state)
-    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit)
+    await _apply(ctx.conn, step.saga, step.messages, correlation_id, ctx.emit, _received(reply, ctx, step.saga.state))
     if step.saga.state != current.state:
-        log.info("saga.advanced", previous=current.state, state=step.saga.state)
+        log.debug("saga.advanced", previous=current.state, state=step.saga.state)
 
 
 async def _apply(conn: asyncpg.Connection, saga: saga_steps.Saga, messages: list[Contract], correlation_id: str,
-                 emit: Emit) -> None:
+                 emit: Emit, cause: store.TimelineEntry) -> None:
+    """Store the saga's new state, send its messages, and write what happened to the order's timeline."""
     await store.save_saga(conn, saga, correlation_id, settings().saga_step_timeout_seconds)
+    timeline = [cause]
     for message in messages:
         row = emit(message, correlation_id)
-        await store.record(conn, saga.order_id, "out", message.message_type, row.event_id, saga.state)
+        timeline.append(store.TimelineEntry("out", message.message_type, row.event_id, saga.state))
+    await store.record(conn, saga.order_id, timeline)
+
+
+def _received(message: Contract, ctx: MessageContext, state: str) -> store.TimelineEntry:
+    return store.TimelineEntry("in", message.message_type, ctx.envelope.id, state)
+
+
+def _note(text: str, ctx: MessageContext, state: str | None) -> store.TimelineEntry:
+    return store.TimelineEntry("note", text, ctx.envelope.id, state)
 
 
 async def expire_deadlines(pool: asyncpg.Pool, interval: float = 0.5, batch: int = 200) -> None:
@@ -111,8 +120,7 @@ async def _expire_due(pool: asyncpg.Pool, batch: int) -> int:
             step = saga_steps.on_timeout(current)
             log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
                         state=current.state, attempts=current.attempts, next_state=step.saga.state)
-            await store.record(conn, current.order_id, "note", f"deadline passed in {current.state}", None,
-                               step.saga.state)
-            await _apply(conn, step.saga, step.messages, correlation_id, emit)
+            note = store.TimelineEntry("note", f"deadline passed in {current.state}", None, step.saga.state)
+            await _apply(conn, step.saga, step.messages, correlation_id, emit, note)
         await outbox.write(conn, rows, "capture")
         return len(due)

@@ -1,6 +1,8 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
+from dataclasses import dataclass
 from datetime import timedelta
+from uuid import UUID
 
 import asyncpg
 from pydantic import TypeAdapter
@@ -61,25 +63,26 @@ def _saga(row: asyncpg.Record) -> Saga:
 
 
 async def save_saga(conn: asyncpg.Connection, saga: Saga, correlation_id: str, step_timeout: float) -> None:
+    """Upsert the saga row and, when the step changes what the channel sees, the order's status: one statement."""
     deadline = timedelta(seconds=step_timeout * 2 ** max(saga.attempts - 1, 0)) if saga.state in WAITING else None
     await conn.execute(
-        """INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
-                                    excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
-                                    deadline_at, correlation_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + $11::interval, $12)
-           ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
-             fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
-             excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
-             compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
-             attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at, updated_at = now()""",
+        """WITH saga AS (
+             INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
+                                      excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
+                                      deadline_at, correlation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + $11::interval, $12)
+             ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
+               fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
+               excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
+               compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
+               attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at, updated_at = now()
+           )
+           UPDATE orders SET status = $13, updated_at = now() WHERE order_id = $1 AND $13::text IS NOT NULL""",
         saga.order_id, saga.state, saga.location_id, saga.fulfillment_order_id,
         [a.model_dump() for a in saga.availability], list(saga.excluded_locations),
         saga.cancel_reason.model_dump() if saga.cancel_reason else None, list(saga.compensations),
-        saga.cancel_stage, saga.attempts, deadline, correlation_id,
+        saga.cancel_stage, saga.attempts, deadline, correlation_id, ORDER_STATUS.get(saga.state),
     )
-    if saga.state in ORDER_STATUS:
-        await conn.execute("UPDATE orders SET status = $2, updated_at = now() WHERE order_id = $1",
-                           saga.order_id, ORDER_STATUS[saga.state])
 
 
 async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):
@@ -87,10 +90,18 @@ async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id
                                channel, channel_order_id)
 
 
-async def record(conn: asyncpg.Connection, order_id, direction: str, message_type: str, message_id,
-                 saga_state: str | None) -> None:
+@dataclass(frozen=True)
+class TimelineEntry:
+    direction: str  # in, out or note
+    message_type: str
+    message_id: UUID | None
+    saga_state: str | None
+
+
+async def record(conn: asyncpg.Connection, order_id: UUID, entries: list[TimelineEntry]) -> None:
     await conn.execute(
         """INSERT INTO order_timeline (order_id, direction, message_type, message_id, saga_state)
-           VALUES ($1, $2, $3, $4, $5)""",
-        order_id, direction, message_type, message_id, saga_state,
+           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::uuid[], $5::text[])""",
+        order_id, [e.direction for e in entries], [e.message_type for e in entries],
+        [e.message_id for e in entries], [e.saga_state for e in entries],
     )

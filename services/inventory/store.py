@@ -1,5 +1,5 @@
-"""SQL for the inventory schema. Every change is a conditional UPDATE, so stock can never go negative
-or be over-reserved, whatever runs concurrently; the CHECK constraints back that up."""
+"""SQL for the inventory schema. Rows are locked in SKU order, checked, then changed in one statement each;
+CHECK constraints make over-reservation or negative stock impossible whatever runs concurrently."""
 
 from uuid import UUID
 
@@ -10,7 +10,7 @@ from shared.contracts.inventory import LocationAvailability, Shortage
 
 
 class Rejected(Exception):
-    """A business refusal inside a savepoint: the partial changes are rolled back by the caller."""
+    """A business refusal, raised before anything was changed."""
 
     def __init__(self, code: str, shortages: list[Shortage] | None = None):
         super().__init__(code)
@@ -22,32 +22,30 @@ async def reservation(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Recor
     return await conn.fetchrow("SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE", order_id)
 
 
+def _columns(lines: list[Line]) -> tuple[list[str], list[int]]:
+    return [line.sku for line in lines], [line.quantity for line in lines]
+
+
 async def hold(conn: asyncpg.Connection, order_id: UUID, lines: list[Line]) -> None:
-    """Hold every line against network stock, or raise Rejected having held nothing (savepoint)."""
-    async with conn.transaction():
-        for line in lines:
-            held = await conn.fetchval(
-                "UPDATE sku_stock SET reserved = reserved + $2 WHERE sku = $1 AND on_hand - reserved >= $2 RETURNING 1",
-                line.sku, line.quantity,
-            )
-            if not held:
-                raise Rejected(*await _shortage_reason(conn, lines))
-        await conn.execute(
-            "INSERT INTO reservations (order_id, status, lines) VALUES ($1, 'held', $2)",
-            order_id, [line.model_dump() for line in lines],
-        )
-
-
-async def _shortage_reason(conn: asyncpg.Connection, lines: list[Line]) -> tuple[str, list[Shortage]]:
-    rows = await conn.fetch("SELECT sku, on_hand - reserved AS available FROM sku_stock WHERE sku = ANY($1)",
-                            [line.sku for line in lines])
+    """Hold every line against network stock, or raise Rejected having held nothing. Lines come merged and
+    sorted by SKU (domain.merge_lines), so concurrent orders lock rows in the same order."""
+    skus, quantities = _columns(lines)
+    rows = await conn.fetch(
+        "SELECT sku, on_hand - reserved AS available FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus
+    )
     available = {r["sku"]: r["available"] for r in rows}
-    shortages = [
-        Shortage(sku=line.sku, requested=line.quantity, available=available.get(line.sku, 0))
-        for line in lines if available.get(line.sku, 0) < line.quantity
-    ]
-    code = "UNKNOWN_SKU" if any(line.sku not in available for line in lines) else "OUT_OF_STOCK"
-    return code, shortages
+    shortages = [Shortage(sku=line.sku, requested=line.quantity, available=available.get(line.sku, 0))
+                 for line in lines if available.get(line.sku, 0) < line.quantity]
+    if shortages:
+        raise Rejected("UNKNOWN_SKU" if any(line.sku not in available for line in lines) else "OUT_OF_STOCK",
+                       shortages)
+    await conn.execute(
+        "UPDATE sku_stock s SET reserved = s.reserved + r.quantity "
+        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
+        skus, quantities,
+    )
+    await conn.execute("INSERT INTO reservations (order_id, status, lines) VALUES ($1, 'held', $2)",
+                       order_id, [line.model_dump() for line in lines])
 
 
 async def availability(conn: asyncpg.Connection, skus: list[str]) -> list[LocationAvailability]:
@@ -60,38 +58,37 @@ async def availability(conn: asyncpg.Connection, skus: list[str]) -> list[Locati
 
 
 async def allocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
-    """Pin held units to one location, or raise Rejected having pinned nothing (savepoint)."""
-    async with conn.transaction():
-        for line in lines:
-            pinned = await conn.fetchval(
-                "UPDATE location_stock SET allocated = allocated + $3 "
-                "WHERE sku = $1 AND location_id = $2 AND on_hand - allocated >= $3 RETURNING 1",
-                line.sku, location_id, line.quantity,
-            )
-            if not pinned:
-                raise Rejected("LOCATION_SHORT")
-        await _set_status(conn, order_id, "allocated", location_id)
+    """Pin held units to one location, or raise Rejected having pinned nothing."""
+    skus, quantities = _columns(lines)
+    rows = await conn.fetch(
+        "SELECT sku, on_hand - allocated AS available FROM location_stock "
+        "WHERE location_id = $1 AND sku = ANY($2) ORDER BY sku FOR UPDATE",
+        location_id, skus,
+    )
+    available = {r["sku"]: r["available"] for r in rows}
+    if any(available.get(line.sku, 0) < line.quantity for line in lines):
+        raise Rejected("LOCATION_SHORT")
+    await _add_allocated(conn, location_id, skus, quantities)
+    await _set_status(conn, order_id, "allocated", location_id)
 
 
 async def deallocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
     """Un-pin the units from the location; the network hold stays."""
-    for line in lines:
-        await conn.execute(
-            "UPDATE location_stock SET allocated = allocated - $3 WHERE sku = $1 AND location_id = $2",
-            line.sku, location_id, line.quantity,
-        )
+    skus, quantities = _columns(lines)
+    await _add_allocated(conn, location_id, skus, [-q for q in quantities])
     await _set_status(conn, order_id, "held", None)
 
 
 async def release(conn: asyncpg.Connection, order_id: UUID, status: str, location_id: str | None,
                   lines: list[Line]) -> None:
-    for line in lines:
-        if status == "allocated":
-            await conn.execute(
-                "UPDATE location_stock SET allocated = allocated - $3 WHERE sku = $1 AND location_id = $2",
-                line.sku, location_id, line.quantity,
-            )
-        await conn.execute("UPDATE sku_stock SET reserved = reserved - $2 WHERE sku = $1", line.sku, line.quantity)
+    skus, quantities = _columns(lines)
+    if status == "allocated":
+        await _add_allocated(conn, location_id, skus, [-q for q in quantities])
+    await conn.execute(
+        "UPDATE sku_stock s SET reserved = s.reserved - r.quantity "
+        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
+        skus, quantities,
+    )
     await _set_status(conn, order_id, "released", location_id)
 
 
@@ -105,16 +102,17 @@ async def tombstone(conn: asyncpg.Connection, order_id: UUID) -> None:
 
 async def commit(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
     """The units left the building: take them out of on hand and out of the reservation."""
-    for line in lines:
-        await conn.execute(
-            "UPDATE location_stock SET on_hand = on_hand - $3, allocated = allocated - $3 "
-            "WHERE sku = $1 AND location_id = $2",
-            line.sku, location_id, line.quantity,
-        )
-        await conn.execute(
-            "UPDATE sku_stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1",
-            line.sku, line.quantity,
-        )
+    skus, quantities = _columns(lines)
+    await conn.execute(
+        "UPDATE location_stock s SET on_hand = s.on_hand - r.quantity, allocated = s.allocated - r.quantity "
+        "FROM unnest($2::text[], $3::int[]) AS r(sku, quantity) WHERE s.location_id = $1 AND s.sku = r.sku",
+        location_id, skus, quantities,
+    )
+    await conn.execute(
+        "UPDATE sku_stock s SET on_hand = s.on_hand - r.quantity, reserved = s.reserved - r.quantity "
+        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
+        skus, quantities,
+    )
     await _set_status(conn, order_id, "committed", location_id)
 
 
@@ -137,6 +135,14 @@ async def receive(conn: asyncpg.Connection, receipt_id: str, sku: str, location_
         "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand "
         "RETURNING on_hand",
         sku, location_id, quantity,
+    )
+
+
+async def _add_allocated(conn: asyncpg.Connection, location_id: str, skus: list[str], deltas: list[int]) -> None:
+    await conn.execute(
+        "UPDATE location_stock s SET allocated = s.allocated + r.delta "
+        "FROM unnest($2::text[], $3::int[]) AS r(sku, delta) WHERE s.location_id = $1 AND s.sku = r.sku",
+        location_id, skus, deltas,
     )
 
 

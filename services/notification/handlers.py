@@ -44,5 +44,5 @@ async def _notify(ctx: MessageContext, order_id: uuid.UUID, kind: str, **values:
         notification_id, order_id, kind, recipient["email"], subject, body, ctx.envelope.id,
     )
     if created:
-        log.info("notification.recorded", kind=kind)
+        log.debug("notification.recorded", kind=kind)
         ctx.emit(CustomerNotified(notification_id=notification_id, order_id=order_id, kind=kind, channel="email"))

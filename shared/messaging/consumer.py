@@ -3,11 +3,13 @@
 For each batch, in one Postgres transaction:
   1. parse every record; one that is not a valid envelope or payload becomes a dead letter (original bytes + reason);
   2. claim the inbox keys; records already processed are skipped (redelivery does nothing);
-  3. run each handler in a savepoint; a handler that raises a non-transient error rolls back only its own
-     message, which is dead-lettered;
+  3. run each handler;
   4. write the staged events and dead letters to the outbox, commit.
 Only then does the caller commit the Kafka offsets. A transient error (database or broker outage, deadlock)
-rolls the whole batch back and retries it with backoff, so nothing is skipped.
+rolls the whole batch back and retries it with backoff, so nothing is skipped. A handler that fails for any
+other reason rolls the batch back too; the batch is then run again with a savepoint per message, so that
+only the failing message is undone and dead-lettered. Savepoints cost two round trips per message, which is
+why the common case runs without them.
 """
 
 import base64
@@ -77,6 +79,10 @@ class _Parsed:
     validation_error: ValidationError | None = None
 
 
+class _HandlerFailed(Exception):
+    """A handler raised a non-transient error in a batch run without savepoints."""
+
+
 class InvalidMessage(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -95,10 +101,13 @@ class Consumer:
     async def process(self, subscription: Subscription, records: list[ConsumerRecord]) -> None:
         parsed = [self._parse(subscription, r) for r in records]
         backoff = Backoff()
+        isolate = False
         while True:
             try:
-                await self._apply(subscription, parsed)
+                await self._apply(subscription, parsed, isolate)
                 return
+            except _HandlerFailed:
+                isolate = True
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -123,7 +132,7 @@ class Consumer:
                 parsed.validation_error = error
         return parsed
 
-    async def _apply(self, subscription: Subscription, batch: list[_Parsed]) -> None:
+    async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await _claim(conn, [p.inbox_key for p in batch])
             rows: list[OutboxRow] = []
@@ -131,10 +140,11 @@ class Consumer:
                 if item.inbox_key not in fresh:
                     continue
                 fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
-                rows.extend(await self._handle(conn, subscription, item))
+                rows.extend(await self._handle(conn, subscription, item, isolate))
             await outbox.write(conn, rows, self.schema)
 
-    async def _handle(self, conn: asyncpg.Connection, subscription: Subscription, item: _Parsed) -> list[OutboxRow]:
+    async def _handle(self, conn: asyncpg.Connection, subscription: Subscription, item: _Parsed,
+                      isolate: bool) -> list[OutboxRow]:
         envelope = item.envelope
         if envelope is not None:
             structlog.contextvars.bind_contextvars(
@@ -147,9 +157,18 @@ class Consumer:
             if item.payload is None:
                 return []  # a type this service does not consume from this topic
             ctx = MessageContext(conn, envelope, self.source)
+            handler = subscription.handlers[type(item.payload)]
+            if not isolate:
+                try:
+                    await handler(ctx, item.payload)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise _HandlerFailed from error
+                return ctx.staged
             try:
                 async with conn.transaction():  # savepoint: a failing handler undoes only its own message
-                    await subscription.handlers[type(item.payload)](ctx, item.payload)
+                    await handler(ctx, item.payload)
             except Exception as error:
                 if is_transient(error):
                     raise
