@@ -13,7 +13,7 @@ from .validation import rejection
 
 
 def _replies_on(topic: str) -> Subscription:
-    return Subscription(topic=topic, handlers={reply: handlers.saga_reply for reply in REPLY_TYPES
+    return Subscription(topic=topic, handlers={reply: handlers.saga_replies for reply in REPLY_TYPES
                                                if reply.topic == topic})
 
 
@@ -22,7 +22,7 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
-                     handlers={PlaceOrder: handlers.place_order, CancelOrder: handlers.cancel_order},
+                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_order},
                      on_invalid_payload=rejection),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),

@@ -1,7 +1,6 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
@@ -16,22 +15,28 @@ from .saga import ORDER_STATUS, WAITING, Saga
 _delivery = TypeAdapter(Delivery)
 
 
-async def insert_order(conn: asyncpg.Connection, order_id, cmd: PlaceOrder) -> bool:
-    """True if this is a new order; False if the channel already placed it."""
-    return bool(await conn.fetchval(
+async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, PlaceOrder]]) -> set[UUID]:
+    """Insert the orders that are new; returns their ids (a channel's retry of a known order is not new)."""
+    rows = await conn.fetch(
         """INSERT INTO orders (order_id, channel, channel_order_id, status, placed)
-           VALUES ($1, $2, $3, 'accepted', $4) ON CONFLICT DO NOTHING RETURNING 1""",
-        order_id, cmd.channel, cmd.channel_order_id, cmd.model_dump(mode="json"),
-    ))
+           SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed
+           FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb)
+           ON CONFLICT DO NOTHING RETURNING order_id""",
+        [{"order_id": str(order_id), "channel": cmd.channel, "channel_order_id": cmd.channel_order_id,
+          "placed": cmd.model_dump(mode="json")} for order_id, cmd in orders],
+    )
+    return {r["order_id"] for r in rows}
 
 
 _SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id FROM order_sagas s JOIN orders o USING (order_id)"""
 
 
-async def load_saga(conn: asyncpg.Connection, order_id) -> tuple[Saga, str] | None:
-    """The saga, locked for this transaction, and its correlation id."""
-    row = await conn.fetchrow(f"{_SAGA_SELECT} WHERE s.order_id = $1 FOR UPDATE OF s", order_id)
-    return (_saga(row), row["correlation_id"]) if row else None
+async def load_sagas(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, tuple[Saga, str]]:
+    """The sagas, locked for this transaction (in id order, so concurrent batches cannot deadlock), with their
+    correlation ids."""
+    rows = await conn.fetch(f"{_SAGA_SELECT} WHERE s.order_id = ANY($1) ORDER BY s.order_id FOR UPDATE OF s",
+                            sorted(order_ids))
+    return {r["order_id"]: (_saga(r), r["correlation_id"]) for r in rows}
 
 
 async def due_sagas(conn: asyncpg.Connection, limit: int) -> list[tuple[Saga, str]]:
@@ -62,26 +67,41 @@ def _saga(row: asyncpg.Record) -> Saga:
     )
 
 
-async def save_saga(conn: asyncpg.Connection, saga: Saga, correlation_id: str, step_timeout: float) -> None:
-    """Upsert the saga row and, when the step changes what the channel sees, the order's status: one statement."""
-    deadline = timedelta(seconds=step_timeout * 2 ** max(saga.attempts - 1, 0)) if saga.state in WAITING else None
+async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str]], step_timeout: float) -> None:
+    """Upsert the saga rows and the status of the orders whose step changed what the channel sees."""
+    rows = [{
+        "order_id": str(saga.order_id), "state": saga.state, "location_id": saga.location_id,
+        "fulfillment_order_id": str(saga.fulfillment_order_id) if saga.fulfillment_order_id else None,
+        "availability": [a.model_dump() for a in saga.availability],
+        "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),
+        "cancel_reason": saga.cancel_reason.model_dump() if saga.cancel_reason else None,
+        "cancel_stage": saga.cancel_stage, "attempts": saga.attempts, "correlation_id": correlation_id,
+        "timeout": step_timeout * 2 ** max(saga.attempts - 1, 0) if saga.state in WAITING else None,
+        "status": ORDER_STATUS.get(saga.state),
+    } for saga, correlation_id in sagas]
     await conn.execute(
-        """WITH saga AS (
+        """WITH input AS (
+             SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
+               order_id uuid, state text, location_id text, fulfillment_order_id uuid, availability jsonb,
+               excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
+               attempts int, correlation_id text, timeout float8, status text)
+           ), saved AS (
              INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + $11::interval, $12)
+             SELECT order_id, state, location_id, fulfillment_order_id, availability, excluded_locations,
+                    cancel_reason, compensations, cancel_stage, attempts,
+                    now() + make_interval(secs => timeout), correlation_id
+             FROM input
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
                fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at, updated_at = now()
            )
-           UPDATE orders SET status = $13, updated_at = now() WHERE order_id = $1 AND $13::text IS NOT NULL""",
-        saga.order_id, saga.state, saga.location_id, saga.fulfillment_order_id,
-        [a.model_dump() for a in saga.availability], list(saga.excluded_locations),
-        saga.cancel_reason.model_dump() if saga.cancel_reason else None, list(saga.compensations),
-        saga.cancel_stage, saga.attempts, deadline, correlation_id, ORDER_STATUS.get(saga.state),
+           UPDATE orders o SET status = i.status, updated_at = now()
+           FROM input i WHERE o.order_id = i.order_id AND i.status IS NOT NULL AND o.status <> i.status""",
+        rows,
     )
 
 
@@ -92,16 +112,19 @@ async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    order_id: UUID
     direction: str  # in, out or note
     message_type: str
     message_id: UUID | None
     saga_state: str | None
 
 
-async def record(conn: asyncpg.Connection, order_id: UUID, entries: list[TimelineEntry]) -> None:
+async def record(conn: asyncpg.Connection, entries: list[TimelineEntry]) -> None:
+    if not entries:
+        return
     await conn.execute(
         """INSERT INTO order_timeline (order_id, direction, message_type, message_id, saga_state)
-           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::uuid[], $5::text[])""",
-        order_id, [e.direction for e in entries], [e.message_type for e in entries],
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[])""",
+        [e.order_id for e in entries], [e.direction for e in entries], [e.message_type for e in entries],
         [e.message_id for e in entries], [e.saga_state for e in entries],
     )

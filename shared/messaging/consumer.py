@@ -14,7 +14,8 @@ why the common case runs without them.
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ class MessageContext:
     conn: asyncpg.Connection
     envelope: Envelope
     source: str
+    payload: Any = None
+    record: ConsumerRecord | None = None
     staged: list[OutboxRow] = field(default_factory=list)
 
     @property
@@ -57,7 +60,15 @@ class MessageContext:
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
+BatchHandler = Callable[[asyncpg.Connection, list[MessageContext]], Awaitable[None]]
 InvalidPayloadHook = Callable[[Envelope, ValidationError], list[Contract]]
+
+
+def handles_batches(handler: BatchHandler) -> BatchHandler:
+    """Mark a handler that takes a run of consecutive messages (in offset order) at once, so that it can read
+    and write the state of the whole run in a few statements instead of a few per message."""
+    handler.handles_batches = True
+    return handler
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class Subscription:
     """The message types one topic delivers to a service, and the handler of each. Other types are skipped."""
 
     topic: str
-    handlers: dict[type[Contract], Handler]
+    handlers: dict[type[Contract], Handler | BatchHandler]
     on_invalid_payload: InvalidPayloadHook | None = None
 
 
@@ -136,47 +147,54 @@ class Consumer:
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await _claim(conn, [p.inbox_key for p in batch])
             rows: list[OutboxRow] = []
+            run: list[MessageContext] = []
             for item in batch:
                 if item.inbox_key not in fresh:
                     continue
                 fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
-                rows.extend(await self._handle(conn, subscription, item, isolate))
+                if item.dead_letter is not None:
+                    rows.extend(self._dead_letter(subscription, item, *item.dead_letter))
+                elif item.payload is not None:  # otherwise a type this service does not consume from this topic
+                    ctx = MessageContext(conn, item.envelope, self.source, item.payload, item.record)
+                    if run and _handler(subscription, run[0]) is not _handler(subscription, ctx):
+                        rows.extend(await self._run(subscription, run, isolate))
+                        run = []
+                    run.append(ctx)
+            if run:
+                rows.extend(await self._run(subscription, run, isolate))
             await outbox.write(conn, rows, self.schema)
 
-    async def _handle(self, conn: asyncpg.Connection, subscription: Subscription, item: _Parsed,
-                      isolate: bool) -> list[OutboxRow]:
-        envelope = item.envelope
-        if envelope is not None:
-            structlog.contextvars.bind_contextvars(
-                event_id=str(envelope.id), correlation_id=envelope.correlationid, order_id=envelope.subject,
-                message_type=envelope.type,
-            )
-        try:
-            if item.dead_letter is not None:
-                return self._dead_letter(subscription, item, *item.dead_letter)
-            if item.payload is None:
-                return []  # a type this service does not consume from this topic
-            ctx = MessageContext(conn, envelope, self.source)
-            handler = subscription.handlers[type(item.payload)]
-            if not isolate:
-                try:
-                    await handler(ctx, item.payload)
-                except Exception as error:
-                    if is_transient(error):
-                        raise
-                    raise _HandlerFailed from error
-                return ctx.staged
+    async def _run(self, subscription: Subscription, run: list[MessageContext], isolate: bool) -> list[OutboxRow]:
+        """Handle consecutive messages that share a handler: all at once, or one by one in savepoints."""
+        handler = _handler(subscription, run[0])
+        batched = getattr(handler, "handles_batches", False)
+        if not isolate:
             try:
-                async with conn.transaction():  # savepoint: a failing handler undoes only its own message
-                    await handler(ctx, item.payload)
+                if batched:
+                    await handler(run[0].conn, run)
+                else:
+                    for ctx in run:
+                        with _bound(ctx.envelope):
+                            await handler(ctx, ctx.payload)
             except Exception as error:
                 if is_transient(error):
                     raise
-                log.exception("consumer.handler_failed")
-                return self._dead_letter(subscription, item, "HANDLER_ERROR", repr(error))
-            return ctx.staged
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id", "correlation_id", "order_id", "message_type")
+                raise _HandlerFailed from error
+            return [row for ctx in run for row in ctx.staged]
+        rows: list[OutboxRow] = []
+        for ctx in run:
+            with _bound(ctx.envelope):
+                try:
+                    async with ctx.conn.transaction():  # savepoint: a failing handler undoes only its own message
+                        await (handler(ctx.conn, [ctx]) if batched else handler(ctx, ctx.payload))
+                    rows.extend(ctx.staged)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    log.exception("consumer.handler_failed")
+                    item = _Parsed(ctx.record, str(ctx.envelope.id), ctx.envelope)
+                    rows.extend(self._dead_letter(subscription, item, "HANDLER_ERROR", repr(error)))
+        return rows
 
     def _dead_letter(self, subscription: Subscription, item: _Parsed, reason: str, detail: str) -> list[OutboxRow]:
         record = item.record
@@ -202,6 +220,18 @@ class Consumer:
                 for answer in subscription.on_invalid_payload(item.envelope, item.validation_error)
             ]
         return rows
+
+
+def _handler(subscription: Subscription, ctx: MessageContext) -> Handler | BatchHandler:
+    return subscription.handlers[type(ctx.payload)]
+
+
+@contextmanager
+def _bound(envelope: Envelope) -> Iterator[None]:
+    """Log lines written while handling a message carry its ids."""
+    with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), correlation_id=envelope.correlationid,
+                                                 order_id=envelope.subject, message_type=envelope.type):
+        yield
 
 
 def _envelope(value: bytes | None) -> Envelope:
