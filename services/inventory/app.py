@@ -16,11 +16,7 @@ SERVICE = ServiceDefinition(
         Subscription(
             topic=INVENTORY_COMMANDS,
             handlers={
-                contracts.ReserveStock: handlers.reserve_stock,
-                contracts.AllocateReservation: handlers.allocate_reservation,
-                contracts.DeallocateReservation: handlers.deallocate_reservation,
-                contracts.ReleaseReservation: handlers.release_reservation,
-                contracts.CommitReservation: handlers.commit_reservation,
+                **{command: handlers.reservation_commands for command in handlers.COMMANDS},
                 contracts.ReceiveStock: handlers.receive_stock,
             },
         )

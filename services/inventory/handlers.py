@@ -1,102 +1,52 @@
-"""Inventory handlers: each command is answered with an event; repeats of a command get the same answer."""
+"""Inventory handlers. Reservation commands are applied a batch at a time: the rows they touch are loaded
+locked, every command is applied in order by the domain (each answered with an event; a repeated command gets
+the same answer), and the changes are written back together."""
 
-from shared.contracts.common import Line, ReasonCode
+from collections.abc import Callable
+
+import asyncpg
+
+from shared.contracts import Contract
 from shared.contracts.inventory import (
     AllocateReservation,
-    AllocationFailed,
     CommitReservation,
     DeallocateReservation,
     ReceiveStock,
     ReleaseReservation,
-    ReservationAllocated,
-    ReservationCommitted,
-    ReservationDeallocated,
-    ReservationReleased,
     ReserveStock,
     StockReceived,
-    StockReserved,
-    StockUnavailable,
 )
 from shared.logging import get_logger
-from shared.messaging.consumer import MessageContext
+from shared.messaging.consumer import MessageContext, handles_batches
 
 from . import store
-from .domain import merge_lines
+from .domain import Inventory
 
 log = get_logger(__name__)
 
-
-async def reserve_stock(ctx: MessageContext, cmd: ReserveStock) -> None:
-    lines = merge_lines(cmd.lines)
-    existing = await store.reservation(ctx.conn, cmd.order_id)
-    if existing is None:
-        try:
-            await store.hold(ctx.conn, cmd.order_id, lines)
-        except store.Rejected as no:
-            log.info("inventory.reservation_refused", reason=no.code)
-            ctx.emit(StockUnavailable(order_id=cmd.order_id, reason=ReasonCode(code=no.code), shortages=no.shortages))
-            return
-    elif existing["status"] not in ("held", "allocated"):
-        ctx.emit(StockUnavailable(order_id=cmd.order_id, shortages=[],
-                                  reason=ReasonCode(code="RESERVATION_CLOSED", detail=existing["status"])))
-        return
-    skus = [line.sku for line in lines]
-    ctx.emit(StockReserved(order_id=cmd.order_id, lines=lines, availability=await store.availability(ctx.conn, skus)))
+COMMANDS: dict[type[Contract], Callable[[Inventory, Contract], Contract | None]] = {
+    ReserveStock: lambda inventory, cmd: inventory.reserve(cmd.order_id, cmd.lines),
+    AllocateReservation: lambda inventory, cmd: inventory.allocate(cmd.order_id, cmd.location_id),
+    DeallocateReservation: lambda inventory, cmd: inventory.deallocate(cmd.order_id, cmd.location_id),
+    ReleaseReservation: lambda inventory, cmd: inventory.release(cmd.order_id),
+    CommitReservation: lambda inventory, cmd: inventory.commit(cmd.order_id),
+}
 
 
-async def allocate_reservation(ctx: MessageContext, cmd: AllocateReservation) -> None:
-    existing = await store.reservation(ctx.conn, cmd.order_id)
-    if existing is not None and existing["status"] == "allocated" and existing["location_id"] == cmd.location_id:
-        ctx.emit(ReservationAllocated(order_id=cmd.order_id, location_id=cmd.location_id))
-        return
-    if existing is None or existing["status"] != "held":
-        status = existing["status"] if existing else "none"
-        ctx.emit(AllocationFailed(order_id=cmd.order_id, location_id=cmd.location_id,
-                                  reason=ReasonCode(code="RESERVATION_NOT_HELD", detail=status)))
-        return
-    try:
-        await store.allocate(ctx.conn, cmd.order_id, cmd.location_id, _lines(existing))
-    except store.Rejected as no:
-        ctx.emit(AllocationFailed(order_id=cmd.order_id, location_id=cmd.location_id, reason=ReasonCode(code=no.code)))
-        return
-    ctx.emit(ReservationAllocated(order_id=cmd.order_id, location_id=cmd.location_id))
-
-
-async def deallocate_reservation(ctx: MessageContext, cmd: DeallocateReservation) -> None:
-    existing = await store.reservation(ctx.conn, cmd.order_id)
-    status = existing["status"] if existing else "none"
-    if status == "allocated" and existing["location_id"] == cmd.location_id:
-        await store.deallocate(ctx.conn, cmd.order_id, cmd.location_id, _lines(existing))
-    elif status != "held":
-        log.warning("inventory.deallocate_ignored", status=status)
-        return
-    skus = [line.sku for line in _lines(existing)]
-    ctx.emit(ReservationDeallocated(order_id=cmd.order_id, location_id=cmd.location_id,
-                                    availability=await store.availability(ctx.conn, skus)))
-
-
-async def release_reservation(ctx: MessageContext, cmd: ReleaseReservation) -> None:
-    existing = await store.reservation(ctx.conn, cmd.order_id)
-    previous = existing["status"] if existing else "none"
-    if previous in ("held", "allocated"):
-        await store.release(ctx.conn, cmd.order_id, previous, existing["location_id"], _lines(existing))
-        log.info("inventory.reservation_released", previous=previous, reason=cmd.reason)
-    elif previous == "none":
-        await store.tombstone(ctx.conn, cmd.order_id)
-    if previous == "committed":
-        log.warning("inventory.release_ignored", status=previous)
-        return
-    ctx.emit(ReservationReleased(order_id=cmd.order_id,
-                                 previous_status=previous if previous in ("held", "allocated") else "none"))
-
-
-async def commit_reservation(ctx: MessageContext, cmd: CommitReservation) -> None:
-    existing = await store.reservation(ctx.conn, cmd.order_id)
-    if existing is None or existing["status"] != "allocated":
-        log.warning("inventory.commit_ignored", status=existing["status"] if existing else "none")
-        return
-    await store.commit(ctx.conn, cmd.order_id, existing["location_id"], _lines(existing))
-    ctx.emit(ReservationCommitted(order_id=cmd.order_id, location_id=existing["location_id"]))
+@handles_batches
+async def reservation_commands(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
+    commands = [ctx.payload for ctx in batch]
+    skus = {line.sku for cmd in commands if isinstance(cmd, ReserveStock) for line in cmd.lines}
+    inventory, loaded = await store.load(conn, {cmd.order_id for cmd in commands}, skus)
+    for ctx, cmd in zip(batch, commands, strict=True):
+        answer = COMMANDS[type(cmd)](inventory, cmd)
+        if answer is None:
+            log.warning("inventory.command_ignored", order_id=str(cmd.order_id), event_id=str(ctx.envelope.id),
+                        command=cmd.message_type, status=getattr(inventory.reservations.get(cmd.order_id), "status",
+                                                                 "none"))
+        else:
+            ctx.emit(answer)
+    await store.flush(conn, inventory, loaded)
 
 
 async def receive_stock(ctx: MessageContext, cmd: ReceiveStock) -> None:
@@ -104,7 +54,3 @@ async def receive_stock(ctx: MessageContext, cmd: ReceiveStock) -> None:
     if on_hand is not None:
         ctx.emit(StockReceived(receipt_id=cmd.receipt_id, sku=cmd.sku, location_id=cmd.location_id,
                                quantity=cmd.quantity, on_hand=on_hand))
-
-
-def _lines(reservation) -> list[Line]:
-    return [Line(**line) for line in reservation["lines"]]

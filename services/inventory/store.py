@@ -1,119 +1,69 @@
-"""SQL for the inventory schema. Rows are locked in SKU order, checked, then changed in one statement each;
+"""SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order,
+so concurrent batches cannot deadlock), and write back what the domain changed, one statement per table.
 CHECK constraints make over-reservation or negative stock impossible whatever runs concurrently."""
 
+from dataclasses import astuple
 from uuid import UUID
 
 import asyncpg
 
 from shared.contracts.common import Line
-from shared.contracts.inventory import LocationAvailability, Shortage
+
+from .domain import Inventory, LocationStock, Reservation, SkuStock
 
 
-class Rejected(Exception):
-    """A business refusal, raised before anything was changed."""
+async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str]) -> tuple[Inventory, Inventory]:
+    """The inventory slice for these orders and SKUs (plus the SKUs of their reservations), and an untouched
+    copy to tell what changed."""
+    rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+                            sorted(order_ids))
+    reservations = {r["order_id"]: Reservation(r["order_id"], r["status"], [Line(**line) for line in r["lines"]],
+                                               r["location_id"]) for r in rows}
+    skus = sorted(skus | {line.sku for r in reservations.values() for line in r.lines})
+    sku_rows = await conn.fetch("SELECT * FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus)
+    location_rows = await conn.fetch(
+        "SELECT * FROM location_stock WHERE sku = ANY($1) ORDER BY sku, location_id FOR UPDATE", skus)
 
-    def __init__(self, code: str, shortages: list[Shortage] | None = None):
-        super().__init__(code)
-        self.code = code
-        self.shortages = shortages or []
+    def build() -> Inventory:
+        return Inventory(
+            skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"]) for r in sku_rows},
+            locations={(r["sku"], r["location_id"]): LocationStock(r["sku"], r["location_id"], r["on_hand"],
+                                                                   r["allocated"]) for r in location_rows},
+            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id)
+                          for k, v in reservations.items()},
+        )
 
-
-async def reservation(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM reservations WHERE order_id = $1 FOR UPDATE", order_id)
-
-
-def _columns(lines: list[Line]) -> tuple[list[str], list[int]]:
-    return [line.sku for line in lines], [line.quantity for line in lines]
-
-
-async def hold(conn: asyncpg.Connection, order_id: UUID, lines: list[Line]) -> None:
-    """Hold every line against network stock, or raise Rejected having held nothing. Lines come merged and
-    sorted by SKU (domain.merge_lines), so concurrent orders lock rows in the same order."""
-    skus, quantities = _columns(lines)
-    rows = await conn.fetch(
-        "SELECT sku, on_hand - reserved AS available FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus
-    )
-    available = {r["sku"]: r["available"] for r in rows}
-    shortages = [Shortage(sku=line.sku, requested=line.quantity, available=available.get(line.sku, 0))
-                 for line in lines if available.get(line.sku, 0) < line.quantity]
-    if shortages:
-        raise Rejected("UNKNOWN_SKU" if any(line.sku not in available for line in lines) else "OUT_OF_STOCK",
-                       shortages)
-    await conn.execute(
-        "UPDATE sku_stock s SET reserved = s.reserved + r.quantity "
-        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
-        skus, quantities,
-    )
-    await conn.execute("INSERT INTO reservations (order_id, status, lines) VALUES ($1, 'held', $2)",
-                       order_id, [line.model_dump() for line in lines])
+    return build(), build()
 
 
-async def availability(conn: asyncpg.Connection, skus: list[str]) -> list[LocationAvailability]:
-    rows = await conn.fetch(
-        "SELECT location_id, sku, on_hand - allocated AS available FROM location_stock "
-        "WHERE sku = ANY($1) AND on_hand > allocated ORDER BY location_id, sku",
-        skus,
-    )
-    return [LocationAvailability(**dict(r)) for r in rows]
-
-
-async def allocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
-    """Pin held units to one location, or raise Rejected having pinned nothing."""
-    skus, quantities = _columns(lines)
-    rows = await conn.fetch(
-        "SELECT sku, on_hand - allocated AS available FROM location_stock "
-        "WHERE location_id = $1 AND sku = ANY($2) ORDER BY sku FOR UPDATE",
-        location_id, skus,
-    )
-    available = {r["sku"]: r["available"] for r in rows}
-    if any(available.get(line.sku, 0) < line.quantity for line in lines):
-        raise Rejected("LOCATION_SHORT")
-    await _add_allocated(conn, location_id, skus, quantities)
-    await _set_status(conn, order_id, "allocated", location_id)
-
-
-async def deallocate(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
-    """Un-pin the units from the location; the network hold stays."""
-    skus, quantities = _columns(lines)
-    await _add_allocated(conn, location_id, skus, [-q for q in quantities])
-    await _set_status(conn, order_id, "held", None)
-
-
-async def release(conn: asyncpg.Connection, order_id: UUID, status: str, location_id: str | None,
-                  lines: list[Line]) -> None:
-    skus, quantities = _columns(lines)
-    if status == "allocated":
-        await _add_allocated(conn, location_id, skus, [-q for q in quantities])
-    await conn.execute(
-        "UPDATE sku_stock s SET reserved = s.reserved - r.quantity "
-        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
-        skus, quantities,
-    )
-    await _set_status(conn, order_id, "released", location_id)
-
-
-async def tombstone(conn: asyncpg.Connection, order_id: UUID) -> None:
-    """A release for an order with no reservation: remember it, so a ReserveStock that arrives later is refused."""
-    await conn.execute(
-        "INSERT INTO reservations (order_id, status, lines) VALUES ($1, 'released', '[]') ON CONFLICT DO NOTHING",
-        order_id,
-    )
-
-
-async def commit(conn: asyncpg.Connection, order_id: UUID, location_id: str, lines: list[Line]) -> None:
-    """The units left the building: take them out of on hand and out of the reservation."""
-    skus, quantities = _columns(lines)
-    await conn.execute(
-        "UPDATE location_stock s SET on_hand = s.on_hand - r.quantity, allocated = s.allocated - r.quantity "
-        "FROM unnest($2::text[], $3::int[]) AS r(sku, quantity) WHERE s.location_id = $1 AND s.sku = r.sku",
-        location_id, skus, quantities,
-    )
-    await conn.execute(
-        "UPDATE sku_stock s SET on_hand = s.on_hand - r.quantity, reserved = s.reserved - r.quantity "
-        "FROM unnest($1::text[], $2::int[]) AS r(sku, quantity) WHERE s.sku = r.sku",
-        skus, quantities,
-    )
-    await _set_status(conn, order_id, "committed", location_id)
+async def flush(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
+    skus = [s for key, s in inventory.skus.items() if astuple(s) != astuple(loaded.skus[key])]
+    if skus:
+        await conn.execute(
+            "UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved "
+            "FROM unnest($1::text[], $2::int[], $3::int[]) AS s(sku, on_hand, reserved) WHERE t.sku = s.sku",
+            [s.sku for s in skus], [s.on_hand for s in skus], [s.reserved for s in skus],
+        )
+    locations = [s for key, s in inventory.locations.items() if astuple(s) != astuple(loaded.locations[key])]
+    if locations:
+        await conn.execute(
+            "UPDATE location_stock t SET on_hand = s.on_hand, allocated = s.allocated "
+            "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS s(sku, location_id, on_hand, allocated) "
+            "WHERE t.sku = s.sku AND t.location_id = s.location_id",
+            [s.sku for s in locations], [s.location_id for s in locations], [s.on_hand for s in locations],
+            [s.allocated for s in locations],
+        )
+    reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
+    if reservations:
+        await conn.execute(
+            """INSERT INTO reservations (order_id, status, lines, location_id)
+               SELECT order_id, status, lines, location_id FROM jsonb_to_recordset($1::jsonb)
+                 AS r(order_id uuid, status text, lines jsonb, location_id text)
+               ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
+                 updated_at = now()""",
+            [{"order_id": str(r.order_id), "status": r.status, "location_id": r.location_id,
+              "lines": [line.model_dump() for line in r.lines]} for r in reservations],
+        )
 
 
 async def receive(conn: asyncpg.Connection, receipt_id: str, sku: str, location_id: str, quantity: int) -> int | None:
@@ -135,19 +85,4 @@ async def receive(conn: asyncpg.Connection, receipt_id: str, sku: str, location_
         "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand "
         "RETURNING on_hand",
         sku, location_id, quantity,
-    )
-
-
-async def _add_allocated(conn: asyncpg.Connection, location_id: str, skus: list[str], deltas: list[int]) -> None:
-    await conn.execute(
-        "UPDATE location_stock s SET allocated = s.allocated + r.delta "
-        "FROM unnest($2::text[], $3::int[]) AS r(sku, delta) WHERE s.location_id = $1 AND s.sku = r.sku",
-        location_id, skus, deltas,
-    )
-
-
-async def _set_status(conn: asyncpg.Connection, order_id: UUID, status: str, location_id: str | None) -> None:
-    await conn.execute(
-        "UPDATE reservations SET status = $2, location_id = $3, updated_at = now() WHERE order_id = $1",
-        order_id, status, location_id,
     )

@@ -7,25 +7,29 @@ import pytest
 
 from services.inventory import store
 from shared.contracts.common import Line
+from shared.contracts.inventory import StockReserved, StockUnavailable
 
 pytestmark = pytest.mark.integration
 
 
-async def test_concurrent_holds_for_the_last_units_never_oversell(inventory_pool):
+async def reserve(pool, lines: list[Line]):
+    """What the inventory service does for one ReserveStock, in a transaction of its own."""
+    order_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        inventory, loaded = await store.load(conn, {order_id}, {line.sku for line in lines})
+        answer = inventory.reserve(order_id, lines)
+        await store.flush(conn, inventory, loaded)
+    return answer
+
+
+async def test_concurrent_reservations_for_the_last_units_never_oversell(inventory_pool):
     sku = f"LAST-{uuid.uuid4().hex[:8].upper()}"
     async with inventory_pool.acquire() as conn:
         await store.receive(conn, f"r-{sku}", sku, "WH-1", 5)
 
-    async def try_hold() -> bool:
-        async with inventory_pool.acquire() as conn, conn.transaction():
-            try:
-                await store.hold(conn, uuid.uuid4(), [Line(sku=sku, quantity=1)])
-                return True
-            except store.Rejected:
-                return False
-
-    results = await asyncio.gather(*(try_hold() for _ in range(25)))
-    assert sum(results) == 5
+    answers = await asyncio.gather(*(reserve(inventory_pool, [Line(sku=sku, quantity=1)]) for _ in range(25)))
+    assert sum(isinstance(a, StockReserved) for a in answers) == 5
+    assert all(a.reason.code == "OUT_OF_STOCK" for a in answers if isinstance(a, StockUnavailable))
     async with inventory_pool.acquire() as conn:
         row = await conn.fetchrow("SELECT on_hand, reserved FROM sku_stock WHERE sku = $1", sku)
         held = await conn.fetchval(
@@ -34,14 +38,14 @@ async def test_concurrent_holds_for_the_last_units_never_oversell(inventory_pool
     assert (row["on_hand"], row["reserved"], held) == (5, 5, 5)
 
 
-async def test_a_multi_line_hold_is_all_or_nothing(inventory_pool):
+async def test_a_multi_line_reservation_is_all_or_nothing(inventory_pool):
     plenty, scarce = f"P-{uuid.uuid4().hex[:8].upper()}", f"S-{uuid.uuid4().hex[:8].upper()}"
     async with inventory_pool.acquire() as conn:
         await store.receive(conn, f"r-{plenty}", plenty, "WH-1", 10)
         await store.receive(conn, f"r-{scarce}", scarce, "WH-1", 1)
-        async with conn.transaction():
-            with pytest.raises(store.Rejected) as refused:
-                await store.hold(conn, uuid.uuid4(), [Line(sku=plenty, quantity=3), Line(sku=scarce, quantity=2)])
-        assert refused.value.code == "OUT_OF_STOCK"
+    answer = await reserve(inventory_pool, [Line(sku=plenty, quantity=3), Line(sku=scarce, quantity=2)])
+    assert answer.reason.code == "OUT_OF_STOCK"
+    assert [(s.sku, s.available) for s in answer.shortages] == [(scarce, 1)]
+    async with inventory_pool.acquire() as conn:
         reserved = await conn.fetchval("SELECT sum(reserved) FROM sku_stock WHERE sku = ANY($1)", [plenty, scarce])
     assert reserved == 0

@@ -1,8 +1,6 @@
 from shared.contracts import REGISTRY, Envelope, wrap
 from shared.contracts.topics import ALL_TOPICS
 from ops.demo import sample_order
-from services.inventory.domain import merge_lines
-from shared.contracts.common import Line
 from services.fulfillment.domain import advances
 
 
@@ -25,11 +23,6 @@ def test_envelope_round_trip_keeps_payload_and_ids():
     assert again == envelope
     assert REGISTRY[again.type].model_validate(again.data) == order
     assert again.subject == "web/W-9"
-
-
-def test_merge_lines_sums_per_sku_in_lock_order():
-    merged = merge_lines([Line(sku="B-1", quantity=1), Line(sku="A-1", quantity=2), Line(sku="B-1", quantity=3)])
-    assert merged == [Line(sku="A-1", quantity=2), Line(sku="B-1", quantity=4)]
 
 
 def test_fulfilment_status_only_moves_forward():
