@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+import asyncpg
+
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import (
     CancelFulfillment,
@@ -17,27 +19,39 @@ from shared.contracts.fulfillment import (
     ShipmentConfirmed,
 )
 from shared.logging import get_logger
-from shared.messaging.consumer import MessageContext
+from shared.messaging.consumer import MessageContext, handles_batches
 
 from .domain import OPEN, advances, fulfillment_order_id
 
 log = get_logger(__name__)
 
 
-async def request_fulfillment(ctx: MessageContext, cmd: RequestFulfillment) -> None:
-    fo_id = fulfillment_order_id(cmd.order_id, cmd.location_id)
-    created = await ctx.conn.fetchval(
+@handles_batches
+async def request_fulfillment(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
+    """Create the batch's fulfilment orders in one statement; a repeated request finds its existing one."""
+    requests = [(ctx, fulfillment_order_id(ctx.payload.order_id, ctx.payload.location_id)) for ctx in batch]
+    created = await conn.fetch(
         """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
                                           correlation_id)
-           VALUES ($1, $2, $3, 'requested', $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1""",
-        fo_id, cmd.order_id, cmd.location_id,
-        [line.model_dump() for line in cmd.lines], cmd.delivery.model_dump(mode="json"), ctx.correlation_id,
+           SELECT f.fulfillment_order_id, f.order_id, f.location_id, 'requested', f.lines, f.delivery,
+                  f.correlation_id
+           FROM jsonb_to_recordset($1::jsonb) AS f(fulfillment_order_id uuid, order_id uuid, location_id text,
+                                                  lines jsonb, delivery jsonb, correlation_id text)
+           ON CONFLICT DO NOTHING RETURNING fulfillment_order_id""",
+        [{"fulfillment_order_id": str(fo_id), "order_id": str(ctx.payload.order_id),
+          "location_id": ctx.payload.location_id, "lines": [line.model_dump() for line in ctx.payload.lines],
+          "delivery": ctx.payload.delivery.model_dump(mode="json"), "correlation_id": ctx.correlation_id}
+         for ctx, fo_id in requests],
     )
-    if created:
-        ctx.emit(FulfillmentRequested(fulfillment_order_id=fo_id, order_id=cmd.order_id,
-                                      location_id=cmd.location_id, lines=cmd.lines, delivery=cmd.delivery))
-    ctx.emit(FulfillmentOrderCreated(fulfillment_order_id=fo_id, order_id=cmd.order_id,
-                                     location_id=cmd.location_id, lines=cmd.lines))
+    new = {r["fulfillment_order_id"] for r in created}
+    for ctx, fo_id in requests:
+        cmd: RequestFulfillment = ctx.payload
+        if fo_id in new:
+            new.discard(fo_id)
+            ctx.emit(FulfillmentRequested(fulfillment_order_id=fo_id, order_id=cmd.order_id,
+                                          location_id=cmd.location_id, lines=cmd.lines, delivery=cmd.delivery))
+        ctx.emit(FulfillmentOrderCreated(fulfillment_order_id=fo_id, order_id=cmd.order_id,
+                                         location_id=cmd.location_id, lines=cmd.lines))
 
 
 async def cancel_fulfillment(ctx: MessageContext, cmd: CancelFulfillment) -> None:

@@ -16,10 +16,10 @@ SERVICE = ServiceDefinition(
         Subscription(
             topic=ORDER_EVENTS,
             handlers={
-                orders.OrderAccepted: handlers.remember_recipient,
-                orders.OrderConfirmed: handlers.order_confirmed,
-                orders.OrderShipped: handlers.order_shipped,
-                orders.OrderCancelled: handlers.order_cancelled,
+                orders.OrderAccepted: handlers.lifecycle_events,
+                orders.OrderConfirmed: handlers.lifecycle_events,
+                orders.OrderShipped: handlers.lifecycle_events,
+                orders.OrderCancelled: handlers.lifecycle_events,
             },
         )
     ],

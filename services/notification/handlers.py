@@ -1,48 +1,88 @@
-"""Notification handlers: lifecycle events in, customer messages recorded (SMTP/webhook delivery comes later)."""
+"""Notification handlers: lifecycle events in, customer messages recorded (SMTP/webhook delivery comes later).
+
+A batch at a time: recipients learnt from OrderAccepted are stored together, and the batch's messages are
+inserted in one statement; the (order, kind) key makes a repeated event produce nothing."""
 
 import uuid
+from dataclasses import dataclass
 
+import asyncpg
+
+from shared.contracts import Contract
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
 from shared.logging import get_logger
-from shared.messaging.consumer import MessageContext
+from shared.messaging.consumer import MessageContext, handles_batches
 
 from .templates import render
 
 log = get_logger(__name__)
 
 
-async def remember_recipient(ctx: MessageContext, event: OrderAccepted) -> None:
-    await ctx.conn.execute(
-        "INSERT INTO recipients (order_id, channel_order_id, email, name) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING",
-        event.order_id, event.channel_order_id, event.customer.email, event.customer.name,
+def _values(event: Contract) -> tuple[str, dict[str, str]]:
+    """The notification kind and template values for a lifecycle event."""
+    match event:
+        case OrderConfirmed():
+            return "order_confirmed", {}
+        case OrderShipped():
+            return "order_shipped", {"carrier": event.carrier, "tracking_number": event.tracking_number}
+        case OrderCancelled():
+            return "order_cancelled", {"reason": event.reason.code.replace("_", " ").lower()}
+    raise TypeError(f"no notification for {event.message_type}")
+
+
+@dataclass(frozen=True)
+class Notification:
+    ctx: MessageContext
+    notification_id: uuid.UUID
+    order_id: uuid.UUID
+    kind: str
+    recipient: str
+    subject: str
+    body: str
+
+
+@handles_batches
+async def lifecycle_events(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
+    accepted = [ctx.payload for ctx in batch if isinstance(ctx.payload, OrderAccepted)]
+    if accepted:
+        await conn.execute(
+            "INSERT INTO recipients (order_id, channel_order_id, email, name) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+            [e.order_id for e in accepted], [e.channel_order_id for e in accepted],
+            [e.customer.email for e in accepted], [e.customer.name for e in accepted],
+        )
+    events = [ctx for ctx in batch if not isinstance(ctx.payload, OrderAccepted)]
+    if not events:
+        return
+    rows = await conn.fetch("SELECT * FROM recipients WHERE order_id = ANY($1)",
+                            list({ctx.payload.order_id for ctx in events}))
+    recipients = {r["order_id"]: r for r in rows}
+    notifications = [_compose(ctx, recipients) for ctx in events]
+    created = await conn.fetch(
+        """INSERT INTO notifications (notification_id, order_id, kind, channel, recipient, subject, body,
+                                      source_event_id)
+           SELECT n, o, k, 'email', r, s, b, e
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[])
+             AS t(n, o, k, r, s, b, e)
+           ON CONFLICT DO NOTHING RETURNING notification_id""",
+        [n.notification_id for n in notifications], [n.order_id for n in notifications],
+        [n.kind for n in notifications], [n.recipient for n in notifications], [n.subject for n in notifications],
+        [n.body for n in notifications], [n.ctx.envelope.id for n in notifications],
     )
+    new = {r["notification_id"] for r in created}
+    for n in notifications:
+        if n.notification_id in new:
+            new.discard(n.notification_id)
+            n.ctx.emit(CustomerNotified(notification_id=n.notification_id, order_id=n.order_id, kind=n.kind,
+                                        channel="email"))
 
 
-async def order_confirmed(ctx: MessageContext, event: OrderConfirmed) -> None:
-    await _notify(ctx, event.order_id, "order_confirmed")
-
-
-async def order_shipped(ctx: MessageContext, event: OrderShipped) -> None:
-    await _notify(ctx, event.order_id, "order_shipped", carrier=event.carrier, tracking_number=event.tracking_number)
-
-
-async def order_cancelled(ctx: MessageContext, event: OrderCancelled) -> None:
-    await _notify(ctx, event.order_id, "order_cancelled", reason=event.reason.code.replace("_", " ").lower())
-
-
-async def _notify(ctx: MessageContext, order_id: uuid.UUID, kind: str, **values: str) -> None:
-    recipient = await ctx.conn.fetchrow("SELECT * FROM recipients WHERE order_id = $1", order_id)
+def _compose(ctx: MessageContext, recipients: dict[uuid.UUID, asyncpg.Record]) -> Notification:
+    event = ctx.payload
+    recipient = recipients.get(event.order_id)
     if recipient is None:
-        raise LookupError(f"no recipient known for order {order_id}")
+        raise LookupError(f"no recipient known for order {event.order_id}")
+    kind, values = _values(event)
     subject, body = render(kind, name=recipient["name"], channel_order_id=recipient["channel_order_id"], **values)
-    notification_id = uuid.uuid5(order_id, kind)
-    created = await ctx.conn.fetchval(
-        """INSERT INTO notifications (notification_id, order_id, kind, channel, recipient, subject, body, source_event_id)
-           VALUES ($1, $2, $3, 'email', $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1""",
-        notification_id, order_id, kind, recipient["email"], subject, body, ctx.envelope.id,
-    )
-    if created:
-        log.debug("notification.recorded", kind=kind)
-        ctx.emit(CustomerNotified(notification_id=notification_id, order_id=order_id, kind=kind, channel="email"))
+    return Notification(ctx, uuid.uuid5(event.order_id, kind), event.order_id, kind, recipient["email"], subject, body)

@@ -17,7 +17,7 @@ SERVICE = ServiceDefinition(
             topic=ROUTING_COMMANDS,
             handlers={
                 contracts.RegisterLocation: handlers.register_location,
-                contracts.RouteOrder: handlers.route_order,
+                contracts.RouteOrder: handlers.route_orders,
             },
         )
     ],

@@ -1,8 +1,10 @@
 """Routing handlers: location master data, and one sourcing decision per RouteOrder."""
 
+import asyncpg
+
 from shared.contracts.common import Coordinates, ReasonCode
 from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteNotFound, RouteOrder
-from shared.messaging.consumer import MessageContext
+from shared.messaging.consumer import MessageContext, handles_batches
 
 from .domain import Location, choose
 
@@ -20,25 +22,33 @@ async def register_location(ctx: MessageContext, cmd: RegisterLocation) -> None:
     ctx.emit(LocationRegistered(location_id=cmd.location_id, kind=cmd.kind))
 
 
-async def route_order(ctx: MessageContext, cmd: RouteOrder) -> None:
-    candidate_ids = {a.location_id for a in cmd.availability}
-    if cmd.delivery.type == "pickup":
-        candidate_ids.add(cmd.delivery.store_id)
-    rows = await ctx.conn.fetch("SELECT * FROM locations WHERE location_id = ANY($1)", sorted(candidate_ids))
+@handles_batches
+async def route_orders(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
+    """One sourcing decision per RouteOrder; the batch's candidate locations are read once and its decisions
+    written in one statement."""
+    candidate_ids = {a.location_id for ctx in batch for a in ctx.payload.availability}
+    candidate_ids |= {ctx.payload.delivery.store_id for ctx in batch if ctx.payload.delivery.type == "pickup"}
+    rows = await conn.fetch("SELECT * FROM locations WHERE location_id = ANY($1)", sorted(candidate_ids))
     locations = {r["location_id"]: _location(r) for r in rows}
-    decision = choose(cmd.delivery, cmd.lines, cmd.availability, locations, set(cmd.exclude_locations))
-    await ctx.conn.execute(
-        "INSERT INTO decisions (order_id, location_id, reason_code, explanation) VALUES ($1, $2, $3, $4)",
-        cmd.order_id, decision.location_id, decision.reason_code, decision.explanation,
+    decisions = []
+    for ctx in batch:
+        cmd: RouteOrder = ctx.payload
+        decision = choose(cmd.delivery, cmd.lines, cmd.availability, locations, set(cmd.exclude_locations))
+        decisions.append((cmd.order_id, decision))
+        if decision.location_id is None:
+            ctx.emit(RouteNotFound(order_id=cmd.order_id,
+                                   reason=ReasonCode(code=decision.reason_code, detail=decision.explanation)))
+        else:
+            ctx.emit(OrderRouted(order_id=cmd.order_id, location_id=decision.location_id,
+                                 explanation=decision.explanation, distance_km=decision.distance_km))
+    await conn.execute(
+        "INSERT INTO decisions (order_id, location_id, reason_code, explanation) "
+        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])",
+        [o for o, _ in decisions], [d.location_id for _, d in decisions], [d.reason_code for _, d in decisions],
+        [d.explanation for _, d in decisions],
     )
-    if decision.location_id is None:
-        ctx.emit(RouteNotFound(order_id=cmd.order_id,
-                               reason=ReasonCode(code=decision.reason_code, detail=decision.explanation)))
-    else:
-        ctx.emit(OrderRouted(order_id=cmd.order_id, location_id=decision.location_id,
-                             explanation=decision.explanation, distance_km=decision.distance_km))
 
 
-def _location(row) -> Location:
+def _location(row: asyncpg.Record) -> Location:
     return Location(row["location_id"], row["kind"], Coordinates(lat=row["lat"], lon=row["lon"]),
                     row["ships_to_customers"], row["accepts_pickup"])

@@ -13,7 +13,6 @@ why the common case runs without them.
 """
 
 import base64
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,12 +237,10 @@ def _envelope(value: bytes | None) -> Envelope:
     if not value:
         raise InvalidMessage("EMPTY", "the message has no value")
     try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidMessage("NOT_JSON", str(error)) from None
-    try:
-        return Envelope.model_validate(raw)
+        return Envelope.model_validate_json(value)  # parses and validates in one pass (pydantic-core)
     except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise InvalidMessage("NOT_JSON", _describe(error)) from None
         raise InvalidMessage("INVALID_ENVELOPE", _describe(error)) from None
 
 
