@@ -101,8 +101,10 @@ class InvalidMessage(Exception):
 
 
 class Consumer:
-    def __init__(self, pool: asyncpg.Pool, *, service: str, schema: str, group: str):
+    def __init__(self, pool: asyncpg.Pool, *, service: str, schema: str, group: str,
+                 after_commit: Callable[[], None] = lambda: None):
         self.pool = pool
+        self.after_commit = after_commit
         self.service = service
         self.source = f"oms/{service}"
         self.schema = schema
@@ -115,6 +117,7 @@ class Consumer:
         while True:
             try:
                 await self._apply(subscription, parsed, isolate)
+                self.after_commit()
                 return
             except _HandlerFailed:
                 isolate = True

@@ -1,8 +1,9 @@
 """Transactional outbox: stage events in the caller's transaction; a relay publishes them to Kafka.
 
-The relay selects unsent rows (never a high-water mark, which would skip rows committed out of order),
-publishes them with an idempotent acks=all producer, and deletes them only after Kafka has acknowledged
-every one. A crash in between publishes them again; consumers deduplicate by event id.
+The relay takes unsent rows (never by a high-water mark, which would skip rows committed out of order),
+deletes them and publishes them with an idempotent acks=all producer in one transaction, which commits only
+after Kafka has acknowledged every one. A crash in between leaves the rows to be published again; consumers
+deduplicate by event id.
 """
 
 import asyncio
@@ -38,13 +39,18 @@ def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: 
 
 
 async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) -> None:
+    """Stage rows in the caller's transaction; the relay is notified when it commits."""
     if not rows:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
-        [(r.event_id, r.topic, r.key, r.value) for r in rows],
+    await conn.execute(
+        """WITH staged AS (
+             INSERT INTO outbox (event_id, topic, key, value)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) RETURNING 1
+           )
+           SELECT pg_notify($5, ''), (SELECT count(*) FROM staged)""",
+        [r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
+        notify_channel(schema),
     )
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
 
 
 def notify_channel(schema: str) -> str:
@@ -111,19 +117,21 @@ class OutboxRelay:
             pass
         self._wakeup.clear()
 
+    def wake(self) -> None:
+        """Publish now: called in-process right after a transaction that staged rows has committed."""
+        self._wakeup.set()
+
     async def publish_pending(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.schema}"):
                 return 0
-            rows = await conn.fetch(
-                "SELECT seq, topic, key, value FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE", self.batch_size
-            )
-            if not rows:
-                return 0
+            # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
+            rows = sorted(await conn.fetch(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
+                "RETURNING seq, topic, key, value", self.batch_size), key=lambda r: r["seq"])
             deliveries = [
                 await self.producer.send(self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode())
                 for r in rows
             ]
             await asyncio.gather(*deliveries)
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
             return len(rows)

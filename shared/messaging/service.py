@@ -62,12 +62,13 @@ def build_app(definition: ServiceDefinition) -> FastStream:
         await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await migrate(pool, definition.name, definition.migrations)
-        for subscription in definition.subscriptions:
-            group = consumer_group(definition.name, subscription.topic)
-            consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group)
         producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
+        for subscription in definition.subscriptions:
+            group = consumer_group(definition.name, subscription.topic)
+            consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group,
+                                        after_commit=relay.wake)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         tasks += [asyncio.create_task(task(pool), name=task.__name__) for task in definition.background]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
