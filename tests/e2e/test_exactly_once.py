@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import uuid
 
 import pytest
 
@@ -121,3 +122,24 @@ async def test_a_rush_on_the_last_units_never_oversells(driver):
     assert (row["on_hand"], row["reserved"]) == (5, 5)
     allocated = await driver.count("SELECT allocated FROM inventory.location_stock WHERE sku = $1", sku)
     assert allocated == 5
+
+
+async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver):
+    location, sku = driver.unique("WH"), driver.unique("SKU")
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 1)
+    order = driver.order([(sku, 1)])
+    order_id = order_id_for(order.channel, order.channel_order_id)
+    await driver.channel.send(order)
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+
+    unknown = LocationUpdate(fulfillment_order_id=uuid.uuid4(), order_id=order_id, status="picked")
+    shipped = LocationUpdate(fulfillment_order_id=work["data"]["fulfillment_order_id"], order_id=order_id,
+                             status="shipped", carrier="DHL", tracking_number="OK1")
+    await driver.channel.send_many([unknown, shipped])  # same key: same partition, most likely one batch
+
+    await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
+    [letter] = await driver.dead_letters.wait_for(
+        lambda e: e["type"] == DeadLetter.message_type and e["data"]["reason"] == "HANDLER_ERROR"
+        and str(unknown.fulfillment_order_id) in e["data"]["detail"])
+    assert letter["data"]["consumer"] == "oms.fulfillment.fulfillment.location-updates.v1"
