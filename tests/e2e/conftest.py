@@ -8,6 +8,7 @@ import pytest
 
 from ops.client import Client, client
 from ops.demo import sample_order
+from services.capture.validation import order_id_for
 from shared.contracts.common import Coordinates
 from shared.contracts.inventory import ReceiveStock
 from shared.contracts.orders import PlaceOrder
@@ -57,8 +58,19 @@ class Driver:
             "SELECT 1 FROM inventory.location_stock WHERE sku = $1 AND location_id = $2", sku, location_id),
             what=f"stock of {sku} at {location_id}")
 
+    async def stocked_sku(self, units: int, prefix: str = "SKU") -> str:
+        """A new SKU with `units` on hand at a new warehouse in Frankfurt."""
+        location, sku = self.unique("WH"), self.unique(prefix)
+        await self.location(location, FRANKFURT)
+        await self.stock(sku, location, units)
+        return sku
+
     def order(self, lines: list[tuple[str, int]], **kwargs) -> PlaceOrder:
         return sample_order(self.unique("W"), lines=lines, **kwargs)
+
+    @staticmethod
+    def order_id(order: PlaceOrder) -> uuid.UUID:
+        return order_id_for(order.channel, order.channel_order_id)
 
     async def status(self, order_id, *expected: str, timeout: float = 30) -> str:
         async def current():

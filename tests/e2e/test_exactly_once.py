@@ -16,17 +16,14 @@ from shared.contracts.topics import INVENTORY_EVENTS, ORDER_COMMANDS
 
 from ..support.topics import TopicWatcher, of_type
 from ..support.waiting import eventually
-from .conftest import FRANKFURT
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_retried_and_redelivered_messages_have_one_effect(driver):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 10)
+    sku = await driver.stocked_sku(10)
     order = driver.order([(sku, 2)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
 
     first = wrap(order, source="channel/web", correlation_id="retry-test")
     raw = first.model_dump_json().encode()
@@ -76,9 +73,7 @@ def place_order_envelope(data: dict) -> bytes:
 
 
 async def test_malformed_orders_are_dead_lettered_answered_and_the_next_order_goes_through(driver):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 5)
+    sku = await driver.stocked_sku(5)
     negative = driver.order([(sku, 1)]).model_dump(mode="json")
     negative["lines"][0]["quantity"] = -2
     missing = driver.order([(sku, 1)]).model_dump(mode="json")
@@ -94,7 +89,7 @@ async def test_malformed_orders_are_dead_lettered_answered_and_the_next_order_go
     good = driver.order([(sku, 1)])
     await driver.channel.send(good)
 
-    await driver.status(order_id_for(good.channel, good.channel_order_id), "confirmed")
+    await driver.status(driver.order_id(good), "confirmed")
     originals = {base64.b64encode(v).decode(): reason.strip() for reason, v in bad.items()}
     letters = await driver.dead_letters.wait_for(
         lambda e: e["type"] == DeadLetter.message_type and e["data"]["original_value_b64"] in originals, count=4)
@@ -109,12 +104,10 @@ async def test_malformed_orders_are_dead_lettered_answered_and_the_next_order_go
 
 
 async def test_a_rush_on_the_last_units_never_oversells(driver):
-    location, sku = driver.unique("WH"), driver.unique("LAST")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 5)
+    sku = await driver.stocked_sku(5, prefix="LAST")
     orders = [driver.order([(sku, 1)]) for _ in range(20)]
     await driver.channel.send_many(orders)
-    order_ids = [order_id_for(o.channel, o.channel_order_id) for o in orders]
+    order_ids = [driver.order_id(o) for o in orders]
     statuses = await asyncio.gather(*(driver.status(i, "confirmed", "cancelled", timeout=60) for i in order_ids))
     assert statuses.count("confirmed") == 5
     assert statuses.count("cancelled") == 15
@@ -125,11 +118,9 @@ async def test_a_rush_on_the_last_units_never_oversells(driver):
 
 
 async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 1)
+    sku = await driver.stocked_sku(1)
     order = driver.order([(sku, 1)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
     await driver.channel.send(order)
     [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
 

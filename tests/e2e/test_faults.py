@@ -91,23 +91,14 @@ async def test_kill_9_each_service_in_turn(oms):
 
 
 @local_only
-async def test_kafka_broker_restart(oms):
-    async def restart_broker():
-        await asyncio.to_thread(_deploy, "kafka.sh", "stop")
+@pytest.mark.parametrize("script", ["kafka.sh", "postgres.sh"], ids=["kafka_broker", "postgres"])
+async def test_restart_of_shared_infrastructure(oms, script):
+    async def restart():
+        await asyncio.to_thread(_deploy, script, "stop")
         await asyncio.sleep(1)
-        await asyncio.to_thread(_deploy, "kafka.sh", "start")
+        await asyncio.to_thread(_deploy, script, "start")
 
-    await flow_with_fault(oms, restart_broker)
-
-
-@local_only
-async def test_postgres_restart(oms):
-    async def restart_database():
-        await asyncio.to_thread(_deploy, "postgres.sh", "stop")
-        await asyncio.sleep(1)
-        await asyncio.to_thread(_deploy, "postgres.sh", "start")
-
-    await flow_with_fault(oms, restart_database)
+    await flow_with_fault(oms, restart)
 
 
 async def test_rebalance_when_instances_join_and_leave(oms):

@@ -2,7 +2,6 @@
 
 import pytest
 
-from services.capture.validation import order_id_for
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
@@ -21,7 +20,7 @@ async def test_happy_path_from_channel_to_erp_and_customer(driver):
     await driver.stock(sku, near, 5)
     await driver.stock(sku, far, 5)
     order = driver.order([(sku, 2)], city="Frankfurt")
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
 
     await driver.channel.send(order)
     await driver.orders.wait_for(of_type(OrderAccepted, order_id))
@@ -60,11 +59,9 @@ async def test_happy_path_from_channel_to_erp_and_customer(driver):
 
 
 async def test_not_enough_stock_cancels_with_a_reason_and_holds_nothing(driver):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 1)
+    sku = await driver.stocked_sku(1)
     order = driver.order([(sku, 3)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
 
     await driver.channel.send(order)
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
@@ -79,7 +76,7 @@ async def test_not_enough_stock_cancels_with_a_reason_and_holds_nothing(driver):
 
 async def test_unknown_sku_cancels_with_its_own_reason(driver):
     order = driver.order([(driver.unique("NOSUCH"), 1)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
     await driver.channel.send(order)
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
     assert cancelled["data"]["reason"]["code"] == "UNKNOWN_SKU"
@@ -90,7 +87,7 @@ async def test_no_route_releases_the_reservation_and_cancels(driver):
     await driver.location(store, FRANKFURT, kind="store", ships_to_customers=False, accepts_pickup=True)
     await driver.stock(sku, store, 4)  # in the network, but nowhere that ships to customers
     order = driver.order([(sku, 2)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
 
     await driver.channel.send(order)
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
@@ -113,7 +110,7 @@ async def test_pickup_in_store_goes_to_that_store(driver):
     await driver.stock(sku, store, 2)
     await driver.stock(sku, warehouse, 2)
     order = driver.order([(sku, 1)], city="Frankfurt", pickup_store=store)
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
 
     await driver.channel.send(order)
     [confirmed] = await driver.orders.wait_for(of_type(OrderConfirmed, order_id))
@@ -121,11 +118,9 @@ async def test_pickup_in_store_goes_to_that_store(driver):
 
 
 async def test_customer_hears_once_per_event(driver):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 1)
+    sku = await driver.stocked_sku(1)
     order = driver.order([(sku, 1)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
     await driver.channel.send(order)
     await driver.status(order_id, "confirmed")
 

@@ -25,11 +25,9 @@ pytestmark = pytest.mark.e2e
 
 
 async def confirmed_order(driver, quantity=1):
-    location, sku = driver.unique("WH"), driver.unique("SKU")
-    await driver.location(location, FRANKFURT)
-    await driver.stock(sku, location, 5)
+    sku = await driver.stocked_sku(5)
     order = driver.order([(sku, quantity)])
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
     await driver.channel.send(order)
     [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
     await driver.status(order_id, "confirmed")
@@ -87,7 +85,7 @@ async def test_a_rejecting_location_is_replaced_and_its_stock_freed(driver):
     await driver.stock(sku, near, 3)
     await driver.stock(sku, far, 3)
     order = driver.order([(sku, 2)], city="Frankfurt")
-    order_id = order_id_for(order.channel, order.channel_order_id)
+    order_id = driver.order_id(order)
     await driver.channel.send(order)
     [first] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
     assert first["data"]["location_id"] == near
