@@ -95,8 +95,10 @@ async def show_order(ref: str) -> int:
         saga = await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
         print(f"order {order['order_id']}  {order['channel']}/{order['channel_order_id']}  status {order['status']}")
         if saga:
-            print(f"saga  state {saga['state']}  location {saga['location_id'] or '-'}  "
-                  f"fulfilment order {saga['fulfillment_order_id'] or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
+            print(f"saga  state {saga['state']}  attempt {saga['attempts']}  deadline {saga['deadline_at'] or '-'}  "
+                  f"location {saga['location_id'] or '-'}  fulfilment order {saga['fulfillment_order_id'] or '-'}")
+            print(f"      compensations {list(saga['compensations']) or '-'}  excluded locations "
+                  f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
         print("timeline:")
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):
