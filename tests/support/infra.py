@@ -36,16 +36,28 @@ def local_infra() -> Iterator[None]:
 
 @contextmanager
 def container_infra() -> Iterator[None]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    """The official images on the same loopback ports as the local scripts, so every setting stays the same."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
 
-    with PostgresContainer(POSTGRES_IMAGE, username="oms_admin", password="oms-admin-dev", dbname="postgres") as pg, \
-            KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka:
-        os.environ.update(
-            OMS_PG_HOST=pg.get_container_host_ip(), OMS_PG_PORT=str(pg.get_exposed_port(5432)),
-            OMS_PG_ADMIN_USER="oms_admin", OMS_PG_ADMIN_PASSWORD="oms-admin-dev",
-            OMS_KAFKA_BOOTSTRAP=kafka.get_bootstrap_server(),
-        )
+    kafka_port, pg_port = int(os.environ["OMS_KAFKA_PORT"]), int(os.environ["OMS_PG_PORT"])
+    postgres = (DockerContainer(POSTGRES_IMAGE)
+                .with_env("POSTGRES_USER", os.environ["OMS_PG_ADMIN_USER"])
+                .with_env("POSTGRES_PASSWORD", os.environ["OMS_PG_ADMIN_PASSWORD"])
+                .with_bind_ports(5432, pg_port))
+    kafka = (DockerContainer(KAFKA_IMAGE)
+             .with_envs(KAFKA_NODE_ID="1", KAFKA_PROCESS_ROLES="broker,controller",
+                        KAFKA_LISTENERS=f"PLAINTEXT://:{kafka_port},CONTROLLER://:9093",
+                        KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{kafka_port}",
+                        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                        KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER", KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+                        KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1", KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+                        KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1", KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+                        KAFKA_AUTO_CREATE_TOPICS_ENABLE="false")
+             .with_bind_ports(kafka_port, kafka_port))
+    with postgres, kafka:
+        wait_for_logs(postgres, "database system is ready to accept connections", timeout=120)
+        wait_for_logs(kafka, "Kafka Server started", timeout=120)
         yield
 
 
