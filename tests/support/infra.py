@@ -56,7 +56,8 @@ def container_infra() -> Iterator[None]:
                         KAFKA_AUTO_CREATE_TOPICS_ENABLE="false")
              .with_bind_ports(kafka_port, kafka_port))
     with postgres, kafka:
-        wait_for_logs(postgres, "database system is ready to accept connections", timeout=120)
+        # The image starts the server twice (init, then for real): wait for the second.
+        wait_for_logs(postgres, lambda logs: logs.count("ready to accept connections") >= 2, timeout=120)
         wait_for_logs(kafka, "Kafka Server started", timeout=120)
         yield
 
