@@ -18,6 +18,7 @@
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -223,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `oms order X | head` ends quietly
     load_dev_env()
     args = parser().parse_args()
     match args.command:

@@ -50,8 +50,9 @@ def consumer_group(service: str, topic: str) -> str:
 def build_app(definition: ServiceDefinition) -> FastStream:
     config = settings()
     configure_logging(definition.name, config.log_level)
-    # Per-message "Received/Processed" lines at DEBUG: our handlers log what matters, in JSON.
-    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}", log_level=logging.DEBUG)
+    # FastStream logs through our JSON handler; its per-message "Received/Processed" lines are DEBUG.
+    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}",
+                         logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG)
     consumers: dict[str, Consumer] = {}
 
     for subscription in definition.subscriptions:
