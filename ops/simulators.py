@@ -4,7 +4,6 @@ A location picks and ships every work item it gets (or rejects a chosen share of
 management system or a store's app would. Used by `oms load`, `oms bench` and the fault tests.
 """
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -63,6 +62,3 @@ class LocationSimulator:
         await self.client.send_many(updates)
         self.handled += len(updates)
 
-
-async def run_in_background(simulator: LocationSimulator) -> asyncio.Task:
-    return asyncio.create_task(simulator.run(), name="location-simulator")

@@ -59,7 +59,6 @@ from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
 MAX_STEP_ATTEMPTS = 3  # sends of one step's command before a silent step cancels the order
-TERMINAL = frozenset({"shipped", "cancelled"})
 WAITING = frozenset({"reserving", "routing", "allocating", "fulfilling", "reallocating", "cancelling"})
 
 RELEASE = "release_reservation"
