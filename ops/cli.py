@@ -9,6 +9,7 @@
     oms order ORDER                an order's state, saga and timeline (ORDER: order id or channel/channel_order_id)
     oms test [pytest args]         the whole test suite against real Kafka and Postgres
     oms check                      the invariant checker: what is violated in the running system
+    oms dead-letters [--replay P]  messages consumers gave up on, with reasons; replay one by its position
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
     oms cancel ORDER               the channel asks to cancel an order
@@ -31,7 +32,7 @@ from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, bench, demo, invariants, load
+from . import asyncapi, bench, deadletters, demo, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .processes import all_services
@@ -167,6 +168,23 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     return 0
 
 
+async def dead_letters(position: str | None) -> int:
+    letters = await deadletters.read_all(settings())
+    if position is None:
+        for item in letters:
+            print(item.line())
+        print(f"{len(letters)} dead letters")
+        return 0
+    found = [item.letter for item in letters if item.position == position]
+    if not found:
+        print(f"no dead letter from {position}")
+        return 1
+    async with client(settings(), "ops/replay") as ops:
+        await deadletters.replay(ops, found[0])
+    print(f"replayed {position} to {found[0].source_topic}")
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -216,6 +234,8 @@ def parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure the running OMS against a bare pipeline baseline")
     bn.add_argument("--orders", type=int, default=3000, help="orders in the saturation phase")
     bn.add_argument("--rate", type=float, help="steady-phase rate for latency (default: half the throughput)")
+    dl = sub.add_parser("dead-letters", help="list dead letters, or replay one")
+    dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
@@ -257,6 +277,8 @@ def main() -> None:
             code = 0
         case "check":
             code = asyncio.run(check_invariants())
+        case "dead-letters":
+            code = asyncio.run(dead_letters(args.replay))
         case "cancel":
             code = asyncio.run(cancel(args.ref))
         case "asyncapi":

@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 
+from ops import deadletters
 from services.capture.validation import order_id_for
+from services.fulfillment.domain import fulfillment_order_id
 from shared.contracts import Envelope, wrap
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.inventory import StockReserved
@@ -16,6 +18,7 @@ from shared.contracts.topics import INVENTORY_EVENTS, ORDER_COMMANDS
 
 from ..support.topics import TopicWatcher, of_type
 from ..support.waiting import eventually
+from .conftest import FRANKFURT
 
 pytestmark = pytest.mark.e2e
 
@@ -134,3 +137,27 @@ async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver)
         lambda e: e["type"] == DeadLetter.message_type and e["data"]["reason"] == "HANDLER_ERROR"
         and str(unknown.fulfillment_order_id) in e["data"]["detail"])
     assert letter["data"]["consumer"] == "oms.fulfillment.fulfillment.location-updates.v1"
+
+
+async def test_a_dead_letter_is_replayed_once_its_cause_is_gone(driver):
+    """A location reports a shipment before the OMS has the fulfilment order; once it has, the operator
+    replays the dead letter and the shipment goes through."""
+    location, sku = driver.unique("WH"), driver.unique("SKU")
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 1)
+    order = driver.order([(sku, 1)])
+    order_id = driver.order_id(order)
+    early = LocationUpdate(fulfillment_order_id=fulfillment_order_id(order_id, location), order_id=order_id,
+                           status="shipped", carrier="UPS", tracking_number="EARLY1")
+    await driver.channel.send(early)
+    await driver.dead_letters.wait_for(lambda e: e["type"] == DeadLetter.message_type
+                                       and str(early.fulfillment_order_id) in e["data"]["detail"])
+    await driver.channel.send(order)
+    await driver.status(order_id, "confirmed")
+
+    [letter] = [item.letter for item in await deadletters.read_all(driver.config)
+                if str(early.fulfillment_order_id) in item.letter.detail]
+    await deadletters.replay(driver.channel, letter)
+    [shipment] = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
+    assert shipment["data"]["tracking_number"] == "EARLY1"
+    assert await driver.status(order_id, "shipped") == "shipped"
