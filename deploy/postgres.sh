@@ -18,7 +18,7 @@ fi
 # Postgres refuses to run as root; as root we run it as the 'postgres' user, which must be able to reach
 # the data folder. When the project sits somewhere that user cannot enter, the cluster lives in /var/tmp.
 PG_HOME=$OMS_STATE_DIR/postgres
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 if [ "$(id -u)" = 0 ]; then
   mkdir -p "$PG_HOME"
   if ! runuser -u postgres -- test -x "$PG_HOME"; then
