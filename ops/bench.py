@@ -31,7 +31,7 @@ from shared.settings import Settings
 from . import baseline, load
 from .client import Client, client
 from .env import ROOT
-from .waiting import wait_until
+from .waiting import eventually
 
 @dataclass
 class Result:
@@ -96,7 +96,7 @@ async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[P
             ahead = (i + len(part)) / rate - (now - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
-    await wait_until(lambda: all(k in watcher.arrived for k in sent), timeout=300,
+    await eventually(lambda: all(k in watcher.arrived for k in sent), timeout=300, interval=0.05,
                      what=f"{len(sent)} flows to finish")
     finished = max(watcher.arrived[k] for k in sent)
     return Result(len(sent), finished - started, [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()])
@@ -153,7 +153,7 @@ async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:
         async def booked():
             return await conn.fetchval("SELECT count(*) FROM inventory.receipts WHERE receipt_id LIKE $1",
                                        f"{tag}:%") >= receipts
-        await wait_until(booked, timeout=120, what="the bench stock to be booked")
+        await eventually(booked, timeout=120, what="the bench stock to be booked")
     finally:
         await conn.close()
 

@@ -11,13 +11,12 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from shared.contracts import Envelope
 from shared.contracts.ops import DeadLetter
-from shared.contracts.topics import DEAD_LETTERS, PARTITIONS
+from shared.contracts.topics import DEAD_LETTERS
 from shared.settings import Settings
 
+from . import history
 from .client import Client
 
 
@@ -35,23 +34,11 @@ class Letter:
 
 
 async def read_all(settings: Settings) -> list[Letter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.topic(DEAD_LETTERS), p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(partitions)
-        letters: dict[str, Letter] = {}
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    envelope = Envelope.model_validate_json(record.value)
-                    letter = Letter(DeadLetter.model_validate(envelope.data))
-                    letters.setdefault(letter.position, letter)  # a relay's re-send is the same letter
-        return sorted(letters.values(), key=lambda item: item.letter.failed_at)
-    finally:
-        await consumer.stop()
+    letters: dict[str, Letter] = {}
+    async for record in history.records(settings, DEAD_LETTERS):
+        letter = Letter(DeadLetter.model_validate(Envelope.model_validate_json(record.value).data))
+        letters.setdefault(letter.position, letter)  # a relay's re-send is the same letter
+    return sorted(letters.values(), key=lambda item: item.letter.failed_at)
 
 
 def replayable(letter: DeadLetter) -> tuple[str, bytes | None, bytes]:

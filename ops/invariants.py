@@ -10,12 +10,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contracts.fulfillment import ShipmentConfirmed
 from shared.contracts.orders import OrderShipped
-from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS, PARTITIONS
+from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS
 from shared.settings import Settings
+
+from . import history
 
 STOCK_PER_LOCATION = """
 WITH receipts AS (
@@ -141,20 +142,9 @@ async def check_topics(settings: Settings) -> list[str]:
 
 
 async def _distinct_ids(settings: Settings, topic: str, message_type: str, key_field: str) -> dict[str, set[str]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(partitions)
-        seen: dict[str, set[str]] = defaultdict(set)
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    envelope = json.loads(record.value)
-                    if envelope.get("type") == message_type:
-                        seen[envelope["data"][key_field]].add(envelope["id"])
-        return seen
-    finally:
-        await consumer.stop()
+    seen: dict[str, set[str]] = defaultdict(set)
+    async for record in history.records(settings, topic):
+        envelope = json.loads(record.value)
+        if envelope.get("type") == message_type:
+            seen[envelope["data"][key_field]].add(envelope["id"])
+    return seen

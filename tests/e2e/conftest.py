@@ -19,7 +19,7 @@ from shared.settings import Settings
 
 from ..support.services import running
 from ..support.topics import TopicWatcher
-from ..support.waiting import eventually
+from ops.waiting import eventually
 
 FRANKFURT = Coordinates(lat=50.11, lon=8.68)
 BERLIN = Coordinates(lat=52.52, lon=13.40)

@@ -17,7 +17,7 @@ from shared.contracts.orders import OrderAccepted, OrderConfirmed, OrderRejected
 from shared.contracts.topics import INVENTORY_EVENTS, ORDER_COMMANDS
 
 from ..support.topics import TopicWatcher, of_type
-from ..support.waiting import eventually
+from ops.waiting import eventually
 from .conftest import FRANKFURT
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from ops.simulators import LocationSimulator
 from shared.db.bootstrap import SERVICES
 
 from ..support.stack import Stack, stack
-from ..support.waiting import eventually
+from ops.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ async def settled(oms: Stack, expected_orders: int) -> invariants.Report:
 
         try:
             report = await eventually(clean_report, timeout=150, interval=1.0, what="every order to settle cleanly")
-        except AssertionError:
+        except TimeoutError:
             print(await invariants.check(conn))
             raise
     finally:

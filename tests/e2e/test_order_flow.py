@@ -7,7 +7,7 @@ from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
 
 from ..support.topics import TopicWatcher, of_type
-from ..support.waiting import eventually
+from ops.waiting import eventually
 from .conftest import BERLIN, FRANKFURT
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from shared.contracts.topics import INVENTORY_COMMANDS, ORDER_EVENTS
 
 from ..support.stack import stack
 from ..support.topics import TopicWatcher, of_type
-from ..support.waiting import eventually
+from ops.waiting import eventually
 from .conftest import BERLIN, FRANKFURT
 
 pytestmark = pytest.mark.e2e

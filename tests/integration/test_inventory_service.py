@@ -14,7 +14,7 @@ from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_
 
 from ..support.services import running
 from ..support.topics import TopicWatcher, of_type
-from ..support.waiting import eventually
+from ops.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ops.processes import ServiceProcess
 
-from .waiting import eventually
+from ops.waiting import eventually
 
 
 async def wait_started(proc: ServiceProcess, timeout: float = 60) -> None:

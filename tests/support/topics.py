@@ -11,7 +11,7 @@ from shared.contracts import Contract
 from shared.contracts.topics import PARTITIONS
 from shared.settings import Settings
 
-from .waiting import eventually
+from ops.waiting import eventually
 
 
 class TopicWatcher:
