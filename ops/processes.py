@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db.bootstrap import SERVICES
+from shared.settings import DEFAULT_HTTP_PORTS
 
 from .env import ROOT
 
@@ -18,6 +20,7 @@ class ServiceProcess:
     name: str
     run_dir: Path
     instance: int = 1  # several instances of a service share its consumer groups
+    http_port: int | None = None  # where it serves /health and /metrics; a free port if not given
 
     @property
     def label(self) -> str:
@@ -30,6 +33,16 @@ class ServiceProcess:
     @property
     def logfile(self) -> Path:
         return self.run_dir / f"{self.label}.log"
+
+    @property
+    def portfile(self) -> Path:
+        return self.run_dir / f"{self.label}.port"
+
+    def url(self) -> str | None:
+        try:
+            return f"http://127.0.0.1:{int(self.portfile.read_text())}"
+        except (FileNotFoundError, ValueError):
+            return None
 
     def pid(self) -> int | None:
         try:
@@ -46,10 +59,13 @@ class ServiceProcess:
         if (pid := self.pid()) is not None:
             return pid
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        port = self.http_port or _free_port()
+        self.portfile.write_text(str(port))
         with self.logfile.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
-                cwd=ROOT, env=env or os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT, env={**(env or os.environ), "OMS_HTTP_PORT": str(port)}, stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pidfile.write_text(str(proc.pid))
@@ -91,5 +107,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
-    return [ServiceProcess(name, run_dir) for name in names]
+    return [ServiceProcess(name, run_dir, http_port=DEFAULT_HTTP_PORTS[name]) for name in names]

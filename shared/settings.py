@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
+    http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
 
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
@@ -32,6 +33,11 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+# Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
+DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
+                      "notification": 18085}
 
 
 def service_role(service: str) -> str:

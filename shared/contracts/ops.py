@@ -8,6 +8,11 @@ from .base import Contract, contract
 from .topics import DEAD_LETTERS
 
 
+# A dead letter must itself always be publishable, whatever it carries: the original bytes travel in full up to
+# this size (a decompressed record can be far larger than the broker's message limit).
+MAX_ORIGINAL_BYTES = 256 * 1024
+
+
 @contract("oms.ops.DeadLetter.v1", topic=DEAD_LETTERS)
 class DeadLetter(Contract):
     consumer: str = Field(description="Consumer group that gave up on the message")
@@ -17,7 +22,10 @@ class DeadLetter(Contract):
     reason: str = Field(description="Short machine-readable reason, e.g. NOT_JSON, INVALID_ENVELOPE, INVALID_PAYLOAD")
     detail: str = Field(description="What exactly was wrong")
     original_key_b64: str | None
-    original_value_b64: str
+    original_value_b64: str = Field(description="The original bytes, base64; only the first "
+                                                "MAX_ORIGINAL_BYTES when original_truncated (the service keeps all)")
+    original_size: int = Field(0, description="Length of the original value in bytes")
+    original_truncated: bool = False
     failed_at: datetime
 
     def key(self) -> str:
