@@ -32,11 +32,12 @@ from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, bench, deadletters, demo, invariants, load
+from . import asyncapi, bench, deadletters, demo, health, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .processes import all_services
 from .simulators import LocationSimulator
+from .waiting import eventually
 
 
 def infra(action: str) -> int:
@@ -60,8 +61,18 @@ def services(action: str) -> int:
             print(f"{proc.name}: stopped")
         else:
             pid = proc.pid()
-            print(f"{proc.name}: {'running (pid %d)' % pid if pid else 'stopped'}")
-    return 0 if action != "status" or all(p.pid() for p in procs) else 3
+            print(f"{proc.name}: {'running (pid %d)  %s' % (pid, health.describe(proc.url())) if pid else 'stopped'}")
+    return 0 if action != "status" or all(p.pid() and health.readiness(p.url())[0] for p in procs) else 3
+
+
+async def wait_ready(timeout: float = 90) -> bool:
+    procs = all_services(state_dir() / "run")
+    try:
+        await eventually(lambda: all(health.readiness(p.url())[0] for p in procs), timeout=timeout,
+                         what="the services to be ready")
+        return True
+    except TimeoutError:
+        return False
 
 
 async def seed() -> None:
@@ -191,6 +202,9 @@ def up() -> int:
     asyncio.run(prepare())
     services("start")
     asyncio.run(seed())
+    if not asyncio.run(wait_ready()):
+        services("status")
+        return 1
     print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
     return 0
 

@@ -18,6 +18,7 @@ from shared.contracts import Contract, Envelope, wrap
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 
+from .monitor import MESSAGES_PUBLISHED
 from .retry import is_transient, run_forever
 
 log = get_logger(__name__)
@@ -127,6 +128,8 @@ class OutboxRelay:
             refused = await self._publish(rows)
             if refused:
                 await _park(conn, refused)
+            for row in rows:
+                MESSAGES_PUBLISHED.labels(self.schema, row["topic"]).inc()
             return len(rows)
 
     async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
