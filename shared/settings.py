@@ -3,7 +3,7 @@
 import os
 from functools import cache
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
+    topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")
+    inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
+                                                          "the topics' retention, or a redelivery could apply twice")
+
+    @model_validator(mode="after")
+    def inbox_outlives_topics(self) -> "Settings":
+        if self.inbox_retention_days <= self.topic_retention_days:
+            raise ValueError("OMS_INBOX_RETENTION_DAYS must be greater than OMS_TOPIC_RETENTION_DAYS")
+        return self
 
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
@@ -57,5 +66,6 @@ def settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        missing = ", ".join("OMS_" + "_".join(map(str, e["loc"])).upper() for e in error.errors())
-        raise SystemExit(f"configuration error: set {missing} (see deploy/dev.env)") from None
+        problems = ", ".join(f"OMS_{'_'.join(map(str, e['loc'])).upper()} missing" if e["type"] == "missing"
+                             else e["msg"] for e in error.errors())
+        raise SystemExit(f"configuration error: {problems} (see deploy/dev.env)") from None

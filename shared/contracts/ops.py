@@ -30,3 +30,18 @@ class DeadLetter(Contract):
 
     def key(self) -> str:
         return f"{self.source_topic}/{self.source_partition}/{self.source_offset}"
+
+
+@contract("oms.ops.DeadLetterReplayed.v1", topic=DEAD_LETTERS)
+class DeadLetterReplayed(Contract):
+    """The audit record of a replay: who sent which dead letter back to its topic, when, under which id."""
+
+    position: str = Field(description="source topic/partition/offset of the dead letter")
+    consumer: str
+    replayed_by: str = Field(max_length=200)
+    replayed_at: datetime
+    message_id: str | None = Field(description="Id the replayed envelope carries (the same for every replay of "
+                                               "one letter, so the consumer applies it once); None for raw bytes")
+
+    def key(self) -> str:
+        return self.position

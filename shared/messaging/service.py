@@ -30,6 +30,7 @@ from .consumer import Consumer, Subscription
 from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
+from .retention import prune_inbox
 from .topics import ensure_topics
 
 log = get_logger(__name__)
@@ -81,7 +82,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                                         after_commit=relay.wake, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
-        tasks += [asyncio.create_task(task(pool), name=task.__name__) for task in definition.background]
+        tasks += [asyncio.create_task(task(pool), name=task.__name__)
+                  for task in [prune_inbox, *definition.background]]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
         try:
             yield
