@@ -66,6 +66,7 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        compression_type="snappy",  # least CPU per batch of the codecs on a CPU-bound host: docs/benchmark.md
         linger_ms=2,
         max_batch_size=256 * 1024,
     )
