@@ -12,6 +12,8 @@ from shared.db.bootstrap import SERVICES
 
 from .env import ROOT
 
+SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+
 
 @dataclass(frozen=True)
 class ServiceProcess:
@@ -36,11 +38,7 @@ class ServiceProcess:
             pid = int(self.pidfile.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if _alive(pid) else None
 
     def start(self, env: dict[str, str] | None = None) -> int:
         if (pid := self.pid()) is not None:
@@ -80,15 +78,15 @@ class ServiceProcess:
 
 
 def _alive(pid: int) -> bool:
+    """Not a zombie, and not dying either: right after kill -9 the process exists for a moment with SIGKILL
+    pending, and a start in that moment must not mistake it for the running service."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status.read().splitlines() if ":" in line)
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    return fields["State"].split()[0] not in ("Z", "X") and not pending & SIGKILL_BIT
 
 
 def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
