@@ -29,7 +29,7 @@ class ServiceStatus:
 class ServiceProcess:
     name: str
     run_dir: Path
-    instance: int = 1  # several instances of a service share its consumer groups
+    instance: int = 1  # several instances of a service share its consumer groups, each with its own member id
 
     @property
     def label(self) -> str:
@@ -58,7 +58,8 @@ class ServiceProcess:
 
     def spawn(self, env: dict[str, str] | None = None) -> subprocess.Popen:
         """A new process whatever runs already; the caller may wait on it, as the supervisor does."""
-        proc = _spawn([sys.executable, "-m", f"services.{self.name}"], self.logfile, env or os.environ.copy())
+        env = dict(env or os.environ, OMS_INSTANCE_ID=str(self.instance))
+        proc = _spawn([sys.executable, "-m", f"services.{self.name}"], self.logfile, env)
         self.pidfile.write_text(str(proc.pid))
         return proc
 
