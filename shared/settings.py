@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     pg_admin_password: str = ""
     topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
     log_level: str = "INFO"
+    instance_id: int = Field(1, description="This process's number among its service's instances: its static "
+                                            "consumer-group membership, so a restart gets its partitions back at once")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")

@@ -37,6 +37,14 @@ log = get_logger(__name__)
 
 BackgroundTask = Callable[[asyncpg.Pool], Awaitable[None]]
 
+# Static membership (KIP-345): a restarted member rejoins under its instance id and gets its partitions back
+# without a rebalance. The session timeout is how long the broker keeps a silent member's partitions for it
+# before handing them to the other instances: longer than a supervised restart (backoff + start-up, ~3 s),
+# short enough that a member that does not come back costs only seconds. aiokafka sends no LeaveGroup for a
+# static member, so a clean stop waits out the session too, but a rolling restart moves no partitions.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 1_000
+
 
 @dataclass(frozen=True)
 class ServiceDefinition:
@@ -51,7 +59,8 @@ async def raw_records(message: KafkaMessage) -> Any:
 
 
 def consumer_group(service: str, topic: str) -> str:
-    return f"oms.{service}.{topic}"
+    """Prefixed like the topics: test runs share the broker, and their static members must not fence each other."""
+    return f"{settings().topic_prefix}oms.{service}.{topic}"
 
 
 def build_app(definition: ServiceDefinition) -> AsgiFastStream:
@@ -111,6 +120,9 @@ def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, co
     subscriber = broker.subscriber(
         settings().topic(subscription.topic),
         group_id=group,
+        group_instance_id=f"{group}-{settings().instance_id}",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         batch=True,
         max_records=max_records,
         batch_timeout_ms=20,
