@@ -22,7 +22,7 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
-                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_order},
+                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders},
                      on_invalid_payload=rejection),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),

@@ -17,6 +17,6 @@ SERVICE = ServiceDefinition(
                      handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
                                contracts.CancelFulfillment: handlers.cancel_fulfillment}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
-                     handlers={contracts.LocationUpdate: handlers.location_update}),
+                     handlers={contracts.LocationUpdate: handlers.location_updates}),
     ],
 )

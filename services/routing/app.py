@@ -16,7 +16,7 @@ SERVICE = ServiceDefinition(
         Subscription(
             topic=ROUTING_COMMANDS,
             handlers={
-                contracts.RegisterLocation: handlers.register_location,
+                contracts.RegisterLocation: handlers.register_locations,
                 contracts.RouteOrder: handlers.route_orders,
             },
         )

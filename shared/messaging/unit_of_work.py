@@ -1,0 +1,105 @@
+"""The one shape every handler has, and the unit of work it is handed.
+
+A handler is `async def handler(uow: UnitOfWork, batch: list[Message[P]]) -> None`: a run of consecutive
+messages of the types it is registered for (in offset order), already parsed and validated into their
+contracts, and one Postgres transaction that holds the inbox claims of those messages, the state the handler
+changes, and the messages it emits (staged in the outbox, published by the relay after commit). Handlers never
+commit, acquire connections or read global settings for messaging; background workers (saga deadlines) open
+their own unit of work with `UnitOfWork.begin`.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import asyncpg
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts import Contract, Envelope
+from shared.contracts.ops import DeadLetter
+from shared.db import ACQUIRE_TIMEOUT
+
+from . import outbox
+from .outbox import OutboxRow
+
+P = TypeVar("P", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Message(Generic[P]):
+    """A consumed message: its contract, and the envelope it came in (ids for dedup, correlation, causation)."""
+
+    payload: P
+    envelope: Envelope
+
+    @property
+    def correlation_id(self) -> str:
+        return self.envelope.correlationid
+
+
+@dataclass
+class UnitOfWork:
+    conn: asyncpg.Connection
+    schema: str
+    source: str
+    staged: list[OutboxRow] = field(default_factory=list)
+    dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
+
+    @classmethod
+    @asynccontextmanager
+    async def begin(cls, pool: asyncpg.Pool, schema: str) -> AsyncIterator["UnitOfWork"]:
+        """A transaction of its own, for work no message started (deadlines, timers); commits on exit."""
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            uow = cls(conn, schema, source=f"oms/{schema}")
+            yield uow
+            await uow.flush()
+
+    def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None) -> OutboxRow:
+        """Stage a message, published after the transaction commits."""
+        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+        self.staged.append(row)
+        return row
+
+    def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
+        """Stage a message caused by `to`: it carries `to`'s correlation id unless the flow it belongs to has
+        another (a saga's own)."""
+        return self.emit(payload, correlation_id=correlation_id or to.correlation_id, causation_id=str(to.envelope.id))
+
+    def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,
+                    causation_id: str | None) -> None:
+        row = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+        self.dead_letters.append((row, letter, record))
+
+    async def claim(self, keys: list[str]) -> set[str]:
+        """Record message keys in the inbox; returns those not seen before (the others are redeliveries)."""
+        rows = await self.conn.fetch(
+            "INSERT INTO inbox (message_key) SELECT DISTINCT unnest($1::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING message_key", keys)
+        return {r["message_key"] for r in rows}
+
+    async def flush(self) -> None:
+        """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
+        await outbox.write(self.conn, self.staged + [row for row, _, _ in self.dead_letters], self.schema)
+        if self.dead_letters:
+            await _keep_dead_letters(self.conn, self.dead_letters)
+        self.staged, self.dead_letters = [], []
+
+
+Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
+
+
+async def _keep_dead_letters(conn: asyncpg.Connection,
+                             letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]]) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letters (event_id, consumer, source_topic, source_partition, source_offset, reason,
+                                     detail, original_key, original_value, failed_at)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
+                                $7::text[], $8::bytea[], $9::bytea[], $10::timestamptz[])
+           ON CONFLICT DO NOTHING""",
+        [row.event_id for row, _, _ in letters], [x.consumer for _, x, _ in letters],
+        [x.source_topic for _, x, _ in letters], [x.source_partition for _, x, _ in letters],
+        [x.source_offset for _, x, _ in letters], [x.reason for _, x, _ in letters],
+        [x.detail for _, x, _ in letters], [r.key for _, _, r in letters], [r.value or b"" for _, _, r in letters],
+        [x.failed_at for _, x, _ in letters],
+    )
