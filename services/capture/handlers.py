@@ -17,7 +17,7 @@ from shared.contracts.common import ReasonCode
 from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
-from shared.messaging.unit_of_work import Message, UnitOfWork
+from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 from shared.settings import settings
 
 from . import saga as saga_steps
@@ -116,19 +116,19 @@ async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
     await journal.flush(uow.conn)
 
 
-async def expire_deadlines(pool: asyncpg.Pool, interval: float = 0.5, batch: int = 200) -> None:
+async def expire_deadlines(begin: Begin, interval: float = 0.5, batch: int = 200) -> None:
     """Background task: act on saga steps whose deadline passed. The deadlines live in the saga rows, so a
     restart loses none; SKIP LOCKED lets several capture instances share the work."""
     async def scan() -> None:
         while True:
-            if await _expire_due(pool, batch) < batch:
+            if await _expire_due(begin, batch) < batch:
                 await asyncio.sleep(interval)
 
     await run_forever("saga-deadlines", scan)
 
 
-async def _expire_due(pool: asyncpg.Pool, batch: int) -> int:
-    async with UnitOfWork.begin(pool, "capture") as uow:
+async def _expire_due(begin: Begin, batch: int) -> int:
+    async with begin() as uow:
         due = await store.due_sagas(uow.conn, batch)
         journal = Journal()
         for current, correlation_id in due:

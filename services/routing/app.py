@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from shared.contracts import routing as contracts
-from shared.contracts.topics import ROUTING_COMMANDS
+from shared.contracts.topics import ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -21,4 +21,5 @@ SERVICE = ServiceDefinition(
             },
         )
     ],
+    publishes=(ROUTING_EVENTS,),
 )

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from shared.contracts import REGISTRY, Contract, Envelope
 from shared.contracts.base import printable, refuse_nul_characters
 from shared.contracts.ops import MAX_ORIGINAL_BYTES, DeadLetter
+from shared.contracts.topics import DEAD_LETTERS
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 
@@ -76,13 +77,13 @@ class InvalidMessage(Exception):
 
 
 class Consumer:
-    def __init__(self, pool: asyncpg.Pool, *, service: str, schema: str, group: str,
+    def __init__(self, pool: asyncpg.Pool, *, service: str, publishes: frozenset[str], group: str,
                  after_commit: Callable[[], None] = lambda: None, monitor: ConsumerMonitor | None = None):
         self.pool = pool
         self.monitor = monitor or ConsumerMonitor(service, group)
         self.after_commit = after_commit
-        self.source = f"oms/{service}"
-        self.schema = schema
+        self.service = service
+        self.publishes = publishes | {DEAD_LETTERS}
         self.group = group
 
     async def process(self, subscription: Subscription, records: list[ConsumerRecord]) -> None:
@@ -131,7 +132,7 @@ class Consumer:
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.schema, self.source)
+            uow = UnitOfWork(conn, self.service, self.publishes)
             fresh = await uow.claim([p.inbox_key for p in batch])
             todo: list[_Parsed] = []
             for item in batch:

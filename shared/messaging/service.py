@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -31,11 +30,12 @@ from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
+from .unit_of_work import Begin, units_of_work
 from .topics import ensure_topics
 
 log = get_logger(__name__)
 
-BackgroundTask = Callable[[asyncpg.Pool], Awaitable[None]]
+BackgroundTask = Callable[[Begin], Awaitable[None]]
 
 # Static membership (KIP-345): a restarted member rejoins under its instance id and gets its partitions back
 # without a rebalance. The session timeout is how long the broker keeps a silent member's partitions for it
@@ -48,9 +48,13 @@ HEARTBEAT_INTERVAL_MS = 1_000
 
 @dataclass(frozen=True)
 class ServiceDefinition:
+    """A service, top to bottom: its schema, the topics it reads (and the handler of each message type), the
+    work it does on its own, and the topics it writes."""
+
     name: str
     migrations: Path
     subscriptions: list[Subscription]
+    publishes: tuple[str, ...]
     background: list[BackgroundTask] = field(default_factory=list)
 
 
@@ -85,13 +89,15 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
         health.pool = pool
+        publishes = frozenset(definition.publishes)
+        begin = units_of_work(pool, definition.name, publishes)
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
-            consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group,
+            consumers[group] = Consumer(pool, service=definition.name, publishes=publishes, group=group,
                                         after_commit=relay.wake, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
-        tasks += [asyncio.create_task(task(pool), name=task.__name__)
+        tasks += [asyncio.create_task(task(begin), name=task.__name__)
                   for task in [prune_inbox, *definition.background]]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
         try:

@@ -4,12 +4,12 @@ A handler is `async def handler(uow: UnitOfWork, batch: list[Message[P]]) -> Non
 messages of the types it is registered for (in offset order), already parsed and validated into their
 contracts, and one Postgres transaction that holds the inbox claims of those messages, the state the handler
 changes, and the messages it emits (staged in the outbox, published by the relay after commit). Handlers never
-commit, acquire connections or read global settings for messaging; background workers (saga deadlines) open
-their own unit of work with `UnitOfWork.begin`.
+commit or acquire connections; background workers (saga deadlines, inbox retention) are handed a `Begin` that
+opens a unit of work of their own.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -41,22 +41,19 @@ class Message(Generic[P]):
 @dataclass
 class UnitOfWork:
     conn: asyncpg.Connection
-    schema: str
-    source: str
+    service: str
+    publishes: frozenset[str]  # the topics this service writes; emitting elsewhere is a bug
     staged: list[OutboxRow] = field(default_factory=list)
     dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
 
-    @classmethod
-    @asynccontextmanager
-    async def begin(cls, pool: asyncpg.Pool, schema: str) -> AsyncIterator["UnitOfWork"]:
-        """A transaction of its own, for work no message started (deadlines, timers); commits on exit."""
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = cls(conn, schema, source=f"oms/{schema}")
-            yield uow
-            await uow.flush()
+    @property
+    def source(self) -> str:
+        return f"oms/{self.service}"
 
     def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None) -> OutboxRow:
         """Stage a message, published after the transaction commits."""
+        if payload.topic not in self.publishes:
+            raise ValueError(f"{self.service} does not publish to {payload.topic} ({payload.message_type})")
         row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
         self.staged.append(row)
         return row
@@ -80,13 +77,27 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
-        await outbox.write(self.conn, self.staged + [row for row, _, _ in self.dead_letters], self.schema)
+        await outbox.write(self.conn, self.staged + [row for row, _, _ in self.dead_letters], self.service)
         if self.dead_letters:
             await _keep_dead_letters(self.conn, self.dead_letters)
         self.staged, self.dead_letters = [], []
 
 
 Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
+Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+def units_of_work(pool: asyncpg.Pool, service: str, publishes: frozenset[str]) -> Begin:
+    """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
+    that writes what was staged and commits on exit."""
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[UnitOfWork]:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            uow = UnitOfWork(conn, service, publishes)
+            yield uow
+            await uow.flush()
+
+    return begin
 
 
 async def _keep_dead_letters(conn: asyncpg.Connection,
