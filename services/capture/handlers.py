@@ -10,15 +10,12 @@ import asyncio
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import asyncpg
-
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
 from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
-from shared.settings import settings
 
 from . import saga as saga_steps
 from . import store
@@ -51,10 +48,10 @@ class Journal:
     def note(self, order_id: UUID, text: str, message_id: UUID | None, state: str | None) -> None:
         self.timeline.append(store.TimelineEntry(order_id, "note", text, message_id, state))
 
-    async def flush(self, conn: asyncpg.Connection) -> None:
+    async def flush(self, uow: UnitOfWork) -> None:
         if self.sagas:
-            await store.save_sagas(conn, list(self.sagas.values()), settings().saga_step_timeout_seconds)
-        await store.record(conn, self.timeline)
+            await store.save_sagas(uow.conn, list(self.sagas.values()), uow.settings.saga_step_timeout_seconds)
+        await store.record(uow.conn, self.timeline)
 
 
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
@@ -74,7 +71,7 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
         accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                                  customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
         journal.step(uow, saga_steps.Step(step.saga, [accepted, *step.messages]), message.correlation_id, message)
-    await journal.flush(uow.conn)
+    await journal.flush(uow)
 
 
 async def cancel_orders(uow: UnitOfWork, batch: list[Message[CancelOrder]]) -> None:
@@ -94,7 +91,7 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelOrder]) -> None:
     current, correlation_id = loaded
     journal = Journal()
     journal.step(uow, saga_steps.request_cancel(current, cmd.reason), correlation_id, message)
-    await journal.flush(uow.conn)
+    await journal.flush(uow)
 
 
 async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
@@ -113,7 +110,7 @@ async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
             continue
         sagas[reply.order_id] = (step.saga, correlation_id)
         journal.step(uow, step, correlation_id, message)
-    await journal.flush(uow.conn)
+    await journal.flush(uow)
 
 
 async def expire_deadlines(begin: Begin, interval: float = 0.5, batch: int = 200) -> None:
@@ -136,5 +133,5 @@ async def _expire_due(begin: Begin, batch: int) -> int:
             log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
                         state=current.state, attempts=current.attempts, next_state=step.saga.state)
             journal.step(uow, step, correlation_id, None, note=f"deadline passed in {current.state}")
-        await journal.flush(uow.conn)
+        await journal.flush(uow)
         return len(due)

@@ -32,6 +32,7 @@ from shared.contracts.ops import MAX_ORIGINAL_BYTES, DeadLetter
 from shared.contracts.topics import DEAD_LETTERS
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
+from shared.settings import Settings
 
 from .monitor import ConsumerMonitor
 from .retry import Backoff, is_transient
@@ -78,8 +79,10 @@ class InvalidMessage(Exception):
 
 class Consumer:
     def __init__(self, pool: asyncpg.Pool, *, service: str, publishes: frozenset[str], group: str,
-                 after_commit: Callable[[], None] = lambda: None, monitor: ConsumerMonitor | None = None):
+                 settings: Settings, after_commit: Callable[[], None] = lambda: None,
+                 monitor: ConsumerMonitor | None = None):
         self.pool = pool
+        self.settings = settings
         self.monitor = monitor or ConsumerMonitor(service, group)
         self.after_commit = after_commit
         self.service = service
@@ -132,7 +135,7 @@ class Consumer:
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.service, self.publishes)
+            uow = UnitOfWork(conn, self.service, self.publishes, self.settings)
             fresh = await uow.claim([p.inbox_key for p in batch])
             todo: list[_Parsed] = []
             for item in batch:

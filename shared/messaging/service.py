@@ -18,7 +18,7 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from shared.db import create_pool, migrate
@@ -77,8 +77,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                                                                 metrics_prefix="oms_faststream")])
     consumers: dict[str, Consumer] = {}
     health = Health(definition.name)
+    # The service's topics, unprefixed in its definition; the router puts a test run's prefix before each.
+    router = KafkaRouter(prefix=config.topic_prefix)
     for subscription in definition.subscriptions:
-        _subscribe(broker, definition.name, subscription, consumers, health, config.consumer_max_records)
+        _subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
+    broker.include_router(router)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -90,11 +93,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
         health.pool = pool
         publishes = frozenset(definition.publishes)
-        begin = units_of_work(pool, definition.name, publishes)
+        begin = units_of_work(pool, definition.name, publishes, config)
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
             consumers[group] = Consumer(pool, service=definition.name, publishes=publishes, group=group,
-                                        after_commit=relay.wake, monitor=watched.monitor)
+                                        settings=config, after_commit=relay.wake, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
         tasks += [asyncio.create_task(task(begin), name=task.__name__)
@@ -115,7 +118,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     return AsgiFastStream(broker, lifespan=lifespan, asgi_routes=health.routes())
 
 
-def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, consumers: dict[str, Consumer],
+def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],
                health: Health, max_records: int) -> None:
     group = consumer_group(service, subscription.topic)
 
@@ -123,8 +126,8 @@ def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, co
         await consumers[group].process(subscription, records)
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
-    subscriber = broker.subscriber(
-        settings().topic(subscription.topic),
+    subscriber = router.subscriber(
+        subscription.topic,
         group_id=group,
         group_instance_id=f"{group}-{settings().instance_id}",
         session_timeout_ms=SESSION_TIMEOUT_MS,

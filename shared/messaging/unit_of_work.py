@@ -19,6 +19,7 @@ from aiokafka.structs import ConsumerRecord
 from shared.contracts import Contract, Envelope
 from shared.contracts.ops import DeadLetter
 from shared.db import ACQUIRE_TIMEOUT
+from shared.settings import Settings
 
 from . import outbox
 from .outbox import OutboxRow
@@ -43,6 +44,7 @@ class UnitOfWork:
     conn: asyncpg.Connection
     service: str
     publishes: frozenset[str]  # the topics this service writes; emitting elsewhere is a bug
+    settings: Settings  # the service's configuration, handed in rather than read from the environment
     staged: list[OutboxRow] = field(default_factory=list)
     dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
 
@@ -87,13 +89,13 @@ Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-def units_of_work(pool: asyncpg.Pool, service: str, publishes: frozenset[str]) -> Begin:
+def units_of_work(pool: asyncpg.Pool, service: str, publishes: frozenset[str], settings: Settings) -> Begin:
     """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
     that writes what was staged and commits on exit."""
     @asynccontextmanager
     async def begin() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, service, publishes)
+            uow = UnitOfWork(conn, service, publishes, settings)
             yield uow
             await uow.flush()
 
