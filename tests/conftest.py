@@ -2,11 +2,12 @@
 topic namespace per run, and an admin connection for looking at what the services did."""
 
 import os
+import subprocess
 
 import asyncpg
 import pytest
 
-from ops.env import load_dev_env
+from ops.env import ROOT, load_dev_env
 from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import delete_topics, ensure_topics
 from shared.settings import Settings, settings
@@ -42,3 +43,14 @@ async def admin(config) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(config.admin_dsn(), min_size=1, max_size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="session")
+def kcat() -> str:
+    """kcat (librdkafka), a Kafka client we did not write; installed like the deploy scripts install what they
+    miss (apt, when root)."""
+    found = subprocess.run(["bash", "-c", f'. "{ROOT}/deploy/lib.sh" && need_command kcat kcat && command -v kcat'],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.skip(f"kcat is needed: {found.stderr.strip()}")
+    return found.stdout.strip()

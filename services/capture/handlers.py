@@ -10,11 +10,14 @@ import asyncio
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from opentelemetry.context import Context
+
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
 from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
+from shared.messaging.tracing import continuing, headers_of, trace_id_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
 from . import saga as saga_steps
@@ -28,20 +31,21 @@ log = get_logger(__name__)
 class Journal:
     """The sagas a batch changed and what happened to their orders, written in two statements at the end."""
 
-    sagas: dict[UUID, tuple[saga_steps.Saga, str]] = field(default_factory=dict)
+    sagas: dict[UUID, tuple[saga_steps.Saga, str, dict[str, str]]] = field(default_factory=dict)
     timeline: list[store.TimelineEntry] = field(default_factory=list)
 
     def step(self, uow: UnitOfWork, step: saga_steps.Step, correlation_id: str, cause: Message | None,
-             note: str | None = None) -> None:
-        """Record a saga's step, caused by a message (or, without one, by the note's event) and send its
-        messages in the saga's own correlation."""
+             note: str | None = None, trace: Context | None = None) -> None:
+        """Record a saga's step, caused by a message (or, without one, by the note's event, in `trace`) and
+        send its messages in the saga's own correlation and the cause's trace, which the saga keeps."""
         saga = step.saga
-        self.sagas[saga.order_id] = (saga, correlation_id)
+        trace = cause.trace if cause else trace
+        self.sagas[saga.order_id] = (saga, correlation_id, headers_of(trace))
         entry = ("in", cause.payload.message_type, cause.envelope.id) if cause else ("note", note, None)
         self.timeline.append(store.TimelineEntry(saga.order_id, *entry, saga.state))
         causation_id = str(cause.envelope.id) if cause else None
         for message in step.messages:
-            row = uow.emit(message, correlation_id=correlation_id, causation_id=causation_id)
+            row = uow.emit(message, correlation_id=correlation_id, causation_id=causation_id, trace=trace)
             self.timeline.append(store.TimelineEntry(saga.order_id, "out", message.message_type, row.event_id,
                                                      saga.state))
 
@@ -61,7 +65,8 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
     for order_id, message in zip(ids, batch, strict=True):
         cmd = message.payload
         if order_id not in new:
-            log.info("capture.duplicate_order", order_id=str(order_id), event_id=str(message.envelope.id))
+            log.info("capture.duplicate_order", order_id=str(order_id), event_id=str(message.envelope.id),
+                     trace_id=message.trace_id)
             journal.note(order_id, "duplicate " + cmd.message_type, message.envelope.id, None)
             continue
         new.discard(order_id)  # the same order twice in one batch: the second is a duplicate
@@ -105,7 +110,8 @@ async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
         step = saga_steps.advance(current, reply)
         if step is None:
             log.info("saga.reply_ignored", order_id=str(reply.order_id), event_id=str(message.envelope.id),
-                     correlation_id=correlation_id, state=current.state, reply=reply.message_type)
+                     correlation_id=correlation_id, trace_id=message.trace_id, state=current.state,
+                     reply=reply.message_type)
             journal.note(reply.order_id, "ignored " + reply.message_type, message.envelope.id, current.state)
             continue
         sagas[reply.order_id] = (step.saga, correlation_id)
@@ -128,10 +134,13 @@ async def _expire_due(begin: Begin, batch: int) -> int:
     async with begin() as uow:
         due = await store.due_sagas(uow.conn, batch)
         journal = Journal()
-        for current, correlation_id in due:
+        for current, correlation_id, trace_context in due:
             step = saga_steps.on_timeout(current)
-            log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
-                        state=current.state, attempts=current.attempts, next_state=step.saga.state)
-            journal.step(uow, step, correlation_id, None, note=f"deadline passed in {current.state}")
+            with continuing(trace_context, "saga deadline", {"oms.order_id": str(current.order_id),
+                                                             "oms.saga_state": current.state}) as trace:
+                log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
+                            trace_id=trace_id_of(trace), state=current.state, attempts=current.attempts,
+                            next_state=step.saga.state)
+                journal.step(uow, step, correlation_id, None, note=f"deadline passed in {current.state}", trace=trace)
         await journal.flush(uow)
         return len(due)

@@ -39,13 +39,14 @@ async def load_sagas(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UU
     return {r["order_id"]: (_saga(r), r["correlation_id"]) for r in rows}
 
 
-async def due_sagas(conn: asyncpg.Connection, limit: int) -> list[tuple[Saga, str]]:
-    """Sagas whose step deadline has passed, locked; other instances skip them."""
+async def due_sagas(conn: asyncpg.Connection, limit: int) -> list[tuple[Saga, str, dict[str, str]]]:
+    """Sagas whose step deadline has passed, locked (other instances skip them), with their correlation ids and
+    the trace context (W3C headers) of the step that set the deadline."""
     rows = await conn.fetch(
         f"{_SAGA_SELECT} WHERE s.deadline_at <= now() ORDER BY s.deadline_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED",
         limit,
     )
-    return [(_saga(r), r["correlation_id"]) for r in rows]
+    return [(_saga(r), r["correlation_id"], r["trace_context"]) for r in rows]
 
 
 def _saga(row: asyncpg.Record) -> Saga:
@@ -67,8 +68,10 @@ def _saga(row: asyncpg.Record) -> Saga:
     )
 
 
-async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str]], step_timeout: float) -> None:
-    """Upsert the saga rows and the status of the orders whose step changed what the channel sees."""
+async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict[str, str]]],
+                     step_timeout: float) -> None:
+    """Upsert the saga rows (with correlation id and trace context) and the status of the orders whose step
+    changed what the channel sees."""
     rows = [{
         "order_id": str(saga.order_id), "state": saga.state, "location_id": saga.location_id,
         "fulfillment_order_id": str(saga.fulfillment_order_id) if saga.fulfillment_order_id else None,
@@ -76,28 +79,30 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str]], st
         "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),
         "cancel_reason": saga.cancel_reason.model_dump() if saga.cancel_reason else None,
         "cancel_stage": saga.cancel_stage, "attempts": saga.attempts, "correlation_id": correlation_id,
+        "trace_context": trace_context,
         "timeout": step_timeout * 2 ** max(saga.attempts - 1, 0) if saga.state in WAITING else None,
         "status": ORDER_STATUS.get(saga.state),
-    } for saga, correlation_id in sagas]
+    } for saga, correlation_id, trace_context in sagas]
     await conn.execute(
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
                order_id uuid, state text, location_id text, fulfillment_order_id uuid, availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
-               attempts int, correlation_id text, timeout float8, status text)
+               attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
              INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
-                                      deadline_at, correlation_id)
+                                      deadline_at, correlation_id, trace_context)
              SELECT order_id, state, location_id, fulfillment_order_id, availability, excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
-                    now() + make_interval(secs => timeout), correlation_id
+                    now() + make_interval(secs => timeout), correlation_id, trace_context
              FROM input
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
                fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
-               attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at, updated_at = now()
+               attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
+               trace_context = EXCLUDED.trace_context, updated_at = now()
            )
            UPDATE orders o SET status = i.status, updated_at = now()
            FROM input i WHERE o.order_id = i.order_id AND i.status IS NOT NULL AND o.status <> i.status""",

@@ -85,7 +85,8 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
     if row is None or row["order_id"] != update.order_id:
         raise LookupError(f"unknown fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
     if not advances(row["status"], update.status):
-        log.info("fulfillment.update_ignored", current=row["status"], reported=update.status)
+        log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
+                 trace_id=message.trace_id, current=row["status"], reported=update.status)
         return
     await _set_status(uow, update.fulfillment_order_id, update.status, update)
     ids = {"fulfillment_order_id": update.fulfillment_order_id, "order_id": update.order_id,

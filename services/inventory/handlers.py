@@ -39,8 +39,8 @@ async def reservation_commands(uow: UnitOfWork, batch: list[Message[Contract]]) 
         answer = COMMANDS[type(cmd)](inventory, cmd)
         if answer is None:
             log.warning("inventory.command_ignored", order_id=str(cmd.order_id), event_id=str(message.envelope.id),
-                        command=cmd.message_type, status=getattr(inventory.reservations.get(cmd.order_id), "status",
-                                                                 "none"))
+                        trace_id=message.trace_id, command=cmd.message_type,
+                        status=getattr(inventory.reservations.get(cmd.order_id), "status", "none"))
         else:
             uow.reply(answer, message)
     await store.flush(uow.conn, inventory, loaded)

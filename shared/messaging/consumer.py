@@ -13,17 +13,23 @@ other failure — a handler's, or one outside the handlers such as a staged mess
 batch back too; the batch is then run again message by message, each in its own savepoint with its own
 outbox rows, so that only the failing message is undone and dead-lettered. Savepoints cost two round trips
 per message, which is why the common case runs without them.
+
+Each record gets a span (tracing.py), child of the trace context in its headers, that lasts until the record's
+effect is committed; answers to the record carry that span's context, dead letters included.
 """
 
 import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import ValidationError
 
 from shared.contracts import REGISTRY, Contract, Envelope
@@ -36,6 +42,7 @@ from shared.settings import Settings
 
 from .monitor import ConsumerMonitor
 from .retry import Backoff, is_transient
+from .tracing import consuming, trace_id_of
 from .unit_of_work import Handler, Message, UnitOfWork
 
 log = get_logger(__name__)
@@ -64,10 +71,26 @@ class _Parsed:
     dead_letter: tuple[str, str] | None = None  # (reason, detail)
     validation_error: ValidationError | None = None
     duplicate: bool = False
+    trace: Context = field(default_factory=Context)  # holds the record's span
 
     @property
     def payload(self) -> Contract | None:
         return self.message.payload if self.message else None
+
+    @property
+    def outcome(self) -> str:
+        return ("duplicate" if self.duplicate else "dead_letter" if self.dead_letter
+                else "applied" if self.payload is not None else "skipped")
+
+    @property
+    def span(self) -> Span:
+        return trace.get_current_span(self.trace)
+
+    def finish(self, done: bool) -> None:
+        """End the record's span; one whose batch was interrupted (shutdown) ends without an outcome."""
+        if done:
+            self.span.set_attribute("oms.outcome", self.outcome)
+        self.span.end()
 
 
 class InvalidMessage(Exception):
@@ -91,6 +114,15 @@ class Consumer:
 
     async def process(self, subscription: Subscription, records: list[ConsumerRecord]) -> None:
         parsed = [self._parse(subscription, r) for r in records]
+        done = False
+        try:
+            await self._apply_until_done(subscription, parsed)
+            done = True
+        finally:
+            for item in parsed:
+                item.finish(done)
+
+    async def _apply_until_done(self, subscription: Subscription, parsed: list[_Parsed]) -> None:
         backoff = Backoff()
         isolate = False
         while True:
@@ -111,11 +143,20 @@ class Consumer:
                 await backoff.sleep()
 
     def _parse(self, subscription: Subscription, record: ConsumerRecord) -> _Parsed:
+        """Read the record, then open its span (knowing what the record is) and hand its message that span."""
+        parsed, payload = self._read(subscription, record)
+        span = consuming(record, self.group, parsed.envelope, getattr(payload, "order_id", None))
+        parsed.trace = trace.set_span_in_context(span)
+        if payload is not None:
+            parsed.message = Message(payload, parsed.envelope, parsed.trace)
+        return parsed
+
+    def _read(self, subscription: Subscription, record: ConsumerRecord) -> tuple[_Parsed, Contract | None]:
         position_key = f"{record.topic}/{record.partition}/{record.offset}"
         try:
             envelope = _envelope(record.value)
         except InvalidMessage as bad:
-            return _Parsed(record, position_key, dead_letter=(bad.reason, bad.detail))
+            return _Parsed(record, position_key, dead_letter=(bad.reason, bad.detail)), None
         parsed = _Parsed(record, str(envelope.id), envelope)
         model = REGISTRY.get(envelope.type)
         if model is None:
@@ -127,11 +168,11 @@ class Consumer:
                 payload = model.model_validate(envelope.data)
                 if b"\\u0000" in record.value:  # cheap test first: NUL is legal JSON, but no field may hold it
                     refuse_nul_characters(model, envelope.data)
-                parsed.message = Message(payload, envelope)
+                return parsed, payload
             except ValidationError as error:
                 parsed.dead_letter = ("INVALID_PAYLOAD", _describe(error))
                 parsed.validation_error = error
-        return parsed
+        return parsed, None
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
@@ -166,7 +207,7 @@ class Consumer:
     async def _apply_alone(self, uow: UnitOfWork, subscription: Subscription, item: _Parsed) -> None:
         """One message in a savepoint with its own outbox rows; if anything about it fails, only its dead
         letter is written (without the answers it would have sent, which may be what failed)."""
-        with _bound(item.envelope):
+        with _bound(item):
             try:
                 async with uow.conn.transaction():
                     await self._apply_together(uow, subscription, [item])
@@ -186,7 +227,8 @@ class Consumer:
         record = item.record
         detail = printable(detail, MAX_DETAIL)
         log.warning("consumer.dead_letter", topic=record.topic, partition=record.partition, offset=record.offset,
-                    reason=reason, detail=detail[:500])
+                    reason=reason, detail=detail[:500], trace_id=trace_id_of(item.trace))
+        item.span.set_status(Status(StatusCode.ERROR, reason))
         value = record.value or b""
         letter = DeadLetter(
             consumer=self.group,
@@ -203,10 +245,10 @@ class Consumer:
         )
         correlation = item.envelope.correlationid if item.envelope else letter.key()
         causation = str(item.envelope.id) if item.envelope else None
-        uow.dead_letter(letter, record, correlation, causation)
+        uow.dead_letter(letter, record, correlation, causation, item.trace)
         if answer and subscription.on_invalid_payload and item.envelope and item.validation_error:
             for reply in subscription.on_invalid_payload(item.envelope, item.validation_error):
-                uow.emit(reply, correlation_id=correlation, causation_id=causation)
+                uow.emit(reply, correlation_id=correlation, causation_id=causation, trace=item.trace)
         self.monitor.dead_lettered(reason)
 
 
@@ -215,13 +257,12 @@ def _handler(subscription: Subscription, message: Message) -> Handler:
 
 
 @contextmanager
-def _bound(envelope: Envelope | None) -> Iterator[None]:
-    """Log lines written while handling a message alone carry its ids."""
-    if envelope is None:
-        yield
-        return
-    with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), correlation_id=envelope.correlationid,
-                                                 order_id=envelope.subject, message_type=envelope.type):
+def _bound(item: _Parsed) -> Iterator[None]:
+    """Log lines written while handling a message alone carry its ids and its trace id."""
+    envelope = item.envelope
+    ids = {} if envelope is None else {"event_id": str(envelope.id), "correlation_id": envelope.correlationid,
+                                       "order_id": envelope.subject, "message_type": envelope.type}
+    with structlog.contextvars.bound_contextvars(**ids, trace_id=trace_id_of(item.trace)):
         yield
 
 

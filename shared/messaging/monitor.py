@@ -40,9 +40,7 @@ class ConsumerMonitor:
 
     def applied(self, batch: list) -> None:
         for item in batch:
-            outcome = ("duplicate" if item.duplicate else "dead_letter" if item.dead_letter
-                       else "applied" if item.payload is not None else "skipped")
-            MESSAGES_CONSUMED.labels(self.service, self.topic, outcome).inc()
+            MESSAGES_CONSUMED.labels(self.service, self.topic, item.outcome).inc()
         self.last_progress = time.monotonic()
         self.failing_since = None
         self.last_error = None

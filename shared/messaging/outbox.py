@@ -20,6 +20,7 @@ from shared.logging import get_logger
 
 from .monitor import MESSAGES_PUBLISHED
 from .retry import is_transient, run_forever
+from .tracing import kafka_headers
 
 log = get_logger(__name__)
 
@@ -30,15 +31,17 @@ class OutboxRow:
     topic: str
     key: str
     value: bytes
+    headers: dict[str, str]  # sent as Kafka record headers: the W3C trace context of the step that staged it
 
     @classmethod
-    def of(cls, envelope: Envelope, topic: str, key: str) -> "OutboxRow":
-        return cls(envelope.id, topic, key, envelope.model_dump_json().encode())
+    def of(cls, envelope: Envelope, topic: str, key: str, headers: dict[str, str]) -> "OutboxRow":
+        return cls(envelope.id, topic, key, envelope.model_dump_json().encode(), headers)
 
 
-def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: str | None = None) -> OutboxRow:
+def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: str | None = None,
+          headers: dict[str, str]) -> OutboxRow:
     envelope = wrap(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
-    return OutboxRow.of(envelope, payload.topic, payload.key())
+    return OutboxRow.of(envelope, payload.topic, payload.key(), headers)
 
 
 async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) -> None:
@@ -47,12 +50,12 @@ async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) ->
         return
     await conn.execute(
         """WITH staged AS (
-             INSERT INTO outbox (event_id, topic, key, value)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) RETURNING 1
+             INSERT INTO outbox (event_id, topic, key, value, headers)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) RETURNING 1
            )
-           SELECT pg_notify($5, ''), (SELECT count(*) FROM staged)""",
+           SELECT pg_notify($6, ''), (SELECT count(*) FROM staged)""",
         [r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
-        notify_channel(schema),
+        [r.headers for r in rows], notify_channel(schema),
     )
 
 
@@ -125,7 +128,7 @@ class OutboxRelay:
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
-                "RETURNING seq, event_id, topic, key, value, created_at", self.batch_size), key=lambda r: r["seq"])
+                "RETURNING seq, event_id, topic, key, value, headers, created_at", self.batch_size), key=lambda r: r["seq"])
             refused = await self._publish(rows)
             if refused:
                 await _park(conn, refused)
@@ -141,7 +144,8 @@ class OutboxRelay:
         for row in rows:
             try:
                 deliveries.append((row, await self.producer.send(
-                    self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode())))
+                    self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode(),
+                    headers=kafka_headers(row["headers"]))))
             except Exception as error:  # refused before sending, e.g. larger than max_request_size
                 if is_transient(error):
                     raise
@@ -161,10 +165,11 @@ async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, Ba
         log.error("outbox.message_parked", event_id=str(row["event_id"]), topic=row["topic"],
                   size=len(row["value"]), error=repr(error)[:500])
     await conn.execute(
-        """INSERT INTO outbox_parked (event_id, topic, key, value, created_at, reason)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[])
+        """INSERT INTO outbox_parked (event_id, topic, key, value, headers, created_at, reason)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::timestamptz[],
+                                $7::text[])
            ON CONFLICT (event_id) DO NOTHING""",
         [r["event_id"] for r, _ in refused], [r["topic"] for r, _ in refused], [r["key"] for r, _ in refused],
-        [r["value"] for r, _ in refused], [r["created_at"] for r, _ in refused],
+        [r["value"] for r, _ in refused], [r["headers"] for r, _ in refused], [r["created_at"] for r, _ in refused],
         [repr(e)[:1000] for _, e in refused],
     )

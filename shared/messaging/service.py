@@ -30,6 +30,7 @@ from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
+from .tracing import configure_tracing
 from .unit_of_work import Begin, units_of_work
 from .topics import ensure_topics
 
@@ -70,6 +71,7 @@ def consumer_group(service: str, topic: str) -> str:
 def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     config = settings()
     configure_logging(definition.name, config.log_level)
+    tracer_provider = configure_tracing(definition.name)
     # FastStream logs through our JSON handler; its per-message "Received/Processed" lines are DEBUG.
     broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}",
                          logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
@@ -113,6 +115,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                     await task
             await producer.stop()
             await pool.close()
+            tracer_provider.shutdown()  # exports the spans still queued
             log.info("service.stopped")
 
     return AsgiFastStream(broker, lifespan=lifespan, asgi_routes=health.routes())

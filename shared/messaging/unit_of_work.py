@@ -15,6 +15,8 @@ from typing import Generic, TypeVar
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from shared.contracts import Contract, Envelope
 from shared.contracts.ops import DeadLetter
@@ -23,20 +25,27 @@ from shared.settings import Settings
 
 from . import outbox
 from .outbox import OutboxRow
+from .tracing import headers_of, trace_id_of
 
 P = TypeVar("P", bound=Contract)
 
 
 @dataclass(frozen=True)
 class Message(Generic[P]):
-    """A consumed message: its contract, and the envelope it came in (ids for dedup, correlation, causation)."""
+    """A consumed message: its contract, the envelope it came in (ids for dedup, correlation, causation), and
+    the trace context of its span (what answers to it carry)."""
 
     payload: P
     envelope: Envelope
+    trace: Context
 
     @property
     def correlation_id(self) -> str:
         return self.envelope.correlationid
+
+    @property
+    def trace_id(self) -> str | None:
+        return trace_id_of(self.trace)
 
 
 @dataclass
@@ -52,22 +61,26 @@ class UnitOfWork:
     def source(self) -> str:
         return f"oms/{self.service}"
 
-    def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None) -> OutboxRow:
-        """Stage a message, published after the transaction commits."""
+    def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None,
+             trace: Context | None = None) -> OutboxRow:
+        """Stage a message, published after the transaction commits, in the given trace (or the current one)."""
         if payload.topic not in self.publishes:
             raise ValueError(f"{self.service} does not publish to {payload.topic} ({payload.message_type})")
-        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
+                           headers=headers_of(otel_context.get_current() if trace is None else trace))
         self.staged.append(row)
         return row
 
     def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
-        """Stage a message caused by `to`: it carries `to`'s correlation id unless the flow it belongs to has
-        another (a saga's own)."""
-        return self.emit(payload, correlation_id=correlation_id or to.correlation_id, causation_id=str(to.envelope.id))
+        """Stage a message caused by `to`: it carries `to`'s trace, and `to`'s correlation id unless the flow it
+        belongs to has another (a saga's own)."""
+        return self.emit(payload, correlation_id=correlation_id or to.correlation_id, causation_id=str(to.envelope.id),
+                         trace=to.trace)
 
     def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,
-                    causation_id: str | None) -> None:
-        row = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+                    causation_id: str | None, trace: Context) -> None:
+        row = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
+                           headers=headers_of(trace))
         self.dead_letters.append((row, letter, record))
 
     async def claim(self, keys: list[str]) -> set[str]:

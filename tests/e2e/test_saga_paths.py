@@ -103,7 +103,8 @@ async def test_a_rejecting_location_is_replaced_and_its_stock_freed(driver):
 
 async def test_a_silent_step_is_retried_then_compensated_even_across_a_crash(config, tmp_path):
     """Capture alone: nobody answers its ReserveStock. It asks again on each deadline, survives kill -9 with its
-    deadlines intact, and finally cancels the order and releases whatever might have been held."""
+    deadlines intact, and finally cancels the order and releases whatever might have been held — all of it in
+    the order's trace."""
     async with stack(config, tmp_path, services=("capture",), step_timeout=1.0) as oms, \
             TopicWatcher(oms.settings, INVENTORY_COMMANDS) as commands, \
             TopicWatcher(oms.settings, ORDER_EVENTS) as events:
@@ -118,3 +119,10 @@ async def test_a_silent_step_is_retried_then_compensated_even_across_a_crash(con
         assert cancelled["data"]["reason"]["code"] == "STEP_TIMEOUT"
         assert len(commands.envelopes(of_type(ReserveStock, order_id))) == 3
         await commands.wait_for(of_type(ReleaseReservation, order_id))
+        # OrderAccepted and the first ReserveStock, two more on deadlines, ReleaseReservation and OrderCancelled
+        sent = [record for watcher in (commands, events)
+                for _, record in watcher.matching(lambda e: e.get("subject") == str(order_id))]
+        traceparents = [value.decode() for record in sent for name, value in record.headers if name == "traceparent"]
+        assert len(traceparents) == len(sent) == 6, "every message carries a trace context"
+        assert len({tp.split("-")[1] for tp in traceparents}) == 1, "the order's trace, kept in its saga row"
+        assert len({tp.split("-")[2] for tp in traceparents}) == 4, "the PlaceOrder's span, then one per deadline"

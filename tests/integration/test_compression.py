@@ -8,7 +8,6 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ops.env import ROOT
 from shared.contracts import wrap
 from shared.contracts.inventory import ReceiveStock, StockReceived
 from shared.contracts.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
@@ -28,16 +27,6 @@ LINGER_MS = 200
 async def inventory_service(config, tmp_path_factory):
     async with running(("inventory",), tmp_path_factory.mktemp("run")) as procs:
         yield procs["inventory"]
-
-
-@pytest.fixture(scope="module")
-def kcat() -> str:
-    """kcat, installed like the deploy scripts install what they miss (apt, when root)."""
-    found = subprocess.run(["bash", "-c", f'. "{ROOT}/deploy/lib.sh" && need_command kcat kcat && command -v kcat'],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
-        pytest.skip(f"kcat is needed for librdkafka's compressed batches: {found.stderr.strip()}")
-    return found.stdout.strip()
 
 
 def receipts(label: str, count: int = RECORDS_PER_BATCH) -> list[ReceiveStock]:

@@ -41,6 +41,10 @@ class TopicWatcher:
                 self.records.extend(records)
 
     def envelopes(self, predicate: Callable[[dict], bool] = lambda _: True) -> list[dict]:
+        return [envelope for envelope, _ in self.matching(predicate)]
+
+    def matching(self, predicate: Callable[[dict], bool]) -> list[tuple[dict, ConsumerRecord]]:
+        """The records whose JSON envelope the predicate accepts, each with its envelope."""
         found = []
         for record in self.records:
             try:
@@ -48,7 +52,7 @@ class TopicWatcher:
             except ValueError:
                 continue
             if isinstance(envelope, dict) and predicate(envelope):
-                found.append(envelope)
+                found.append((envelope, record))
         return found
 
     async def wait_for(self, predicate: Callable[[dict], bool], *, count: int = 1, timeout: float = 30.0,
