@@ -30,13 +30,12 @@ import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.orders import CancelOrder
-from shared.db.bootstrap import bootstrap_database
-from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
 from . import asyncapi, bench, deadletters, demo, health, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
+from .prepare import prepare as prepare_all
 from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
 from .simulators import LocationSimulator
 from .waiting import eventually
@@ -48,9 +47,7 @@ def infra(action: str) -> int:
 
 
 async def prepare() -> None:
-    config = settings()
-    await bootstrap_database(config)
-    await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+    await prepare_all(settings())
 
 
 def services(action: str) -> int:
@@ -126,7 +123,7 @@ async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | No
 
 
 async def show_order(ref: str) -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
         if order is None:
@@ -149,7 +146,7 @@ async def show_order(ref: str) -> int:
 
 
 async def ship(ref: str, carrier: str) -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
         saga = order and await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
@@ -169,7 +166,7 @@ async def ship(ref: str, carrier: str) -> int:
 
 
 async def check_invariants() -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         report = await invariants.check(conn)
     finally:

@@ -78,7 +78,7 @@ def replayable(letter: DeadLetter, original: bytes | None = None) -> tuple[str, 
 
 async def whole_original(settings: Settings, letter: DeadLetter) -> bytes:
     """A truncated letter's original bytes, from the dead_letters table of the service that wrote it."""
-    conn = await asyncpg.connect(settings.admin_dsn())
+    conn = await asyncpg.connect(settings.reader_dsn())
     try:
         for service in SERVICES:
             value = await conn.fetchval(
@@ -105,7 +105,7 @@ async def replay(client: Client, letter: DeadLetter, replayed_by: str | None = N
 
 async def parked(settings: Settings) -> list[str]:
     """Messages a service staged that Kafka refused for good, one line each, oldest first."""
-    conn = await asyncpg.connect(settings.admin_dsn())
+    conn = await asyncpg.connect(settings.reader_dsn())
     try:
         rows = await conn.fetch(" UNION ALL ".join(
             f"SELECT '{service}' AS service, event_id, topic, length(value) AS size, reason, parked_at "

@@ -1,4 +1,4 @@
-"""The OMS invariant checker: reads every service's schema (as an operator, with admin rights) and says
+"""The OMS invariant checker: reads every service's schema (as an operator, with the read-only ops role) and says
 what is violated. Run it against a live system with `oms check`; the fault tests run it after each fault.
 
 Order-level invariants hold once an order has settled (shipped or cancelled); orders still moving are

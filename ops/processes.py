@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db.bootstrap import SERVICES
-from shared.settings import DEFAULT_HTTP_PORTS
+from shared.settings import DEFAULT_HTTP_PORTS, service_environment, supervisor_environment
 
 from .env import ROOT
 
@@ -74,7 +74,8 @@ class ServiceProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         port = self.http_port or _free_port()
         self.portfile.write_text(str(port))
-        env = dict(env or os.environ, OMS_INSTANCE_ID=str(self.instance), OMS_HTTP_PORT=str(port))
+        env = dict(service_environment(env or os.environ, self.name), OMS_INSTANCE_ID=str(self.instance),
+                   OMS_HTTP_PORT=str(port))
         proc = _spawn([sys.executable, "-m", f"services.{self.name}"], self.logfile, env)
         self.pidfile.write_text(str(proc.pid))
         return proc
@@ -126,7 +127,7 @@ class SupervisorProcess:
             return pid
         flags = ["--free-ports"] if free_ports else []
         proc = _spawn([sys.executable, "-m", "ops.supervisor", str(self.run_dir), *flags, *services], self.logfile,
-                      env or os.environ.copy())
+                      supervisor_environment(env or os.environ, services))
         self.pidfile.write_text(str(proc.pid))
         return proc.pid
 

@@ -21,7 +21,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
-from shared.db import create_pool, migrate
+from shared.db import create_pool, require_migrated
 from shared.logging import configure_logging, get_logger
 from shared.settings import DEFAULT_HTTP_PORTS, settings
 
@@ -87,7 +87,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
-        await migrate(pool, definition.name, definition.migrations)
+        await require_migrated(pool, definition.name, definition.migrations)
         producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
