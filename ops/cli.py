@@ -2,7 +2,7 @@
 
     oms up | down | status         everything: Kafka, Postgres, schemas, topics, five services (+ demo data on up)
     oms infra start|stop|status    Kafka and Postgres only
-    oms services start|stop|status the five services only
+    oms services start|stop|status the five services only, under a supervisor that restarts them
     oms seed                       demo locations and stock
     oms submit [...]               publish a sample channel order
     oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
@@ -23,6 +23,8 @@ import signal
 import subprocess
 import sys
 import uuid
+from contextlib import suppress
+from pathlib import Path
 
 import asyncpg
 
@@ -32,11 +34,12 @@ from shared.db.bootstrap import bootstrap_database
 from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, bench, deadletters, demo, invariants, load
+from . import asyncapi, bench, deadletters, demo, health, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
-from .processes import all_services
+from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
 from .simulators import LocationSimulator
+from .waiting import eventually
 
 
 def infra(action: str) -> int:
@@ -51,17 +54,52 @@ async def prepare() -> None:
 
 
 def services(action: str) -> int:
-    procs = all_services(state_dir() / "run")
+    run_dir = state_dir() / "run"
+    supervisor = SupervisorProcess(run_dir)
+    if action == "start":
+        supervisor.start(os.environ.copy())
+        asyncio.run(_all_running(run_dir))
+    elif action == "stop":
+        supervisor.stop()
+        for proc in all_services(run_dir):
+            proc.stop()  # any the supervisor did not run
+    code = print_status(run_dir)
+    return 0 if action == "stop" else code
+
+
+async def _all_running(run_dir: Path, timeout: float = 15) -> None:
+    with suppress(TimeoutError):  # the status printed next shows which did not come up
+        await eventually(lambda: all(p.pid() for p in all_services(run_dir)), timeout=timeout,
+                         what="the supervisor to start every service")
+
+
+def print_status(run_dir: Path) -> int:
+    """One line for the supervisor, one per service; 3 if a service is not running (as for `status` commands)."""
+    supervisor = SupervisorProcess(run_dir).pid()
+    print(f"{'supervisor':<13} " + (f"running    pid {supervisor}" if supervisor
+                                     else "stopped    (nothing restarts a crashed service)"))
+    procs = all_services(run_dir)
     for proc in procs:
-        if action == "start":
-            print(f"{proc.name}: started (pid {proc.start()}, log {proc.logfile})")
-        elif action == "stop":
-            proc.stop()
-            print(f"{proc.name}: stopped")
-        else:
-            pid = proc.pid()
-            print(f"{proc.name}: {'running (pid %d)' % pid if pid else 'stopped'}")
-    return 0 if action != "status" or all(p.pid() for p in procs) else 3
+        print(service_line(proc, proc.status()))
+    return 0 if all(p.pid() and health.readiness(p.url())[0] for p in procs) else 3
+
+
+def service_line(proc: ServiceProcess, status: ServiceStatus) -> str:
+    exit_code = status.last_exit_code
+    last_exit = "-" if exit_code is None else signal.Signals(-exit_code).name if exit_code < 0 else str(exit_code)
+    line = (f"{proc.label:<13} {status.state:<10} pid {status.pid or '-':<8} restarts {status.restarts:<3} "
+            f"last exit {last_exit:<8} log {proc.logfile}")
+    return f"{line}\n{'':<14}{health.describe(proc.url())}" if status.pid else line
+
+
+async def wait_ready(timeout: float = 90) -> bool:
+    procs = all_services(state_dir() / "run")
+    try:
+        await eventually(lambda: all(health.readiness(p.url())[0] for p in procs), timeout=timeout,
+                         what="the services to be ready")
+        return True
+    except TimeoutError:
+        return False
 
 
 async def seed() -> None:
@@ -191,6 +229,9 @@ def up() -> int:
     asyncio.run(prepare())
     services("start")
     asyncio.run(seed())
+    if not asyncio.run(wait_ready()):
+        services("status")
+        return 1
     print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
     return 0
 

@@ -3,7 +3,7 @@
 import os
 from functools import cache
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,8 +18,20 @@ class Settings(BaseSettings):
     pg_admin_password: str = ""
     topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
     log_level: str = "INFO"
+    instance_id: int = Field(1, description="This process's number among its service's instances: its static "
+                                            "consumer-group membership, so a restart gets its partitions back at once")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
+    http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
+    topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")
+    inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
+                                                          "the topics' retention, or a redelivery could apply twice")
+
+    @model_validator(mode="after")
+    def inbox_outlives_topics(self) -> "Settings":
+        if self.inbox_retention_days <= self.topic_retention_days:
+            raise ValueError("OMS_INBOX_RETENTION_DAYS must be greater than OMS_TOPIC_RETENTION_DAYS")
+        return self
 
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
@@ -32,6 +44,11 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+# Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
+DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
+                      "notification": 18085}
 
 
 def service_role(service: str) -> str:
@@ -51,5 +68,6 @@ def settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        missing = ", ".join("OMS_" + "_".join(map(str, e["loc"])).upper() for e in error.errors())
-        raise SystemExit(f"configuration error: set {missing} (see deploy/dev.env)") from None
+        problems = ", ".join(f"OMS_{'_'.join(map(str, e['loc'])).upper()} missing" if e["type"] == "missing"
+                             else e["msg"] for e in error.errors())
+        raise SystemExit(f"configuration error: {problems} (see deploy/dev.env)") from None

@@ -16,11 +16,12 @@ import asyncpg
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
 from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
+from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.messaging import outbox
 from shared.messaging.consumer import MessageContext, handles_batches
 from shared.messaging.outbox import OutboxRow
-from shared.messaging.retry import Backoff
+from shared.messaging.retry import run_forever
 from shared.settings import settings
 
 from . import saga as saga_steps
@@ -117,23 +118,16 @@ async def saga_replies(conn: asyncpg.Connection, batch: list[MessageContext]) ->
 async def expire_deadlines(pool: asyncpg.Pool, interval: float = 0.5, batch: int = 200) -> None:
     """Background task: act on saga steps whose deadline passed. The deadlines live in the saga rows, so a
     restart loses none; SKIP LOCKED lets several capture instances share the work."""
-    backoff = Backoff()
-    while True:
-        try:
-            handled = await _expire_due(pool, batch)
-            backoff.reset()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("saga.deadline_scan_failed", error=repr(error))
-            await backoff.sleep()
-            continue
-        if handled < batch:
-            await asyncio.sleep(interval)
+    async def scan() -> None:
+        while True:
+            if await _expire_due(pool, batch) < batch:
+                await asyncio.sleep(interval)
+
+    await run_forever("saga-deadlines", scan)
 
 
 async def _expire_due(pool: asyncpg.Pool, batch: int) -> int:
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
         due = await store.due_sagas(conn, batch)
         rows: list[OutboxRow] = []
 

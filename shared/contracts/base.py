@@ -9,7 +9,11 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+# Identifiers and header-like fields: printable, bounded (they are echoed in keys, logs and answers).
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 
 
 class Contract(BaseModel):
@@ -47,12 +51,17 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"] = "1.0"
     id: UUID = Field(default_factory=uuid4, description="Unique message id; consumers deduplicate on it")
-    type: str = Field(description="Message type, e.g. oms.capture.PlaceOrder.v1")
-    source: str = Field(description="Producer, e.g. oms/inventory or channel/web")
+    type: str = Field(max_length=200, pattern=NO_CONTROL_CHARACTERS,
+                      description="Message type, e.g. oms.capture.PlaceOrder.v1")
+    source: str = Field(max_length=200, pattern=NO_CONTROL_CHARACTERS,
+                        description="Producer, e.g. oms/inventory or channel/web")
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    subject: str | None = Field(None, description="The order id for order-scoped messages")
-    correlationid: str = Field(description="Shared by every message of one order's flow")
-    causationid: str | None = Field(None, description="Id of the message that caused this one")
+    subject: str | None = Field(None, max_length=200, pattern=NO_CONTROL_CHARACTERS,
+                                description="The order id for order-scoped messages")
+    correlationid: str = Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS,
+                               description="Shared by every message of one order's flow")
+    causationid: str | None = Field(None, max_length=200, pattern=NO_CONTROL_CHARACTERS,
+                                    description="Id of the message that caused this one")
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
 
@@ -66,3 +75,28 @@ def wrap(payload: Contract, *, source: str, correlation_id: str, causation_id: s
         causationid=causation_id,
         data=payload.model_dump(mode="json"),
     )
+
+
+def refuse_nul_characters(model: type[Contract], data: object) -> None:
+    """NUL is valid JSON but no contract field may carry it (Postgres text refuses it): report every place it
+    occurs as a validation error of `model`, so the sender gets the usual reason codes."""
+    errors = [InitErrorDetails(type=PydanticCustomError("nul_character", "NUL characters are not allowed"),
+                               loc=path, input="") for path in _nul_paths(data, ())]
+    if errors:
+        raise ValidationError.from_exception_data(model.__name__, errors)
+
+
+def _nul_paths(value: object, path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nul_paths(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_paths(v, (*path, i))]
+    return []
+
+
+def printable(text: str, limit: int) -> str:
+    """Text we echo or store about untrusted input: bounded, and without NUL, which Postgres refuses."""
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from pydantic import EmailStr, Field, field_validator
 
-from .base import Contract, contract
+from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import CURRENCIES, Delivery, Line, ReasonCode, Value
 from .topics import ORDER_COMMANDS, ORDER_EVENTS
 
@@ -25,7 +25,7 @@ class PlaceOrder(Contract):
     """A sales channel asks the OMS to take an order. Retries with the same (channel, channel_order_id) are the same order."""
 
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["web"])
-    channel_order_id: str = Field(min_length=1, max_length=100, examples=["W-10001"])
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS, examples=["W-10001"])
     customer: Customer
     currency: str = Field(examples=["EUR"])
     lines: list[PricedLine] = Field(min_length=1, max_length=200)
@@ -47,7 +47,7 @@ class CancelOrder(Contract):
     """The channel (for the customer) asks to cancel an order. Honoured at any point before shipment."""
 
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    channel_order_id: str = Field(min_length=1, max_length=100)
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
     reason: str = Field("customer request", max_length=200)
 
     def key(self) -> str:

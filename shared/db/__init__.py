@@ -11,6 +11,11 @@ log = get_logger(__name__)
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Nothing waits forever on the database: a pool exhausted or a statement stuck surfaces as a TimeoutError,
+# which the runtime treats as transient (retry with backoff) and readiness reports.
+ACQUIRE_TIMEOUT = 10.0
+STATEMENT_TIMEOUT = 30.0
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for jsontype in ("json", "jsonb"):
@@ -23,7 +28,10 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": schema, "application_name": f"oms-{schema}"},
+        timeout=ACQUIRE_TIMEOUT,
+        command_timeout=STATEMENT_TIMEOUT,
+        server_settings={"search_path": schema, "application_name": f"oms-{schema}",
+                         "idle_in_transaction_session_timeout": str(int(STATEMENT_TIMEOUT * 2000))},
     )
 
 

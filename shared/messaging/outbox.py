@@ -7,6 +7,7 @@ deduplicate by event id.
 """
 
 import asyncio
+from contextlib import suppress
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -14,9 +15,11 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared.contracts import Contract, Envelope, wrap
+from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 
-from .retry import Backoff, is_transient
+from .monitor import MESSAGES_PUBLISHED
+from .retry import is_transient, run_forever
 
 log = get_logger(__name__)
 
@@ -63,6 +66,7 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        compression_type="snappy",  # least CPU per batch of the codecs on a CPU-bound host: docs/benchmark.md
         linger_ms=2,
         max_batch_size=256 * 1024,
     )
@@ -70,7 +74,8 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
 
 class OutboxRelay:
     """Publishes a service's outbox. One relay per schema works at a time (advisory lock), which keeps
-    per-key order when several instances of a service run."""
+    per-key order when several instances of a service run. A row Kafka refuses for good (too large, invalid)
+    is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it."""
 
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, topic_prefix: str,
                  batch_size: int = 1000, idle_poll_seconds: float = 1.0):
@@ -83,32 +88,24 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
 
     async def run(self) -> None:
-        backoff = Backoff()
-        listener: asyncpg.Connection | None = None
-        while True:
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
-                published = await self.publish_pending()
-                backoff.reset()
-                if published < self.batch_size:
-                    await self._wait_for_work()
-            except asyncio.CancelledError:
-                if listener is not None and not listener.is_closed():
-                    await listener.close()
-                raise
-            except Exception as error:  # the relay must outlive any outage; it retries with backoff
-                if listener is not None and not is_transient(error):
-                    log.exception("outbox.relay_failed", schema=self.schema)
-                else:
-                    log.warning("outbox.relay_retry", schema=self.schema, error=repr(error))
-                listener = None
-                await backoff.sleep()
+        await run_forever("outbox-relay", self._relay)
 
-    async def _listen(self) -> asyncpg.Connection:
-        conn = await self.pool.acquire()
-        await conn.add_listener(notify_channel(self.schema), lambda *_: self._wakeup.set())
-        return conn
+    async def _relay(self) -> None:
+        """Publish until cancelled, woken by NOTIFY from other instances' commits and by wake() from ours. The
+        listening connection goes back to the pool on every exit, failures included."""
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
+            await listener.add_listener(notify_channel(self.schema), self._notified)
+            try:
+                while True:
+                    if await self.publish_pending() < self.batch_size:
+                        await self._wait_for_work()
+            finally:
+                if not listener.is_closed():
+                    with suppress(Exception):
+                        await listener.remove_listener(notify_channel(self.schema), self._notified)
+
+    def _notified(self, *_: object) -> None:
+        self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
         try:
@@ -122,16 +119,52 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def publish_pending(self) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.schema}"):
                 return 0
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
-                "RETURNING seq, topic, key, value", self.batch_size), key=lambda r: r["seq"])
-            deliveries = [
-                await self.producer.send(self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode())
-                for r in rows
-            ]
-            await asyncio.gather(*deliveries)
+                "RETURNING seq, event_id, topic, key, value, created_at", self.batch_size), key=lambda r: r["seq"])
+            refused = await self._publish(rows)
+            if refused:
+                await _park(conn, refused)
+            for row in rows:
+                MESSAGES_PUBLISHED.labels(self.schema, row["topic"]).inc()
             return len(rows)
+
+    async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
+        """Send in order, then await every acknowledgement. A transient failure raises (the whole batch comes
+        back and is sent again; consumers deduplicate); a permanent one is returned with its row."""
+        refused: list[tuple[asyncpg.Record, BaseException]] = []
+        deliveries = []
+        for row in rows:
+            try:
+                deliveries.append((row, await self.producer.send(
+                    self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode())))
+            except Exception as error:  # refused before sending, e.g. larger than max_request_size
+                if is_transient(error):
+                    raise
+                refused.append((row, error))
+        for row, delivery in deliveries:
+            try:
+                await delivery
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                refused.append((row, error))
+        return refused
+
+
+async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, BaseException]]) -> None:
+    for row, error in refused:
+        log.error("outbox.message_parked", event_id=str(row["event_id"]), topic=row["topic"],
+                  size=len(row["value"]), error=repr(error)[:500])
+    await conn.execute(
+        """INSERT INTO outbox_parked (event_id, topic, key, value, created_at, reason)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[])
+           ON CONFLICT (event_id) DO NOTHING""",
+        [r["event_id"] for r, _ in refused], [r["topic"] for r, _ in refused], [r["key"] for r, _ in refused],
+        [r["value"] for r, _ in refused], [r["created_at"] for r, _ in refused],
+        [repr(e)[:1000] for _, e in refused],
+    )

@@ -1,10 +1,16 @@
-"""Telling transient failures (retry with backoff) from permanent ones (dead-letter), and the backoff itself."""
+"""Telling transient failures (retry with backoff) from permanent ones (dead-letter or set aside), the backoff
+itself, and the one loop every background worker (outbox relay, saga deadlines, retention) runs in."""
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 import asyncpg
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 _TRANSIENT = (
     OSError,
@@ -15,14 +21,15 @@ _TRANSIENT = (
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
-    KafkaConnectionError,
+    asyncpg.exceptions.QueryCanceledError,  # statement timeout
     KafkaTimeoutError,
-    NotLeaderForPartitionError,
 )
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, _TRANSIENT)
+    """Worth retrying: an outage or a timeout. Kafka marks its own retriable errors (connection, leadership);
+    a message too large or an invalid record is not, and retrying it would only block what follows."""
+    return isinstance(error, _TRANSIENT) or (isinstance(error, KafkaError) and error.retriable)
 
 
 class Backoff:
@@ -39,3 +46,25 @@ class Backoff:
     async def sleep(self) -> None:
         await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
         self.delay = min(self.delay * 2, self.cap)
+
+
+Worker = Callable[[], Awaitable[None]]
+
+
+async def run_forever(name: str, work: Worker, on_failure: Callable[[BaseException], None] = lambda _: None) -> None:
+    """Run `work` again whenever it fails, after a backoff, until cancelled. `work` loops on its own while
+    healthy; a failure of any kind (an outage, a bug) must never end a worker the service depends on."""
+    backoff = Backoff()
+    while True:
+        try:
+            await work()
+            backoff.reset()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            on_failure(error)
+            if is_transient(error):
+                log.warning("worker.retry", worker=name, error=repr(error))
+            else:
+                log.exception("worker.failed", worker=name)
+            await backoff.sleep()

@@ -1,9 +1,11 @@
-"""Builds a service's FastStream app: topics, pool, migrations, outbox relay, and one batch subscriber per topic.
+"""Builds a service's FastStream app: topics, pool, migrations, outbox relay, one batch subscriber per topic,
+and an HTTP side (uvicorn, through FastStream's ASGI app) with /health/live, /health/ready and /metrics.
 
 Subscribers take raw records (our own decoder) so that bytes that are not JSON, or not a valid envelope,
-reach the dead-letter path instead of failing inside the framework. Offsets are committed by FastStream's
-AckPolicy.ACK after the handler returns, which is after the batch's transaction has committed; the handler
-only raises on shutdown, and then the batch is redelivered to whoever owns the partition next.
+reach the dead-letter path instead of failing inside the framework. Offsets are committed by FastStream
+(AckPolicy.NACK_ON_ERROR) only when the handler returns, which is after every record of the batch has its
+effect or its dead letter committed; if the handler ever raises (only on shutdown), FastStream seeks back
+and the batch is redelivered, never committed past.
 """
 
 import asyncio
@@ -15,20 +17,33 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from faststream import AckPolicy, FastStream
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from shared.db import create_pool, migrate
 from shared.logging import configure_logging, get_logger
-from shared.settings import settings
+from shared.settings import DEFAULT_HTTP_PORTS, settings
 
 from .consumer import Consumer, Subscription
+from .health import Health, Watched
+from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
+from .retention import prune_inbox
 from .topics import ensure_topics
 
 log = get_logger(__name__)
 
 BackgroundTask = Callable[[asyncpg.Pool], Awaitable[None]]
+
+# Static membership (KIP-345): a restarted member rejoins under its instance id and gets its partitions back
+# without a rebalance. The session timeout is how long the broker keeps a silent member's partitions for it
+# before handing them to the other instances: longer than a supervised restart (backoff + start-up, ~3 s),
+# short enough that a member that does not come back costs only seconds. aiokafka sends no LeaveGroup for a
+# static member, so a clean stop waits out the session too, but a rolling restart moves no partitions.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -44,19 +59,22 @@ async def raw_records(message: KafkaMessage) -> Any:
 
 
 def consumer_group(service: str, topic: str) -> str:
-    return f"oms.{service}.{topic}"
+    """Prefixed like the topics: test runs share the broker, and their static members must not fence each other."""
+    return f"{settings().topic_prefix}oms.{service}.{topic}"
 
 
-def build_app(definition: ServiceDefinition) -> FastStream:
+def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     config = settings()
     configure_logging(definition.name, config.log_level)
     # FastStream logs through our JSON handler; its per-message "Received/Processed" lines are DEBUG.
     broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}",
-                         logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG)
+                         logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
+                         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=definition.name,
+                                                                metrics_prefix="oms_faststream")])
     consumers: dict[str, Consumer] = {}
-
+    health = Health(definition.name)
     for subscription in definition.subscriptions:
-        _subscribe(broker, definition.name, subscription, consumers, config.consumer_max_records)
+        _subscribe(broker, definition.name, subscription, consumers, health, config.consumer_max_records)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -66,12 +84,15 @@ def build_app(definition: ServiceDefinition) -> FastStream:
         producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
-        for subscription in definition.subscriptions:
+        health.pool = pool
+        for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
             consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group,
-                                        after_commit=relay.wake)
-        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
-        tasks += [asyncio.create_task(task(pool), name=task.__name__) for task in definition.background]
+                                        after_commit=relay.wake, monitor=watched.monitor)
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
+                 asyncio.create_task(health.watch(), name="health")]
+        tasks += [asyncio.create_task(task(pool), name=task.__name__)
+                  for task in [prune_inbox, *definition.background]]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
         try:
             yield
@@ -85,29 +106,45 @@ def build_app(definition: ServiceDefinition) -> FastStream:
             await pool.close()
             log.info("service.stopped")
 
-    return FastStream(broker, lifespan=lifespan)
+    return AsgiFastStream(broker, lifespan=lifespan, asgi_routes=health.routes())
 
 
-def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription,
-               consumers: dict[str, Consumer], max_records: int) -> None:
+def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, consumers: dict[str, Consumer],
+               health: Health, max_records: int) -> None:
     group = consumer_group(service, subscription.topic)
 
     async def consume(records: Any) -> None:
         await consumers[group].process(subscription, records)
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
-    broker.subscriber(
+    subscriber = broker.subscriber(
         settings().topic(subscription.topic),
         group_id=group,
+        group_instance_id=f"{group}-{settings().instance_id}",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         batch=True,
         max_records=max_records,
         batch_timeout_ms=20,
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_records,
         title=f"{service}:{subscription.topic}",
-    )(consume)
+    )
+    subscriber(consume)
+    health.consumers.append(Watched(
+        ConsumerMonitor(service, subscription.topic),
+        kafka=lambda: subscriber.consumer,
+        running=lambda: subscriber.running and all(not task.done() for task in subscriber.tasks),
+    ))
+
+
+def http_port(service: str) -> int:
+    return settings().http_port or DEFAULT_HTTP_PORTS[service]
 
 
 def run(definition: ServiceDefinition) -> None:
-    asyncio.run(build_app(definition).run())
+    app = build_app(definition)
+    asyncio.run(app.run(log_level=logging.WARNING,
+                        run_extra_options={"host": "127.0.0.1", "port": http_port(definition.name),
+                                           "log_config": None}))  # uvicorn logs through our JSON handler

@@ -7,6 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import ALL_TOPICS, PARTITIONS
 from shared.logging import get_logger
+from shared.settings import settings
 
 log = get_logger(__name__)
 
@@ -23,7 +24,9 @@ async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PART
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs={
+                "retention.ms": str(int(settings().topic_retention_days * 86_400_000))})
+             for name in missing]
         )
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):

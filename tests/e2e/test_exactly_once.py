@@ -12,7 +12,7 @@ from services.fulfillment.domain import fulfillment_order_id
 from shared.contracts import Envelope, wrap
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.inventory import StockReserved
-from shared.contracts.ops import DeadLetter
+from shared.contracts.ops import DeadLetter, DeadLetterReplayed
 from shared.contracts.orders import OrderAccepted, OrderConfirmed, OrderRejected, PlaceOrder
 from shared.contracts.topics import INVENTORY_EVENTS, ORDER_COMMANDS
 
@@ -53,7 +53,8 @@ async def test_retried_and_redelivered_messages_have_one_effect(driver):
     assert await driver.count("SELECT count(*) FROM capture.orders WHERE order_id = $1", order_id) == 1
     assert await driver.count("SELECT count(*) FROM inventory.reservations WHERE order_id = $1", order_id) == 1
     assert await driver.count("SELECT count(*) FROM fulfillment.fulfillment_orders WHERE order_id = $1", order_id) == 1
-    assert await driver.count("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku) == 8
+    await eventually(lambda: driver.count("SELECT on_hand = 8 FROM inventory.sku_stock WHERE sku = $1", sku),
+                     what="the shipment to be committed (CommitReservation races the customer message)")
     assert len(driver.orders.envelopes(of_type(OrderAccepted, order_id))) == 1
     assert len(driver.orders.envelopes(of_type(OrderConfirmed, order_id))) == 1
     assert len(driver.work.envelopes(of_type(FulfillmentRequested, order_id))) == 1
@@ -157,7 +158,17 @@ async def test_a_dead_letter_is_replayed_once_its_cause_is_gone(driver):
 
     [letter] = [item.letter for item in await deadletters.read_all(driver.config)
                 if str(early.fulfillment_order_id) in item.letter.detail]
-    await deadletters.replay(driver.channel, letter)
+    await deadletters.replay(driver.channel, letter, replayed_by="test-operator")
+    await deadletters.replay(driver.channel, letter, replayed_by="test-operator")  # by mistake, twice
     [shipment] = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
     assert shipment["data"]["tracking_number"] == "EARLY1"
     assert await driver.status(order_id, "shipped") == "shipped"
+    await driver.dead_letters.wait_for(lambda e: e["type"] == DeadLetterReplayed.message_type
+                                       and e["data"]["position"] == letter.key(), count=2, what="both replays audited")
+    [listed] = [item for item in await deadletters.read_all(driver.config) if item.position == letter.key()]
+    assert [r.replayed_by for r in listed.replays] == ["test-operator", "test-operator"]
+    replayed_ids = {r.message_id for r in listed.replays}
+    assert len(replayed_ids) == 1
+    assert await driver.count("SELECT count(*) FROM fulfillment.inbox WHERE message_key = $1",
+                              replayed_ids.pop()) == 1
+    assert len(driver.erp.envelopes(of_type(ShipmentConfirmed, order_id))) == 1, "two replays, one effect"

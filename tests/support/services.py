@@ -4,16 +4,17 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ops.processes import ServiceProcess
+from ops.processes import ServiceProcess, SupervisorProcess
 
 from ops.waiting import eventually
 
 
-async def wait_started(proc: ServiceProcess, timeout: float = 60) -> None:
+async def wait_started(proc: ServiceProcess, timeout: float = 60, *, runs: int = 1) -> None:
+    """Until the log shows `runs` start-ups (a restarted service appends to the same log)."""
     async def started():
         if proc.pid() is None:
             raise AssertionError(f"{proc.name} exited:\n{_tail(proc.logfile)}")
-        return proc.logfile.exists() and '"service.started"' in proc.logfile.read_text(errors="replace")
+        return proc.logfile.exists() and proc.logfile.read_text(errors="replace").count('"service.started"') >= runs
 
     await eventually(started, timeout=timeout, what=f"{proc.name} to start")
 
@@ -30,6 +31,22 @@ async def running(names: tuple[str, ...], run_dir: Path):
     finally:
         for proc in procs.values():
             proc.stop()
+
+
+@asynccontextmanager
+async def supervised(names: tuple[str, ...], run_dir: Path, env: dict[str, str]):
+    """The services as `oms up` runs them: children of a supervisor that restarts them."""
+    supervisor = SupervisorProcess(run_dir)
+    supervisor.start(env, names)
+    procs = {name: ServiceProcess(name, run_dir) for name in names}
+    try:
+        await eventually(lambda: all(proc.pid() for proc in procs.values()), timeout=30,
+                         what=f"the supervisor to start {names}:\n{_tail(supervisor.logfile)}")
+        for proc in procs.values():
+            await wait_started(proc)
+        yield procs
+    finally:
+        supervisor.stop()
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -1,0 +1,47 @@
+"""Inbox retention: message keys older than the window are deleted, in small chunks, once an hour.
+
+Safe because the window is longer than the topics' retention (checked at start-up, settings.py): a message can
+only be delivered again while its topic still holds it, so a key older than the topic's retention can never be
+needed to recognise a redelivery. Replays of dead letters carry ids of their own (ops/deadletters.py).
+"""
+
+import asyncio
+
+import asyncpg
+
+from shared.db import ACQUIRE_TIMEOUT
+from shared.logging import get_logger
+from shared.settings import settings
+
+from .retry import run_forever
+
+log = get_logger(__name__)
+
+CHUNK = 5000
+INTERVAL_SECONDS = 3600
+
+
+async def prune_inbox(pool: asyncpg.Pool) -> None:
+    async def hourly() -> None:
+        while True:
+            await prune_once(pool, settings().inbox_retention_days)
+            await asyncio.sleep(INTERVAL_SECONDS)
+
+    await run_forever("inbox-retention", hourly)
+
+
+async def prune_once(pool: asyncpg.Pool, retention_days: float) -> int:
+    """Delete keys older than the window, a chunk per transaction so that no lock is held for long."""
+    pruned = 0
+    while True:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            deleted = await conn.fetchval(
+                """WITH old AS (SELECT message_key FROM inbox
+                                WHERE received_at < now() - make_interval(secs => $1) LIMIT $2),
+                        gone AS (DELETE FROM inbox WHERE message_key IN (SELECT message_key FROM old) RETURNING 1)
+                   SELECT count(*) FROM gone""", retention_days * 86400, CHUNK)
+        pruned += deleted
+        if deleted < CHUNK:
+            if pruned:
+                log.info("inbox.pruned", keys=pruned, retention_days=retention_days)
+            return pruned

@@ -1,0 +1,73 @@
+"""A service's /health and /metrics tell the truth: a consumer that cannot finish its batch makes the service
+not ready (naming the consumer), and it is ready again once the cause is gone."""
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from ops.client import client
+from ops.waiting import eventually
+from shared.contracts.inventory import ReceiveStock
+
+from ..support.services import running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def inventory(config, tmp_path_factory):
+    async with running(("inventory",), tmp_path_factory.mktemp("run")) as procs:
+        yield procs["inventory"]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def readiness(url: str, expected: int) -> dict | None:
+    status, body = get(f"{url}/health/ready")
+    return json.loads(body) if status == expected else None
+
+
+async def test_a_consumer_that_cannot_finish_its_batch_makes_the_service_not_ready(config, admin, inventory):
+    url = inventory.url()
+    await eventually(lambda: readiness(url, 200), what="inventory to be ready")
+    assert get(f"{url}/health/live")[0] == 200
+
+    sku = f"HL-{uuid.uuid4().hex[:8].upper()}"
+    await admin.execute("REVOKE INSERT ON inventory.inbox FROM oms_inventory")  # every batch now fails to claim
+    try:
+        async with client(config, "test/erp") as erp:
+            await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=3))
+        report = await eventually(lambda: readiness(url, 503), timeout=60, what="inventory to report not ready")
+        assert any("inventory.commands.v1" in problem and "retrying" in problem for problem in report["problems"])
+        assert get(f"{url}/health/live")[0] == 200, "alive: restarting it would not help"
+    finally:
+        await admin.execute("GRANT INSERT ON inventory.inbox TO oms_inventory")
+
+    await eventually(lambda: readiness(url, 200), timeout=30, what="inventory to be ready again")
+    assert await admin.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku) == 3, \
+        "the batch it was stuck on was applied, not skipped"
+
+
+async def test_metrics_are_served_in_the_prometheus_format(config, inventory):
+    sku = f"MT-{uuid.uuid4().hex[:8].upper()}"
+    async with client(config, "test/erp") as erp:
+        await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=1))
+    names = ("oms_messages_consumed_total", "oms_messages_published_total", "oms_outbox_backlog",
+             "oms_consumer_lag", "oms_faststream_received_messages_total")
+
+    async def exposed():
+        status, body = get(f"{inventory.url()}/metrics")
+        return status == 200 and all(name in body for name in names)
+
+    await eventually(exposed, what=f"{', '.join(names)} on /metrics")
