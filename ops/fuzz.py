@@ -166,7 +166,8 @@ class Fuzz:
         self.topics = sorted({sub.topic for _, sub in self.subscriptions})
         handled = {topic: {model for _, sub in self.subscriptions if sub.topic == topic for model in sub.handlers}
                    for topic in self.topics}
-        self.hostile = HostileGenerator(self.rng, self.tag, handled, lookups())
+        answers = {sub.topic: sub.on_invalid_payload for _, sub in self.subscriptions if sub.on_invalid_payload}
+        self.hostile = HostileGenerator(self.rng, self.tag, handled, lookups(), answers)
         self.processes = [p for p in processes if p.pid() is not None]
         self.codecs = [name for name, available in CODECS.items() if available()]
         self.report = Report(per_topic, seed, self.codecs)
@@ -258,8 +259,7 @@ class Fuzz:
                 elif original.kind.startswith(VALID_RECEIPT):
                     message = self.valid_message(VALID_RECEIPT, original.envelope_id)
                 else:
-                    envelope = self.hostile.envelope(topic, self.hostile.invalid_data(topic), id=original.envelope_id)
-                    message = Message(topic, "", DEDUPLICATED, self.hostile.encode(envelope), self.hostile.hostile_key())
+                    message = self.hostile.under_id(topic, original.envelope_id)
                 message.kind, message.expect, message.partition = "duplicate id", DEDUPLICATED, original.partition
                 yield message
 

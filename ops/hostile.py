@@ -22,7 +22,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import REGISTRY, Contract, Envelope
+from shared.contracts.base import refuse_nul_characters
 from shared.contracts.orders import PlaceOrder
+from shared.messaging.consumer import InvalidPayloadHook
 
 # Effects a message must have: applied (valid), dead-lettered, dead-lettered and answered with an OrderRejected,
 # or nothing at all because its envelope id was already used.
@@ -30,7 +32,6 @@ EFFECT, DEAD_LETTER, REJECTED, DEDUPLICATED = "effect", "dead letter", "OrderRej
 
 MAX_VALUE_BYTES = 1_000_000  # under the broker's 1 MiB record limit, with room for key, headers and overhead
 HUGE_BYTES = (100_000, 900_000)
-REFUSED_BY_HANDLERS = {"unknown order", "NUL in a well-formed order"}  # the contracts accept these
 
 NASTY_STRINGS = ["\x00", "a\x00b", "\x01\x02\x1b[31m\x7f", "\u202e\u200b\ufeff", "\ud800", "\udfff", "😀" * 3,
                  "'; DROP TABLE orders; --", "%s%n%x", "\\", '"', "\r\n\t", "\u0000\u0000", "null", ""]
@@ -96,26 +97,33 @@ def refused_by_contracts(topic: str, handled: set[type[Contract]], value: bytes 
         return True
     if model not in handled:
         return False  # another reader's message on this topic: skipping it is right, so it is not hostile
+    return _payload_error(model, envelope.data) is not None
+
+
+def _payload_error(model: type[Contract], data: dict[str, Any]) -> ValidationError | None:
     try:
-        model.model_validate(envelope.data)
-    except ValidationError:
-        return True
-    return False
+        model.model_validate(data)
+        refuse_nul_characters(model, data)
+    except ValidationError as error:
+        return error
+    return None
 
 
 class HostileGenerator:
     """Makes hostile messages for one consumed topic at a time.
 
     `handled` maps each consumed topic to the contracts its consumer handles; `lookups` maps a topic to the
-    contracts whose handler must find an existing order (a well-formed one about an unknown order is refused).
+    contracts whose handler must find an existing order (a well-formed one about an unknown order is refused);
+    `answers` maps a topic to its consumer's hook that answers an invalid payload (capture's OrderRejected).
     """
 
     def __init__(self, rng: random.Random, tag: str, handled: dict[str, set[type[Contract]]],
-                 lookups: dict[str, list[type[Contract]]]):
+                 lookups: dict[str, list[type[Contract]]], answers: dict[str, InvalidPayloadHook]):
         self.rng = rng
         self.tag = tag
         self.handled = handled
         self.lookups = lookups
+        self.answers = answers
         self.serial = 0
         self.kinds: dict[str, tuple[float, Callable[[str], Message]]] = {
             "not JSON": (10, self.not_json),
@@ -131,7 +139,7 @@ class HostileGenerator:
             "NUL and control characters": (8, self.control_characters),
             "invalid UTF-8": (5, self.invalid_utf8),
             "hostile headers": (4, self.hostile_headers),
-            "NUL in a well-formed order": (3, self.nul_in_order),
+            "NUL in an otherwise valid order": (3, self.nul_in_order),
         }
 
     def kinds_for(self, topic: str) -> list[tuple[str, float]]:
@@ -139,7 +147,7 @@ class HostileGenerator:
         if not self.lookups.get(topic):
             unusable.add("unknown order")
         if PlaceOrder not in self.handled[topic]:
-            unusable.add("NUL in a well-formed order")
+            unusable.add("NUL in an otherwise valid order")
         return [(kind, weight) for kind, (weight, _) in self.kinds.items() if kind not in unusable]
 
     def make(self, topic: str, kind: str) -> Message:
@@ -147,7 +155,7 @@ class HostileGenerator:
         make = self.kinds[kind][1]
         while True:
             message = make(topic)
-            if kind not in REFUSED_BY_HANDLERS and not refused_by_contracts(topic, self.handled[topic], message.value):
+            if kind != "unknown order" and not refused_by_contracts(topic, self.handled[topic], message.value):
                 continue
             message.key = message.key if message.key is not None else self.hostile_key()
             return message
@@ -250,7 +258,7 @@ class HostileGenerator:
         return message
 
     def nul_in_order(self, topic: str) -> Message:
-        """A PlaceOrder the contract accepts, with NUL where Postgres can store no NUL: it must be refused."""
+        """A valid PlaceOrder but for a NUL, which no field may hold (Postgres text cannot)."""
         data = sample(PlaceOrder, self.rng)
         data["channel_order_id"] = self.channel_order_id()
         where = self.rng.choice(["channel_order_id", "customer", "address"])
@@ -260,10 +268,17 @@ class HostileGenerator:
             data["customer"]["name"] = "A\x00B"
         else:
             data["delivery"]["address"]["line1"] = "Street\x00 1"
-        message = self.with_envelope(topic, "NUL in a well-formed order",
-                                     self.envelope(topic, data, message_type=PlaceOrder.message_type))
-        message.expect = DEAD_LETTER  # refused with a reason: a dead letter, an OrderRejected, or both
-        return message
+        return self.with_envelope(topic, "NUL in an otherwise valid order",
+                                  self.envelope(topic, data, message_type=PlaceOrder.message_type))
+
+    def under_id(self, topic: str, envelope_id: str) -> Message:
+        """New hostile content in a valid envelope carrying an id already used on this topic."""
+        while True:
+            message = self.with_envelope(topic, "duplicate id",
+                                         self.envelope(topic, self.invalid_data(topic), id=envelope_id))
+            if message.envelope_id == envelope_id:
+                message.key = self.hostile_key()
+                return message
 
     # --- parts -----------------------------------------------------------------------------------------------
 
@@ -279,13 +294,16 @@ class HostileGenerator:
         value = self.encode(envelope)
         message = Message(topic, kind, DEAD_LETTER, value)
         try:
-            message.envelope_id = str(Envelope.model_validate_json(value).id)
+            parsed = Envelope.model_validate_json(value)
         except ValidationError:
             return message
-        data = envelope["data"]
-        if envelope["type"] == PlaceOrder.message_type and topic == PlaceOrder.topic and _identifies_order(data):
+        message.envelope_id = str(parsed.id)
+        model = REGISTRY.get(parsed.type)
+        error = _payload_error(model, parsed.data) if model in self.handled[topic] else None
+        answers = self.answers[topic](parsed, error) if error and topic in self.answers else []
+        if answers:
             message.expect = REJECTED
-            message.ref = (data["channel"], data["channel_order_id"])
+            message.ref = (answers[0].channel, answers[0].channel_order_id)
         return message
 
     def handled_type(self, topic: str) -> type[Contract]:
@@ -363,9 +381,3 @@ class HostileGenerator:
     def encode(self, value: Any) -> bytes:
         text = json.dumps(value, ensure_ascii=self.rng.random() < 0.5)
         return text.encode("utf-8", "surrogatepass")  # a lone surrogate becomes bytes that are not UTF-8
-
-
-def _identifies_order(data: Any) -> bool:
-    """Whether capture can answer this PlaceOrder with an OrderRejected (services/capture/validation.py)."""
-    channel, channel_order_id = data.get("channel"), data.get("channel_order_id")
-    return isinstance(channel, str) and bool(channel) and isinstance(channel_order_id, str) and bool(channel_order_id)
