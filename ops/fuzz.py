@@ -160,7 +160,7 @@ class Fuzz:
         self.settings = settings
         self.per_topic = per_topic
         self.rng = random.Random(seed)
-        self.tag = f"FZ{seed % 10_000:04d}-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:6].upper()}"
+        self.tag = f"FZ-{uuid.uuid4().hex[:8].upper()}"
         self.valid = ValidTraffic(self.tag)
         self.subscriptions = subscriptions()
         self.topics = sorted({sub.topic for _, sub in self.subscriptions})
@@ -168,7 +168,7 @@ class Fuzz:
                    for topic in self.topics}
         answers = {sub.topic: sub.on_invalid_payload for _, sub in self.subscriptions if sub.on_invalid_payload}
         self.hostile = HostileGenerator(self.rng, self.tag, handled, lookups(), answers)
-        self.processes = [p for p in processes if p.pid() is not None]
+        self.pids = {p: pid for p in processes if (pid := p.pid()) is not None}
         self.codecs = [name for name, available in CODECS.items() if available()]
         self.report = Report(per_topic, seed, self.codecs)
         self.sent: list[Sent] = []
@@ -180,7 +180,7 @@ class Fuzz:
         if skipped:
             self.report.notes.append(f"skipped codecs {', '.join(skipped)}: their compression library (cramjam) "
                                      f"is not importable here")
-        log_marks = {p.name: _size(p.logfile) for p in self.processes}
+        log_marks = {p.name: _size(p.logfile) for p in self.pids}
         since = {topic: await history.end_offsets(self.settings, topic) for topic in (DEAD_LETTERS, ORDER_EVENTS)}
         async with client(self.settings, "channel/fuzz") as channel, Producers(self.settings, self.codecs) as out:
             await self.open_network(channel)
@@ -349,8 +349,10 @@ class Fuzz:
         """Position of the original -> reason, for the dead letters written since the run began."""
         letters = {}
         async for record in history.records(self.settings, DEAD_LETTERS, since):
-            letter = DeadLetter.model_validate(Envelope.model_validate_json(record.value).data)
-            letters[letter.key()] = letter.reason
+            envelope = Envelope.model_validate_json(record.value)
+            if envelope.type == DeadLetter.message_type:  # the topic also holds audit records of replays
+                letter = DeadLetter.model_validate(envelope.data)
+                letters[letter.key()] = letter.reason
         return letters
 
     async def rejections(self, since: dict[int, int]) -> set[tuple[str, str]]:
@@ -391,9 +393,10 @@ class Fuzz:
         self.report.problems += [f"invariant: {v}" for v in violations]
 
     def check_processes(self, log_marks: dict[str, int]) -> None:
-        for proc in self.processes:
-            if proc.pid() is None:
-                self.report.problems.append(f"service {proc.name} is no longer running (log {proc.logfile})")
+        for proc, pid in self.pids.items():
+            if proc.pid() != pid:  # gone, or restarted by a supervisor
+                self.report.problems.append(f"service {proc.name} (pid {pid}) crashed: now pid {proc.pid()}, "
+                                            f"log {proc.logfile}")
             errors = _error_lines(proc.logfile, log_marks[proc.name])
             for event, n in errors.most_common(5):
                 self.report.notes.append(f"{proc.name} logged {n} x {event}")

@@ -5,7 +5,8 @@ dropped as a duplicate id — so a candidate that the contracts would accept is 
 (`refused_by_contracts`). A well-formed command with random data is not hostile (a `ReceiveStock` just adds
 stock), so the only well-formed messages made here refer to orders that do not exist, on topics where the
 consumer must look the order up. Plain generators from one seeded `random.Random` rather than hypothesis: the
-same seed gives the same stream, and a hundred thousand messages take seconds to make.
+same seed gives the same kinds and contents (only ids and names differ per run, since consumers remember ids),
+and a hundred thousand messages take seconds to make.
 """
 
 import copy
@@ -56,32 +57,28 @@ class Message:
     partition: int | None = None
 
 
-def sample(model: type[BaseModel], rng: random.Random) -> dict[str, Any]:
+def sample(model: type[BaseModel], new_id: Callable[[], uuid.UUID]) -> dict[str, Any]:
     """A valid instance of a contract (or value type) as JSON data, from its field types."""
-    return {name: _sample_value(name, info.annotation, rng) for name, info in model.model_fields.items()}
+    return {name: _sample_value(name, info.annotation, new_id) for name, info in model.model_fields.items()}
 
 
-def _sample_value(name: str, annotation: Any, rng: random.Random) -> Any:
+def _sample_value(name: str, annotation: Any, new_id: Callable[[], uuid.UUID]) -> Any:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
-        return _sample_value(name, args[0], rng)
+        return _sample_value(name, args[0], new_id)
     if origin is Literal:
         return args[0]
     if origin in (Union, UnionType):
-        return _sample_value(name, next(a for a in args if a is not type(None)), rng)
+        return _sample_value(name, next(a for a in args if a is not type(None)), new_id)
     if origin is list:
-        return [_sample_value(name, args[0], rng)]
+        return [_sample_value(name, args[0], new_id)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return sample(annotation, rng)
-    simple = {uuid.UUID: lambda: str(random_uuid(rng)), datetime: lambda: datetime.now(UTC).isoformat(),
+        return sample(annotation, new_id)
+    simple = {uuid.UUID: lambda: str(new_id()), datetime: lambda: datetime.now(UTC).isoformat(),
               bool: lambda: True, int: lambda: 1, float: lambda: 1.0, Decimal: lambda: "1.00"}
     if annotation in simple:
         return simple[annotation]()
     return FIELD_VALUES.get(name, f"fuzz-{name}")
-
-
-def random_uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
 def refused_by_contracts(topic: str, handled: set[type[Contract]], value: bytes | None) -> bool:
@@ -115,12 +112,14 @@ class HostileGenerator:
     `handled` maps each consumed topic to the contracts its consumer handles; `lookups` maps a topic to the
     contracts whose handler must find an existing order (a well-formed one about an unknown order is refused);
     `answers` maps a topic to its consumer's hook that answers an invalid payload (capture's OrderRejected).
+    `tag` names what a run creates (channel order ids): unique per run, like the envelope ids.
     """
 
     def __init__(self, rng: random.Random, tag: str, handled: dict[str, set[type[Contract]]],
                  lookups: dict[str, list[type[Contract]]], answers: dict[str, InvalidPayloadHook]):
         self.rng = rng
         self.tag = tag
+        self.salt = uuid.uuid4().int  # ids differ per run (consumers remember ids), all else follows the seed
         self.handled = handled
         self.lookups = lookups
         self.answers = answers
@@ -202,7 +201,7 @@ class HostileGenerator:
         model = self.rng.choice(sorted(self.handled[topic], key=lambda m: m.message_type))
         name = self.rng.choice([model.message_type.replace(".v1", ".v2"), model.message_type.upper(),
                                 " " + model.message_type, "", "\x00", f"oms.fuzz.{self.nasty()}.v1"])
-        envelope = self.envelope(topic, sample(model, self.rng), message_type=name)
+        envelope = self.envelope(topic, sample(model, self.new_id), message_type=name)
         return self.with_envelope(topic, "unknown type", envelope)
 
     def invalid_payload(self, topic: str) -> Message:
@@ -211,12 +210,12 @@ class HostileGenerator:
     def wrong_topic(self, topic: str) -> Message:
         model = self.rng.choice(sorted((m for m in REGISTRY.values() if m.topic != topic),
                                        key=lambda m: m.message_type))
-        envelope = self.envelope(topic, sample(model, self.rng), message_type=model.message_type)
+        envelope = self.envelope(topic, sample(model, self.new_id), message_type=model.message_type)
         return self.with_envelope(topic, "valid type, wrong topic", envelope)
 
     def unknown_order(self, topic: str) -> Message:
         model = self.rng.choice(self.lookups[topic])
-        envelope = self.envelope(topic, sample(model, self.rng), message_type=model.message_type)
+        envelope = self.envelope(topic, sample(model, self.new_id), message_type=model.message_type)
         return self.with_envelope(topic, "unknown order", envelope)
 
     def empty(self, topic: str) -> Message:
@@ -259,7 +258,7 @@ class HostileGenerator:
 
     def nul_in_order(self, topic: str) -> Message:
         """A valid PlaceOrder but for a NUL, which no field may hold (Postgres text cannot)."""
-        data = sample(PlaceOrder, self.rng)
+        data = sample(PlaceOrder, self.new_id)
         data["channel_order_id"] = self.channel_order_id()
         where = self.rng.choice(["channel_order_id", "customer", "address"])
         if where == "channel_order_id":
@@ -285,9 +284,9 @@ class HostileGenerator:
     def envelope(self, topic: str, data: Any, message_type: str | None = None, **overrides: Any) -> dict[str, Any]:
         if message_type is None:
             message_type = self.handled_type(topic).message_type
-        return {"specversion": "1.0", "id": str(random_uuid(self.rng)), "type": message_type, "source": "fuzz",
+        return {"specversion": "1.0", "id": str(self.new_id()), "type": message_type, "source": "fuzz",
                 "time": datetime.now(UTC).isoformat(), "subject": None,
-                "correlationid": str(random_uuid(self.rng)), "data": data} | overrides
+                "correlationid": str(self.new_id()), "data": data} | overrides
 
     def with_envelope(self, topic: str, kind: str, envelope: dict[str, Any]) -> Message:
         """A message whose value is this envelope, expecting what the consumer must do with it."""
@@ -325,7 +324,7 @@ class HostileGenerator:
         return self.sample_for(self.handled_type(topic)) if self.rng.random() < 0.5 else self.invalid_data(topic)
 
     def sample_for(self, model: type[Contract]) -> dict[str, Any]:
-        data = sample(model, self.rng)
+        data = sample(model, self.new_id)
         if model is PlaceOrder:
             data["channel_order_id"] = self.channel_order_id()
         return data
@@ -367,11 +366,14 @@ class HostileGenerator:
     def wrong_value(self) -> Any:
         return copy.deepcopy(self.rng.choice(WRONG_VALUES))  # a fresh copy: payloads are mutated in place
 
+    def new_id(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128) ^ self.salt, version=4)
+
     def nasty(self) -> str:
         return "".join(self.rng.choices(NASTY_STRINGS, k=self.rng.randint(1, 4)))
 
     def hostile_key(self) -> bytes | None:
-        return self.rng.choice([None, b"", self.rng.randbytes(8), b"\xff\xfe\x00", str(random_uuid(self.rng)).encode()])
+        return self.rng.choice([None, b"", self.rng.randbytes(8), b"\xff\xfe\x00", str(self.new_id()).encode()])
 
     def hostile_header_list(self) -> list[tuple[str, bytes | None]]:
         return self.rng.sample([("content-type", b"\xff\xfe"), ("correlation_id", b"\xc3\x28"), ("x-null", None),

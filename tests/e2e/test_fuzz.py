@@ -11,7 +11,7 @@ from ops.fuzz import fuzz
 
 pytestmark = pytest.mark.e2e
 
-PER_TOPIC = int(os.environ.get("OMS_FUZZ_PER_TOPIC", "200"))
+PER_TOPIC = int(os.environ.get("OMS_FUZZ_PER_TOPIC", "300"))
 SEED = int(os.environ.get("OMS_FUZZ_SEED", "20261127"))
 
 
