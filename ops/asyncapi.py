@@ -1,4 +1,10 @@
-"""Generates the AsyncAPI 3.0 document of every topic and message from the contracts and service definitions."""
+"""Generates the AsyncAPI 3.0 document of every topic and message from the contracts and service definitions.
+
+Hand-built rather than FastStream's generator (`faststream docs gen`): our subscribers take raw records, so that
+bytes which are not even JSON still reach the dead-letter path with the original bytes, and FastStream derives
+a payload schema only from a handler's signature; it would document every channel as an untyped list. Every
+message here is the envelope around one contract, which FastStream cannot express either.
+"""
 
 import json
 from pathlib import Path
@@ -70,6 +76,13 @@ def generate() -> dict:
                 "summary": f"{service.name} consumes {subscription.topic} (group oms.{service.name}.{subscription.topic})",
                 "messages": [{"$ref": f"#/channels/{channel}/messages/{_message_id(m.message_type)}"}
                              for m in sorted(subscription.handlers, key=lambda m: m.message_type)],
+            }
+        for topic in service.publishes:
+            channel = _channel_id(topic)
+            operations[f"{service.name}_sends_{channel}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "summary": f"{service.name} publishes to {topic} through its transactional outbox",
             }
     return {
         "asyncapi": "3.0.0",

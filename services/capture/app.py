@@ -3,7 +3,16 @@
 from pathlib import Path
 
 from shared.contracts.orders import CancelOrder, PlaceOrder
-from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_EVENTS, ORDER_COMMANDS, ROUTING_EVENTS
+from shared.contracts.topics import (
+    FULFILLMENT_COMMANDS,
+    FULFILLMENT_EVENTS,
+    INVENTORY_COMMANDS,
+    INVENTORY_EVENTS,
+    ORDER_COMMANDS,
+    ORDER_EVENTS,
+    ROUTING_COMMANDS,
+    ROUTING_EVENTS,
+)
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -22,11 +31,12 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
-                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_order},
+                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders},
                      on_invalid_payload=rejection),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),
         _replies_on(FULFILLMENT_EVENTS),
     ],
     background=[handlers.expire_deadlines],
+    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS),
 )

@@ -3,7 +3,12 @@
 from pathlib import Path
 
 from shared.contracts import fulfillment as contracts
-from shared.contracts.topics import FULFILLMENT_COMMANDS, FULFILLMENT_LOCATION_UPDATES
+from shared.contracts.topics import (
+    FULFILLMENT_COMMANDS,
+    FULFILLMENT_EVENTS,
+    FULFILLMENT_LOCATION_UPDATES,
+    FULFILLMENT_WORK,
+)
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -17,6 +22,7 @@ SERVICE = ServiceDefinition(
                      handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
                                contracts.CancelFulfillment: handlers.cancel_fulfillment}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
-                     handlers={contracts.LocationUpdate: handlers.location_update}),
+                     handlers={contracts.LocationUpdate: handlers.location_updates}),
     ],
+    publishes=(FULFILLMENT_WORK, FULFILLMENT_EVENTS),
 )

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from shared.contracts import inventory as contracts
-from shared.contracts.topics import INVENTORY_COMMANDS
+from shared.contracts.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -21,4 +21,5 @@ SERVICE = ServiceDefinition(
             },
         )
     ],
+    publishes=(INVENTORY_EVENTS,),
 )

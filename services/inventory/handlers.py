@@ -4,8 +4,6 @@ the same answer), and the changes are written back together."""
 
 from collections.abc import Callable
 
-import asyncpg
-
 from shared.contracts import Contract
 from shared.contracts.inventory import (
     AllocateReservation,
@@ -17,7 +15,7 @@ from shared.contracts.inventory import (
     StockReceived,
 )
 from shared.logging import get_logger
-from shared.messaging.consumer import MessageContext, handles_batches
+from shared.messaging.unit_of_work import Message, UnitOfWork
 
 from . import store
 from .domain import Inventory
@@ -33,24 +31,25 @@ COMMANDS: dict[type[Contract], Callable[[Inventory, Contract], Contract | None]]
 }
 
 
-@handles_batches
-async def reservation_commands(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
-    commands = [ctx.payload for ctx in batch]
-    skus = {line.sku for cmd in commands if isinstance(cmd, ReserveStock) for line in cmd.lines}
-    inventory, loaded = await store.load(conn, {cmd.order_id for cmd in commands}, skus)
-    for ctx, cmd in zip(batch, commands, strict=True):
+async def reservation_commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
+    skus = {line.sku for m in batch if isinstance(m.payload, ReserveStock) for line in m.payload.lines}
+    inventory, loaded = await store.load(uow.conn, {m.payload.order_id for m in batch}, skus)
+    for message in batch:
+        cmd = message.payload
         answer = COMMANDS[type(cmd)](inventory, cmd)
         if answer is None:
-            log.warning("inventory.command_ignored", order_id=str(cmd.order_id), event_id=str(ctx.envelope.id),
+            log.warning("inventory.command_ignored", order_id=str(cmd.order_id), event_id=str(message.envelope.id),
                         command=cmd.message_type, status=getattr(inventory.reservations.get(cmd.order_id), "status",
                                                                  "none"))
         else:
-            ctx.emit(answer)
-    await store.flush(conn, inventory, loaded)
+            uow.reply(answer, message)
+    await store.flush(uow.conn, inventory, loaded)
 
 
-async def receive_stock(ctx: MessageContext, cmd: ReceiveStock) -> None:
-    on_hand = await store.receive(ctx.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity)
-    if on_hand is not None:
-        ctx.emit(StockReceived(receipt_id=cmd.receipt_id, sku=cmd.sku, location_id=cmd.location_id,
-                               quantity=cmd.quantity, on_hand=on_hand))
+async def receive_stock(uow: UnitOfWork, batch: list[Message[ReceiveStock]]) -> None:
+    for message in batch:
+        cmd = message.payload
+        on_hand = await store.receive(uow.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity)
+        if on_hand is not None:
+            uow.reply(StockReceived(receipt_id=cmd.receipt_id, sku=cmd.sku, location_id=cmd.location_id,
+                                    quantity=cmd.quantity, on_hand=on_hand), message)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from shared.contracts import orders
-from shared.contracts.topics import ORDER_EVENTS
+from shared.contracts.topics import NOTIFICATION_EVENTS, ORDER_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -23,4 +23,5 @@ SERVICE = ServiceDefinition(
             },
         )
     ],
+    publishes=(NOTIFICATION_EVENTS,),
 )

@@ -12,7 +12,7 @@ from shared.contracts import Contract
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
 from shared.logging import get_logger
-from shared.messaging.consumer import MessageContext, handles_batches
+from shared.messaging.unit_of_work import Message, UnitOfWork
 
 from .templates import render
 
@@ -33,7 +33,7 @@ def _values(event: Contract) -> tuple[str, dict[str, str]]:
 
 @dataclass(frozen=True)
 class Notification:
-    ctx: MessageContext
+    cause: Message
     notification_id: uuid.UUID
     order_id: uuid.UUID
     kind: str
@@ -42,24 +42,23 @@ class Notification:
     body: str
 
 
-@handles_batches
-async def lifecycle_events(conn: asyncpg.Connection, batch: list[MessageContext]) -> None:
-    accepted = [ctx.payload for ctx in batch if isinstance(ctx.payload, OrderAccepted)]
+async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
+    accepted = [m.payload for m in batch if isinstance(m.payload, OrderAccepted)]
     if accepted:
-        await conn.execute(
+        await uow.conn.execute(
             "INSERT INTO recipients (order_id, channel_order_id, email, name) "
             "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
             [e.order_id for e in accepted], [e.channel_order_id for e in accepted],
             [e.customer.email for e in accepted], [e.customer.name for e in accepted],
         )
-    events = [ctx for ctx in batch if not isinstance(ctx.payload, OrderAccepted)]
+    events = [m for m in batch if not isinstance(m.payload, OrderAccepted)]
     if not events:
         return
-    rows = await conn.fetch("SELECT * FROM recipients WHERE order_id = ANY($1)",
-                            list({ctx.payload.order_id for ctx in events}))
+    rows = await uow.conn.fetch("SELECT * FROM recipients WHERE order_id = ANY($1)",
+                                list({m.payload.order_id for m in events}))
     recipients = {r["order_id"]: r for r in rows}
-    notifications = [_compose(ctx, recipients) for ctx in events]
-    created = await conn.fetch(
+    notifications = [_compose(m, recipients) for m in events]
+    created = await uow.conn.fetch(
         """INSERT INTO notifications (notification_id, order_id, kind, channel, recipient, subject, body,
                                       source_event_id)
            SELECT n, o, k, 'email', r, s, b, e
@@ -68,21 +67,21 @@ async def lifecycle_events(conn: asyncpg.Connection, batch: list[MessageContext]
            ON CONFLICT DO NOTHING RETURNING notification_id""",
         [n.notification_id for n in notifications], [n.order_id for n in notifications],
         [n.kind for n in notifications], [n.recipient for n in notifications], [n.subject for n in notifications],
-        [n.body for n in notifications], [n.ctx.envelope.id for n in notifications],
+        [n.body for n in notifications], [n.cause.envelope.id for n in notifications],
     )
     new = {r["notification_id"] for r in created}
     for n in notifications:
         if n.notification_id in new:
             new.discard(n.notification_id)
-            n.ctx.emit(CustomerNotified(notification_id=n.notification_id, order_id=n.order_id, kind=n.kind,
-                                        channel="email"))
+            uow.reply(CustomerNotified(notification_id=n.notification_id, order_id=n.order_id, kind=n.kind,
+                                       channel="email"), n.cause)
 
 
-def _compose(ctx: MessageContext, recipients: dict[uuid.UUID, asyncpg.Record]) -> Notification:
-    event = ctx.payload
+def _compose(message: Message, recipients: dict[uuid.UUID, asyncpg.Record]) -> Notification:
+    event = message.payload
     recipient = recipients.get(event.order_id)
     if recipient is None:
         raise LookupError(f"no recipient known for order {event.order_id}")
     kind, values = _values(event)
     subject, body = render(kind, name=recipient["name"], channel_order_id=recipient["channel_order_id"], **values)
-    return Notification(ctx, uuid.uuid5(event.order_id, kind), event.order_id, kind, recipient["email"], subject, body)
+    return Notification(message, uuid.uuid5(event.order_id, kind), event.order_id, kind, recipient["email"], subject, body)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from shared.contracts import routing as contracts
-from shared.contracts.topics import ROUTING_COMMANDS
+from shared.contracts.topics import ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -16,9 +16,10 @@ SERVICE = ServiceDefinition(
         Subscription(
             topic=ROUTING_COMMANDS,
             handlers={
-                contracts.RegisterLocation: handlers.register_location,
+                contracts.RegisterLocation: handlers.register_locations,
                 contracts.RouteOrder: handlers.route_orders,
             },
         )
     ],
+    publishes=(ROUTING_EVENTS,),
 )

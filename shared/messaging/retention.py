@@ -7,13 +7,11 @@ needed to recognise a redelivery. Replays of dead letters carry ids of their own
 
 import asyncio
 
-import asyncpg
-
-from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import settings
 
 from .retry import run_forever
+from .unit_of_work import Begin
 
 log = get_logger(__name__)
 
@@ -21,21 +19,21 @@ CHUNK = 5000
 INTERVAL_SECONDS = 3600
 
 
-async def prune_inbox(pool: asyncpg.Pool) -> None:
+async def prune_inbox(begin: Begin) -> None:
     async def hourly() -> None:
         while True:
-            await prune_once(pool, settings().inbox_retention_days)
+            await prune_once(begin, settings().inbox_retention_days)
             await asyncio.sleep(INTERVAL_SECONDS)
 
     await run_forever("inbox-retention", hourly)
 
 
-async def prune_once(pool: asyncpg.Pool, retention_days: float) -> int:
+async def prune_once(begin: Begin, retention_days: float) -> int:
     """Delete keys older than the window, a chunk per transaction so that no lock is held for long."""
     pruned = 0
     while True:
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            deleted = await conn.fetchval(
+        async with begin() as uow:
+            deleted = await uow.conn.fetchval(
                 """WITH old AS (SELECT message_key FROM inbox
                                 WHERE received_at < now() - make_interval(secs => $1) LIMIT $2),
                         gone AS (DELETE FROM inbox WHERE message_key IN (SELECT message_key FROM old) RETURNING 1)

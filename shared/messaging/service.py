@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
 from shared.db import create_pool, migrate
@@ -32,11 +31,12 @@ from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
+from .unit_of_work import Begin, units_of_work
 from .topics import ensure_topics
 
 log = get_logger(__name__)
 
-BackgroundTask = Callable[[asyncpg.Pool], Awaitable[None]]
+BackgroundTask = Callable[[Begin], Awaitable[None]]
 
 # Static membership (KIP-345): a restarted member rejoins under its instance id and gets its partitions back
 # without a rebalance. The session timeout is how long the broker keeps a silent member's partitions for it
@@ -49,9 +49,13 @@ HEARTBEAT_INTERVAL_MS = 1_000
 
 @dataclass(frozen=True)
 class ServiceDefinition:
+    """A service, top to bottom: its schema, the topics it reads (and the handler of each message type), the
+    work it does on its own, and the topics it writes."""
+
     name: str
     migrations: Path
     subscriptions: list[Subscription]
+    publishes: tuple[str, ...]
     background: list[BackgroundTask] = field(default_factory=list)
 
 
@@ -82,8 +86,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                                                                 metrics_prefix="oms_faststream")])
     consumers: dict[str, Consumer] = {}
     health = Health(definition.name)
+    # The service's topics, unprefixed in its definition; the router puts a test run's prefix before each.
+    router = KafkaRouter(prefix=config.topic_prefix)
     for subscription in definition.subscriptions:
-        _subscribe(broker, definition.name, subscription, consumers, health, config.consumer_max_records)
+        _subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
+    broker.include_router(router)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -94,13 +101,15 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
         health.pool = pool
+        publishes = frozenset(definition.publishes)
+        begin = units_of_work(pool, definition.name, publishes, config)
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
-            consumers[group] = Consumer(pool, service=definition.name, schema=definition.name, group=group,
-                                        after_commit=relay.wake, monitor=watched.monitor)
+            consumers[group] = Consumer(pool, service=definition.name, publishes=publishes, group=group,
+                                        settings=config, after_commit=relay.wake, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
-        tasks += [asyncio.create_task(task(pool), name=task.__name__)
+        tasks += [asyncio.create_task(task(begin), name=task.__name__)
                   for task in [prune_inbox, *definition.background]]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
         try:
@@ -118,7 +127,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     return AsgiFastStream(broker, lifespan=lifespan, asgi_routes=health.routes())
 
 
-def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, consumers: dict[str, Consumer],
+def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],
                health: Health, max_records: int) -> None:
     group = consumer_group(service, subscription.topic)
 
@@ -126,8 +135,8 @@ def _subscribe(broker: KafkaBroker, service: str, subscription: Subscription, co
         await consumers[group].process(subscription, records)
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
-    subscriber = broker.subscriber(
-        settings().topic(subscription.topic),
+    subscriber = router.subscriber(
+        subscription.topic,
         group_id=group,
         group_instance_id=f"{group}-{settings().instance_id}",
         session_timeout_ms=SESSION_TIMEOUT_MS,

@@ -14,7 +14,8 @@ from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, S
 from shared.contracts.inventory import StockReserved
 from shared.contracts.ops import DeadLetter, DeadLetterReplayed
 from shared.contracts.orders import OrderAccepted, OrderConfirmed, OrderRejected, PlaceOrder
-from shared.contracts.topics import INVENTORY_EVENTS, ORDER_COMMANDS
+from shared.contracts.topics import FULFILLMENT_LOCATION_UPDATES, INVENTORY_EVENTS, ORDER_COMMANDS
+from shared.messaging.service import consumer_group
 
 from ..support.topics import TopicWatcher, of_type
 from ops.waiting import eventually
@@ -99,7 +100,7 @@ async def test_malformed_orders_are_dead_lettered_answered_and_the_next_order_go
         lambda e: e["type"] == DeadLetter.message_type and e["data"]["original_value_b64"] in originals, count=4)
     for letter in letters:
         assert letter["data"]["reason"] == originals[letter["data"]["original_value_b64"]]
-        assert letter["data"]["consumer"].startswith("oms.capture.")
+        assert letter["data"]["consumer"] == consumer_group("capture", ORDER_COMMANDS)
     negative_id = order_id_for(negative["channel"], negative["channel_order_id"])
     [rejected] = await driver.orders.wait_for(of_type(OrderRejected, f"web/{negative['channel_order_id']}"))
     assert rejected["data"]["order_id"] == str(negative_id)
@@ -137,7 +138,7 @@ async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver)
     [letter] = await driver.dead_letters.wait_for(
         lambda e: e["type"] == DeadLetter.message_type and e["data"]["reason"] == "HANDLER_ERROR"
         and str(unknown.fulfillment_order_id) in e["data"]["detail"])
-    assert letter["data"]["consumer"] == "oms.fulfillment.fulfillment.location-updates.v1"
+    assert letter["data"]["consumer"] == consumer_group("fulfillment", FULFILLMENT_LOCATION_UPDATES)
 
 
 async def test_a_dead_letter_is_replayed_once_its_cause_is_gone(driver):

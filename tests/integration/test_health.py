@@ -35,12 +35,15 @@ def get(url: str) -> tuple[int, str]:
 
 async def readiness(url: str, expected: int) -> dict | None:
     status, body = get(f"{url}/health/ready")
-    return json.loads(body) if status == expected else None
+    if status == expected:
+        return json.loads(body)
+    print(f"readiness {status}: {body}")  # shown if the wait times out
+    return None
 
 
 async def test_a_consumer_that_cannot_finish_its_batch_makes_the_service_not_ready(config, admin, inventory):
     url = inventory.url()
-    await eventually(lambda: readiness(url, 200), what="inventory to be ready")
+    await eventually(lambda: readiness(url, 200), timeout=60, what="inventory to be ready")
     assert get(f"{url}/health/live")[0] == 200
 
     sku = f"HL-{uuid.uuid4().hex[:8].upper()}"

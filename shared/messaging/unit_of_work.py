@@ -1,0 +1,118 @@
+"""The one shape every handler has, and the unit of work it is handed.
+
+A handler is `async def handler(uow: UnitOfWork, batch: list[Message[P]]) -> None`: a run of consecutive
+messages of the types it is registered for (in offset order), already parsed and validated into their
+contracts, and one Postgres transaction that holds the inbox claims of those messages, the state the handler
+changes, and the messages it emits (staged in the outbox, published by the relay after commit). Handlers never
+commit or acquire connections; background workers (saga deadlines, inbox retention) are handed a `Begin` that
+opens a unit of work of their own.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import asyncpg
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts import Contract, Envelope
+from shared.contracts.ops import DeadLetter
+from shared.db import ACQUIRE_TIMEOUT
+from shared.settings import Settings
+
+from . import outbox
+from .outbox import OutboxRow
+
+P = TypeVar("P", bound=Contract)
+
+
+@dataclass(frozen=True)
+class Message(Generic[P]):
+    """A consumed message: its contract, and the envelope it came in (ids for dedup, correlation, causation)."""
+
+    payload: P
+    envelope: Envelope
+
+    @property
+    def correlation_id(self) -> str:
+        return self.envelope.correlationid
+
+
+@dataclass
+class UnitOfWork:
+    conn: asyncpg.Connection
+    service: str
+    publishes: frozenset[str]  # the topics this service writes; emitting elsewhere is a bug
+    settings: Settings  # the service's configuration, handed in rather than read from the environment
+    staged: list[OutboxRow] = field(default_factory=list)
+    dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"oms/{self.service}"
+
+    def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None) -> OutboxRow:
+        """Stage a message, published after the transaction commits."""
+        if payload.topic not in self.publishes:
+            raise ValueError(f"{self.service} does not publish to {payload.topic} ({payload.message_type})")
+        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+        self.staged.append(row)
+        return row
+
+    def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
+        """Stage a message caused by `to`: it carries `to`'s correlation id unless the flow it belongs to has
+        another (a saga's own)."""
+        return self.emit(payload, correlation_id=correlation_id or to.correlation_id, causation_id=str(to.envelope.id))
+
+    def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,
+                    causation_id: str | None) -> None:
+        row = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id)
+        self.dead_letters.append((row, letter, record))
+
+    async def claim(self, keys: list[str]) -> set[str]:
+        """Record message keys in the inbox; returns those not seen before (the others are redeliveries)."""
+        rows = await self.conn.fetch(
+            "INSERT INTO inbox (message_key) SELECT DISTINCT unnest($1::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING message_key", keys)
+        return {r["message_key"] for r in rows}
+
+    async def flush(self) -> None:
+        """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
+        await outbox.write(self.conn, self.staged + [row for row, _, _ in self.dead_letters], self.service)
+        if self.dead_letters:
+            await _keep_dead_letters(self.conn, self.dead_letters)
+        self.staged, self.dead_letters = [], []
+
+
+Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
+Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+def units_of_work(pool: asyncpg.Pool, service: str, publishes: frozenset[str], settings: Settings) -> Begin:
+    """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
+    that writes what was staged and commits on exit."""
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[UnitOfWork]:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            uow = UnitOfWork(conn, service, publishes, settings)
+            yield uow
+            await uow.flush()
+
+    return begin
+
+
+async def _keep_dead_letters(conn: asyncpg.Connection,
+                             letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]]) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letters (event_id, consumer, source_topic, source_partition, source_offset, reason,
+                                     detail, original_key, original_value, failed_at)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
+                                $7::text[], $8::bytea[], $9::bytea[], $10::timestamptz[])
+           ON CONFLICT DO NOTHING""",
+        [row.event_id for row, _, _ in letters], [x.consumer for _, x, _ in letters],
+        [x.source_topic for _, x, _ in letters], [x.source_partition for _, x, _ in letters],
+        [x.source_offset for _, x, _ in letters], [x.reason for _, x, _ in letters],
+        [x.detail for _, x, _ in letters], [r.key for _, _, r in letters], [r.value or b"" for _, _, r in letters],
+        [x.failed_at for _, x, _ in letters],
+    )
