@@ -222,9 +222,10 @@ class Fuzz:
     def first_pass(self) -> Iterable[Message]:
         """Hostile messages for every consumed topic with valid orders and receipts among them, shuffled."""
         plan: list[tuple[str, str]] = []
+        hostile = self.per_topic - _duplicates(self.per_topic)
         for topic in self.topics:
             kinds, weights = zip(*self.hostile.kinds_for(topic), strict=True)
-            plan += [(topic, kind) for kind in self.rng.choices(kinds, weights, k=self.per_topic - _duplicates(self.per_topic))]
+            plan += [(topic, kind) for kind in self.rng.choices(kinds, weights, k=hostile)]
         valid = max(5, self.per_topic // 20)
         plan += [(ORDER_COMMANDS, VALID_ORDER)] * valid + [(INVENTORY_COMMANDS, VALID_RECEIPT)] * valid
         self.rng.shuffle(plan)
@@ -247,13 +248,13 @@ class Fuzz:
                        envelope.model_dump_json().encode(), payload.key().encode(), headers, str(envelope.id), ref)
 
     def duplicates(self) -> Iterable[Message]:
-        """New content under ids already used on the same partition (valid orders and receipts first)."""
+        """New content under ids already used on the same partition: up to half of them valid orders' and
+        receipts' ids (new content that would apply if the id did not stop it), the rest hostile messages' ids."""
+        wanted = _duplicates(self.per_topic)
         for topic in self.topics:
             used = [s for s in self.sent if s.topic == topic and s.envelope_id]
-            valid = [s for s in used if s.expect == EFFECT]
-            wanted = _duplicates(self.per_topic)
-            originals = valid[:wanted // 2] + [s for s in used if s.expect != EFFECT][:wanted - min(len(valid), wanted // 2)]
-            for original in originals:
+            valid = [s for s in used if s.expect == EFFECT][:wanted // 2]
+            for original in valid + [s for s in used if s.expect != EFFECT][:wanted - len(valid)]:
                 if original.kind.startswith(VALID_ORDER):
                     message = self.valid_message(VALID_ORDER, original.envelope_id)
                 elif original.kind.startswith(VALID_RECEIPT):
@@ -457,8 +458,8 @@ class Producers:
 
     def __init__(self, settings: Settings, codecs: list[str]):
         self.settings = settings
-        self.producers = {codec: AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, client_id=f"oms-fuzz-{codec}",
-                                                  acks="all", linger_ms=5,
+        self.producers = {codec: AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+                                                  client_id=f"oms-fuzz-{codec}", acks="all", linger_ms=5,
                                                   compression_type=None if codec == "none" else codec)
                           for codec in codecs}
 
