@@ -213,6 +213,10 @@ async def dead_letters(position: str | None) -> int:
         for item in letters:
             print(item.line())
         print(f"{len(letters)} dead letters")
+        unpublishable = await deadletters.parked(settings())
+        if unpublishable:
+            print("\nstaged messages Kafka refused for good (each service's outbox_parked):")
+            print("\n".join(unpublishable))
         return 0
     found = [item.letter for item in letters if item.position == position]
     if not found:

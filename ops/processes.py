@@ -119,10 +119,13 @@ class SupervisorProcess:
     def pid(self) -> int | None:
         return _live_pid(self.pidfile)
 
-    def start(self, env: dict[str, str] | None = None, services: tuple[str, ...] = SERVICES) -> int:
+    def start(self, env: dict[str, str] | None = None, services: tuple[str, ...] = SERVICES, *,
+              free_ports: bool = False) -> int:
+        """free_ports: the services' HTTP ports are picked free rather than the fixed ones `oms up` uses (tests)."""
         if (pid := self.pid()) is not None:
             return pid
-        proc = _spawn([sys.executable, "-m", "ops.supervisor", str(self.run_dir), *services], self.logfile,
+        flags = ["--free-ports"] if free_ports else []
+        proc = _spawn([sys.executable, "-m", "ops.supervisor", str(self.run_dir), *flags, *services], self.logfile,
                       env or os.environ.copy())
         self.pidfile.write_text(str(proc.pid))
         return proc.pid
@@ -185,5 +188,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
-    return [ServiceProcess(name, run_dir, http_port=DEFAULT_HTTP_PORTS[name]) for name in names]
+def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES, *, free_ports: bool = False) -> list[ServiceProcess]:
+    return [ServiceProcess(name, run_dir, http_port=None if free_ports else DEFAULT_HTTP_PORTS[name])
+            for name in names]

@@ -165,5 +165,5 @@ def http_port(service: str) -> int:
 def run(definition: ServiceDefinition) -> None:
     app = build_app(definition)
     asyncio.run(app.run(log_level=logging.WARNING,
-                        run_extra_options={"host": "127.0.0.1", "port": http_port(definition.name),
+                        run_extra_options={"host": settings().http_host, "port": http_port(definition.name),
                                            "log_config": None}))  # uvicorn logs through our JSON handler
