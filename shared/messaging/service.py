@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
@@ -60,6 +61,14 @@ class ServiceDefinition:
 
 async def raw_records(message: KafkaMessage) -> Any:
     return list(message.raw_message)
+
+
+async def without_headers(records: tuple[ConsumerRecord, ...],
+                          parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
+    """The OMS reads no Kafka headers, and FastStream must not either: its parser decodes every header value as
+    UTF-8 (one that is not, or a null one, fails the whole batch, which is then skipped unprocessed), and it
+    publishes the handler's result to the topic a `reply_to` header names."""
+    return await parse(tuple(replace(record, headers=[]) for record in records))
 
 
 def consumer_group(service: str, topic: str) -> str:
@@ -137,6 +146,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         batch_timeout_ms=20,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=without_headers,
         decoder=raw_records,
         title=f"{service}:{subscription.topic}",
     )
