@@ -2,10 +2,12 @@
 # shellcheck shell=bash
 OMS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OMS_STATE_DIR=${OMS_STATE_DIR:-$OMS_ROOT/.oms}
-set -a
-# shellcheck source=/dev/null
-. "$OMS_ROOT/deploy/dev.env"
-set +a
+# dev.env gives defaults; the real environment always wins (as in ops/env.py), so a second stack can run beside
+# the first on other ports: OMS_KAFKA_PORT, OMS_KAFKA_CONTROLLER_PORT, OMS_KAFKA_BOOTSTRAP, OMS_PG_PORT.
+while IFS='=' read -r name value; do
+  case $name in '' | \#*) continue ;; esac
+  [ -n "${!name+x}" ] || export "$name=$value"
+done <"$OMS_ROOT/deploy/dev.env"
 
 log() { printf '[oms] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

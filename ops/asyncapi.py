@@ -13,22 +13,12 @@ from pydantic.json_schema import models_json_schema
 
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS
-from shared.messaging.service import ServiceDefinition
 
 from .env import ROOT
+from .prepare import service_definitions
 
 SPEC_PATH = ROOT / "docs" / "asyncapi.json"
 REF = "#/components/schemas/{model}"
-
-
-def _service_definitions() -> list[ServiceDefinition]:
-    from services.capture.app import SERVICE as capture
-    from services.fulfillment.app import SERVICE as fulfillment
-    from services.inventory.app import SERVICE as inventory
-    from services.notification.app import SERVICE as notification
-    from services.routing.app import SERVICE as routing
-
-    return [capture, inventory, routing, fulfillment, notification]
 
 
 def _channel_id(topic: str) -> str:
@@ -67,7 +57,7 @@ def generate() -> dict:
         for topic in ALL_TOPICS
     }
     operations = {}
-    for service in _service_definitions():
+    for service in service_definitions():
         for subscription in service.subscriptions:
             channel = _channel_id(subscription.topic)
             operations[f"{service.name}_receives_{channel}"] = {

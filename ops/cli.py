@@ -12,6 +12,7 @@
     oms dead-letters [--replay P]  messages consumers gave up on, with reasons; replay one by its position
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
+    oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER               the channel asks to cancel an order
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
 """
@@ -30,13 +31,12 @@ import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.orders import CancelOrder
-from shared.db.bootstrap import bootstrap_database
-from shared.messaging.topics import ensure_topics
 from shared.settings import settings
 
-from . import asyncapi, bench, deadletters, demo, health, invariants, load
+from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
+from .prepare import prepare as prepare_all
 from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
 from .simulators import LocationSimulator
 from .waiting import eventually
@@ -48,9 +48,7 @@ def infra(action: str) -> int:
 
 
 async def prepare() -> None:
-    config = settings()
-    await bootstrap_database(config)
-    await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+    await prepare_all(settings())
 
 
 def services(action: str) -> int:
@@ -126,7 +124,7 @@ async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | No
 
 
 async def show_order(ref: str) -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
         if order is None:
@@ -149,7 +147,7 @@ async def show_order(ref: str) -> int:
 
 
 async def ship(ref: str, carrier: str) -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
         saga = order and await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
@@ -169,7 +167,7 @@ async def ship(ref: str, carrier: str) -> int:
 
 
 async def check_invariants() -> int:
-    conn = await asyncpg.connect(settings().admin_dsn())
+    conn = await asyncpg.connect(settings().reader_dsn())
     try:
         report = await invariants.check(conn)
     finally:
@@ -212,6 +210,10 @@ async def dead_letters(position: str | None) -> int:
         for item in letters:
             print(item.line())
         print(f"{len(letters)} dead letters")
+        unpublishable = await deadletters.parked(settings())
+        if unpublishable:
+            print("\nstaged messages Kafka refused for good (each service's outbox_parked):")
+            print("\n".join(unpublishable))
         return 0
     found = [item.letter for item in letters if item.position == position]
     if not found:
@@ -234,6 +236,12 @@ def up() -> int:
         return 1
     print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
     return 0
+
+
+async def run_fuzz(per_topic: int, seed: int, timeout: float | None) -> int:
+    report = await fuzz.fuzz(settings(), per_topic, seed, all_services(state_dir() / "run"), timeout)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def test(pytest_args: list[str]) -> int:
@@ -275,6 +283,10 @@ def parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure the running OMS against a bare pipeline baseline")
     bn.add_argument("--orders", type=int, default=3000, help="orders in the saturation phase")
     bn.add_argument("--rate", type=float, help="steady-phase rate for latency (default: half the throughput)")
+    fz = sub.add_parser("fuzz", help="send hostile messages to every consumed topic and check they were all refused")
+    fz.add_argument("--per-topic", type=int, default=10_000, help="hostile messages per consumed topic")
+    fz.add_argument("--seed", type=int, default=1, help="the same seed sends the same messages")
+    fz.add_argument("--timeout", type=float, help="seconds to wait for the OMS to work through them")
     dl = sub.add_parser("dead-letters", help="list dead letters, or replay one")
     dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
@@ -316,6 +328,8 @@ def main() -> None:
         case "bench":
             print(asyncio.run(bench.bench(settings(), args.orders, args.rate)))
             code = 0
+        case "fuzz":
+            code = asyncio.run(run_fuzz(args.per_topic, args.seed, args.timeout))
         case "check":
             code = asyncio.run(check_invariants())
         case "dead-letters":

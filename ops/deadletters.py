@@ -78,7 +78,7 @@ def replayable(letter: DeadLetter, original: bytes | None = None) -> tuple[str, 
 
 async def whole_original(settings: Settings, letter: DeadLetter) -> bytes:
     """A truncated letter's original bytes, from the dead_letters table of the service that wrote it."""
-    conn = await asyncpg.connect(settings.admin_dsn())
+    conn = await asyncpg.connect(settings.reader_dsn())
     try:
         for service in SERVICES:
             value = await conn.fetchval(
@@ -101,3 +101,16 @@ async def replay(client: Client, letter: DeadLetter, replayed_by: str | None = N
                                 message_id=message_id)
     await client.send(record)
     return record
+
+
+async def parked(settings: Settings) -> list[str]:
+    """Messages a service staged that Kafka refused for good, one line each, oldest first."""
+    conn = await asyncpg.connect(settings.reader_dsn())
+    try:
+        rows = await conn.fetch(" UNION ALL ".join(
+            f"SELECT '{service}' AS service, event_id, topic, length(value) AS size, reason, parked_at "
+            f"FROM {service}.outbox_parked" for service in SERVICES) + " ORDER BY parked_at")
+    finally:
+        await conn.close()
+    return [f"{r['parked_at']:%Y-%m-%d %H:%M:%S}  {r['service']:<13} {r['event_id']}  {r['topic']:<30} "
+            f"{r['size']:>9} bytes  {r['reason'][:100]}" for r in rows]

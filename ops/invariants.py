@@ -1,16 +1,17 @@
-"""The OMS invariant checker: reads every service's schema (as an operator, with admin rights) and says
+"""The OMS invariant checker: reads every service's schema (as an operator, with the read-only ops role) and says
 what is violated. Run it against a live system with `oms check`; the fault tests run it after each fault.
 
 Order-level invariants hold once an order has settled (shipped or cancelled); orders still moving are
 counted as in flight and not judged.
 """
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg
+from pydantic import ValidationError
 
+from shared.contracts import REGISTRY, Envelope
 from shared.contracts.fulfillment import ShipmentConfirmed
 from shared.contracts.orders import OrderShipped
 from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS
@@ -142,9 +143,15 @@ async def check_topics(settings: Settings) -> list[str]:
 
 
 async def _distinct_ids(settings: Settings, topic: str, message_type: str, key_field: str) -> dict[str, set[str]]:
+    """Distinct envelope ids per key, among the well-formed messages of this type (a topic may also hold bytes
+    that are not, which its consumers dead-letter)."""
     seen: dict[str, set[str]] = defaultdict(set)
     async for record in history.records(settings, topic):
-        envelope = json.loads(record.value)
-        if envelope.get("type") == message_type:
-            seen[envelope["data"][key_field]].add(envelope["id"])
+        try:
+            envelope = Envelope.model_validate_json(record.value or b"")
+            payload = REGISTRY[message_type].model_validate(envelope.data) if envelope.type == message_type else None
+        except ValidationError:
+            continue
+        if payload is not None:
+            seen[str(getattr(payload, key_field))].add(str(envelope.id))
     return seen

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db.bootstrap import SERVICES
-from shared.settings import DEFAULT_HTTP_PORTS
+from shared.settings import DEFAULT_HTTP_PORTS, service_environment, supervisor_environment
 
 from .env import ROOT
 
@@ -74,7 +74,8 @@ class ServiceProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         port = self.http_port or _free_port()
         self.portfile.write_text(str(port))
-        env = dict(env or os.environ, OMS_INSTANCE_ID=str(self.instance), OMS_HTTP_PORT=str(port))
+        env = dict(service_environment(env or os.environ, self.name), OMS_INSTANCE_ID=str(self.instance),
+                   OMS_HTTP_PORT=str(port))
         proc = _spawn([sys.executable, "-m", f"services.{self.name}"], self.logfile, env)
         self.pidfile.write_text(str(proc.pid))
         return proc
@@ -119,11 +120,14 @@ class SupervisorProcess:
     def pid(self) -> int | None:
         return _live_pid(self.pidfile)
 
-    def start(self, env: dict[str, str] | None = None, services: tuple[str, ...] = SERVICES) -> int:
+    def start(self, env: dict[str, str] | None = None, services: tuple[str, ...] = SERVICES, *,
+              free_ports: bool = False) -> int:
+        """free_ports: the services' HTTP ports are picked free rather than the fixed ones `oms up` uses (tests)."""
         if (pid := self.pid()) is not None:
             return pid
-        proc = _spawn([sys.executable, "-m", "ops.supervisor", str(self.run_dir), *services], self.logfile,
-                      env or os.environ.copy())
+        flags = ["--free-ports"] if free_ports else []
+        proc = _spawn([sys.executable, "-m", "ops.supervisor", str(self.run_dir), *flags, *services], self.logfile,
+                      supervisor_environment(env or os.environ, services))
         self.pidfile.write_text(str(proc.pid))
         return proc.pid
 
@@ -185,5 +189,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES) -> list[ServiceProcess]:
-    return [ServiceProcess(name, run_dir, http_port=DEFAULT_HTTP_PORTS[name]) for name in names]
+def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES, *, free_ports: bool = False) -> list[ServiceProcess]:
+    return [ServiceProcess(name, run_dir, http_port=None if free_ports else DEFAULT_HTTP_PORTS[name])
+            for name in names]

@@ -20,13 +20,15 @@ from .client import Client
 log = get_logger(__name__)
 
 RejectRule = Callable[[dict], bool]
+WorkFilter = Callable[[dict], bool]  # the work items (FulfillmentRequested data) this simulator acts on
 
 
 class LocationSimulator:
     def __init__(self, settings: Settings, client: Client, *, reject: RejectRule = lambda _: False,
-                 group: str = "oms.simulator.locations"):
+                 handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations"):
         self.client = client
         self.reject = reject
+        self.handles = handles
         self.handled = 0
         self.rejected = 0
         self._consumer = AIOKafkaConsumer(
@@ -49,7 +51,7 @@ class LocationSimulator:
     async def _work(self, envelopes: list[dict]) -> None:
         updates = []
         for envelope in envelopes:
-            if envelope.get("type") != FulfillmentRequested.message_type:
+            if envelope.get("type") != FulfillmentRequested.message_type or not self.handles(envelope["data"]):
                 continue
             data = envelope["data"]
             ids = {"fulfillment_order_id": data["fulfillment_order_id"], "order_id": data["order_id"]}

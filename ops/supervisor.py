@@ -1,9 +1,11 @@
 """Keeps the services running: each is a child of this process, waited on (no zombies) and started again when it
-exits, after a capped exponential backoff that resets once the service has stayed up a while. Per service it
-records pid, state, restart count, last exit code and start time in <run dir>/<service>.status.json for
-`oms status`. SIGTERM or SIGINT: restart nothing more, stop the services, exit.
+exits, after a capped exponential backoff that resets once the service has stayed up a while. A service that
+is running but no longer answers its liveness probe (`/health/live`: a hung event loop, a stopped process) is
+killed after a few missed probes, and so restarted too. Per service it records pid, state, restart count, last
+exit code and start time in <run dir>/<service>.status.json for `oms status`. SIGTERM or SIGINT: restart
+nothing more, stop the services, exit.
 
-    python -m ops.supervisor RUN_DIR [SERVICE ...]      (started detached by `oms up` / `oms services start`)
+    python -m ops.supervisor RUN_DIR [--free-ports] [SERVICE ...]   (started detached by `oms up`)
 """
 
 import os
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +31,11 @@ MAX_BACKOFF = 30.0
 STABLE_AFTER = 30.0  # a service up this long has recovered: its next crash starts the backoff afresh
 STOP_TIMEOUT = 20.0
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# Liveness: a probe every PROBE_EVERY seconds once a service has had START_GRACE to come up; MISSES_ALLOWED
+# misses in a row and it is killed. (Environment overrides exist for the tests, which cannot wait minutes.)
+PROBE_EVERY = float(os.environ.get("OMS_SUPERVISOR_PROBE_SECONDS", 5))
+START_GRACE = float(os.environ.get("OMS_SUPERVISOR_START_GRACE_SECONDS", 60))
+MISSES_ALLOWED = 3
 
 
 @dataclass
@@ -40,11 +48,12 @@ class Supervised:
     crashes_in_a_row: int = 0  # counting only exits that came before STABLE_AFTER
     restart_due: float | None = None
     last_exit_code: int | None = None
+    missed_probes: int = 0
 
     def start(self, env: dict[str, str]) -> None:
         self.child = self.proc.spawn(env)
         self.up_since, self.started_at = time.monotonic(), datetime.now(timezone.utc).isoformat()
-        self.restart_due = None
+        self.restart_due, self.missed_probes = None, 0
         self.record("running")
         log.info("service.spawned", child=self.proc.label, pid=self.child.pid, restarts=self.restarts)
 
@@ -58,6 +67,19 @@ class Supervised:
         self.record("restarting")
         log.warning("service.exited", child=self.proc.label, exit_code=code, uptime=round(uptime, 1),
                     restart_in=delay)
+
+    def probe(self) -> None:
+        """Kill a running service that has stopped answering; its exit is then handled like any crash."""
+        if self.child is None or time.monotonic() - self.up_since < START_GRACE:
+            return
+        if _answers(self.proc.url()):
+            self.missed_probes = 0
+            return
+        self.missed_probes += 1
+        log.warning("service.probe_missed", child=self.proc.label, pid=self.child.pid, missed=self.missed_probes)
+        if self.missed_probes >= MISSES_ALLOWED:
+            log.error("service.unresponsive_killed", child=self.proc.label, pid=self.child.pid)
+            self.child.kill()
 
     def record(self, state: str) -> None:
         pid = self.child.pid if self.child else None
@@ -81,27 +103,40 @@ class Wakeups:
         return set(os.read(self._reader, 1024)) if readable else set()
 
 
-def supervise(run_dir: Path, names: tuple[str, ...], env: dict[str, str]) -> None:
+def supervise(run_dir: Path, names: tuple[str, ...], env: dict[str, str], free_ports: bool) -> None:
     wakeups = Wakeups((signal.SIGCHLD, *STOP_SIGNALS))
-    services = [Supervised(proc) for proc in all_services(run_dir, names)]
+    services = [Supervised(proc) for proc in all_services(run_dir, names, free_ports=free_ports)]
     for service in services:
         if (orphan := service.proc.pid()) is not None:
             log.warning("service.unsupervised_replaced", child=service.proc.label, pid=orphan)
             service.proc.stop()
         service.start(env)
     log.info("supervisor.started", services=list(names))
-    while not wakeups.wait(_until_next_restart(services)) & STOP_SIGNALS:
+    next_probe = time.monotonic() + PROBE_EVERY
+    while not wakeups.wait(_until_next(services, next_probe)) & STOP_SIGNALS:
         for service in services:
             if service.child and (code := service.child.poll()) is not None:
                 service.exited(code)
             elif service.restart_due is not None and service.restart_due <= time.monotonic():
                 service.start(env)
+        if time.monotonic() >= next_probe:
+            for service in services:
+                service.probe()
+            next_probe = time.monotonic() + PROBE_EVERY
     _stop_all(services, wakeups)
 
 
-def _until_next_restart(services: list[Supervised]) -> float | None:
+def _until_next(services: list[Supervised], next_probe: float) -> float:
     due = [s.restart_due for s in services if s.restart_due is not None]
-    return max(0.0, min(due) - time.monotonic()) if due else None
+    return max(0.0, min([*due, next_probe]) - time.monotonic())
+
+
+def _answers(url: str | None) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health/live", timeout=2) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def _stop_all(services: list[Supervised], wakeups: Wakeups) -> None:
@@ -124,9 +159,11 @@ def _stop_all(services: list[Supervised], wakeups: Wakeups) -> None:
 
 
 def main() -> None:
-    run_dir, names = Path(sys.argv[1]), tuple(sys.argv[2:]) or SERVICES
+    run_dir, args = Path(sys.argv[1]), sys.argv[2:]
+    free_ports = "--free-ports" in args
+    names = tuple(a for a in args if a != "--free-ports") or SERVICES
     configure_logging("supervisor", os.environ.get("OMS_LOG_LEVEL", "INFO"))
-    supervise(run_dir, names, dict(os.environ))
+    supervise(run_dir, names, dict(os.environ), free_ports)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Configuration from the environment, validated at start-up so a missing value fails fast with a clear message."""
 
 import os
+from collections.abc import Iterable, Mapping
 from functools import cache
+from urllib.parse import quote
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +25,7 @@ class Settings(BaseSettings):
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
+    http_host: str = Field("127.0.0.1", description="Interface of /health and /metrics (0.0.0.0 in a container)")
     topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")
     inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
                                                           "the topics' retention, or a redelivery could apply twice")
@@ -37,10 +40,20 @@ class Settings(BaseSettings):
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
 
     def service_dsn(self, service: str) -> str:
-        return self._dsn(service_role(service), service_password(service), self.pg_database)
+        """The service's runtime role: reads and writes rows of its own schema, owns nothing."""
+        return self._dsn(service_role(service), secret(f"OMS_{service.upper()}_DB_PASSWORD"), self.pg_database)
+
+    def owner_dsn(self, service: str) -> str:
+        """The role that owns the service's schema and runs its migrations (`oms prepare`), never the service."""
+        return self._dsn(owner_role(service), secret(f"OMS_{service.upper()}_OWNER_DB_PASSWORD"), self.pg_database)
+
+    def reader_dsn(self) -> str:
+        """Read-only on every service's schema: what the ops tools look with."""
+        return self._dsn(READER_ROLE, secret("OMS_OPS_READER_DB_PASSWORD"), self.pg_database)
 
     def _dsn(self, user: str, password: str, database: str) -> str:
-        return f"postgresql://{user}:{password}@{self.pg_host}:{self.pg_port}/{database}"
+        quoted = ":".join(quote(part, safe="") for part in (user, password))
+        return f"postgresql://{quoted}@{self.pg_host}:{self.pg_port}/{quote(database, safe='')}"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -51,16 +64,38 @@ DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "f
                       "notification": 18085}
 
 
+READER_ROLE = "oms_ops_reader"
+
+
 def service_role(service: str) -> str:
     return f"oms_{service}"
 
 
-def service_password(service: str) -> str:
-    name = f"OMS_{service.upper()}_DB_PASSWORD"
+def owner_role(service: str) -> str:
+    return f"oms_{service}_owner"
+
+
+def secret(name: str) -> str:
     try:
         return os.environ[name]
     except KeyError:
         raise SystemExit(f"configuration error: set {name} (see deploy/dev.env)") from None
+
+
+def service_environment(env: Mapping[str, str], service: str) -> dict[str, str]:
+    """What a service process is given: the environment without any password but its own runtime one."""
+    own = f"OMS_{service.upper()}_DB_PASSWORD"
+    return {name: value for name, value in env.items() if name == own or not _is_secret(name)}
+
+
+def supervisor_environment(env: Mapping[str, str], services: Iterable[str]) -> dict[str, str]:
+    """What the supervisor is given: the runtime passwords of the services it runs, no other secret."""
+    runtime = {f"OMS_{service.upper()}_DB_PASSWORD" for service in services}
+    return {name: value for name, value in env.items() if name in runtime or not _is_secret(name)}
+
+
+def _is_secret(name: str) -> bool:
+    return name.startswith("OMS_") and name.endswith("_PASSWORD")
 
 
 @cache

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from ops.env import ROOT, load_dev_env
-from shared.db.bootstrap import bootstrap_database
-from shared.messaging.topics import delete_topics, ensure_topics
+from ops.prepare import prepare
+from shared.messaging.topics import delete_topics
 from shared.settings import Settings, settings
 
 from .support.infra import infra, isolate_run
@@ -27,8 +27,7 @@ def run_id():
 async def config(run_id) -> Settings:
     settings.cache_clear()
     config = settings()
-    await bootstrap_database(config)
-    await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+    await prepare(config)
     yield config
     await delete_topics(config.kafka_bootstrap, config.topic_prefix)
     if os.environ.get("OMS_TEST_KEEP_DATABASE") != "1":

@@ -24,7 +24,10 @@ an order that has shipped cannot be cancelled.
 Every waiting state has a deadline (kept in the saga row by the store). When it passes, the step's command is
 sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling` never gives
 up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of order)
-changes nothing. Everything here is pure; the handler loads the row, calls a function, stores the result.
+changes nothing, and so does a reply whose ids are not the saga's own: the location it waits on (the one it
+deallocates when reallocating) and that location's fulfilment order — anyone able to write a reply topic could
+otherwise ship, cancel or re-route an order with a made-up one. Everything here is pure; the handler loads the
+row, calls a function, stores the result.
 """
 
 from collections.abc import Callable
@@ -40,6 +43,7 @@ from shared.contracts.fulfillment import (
     FulfillmentRejected,
     RequestFulfillment,
     ShipmentConfirmed,
+    fulfillment_order_id,
 )
 from shared.contracts.inventory import (
     AllocateReservation,
@@ -112,8 +116,6 @@ def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
 
 
 def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
-    if reply.location_id != saga.location_id:
-        return Step(saga)
     return _wait(replace(saga, state="fulfilling", compensations=(*saga.compensations, CANCEL_FULFILLMENT)))
 
 
@@ -122,16 +124,12 @@ def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
 
 
 def _fulfilment_created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
-    if reply.location_id != saga.location_id:
-        return Step(saga)
     confirmed = replace(saga, state="awaiting_shipment", fulfillment_order_id=reply.fulfillment_order_id)
     return Step(confirmed, [OrderConfirmed(order_id=saga.order_id, location_id=reply.location_id,
                                            fulfillment_order_id=reply.fulfillment_order_id)])
 
 
 def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
-    if reply.location_id != saga.location_id:
-        return Step(saga)
     nothing_to_withdraw = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
     return _try_elsewhere(nothing_to_withdraw, reply.location_id, "reallocating")
 
@@ -176,9 +174,20 @@ REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS)
 
 
 def advance(saga: Saga, reply: Contract) -> Step | None:
-    """The next step for this reply, or None when the current state does not expect it."""
+    """The next step for this reply, or None when the current state does not expect it or the reply names a
+    location or fulfilment order that is not the saga's."""
     transition = TRANSITIONS.get((saga.state, type(reply)))
-    return transition(saga, reply) if transition else None
+    return transition(saga, reply) if transition and claims_hold(saga, reply) else None
+
+
+def claims_hold(saga: Saga, reply: Contract) -> bool:
+    expected_location = saga.excluded_locations[-1] if saga.state == "reallocating" else saga.location_id
+    if isinstance(reply, OrderRouted) or not hasattr(reply, "location_id"):
+        return True
+    if reply.location_id != expected_location:
+        return False
+    return (not hasattr(reply, "fulfillment_order_id")
+            or reply.fulfillment_order_id == fulfillment_order_id(saga.order_id, expected_location))
 
 
 def request_cancel(saga: Saga, reason: str) -> Step:

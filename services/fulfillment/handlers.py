@@ -15,11 +15,12 @@ from shared.contracts.fulfillment import (
     LocationUpdate,
     RequestFulfillment,
     ShipmentConfirmed,
+    fulfillment_order_id,
 )
 from shared.logging import get_logger
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
-from .domain import OPEN, advances, fulfillment_order_id
+from .domain import OPEN, advances
 
 log = get_logger(__name__)
 

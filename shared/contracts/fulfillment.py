@@ -2,13 +2,18 @@
 
 from datetime import datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import Field, model_validator
 
 from .base import Contract, contract
 from .common import Delivery, Line, LocationId, ReasonCode
 from .topics import FULFILLMENT_COMMANDS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK
+
+
+def fulfillment_order_id(order_id: UUID, location_id: str) -> UUID:
+    """One fulfilment order per order and location, with an id anyone (fulfilment, the saga) can recompute."""
+    return uuid5(order_id, location_id)
 
 
 @contract("oms.fulfillment.RequestFulfillment.v1", topic=FULFILLMENT_COMMANDS)

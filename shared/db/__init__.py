@@ -6,6 +6,7 @@ from pathlib import Path
 import asyncpg
 
 from shared.logging import get_logger
+from shared.settings import service_role
 
 log = get_logger(__name__)
 
@@ -35,25 +36,43 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int
     )
 
 
-async def migrate(pool: asyncpg.Pool, schema: str, service_migrations: Path) -> list[str]:
-    """Apply the shared messaging tables, then the service's own SQL files, each once, in name order."""
-    files = [("shared", f) for f in sorted(SHARED_MIGRATIONS.glob("*.sql"))]
-    files += [(schema, f) for f in sorted(service_migrations.glob("*.sql"))]
+def _migration_files(schema: str, service_migrations: Path) -> list[tuple[str, Path]]:
+    """The shared messaging tables, then the service's own SQL files, in name order."""
+    return ([(f"shared/{f.name}", f) for f in sorted(SHARED_MIGRATIONS.glob("*.sql"))]
+            + [(f"{schema}/{f.name}", f) for f in sorted(service_migrations.glob("*.sql"))])
+
+
+async def migrate(dsn: str, schema: str, service_migrations: Path) -> list[str]:
+    """Apply each migration once, as the schema's owner (`oms prepare`; services have no right to)."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     applied: list[str] = []
-    async with pool.acquire() as conn, conn.transaction():
-        # One migrator per schema at a time, even with several instances starting together.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-        for origin, path in files:
-            name = f"{origin}/{path.name}"
-            if name in done:
-                continue
-            await conn.execute(path.read_text())
-            await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
-            applied.append(name)
+    try:
+        async with conn.transaction():
+            # One migrator per schema at a time, even with several preparers racing.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                               "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for name, path in _migration_files(schema, service_migrations):
+                if name not in done:
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                    applied.append(name)
+            # The runtime role gets row rights on every table by default; this one only the owner writes.
+            await conn.execute(f"REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {service_role(schema)}")
+    finally:
+        await conn.close()
     if applied:
         log.info("migrations.applied", schema=schema, migrations=applied)
     return applied
+
+
+async def require_migrated(pool: asyncpg.Pool, schema: str, service_migrations: Path) -> None:
+    """A service starts only on a schema its migrations have been applied to; it cannot apply them itself."""
+    try:
+        done = {r["name"] for r in await pool.fetch("SELECT name FROM schema_migrations")}
+    except asyncpg.UndefinedTableError:
+        done = set()
+    missing = [name for name, _ in _migration_files(schema, service_migrations) if name not in done]
+    if missing:
+        raise SystemExit(f"schema {schema} lacks migrations {missing}: run `oms prepare`")

@@ -12,16 +12,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 
-from shared.db import create_pool, migrate
+from shared.db import create_pool, require_migrated
 from shared.logging import configure_logging, get_logger
 from shared.settings import DEFAULT_HTTP_PORTS, settings
 
@@ -63,6 +64,17 @@ async def raw_records(message: KafkaMessage) -> Any:
     return list(message.raw_message)
 
 
+async def without_headers(records: tuple[ConsumerRecord, ...],
+                          parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
+    """FastStream must not read Kafka headers: its parser decodes every header value as UTF-8 (one that is not,
+    or a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's
+    result to the topic a `reply_to` header names. Our runtime gets the records as they came: it reads the
+    trace context from their headers itself, and tolerates any bytes there."""
+    message = await parse(tuple(replace(record, headers=[]) for record in records))
+    message.raw_message = records
+    return message
+
+
 def consumer_group(service: str, topic: str) -> str:
     """Prefixed like the topics: test runs share the broker, and their static members must not fence each other."""
     return f"{settings().topic_prefix}oms.{service}.{topic}"
@@ -89,7 +101,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
-        await migrate(pool, definition.name, definition.migrations)
+        await require_migrated(pool, definition.name, definition.migrations)
         producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
@@ -140,6 +152,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         batch_timeout_ms=20,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=without_headers,
         decoder=raw_records,
         title=f"{service}:{subscription.topic}",
     )
@@ -158,5 +171,5 @@ def http_port(service: str) -> int:
 def run(definition: ServiceDefinition) -> None:
     app = build_app(definition)
     asyncio.run(app.run(log_level=logging.WARNING,
-                        run_extra_options={"host": "127.0.0.1", "port": http_port(definition.name),
+                        run_extra_options={"host": settings().http_host, "port": http_port(definition.name),
                                            "log_config": None}))  # uvicorn logs through our JSON handler

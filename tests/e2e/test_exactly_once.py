@@ -8,9 +8,8 @@ import pytest
 
 from ops import deadletters
 from services.capture.validation import order_id_for
-from services.fulfillment.domain import fulfillment_order_id
 from shared.contracts import Envelope, wrap
-from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
+from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed, fulfillment_order_id
 from shared.contracts.inventory import StockReserved
 from shared.contracts.ops import DeadLetter, DeadLetterReplayed
 from shared.contracts.orders import OrderAccepted, OrderConfirmed, OrderRejected, PlaceOrder

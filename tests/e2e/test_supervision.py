@@ -68,3 +68,19 @@ async def test_capture_accepts_orders_within_5s_of_a_kill_9(config, tmp_path):
         await orders.wait_for(accepted, timeout=RECOVERY_DEADLINE - (time.monotonic() - killed_at),
                               what=f"an order accepted within {RECOVERY_DEADLINE}s of kill -9 of capture")
         print(f"capture accepted an order {time.monotonic() - killed_at:.2f}s after kill -9")
+
+
+async def test_supervisor_restarts_a_service_that_stops_answering(config, tmp_path):
+    """A process that is alive but frozen (SIGSTOP stands in for a hung event loop) fails its liveness probes
+    and is killed, and so restarted."""
+    env_overrides = {"OMS_SUPERVISOR_PROBE_SECONDS": "0.5", "OMS_SUPERVISOR_START_GRACE_SECONDS": "10"}
+    async with stack(config, tmp_path, services=()) as oms, \
+            supervised(("routing",), oms.run_dir, {**oms.env, **env_overrides}) as procs:
+        routing = procs["routing"]
+        frozen = routing.pid()
+        os.kill(frozen, signal.SIGSTOP)
+
+        status = await eventually(lambda: (s := routing.status()).pid not in (None, frozen) and s,
+                                  timeout=30, what="the frozen routing process to be replaced")
+        assert (status.restarts, status.last_exit_code) == (1, -signal.SIGKILL)
+        await wait_started(routing, runs=2)

@@ -1,17 +1,12 @@
-from pathlib import Path
-
 import pytest
 
-from shared.db import create_pool, migrate
+from shared.db import create_pool
 from shared.settings import Settings
-
-SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 
 
 async def service_pool(config: Settings, service: str):
-    pool = await create_pool(config.service_dsn(service), service)
-    await migrate(pool, service, SERVICES_DIR / service / "migrations")
-    return pool
+    """The service's runtime role, on the schema the session prepared."""
+    return await create_pool(config.service_dsn(service), service)
 
 
 @pytest.fixture(scope="session")

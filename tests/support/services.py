@@ -37,7 +37,7 @@ async def running(names: tuple[str, ...], run_dir: Path):
 async def supervised(names: tuple[str, ...], run_dir: Path, env: dict[str, str]):
     """The services as `oms up` runs them: children of a supervisor that restarts them."""
     supervisor = SupervisorProcess(run_dir)
-    supervisor.start(env, names)
+    supervisor.start(env, names, free_ports=True)
     procs = {name: ServiceProcess(name, run_dir) for name in names}
     try:
         await eventually(lambda: all(proc.pid() for proc in procs.values()), timeout=30,

@@ -10,8 +10,9 @@ from pathlib import Path
 import asyncpg
 
 from ops.processes import ServiceProcess
-from shared.db.bootstrap import SERVICES, bootstrap_database
-from shared.messaging.topics import delete_topics, ensure_topics
+from ops.prepare import prepare
+from shared.db.bootstrap import SERVICES
+from shared.messaging.topics import delete_topics
 from shared.settings import Settings
 
 from .services import wait_started
@@ -49,8 +50,7 @@ async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SE
     suffix = uuid.uuid4().hex[:6]
     settings = base.model_copy(update={"pg_database": f"{base.pg_database}_{suffix}",
                                        "topic_prefix": f"{base.topic_prefix}{suffix}."})
-    await bootstrap_database(settings)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await prepare(settings)
     env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
                OMS_SAGA_STEP_TIMEOUT_SECONDS=str(step_timeout))
     oms = Stack(settings, env, run_dir)

@@ -10,6 +10,7 @@ from shared.contracts.fulfillment import (
     FulfillmentRejected,
     RequestFulfillment,
     ShipmentConfirmed,
+    fulfillment_order_id,
 )
 from shared.contracts.inventory import (
     AllocateReservation,
@@ -54,7 +55,7 @@ def through(*replies) -> s.Saga:
     return saga
 
 
-FO = uuid.uuid4()
+FO = fulfillment_order_id(ORDER, "WH-1")
 
 
 def shipment(location="WH-1") -> ShipmentConfirmed:
@@ -84,11 +85,10 @@ def test_happy_path_runs_every_step_in_order():
     assert (step.saga.state, types(step)) == ("allocating", [AllocateReservation])
     step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
     assert (step.saga.state, types(step)) == ("fulfilling", [RequestFulfillment])
-    fo = uuid.uuid4()
-    step = s.advance(step.saga, FulfillmentOrderCreated(fulfillment_order_id=fo, order_id=ORDER, location_id="WH-1",
+    step = s.advance(step.saga, FulfillmentOrderCreated(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
                                                         lines=list(LINES)))
     assert (step.saga.state, types(step)) == ("awaiting_shipment", [OrderConfirmed])
-    step = s.advance(step.saga, ShipmentConfirmed(fulfillment_order_id=fo, order_id=ORDER, location_id="WH-1",
+    step = s.advance(step.saga, ShipmentConfirmed(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
                                                   lines=list(LINES), carrier="DHL", tracking_number="T1",
                                                   shipped_at="2026-01-01T00:00:00Z"))
     assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped])
@@ -206,3 +206,29 @@ def test_cancelling_never_gives_up():
         step = s.on_timeout(saga)
         assert (step.saga.state, types(step)) == ("cancelling", [CancelFulfillment])
         saga = step.saga
+
+
+@pytest.mark.parametrize("forged", [
+    ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=ORDER, location_id="WH-1", lines=list(LINES),
+                      carrier="DHL", tracking_number="T1", shipped_at="2026-01-01T00:00:00Z"),
+    ShipmentConfirmed(fulfillment_order_id=fulfillment_order_id(ORDER, "WH-9"), order_id=ORDER, location_id="WH-9",
+                      lines=list(LINES), carrier="DHL", tracking_number="T1", shipped_at="2026-01-01T00:00:00Z"),
+    FulfillmentRejected(fulfillment_order_id=fulfillment_order_id(ORDER, "WH-9"), order_id=ORDER, location_id="WH-9",
+                        reason=ReasonCode(code="SHORT_PICK")),
+    FulfillmentRejected(fulfillment_order_id=uuid.uuid4(), order_id=ORDER, location_id="WH-1",
+                        reason=ReasonCode(code="SHORT_PICK")),
+], ids=["shipment-wrong-fulfilment-order", "shipment-wrong-location", "rejection-wrong-location",
+        "rejection-wrong-fulfilment-order"])
+def test_a_reply_naming_another_location_or_fulfilment_order_changes_nothing(forged):
+    assert s.advance(to_awaiting_shipment(), forged) is None
+
+
+def test_replies_about_other_locations_change_nothing_in_any_state():
+    allocating = through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="nearest"))
+    assert s.advance(allocating, ReservationAllocated(order_id=ORDER, location_id="WH-2")) is None
+    assert s.advance(allocating, AllocationFailed(order_id=ORDER, location_id="WH-2",
+                                                  reason=ReasonCode(code="OUT_OF_STOCK"))) is None
+    reallocating = s.advance(to_awaiting_shipment(), FulfillmentRejected(
+        fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", reason=ReasonCode(code="SHORT_PICK"))).saga
+    assert s.advance(reallocating, ReservationDeallocated(order_id=ORDER, location_id="WH-2",
+                                                          availability=reserved().availability)) is None

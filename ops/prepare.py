@@ -1,0 +1,25 @@
+"""Everything a fresh OMS needs before its services start: the database, each service's roles and schema with
+its migrations applied (as the schema's owner), and the topics. `oms prepare`, `oms up` and the tests run it."""
+
+from shared.db import migrate
+from shared.db.bootstrap import bootstrap_database
+from shared.messaging.service import ServiceDefinition
+from shared.messaging.topics import ensure_topics
+from shared.settings import Settings
+
+
+def service_definitions() -> list[ServiceDefinition]:
+    from services.capture.app import SERVICE as capture
+    from services.fulfillment.app import SERVICE as fulfillment
+    from services.inventory.app import SERVICE as inventory
+    from services.notification.app import SERVICE as notification
+    from services.routing.app import SERVICE as routing
+
+    return [capture, inventory, routing, fulfillment, notification]
+
+
+async def prepare(settings: Settings) -> None:
+    await bootstrap_database(settings)
+    for service in service_definitions():
+        await migrate(settings.owner_dsn(service.name), service.name, service.migrations)
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
