@@ -20,7 +20,6 @@ from shared.logging import get_logger
 
 from .monitor import MESSAGES_PUBLISHED
 from .retry import is_transient, run_forever
-from .tracing import kafka_headers
 
 log = get_logger(__name__)
 
@@ -145,7 +144,7 @@ class OutboxRelay:
             try:
                 deliveries.append((row, await self.producer.send(
                     self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode(),
-                    headers=kafka_headers(row["headers"]))))
+                    headers=[(name, value.encode()) for name, value in row["headers"].items()])))
             except Exception as error:  # refused before sending, e.g. larger than max_request_size
                 if is_transient(error):
                     raise

@@ -97,10 +97,6 @@ def headers_of(context: Context) -> dict[str, str]:
     return carrier
 
 
-def kafka_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
-    return [(name, value.encode()) for name, value in headers.items()]
-
-
 def trace_id_of(context: Context) -> str | None:
     """The trace id as log lines carry it, or None outside any trace."""
     span_context = trace.get_current_span(context).get_span_context()
