@@ -65,10 +65,12 @@ async def raw_records(message: KafkaMessage) -> Any:
 
 async def without_headers(records: tuple[ConsumerRecord, ...],
                           parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
-    """The OMS reads no Kafka headers, and FastStream must not either: its parser decodes every header value as
-    UTF-8 (one that is not, or a null one, fails the whole batch, which is then skipped unprocessed), and it
-    publishes the handler's result to the topic a `reply_to` header names."""
-    return await parse(tuple(replace(record, headers=[]) for record in records))
+    """FastStream must not read our headers: its parser decodes every header value as UTF-8 (one that is not, or
+    a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's result
+    to the topic a `reply_to` header names. Our runtime still gets the records whole, headers included."""
+    message = await parse(tuple(replace(record, headers=[]) for record in records))
+    message.raw_message = records
+    return message
 
 
 def consumer_group(service: str, topic: str) -> str:
