@@ -66,10 +66,13 @@ start() {
 
 stop() {
   pid_alive "$PIDFILE" || { rm -f "$PIDFILE"; log "kafka not running"; return; }
-  local pid; pid=$(cat "$PIDFILE")
-  pkill -TERM -P "$pid" 2>/dev/null || true
-  kill -TERM "$pid" 2>/dev/null || true
-  wait_for 60 "kafka to stop" bash -c "! kill -0 $pid" || { pkill -KILL -P "$pid" || true; kill -KILL "$pid" || true; }
+  local pid pids; pid=$(cat "$PIDFILE")
+  # The pid file names the bash wrapper; the JVM is its child and shuts down for seconds after the wrapper is
+  # gone, still holding the ports. Stopped means both are gone, or a start right after finds the ports taken.
+  pids="$pid $(pgrep -P "$pid" | tr '\n' ' ')"
+  kill -TERM $pids 2>/dev/null || true
+  wait_for 60 "kafka to stop" bash -c "! kill -0 $pids 2>/dev/null" ||
+    kill -KILL $pids 2>/dev/null || true
   rm -f "$PIDFILE"
   log "kafka stopped"
 }

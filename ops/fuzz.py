@@ -208,7 +208,7 @@ class Fuzz:
 
     async def open_network(self, channel) -> None:
         await channel.send_many([self.valid.location, *self.valid.opening_stock()])
-        conn = await asyncpg.connect(self.settings.admin_dsn())
+        conn = await asyncpg.connect(self.settings.reader_dsn())
         try:
             await eventually(lambda: conn.fetchval(
                 "SELECT count(*) = $2 FROM inventory.location_stock WHERE location_id = $1",
@@ -287,7 +287,7 @@ class Fuzz:
         valid_orders = [s.ref[1] for s in self.sent if s.expect == EFFECT and s.ref[0] == CHANNEL]
         last_print = time.monotonic()
         pending = ""
-        conn = await asyncpg.connect(self.settings.admin_dsn())
+        conn = await asyncpg.connect(self.settings.reader_dsn())
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, client_id="oms-fuzz")
         await admin.start()
         ends = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
@@ -370,7 +370,7 @@ class Fuzz:
 
     async def effects(self) -> tuple[dict[str, str], set[str]]:
         """Status per channel order id of the run's channel, and the booked receipt ids of this run."""
-        conn = await asyncpg.connect(self.settings.admin_dsn())
+        conn = await asyncpg.connect(self.settings.reader_dsn())
         try:
             orders = await conn.fetch("SELECT channel_order_id, status FROM capture.orders WHERE channel = $1 "
                                       "AND channel_order_id LIKE $2", CHANNEL, f"{self.tag}-%")
@@ -384,7 +384,7 @@ class Fuzz:
         return found, {r["receipt_id"] for r in receipts}
 
     async def check_invariants(self) -> None:
-        conn = await asyncpg.connect(self.settings.admin_dsn())
+        conn = await asyncpg.connect(self.settings.reader_dsn())
         try:
             checked = await invariants.check(conn)
         finally:

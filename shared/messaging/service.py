@@ -66,10 +66,10 @@ async def raw_records(message: KafkaMessage) -> Any:
 
 async def without_headers(records: tuple[ConsumerRecord, ...],
                           parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
-    """FastStream must not read Kafka headers: its parser decodes every header value as UTF-8 (one that is not,
-    or a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's
-    result to the topic a `reply_to` header names. Our runtime gets the records as they came: it reads the
-    trace context from their headers itself, and tolerates any bytes there."""
+    """FastStream must not read our headers: its parser decodes every header value as UTF-8 (one that is not, or
+    a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's result
+    to the topic a `reply_to` header names. Our runtime still gets the records whole, headers included: it reads
+    the trace context from them itself, whatever bytes they hold."""
     message = await parse(tuple(replace(record, headers=[]) for record in records))
     message.raw_message = records
     return message

@@ -113,4 +113,5 @@ async def test_rebalance_when_instances_join_and_leave(oms):
 
 
 def _deploy(script: str, action: str) -> None:
-    subprocess.run([str(ROOT / "deploy" / script), action], check=True, capture_output=True)
+    done = subprocess.run([str(ROOT / "deploy" / script), action], capture_output=True, text=True)
+    assert done.returncode == 0, f"{script} {action} failed:\n{done.stdout}{done.stderr}"

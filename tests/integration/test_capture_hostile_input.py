@@ -34,8 +34,8 @@ async def partition_zero(config):
                                 max_request_size=2 * 1024 * 1024)
     await producer.start()
 
-    async def send(value: bytes) -> None:
-        await producer.send(config.topic(ORDER_COMMANDS), value, key=b"hostile", partition=0)
+    async def send(value: bytes, headers: list[tuple[str, bytes | None]] = ()) -> None:
+        await producer.send(config.topic(ORDER_COMMANDS), value, key=b"hostile", partition=0, headers=list(headers))
 
     yield send
     await producer.flush()
@@ -150,3 +150,15 @@ async def test_a_message_kafka_refuses_is_parked_and_blocks_nothing(config, admi
     connections = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = 'oms_capture' "
                                        "AND datname = $1", config.pg_database)
     assert connections <= 10, "the pool's maximum: nothing leaked"
+
+
+async def test_headers_no_decoder_can_read_lose_nothing_and_redirect_nothing(config, capture_service, partition_zero):
+    """Found by `oms fuzz`: FastStream decoded every header as UTF-8 and, on one that was not, skipped the whole
+    batch and committed past it; and it published to whatever topic a `reply_to` header named."""
+    orders = [sample_order(f"HD-{uuid.uuid4().hex[:8]}") for _ in range(30)]
+    hostile_headers = [[("x", b"\xff\xfe")], [("x", None)], [("reply_to", b"orders.commands.v1")]]
+    async with TopicWatcher(config, ORDER_EVENTS) as events:
+        for index, order in enumerate(orders):
+            headers = hostile_headers[index % 3] if index % 5 == 0 else []
+            await partition_zero(envelope_of(order), headers=headers)
+        await assert_all_accepted(events, orders)
