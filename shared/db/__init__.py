@@ -1,6 +1,7 @@
 """Postgres access for a service: a pool pinned to the service's own schema, and forward-only migrations."""
 
 import json
+import os
 from pathlib import Path
 
 import asyncpg
@@ -31,7 +32,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int
         init=_init_connection,
         timeout=ACQUIRE_TIMEOUT,
         command_timeout=STATEMENT_TIMEOUT,
-        server_settings={"search_path": schema, "application_name": f"oms-{schema}",
+        server_settings={"search_path": schema, "application_name": f"oms-{schema}-{os.getpid()}",
                          "idle_in_transaction_session_timeout": str(int(STATEMENT_TIMEOUT * 2000))},
     )
 
