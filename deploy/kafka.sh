@@ -11,6 +11,8 @@ DATA=$HOME_DIR/data
 LOGS=$HOME_DIR/logs
 PIDFILE=$HOME_DIR/kafka.pid
 CONFIG=$HOME_DIR/server.properties
+# What the storage was formatted with (its SCRAM users); a cluster formatted otherwise is formatted again.
+CREDENTIALS_MARKER=$HOME_DIR/scram-users.sha256
 
 fetch_jars() {
   [ -f "$LIBS/.complete" ] && return
@@ -22,10 +24,15 @@ fetch_jars() {
   touch "$LIBS/.complete"
 }
 
+# sed replacement text: \, | and & are special there.
+sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
 write_config() {
   mkdir -p "$DATA" "$LOGS"
-  sed -e "s|@PORT@|$OMS_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$OMS_KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@DATA_DIR@|$DATA|g" "$OMS_ROOT/deploy/kafka/server.properties.in" >"$CONFIG"
+  (umask 077  # it holds the broker's password
+   sed -e "s|@PORT@|$OMS_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$OMS_KAFKA_CONTROLLER_PORT|g" \
+       -e "s|@DATA_DIR@|$(sed_escape "$DATA")|g" -e "s|@BROKER_PASSWORD@|$(sed_escape "$OMS_BROKER_KAFKA_PASSWORD")|g" \
+       "$OMS_ROOT/deploy/kafka/server.properties.in" >"$CONFIG")
 }
 
 java_run() {
@@ -34,12 +41,32 @@ java_run() {
     -cp "$LIBS/*" "$@"
 }
 
+# One SCRAM-SHA-512 user <name> per OMS_<NAME>_KAFKA_PASSWORD in dev.env, its password from the environment.
+# In KRaft, SCRAM users live in the cluster metadata: the broker's own must exist before it first starts.
+scram_user_names() { sed -n 's/^OMS_\([A-Z]*\)_KAFKA_PASSWORD=.*/\1/p' "$OMS_ROOT/deploy/dev.env"; }
+
+scram_arguments() {
+  local name variable
+  for name in $(scram_user_names); do
+    variable=OMS_${name}_KAFKA_PASSWORD
+    printf '%s\n' --add-scram "SCRAM-SHA-512=[name=\"${name,,}\",password=\"${!variable}\"]"
+  done
+}
+
 format_storage() {
-  [ -f "$DATA/meta.properties" ] && return
-  log "formatting KRaft storage in $DATA"
+  local -a users; mapfile -t users < <(scram_arguments)
+  local fingerprint; fingerprint=$(printf '%s\n' "${users[@]}" | sha256sum | cut -c1-64)
+  if [ -f "$DATA/meta.properties" ]; then
+    [ "$(cat "$CREDENTIALS_MARKER" 2>/dev/null)" = "$fingerprint" ] && return
+    log "the Kafka storage in $DATA was formatted without the current SCRAM users: formatting it again" \
+        "(every topic and message of this dev cluster is lost)"
+    find "$DATA" -mindepth 1 -delete
+  fi
+  log "formatting KRaft storage in $DATA with SCRAM users: $(scram_user_names | tr 'A-Z\n' 'a-z ')"
   local cluster_id
   cluster_id=$(java_run kafka.tools.StorageTool random-uuid)
-  java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" >"$LOGS/format.log"
+  java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" "${users[@]}" >"$LOGS/format.log"
+  (umask 077; echo "$fingerprint" >"$CREDENTIALS_MARKER")
 }
 
 broker_ready() {

@@ -16,7 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from shared.messaging.outbox import make_producer
-from shared.settings import settings
+from shared.settings import KafkaLogin, settings
 
 from .env import load_dev_env
 
@@ -43,9 +43,9 @@ async def prepare(dsn: str) -> None:
         await conn.close()
 
 
-async def run_hop(pool: asyncpg.Pool, producer, bootstrap: str, prefix: str, hop: int) -> None:
+async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, hop: int) -> None:
     source, target = hop_topic(prefix, hop), hop_topic(prefix, hop + 1)
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"bench-hop{hop}",
+    consumer = AIOKafkaConsumer(source, **login.aiokafka(), group_id=f"bench-hop{hop}",
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
     await consumer.start()
     try:
@@ -77,10 +77,11 @@ async def run_hop(pool: asyncpg.Pool, producer, bootstrap: str, prefix: str, hop
 async def main(prefix: str, hops: list[int]) -> None:
     config = settings()
     pool = await asyncpg.create_pool(config.admin_dsn(), min_size=len(hops), max_size=len(hops) + 1)
-    producer = make_producer(config.kafka_bootstrap, "bench-baseline")
+    login = config.kafka_login()
+    producer = make_producer(login, "bench-baseline")
     await producer.start()
     try:
-        await asyncio.gather(*(run_hop(pool, producer, config.kafka_bootstrap, prefix, hop) for hop in hops))
+        await asyncio.gather(*(run_hop(pool, producer, login, prefix, hop) for hop in hops))
     finally:
         await producer.stop()
         await pool.close()

@@ -54,7 +54,7 @@ class Watcher:
         self.topic = settings.topic(topic)
         self.key_of = key_of
         self.arrived: dict[str, float] = {}
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False)
 
     async def __aenter__(self):
         await self._consumer.start()
@@ -125,7 +125,7 @@ async def bench_oms(settings: Settings, count: int, rate: float | None) -> tuple
 async def bench_baseline(settings: Settings, count: int, rate: float) -> tuple[Result, Result]:
     prefix = f"{settings.topic_prefix}{load.run_tag().lower()}."
     names = [f"bench.hop{h}.v1" for h in range(1, baseline.HOPS + 2)]
-    await ensure_topics(settings.kafka_bootstrap, prefix, names=names)
+    await ensure_topics(settings, prefix, names=names)
     await baseline.prepare(settings.admin_dsn())
     workers = [subprocess.Popen([sys.executable, "-m", "ops.baseline", prefix, *map(str, hops)], cwd=ROOT,
                                 env=os.environ.copy())
@@ -144,7 +144,7 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> tuple[R
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=10)
-        await delete_topics(settings.kafka_bootstrap, prefix, names=names)
+        await delete_topics(settings, prefix, names=names)
 
 
 async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:

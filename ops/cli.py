@@ -15,11 +15,13 @@
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER               the channel asks to cancel an order
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
+    oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
 """
 
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,9 +33,9 @@ import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.orders import CancelOrder
-from shared.settings import settings
+from shared.settings import kafka_password_variable, settings
 
-from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load
+from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -225,6 +227,18 @@ async def dead_letters(position: str | None) -> int:
     return 0
 
 
+async def add_principal(kind: str, name: str) -> int:
+    principal = principals.party_principal(kind, name)
+    variable = kafka_password_variable(principal.name)
+    password = os.environ.get(variable) or secrets.token_urlsafe(24)
+    await principals.add_user(settings(), principal.name, password)
+    await principals.grant(settings(), [principal])
+    print(f"principal {principal.name}: writes {', '.join(principal.writes)}; reads {', '.join(principal.reads)}; "
+          f"consumer groups {settings().topic_prefix}{principal.group_prefix}*")
+    print(f"password from {variable}" if variable in os.environ else f"password (shown once): {password}")
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -291,6 +305,12 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
+    pr = sub.add_parser("principal", help="Kafka principals of outside parties").add_subparsers(
+        dest="principal_action", required=True)
+    add = pr.add_parser("add", help="create a SCRAM user KIND-NAME with the ACLs of its kind (password from "
+                                    "OMS_<KIND>_<NAME>_KAFKA_PASSWORD, or a new one printed once)")
+    add.add_argument("kind", choices=sorted(principals.PARTY_KINDS))
+    add.add_argument("name")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -336,6 +356,8 @@ def main() -> None:
             code = asyncio.run(dead_letters(args.replay))
         case "cancel":
             code = asyncio.run(cancel(args.ref))
+        case "principal":
+            code = asyncio.run(add_principal(args.kind, args.name))
         case "asyncapi":
             print(f"wrote {asyncapi.write()}")
             code = 0

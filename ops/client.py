@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.contracts import Contract, Envelope, wrap
 from shared.messaging.outbox import make_producer
-from shared.settings import Settings
+from shared.settings import OPS_PRINCIPAL, Settings
 
 
 class Client:
@@ -38,8 +38,9 @@ class Client:
 
 
 @asynccontextmanager
-async def client(settings: Settings, source: str):
-    producer = make_producer(settings.kafka_bootstrap, source.replace("/", "-"))
+async def client(settings: Settings, source: str, principal: str = OPS_PRINCIPAL):
+    """Publishes as `principal`: ops (a super user) unless told to act as a channel, location or ERP."""
+    producer = make_producer(settings.kafka_login(principal), source.replace("/", "-"))
     await producer.start()
     try:
         yield Client(producer, settings, source)

@@ -288,9 +288,9 @@ class Fuzz:
         last_print = time.monotonic()
         pending = ""
         conn = await asyncpg.connect(self.settings.reader_dsn())
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, client_id="oms-fuzz")
+        admin = AIOKafkaAdminClient(**self.settings.kafka_login().aiokafka(), client_id="oms-fuzz")
         await admin.start()
-        ends = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+        ends = AIOKafkaConsumer(**self.settings.kafka_login().aiokafka(), enable_auto_commit=False)
         await ends.start()
 
         async def settled() -> bool:
@@ -458,7 +458,7 @@ class Producers:
 
     def __init__(self, settings: Settings, codecs: list[str]):
         self.settings = settings
-        self.producers = {codec: AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap,
+        self.producers = {codec: AIOKafkaProducer(**settings.kafka_login().aiokafka(),
                                                   client_id=f"oms-fuzz-{codec}", acks="all", linger_ms=5,
                                                   compression_type=None if codec == "none" else codec)
                           for codec in codecs}

@@ -12,7 +12,7 @@ from shared.settings import Settings
 
 async def records(settings: Settings, topic: str, since: dict[int, int] | None = None) -> AsyncIterator[ConsumerRecord]:
     """`since` maps partitions to the offset to start from (see `end_offsets`)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)]
@@ -33,7 +33,7 @@ async def records(settings: Settings, topic: str, since: dict[int, int] | None =
 
 async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Where each partition of the topic ends now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets([TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)])

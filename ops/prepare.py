@@ -1,11 +1,14 @@
 """Everything a fresh OMS needs before its services start: the database, each service's roles and schema with
-its migrations applied (as the schema's owner), and the topics. `oms prepare`, `oms up` and the tests run it."""
+its migrations applied (as the schema's owner), the topics and who may use them (ACLs), all created as ops.
+`oms prepare`, `oms up` and the tests run it."""
 
 from shared.db import migrate
 from shared.db.bootstrap import bootstrap_database
 from shared.messaging.service import ServiceDefinition
-from shared.messaging.topics import ensure_topics
+from shared.messaging.topics import delete_topics, ensure_topics
 from shared.settings import Settings
+
+from .principals import default_principals, grant, revoke
 
 
 def service_definitions() -> list[ServiceDefinition]:
@@ -22,4 +25,11 @@ async def prepare(settings: Settings) -> None:
     await bootstrap_database(settings)
     for service in service_definitions():
         await migrate(settings.owner_dsn(service.name), service.name, service.migrations)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await ensure_topics(settings)
+    await grant(settings, default_principals(service_definitions()))
+
+
+async def discard_topics(settings: Settings) -> None:
+    """A test run's topics and their ACLs go when the run ends."""
+    await delete_topics(settings)
+    await revoke(settings)

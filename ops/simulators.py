@@ -32,7 +32,7 @@ class LocationSimulator:
         self.handled = 0
         self.rejected = 0
         self._consumer = AIOKafkaConsumer(
-            settings.topic(FULFILLMENT_WORK), bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+            settings.topic(FULFILLMENT_WORK), **settings.kafka_login().aiokafka(), group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
         )
 

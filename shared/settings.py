@@ -2,11 +2,19 @@
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# The Kafka principal of `oms prepare` and the ops tools: a super user, like the broker's own.
+OPS_PRINCIPAL = "ops"
+KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"  # loopback only: no TLS (README)
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 
 
 class Settings(BaseSettings):
@@ -58,6 +66,34 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
+    def kafka_login(self, principal: str = OPS_PRINCIPAL) -> "KafkaLogin":
+        """How a Kafka client of this OMS logs in as `principal` (password from OMS_<PRINCIPAL>_KAFKA_PASSWORD)."""
+        return KafkaLogin(self.kafka_bootstrap, principal, secret(kafka_password_variable(principal)))
+
+
+@dataclass(frozen=True)
+class KafkaLogin:
+    """A principal's Kafka credentials, in the shape each client library wants."""
+
+    bootstrap: str
+    username: str
+    password: str
+
+    def aiokafka(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap, "security_protocol": KAFKA_SECURITY_PROTOCOL,
+                "sasl_mechanism": KAFKA_SASL_MECHANISM, "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password}
+
+    def librdkafka(self) -> dict[str, str]:
+        """For confluent-kafka and kcat (`-X key=value`)."""
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": KAFKA_SECURITY_PROTOCOL,
+                "sasl.mechanisms": KAFKA_SASL_MECHANISM, "sasl.username": self.username,
+                "sasl.password": self.password}
+
+
+def kafka_password_variable(principal: str) -> str:
+    return f"OMS_{principal.upper().replace('-', '_').replace('.', '_')}_KAFKA_PASSWORD"
+
 
 # Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
 DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
@@ -83,15 +119,20 @@ def secret(name: str) -> str:
 
 
 def service_environment(env: Mapping[str, str], service: str) -> dict[str, str]:
-    """What a service process is given: the environment without any password but its own runtime one."""
-    own = f"OMS_{service.upper()}_DB_PASSWORD"
-    return {name: value for name, value in env.items() if name == own or not _is_secret(name)}
+    """What a service process is given: the environment without any password but its own runtime ones (database
+    and Kafka)."""
+    own = _runtime_secrets(service)
+    return {name: value for name, value in env.items() if name in own or not _is_secret(name)}
 
 
 def supervisor_environment(env: Mapping[str, str], services: Iterable[str]) -> dict[str, str]:
     """What the supervisor is given: the runtime passwords of the services it runs, no other secret."""
-    runtime = {f"OMS_{service.upper()}_DB_PASSWORD" for service in services}
+    runtime = {name for service in services for name in _runtime_secrets(service)}
     return {name: value for name, value in env.items() if name in runtime or not _is_secret(name)}
+
+
+def _runtime_secrets(service: str) -> set[str]:
+    return {f"OMS_{service.upper()}_DB_PASSWORD", kafka_password_variable(service)}
 
 
 def _is_secret(name: str) -> bool:

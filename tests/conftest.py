@@ -8,11 +8,11 @@ import asyncpg
 import pytest
 
 from ops.env import ROOT, load_dev_env
-from ops.prepare import prepare
-from shared.messaging.topics import delete_topics
+from ops.prepare import discard_topics, prepare
 from shared.settings import Settings, settings
 
 from .support.infra import infra, isolate_run
+from .support.kcat import Kcat, current_librdkafka
 
 load_dev_env()
 
@@ -29,7 +29,7 @@ async def config(run_id) -> Settings:
     config = settings()
     await prepare(config)
     yield config
-    await delete_topics(config.kafka_bootstrap, config.topic_prefix)
+    await discard_topics(config)
     if os.environ.get("OMS_TEST_KEEP_DATABASE") != "1":
         conn = await asyncpg.connect(config.admin_dsn("postgres"))
         await conn.execute(f'DROP DATABASE IF EXISTS "{config.pg_database}" WITH (FORCE)')
@@ -45,11 +45,11 @@ async def admin(config) -> asyncpg.Pool:
 
 
 @pytest.fixture(scope="session")
-def kcat() -> str:
+def kcat(tmp_path_factory) -> Kcat:
     """kcat (librdkafka), a Kafka client we did not write; installed like the deploy scripts install what they
     miss (apt, when root)."""
     found = subprocess.run(["bash", "-c", f'. "{ROOT}/deploy/lib.sh" && need_command kcat kcat && command -v kcat'],
                            capture_output=True, text=True)
     if found.returncode != 0:
         pytest.skip(f"kcat is needed: {found.stderr.strip()}")
-    return found.stdout.strip()
+    return Kcat(found.stdout.strip(), current_librdkafka(tmp_path_factory.mktemp("librdkafka")))

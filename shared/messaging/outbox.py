@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from shared.contracts import Contract, Envelope, wrap
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
+from shared.settings import KafkaLogin
 
 from .monitor import MESSAGES_PUBLISHED
 from .retry import is_transient, run_forever
@@ -62,9 +63,9 @@ def notify_channel(schema: str) -> str:
     return f"oms_outbox_{schema}"
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(login: KafkaLogin, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **login.aiokafka(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

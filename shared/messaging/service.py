@@ -19,9 +19,11 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, Topic
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import SASLScram512
 
+from shared.contracts.topics import DEAD_LETTERS
 from shared.db import create_pool, require_migrated
 from shared.logging import configure_logging, get_logger
 from shared.settings import DEFAULT_HTTP_PORTS, settings
@@ -32,8 +34,8 @@ from .monitor import REGISTRY, ConsumerMonitor
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
 from .tracing import configure_tracing
+from .topics import require_topics
 from .unit_of_work import Begin, units_of_work
-from .topics import ensure_topics
 
 log = get_logger(__name__)
 
@@ -59,6 +61,15 @@ class ServiceDefinition:
     publishes: tuple[str, ...]
     background: list[BackgroundTask] = field(default_factory=list)
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(subscription.topic for subscription in self.subscriptions)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """What it publishes, and the dead letters every consumer may write."""
+        return (*self.publishes, DEAD_LETTERS)
+
 
 async def raw_records(message: KafkaMessage) -> Any:
     return list(message.raw_message)
@@ -77,7 +88,12 @@ async def without_headers(records: tuple[ConsumerRecord, ...],
 
 def consumer_group(service: str, topic: str) -> str:
     """Prefixed like the topics: test runs share the broker, and their static members must not fence each other."""
-    return f"{settings().topic_prefix}oms.{service}.{topic}"
+    return f"{settings().topic_prefix}{consumer_group_prefix(service)}{topic}"
+
+
+def consumer_group_prefix(service: str) -> str:
+    """Every consumer group of the service starts with this (after the topic prefix): its ACLs grant exactly these."""
+    return f"oms.{service}."
 
 
 def build_app(definition: ServiceDefinition) -> AsgiFastStream:
@@ -85,7 +101,10 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     configure_logging(definition.name, config.log_level)
     tracer_provider = configure_tracing(definition.name)
     # FastStream logs through our JSON handler; its per-message "Received/Processed" lines are DEBUG.
-    broker = KafkaBroker(config.kafka_bootstrap, client_id=f"oms-{definition.name}",
+    # The service logs in as itself: it may read what it consumes and write what it publishes, nothing else.
+    login = config.kafka_login(definition.name)
+    broker = KafkaBroker(login.bootstrap, client_id=f"oms-{definition.name}",
+                         security=SASLScram512(username=login.username, password=login.password, use_ssl=False),
                          logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
                          middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=definition.name,
                                                                 metrics_prefix="oms_faststream")])
@@ -99,10 +118,10 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
+        await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}])
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await require_migrated(pool, definition.name, definition.migrations)
-        producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
+        producer = make_producer(login, f"oms-{definition.name}-relay")
         await producer.start()
         relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
         health.pool = pool
@@ -142,7 +161,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
     subscriber = router.subscriber(
-        subscription.topic,
+        Topic(subscription.topic, declare=False),  # `oms prepare` creates the topics; the service may not
         group_id=group,
         group_instance_id=f"{group}-{settings().instance_id}",
         session_timeout_ms=SESSION_TIMEOUT_MS,

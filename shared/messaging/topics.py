@@ -1,4 +1,5 @@
-"""Creates the OMS topics if they are missing (idempotent; safe to run from every service at start-up)."""
+"""Creates the OMS topics if they are missing (idempotent), as ops: `oms prepare` does, never a service. A service
+only checks at start-up that the topics it uses are there."""
 
 import asyncio
 from collections.abc import Iterable
@@ -7,16 +8,21 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import ALL_TOPICS, PARTITIONS
 from shared.logging import get_logger
-from shared.settings import settings
+from shared.settings import KafkaLogin, Settings
 
 log = get_logger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 
 
-async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PARTITIONS,
+class MissingTopics(RuntimeError):
+    pass
+
+
+async def ensure_topics(settings: Settings, prefix: str | None = None, partitions: int = PARTITIONS,
                         names: Iterable[str] = ALL_TOPICS) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-topics")
+    prefix = settings.topic_prefix if prefix is None else prefix
+    admin = AIOKafkaAdminClient(**settings.kafka_login().aiokafka(), client_id="oms-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -25,7 +31,7 @@ async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PART
             return
         response = await admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs={
-                "retention.ms": str(int(settings().topic_retention_days * 86_400_000))})
+                "retention.ms": str(int(settings.topic_retention_days * 86_400_000))})
              for name in missing]
         )
         for name, code, *_ in response.topic_errors:
@@ -35,6 +41,18 @@ async def ensure_topics(bootstrap: str, prefix: str = "", partitions: int = PART
         log.info("topics.created", topics=missing)
     finally:
         await admin.close()
+
+
+async def require_topics(login: KafkaLogin, names: Iterable[str]) -> None:
+    """Fails unless every topic is there and visible to this principal (the metadata lists no other)."""
+    admin = AIOKafkaAdminClient(**login.aiokafka(), client_id=f"oms-{login.username}-topics")
+    await admin.start()
+    try:
+        missing = sorted(set(names) - set(await admin.list_topics()))
+    finally:
+        await admin.close()
+    if missing:
+        raise MissingTopics(f"topics missing, or not granted to {login.username}: {missing} (run `oms prepare`)")
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
@@ -50,8 +68,9 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeo
         await asyncio.sleep(0.1)
 
 
-async def delete_topics(bootstrap: str, prefix: str, names: Iterable[str] = ALL_TOPICS) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-topics")
+async def delete_topics(settings: Settings, prefix: str | None = None, names: Iterable[str] = ALL_TOPICS) -> None:
+    prefix = settings.topic_prefix if prefix is None else prefix
+    admin = AIOKafkaAdminClient(**settings.kafka_login().aiokafka(), client_id="oms-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

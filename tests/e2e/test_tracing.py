@@ -3,7 +3,6 @@ carries a W3C traceparent of one trace — the channel's when it sent one, a fre
 
 import asyncio
 import secrets
-import subprocess
 import uuid
 from contextlib import AsyncExitStack
 
@@ -79,9 +78,8 @@ async def test_an_order_placed_in_a_trace_stays_in_it_on_every_topic(driver, flo
     span_ids = {headers[0].split("-")[2] for _, headers in messages}
     assert channel_span_id not in span_ids, "each hop sends the context of its own span, not the one it received"
     work_headers = await asyncio.to_thread(
-        subprocess.run, [kcat, "-C", "-b", driver.config.kafka_bootstrap, "-t", driver.config.topic(FULFILLMENT_WORK),
-                         "-o", "beginning", "-e", "-q", "-f", "%h\n"],
-        capture_output=True, text=True, timeout=30, check=True)
+        kcat.run, driver.config, "-C", "-t", driver.config.topic(FULFILLMENT_WORK), "-o", "beginning", "-e", "-q",
+        "-f", "%h\n", capture_output=True, text=True, timeout=30, check=True)
     assert f"traceparent=00-{trace_id}-" in work_headers.stdout, "librdkafka reads the header too"
 
 

@@ -31,7 +31,7 @@ async def capture_service(config, tmp_path_factory):
 @pytest.fixture
 async def partition_zero(config):
     """A channel that writes every record to one partition, so they all land in the same consumer batches."""
-    producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all", linger_ms=50,
+    producer = AIOKafkaProducer(**config.kafka_login().aiokafka(), acks="all", linger_ms=50,
                                 max_request_size=2 * 1024 * 1024)
     await producer.start()
 

@@ -2,7 +2,6 @@
 written by aiokafka and by a producer we did not write (librdkafka, through kcat). Each compressed batch is
 followed by a plain message on the same partition, which is processed only if the consumer moved past it."""
 
-import subprocess
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from shared.contracts import wrap
 from shared.contracts.inventory import ReceiveStock, StockReceived
 from shared.contracts.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
 
+from ..support.kcat import Kcat
 from ..support.services import running
 from ..support.topics import TopicWatcher, of_type
 
@@ -41,7 +41,7 @@ def encoded(receipt: ReceiveStock) -> bytes:
 
 
 async def produce_with_aiokafka(config, codec: str, batch: list[ReceiveStock]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=LINGER_MS,
+    producer = AIOKafkaProducer(**config.kafka_login().aiokafka(), linger_ms=LINGER_MS,
                                 compression_type=None if codec == "none" else codec)
     await producer.start()
     try:
@@ -54,12 +54,10 @@ async def produce_with_aiokafka(config, codec: str, batch: list[ReceiveStock]) -
         await producer.stop()
 
 
-def produce_with_kcat(kcat: str, config, codec: str, batch: list[ReceiveStock]) -> None:
+def produce_with_kcat(kcat: Kcat, config, codec: str, batch: list[ReceiveStock]) -> None:
     lines = b"".join(r.key().encode() + b"\t" + encoded(r) + b"\n" for r in batch)
-    subprocess.run([kcat, "-P", "-b", config.kafka_bootstrap, "-t", config.topic(INVENTORY_COMMANDS),
-                    "-p", str(PARTITION), "-K", "\t", "-X", f"compression.codec={codec}",
-                    "-X", f"linger.ms={LINGER_MS}"],
-                   input=lines, check=True, timeout=30)
+    kcat.run(config, "-P", "-t", config.topic(INVENTORY_COMMANDS), "-p", str(PARTITION), "-K", "\t",
+             "-X", f"compression.codec={codec}", "-X", f"linger.ms={LINGER_MS}", input=lines, check=True, timeout=30)
 
 
 async def assert_all_received_and_consumer_moves_on(config, admin, batch: list[ReceiveStock]) -> None:

@@ -72,11 +72,11 @@ async def test_the_ops_reader_reads_every_schema_and_writes_nothing(config):
         await conn.close()
 
 
-async def test_a_service_process_gets_its_own_password_and_no_other(config, tmp_path):
+async def test_a_service_process_gets_its_own_passwords_and_no_other(config, tmp_path):
     async with running(("routing",), tmp_path) as procs:
         environ = Path(f"/proc/{procs['routing'].pid()}/environ").read_bytes().split(b"\0")
     passwords = {line.split(b"=", 1)[0].decode() for line in environ if b"PASSWORD=" in line}
-    assert passwords == {"OMS_ROUTING_DB_PASSWORD"}
+    assert passwords == {"OMS_ROUTING_DB_PASSWORD", "OMS_ROUTING_KAFKA_PASSWORD"}
 
 
 def test_dsns_escape_what_they_carry(monkeypatch):

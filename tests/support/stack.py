@@ -10,9 +10,8 @@ from pathlib import Path
 import asyncpg
 
 from ops.processes import ServiceProcess
-from ops.prepare import prepare
+from ops.prepare import discard_topics, prepare
 from shared.db.bootstrap import SERVICES
-from shared.messaging.topics import delete_topics
 from shared.settings import Settings
 
 from .services import wait_started
@@ -65,7 +64,7 @@ async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SE
     finally:
         for proc in oms.procs.values():
             proc.stop()
-        await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+        await discard_topics(settings)
         conn = await asyncpg.connect(settings.admin_dsn("postgres"))
         await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
         await conn.close()

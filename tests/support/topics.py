@@ -18,7 +18,7 @@ class TopicWatcher:
     def __init__(self, settings: Settings, topic: str):
         self.topic = settings.topic(topic)
         self.records: list[ConsumerRecord] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+        self._consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False,
                                           auto_offset_reset="earliest")
         self._task: asyncio.Task | None = None
 
