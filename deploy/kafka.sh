@@ -41,18 +41,6 @@ java_run() {
     -cp "$LIBS/*" "$@"
 }
 
-# One SCRAM-SHA-512 user <name> per OMS_<NAME>_KAFKA_PASSWORD in dev.env, its password from the environment.
-# In KRaft, SCRAM users live in the cluster metadata: the broker's own must exist before it first starts.
-scram_user_names() { sed -n 's/^OMS_\([A-Z]*\)_KAFKA_PASSWORD=.*/\1/p' "$OMS_ROOT/deploy/dev.env"; }
-
-scram_arguments() {
-  local name variable
-  for name in $(scram_user_names); do
-    variable=OMS_${name}_KAFKA_PASSWORD
-    printf '%s\n' --add-scram "SCRAM-SHA-512=[name=\"${name,,}\",password=\"${!variable}\"]"
-  done
-}
-
 format_storage() {
   local -a users; mapfile -t users < <(scram_arguments)
   local fingerprint; fingerprint=$(printf '%s\n' "${users[@]}" | sha256sum | cut -c1-64)

@@ -35,3 +35,16 @@ need_command() {
   fi
   command -v "$1" >/dev/null 2>&1 || die "$1 is needed: install $2"
 }
+
+# Kafka's SCRAM-SHA-512 users: one <name> per OMS_<NAME>_KAFKA_PASSWORD in dev.env, its password from the
+# environment. In KRaft they live in the cluster metadata, so the broker's own must be there before it first
+# starts: `kafka-storage format` creates them all (kafka.sh, kafka/container-start.sh), one argument a line.
+scram_user_names() { sed -n 's/^OMS_\([A-Z]*\)_KAFKA_PASSWORD=.*/\1/p' "$OMS_ROOT/deploy/dev.env"; }
+
+scram_arguments() {
+  local name variable
+  for name in $(scram_user_names); do
+    variable=OMS_${name}_KAFKA_PASSWORD
+    printf '%s\n' --add-scram "SCRAM-SHA-512=[name=\"${name,,}\",password=\"${!variable}\"]"
+  done
+}

@@ -16,6 +16,7 @@
     oms cancel ORDER               the channel asks to cancel an order
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
+    oms principal remove KIND NAME ... and its removal (user and ACLs)
 """
 
 import argparse
@@ -239,6 +240,13 @@ async def add_principal(kind: str, name: str) -> int:
     return 0
 
 
+async def remove_principal(kind: str, name: str) -> int:
+    principal = principals.party_principal(kind, name)
+    await principals.remove_user(settings(), principal.name)
+    print(f"removed principal {principal.name} and its ACLs")
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -309,8 +317,10 @@ def parser() -> argparse.ArgumentParser:
         dest="principal_action", required=True)
     add = pr.add_parser("add", help="create a SCRAM user KIND-NAME with the ACLs of its kind (password from "
                                     "OMS_<KIND>_<NAME>_KAFKA_PASSWORD, or a new one printed once)")
-    add.add_argument("kind", choices=sorted(principals.PARTY_KINDS))
-    add.add_argument("name")
+    remove = pr.add_parser("remove", help="delete the SCRAM user KIND-NAME and its ACLs")
+    for action in (add, remove):
+        action.add_argument("kind", choices=sorted(principals.PARTY_KINDS))
+        action.add_argument("name")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -357,7 +367,8 @@ def main() -> None:
         case "cancel":
             code = asyncio.run(cancel(args.ref))
         case "principal":
-            code = asyncio.run(add_principal(args.kind, args.name))
+            change = add_principal if args.principal_action == "add" else remove_principal
+            code = asyncio.run(change(args.kind, args.name))
         case "asyncapi":
             print(f"wrote {asyncapi.write()}")
             code = 0

@@ -10,13 +10,13 @@ The ACLs and SCRAM users are managed with confluent-kafka's admin client: aiokaf
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
-                                   UserScramCredentialUpsertion)
+                                   UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
                                      INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
@@ -80,15 +80,18 @@ async def revoke(settings: Settings) -> None:
     """Deletes every ACL on the settings' topic prefix (a test run's); a deployment without a prefix keeps its own."""
     if not settings.topic_prefix:
         raise ValueError("refusing to revoke every ACL of an unprefixed deployment")
+    await _delete_acls(settings, lambda acl: acl.name.startswith(settings.topic_prefix))
+
+
+async def _delete_acls(settings: Settings, chosen: Callable[[AclBinding], bool]) -> None:
     admin = _admin(settings)
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
                                   AclPermissionType.ANY)
     found = await asyncio.wrap_future(admin.describe_acls(everything))
-    ours = [AclBindingFilter(acl.restype, acl.name, acl.resource_pattern_type, acl.principal, acl.host,
-                             acl.operation, acl.permission_type)
-            for acl in found if acl.name.startswith(settings.topic_prefix)]
-    if ours:
-        await _wait_all(admin.delete_acls(ours))
+    doomed = [AclBindingFilter(acl.restype, acl.name, acl.resource_pattern_type, acl.principal, acl.host,
+                               acl.operation, acl.permission_type) for acl in found if chosen(acl)]
+    if doomed:
+        await _wait_all(admin.delete_acls(doomed))
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:
@@ -97,6 +100,14 @@ async def add_user(settings: Settings, principal: str, password: str) -> None:
                                                                          SCRAM_ITERATIONS), password.encode())
     admin = _admin(settings)
     await _wait_all(admin.alter_user_scram_credentials([upsert]))
+
+
+async def remove_user(settings: Settings, principal: str) -> None:
+    """Deletes a SCRAM-SHA-512 user and every ACL naming it."""
+    await _delete_acls(settings, lambda acl: acl.principal == f"User:{principal}")
+    admin = _admin(settings)
+    await _wait_all(admin.alter_user_scram_credentials(
+        [UserScramCredentialDeletion(principal, ScramMechanism.SCRAM_SHA_512)]))
 
 
 def _admin(settings: Settings) -> AdminClient:

@@ -46,20 +46,44 @@ def container_infra() -> Iterator[None]:
                 .with_env("POSTGRES_PASSWORD", os.environ["OMS_PG_ADMIN_PASSWORD"])
                 .with_bind_ports(5432, pg_port))
     kafka = (DockerContainer(KAFKA_IMAGE)
-             .with_envs(KAFKA_NODE_ID="1", KAFKA_PROCESS_ROLES="broker,controller",
-                        KAFKA_LISTENERS=f"PLAINTEXT://:{kafka_port},CONTROLLER://:9093",
-                        KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{kafka_port}",
-                        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                        KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER", KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
-                        KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1", KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
-                        KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1", KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
-                        KAFKA_AUTO_CREATE_TOPICS_ENABLE="false")
+             .with_envs(**kafka_container_env(kafka_port))
+             .with_volume_mapping(str(ROOT), "/oms", "ro")
+             .with_kwargs(entrypoint=["bash", "/oms/deploy/kafka/container-start.sh"])
              .with_bind_ports(kafka_port, kafka_port))
     with postgres, kafka:
         # The image starts the server twice (init, then for real): wait for the second.
         wait_for_logs(postgres, lambda logs: logs.count("ready to accept connections") >= 2, timeout=120)
         wait_for_logs(kafka, "Kafka Server started", timeout=120)
         yield
+
+
+def kafka_container_env(kafka_port: int) -> dict[str, str]:
+    """As deploy/kafka/server.properties.in (and docker-compose.yml): SCRAM logins, the controller's static
+    PLAIN user, ACLs; the SCRAM users come from the OMS_*_KAFKA_PASSWORD variables (container-start.sh)."""
+    broker_password = os.environ["OMS_BROKER_KAFKA_PASSWORD"]
+    passwords = {name: value for name, value in os.environ.items()
+                 if name.startswith("OMS_") and name.endswith("_KAFKA_PASSWORD")}
+    return dict(
+        passwords, CLUSTER_ID="oms-test-kraft-cluster", KAFKA_NODE_ID="1", KAFKA_PROCESS_ROLES="broker,controller",
+        KAFKA_LOG_DIRS="/var/lib/kafka/data",
+        KAFKA_LISTENERS=f"CLIENT://:{kafka_port},CONTROLLER://:9093",
+        KAFKA_ADVERTISED_LISTENERS=f"CLIENT://127.0.0.1:{kafka_port}",
+        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER", KAFKA_INTER_BROKER_LISTENER_NAME="CLIENT",
+        KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+        KAFKA_SASL_ENABLED_MECHANISMS="SCRAM-SHA-512", KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL="SCRAM-SHA-512",
+        KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG=(
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="broker" password="{broker_password}";'),
+        KAFKA_LISTENER_NAME_CONTROLLER_SASL_ENABLED_MECHANISMS="PLAIN", KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL="PLAIN",
+        KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG=(
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="broker" password="{broker_password}" user_broker="{broker_password}";'),
+        KAFKA_AUTHORIZER_CLASS_NAME="org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND="false", KAFKA_SUPER_USERS="User:broker;User:ops",
+        KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1", KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+        KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1", KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+        KAFKA_AUTO_CREATE_TOPICS_ENABLE="false")
 
 
 def infra() -> "contextmanager[None]":

@@ -1,0 +1,122 @@
+"""The broker lets each principal do what its ACLs grant (ops/principals.py) and nothing else, on real Kafka."""
+
+import subprocess
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (GroupAuthorizationFailedError, KafkaConnectionError, KafkaError,
+                             TopicAuthorizationFailedError)
+
+from ops.client import client
+from ops.principals import PARTY_KINDS, add_user, grant, party_principal, remove_user
+from ops.waiting import eventually
+from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
+                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
+from shared.messaging.service import consumer_group
+from shared.settings import KafkaLogin, Settings
+
+from ..support.kcat import Kcat
+
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
+def anonymous(config: Settings) -> dict:
+    return {"bootstrap_servers": config.kafka_bootstrap, "request_timeout_ms": 5000}
+
+
+async def test_a_client_without_credentials_can_neither_produce_nor_consume(config):
+    producer = AIOKafkaProducer(**anonymous(config))
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
+    consumer = AIOKafkaConsumer(config.topic(ORDER_EVENTS), **anonymous(config), group_id="anonymous")
+    with pytest.raises(KafkaConnectionError):
+        await consumer.start()
+    await consumer.stop()
+
+
+async def test_a_wrong_password_is_refused(config):
+    login = KafkaLogin(config.kafka_bootstrap, "channel", "not-the-password")
+    producer = AIOKafkaProducer(**login.aiokafka())
+    with pytest.raises(KafkaError):
+        await producer.start()
+    await producer.stop()
+
+
+@pytest.mark.parametrize("topic", [FULFILLMENT_EVENTS, INVENTORY_COMMANDS])
+async def test_a_channel_cannot_publish_where_only_services_or_erp_write(config, topic):
+    async with client(config, "test/channel", principal="channel") as channel:
+        await channel.send_raw(ORDER_COMMANDS, b"{}")  # its own topic: allowed
+        with pytest.raises(TopicAuthorizationFailedError):
+            await channel.send_raw(topic, b"{}")
+
+
+async def test_a_location_cannot_read_the_order_events(config, kcat):
+    # aiokafka only logs a refused topic and waits; kcat (librdkafka) reports the broker's answer and exits.
+    assert read_with_kcat(kcat, config, "location", FULFILLMENT_WORK).returncode == 0  # its own: allowed
+    refused = read_with_kcat(kcat, config, "location", ORDER_EVENTS)
+    assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr
+
+
+async def test_a_service_cannot_join_another_services_consumer_group(config):
+    own_topic = config.topic(INVENTORY_COMMANDS)  # inventory may read it; capture's group name is what is refused
+    with pytest.raises(GroupAuthorizationFailedError):
+        await join_group(config.kafka_login("inventory"), own_topic, consumer_group("capture", INVENTORY_COMMANDS))
+
+
+async def test_only_ops_creates_topics(config):
+    admin = AIOKafkaAdminClient(**config.kafka_login("capture").aiokafka())
+    await admin.start()
+    try:
+        response = await admin.create_topics([NewTopic(config.topic("capture.own.v1"), 1, 1)])
+    finally:
+        await admin.close()
+    assert [code for _, code, *_ in response.topic_errors] == [TOPIC_AUTHORIZATION_FAILED]
+
+
+async def test_a_principal_added_for_a_location_gets_its_kinds_rights_and_loses_them_when_removed(config, kcat,
+                                                                                                  monkeypatch):
+    location = party_principal("location", uuid.uuid4().hex[:8])
+    password = uuid.uuid4().hex
+    monkeypatch.setenv(f"OMS_{location.name.upper().replace('-', '_')}_KAFKA_PASSWORD", password)
+    await add_user(config, location.name, password)
+    await grant(config, [location])
+    try:
+        assert location.writes == PARTY_KINDS["location"]["writes"]
+        # A new SCRAM user reaches the broker's credential cache through the metadata log: a moment later.
+        await eventually(lambda: can_publish(config, location.name, FULFILLMENT_LOCATION_UPDATES),
+                         what=f"{location.name} to publish location updates")
+        assert "Topic authorization failed" in read_with_kcat(kcat, config, location.name, ORDER_EVENTS).stderr
+    finally:
+        await remove_user(config, location.name)
+    await eventually(lambda: refused(config, location.name), what=f"{location.name} to be refused")
+
+
+async def can_publish(config: Settings, principal: str, topic: str) -> bool:
+    try:
+        async with client(config, "test/location", principal=principal) as sender:
+            await sender.send_raw(topic, b"{}")
+        return True
+    except KafkaError:
+        return False
+
+
+async def refused(config: Settings, principal: str) -> bool:
+    return not await can_publish(config, principal, FULFILLMENT_LOCATION_UPDATES)
+
+
+def read_with_kcat(kcat: Kcat, config: Settings, principal: str, topic: str) -> subprocess.CompletedProcess:
+    """Reads the topic from the beginning to its end, without a consumer group."""
+    return kcat.run(config, "-C", "-t", config.topic(topic), "-o", "beginning", "-e", "-q", principal=principal,
+                    capture_output=True, text=True, timeout=30)
+
+
+async def join_group(login: KafkaLogin, topic: str, group: str) -> None:
+    consumer = AIOKafkaConsumer(topic, **login.aiokafka(), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.getmany(timeout_ms=2000)
+    finally:
+        await consumer.stop()
