@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+from faststream.security import SASLScram512
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -83,6 +84,10 @@ class KafkaLogin:
         return {"bootstrap_servers": self.bootstrap, "security_protocol": KAFKA_SECURITY_PROTOCOL,
                 "sasl_mechanism": KAFKA_SASL_MECHANISM, "sasl_plain_username": self.username,
                 "sasl_plain_password": self.password}
+
+    def faststream(self) -> SASLScram512:
+        return SASLScram512(username=self.username, password=self.password,
+                            use_ssl=KAFKA_SECURITY_PROTOCOL == "SASL_SSL")
 
     def librdkafka(self) -> dict[str, str]:
         """For confluent-kafka and kcat (`-X key=value`)."""

@@ -21,7 +21,6 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, Topic
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from faststream.security import SASLScram512
 
 from shared.contracts.topics import DEAD_LETTERS
 from shared.db import create_pool, require_migrated
@@ -104,7 +103,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     # The service logs in as itself: it may read what it consumes and write what it publishes, nothing else.
     login = config.kafka_login(definition.name)
     broker = KafkaBroker(login.bootstrap, client_id=f"oms-{definition.name}",
-                         security=SASLScram512(username=login.username, password=login.password, use_ssl=False),
+                         security=login.faststream(),
                          logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
                          middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=definition.name,
                                                                 metrics_prefix="oms_faststream")])
