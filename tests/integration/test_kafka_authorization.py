@@ -115,8 +115,8 @@ def read_with_kcat(kcat: Kcat, config: Settings, principal: str, topic: str) -> 
 
 async def join_group(login: KafkaLogin, topic: str, group: str) -> None:
     consumer = AIOKafkaConsumer(topic, **login.aiokafka(), group_id=group, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()  # may already be refused here
         await consumer.getmany(timeout_ms=2000)
     finally:
         await consumer.stop()
