@@ -102,9 +102,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         await ensure_topics(config.kafka_bootstrap, config.topic_prefix)
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await require_migrated(pool, definition.name, definition.migrations)
-        producer = make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay")
-        await producer.start()
-        relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
+        relay = OutboxRelay(pool, lambda: make_producer(config.kafka_bootstrap, f"oms-{definition.name}-relay"),
+                            definition.name, config.topic_prefix)
         health.pool = pool
         publishes = frozenset(definition.publishes)
         begin = units_of_work(pool, definition.name, publishes, config)
@@ -125,7 +124,6 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
-            await producer.stop()
             await pool.close()
             tracer_provider.shutdown()  # exports the spans still queued
             log.info("service.stopped")
