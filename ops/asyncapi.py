@@ -9,9 +9,14 @@ message here is the envelope around one contract, which FastStream cannot expres
 import json
 from pathlib import Path
 
+from typing import get_args
+
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.contracts import REGISTRY, Envelope
+from shared.contracts.common import Address
+from shared.contracts.orders import Customer
 from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS
 
 from .env import ROOT
@@ -29,6 +34,28 @@ def _message_id(message_type: str) -> str:
     return message_type.replace(".", "_")
 
 
+PII_NOTE = "Carries customer personal data (name, email or address): only readers that need it may subscribe."
+TRACE_HEADERS = {
+    "type": "object",
+    "description": "Kafka record headers: W3C trace context of the span that caused the message (optional).",
+    "properties": {"traceparent": {"type": "string", "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]},
+                   "tracestate": {"type": "string"}},
+}
+
+
+def carries_pii(model: type[BaseModel]) -> bool:
+    """Whether any field, however deep, holds a customer or an address."""
+    return any(_holds_pii(field.annotation) for field in model.model_fields.values())
+
+
+def _holds_pii(annotation: object) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, Customer | Address):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return carries_pii(annotation)
+    return any(_holds_pii(arg) for arg in get_args(annotation))
+
+
 def generate() -> dict:
     models = sorted(REGISTRY.values(), key=lambda m: m.message_type)
     _, definitions = models_json_schema([(m, "validation") for m in [Envelope, *models]], ref_template=REF)
@@ -39,6 +66,8 @@ def generate() -> dict:
             "title": m.__name__,
             "summary": (m.__doc__ or m.__name__).strip().splitlines()[0],
             "contentType": "application/json",
+            "tags": [{"name": "pii", "description": PII_NOTE}] if carries_pii(m) else [],
+            "headers": TRACE_HEADERS,
             "payload": {
                 "allOf": [{"$ref": REF.format(model="Envelope")},
                           {"type": "object", "properties": {"type": {"const": m.message_type},

@@ -21,6 +21,7 @@
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -140,6 +141,8 @@ async def show_order(ref: str) -> int:
                   f"location {saga['location_id'] or '-'}  fulfilment order {saga['fulfillment_order_id'] or '-'}")
             print(f"      compensations {list(saga['compensations']) or '-'}  excluded locations "
                   f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
+            traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
+            print(f"      trace id {traceparent.split('-')[1] if traceparent.count('-') == 3 else '-'}")
         print("timeline:")
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):

@@ -15,6 +15,7 @@ from shared.contracts import REGISTRY, Envelope
 from shared.contracts.fulfillment import ShipmentConfirmed
 from shared.contracts.orders import OrderShipped
 from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS
+from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
 from . import history
@@ -108,6 +109,9 @@ async def check(conn: asyncpg.Connection) -> Report:
             f"reserved {row['reserved']} vs live reservations {row['ledger']}")
     for row in await conn.fetch(SETTLED_ORDERS):
         report.violations.extend(_order_violations(row))
+    for service in SERVICES:
+        if parked := await conn.fetchval(f"SELECT count(*) FROM {service}.outbox_parked"):
+            report.violations.append(f"{parked} messages {service} staged were never published (outbox_parked)")
     return report
 
 

@@ -105,7 +105,8 @@ async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
     for message in batch:
         reply = message.payload
         if reply.order_id not in sagas:
-            raise LookupError(f"no saga for order {reply.order_id}")
+            uow.refuse(message, "UNKNOWN_ORDER", f"no saga for order {reply.order_id}")
+            continue
         current, correlation_id = sagas[reply.order_id]
         step = saga_steps.advance(current, reply)
         if step is None:

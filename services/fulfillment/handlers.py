@@ -84,7 +84,9 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
         "SELECT * FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE", update.fulfillment_order_id
     )
     if row is None or row["order_id"] != update.order_id:
-        raise LookupError(f"unknown fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
+        uow.refuse(message, "UNKNOWN_FULFILLMENT_ORDER",
+                   f"no fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
+        return
     if not advances(row["status"], update.status):
         log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
                  trace_id=message.trace_id, current=row["status"], reported=update.status)

@@ -57,7 +57,11 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
     rows = await uow.conn.fetch("SELECT * FROM recipients WHERE order_id = ANY($1)",
                                 list({m.payload.order_id for m in events}))
     recipients = {r["order_id"]: r for r in rows}
-    notifications = [_compose(m, recipients) for m in events]
+    for message in events:
+        if message.payload.order_id not in recipients:
+            uow.refuse(message, "UNKNOWN_ORDER", f"no recipient known for order {message.payload.order_id}")
+    notifications = [_compose(m, recipients[m.payload.order_id])
+                     for m in events if m.payload.order_id in recipients]
     created = await uow.conn.fetch(
         """INSERT INTO notifications (notification_id, order_id, kind, channel, recipient, subject, body,
                                       source_event_id)
@@ -77,11 +81,8 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
                                        channel="email"), n.cause)
 
 
-def _compose(message: Message, recipients: dict[uuid.UUID, asyncpg.Record]) -> Notification:
+def _compose(message: Message, recipient: asyncpg.Record) -> Notification:
     event = message.payload
-    recipient = recipients.get(event.order_id)
-    if recipient is None:
-        raise LookupError(f"no recipient known for order {event.order_id}")
     kind, values = _values(event)
     subject, body = render(kind, name=recipient["name"], channel_order_id=recipient["channel_order_id"], **values)
     return Notification(message, uuid.uuid5(event.order_id, kind), event.order_id, kind, recipient["email"], subject, body)

@@ -202,7 +202,16 @@ class Consumer:
                 run.append(item.message)
         if run:
             await _handler(subscription, run[0])(uow, run)
+        self._dead_letter_refused(uow, subscription, batch)
         await uow.flush()
+
+    def _dead_letter_refused(self, uow: UnitOfWork, subscription: Subscription, batch: list[_Parsed]) -> None:
+        by_message = {id(item.message): item for item in batch if item.message is not None}
+        for message, reason, detail in uow.refused:
+            item = by_message[id(message)]
+            item.dead_letter = (reason, detail)
+            self._dead_letter(uow, subscription, item, reason, detail, answer=False)
+        uow.refused = []
 
     async def _apply_alone(self, uow: UnitOfWork, subscription: Subscription, item: _Parsed) -> None:
         """One message in a savepoint with its own outbox rows; if anything about it fails, only its dead
@@ -216,7 +225,7 @@ class Consumer:
                 if is_transient(error):
                     raise
                 log.exception("consumer.message_failed")
-                uow.staged, uow.dead_letters = [], []  # undone with the savepoint
+                uow.staged, uow.dead_letters, uow.refused = [], [], []  # undone with the savepoint
                 reason = item.dead_letter or ("HANDLER_ERROR", repr(error))
             async with uow.conn.transaction():
                 self._dead_letter(uow, subscription, item, *reason, answer=False)

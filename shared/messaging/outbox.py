@@ -7,12 +7,19 @@ deduplicate by event id.
 """
 
 import asyncio
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from shared.contracts import Contract, Envelope, wrap
 from shared.db import ACQUIRE_TIMEOUT
@@ -20,7 +27,7 @@ from shared.logging import get_logger
 from shared.settings import KafkaLogin
 
 from .monitor import MESSAGES_PUBLISHED
-from .retry import is_transient, run_forever
+from .retry import run_forever
 
 log = get_logger(__name__)
 
@@ -75,15 +82,21 @@ def make_producer(login: KafkaLogin, client_id: str) -> AIOKafkaProducer:
     )
 
 
+# What Kafka refuses about a message itself, whatever is retried: only these are set aside. Anything else — an
+# outage, a lost producer sequence, a missing right — is the relay's problem, never the message's.
+UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError)
+
+
 class OutboxRelay:
     """Publishes a service's outbox. One relay per schema works at a time (advisory lock), which keeps
     per-key order when several instances of a service run. A row Kafka refuses for good (too large, invalid)
     is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, schema: str, topic_prefix: str,
-                 batch_size: int = 1000, idle_poll_seconds: float = 1.0):
+    def __init__(self, pool: asyncpg.Pool, new_producer: Callable[[], AIOKafkaProducer], schema: str,
+                 topic_prefix: str, batch_size: int = 1000, idle_poll_seconds: float = 1.0):
         self.pool = pool
-        self.producer = producer
+        self.new_producer = new_producer
+        self.producer: AIOKafkaProducer | None = None
         self.schema = schema
         self.topic_prefix = topic_prefix
         self.batch_size = batch_size
@@ -95,17 +108,25 @@ class OutboxRelay:
 
     async def _relay(self) -> None:
         """Publish until cancelled, woken by NOTIFY from other instances' commits and by wake() from ours. The
-        listening connection goes back to the pool on every exit, failures included."""
-        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
-            await listener.add_listener(notify_channel(self.schema), self._notified)
-            try:
-                while True:
-                    if await self.publish_pending() < self.batch_size:
-                        await self._wait_for_work()
-            finally:
-                if not listener.is_closed():
-                    with suppress(Exception):
-                        await listener.remove_listener(notify_channel(self.schema), self._notified)
+        listening connection goes back to the pool on every exit, failures included. Each run has a producer
+        of its own: after a failure the next run starts with a new one, because an idempotent producer whose
+        sequence the broker lost (OutOfOrderSequenceNumber after a broker restart) never recovers."""
+        self.producer = self.new_producer()
+        await self.producer.start()
+        try:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
+                await listener.add_listener(notify_channel(self.schema), self._notified)
+                try:
+                    while True:
+                        if await self.publish_pending() < self.batch_size:
+                            await self._wait_for_work()
+                finally:
+                    if not listener.is_closed():
+                        with suppress(Exception):
+                            await listener.remove_listener(notify_channel(self.schema), self._notified)
+        finally:
+            with suppress(Exception):
+                await self.producer.stop()
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()
@@ -137,8 +158,8 @@ class OutboxRelay:
             return len(rows)
 
     async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
-        """Send in order, then await every acknowledgement. A transient failure raises (the whole batch comes
-        back and is sent again; consumers deduplicate); a permanent one is returned with its row."""
+        """Send in order, then await every acknowledgement. A row Kafka can never take is returned with the
+        reason; any other failure raises (the whole batch comes back and is sent again; consumers deduplicate)."""
         refused: list[tuple[asyncpg.Record, BaseException]] = []
         deliveries = []
         for row in rows:
@@ -146,16 +167,12 @@ class OutboxRelay:
                 deliveries.append((row, await self.producer.send(
                     self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode(),
                     headers=[(name, value.encode()) for name, value in row["headers"].items()])))
-            except Exception as error:  # refused before sending, e.g. larger than max_request_size
-                if is_transient(error):
-                    raise
+            except UNPUBLISHABLE as error:  # refused before sending, e.g. larger than max_request_size
                 refused.append((row, error))
         for row, delivery in deliveries:
             try:
                 await delivery
-            except Exception as error:
-                if is_transient(error):
-                    raise
+            except UNPUBLISHABLE as error:
                 refused.append((row, error))
         return refused
 

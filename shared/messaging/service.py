@@ -120,9 +120,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}])
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await require_migrated(pool, definition.name, definition.migrations)
-        producer = make_producer(login, f"oms-{definition.name}-relay")
-        await producer.start()
-        relay = OutboxRelay(pool, producer, definition.name, config.topic_prefix)
+        relay = OutboxRelay(pool, lambda: make_producer(login, f"oms-{definition.name}-relay"),
+                            definition.name, config.topic_prefix)
         health.pool = pool
         publishes = frozenset(definition.publishes)
         begin = units_of_work(pool, definition.name, publishes, config)
@@ -143,7 +142,6 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
-            await producer.stop()
             await pool.close()
             tracer_provider.shutdown()  # exports the spans still queued
             log.info("service.stopped")

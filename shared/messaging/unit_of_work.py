@@ -56,6 +56,7 @@ class UnitOfWork:
     settings: Settings  # the service's configuration, handed in rather than read from the environment
     staged: list[OutboxRow] = field(default_factory=list)
     dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
+    refused: list[tuple[Message, str, str]] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -76,6 +77,12 @@ class UnitOfWork:
         belongs to has another (a saga's own)."""
         return self.emit(payload, correlation_id=correlation_id or to.correlation_id, causation_id=str(to.envelope.id),
                          trace=to.trace)
+
+    def refuse(self, message: Message, reason: str, detail: str) -> None:
+        """The handler cannot apply this message (it names an order or fulfilment order there is no trace of):
+        it is dead-lettered with this reason code, the rest of the batch applied. The handler must leave it
+        without effect; a message that is refused may be replayed once its cause is gone."""
+        self.refused.append((message, reason, detail))
 
     def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,
                     causation_id: str | None, trace: Context) -> None:

@@ -121,7 +121,7 @@ async def test_a_rush_on_the_last_units_never_oversells(driver):
     assert allocated == 5
 
 
-async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver):
+async def test_a_report_on_an_unknown_fulfilment_order_is_dead_lettered_alone_with_a_reason(driver):
     sku = await driver.stocked_sku(1)
     order = driver.order([(sku, 1)])
     order_id = driver.order_id(order)
@@ -135,7 +135,7 @@ async def test_a_message_its_handler_cannot_apply_is_dead_lettered_alone(driver)
 
     await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
     [letter] = await driver.dead_letters.wait_for(
-        lambda e: e["type"] == DeadLetter.message_type and e["data"]["reason"] == "HANDLER_ERROR"
+        lambda e: e["type"] == DeadLetter.message_type and e["data"]["reason"] == "UNKNOWN_FULFILLMENT_ORDER"
         and str(unknown.fulfillment_order_id) in e["data"]["detail"])
     assert letter["data"]["consumer"] == consumer_group("fulfillment", FULFILLMENT_LOCATION_UPDATES)
 

@@ -147,6 +147,8 @@ async def test_a_message_kafka_refuses_is_parked_and_blocks_nothing(config, admi
         return rows if len(rows) == len(too_large) else None
 
     parked = await eventually(all_parked, what="the refused rows to be parked")
+    await admin.execute("DELETE FROM capture.outbox_parked WHERE event_id = ANY($1)", too_large)  # seen; for the
+    # invariant checker of later tests in this session, which counts any parked message as a loss
     assert sorted(r["event_id"] for r in parked) == sorted(too_large)
     assert all("TooLarge" in r["reason"] for r in parked), [r["reason"] for r in parked]
     connections = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",

@@ -12,3 +12,9 @@ def test_every_topic_and_message_is_documented():
     assert {c["address"] for c in spec["channels"].values()} == set(ALL_TOPICS)
     assert {m["name"] for m in spec["components"]["messages"].values()} == set(REGISTRY)
     assert "capture_receives_orders_commands_v1" in spec["operations"]
+
+
+def test_messages_with_customer_data_are_tagged_pii():
+    messages = generate()["components"]["messages"]
+    tagged = {m["title"] for m in messages.values() if any(t["name"] == "pii" for t in m["tags"])}
+    assert tagged == {"PlaceOrder", "OrderAccepted", "RouteOrder", "RequestFulfillment", "FulfillmentRequested"}

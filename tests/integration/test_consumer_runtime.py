@@ -1,0 +1,84 @@
+"""The consumer runtime on a real database, fed records directly: whatever fails about one message — its
+handler, or the messages it staged — that message alone is dead-lettered, the rest of the batch applied; a
+message the handler refuses is dead-lettered with the handler's reason code."""
+
+import json
+import uuid
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from shared.contracts import wrap
+from shared.contracts.common import Coordinates
+from shared.contracts.routing import LocationRegistered, RegisterLocation
+from shared.contracts.topics import DEAD_LETTERS, ROUTING_COMMANDS, ROUTING_EVENTS
+from shared.messaging.consumer import Consumer, Subscription
+from shared.messaging.unit_of_work import Message, UnitOfWork
+
+from .conftest import service_pool
+
+pytestmark = pytest.mark.integration
+
+
+async def misbehaving(uow: UnitOfWork, batch: list[Message[RegisterLocation]]) -> None:
+    """Answers every location, except: "boom" raises, "twice" stages its answer twice (the outbox refuses the
+    duplicate id when the batch is written, after this handler returned), "unknown" is refused."""
+    for message in batch:
+        match message.payload.name:
+            case "boom":
+                raise RuntimeError("a bug in the handler")
+            case "unknown":
+                uow.refuse(message, "UNKNOWN_LOCATION", "nobody knows it")
+                continue
+        row = uow.reply(LocationRegistered(location_id=message.payload.location_id, kind="warehouse"), message)
+        if message.payload.name == "twice":
+            uow.staged.append(row)
+
+
+def record(offset: int, name: str) -> ConsumerRecord:
+    command = RegisterLocation(location_id=f"L-{uuid.uuid4().hex[:8]}", name=name, kind="warehouse",
+                               coordinates=Coordinates(lat=50.0, lon=8.0))
+    value = wrap(command, source="test", correlation_id=f"c-{name}").model_dump_json().encode()
+    return ConsumerRecord(topic=f"runtime-{uuid.uuid4().hex[:6]}", partition=0, offset=offset, timestamp=0,
+                          timestamp_type=0, key=b"k", value=value, checksum=None, serialized_key_size=1,
+                          serialized_value_size=len(value), headers=[])
+
+
+@pytest.fixture
+async def routing_pool(config):
+    pool = await service_pool(config, "routing")
+    yield pool
+    await pool.close()
+
+
+async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config, admin, routing_pool):
+    consumer = Consumer(routing_pool, service="routing", publishes=frozenset({ROUTING_EVENTS}),
+                        group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
+    names = ["ok", "boom", "ok", "twice", "ok", "unknown", "ok"]
+    records = [record(offset, name) for offset, name in enumerate(names)]
+    await consumer.process(Subscription(ROUTING_COMMANDS, {RegisterLocation: misbehaving}), records)
+
+    letters = await admin.fetch("SELECT source_offset, reason FROM routing.dead_letters WHERE consumer = $1 "
+                                "ORDER BY source_offset", consumer.group)
+    assert [(r["source_offset"], r["reason"]) for r in letters] == [
+        (1, "HANDLER_ERROR"), (3, "HANDLER_ERROR"), (5, "UNKNOWN_LOCATION")]
+    staged = await admin.fetch("SELECT topic, value FROM routing.outbox WHERE topic = ANY($1)",
+                               [ROUTING_EVENTS, DEAD_LETTERS])
+    answered = {r["value"] for r in staged if r["topic"] == ROUTING_EVENTS}
+    for offset, name in enumerate(names):
+        location_id = _location_of(records[offset])
+        assert any(location_id.encode() in value for value in answered) == (name == "ok"), (offset, name)
+    assert await admin.fetchval("SELECT count(*) FROM routing.inbox WHERE message_key = ANY($1)",
+                                [_id_of(r) for r in records]) == len(records), "every record claimed, once"
+
+
+def _location_of(record: ConsumerRecord) -> str:
+    return RegisterLocation.model_validate(_envelope(record)["data"]).location_id
+
+
+def _id_of(record: ConsumerRecord) -> str:
+    return _envelope(record)["id"]
+
+
+def _envelope(record: ConsumerRecord) -> dict:
+    return json.loads(record.value)
