@@ -61,42 +61,22 @@ broker_ready() {
   port_open "$OMS_KAFKA_PORT" && grep -q "Kafka Server started" "$LOGS/server.log"
 }
 
-launch() {
-  : >"$LOGS/server.log"
-  nohup bash -c "$(declare -f java_run); LIBS='$LIBS' LOGS='$LOGS' OMS_ROOT='$OMS_ROOT' java_run kafka.Kafka '$CONFIG'" \
-    >"$LOGS/console.log" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
-}
-
-started_or_gone() { broker_ready || ! pid_alive "$PIDFILE"; }
-
-# Held by a connection (TIME-WAIT does not count: the broker binds with SO_REUSEADDR).
-port_held() { [ -n "$(ss -Htan exclude time-wait "( sport = :$1 )")" ]; }
-
 start() {
   if pid_alive "$PIDFILE"; then log "kafka already running (pid $(cat "$PIDFILE"))"; return; fi
   need_command java openjdk-17-jre-headless
-  need_command ss iproute2
   for port in "$OMS_KAFKA_PORT" "$OMS_KAFKA_CONTROLLER_PORT"; do
     port_open "$port" && die "port $port is taken by another server (another checkout's? stop it, or set OMS_KAFKA_PORT)"
   done
   fetch_jars
   write_config
   format_storage
+  : >"$LOGS/server.log"
   log "starting kafka $KAFKA_VERSION on 127.0.0.1:$OMS_KAFKA_PORT"
-  local attempt
-  for attempt in 1 2 3; do
-    launch
-    wait_for 120 "kafka to start (see $LOGS)" started_or_gone
-    broker_ready && { log "kafka ready"; return; }
-    # A port in the ephemeral range (32768-60999 on Linux) can be handed to a client that keeps connecting to the
-    # stopped broker as its own local port: the client is then connected to itself and the broker cannot bind.
-    grep -q "Address already in use" "$LOGS/server.log" || break
-    log "port $OMS_KAFKA_PORT was held by a client connected to itself (attempt $attempt): starting again once it is free"
-    wait_for 60 "port $OMS_KAFKA_PORT to be free" bash -c "$(declare -f port_held); ! port_held $OMS_KAFKA_PORT"
-  done
-  tail -20 "$LOGS/console.log" >&2
-  exit 1
+  nohup bash -c "$(declare -f java_run); LIBS='$LIBS' LOGS='$LOGS' OMS_ROOT='$OMS_ROOT' java_run kafka.Kafka '$CONFIG'" \
+    >"$LOGS/console.log" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
+  wait_for 120 "kafka to start (see $LOGS)" broker_ready || { tail -20 "$LOGS/console.log" >&2; exit 1; }
+  log "kafka ready"
 }
 
 stop() {
