@@ -4,6 +4,8 @@ OMS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OMS_STATE_DIR=${OMS_STATE_DIR:-$OMS_ROOT/.oms}
 # dev.env gives defaults; the real environment always wins (as in ops/env.py), so a second stack can run beside
 # the first on other ports: OMS_KAFKA_PORT, OMS_KAFKA_CONTROLLER_PORT, OMS_KAFKA_BOOTSTRAP, OMS_PG_PORT.
+# Keep them below 32768, out of Linux's ephemeral range: there, clients reconnecting to a restarting server can be
+# handed its port as their own and connect to themselves, and the server cannot bind it again.
 while IFS='=' read -r name value; do
   case $name in '' | \#*) continue ;; esac
   [ -n "${!name+x}" ] || export "$name=$value"
