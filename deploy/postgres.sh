@@ -56,7 +56,8 @@ start() {
   if as_pg "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then log "postgres already running"; return; fi
   port_open "$OMS_PG_PORT" && die "port $OMS_PG_PORT is taken by another server (another checkout's? stop it, or set OMS_PG_PORT)"
   log "starting postgres on 127.0.0.1:$OMS_PG_PORT"
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 start >/dev/null
+  # The port is given at each start, not only written at init: a cluster follows OMS_PG_PORT when it changes.
+  as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -o "-p $OMS_PG_PORT" -w -t 60 start >/dev/null
   wait_for 60 "postgres to accept connections" ready
   log "postgres ready"
 }
