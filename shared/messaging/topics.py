@@ -43,16 +43,20 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
         await admin.close()
 
 
-async def require_topics(login: KafkaLogin, names: Iterable[str]) -> None:
-    """Fails unless every topic is there and visible to this principal (the metadata lists no other)."""
+async def require_topics(login: KafkaLogin, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Fails unless every topic is there and visible to this principal (the metadata lists no other) within the
+    timeout: ACLs that `oms prepare` has just created reach the broker's authorizer a moment later."""
     admin = AIOKafkaAdminClient(**login.aiokafka(), client_id=f"oms-{login.username}-topics")
     await admin.start()
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        missing = sorted(set(names) - set(await admin.list_topics()))
+        while missing := sorted(set(names) - set(await admin.list_topics())):
+            if asyncio.get_running_loop().time() > deadline:
+                raise MissingTopics(f"topics missing, or not granted to {login.username}: {missing} "
+                                    "(run `oms prepare`)")
+            await asyncio.sleep(0.5)
     finally:
         await admin.close()
-    if missing:
-        raise MissingTopics(f"topics missing, or not granted to {login.username}: {missing} (run `oms prepare`)")
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
