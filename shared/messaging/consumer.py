@@ -35,7 +35,6 @@ from pydantic import ValidationError
 from shared.contracts import REGISTRY, Contract, Envelope
 from shared.contracts.base import printable, refuse_nul_characters
 from shared.contracts.ops import MAX_ORIGINAL_BYTES, DeadLetter
-from shared.contracts.topics import DEAD_LETTERS
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -101,7 +100,7 @@ class InvalidMessage(Exception):
 
 
 class Consumer:
-    def __init__(self, pool: asyncpg.Pool, *, service: str, publishes: frozenset[str], group: str,
+    def __init__(self, pool: asyncpg.Pool, *, service: str, writes: frozenset[str], group: str,
                  settings: Settings, after_commit: Callable[[], None] = lambda: None,
                  monitor: ConsumerMonitor | None = None):
         self.pool = pool
@@ -109,7 +108,7 @@ class Consumer:
         self.monitor = monitor or ConsumerMonitor(service, group)
         self.after_commit = after_commit
         self.service = service
-        self.publishes = publishes | {DEAD_LETTERS}
+        self.writes = writes
         self.group = group
 
     async def process(self, subscription: Subscription, records: list[ConsumerRecord]) -> None:
@@ -176,7 +175,7 @@ class Consumer:
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.service, self.publishes, self.settings)
+            uow = UnitOfWork(conn, self.service, self.writes, self.settings)
             fresh = await uow.claim([p.inbox_key for p in batch])
             todo: list[_Parsed] = []
             for item in batch:
@@ -226,9 +225,9 @@ class Consumer:
                     raise
                 log.exception("consumer.message_failed")
                 uow.staged, uow.dead_letters, uow.refused = [], [], []  # undone with the savepoint
-                reason = item.dead_letter or ("HANDLER_ERROR", repr(error))
+                item.dead_letter = item.dead_letter or ("HANDLER_ERROR", repr(error))
             async with uow.conn.transaction():
-                self._dead_letter(uow, subscription, item, *reason, answer=False)
+                self._dead_letter(uow, subscription, item, *item.dead_letter, answer=False)
                 await uow.flush()
 
     def _dead_letter(self, uow: UnitOfWork, subscription: Subscription, item: _Parsed, reason: str, detail: str,
@@ -258,7 +257,6 @@ class Consumer:
         if answer and subscription.on_invalid_payload and item.envelope and item.validation_error:
             for reply in subscription.on_invalid_payload(item.envelope, item.validation_error):
                 uow.emit(reply, correlation_id=correlation, causation_id=causation, trace=item.trace)
-        self.monitor.dead_lettered(reason)
 
 
 def _handler(subscription: Subscription, message: Message) -> Handler:

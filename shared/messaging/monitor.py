@@ -4,6 +4,7 @@ FastStream's Prometheus middleware counts and times every batch a subscriber han
 runtime sees: per-message outcomes, dead letters by reason, inbox duplicates, the outbox, consumer lag.
 """
 
+import collections
 import time
 from dataclasses import dataclass, field
 
@@ -39,8 +40,12 @@ class ConsumerMonitor:
     last_error: str | None = None
 
     def applied(self, batch: list) -> None:
-        for item in batch:
-            MESSAGES_CONSUMED.labels(self.service, self.topic, item.outcome).inc()
+        """Counted once the batch has committed, so a batch retried after a failure is counted once."""
+        for outcome, count in collections.Counter(item.outcome for item in batch).items():
+            MESSAGES_CONSUMED.labels(self.service, self.topic, outcome).inc(count)
+        reasons = collections.Counter(item.dead_letter[0] for item in batch if item.outcome == "dead_letter")
+        for reason, count in reasons.items():
+            DEAD_LETTERS.labels(self.service, self.topic, reason).inc(count)
         self.last_progress = time.monotonic()
         self.failing_since = None
         self.last_error = None
@@ -51,9 +56,6 @@ class ConsumerMonitor:
         self.failing_since = self.failing_since or now
         self.last_error = repr(error)[:300]
         CONSUMER_FAILING.labels(self.service, self.topic).set(now - self.failing_since)
-
-    def dead_lettered(self, reason: str) -> None:
-        DEAD_LETTERS.labels(self.service, self.topic, reason).inc()
 
     def failing_for(self) -> float:
         return time.monotonic() - self.failing_since if self.failing_since is not None else 0.0

@@ -7,6 +7,7 @@ deduplicate by event id.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -153,9 +154,10 @@ class OutboxRelay:
             refused = await self._publish(rows)
             if refused:
                 await _park(conn, refused)
-            for row in rows:
-                MESSAGES_PUBLISHED.labels(self.schema, row["topic"]).inc()
-            return len(rows)
+        parked = {row["event_id"] for row, _ in refused}
+        for topic, count in Counter(r["topic"] for r in rows if r["event_id"] not in parked).items():
+            MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
+        return len(rows)
 
     async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
         """Send in order, then await every acknowledgement. A row Kafka can never take is returned with the

@@ -123,11 +123,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         relay = OutboxRelay(pool, lambda: make_producer(login, f"oms-{definition.name}-relay"),
                             definition.name, config.topic_prefix)
         health.pool = pool
-        publishes = frozenset(definition.publishes)
-        begin = units_of_work(pool, definition.name, publishes, config)
+        writes = frozenset(definition.writes)
+        begin = units_of_work(pool, definition.name, writes, config)
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
-            consumers[group] = Consumer(pool, service=definition.name, publishes=publishes, group=group,
+            consumers[group] = Consumer(pool, service=definition.name, writes=writes, group=group,
                                         settings=config, after_commit=relay.wake, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]

@@ -52,7 +52,7 @@ class Message(Generic[P]):
 class UnitOfWork:
     conn: asyncpg.Connection
     service: str
-    publishes: frozenset[str]  # the topics this service writes; emitting elsewhere is a bug
+    writes: frozenset[str]  # the topics this service writes (dead letters included); emitting elsewhere is a bug
     settings: Settings  # the service's configuration, handed in rather than read from the environment
     staged: list[OutboxRow] = field(default_factory=list)
     dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
@@ -65,7 +65,7 @@ class UnitOfWork:
     def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None,
              trace: Context | None = None) -> OutboxRow:
         """Stage a message, published after the transaction commits, in the given trace (or the current one)."""
-        if payload.topic not in self.publishes:
+        if payload.topic not in self.writes:
             raise ValueError(f"{self.service} does not publish to {payload.topic} ({payload.message_type})")
         row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
                            headers=headers_of(otel_context.get_current() if trace is None else trace))
@@ -109,13 +109,13 @@ Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-def units_of_work(pool: asyncpg.Pool, service: str, publishes: frozenset[str], settings: Settings) -> Begin:
+def units_of_work(pool: asyncpg.Pool, service: str, writes: frozenset[str], settings: Settings) -> Begin:
     """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
     that writes what was staged and commits on exit."""
     @asynccontextmanager
     async def begin() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, service, publishes, settings)
+            uow = UnitOfWork(conn, service, writes, settings)
             yield uow
             await uow.flush()
 

@@ -52,7 +52,7 @@ async def routing_pool(config):
 
 
 async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config, admin, routing_pool):
-    consumer = Consumer(routing_pool, service="routing", publishes=frozenset({ROUTING_EVENTS}),
+    consumer = Consumer(routing_pool, service="routing", writes=frozenset({ROUTING_EVENTS, DEAD_LETTERS}),
                         group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
     names = ["ok", "boom", "ok", "twice", "ok", "unknown", "ok"]
     records = [record(offset, name) for offset, name in enumerate(names)]
