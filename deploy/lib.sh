@@ -38,8 +38,8 @@ need_command() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is needed: install $2"
 }
 
-# Kafka's SCRAM-SHA-512 users: one <name> per OMS_<NAME>_KAFKA_PASSWORD in dev.env, its password from the
-# environment. In KRaft they live in the cluster metadata, so the broker's own must be there before it first
+# Kafka's SCRAM-SHA-512 users: one <name> per OMS_<NAME>_KAFKA_PASSWORD in dev.env with a one-word NAME (not the
+# channels' and locations' OMS_CHANNEL_WEB_..., which `oms up` adds), its password from the environment. In KRaft they live in the cluster metadata, so the broker's own must be there before it first
 # starts: `kafka-storage format` creates them all (kafka.sh, kafka/container-start.sh), one argument a line.
 scram_user_names() { sed -n 's/^OMS_\([A-Z]*\)_KAFKA_PASSWORD=.*/\1/p' "$OMS_ROOT/deploy/dev.env"; }
 

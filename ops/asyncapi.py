@@ -21,6 +21,7 @@ from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS
 
 from .env import ROOT
 from .prepare import service_definitions
+from .principals import PARTY_KINDS
 
 SPEC_PATH = ROOT / "docs" / "asyncapi.json"
 REF = "#/components/schemas/{model}"
@@ -34,6 +35,7 @@ def _message_id(message_type: str) -> str:
     return message_type.replace(".", "_")
 
 
+PARTY_MISMATCH = {"channel": "CHANNEL_MISMATCH", "location": "LOCATION_MISMATCH"}
 PII_NOTE = "Carries customer personal data (name, email or address): only readers that need it may subscribe."
 TRACE_HEADERS = {
     "type": "object",
@@ -85,17 +87,29 @@ def generate() -> dict:
         }
         for topic in ALL_TOPICS
     }
+    for kind, party in PARTY_KINDS.items():
+        if party.own_topic:
+            channels[_channel_id(party.own_topic) + "_party"] = {
+                **channels[_channel_id(party.own_topic)],
+                "address": f"{party.own_topic}.{{{kind}}}",
+                "description": f"Each {kind}'s own topic: only its principal ({kind}-<{kind}>) may write it, and "
+                               f"what it sends must be about itself, or it is dead-lettered "
+                               f"({PARTY_MISMATCH[kind]}). The topic without a suffix is written by ops only.",
+                "parameters": {kind: {"description": f"the {kind}'s id, as its messages name it"}},
+            }
     operations = {}
     for service in service_definitions():
         for subscription in service.subscriptions:
-            channel = _channel_id(subscription.topic)
-            operations[f"{service.name}_receives_{channel}"] = {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{channel}"},
-                "summary": f"{service.name} consumes {subscription.topic} (group oms.{service.name}.{subscription.topic})",
-                "messages": [{"$ref": f"#/channels/{channel}/messages/{_message_id(m.message_type)}"}
-                             for m in sorted(subscription.handlers, key=lambda m: m.message_type)],
-            }
+            for channel in [_channel_id(subscription.topic)] + ([_channel_id(subscription.topic) + "_party"]
+                                                                 if subscription.per_party else []):
+                operations[f"{service.name}_receives_{channel}"] = {
+                    "action": "receive",
+                    "channel": {"$ref": f"#/channels/{channel}"},
+                    "summary": f"{service.name} consumes {channels[channel]['address']} "
+                               f"(group oms.{service.name}.{subscription.topic})",
+                    "messages": [{"$ref": f"#/channels/{channel}/messages/{_message_id(m.message_type)}"}
+                                 for m in sorted(subscription.handlers, key=lambda m: m.message_type)],
+                }
         for topic in service.publishes:
             channel = _channel_id(topic)
             operations[f"{service.name}_sends_{channel}"] = {

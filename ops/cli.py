@@ -35,7 +35,7 @@ import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.orders import CancelOrder
-from shared.settings import kafka_password_variable, settings
+from shared.settings import kafka_password_variable, secret, settings
 
 from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals
 from .client import client
@@ -108,14 +108,18 @@ async def seed() -> None:
     async with client(settings(), "ops/seed") as ops:
         await ops.send_many(demo.LOCATIONS)
         await ops.send_many(demo.stock_receipts())
-    print(f"seeded {len(demo.LOCATIONS)} locations and {len(demo.SKUS)} SKUs at each")
+    for kind, name in demo.PARTIES:  # passwords from deploy/dev.env
+        await principals.add_party(settings(), kind, name, secret(kafka_password_variable(f"{kind}-{name}")))
+    print(f"seeded {len(demo.LOCATIONS)} locations and {len(demo.SKUS)} SKUs at each; Kafka principals "
+          + ", ".join(f"{kind}-{name}" for kind, name in demo.PARTIES))
 
 
 async def submit(args: argparse.Namespace) -> None:
     lines = [(sku, int(qty)) for sku, qty in (item.split(":") for item in args.line)] if args.line else None
     order = demo.sample_order(args.channel_order_id, lines=lines, city=args.city, pickup_store=args.pickup)
-    async with client(settings(), f"channel/{order.channel}") as channel:
-        envelope = await channel.send(order)
+    # As the channel itself, on its own topic: what a real channel does.
+    async with client(settings(), f"channel/{order.channel}", principal=f"channel-{order.channel}") as channel:
+        envelope = await channel.send(order, topic=principals.party_topic("channel", order.channel))
     print(f"submitted {order.channel}/{order.channel_order_id} (message {envelope.id}); see: oms order {order.channel}/{order.channel_order_id}")
 
 
@@ -232,11 +236,9 @@ async def dead_letters(position: str | None) -> int:
 
 
 async def add_principal(kind: str, name: str) -> int:
-    principal = principals.party_principal(kind, name)
-    variable = kafka_password_variable(principal.name)
+    variable = kafka_password_variable(principals.party_principal(kind, name).name)
     password = os.environ.get(variable) or secrets.token_urlsafe(24)
-    await principals.add_user(settings(), principal.name, password)
-    await principals.grant(settings(), [principal])
+    principal = await principals.add_party(settings(), kind, name, password)
     print(f"principal {principal.name}: writes {', '.join(principal.writes)}; reads {', '.join(principal.reads)}; "
           f"consumer groups {settings().topic_prefix}{principal.group_prefix}*")
     print(f"password from {variable}" if variable in os.environ else f"password (shown once): {password}")
@@ -323,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     remove = pr.add_parser("remove", help="delete the SCRAM user KIND-NAME and its ACLs")
     for action in (add, remove):
         action.add_argument("kind", choices=sorted(principals.PARTY_KINDS))
-        action.add_argument("name")
+        action.add_argument("name", nargs="?", help="the channel's or location's id (an ERP may have none)")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p

@@ -17,9 +17,10 @@ class Client:
         self.settings = settings
         self.source = source
 
-    async def send(self, payload: Contract, correlation_id: str | None = None) -> Envelope:
+    async def send(self, payload: Contract, correlation_id: str | None = None, topic: str | None = None) -> Envelope:
+        """To the payload's topic, or (a channel's or location's own) `topic`."""
         envelope = wrap(payload, source=self.source, correlation_id=correlation_id or str(uuid.uuid4()))
-        await self.send_raw(payload.topic, envelope.model_dump_json().encode(), payload.key())
+        await self.send_raw(topic or payload.topic, envelope.model_dump_json().encode(), payload.key())
         return envelope
 
     async def send_many(self, payloads: Iterable[Contract]) -> list[Envelope]:

@@ -22,6 +22,9 @@ LOCATIONS = [
                      coordinates=Coordinates(lat=51.34, lon=12.37)),
 ]
 
+# Outside parties with Kafka principals of their own (`oms up`): the demo channel and every location.
+PARTIES = [("channel", "web"), *(("location", location.location_id) for location in LOCATIONS)]
+
 SKUS = ["TSHIRT-RED-M", "TSHIRT-BLUE-L", "JEANS-32-32", "SNEAKER-42", "CAP-BLACK", "SOCKS-3PACK"]
 
 CITIES = {

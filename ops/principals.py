@@ -1,7 +1,11 @@
 """Who may do what on Kafka: one principal per service and per outside party, and the ACLs that say so.
 
 Each principal may write the topics it publishes, read the topics it consumes and use consumer groups under a
-prefix of its own; nothing else (no topic creation, no other principal's groups). ops and the broker itself
+prefix of its own; nothing else (no topic creation, no other principal's groups). A channel or a location
+writes only a topic of its own, `<topic>.<its name>` (`orders.commands.v1.web`,
+`fulfillment.location-updates.v1.WH-BERLIN`), and the service reading it holds the party to what that name
+says (capture: an order's channel; fulfillment: the fulfilment order's location), so nobody speaks for another
+party. The service reads all of them with one PREFIXED ACL on the shared topic's name. ops and the broker itself
 are super users (deploy/kafka/server.properties.in). Topic ACLs are LITERAL on the prefixed topic name and group
 ACLs PREFIXED on the prefixed group prefix, so a test run's topics (`test-<id>.orders.commands.v1`) and groups
 get ACLs of their own from that run's `prepare`, and lose them with its topics (`revoke`).
@@ -10,6 +14,7 @@ The ACLs and SCRAM users are managed with confluent-kafka's admin client: aiokaf
 """
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
                                      INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
+from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
 
 SCRAM_ITERATIONS = 8192
@@ -32,6 +38,7 @@ class Principal:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     group_prefix: str  # its consumer groups' names start with this, after the topic prefix
+    reads_every_party: tuple[str, ...] = ()  # the shared topic and every party's own `<topic>.<party>`
 
     def acls(self, topic_prefix: str) -> list[AclBinding]:
         user = f"User:{self.name}"
@@ -41,32 +48,60 @@ class Principal:
 
         return [*(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.LITERAL, AclOperation.READ)
                   for topic in self.reads),
+                *(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.PREFIXED, AclOperation.READ)
+                  for topic in self.reads_every_party),
                 *(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.LITERAL, AclOperation.WRITE)
                   for topic in self.writes),
                 allow(ResourceType.GROUP, topic_prefix + self.group_prefix, ResourcePatternType.PREFIXED,
                       AclOperation.READ)]
 
 
-# The kinds of outside party and what the topic table (README) lets each do.
+@dataclass(frozen=True)
+class PartyKind:
+    """What the topic table (README) lets a kind of outside party do. A kind with an `own_topic` has no
+    principal of its own: each party has one, named `<kind>-<party>`, writing `<own_topic>.<party>`."""
+
+    reads: tuple[str, ...]
+    writes: tuple[str, ...] = ()
+    own_topic: str | None = None
+    name_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
 PARTY_KINDS = {
-    "channel": {"writes": (ORDER_COMMANDS,), "reads": (ORDER_EVENTS,)},
-    "location": {"writes": (FULFILLMENT_LOCATION_UPDATES,), "reads": (FULFILLMENT_WORK,)},
-    "erp": {"writes": (INVENTORY_COMMANDS,), "reads": (FULFILLMENT_EVENTS, ORDER_EVENTS)},
+    "channel": PartyKind(reads=(ORDER_EVENTS,), own_topic=ORDER_COMMANDS,
+                         name_pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),  # a channel's name in PlaceOrder
+    "location": PartyKind(reads=(FULFILLMENT_WORK,), own_topic=FULFILLMENT_LOCATION_UPDATES),  # a LocationId
+    "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),
 }
 
 
 def service_principal(service: ServiceDefinition) -> Principal:
-    return Principal(service.name, service.reads, service.writes, consumer_group_prefix(service.name))
+    per_party = {s.topic for s in service.subscriptions if s.per_party}
+    return Principal(service.name, tuple(t for t in service.reads if t not in per_party), service.writes,
+                     consumer_group_prefix(service.name), tuple(sorted(per_party)))
 
 
 def party_principal(kind: str, name: str | None = None) -> Principal:
-    """The kind's default principal (`channel`), or one of its own for a named party (`channel-acme`)."""
+    """The kind's principal (`erp`), or a named party's (`channel-web`, `location-WH-BERLIN`, `erp-sap`)."""
+    party = PARTY_KINDS[kind]
+    if name is None and party.own_topic:
+        raise ValueError(f"each {kind} has a principal of its own: name it")
+    if name is not None and not re.match(party.name_pattern, name):
+        raise ValueError(f"{name!r} is not a {kind} name ({party.name_pattern})")
     principal = kind if name is None else f"{kind}-{name}"
-    return Principal(principal, PARTY_KINDS[kind]["reads"], PARTY_KINDS[kind]["writes"], f"{principal}.")
+    writes = (*party.writes, *([party_topic(kind, name)] if party.own_topic else []))
+    return Principal(principal, party.reads, writes, f"{principal}.")
+
+
+def party_topic(kind: str, name: str) -> str:
+    """The topic only this party writes (unprefixed)."""
+    return f"{PARTY_KINDS[kind].own_topic}.{name}"
 
 
 def default_principals(services: Iterable[ServiceDefinition]) -> list[Principal]:
-    return [*map(service_principal, services), *map(party_principal, PARTY_KINDS)]
+    """The services' and the kinds' without a topic per party (erp); channels and locations are added by name."""
+    return [*map(service_principal, services),
+            *(party_principal(kind) for kind, party in PARTY_KINDS.items() if not party.own_topic)]
 
 
 async def grant(settings: Settings, principals: Iterable[Principal]) -> None:
@@ -92,6 +127,16 @@ async def _delete_acls(settings: Settings, chosen: Callable[[AclBinding], bool])
                                acl.operation, acl.permission_type) for acl in found if chosen(acl)]
     if doomed:
         await _wait_all(admin.delete_acls(doomed))
+
+
+async def add_party(settings: Settings, kind: str, name: str | None, password: str) -> Principal:
+    """A party's user, its own topic (kept when the party is removed: what it sent may still be unread) and ACLs."""
+    principal = party_principal(kind, name)
+    await add_user(settings, principal.name, password)
+    if PARTY_KINDS[kind].own_topic:
+        await ensure_topics(settings, names=[party_topic(kind, name)])
+    await grant(settings, [principal])
+    return principal
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:

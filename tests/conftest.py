@@ -3,13 +3,18 @@ topic namespace per run, and an admin connection for looking at what the service
 
 import os
 import subprocess
+import uuid
 
 import asyncpg
 import pytest
+from aiokafka.errors import KafkaError
 
 from ops.env import ROOT, load_dev_env
 from ops.prepare import discard_topics, prepare
-from shared.settings import Settings, settings
+from ops.principals import Principal, add_party, remove_user
+from ops.waiting import eventually
+from shared.messaging.outbox import make_producer
+from shared.settings import Settings, kafka_password_variable, settings
 
 from .support.infra import infra, isolate_run
 from .support.kcat import Kcat, current_librdkafka
@@ -42,6 +47,39 @@ async def admin(config) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(config.admin_dsn(), min_size=1, max_size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def party(config):
+    """Adds an outside party (`await party("channel", "t1a2b3c4")`): its principal, with a fresh password in the
+    environment where clients look for it, its own topic and ACLs; removed when the session ends (users are not
+    prefixed, so every session names its own parties)."""
+    added = []
+
+    async def add(kind: str, name: str) -> Principal:
+        variable = kafka_password_variable(f"{kind}-{name}")
+        os.environ[variable] = uuid.uuid4().hex
+        principal = await add_party(config, kind, name, os.environ[variable])
+        added.append((principal.name, variable))
+        # A new SCRAM user reaches the broker's credential cache through the metadata log: a moment later.
+        await eventually(lambda: can_log_in(config, principal.name), what=f"{principal.name} to log in")
+        return principal
+
+    yield add
+    for principal, variable in added:
+        await remove_user(config, principal)
+        os.environ.pop(variable)
+
+
+async def can_log_in(config: Settings, principal: str) -> bool:
+    producer = make_producer(config.kafka_login(principal), "test-login")
+    try:
+        await producer.start()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        await producer.stop()
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ SERVICE = ServiceDefinition(
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
                      handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders},
-                     on_invalid_payload=rejection),
+                     on_invalid_payload=rejection, per_party=True),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),
         _replies_on(FULFILLMENT_EVENTS),

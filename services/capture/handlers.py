@@ -58,7 +58,22 @@ class Journal:
         await store.record(uow.conn, self.timeline)
 
 
+def _own_channels_only(uow: UnitOfWork, batch: list[Message[PlaceOrder | CancelOrder]]) -> list[Message]:
+    """A channel writing on its own topic may speak only for itself: a message claiming another channel is
+    refused. Messages on the shared topic come from ops, who may speak for any channel."""
+    allowed = []
+    for message in batch:
+        if message.sender is None or message.payload.channel == message.sender:
+            allowed.append(message)
+        else:
+            uow.refuse(message, "CHANNEL_MISMATCH",
+                       f"channel {message.sender} sent {message.payload.message_type} {message.payload.key()}, "
+                       "which is another channel's")
+    return allowed
+
+
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
+    batch = _own_channels_only(uow, batch)
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])
     journal = Journal()
@@ -80,7 +95,7 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
 
 
 async def cancel_orders(uow: UnitOfWork, batch: list[Message[CancelOrder]]) -> None:
-    for message in batch:
+    for message in _own_channels_only(uow, batch):
         await _cancel(uow, message)
 
 

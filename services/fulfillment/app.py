@@ -22,7 +22,7 @@ SERVICE = ServiceDefinition(
                      handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
                                contracts.CancelFulfillment: handlers.cancel_fulfillment}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
-                     handlers={contracts.LocationUpdate: handlers.location_updates}),
+                     handlers={contracts.LocationUpdate: handlers.location_updates}, per_party=True),
     ],
     publishes=(FULFILLMENT_WORK, FULFILLMENT_EVENTS),
 )

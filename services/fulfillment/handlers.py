@@ -87,6 +87,11 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
         uow.refuse(message, "UNKNOWN_FULFILLMENT_ORDER",
                    f"no fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
         return
+    if message.sender is not None and message.sender != row["location_id"]:
+        uow.refuse(message, "LOCATION_MISMATCH",
+                   f"location {message.sender} reported on fulfillment order {update.fulfillment_order_id}, "
+                   f"which is {row['location_id']}'s")
+        return
     if not advances(row["status"], update.status):
         log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
                  trace_id=message.trace_id, current=row["status"], reported=update.status)

@@ -54,11 +54,20 @@ InvalidPayloadHook = Callable[[Envelope, ValidationError], list[Contract]]
 @dataclass(frozen=True)
 class Subscription:
     """The message types one topic delivers to a service, and the handler of each. Other types that belong on
-    this topic are skipped (another service's business); types that belong elsewhere are dead-lettered."""
+    this topic are skipped (another service's business); types that belong elsewhere are dead-lettered.
+
+    `per_party`: outside parties (channels, locations) each write a topic of their own, `<topic>.<party>`, which
+    only their principal may write (ops/principals.py); the service reads them all, and each message's `sender`
+    is the party its topic names (None on the shared topic, which only ops may write)."""
 
     topic: str
     handlers: dict[type[Contract], Handler]
     on_invalid_payload: InvalidPayloadHook | None = None
+    per_party: bool = False
+
+    def sender(self, record_topic: str, topic_prefix: str) -> str | None:
+        party_topic_start = f"{topic_prefix}{self.topic}."
+        return record_topic.removeprefix(party_topic_start) if record_topic.startswith(party_topic_start) else None
 
 
 @dataclass
@@ -147,7 +156,8 @@ class Consumer:
         span = consuming(record, self.group, parsed.envelope, getattr(payload, "order_id", None))
         parsed.trace = trace.set_span_in_context(span)
         if payload is not None:
-            parsed.message = Message(payload, parsed.envelope, parsed.trace)
+            sender = subscription.sender(record.topic, self.settings.topic_prefix) if subscription.per_party else None
+            parsed.message = Message(payload, parsed.envelope, parsed.trace, sender)
         return parsed
 
     def _read(self, subscription: Subscription, record: ConsumerRecord) -> tuple[_Parsed, Contract | None]:

@@ -10,6 +10,7 @@ and the batch is redelivered, never committed past.
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,8 @@ BackgroundTask = Callable[[Begin], Awaitable[None]]
 # static member, so a clean stop waits out the session too, but a rolling restart moves no partitions.
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
+# How often a client refreshes its metadata, and so how soon a per-party subscription sees a new party's topic.
+PARTY_TOPIC_DISCOVERY_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     # The service logs in as itself: it may read what it consumes and write what it publishes, nothing else.
     login = config.kafka_login(definition.name)
     broker = KafkaBroker(login.bootstrap, client_id=f"oms-{definition.name}",
-                         security=login.faststream(),
+                         security=login.faststream(), metadata_max_age_ms=PARTY_TOPIC_DISCOVERY_MS,
                          logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
                          middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=definition.name,
                                                                 metrics_prefix="oms_faststream")])
@@ -158,7 +161,8 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
     subscriber = router.subscriber(
-        Topic(subscription.topic, declare=False),  # `oms prepare` creates the topics; the service may not
+        *_topics(subscription),
+        pattern=_party_topics_pattern(subscription.topic) if subscription.per_party else None,
         group_id=group,
         group_instance_id=f"{group}-{settings().instance_id}",
         session_timeout_ms=SESSION_TIMEOUT_MS,
@@ -178,6 +182,18 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         kafka=lambda: subscriber.consumer,
         running=lambda: subscriber.running and all(not task.done() for task in subscriber.tasks),
     ))
+
+
+def _topics(subscription: Subscription) -> list[Topic]:
+    # `oms prepare` creates the topics; the service may not. A per-party subscription reads them by pattern.
+    return [] if subscription.per_party else [Topic(subscription.topic, declare=False)]
+
+
+def _party_topics_pattern(topic: str) -> str:
+    """The shared topic and every party's own (`<topic>.<party>`); the router puts the run's prefix before it. A
+    party's topic created later (`oms principal add`) is found at the next metadata refresh
+    (PARTY_TOPIC_DISCOVERY_MS) and read from its start."""
+    return re.escape(topic) + r"(\.[A-Za-z0-9_-]+)?$"
 
 
 def http_port(service: str) -> int:

@@ -32,12 +32,14 @@ P = TypeVar("P", bound=Contract)
 
 @dataclass(frozen=True)
 class Message(Generic[P]):
-    """A consumed message: its contract, the envelope it came in (ids for dedup, correlation, causation), and
-    the trace context of its span (what answers to it carry)."""
+    """A consumed message: its contract, the envelope it came in (ids for dedup, correlation, causation), the
+    trace context of its span (what answers to it carry), and the outside party whose own topic it came on, the
+    only one the broker lets write there (None for a topic of our own)."""
 
     payload: P
     envelope: Envelope
     trace: Context
+    sender: str | None = None
 
     @property
     def correlation_id(self) -> str:
@@ -79,8 +81,8 @@ class UnitOfWork:
                          trace=to.trace)
 
     def refuse(self, message: Message, reason: str, detail: str) -> None:
-        """The handler cannot apply this message (it names an order or fulfilment order there is no trace of):
-        it is dead-lettered with this reason code, the rest of the batch applied. The handler must leave it
+        """The handler cannot apply this message (it names an order or fulfilment order there is no trace of, or
+        its sender speaks for another party): it is dead-lettered with this reason code, the rest of the batch applied. The handler must leave it
         without effect; a message that is refused may be replayed once its cause is gone."""
         self.refused.append((message, reason, detail))
 

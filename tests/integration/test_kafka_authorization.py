@@ -10,12 +10,12 @@ from aiokafka.errors import (GroupAuthorizationFailedError, KafkaConnectionError
                              TopicAuthorizationFailedError)
 
 from ops.client import client
-from ops.principals import PARTY_KINDS, add_user, grant, party_principal, remove_user
+from ops.principals import PARTY_KINDS, add_party, party_principal, party_topic, remove_user
 from ops.waiting import eventually
 from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
                                      INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
 from shared.messaging.service import consumer_group
-from shared.settings import KafkaLogin, Settings
+from shared.settings import KafkaLogin, Settings, kafka_password_variable
 
 from ..support.kcat import Kcat
 
@@ -38,25 +38,31 @@ async def test_a_client_without_credentials_can_neither_produce_nor_consume(conf
 
 
 async def test_a_wrong_password_is_refused(config):
-    login = KafkaLogin(config.kafka_bootstrap, "channel", "not-the-password")
+    login = KafkaLogin(config.kafka_bootstrap, "erp", "not-the-password")
     producer = AIOKafkaProducer(**login.aiokafka())
     with pytest.raises(KafkaError):
         await producer.start()
     await producer.stop()
 
 
-@pytest.mark.parametrize("topic", [FULFILLMENT_EVENTS, INVENTORY_COMMANDS])
-async def test_a_channel_cannot_publish_where_only_services_or_erp_write(config, topic):
-    async with client(config, "test/channel", principal="channel") as channel:
-        await channel.send_raw(ORDER_COMMANDS, b"{}")  # its own topic: allowed
+@pytest.fixture(scope="module")
+async def channel(party):
+    return await party("channel", f"t{uuid.uuid4().hex[:8]}")
+
+
+@pytest.mark.parametrize("topic", [FULFILLMENT_EVENTS, INVENTORY_COMMANDS, ORDER_COMMANDS, f"{ORDER_COMMANDS}.web"])
+async def test_a_channel_publishes_on_its_own_topic_only(config, channel, topic):
+    async with client(config, "test/channel", principal=channel.name) as sender:
+        await sender.send_raw(party_topic("channel", channel.name.removeprefix("channel-")), b"{}")
         with pytest.raises(TopicAuthorizationFailedError):
-            await channel.send_raw(topic, b"{}")
+            await sender.send_raw(topic, b"{}")
 
 
-async def test_a_location_cannot_read_the_order_events(config, kcat):
+async def test_a_location_cannot_read_the_order_events(config, kcat, party):
+    location = await party("location", f"T-{uuid.uuid4().hex[:8].upper()}")
     # aiokafka only logs a refused topic and waits; kcat (librdkafka) reports the broker's answer and exits.
-    assert read_with_kcat(kcat, config, "location", FULFILLMENT_WORK).returncode == 0  # its own: allowed
-    refused = read_with_kcat(kcat, config, "location", ORDER_EVENTS)
+    assert read_with_kcat(kcat, config, location.name, FULFILLMENT_WORK).returncode == 0  # its own: allowed
+    refused = read_with_kcat(kcat, config, location.name, ORDER_EVENTS)
     assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr
 
 
@@ -76,22 +82,23 @@ async def test_only_ops_creates_topics(config):
     assert [code for _, code, *_ in response.topic_errors] == [TOPIC_AUTHORIZATION_FAILED]
 
 
-async def test_a_principal_added_for_a_location_gets_its_kinds_rights_and_loses_them_when_removed(config, kcat,
-                                                                                                  monkeypatch):
-    location = party_principal("location", uuid.uuid4().hex[:8])
+async def test_a_location_added_gets_its_own_topic_and_loses_its_rights_when_removed(config, kcat, monkeypatch):
+    name = f"T-{uuid.uuid4().hex[:8].upper()}"
+    own_topic = party_topic("location", name)
     password = uuid.uuid4().hex
-    monkeypatch.setenv(f"OMS_{location.name.upper().replace('-', '_')}_KAFKA_PASSWORD", password)
-    await add_user(config, location.name, password)
-    await grant(config, [location])
+    location = party_principal("location", name)
+    monkeypatch.setenv(kafka_password_variable(location.name), password)
+    await add_party(config, "location", name, password)
     try:
-        assert location.writes == PARTY_KINDS["location"]["writes"]
+        assert location.writes == (own_topic,) and location.reads == PARTY_KINDS["location"].reads
         # A new SCRAM user reaches the broker's credential cache through the metadata log: a moment later.
-        await eventually(lambda: can_publish(config, location.name, FULFILLMENT_LOCATION_UPDATES),
+        await eventually(lambda: can_publish(config, location.name, own_topic),
                          what=f"{location.name} to publish location updates")
+        assert not await can_publish(config, location.name, FULFILLMENT_LOCATION_UPDATES)  # the shared one: ops'
         assert "Topic authorization failed" in read_with_kcat(kcat, config, location.name, ORDER_EVENTS).stderr
     finally:
         await remove_user(config, location.name)
-    await eventually(lambda: refused(config, location.name), what=f"{location.name} to be refused")
+    await eventually(lambda: refused(config, location.name, own_topic), what=f"{location.name} to be refused")
 
 
 async def can_publish(config: Settings, principal: str, topic: str) -> bool:
@@ -103,8 +110,8 @@ async def can_publish(config: Settings, principal: str, topic: str) -> bool:
         return False
 
 
-async def refused(config: Settings, principal: str) -> bool:
-    return not await can_publish(config, principal, FULFILLMENT_LOCATION_UPDATES)
+async def refused(config: Settings, principal: str, topic: str) -> bool:
+    return not await can_publish(config, principal, topic)
 
 
 def read_with_kcat(kcat: Kcat, config: Settings, principal: str, topic: str) -> subprocess.CompletedProcess:

@@ -1,3 +1,4 @@
+import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from ops.prepare import service_definitions
@@ -7,11 +8,11 @@ from shared.messaging.service import consumer_group
 from shared.settings import settings
 
 
-def test_a_channel_writes_order_commands_reads_order_events_and_uses_groups_of_its_own():
+def test_a_channel_writes_its_own_order_commands_topic_reads_order_events_and_uses_groups_of_its_own():
     acls = {(acl.restype, acl.name, acl.resource_pattern_type, acl.operation, acl.principal)
             for acl in party_principal("channel", "acme").acls("test-1.")}
     assert acls == {
-        (ResourceType.TOPIC, f"test-1.{ORDER_COMMANDS}", ResourcePatternType.LITERAL, AclOperation.WRITE,
+        (ResourceType.TOPIC, f"test-1.{ORDER_COMMANDS}.acme", ResourcePatternType.LITERAL, AclOperation.WRITE,
          "User:channel-acme"),
         (ResourceType.TOPIC, f"test-1.{ORDER_EVENTS}", ResourcePatternType.LITERAL, AclOperation.READ,
          "User:channel-acme"),
@@ -41,4 +42,22 @@ def test_every_service_may_dead_letter_and_only_the_outside_writers_of_the_topic
         assert DEAD_LETTERS in service_principal(service).writes
         for topic in service.publishes:
             writers = {p.name for p in principals if topic in p.writes}
-            assert writers <= {service.name, "channel", "erp"}, f"{topic} written by {writers}"
+            assert writers <= {service.name, "erp"}, f"{topic} written by {writers}"
+
+
+def test_the_services_read_every_partys_own_topic_by_one_prefixed_acl():
+    capture = service_principal(next(s for s in service_definitions() if s.name == "capture"))
+    prefixed = {(acl.name, acl.operation) for acl in capture.acls("test-1.")
+                if acl.resource_pattern_type == ResourcePatternType.PREFIXED and acl.restype == ResourceType.TOPIC}
+    assert prefixed == {(f"test-1.{ORDER_COMMANDS}", AclOperation.READ)}
+
+
+@pytest.mark.parametrize("kind, name", [("channel", None), ("location", None), ("channel", "Web"),
+                                        ("channel", "a.b"), ("location", "../x"), ("location", "")])
+def test_a_channel_or_location_principal_needs_a_name_its_messages_can_carry(kind, name):
+    with pytest.raises(ValueError):
+        party_principal(kind, name)
+
+
+def test_the_erp_has_a_principal_of_its_kind():
+    assert party_principal("erp").name == "erp"
