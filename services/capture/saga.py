@@ -1,19 +1,7 @@
-"""The order saga, as a table: for each state, the replies it accepts and what each one leads to.
-
-    state              reply                        next state          messages sent
-    reserving          StockReserved                routing             RouteOrder
-    reserving          StockUnavailable             cancelled           (compensate) OrderCancelled
-    routing            OrderRouted                  allocating          AllocateReservation
-    routing            RouteNotFound                cancelled           (compensate) OrderCancelled
-    allocating         ReservationAllocated         fulfilling          RequestFulfillment
-    allocating         AllocationFailed             routing             RouteOrder without that location
-    fulfilling         FulfillmentOrderCreated      awaiting_shipment   OrderConfirmed
-    fulfilling,
-    awaiting_shipment  FulfillmentRejected          reallocating        DeallocateReservation
-    reallocating       ReservationDeallocated       routing             RouteOrder without the rejecting locations
-    awaiting_shipment,
-    cancelling         ShipmentConfirmed            shipped             CommitReservation, OrderShipped
-    cancelling         FulfillmentCancelled         cancelled           ReleaseReservation, OrderCancelled
+"""The order saga, declared as data: `STEPS` lists each step (the state that waits on it, the command it sends,
+the compensation registered before that command goes out, and the replies it accepts, each with what it leads
+to). The transition table, the command sent again on a deadline, the states with deadlines and the README's
+table ("The saga, step by step") all come from that one declaration (`table()` prints it).
 
 Compensations are registered *before* the step they undo is sent (a step whose answer never came may still
 have happened): `release_reservation` before ReserveStock, `cancel_fulfillment` before RequestFulfillment.
@@ -21,8 +9,8 @@ Cancelling (customer request, no route, too many rejections, a step that never a
 compensation; with an open fulfilment order it first waits in `cancelling` for the location to let go, because
 an order that has shipped cannot be cancelled.
 
-Every waiting state has a deadline (kept in the saga row by the store). When it passes, the step's command is
-sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling` never gives
+Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the command
+is sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling` never gives
 up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of order)
 changes nothing, and so does a reply whose ids are not the saga's own: the location it waits on (the one it
 deallocates when reallocating) and that location's fulfilment order — anyone able to write a reply topic could
@@ -32,6 +20,7 @@ row, calls a function, stores the result.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import get_type_hints
 from uuid import UUID
 
 from shared.contracts import Contract
@@ -63,7 +52,6 @@ from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
 MAX_STEP_ATTEMPTS = 3  # sends of one step's command before a silent step cancels the order
-WAITING = frozenset({"reserving", "routing", "allocating", "fulfilling", "reallocating", "cancelling"})
 
 RELEASE = "release_reservation"
 CANCEL_FULFILLMENT = "cancel_fulfillment"
@@ -95,7 +83,7 @@ class Step:
 
 
 def start(saga: Saga) -> Step:
-    return _wait(replace(saga, state="reserving", compensations=(RELEASE,)))
+    return _wait(replace(saga, state="reserving"))
 
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
@@ -116,7 +104,7 @@ def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
 
 
 def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
-    return _wait(replace(saga, state="fulfilling", compensations=(*saga.compensations, CANCEL_FULFILLMENT)))
+    return _wait(replace(saga, state="fulfilling"))
 
 
 def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
@@ -154,23 +142,94 @@ def _fulfilment_cancelled(saga: Saga, reply: FulfillmentCancelled) -> Step:
     return _finish_cancel(replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT)))
 
 
-TRANSITIONS: dict[tuple[str, type[Contract]], Callable[[Saga, Contract], Step]] = {
-    ("reserving", StockReserved): _reserved,
-    ("reserving", StockUnavailable): _unavailable,
-    ("routing", OrderRouted): _routed,
-    ("routing", RouteNotFound): _no_route,
-    ("allocating", ReservationAllocated): _allocated,
-    ("allocating", AllocationFailed): _allocation_failed,
-    ("fulfilling", FulfillmentOrderCreated): _fulfilment_created,
-    ("fulfilling", FulfillmentRejected): _rejected,
-    ("awaiting_shipment", FulfillmentRejected): _rejected,
-    ("reallocating", ReservationDeallocated): _deallocated,
-    ("awaiting_shipment", ShipmentConfirmed): _shipped,
-    ("cancelling", ShipmentConfirmed): _shipped,
-    ("cancelling", FulfillmentCancelled): _fulfilment_cancelled,
-}
+def _reserve(saga: Saga) -> ReserveStock:
+    return ReserveStock(order_id=saga.order_id, lines=list(saga.lines))
 
+
+def _route(saga: Saga) -> RouteOrder:
+    return RouteOrder(order_id=saga.order_id, lines=list(saga.lines), delivery=saga.delivery,
+                      availability=list(saga.availability), exclude_locations=list(saga.excluded_locations))
+
+
+def _allocate(saga: Saga) -> AllocateReservation:
+    return AllocateReservation(order_id=saga.order_id, location_id=saga.location_id)
+
+
+def _request_fulfilment(saga: Saga) -> RequestFulfillment:
+    return RequestFulfillment(order_id=saga.order_id, location_id=saga.location_id, lines=list(saga.lines),
+                              delivery=saga.delivery)
+
+
+def _deallocate(saga: Saga) -> DeallocateReservation:
+    return DeallocateReservation(order_id=saga.order_id, location_id=saga.excluded_locations[-1])
+
+
+def _withdraw_fulfilment(saga: Saga) -> CancelFulfillment:
+    return CancelFulfillment(order_id=saga.order_id, location_id=saga.location_id)
+
+
+@dataclass(frozen=True)
+class Then:
+    """What a reply does to the saga, and (for the table) where that leads."""
+
+    apply: Callable[[Saga, Contract], Step]
+    leads_to: str
+
+
+@dataclass(frozen=True)
+class SagaStep:
+    state: str
+    replies: dict[type[Contract], Then]
+    command: Callable[[Saga], Contract] | None = None  # None: waits on a location, with no deadline
+    compensation: str | None = None  # registered before the command is first sent
+    gives_up: bool = True  # after MAX_STEP_ATTEMPTS sends without an answer
+
+
+CANCELLED = "cancelled: run the compensations, OrderCancelled"
+STEPS = (
+    SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
+        StockReserved: Then(_reserved, "routing: RouteOrder"),
+        StockUnavailable: Then(_unavailable, CANCELLED)}),
+    SagaStep("routing", command=_route, replies={
+        OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location"),
+        RouteNotFound: Then(_no_route, CANCELLED)}),
+    SagaStep("allocating", command=_allocate, replies={
+        ReservationAllocated: Then(_allocated, "fulfilling: RequestFulfillment"),
+        AllocationFailed: Then(_allocation_failed, "routing: RouteOrder without that location (at most 3 tried)")}),
+    SagaStep("fulfilling", command=_request_fulfilment, compensation=CANCEL_FULFILLMENT, replies={
+        FulfillmentOrderCreated: Then(_fulfilment_created, "awaiting_shipment: OrderConfirmed"),
+        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
+    SagaStep("awaiting_shipment", replies={
+        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped"),
+        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
+    SagaStep("reallocating", command=_deallocate, replies={
+        ReservationDeallocated: Then(_deallocated, "routing: RouteOrder without the rejecting locations")}),
+    SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={
+        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (a customer's cancellation "
+                                          "is answered ALREADY_SHIPPED)"),
+        FulfillmentCancelled: Then(_fulfilment_cancelled, "cancelled: ReleaseReservation, OrderCancelled")}),
+)
+STEP_OF = {step.state: step for step in STEPS}
+TRANSITIONS = {(step.state, reply): then.apply for step in STEPS for reply, then in step.replies.items()}
 REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS)
+WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
+
+
+def table() -> str:
+    """The saga as the README shows it."""
+    rows = [f"| {f'`{step.state}`' if first else ''} | {_sends(step) if first else ''} | `{reply.__name__}` | "
+            f"{then.leads_to} |"
+            for step in STEPS for first, (reply, then) in zip([True] + [False] * len(step.replies),
+                                                              step.replies.items())]
+    return "\n".join(["| state | sends (again on its deadline) | reply | leads to |", "|---|---|---|---|", *rows])
+
+
+def _sends(step: SagaStep) -> str:
+    if step.command is None:
+        return "— (waits on the location)"
+    registers = f", registering `{step.compensation}` first" if step.compensation else ""
+    forever = ", never gives up" if not step.gives_up else ""
+    return f"`{get_type_hints(step.command)['return'].__name__}`{registers}{forever}"
 
 
 def advance(saga: Saga, reply: Contract) -> Step | None:
@@ -203,7 +262,7 @@ def request_cancel(saga: Saga, reason: str) -> Step:
 
 def on_timeout(saga: Saga) -> Step:
     """The current step's deadline passed: ask again, or give up and compensate."""
-    if saga.state == "cancelling" or saga.attempts < MAX_STEP_ATTEMPTS:
+    if not STEP_OF[saga.state].gives_up or saga.attempts < MAX_STEP_ATTEMPTS:
         return _wait(saga, again=True)
     command = pending_command(saga)
     return _cancel(saga, ReasonCode(code="STEP_TIMEOUT",
@@ -212,26 +271,17 @@ def on_timeout(saga: Saga) -> Step:
 
 def pending_command(saga: Saga) -> Contract:
     """The command a waiting state has sent and waits on; sent again on timeout."""
-    order_id = saga.order_id
-    match saga.state:
-        case "reserving":
-            return ReserveStock(order_id=order_id, lines=list(saga.lines))
-        case "routing":
-            return RouteOrder(order_id=order_id, lines=list(saga.lines), delivery=saga.delivery,
-                              availability=list(saga.availability), exclude_locations=list(saga.excluded_locations))
-        case "allocating":
-            return AllocateReservation(order_id=order_id, location_id=saga.location_id)
-        case "fulfilling":
-            return RequestFulfillment(order_id=order_id, location_id=saga.location_id, lines=list(saga.lines),
-                                      delivery=saga.delivery)
-        case "reallocating":
-            return DeallocateReservation(order_id=order_id, location_id=saga.excluded_locations[-1])
-        case "cancelling":
-            return CancelFulfillment(order_id=order_id, location_id=saga.location_id)
-    raise ValueError(f"state {saga.state} waits for nothing")
+    step = STEP_OF.get(saga.state)
+    if step is None or step.command is None:
+        raise ValueError(f"state {saga.state} waits for nothing")
+    return step.command(saga)
 
 
 def _wait(saga: Saga, *, again: bool = False) -> Step:
+    """Enter (or stay in) a step: register its compensation, then send its command."""
+    compensation = STEP_OF[saga.state].compensation
+    if compensation and compensation not in saga.compensations:
+        saga = replace(saga, compensations=(*saga.compensations, compensation))
     waiting = replace(saga, attempts=saga.attempts + 1 if again else 1)
     return Step(waiting, [pending_command(waiting)])
 

@@ -29,6 +29,7 @@ from shared.contracts.orders import OrderCancellationRejected, OrderCancelled, O
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
+from ops.env import ROOT
 from services.capture import saga as s
 
 ORDER = uuid.uuid4()
@@ -232,3 +233,16 @@ def test_replies_about_other_locations_change_nothing_in_any_state():
         fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", reason=ReasonCode(code="SHORT_PICK"))).saga
     assert s.advance(reallocating, ReservationDeallocated(order_id=ORDER, location_id="WH-2",
                                                           availability=reserved().availability)) is None
+
+
+def test_the_readme_shows_the_saga_as_declared():
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("<!-- saga table: generated from services/capture/saga.py STEPS (saga.table()) -->\n")[1]
+    assert shown.split("\n<!-- end of saga table -->")[0] == s.table(), "paste saga.table() into the README"
+
+
+def test_every_step_that_sends_a_command_has_a_deadline_and_registers_its_compensation_before_sending():
+    for step in s.STEPS:
+        assert (step.state in s.WAITING) == (step.command is not None)
+    reserving = s.start(new_saga())
+    assert reserving.saga.compensations == (s.RELEASE,) and isinstance(reserving.messages[0], ReserveStock)
