@@ -14,6 +14,7 @@ from typing import get_args
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.capture import saga
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.common import Address
 from shared.contracts.orders import Customer
@@ -146,3 +147,12 @@ def write(path: Path = SPEC_PATH) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render())
     return path
+
+
+def write_saga_table(readme: Path = ROOT / "README.md") -> Path:
+    """The README's saga table, from the saga's declaration."""
+    text = readme.read_text()
+    before, rest = text.split(saga.README_TABLE_START)
+    after = rest.split(saga.README_TABLE_END)[1]
+    readme.write_text(before + saga.README_TABLE_START + saga.table() + saga.README_TABLE_END + after)
+    return readme

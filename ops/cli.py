@@ -156,7 +156,11 @@ async def show_order(ref: str) -> int:
         await conn.close()
 
 
-async def ship(ref: str, carrier: str) -> int:
+# What `oms ship` reports, as the location, by kind of delivery (see LocationUpdate).
+HANDOVER = {"ship": ("picked", "packed", "shipped", "delivered"), "pickup": ("picked", "ready_for_pickup", "picked_up")}
+
+
+async def ship(ref: str, carrier: str, until: str | None) -> int:
     conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
@@ -166,13 +170,14 @@ async def ship(ref: str, carrier: str) -> int:
     if not saga or not saga["fulfillment_order_id"]:
         print(f"order {ref} has no fulfilment order yet")
         return 1
+    steps = HANDOVER[json.loads(saga["delivery"])["type"]]
+    steps = steps[:steps.index(until) + 1] if until in steps else steps
     ids = {"fulfillment_order_id": saga["fulfillment_order_id"], "order_id": saga["order_id"]}
     async with client(settings(), f"location/{saga['location_id']}") as location:
-        await location.send(LocationUpdate(**ids, status="picked"))
-        await location.send(LocationUpdate(**ids, status="packed"))
-        await location.send(LocationUpdate(**ids, status="shipped", carrier=carrier,
-                                           tracking_number=f"TRK{uuid.uuid4().hex[:12].upper()}"))
-    print(f"reported picked, packed, shipped for {ref}")
+        for status in steps:
+            tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
+            await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})))
+    print(f"reported {', '.join(steps)} for {ref}")
     return 0
 
 
@@ -298,10 +303,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--pickup", metavar="STORE_ID", help="buy online, pick up in this store (e.g. ST-COLOGNE)")
     o = sub.add_parser("order", help="show an order, its saga and timeline")
     o.add_argument("ref", help="order id, or channel/channel_order_id")
-    sh = sub.add_parser("ship", help="act as the location: pick, pack and ship the order")
+    sh = sub.add_parser("ship", help="act as the location: pick, pack, ship and deliver the order (a pickup "
+                                     "order: pick, ready for pickup, collected)")
     sh.add_argument("ref")
     sh.add_argument("--carrier", default="DHL")
-    sub.add_parser("asyncapi", help="regenerate docs/asyncapi.json")
+    sh.add_argument("--until", choices=sorted({s for steps in HANDOVER.values() for s in steps}),
+                    help="stop after this step (e.g. shipped, ready_for_pickup)")
+    sub.add_parser("asyncapi", help="regenerate docs/asyncapi.json and the README's saga table")
     sub.add_parser("check", help="check the OMS invariants against the running system")
     ld = sub.add_parser("load", help="publish a realistic order mix; locations ship what they get")
     ld.add_argument("--count", type=int, default=1000)
@@ -355,7 +363,7 @@ def main() -> None:
         case "order":
             code = asyncio.run(show_order(args.ref))
         case "ship":
-            code = asyncio.run(ship(args.ref, args.carrier))
+            code = asyncio.run(ship(args.ref, args.carrier, args.until))
         case "test":
             code = test(args.pytest_args)
         case "load":
@@ -375,7 +383,7 @@ def main() -> None:
             change = add_principal if args.principal_action == "add" else remove_principal
             code = asyncio.run(change(args.kind, args.name))
         case "asyncapi":
-            print(f"wrote {asyncapi.write()}")
+            print(f"wrote {asyncapi.write()} and the saga table in {asyncapi.write_saga_table()}")
             code = 0
     sys.exit(code)
 

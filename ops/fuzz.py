@@ -299,7 +299,7 @@ class Fuzz:
             outboxes = {s: n for s in SERVICES if (n := await conn.fetchval(f"SELECT count(*) FROM {s}.outbox"))}
             open_orders = await conn.fetchval(
                 "SELECT count(*) FROM capture.orders WHERE channel = $1 AND channel_order_id = ANY($2) "
-                "AND status IN ('shipped', 'cancelled')", CHANNEL, valid_orders)
+                "AND status = ANY($3::text[])", CHANNEL, valid_orders, list(invariants.SETTLED))
             unsettled = len(valid_orders) - open_orders
             pending = ", ".join([*(f"{g} lags {n}" for g, n in lag.items()), *(f"{s} outbox holds {n}" for s, n in
                                                                                outboxes.items())]
@@ -413,7 +413,7 @@ def _judge(sent: Sent, reason: str | None, rejections: set[tuple[str, str]], ord
         if sent.ref[0] == "receipt":
             return ("valid: booked", True) if applied else ("valid: NOT BOOKED", False)
         status = orders.get(sent.ref[1], "missing")
-        return f"valid: {status}", status == "shipped"
+        return f"valid: {status}", status in invariants.HANDED_OVER
     if sent.expect == DEDUPLICATED:
         if reason:
             return f"duplicate id, but dead-lettered {reason}", False

@@ -1,7 +1,7 @@
 """The OMS invariant checker: reads every service's schema (as an operator, with the read-only ops role) and says
 what is violated. Run it against a live system with `oms check`; the fault tests run it after each fault.
 
-Order-level invariants hold once an order has settled (shipped or cancelled); orders still moving are
+Order-level invariants hold once an order has settled (shipped, delivered, picked up or cancelled); orders still moving are
 counted as in flight and not judged.
 """
 
@@ -53,18 +53,22 @@ FROM inventory.sku_stock s LEFT JOIN lines l USING (sku) LEFT JOIN locations loc
 WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved, 0)
 """
 
+# An order has settled once it is shipped (or delivered), collected in store, or cancelled; `told` counts the
+# customer messages of its final state.
+HANDED_OVER = ("shipped", "delivered", "picked_up")
+SETTLED = (*HANDED_OVER, "cancelled")
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
-          AND f.status IN ('requested', 'picked', 'packed')) AS open_fulfilment,
+          AND f.status IN ('requested', 'accepted', 'picked', 'packed', 'ready_for_pickup')) AS open_fulfilment,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
-          AND f.status = 'shipped') AS shipped_fulfilment,
+          AND f.status IN ('shipped', 'delivered', 'picked_up')) AS handed_over_fulfilment,
        (SELECT count(*) FROM notification.notifications n WHERE n.order_id = o.order_id
-          AND n.kind = CASE s.state WHEN 'shipped' THEN 'order_shipped' ELSE 'order_cancelled' END) AS told
+          AND n.kind = 'order_' || s.state) AS told
 FROM capture.orders o
 JOIN capture.order_sagas s USING (order_id)
 LEFT JOIN inventory.reservations r USING (order_id)
-WHERE s.state IN ('shipped', 'cancelled')
+WHERE s.state = ANY($1::text[])
 """
 
 
@@ -82,8 +86,8 @@ class Report:
 
     def __str__(self) -> str:
         flight = ", ".join(f"{state} {n}" for state, n in sorted(self.in_flight.items())) or "none"
-        lines = [f"orders {self.orders}: shipped {self.by_state.get('shipped', 0)}, "
-                 f"cancelled {self.by_state.get('cancelled', 0)}, in flight: {flight}",
+        settled = ", ".join(f"{state} {self.by_state.get(state, 0)}" for state in SETTLED)
+        lines = [f"orders {self.orders}: {settled}, in flight: {flight}",
                  f"violations: {len(self.violations)}"]
         return "\n".join(lines + [f"  - {v}" for v in self.violations])
 
@@ -94,8 +98,8 @@ async def check(conn: asyncpg.Connection) -> Report:
     counts = {r["state"]: r["n"] for r in states}
     report.by_state = counts
     report.orders = await conn.fetchval("SELECT count(*) FROM capture.orders")
-    report.settled = counts.get("shipped", 0) + counts.get("cancelled", 0)
-    report.in_flight = {s: n for s, n in counts.items() if s not in ("shipped", "cancelled")}
+    report.settled = sum(counts.get(state, 0) for state in SETTLED)
+    report.in_flight = {s: n for s, n in counts.items() if s not in SETTLED}
     missing = report.orders - sum(counts.values())
     if missing:
         report.violations.append(f"{missing} orders without a saga")
@@ -107,7 +111,7 @@ async def check(conn: asyncpg.Connection) -> Report:
         report.violations.append(
             f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "
             f"reserved {row['reserved']} vs live reservations {row['ledger']}")
-    for row in await conn.fetch(SETTLED_ORDERS):
+    for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:
         if parked := await conn.fetchval(f"SELECT count(*) FROM {service}.outbox_parked"):
@@ -122,11 +126,11 @@ def _order_violations(row: asyncpg.Record) -> list[str]:
         found.append(f"order {order}: status {row['status']} but saga {state}")
     if row["open_fulfilment"]:
         found.append(f"order {order}: {state} with {row['open_fulfilment']} open fulfilment orders")
-    if state == "shipped":
+    if state in HANDED_OVER:
         if row["reservation"] != "committed":
-            found.append(f"order {order}: shipped but reservation {row['reservation']}")
-        if row["shipped_fulfilment"] != 1:
-            found.append(f"order {order}: shipped with {row['shipped_fulfilment']} shipped fulfilment orders")
+            found.append(f"order {order}: {state} but reservation {row['reservation']}")
+        if row["handed_over_fulfilment"] != 1:
+            found.append(f"order {order}: {state} with {row['handed_over_fulfilment']} fulfilment orders handed over")
     elif row["reservation"] not in (None, "released"):
         found.append(f"order {order}: cancelled but reservation {row['reservation']}")
     if row["told"] != 1:

@@ -58,9 +58,12 @@ class LocationSimulator:
             if self.reject(data):
                 self.rejected += 1
                 updates.append(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
+            elif data["delivery"]["type"] == "pickup":  # the customer comes straight away
+                updates += [LocationUpdate(**ids, status="ready_for_pickup"), LocationUpdate(**ids, status="picked_up")]
             else:
-                updates.append(LocationUpdate(**ids, status="shipped", carrier="DHL",
-                                              tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}"))
+                updates += [LocationUpdate(**ids, status="shipped", carrier="DHL",
+                                           tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}"),
+                            LocationUpdate(**ids, status="delivered")]
         await self.client.send_many(updates)
         self.handled += len(updates)
 

@@ -24,12 +24,16 @@ from typing import get_type_hints
 from uuid import UUID
 
 from shared.contracts import Contract
-from shared.contracts.common import Delivery, Line, ReasonCode
+from shared.contracts.common import Delivery, Line, PickupInStore, ReasonCode
 from shared.contracts.fulfillment import (
     CancelFulfillment,
+    DeliveryConfirmed,
     FulfillmentCancelled,
     FulfillmentOrderCreated,
+    FulfillmentOrderProgressed,
     FulfillmentRejected,
+    PickupCompleted,
+    PickupExpired,
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
@@ -47,7 +51,15 @@ from shared.contracts.inventory import (
     StockReserved,
     StockUnavailable,
 )
-from shared.contracts.orders import OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import (
+    OrderCancellationRejected,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderDelivered,
+    OrderPickedUp,
+    OrderReadyForPickup,
+    OrderShipped,
+)
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
@@ -119,7 +131,39 @@ def _fulfilment_created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
 
 def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
     nothing_to_withdraw = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
+    if isinstance(saga.delivery, PickupInStore):  # the customer comes to this store: no other can serve them
+        return _cancel(nothing_to_withdraw, ReasonCode(code="PICKUP_REJECTED", detail=reply.reason.code))
     return _try_elsewhere(nothing_to_withdraw, reply.location_id, "reallocating")
+
+
+def _progressed(saga: Saga, reply: FulfillmentOrderProgressed) -> Step:
+    """Picked, packed, ...: on the order's timeline. Ready for pickup: the customer is told to come."""
+    if reply.status != "ready_for_pickup":
+        return Step(saga)
+    return Step(replace(saga, state="ready_for_pickup"),
+                [OrderReadyForPickup(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
+                                     store_id=reply.location_id)])
+
+
+def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
+    messages: list[Contract] = [
+        CommitReservation(order_id=saga.order_id),
+        OrderPickedUp(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
+                      store_id=reply.location_id),
+    ]
+    if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
+        messages.append(_cancellation_rejected(saga, "ALREADY_PICKED_UP"))
+    return Step(replace(saga, state="picked_up", compensations=(), cancel_reason=None, cancel_stage=None), messages)
+
+
+def _not_collected(saga: Saga, reply: PickupExpired) -> Step:
+    withdrawn = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
+    return _cancel(withdrawn, ReasonCode(code="NOT_COLLECTED", detail=f"ready since {reply.ready_since:%Y-%m-%d}"))
+
+
+def _delivered(saga: Saga, reply: DeliveryConfirmed) -> Step:
+    return Step(replace(saga, state="delivered"),
+                [OrderDelivered(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id)])
 
 
 def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
@@ -200,13 +244,25 @@ STEPS = (
         FulfillmentOrderCreated: Then(_fulfilment_created, "awaiting_shipment: OrderConfirmed"),
         FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
     SagaStep("awaiting_shipment", replies={
+        FulfillmentOrderProgressed: Then(_progressed, "on the timeline; ready for pickup: ready_for_pickup, "
+                                                      "OrderReadyForPickup"),
         ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped"),
-        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
+        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation (a pickup order: cancelled, "
+                                             "PICKUP_REJECTED)")}),
+    SagaStep("ready_for_pickup", replies={
+        PickupCompleted: Then(_picked_up, "picked_up: CommitReservation, OrderPickedUp"),
+        PickupExpired: Then(_not_collected, "cancelled, NOT_COLLECTED: ReleaseReservation (back on the shelf), "
+                                            "OrderCancelled"),
+        FulfillmentRejected: Then(_rejected, "cancelled, PICKUP_REJECTED")}),
+    SagaStep("shipped", replies={
+        DeliveryConfirmed: Then(_delivered, "delivered: OrderDelivered")}),
     SagaStep("reallocating", command=_deallocate, replies={
         ReservationDeallocated: Then(_deallocated, "routing: RouteOrder without the rejecting locations")}),
     SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={
         ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (a customer's cancellation "
                                           "is answered ALREADY_SHIPPED)"),
+        PickupCompleted: Then(_picked_up, "picked_up: CommitReservation, OrderPickedUp (a customer's "
+                                          "cancellation is answered ALREADY_PICKED_UP)"),
         FulfillmentCancelled: Then(_fulfilment_cancelled, "cancelled: ReleaseReservation, OrderCancelled")}),
 )
 STEP_OF = {step.state: step for step in STEPS}
@@ -215,8 +271,13 @@ REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS)
 WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
 
 
+README_TABLE_START = "<!-- saga table: generated from services/capture/saga.py STEPS (saga.table()) -->\n"
+README_TABLE_END = "\n<!-- end of saga table -->"
+
+
 def table() -> str:
-    """The saga as the README shows it."""
+    """The saga as the README shows it (between README_TABLE_START and README_TABLE_END; `oms asyncapi` puts it
+    there)."""
     rows = [f"| {f'`{step.state}`' if first else ''} | {_sends(step) if first else ''} | `{reply.__name__}` | "
             f"{then.leads_to} |"
             for step in STEPS for first, (reply, then) in zip([True] + [False] * len(step.replies),
@@ -251,8 +312,10 @@ def claims_hold(saga: Saga, reply: Contract) -> bool:
 
 def request_cancel(saga: Saga, reason: str) -> Step:
     """The channel asks to cancel: honoured before shipment, answered with a rejection after."""
-    if saga.state == "shipped":
+    if saga.state in ("shipped", "delivered"):
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_SHIPPED")])
+    if saga.state == "picked_up":
+        return Step(saga, [_cancellation_rejected(saga, "ALREADY_PICKED_UP")])
     if saga.state == "cancelled":
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_CANCELLED")])
     if saga.state == "cancelling":
@@ -320,4 +383,5 @@ def _without(saga: Saga, compensation: str) -> tuple[str, ...]:
     return tuple(c for c in saga.compensations if c != compensation)
 
 
-ORDER_STATUS = {"awaiting_shipment": "confirmed", "shipped": "shipped", "cancelled": "cancelled"}
+ORDER_STATUS = {"awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup", "shipped": "shipped",
+                "delivered": "delivered", "picked_up": "picked_up", "cancelled": "cancelled"}

@@ -24,5 +24,6 @@ SERVICE = ServiceDefinition(
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
                      handlers={contracts.LocationUpdate: handlers.location_updates}, per_party=True),
     ],
+    background=[handlers.expire_uncollected],
     publishes=(FULFILLMENT_WORK, FULFILLMENT_EVENTS),
 )

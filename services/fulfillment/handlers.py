@@ -1,10 +1,13 @@
 """Fulfillment handlers: create and withdraw work for a location; turn its reports into ERP events."""
 
+import asyncio
 from datetime import UTC, datetime
 
+from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import (
     CancelFulfillment,
+    DeliveryConfirmed,
     FulfillmentCancellationRefused,
     FulfillmentCancelled,
     FulfillmentOrderCreated,
@@ -13,14 +16,19 @@ from shared.contracts.fulfillment import (
     FulfillmentRequested,
     FulfillmentWithdrawn,
     LocationUpdate,
+    PickupCompleted,
+    PickupExpired,
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
 )
 from shared.logging import get_logger
-from shared.messaging.unit_of_work import Message, UnitOfWork
+from shared.messaging.retry import run_forever
+from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
-from .domain import OPEN, advances
+from .domain import CANCELLABLE, advances, belongs
+
+HANDED_OVER = {"shipped": "ALREADY_SHIPPED", "delivered": "ALREADY_SHIPPED", "picked_up": "ALREADY_PICKED_UP"}
 
 log = get_logger(__name__)
 
@@ -64,10 +72,10 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelFulfillment]) -> None:
            "fulfillment_order_id": fulfillment_order_id(cmd.order_id, cmd.location_id)}
     row = await uow.conn.fetchrow("SELECT status FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE",
                                   ids["fulfillment_order_id"])
-    if row is not None and row["status"] == "shipped":
-        uow.reply(FulfillmentCancellationRefused(**ids, reason=ReasonCode(code="ALREADY_SHIPPED")), message)
+    if row is not None and row["status"] in HANDED_OVER:
+        uow.reply(FulfillmentCancellationRefused(**ids, reason=ReasonCode(code=HANDED_OVER[row["status"]])), message)
         return
-    if row is not None and row["status"] in OPEN:
+    if row is not None and row["status"] in CANCELLABLE:
         await _set_status(uow, ids["fulfillment_order_id"], "cancelled")
         uow.reply(FulfillmentWithdrawn(**ids), message)
     uow.reply(FulfillmentCancelled(**ids, existed=row is not None), message)
@@ -92,7 +100,12 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
                    f"location {message.sender} reported on fulfillment order {update.fulfillment_order_id}, "
                    f"which is {row['location_id']}'s")
         return
-    if not advances(row["status"], update.status):
+    delivery = row["delivery"]["type"]
+    if not belongs(delivery, update.status):
+        uow.refuse(message, "WRONG_DELIVERY_STEP",
+                   f"{update.status} is not a step of a {delivery} fulfillment order ({update.fulfillment_order_id})")
+        return
+    if not advances(delivery, row["status"], update.status):
         log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
                  trace_id=message.trace_id, current=row["status"], reported=update.status)
         return
@@ -100,21 +113,62 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
     ids = {"fulfillment_order_id": update.fulfillment_order_id, "order_id": update.order_id,
            "location_id": row["location_id"]}
     correlation_id = row["correlation_id"]
-    if update.status == "shipped":
-        event = ShipmentConfirmed(**ids, lines=[Line(**line) for line in row["lines"]], carrier=update.carrier,
-                                  tracking_number=update.tracking_number, shipped_at=datetime.now(UTC))
-    elif update.status == "rejected":
-        event = FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"))
-    else:
-        event = FulfillmentOrderProgressed(**ids, status=update.status)
+    event = _event(update, ids, [Line(**line) for line in row["lines"]])
     uow.reply(event, message, correlation_id=correlation_id)
+
+
+def _event(update: LocationUpdate, ids: dict, lines: list[Line]) -> Contract:
+    """What the ERP and the saga hear of a location's report."""
+    now = datetime.now(UTC)
+    match update.status:
+        case "shipped":
+            return ShipmentConfirmed(**ids, lines=lines, carrier=update.carrier,
+                                     tracking_number=update.tracking_number, shipped_at=now)
+        case "delivered":
+            return DeliveryConfirmed(**ids, delivered_at=now)
+        case "picked_up":
+            return PickupCompleted(**ids, lines=lines, picked_up_at=now)
+        case "rejected":
+            return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"))
+    return FulfillmentOrderProgressed(**ids, status=update.status)
+
+
+async def expire_uncollected(begin: Begin, interval: float = 1.0, batch: int = 100) -> None:
+    """Background task: cancels pickup orders not collected within the hold period. The store puts the goods
+    back (FulfillmentWithdrawn); the saga cancels the order (NOT_COLLECTED) and releases its stock. SKIP LOCKED
+    lets several fulfillment instances share the work."""
+    async def scan() -> None:
+        while True:
+            if await _expire_uncollected(begin, batch) < batch:
+                await asyncio.sleep(interval)
+
+    await run_forever("expire-uncollected", scan)
+
+
+async def _expire_uncollected(begin: Begin, batch: int) -> int:
+    async with begin() as uow:
+        rows = await uow.conn.fetch(
+            """UPDATE fulfillment_orders SET status = 'cancelled', reject_reason = 'NOT_COLLECTED', updated_at = now()
+               WHERE fulfillment_order_id IN (
+                   SELECT fulfillment_order_id FROM fulfillment_orders
+                   WHERE status = 'ready_for_pickup' AND ready_at < now() - make_interval(secs => $1)
+                   ORDER BY ready_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING fulfillment_order_id, order_id, location_id, ready_at, correlation_id""",
+            uow.settings.pickup_hold_seconds, batch)
+        for row in rows:
+            ids = {"fulfillment_order_id": row["fulfillment_order_id"], "order_id": row["order_id"],
+                   "location_id": row["location_id"]}
+            log.info("fulfillment.pickup_expired", order_id=str(row["order_id"]), correlation_id=row["correlation_id"])
+            uow.emit(FulfillmentWithdrawn(**ids), correlation_id=row["correlation_id"])
+            uow.emit(PickupExpired(**ids, ready_since=row["ready_at"]), correlation_id=row["correlation_id"])
+        return len(rows)
 
 
 async def _set_status(uow: UnitOfWork, fo_id, status: str, update: LocationUpdate | None = None) -> None:
     await uow.conn.execute(
         """UPDATE fulfillment_orders SET status = $2, carrier = coalesce($3, carrier),
              tracking_number = coalesce($4, tracking_number), reject_reason = coalesce($5, reject_reason),
-             updated_at = now()
+             ready_at = CASE WHEN $2 = 'ready_for_pickup' THEN now() ELSE ready_at END, updated_at = now()
            WHERE fulfillment_order_id = $1""",
         fo_id, status, update and update.carrier, update and update.tracking_number, update and update.reason,
     )

@@ -19,6 +19,9 @@ SERVICE = ServiceDefinition(
                 orders.OrderAccepted: handlers.lifecycle_events,
                 orders.OrderConfirmed: handlers.lifecycle_events,
                 orders.OrderShipped: handlers.lifecycle_events,
+                orders.OrderDelivered: handlers.lifecycle_events,
+                orders.OrderReadyForPickup: handlers.lifecycle_events,
+                orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,
             },
         )

@@ -10,7 +10,15 @@ import asyncpg
 
 from shared.contracts import Contract
 from shared.contracts.notification import CustomerNotified
-from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import (
+    OrderAccepted,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderDelivered,
+    OrderPickedUp,
+    OrderReadyForPickup,
+    OrderShipped,
+)
 from shared.logging import get_logger
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
@@ -26,6 +34,12 @@ def _values(event: Contract) -> tuple[str, dict[str, str]]:
             return "order_confirmed", {}
         case OrderShipped():
             return "order_shipped", {"carrier": event.carrier, "tracking_number": event.tracking_number}
+        case OrderDelivered():
+            return "order_delivered", {}
+        case OrderReadyForPickup():
+            return "order_ready_for_pickup", {"store_id": event.store_id}
+        case OrderPickedUp():
+            return "order_picked_up", {"store_id": event.store_id}
         case OrderCancelled():
             return "order_cancelled", {"reason": event.reason.code.replace("_", " ").lower()}
     raise TypeError(f"no notification for {event.message_type}")

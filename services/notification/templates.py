@@ -12,6 +12,18 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
         Template("Hello $name,\n\nyour order $channel_order_id has shipped with $carrier, "
                  "tracking number $tracking_number.\n"),
     ),
+    "order_delivered": (
+        Template("Your order $channel_order_id has arrived"),
+        Template("Hello $name,\n\nyour order $channel_order_id has been delivered. Enjoy!\n"),
+    ),
+    "order_ready_for_pickup": (
+        Template("Your order $channel_order_id is ready for pickup"),
+        Template("Hello $name,\n\nyour order $channel_order_id is waiting for you at store $store_id.\n"),
+    ),
+    "order_picked_up": (
+        Template("You collected your order $channel_order_id"),
+        Template("Hello $name,\n\nthank you for collecting your order $channel_order_id at store $store_id.\n"),
+    ),
     "order_cancelled": (
         Template("Your order $channel_order_id was cancelled"),
         Template("Hello $name,\n\nwe are sorry: your order $channel_order_id was cancelled ($reason).\n"),

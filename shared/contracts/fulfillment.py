@@ -54,11 +54,16 @@ class FulfillmentWithdrawn(Contract):
 
 @contract("oms.fulfillment.LocationUpdate.v1", topic=FULFILLMENT_LOCATION_UPDATES)
 class LocationUpdate(Contract):
-    """A location reports progress on a fulfilment order, or rejects it (cannot fill it: short pick, closed, ...)."""
+    """A location reports progress on a fulfilment order, or rejects it (cannot fill it: short pick, closed, ...).
+
+    Ship-to: accepted -> picked -> packed -> shipped (carrier, tracking) -> delivered. Pickup in store:
+    accepted -> picked -> ready_for_pickup -> picked_up (the customer has collected). A location may skip steps;
+    a step backwards changes nothing; a step of the other kind of delivery is refused."""
 
     fulfillment_order_id: UUID
     order_id: UUID
-    status: Literal["picked", "packed", "shipped", "rejected"]
+    status: Literal["accepted", "picked", "packed", "shipped", "delivered", "ready_for_pickup", "picked_up",
+                    "rejected"]
     carrier: str | None = Field(None, max_length=50)
     tracking_number: str | None = Field(None, max_length=100)
     reason: str | None = Field(None, max_length=200, description="Why the location rejects, e.g. SHORT_PICK")
@@ -83,12 +88,13 @@ class FulfillmentOrderProgressed(Contract):
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId
-    status: Literal["picked", "packed"]
+    status: Literal["accepted", "picked", "packed", "ready_for_pickup"]
 
 
 @contract("oms.fulfillment.FulfillmentRejected.v1", topic=FULFILLMENT_EVENTS)
 class FulfillmentRejected(Contract):
-    """The location cannot fill the fulfilment order; the saga re-routes the order elsewhere."""
+    """The location cannot fill the fulfilment order; the saga re-routes a ship-to order elsewhere (a pickup
+    order cannot move: it is cancelled, PICKUP_REJECTED)."""
 
     fulfillment_order_id: UUID
     order_id: UUID
@@ -123,3 +129,36 @@ class ShipmentConfirmed(Contract):
     carrier: str
     tracking_number: str
     shipped_at: datetime
+
+
+@contract("oms.fulfillment.DeliveryConfirmed.v1", topic=FULFILLMENT_EVENTS)
+class DeliveryConfirmed(Contract):
+    """The shipment reached the customer (as the location or its carrier reports)."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId
+    delivered_at: datetime
+
+
+@contract("oms.fulfillment.PickupCompleted.v1", topic=FULFILLMENT_EVENTS)
+class PickupCompleted(Contract):
+    """The ERP's record of goods handed over in store (the pickup order's goods issue): exactly once in effect
+    per fulfilment order. Only now is a pickup order complete, not when the goods are ready in the store."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId
+    lines: list[Line]
+    picked_up_at: datetime
+
+
+@contract("oms.fulfillment.PickupExpired.v1", topic=FULFILLMENT_EVENTS)
+class PickupExpired(Contract):
+    """The customer did not collect within the hold period: the fulfilment order is cancelled and the store
+    told to put the goods back (FulfillmentWithdrawn); the saga cancels the order, NOT_COLLECTED."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId
+    ready_since: datetime

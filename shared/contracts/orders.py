@@ -95,13 +95,38 @@ class OrderShipped(Contract):
     tracking_number: str
 
 
+@contract("oms.capture.OrderReadyForPickup.v1", topic=ORDER_EVENTS)
+class OrderReadyForPickup(Contract):
+    """The goods wait for the customer at the store."""
+
+    order_id: UUID
+    fulfillment_order_id: UUID
+    store_id: str
+
+
+@contract("oms.capture.OrderPickedUp.v1", topic=ORDER_EVENTS)
+class OrderPickedUp(Contract):
+    """The customer collected the order in store: it is complete."""
+
+    order_id: UUID
+    fulfillment_order_id: UUID
+    store_id: str
+
+
+@contract("oms.capture.OrderDelivered.v1", topic=ORDER_EVENTS)
+class OrderDelivered(Contract):
+    order_id: UUID
+    fulfillment_order_id: UUID
+
+
 @contract("oms.capture.OrderCancelled.v1", topic=ORDER_EVENTS)
 class OrderCancelled(Contract):
     """The order ended without shipping; every reservation and open fulfilment order has been (or is being) undone."""
 
     order_id: UUID
     reason: ReasonCode = Field(description="CUSTOMER_CANCELLED, OUT_OF_STOCK, UNKNOWN_SKU, NO_LOCATION_WITH_STOCK, "
-                                           "PICKUP_STORE_NO_STOCK, NO_ROUTE, STEP_TIMEOUT, ...")
+                                           "PICKUP_STORE_NO_STOCK, PICKUP_REJECTED, NOT_COLLECTED, NO_ROUTE, "
+                                           "STEP_TIMEOUT, ...")
     stage: str = Field(description="The saga step the order was at when cancelling began", examples=["routing"])
 
 

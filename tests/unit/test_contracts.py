@@ -1,7 +1,11 @@
+from typing import get_args
+
+from services.notification.templates import TEMPLATES
+from shared.contracts.notification import NotificationKind
 from shared.contracts import REGISTRY, Envelope, wrap
 from shared.contracts.topics import ALL_TOPICS
 from ops.demo import sample_order
-from services.fulfillment.domain import advances
+from services.fulfillment.domain import advances, belongs
 
 
 def test_every_contract_is_versioned_and_on_a_known_topic():
@@ -25,7 +29,23 @@ def test_envelope_round_trip_keeps_payload_and_ids():
     assert again.subject == "web/W-9"
 
 
-def test_fulfilment_status_only_moves_forward():
-    assert advances("requested", "shipped")
-    assert not advances("shipped", "packed")
-    assert not advances("picked", "picked")
+def test_fulfilment_status_only_moves_forward_along_its_deliverys_path():
+    assert advances("ship", "requested", "shipped")
+    assert advances("ship", "shipped", "delivered")
+    assert not advances("ship", "shipped", "packed")
+    assert not advances("ship", "shipped", "rejected")  # it left the building
+    assert not advances("ship", "picked", "picked")
+    assert advances("pickup", "picked", "ready_for_pickup")
+    assert advances("pickup", "ready_for_pickup", "picked_up")
+    assert advances("pickup", "ready_for_pickup", "rejected")
+    assert not advances("pickup", "picked_up", "rejected")
+    assert not advances("ship", "cancelled", "shipped")
+
+
+def test_a_location_may_not_report_a_step_of_the_other_kind_of_delivery():
+    assert belongs("ship", "delivered") and belongs("pickup", "picked_up") and belongs("pickup", "rejected")
+    assert not belongs("pickup", "shipped") and not belongs("ship", "ready_for_pickup")
+
+
+def test_every_customer_message_template_is_a_kind_the_contract_names():
+    assert set(TEMPLATES) == set(get_args(NotificationKind))

@@ -1,13 +1,18 @@
 import uuid
+from dataclasses import replace
 
 import pytest
 
-from shared.contracts.common import Line, ReasonCode, ShipTo
+from shared.contracts.common import Line, PickupInStore, ReasonCode, ShipTo
 from shared.contracts.fulfillment import (
     CancelFulfillment,
+    DeliveryConfirmed,
     FulfillmentCancelled,
     FulfillmentOrderCreated,
+    FulfillmentOrderProgressed,
     FulfillmentRejected,
+    PickupCompleted,
+    PickupExpired,
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
@@ -25,7 +30,15 @@ from shared.contracts.inventory import (
     StockReserved,
     StockUnavailable,
 )
-from shared.contracts.orders import OrderCancellationRejected, OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import (
+    OrderCancellationRejected,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderDelivered,
+    OrderPickedUp,
+    OrderReadyForPickup,
+    OrderShipped,
+)
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
@@ -237,8 +250,8 @@ def test_replies_about_other_locations_change_nothing_in_any_state():
 
 def test_the_readme_shows_the_saga_as_declared():
     readme = (ROOT / "README.md").read_text()
-    shown = readme.split("<!-- saga table: generated from services/capture/saga.py STEPS (saga.table()) -->\n")[1]
-    assert shown.split("\n<!-- end of saga table -->")[0] == s.table(), "paste saga.table() into the README"
+    shown = readme.split(s.README_TABLE_START)[1].split(s.README_TABLE_END)[0]
+    assert shown == s.table(), "run `./oms asyncapi`"
 
 
 def test_every_step_that_sends_a_command_has_a_deadline_and_registers_its_compensation_before_sending():
@@ -246,3 +259,51 @@ def test_every_step_that_sends_a_command_has_a_deadline_and_registers_its_compen
         assert (step.state in s.WAITING) == (step.command is not None)
     reserving = s.start(new_saga())
     assert reserving.saga.compensations == (s.RELEASE,) and isinstance(reserving.messages[0], ReserveStock)
+
+
+def picked_up_or_expired_ids() -> dict:
+    return {"fulfillment_order_id": FO, "order_id": ORDER, "location_id": "WH-1"}
+
+
+def to_ready_for_pickup() -> s.Saga:
+    saga = replace(to_awaiting_shipment(), delivery=PickupInStore(store_id="WH-1"))
+    step = s.advance(saga, FulfillmentOrderProgressed(**picked_up_or_expired_ids(), status="ready_for_pickup"))
+    assert (step.saga.state, types(step)) == ("ready_for_pickup", [OrderReadyForPickup])
+    return step.saga
+
+
+def test_progress_before_pickup_is_on_the_timeline_and_changes_nothing():
+    saga = to_awaiting_shipment()
+    step = s.advance(saga, FulfillmentOrderProgressed(**picked_up_or_expired_ids(), status="picked"))
+    assert step.saga == saga and step.messages == []
+
+
+def test_a_pickup_order_completes_when_collected_and_only_then_commits_its_stock():
+    step = s.advance(to_ready_for_pickup(), PickupCompleted(**picked_up_or_expired_ids(), lines=list(LINES),
+                                                            picked_up_at="2026-01-01T00:00:00Z"))
+    assert (step.saga.state, types(step)) == ("picked_up", [CommitReservation, OrderPickedUp])
+    assert types(s.request_cancel(step.saga, "too late")) == [OrderCancellationRejected]
+
+
+def test_a_pickup_order_not_collected_is_cancelled_and_its_stock_released_without_withdrawing_again():
+    step = s.advance(to_ready_for_pickup(), PickupExpired(**picked_up_or_expired_ids(),
+                                                          ready_since="2026-01-01T00:00:00Z"))
+    assert (step.saga.state, types(step)) == ("cancelled", [ReleaseReservation, OrderCancelled])
+    assert step.messages[1].reason.code == "NOT_COLLECTED"
+
+
+@pytest.mark.parametrize("ready", [False, True])
+def test_a_pickup_order_rejected_in_store_is_cancelled_not_rerouted(ready):
+    saga = to_ready_for_pickup() if ready else replace(to_awaiting_shipment(),
+                                                       delivery=PickupInStore(store_id="WH-1"))
+    step = s.advance(saga, FulfillmentRejected(**picked_up_or_expired_ids(), reason=ReasonCode(code="DAMAGED")))
+    assert (step.saga.state, types(step)) == ("cancelled", [ReleaseReservation, OrderCancelled])
+    assert step.messages[1].reason == ReasonCode(code="PICKUP_REJECTED", detail="DAMAGED")
+
+
+def test_a_shipment_is_delivered_and_a_delivered_order_cannot_be_cancelled():
+    shipped = s.advance(to_awaiting_shipment(), shipment()).saga
+    step = s.advance(shipped, DeliveryConfirmed(**picked_up_or_expired_ids(), delivered_at="2026-01-02T00:00:00Z"))
+    assert (step.saga.state, types(step)) == ("delivered", [OrderDelivered])
+    [refused] = s.request_cancel(step.saga, "late").messages
+    assert refused.reason.code == "ALREADY_SHIPPED"
