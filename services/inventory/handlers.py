@@ -105,7 +105,7 @@ def _ignored(message: Message, why: str, inventory: Inventory) -> None:
 
 async def expire_reservations(begin: Begin, interval: float = 0.5, batch: int = 100) -> None:
     """Background task: release reservations held (never allocated) for longer than the TTL and tell the saga.
-    SKIP LOCKED lets several inventory instances share the work."""
+    Several inventory instances may run it: each expiry is decided again once the order is locked."""
     async def scan() -> None:
         while True:
             if await _expire_due(begin, batch) < batch:
@@ -116,10 +116,12 @@ async def expire_reservations(begin: Begin, interval: float = 0.5, batch: int = 
 
 async def _expire_due(begin: Begin, batch: int) -> int:
     async with begin() as uow:
-        due = await store.due_reservations(uow.conn, uow.settings.reservation_ttl_seconds, batch)
-        if not due:
+        ttl = uow.settings.reservation_ttl_seconds
+        candidates = await store.due_reservations(uow.conn, ttl, batch)
+        if not candidates:
             return 0
-        inventory, loaded = await store.load(uow.conn, set(due), set())
+        inventory, loaded = await store.load(uow.conn, set(candidates), set())
+        due = await store.due_reservations(uow.conn, ttl, batch, among=list(candidates))
         inventory.watch_availability(uow.settings.low_stock_threshold)
         for order_id, correlation_id in due.items():
             inventory.cause = f"expiry:{order_id}"
@@ -130,5 +132,5 @@ async def _expire_due(begin: Begin, batch: int) -> int:
                 if event is not None:
                     uow.emit(event, correlation_id=correlation_id)
         await store.flush(uow.conn, inventory, loaded)
-        return len(due)
+        return len(candidates)
 

@@ -1,7 +1,11 @@
 """SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order:
-reservations, then SKUs, then locations, so concurrent batches cannot deadlock), and write back what the domain
+orders, then SKUs, then locations, so concurrent batches cannot deadlock), and write back what the domain
 changed, one statement per table, with its ledger entries. CHECK constraints make over-reservation or negative
-stock impossible whatever runs concurrently."""
+stock impossible whatever runs concurrently.
+
+Orders are locked with transaction-scoped advisory locks rather than their reservation rows: an order without a
+reservation yet has no row to lock, and inserting one at the end (after the SKU locks) could wait on a
+transaction that holds that order and waits for our SKUs."""
 
 from uuid import UUID
 
@@ -17,8 +21,8 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
                locations: set[str] = frozenset()) -> tuple[Inventory, Inventory]:
     """The inventory slice for these orders, SKUs and locations (plus the SKUs of the reservations), and an
     untouched copy to tell what changed."""
-    rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
-                            sorted(order_ids))
+    await lock_orders(conn, order_ids)
+    rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1)", list(order_ids))
     reservations = {r["order_id"]: Reservation(r["order_id"], r["status"], [Line(**line) for line in r["lines"]],
                                                r["location_id"], r["correlation_id"]) for r in rows}
     skus = sorted(skus | {line.sku for r in reservations.values() for line in r.lines})
@@ -47,6 +51,18 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         return inventory
 
     return build(), build()
+
+
+ORDER_LOCKS = 7301  # the advisory lock class of inventory's orders (two-key locks: apart from every one-key lock)
+
+
+async def lock_orders(conn: asyncpg.Connection, order_ids: set[UUID]) -> None:
+    """One advisory lock per order (its first 32 bits: a collision only makes two orders wait on each other),
+    taken in ascending order."""
+    keys = sorted({int.from_bytes(order_id.bytes[:4], "big", signed=True) for order_id in order_ids})
+    if keys:
+        await conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
+                           ORDER_LOCKS, keys)
 
 
 async def skus_at(conn: asyncpg.Connection, location_id: str) -> set[str]:
@@ -167,13 +183,13 @@ async def book_document(conn: asyncpg.Connection, document_id: str, kind: str, s
                        "VALUES ($1, $2, $3, $4, $5)", document_id, kind, sku, location_id, change)
 
 
-async def due_reservations(conn: asyncpg.Connection, ttl_seconds: float, limit: int) -> dict[UUID, str | None]:
-    """Reservations held longer than the TTL (locked; those another transaction holds are left to it), with
-    their order's correlation id."""
+async def due_reservations(conn: asyncpg.Connection, ttl_seconds: float, limit: int,
+                           among: list[UUID] | None = None) -> dict[UUID, str | None]:
+    """Reservations held longer than the TTL (among these orders, if given), with their order's correlation id."""
     rows = await conn.fetch(
         "SELECT order_id, correlation_id FROM reservations WHERE status = 'held' "
-        "AND updated_at < now() - make_interval(secs => $1) ORDER BY order_id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        ttl_seconds, limit)
+        "AND updated_at < now() - make_interval(secs => $1) AND ($3::uuid[] IS NULL OR order_id = ANY($3)) "
+        "ORDER BY updated_at LIMIT $2", ttl_seconds, limit, among)
     return {r["order_id"]: r["correlation_id"] for r in rows}
 
 
