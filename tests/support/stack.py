@@ -45,13 +45,14 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SERVICES, step_timeout: float = 3.0):
+async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SERVICES, step_timeout: float = 3.0,
+                env: dict[str, str] | None = None):
     suffix = uuid.uuid4().hex[:6]
     settings = base.model_copy(update={"pg_database": f"{base.pg_database}_{suffix}",
                                        "topic_prefix": f"{base.topic_prefix}{suffix}."})
     await prepare(settings)
     env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
-               OMS_SAGA_STEP_TIMEOUT_SECONDS=str(step_timeout))
+               OMS_SAGA_STEP_TIMEOUT_SECONDS=str(step_timeout), **(env or {}))
     oms = Stack(settings, env, run_dir)
     try:
         for name in services:
