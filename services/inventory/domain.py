@@ -114,6 +114,7 @@ class Inventory:
     cause: str | None = None  # the message being applied: every ledger entry names it
     low_stock_threshold: int = 0
     reported: dict[str, AvailabilityStatus] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)  # SKUs whose ATP may have moved since the last report
 
     def reserve(self, order_id: UUID, lines: list[Line], correlation_id: str | None = None) -> Contract:
         """Hold every line against network ATP, or nothing. A repeated request gets the same answer."""
@@ -223,17 +224,19 @@ class Inventory:
         for (stock_sku, stock_location), stock in self.locations.items():
             if stock_location == location_id and sku in (None, stock_sku):
                 stock.safety_stock = self.safety_stock(stock_sku, location_id)
+                self.touched.add(stock_sku)
         return SafetyStockSet(location_id=location_id, sku=sku, quantity=quantity)
 
     def safety_stock(self, sku: str, location_id: str) -> int:
         own = self.sku_safety.get((sku, location_id))
         return own if own is not None else self.location_safety.get(location_id, 0)
 
-    def network_atp(self, sku: str) -> int:
+    def network_atp(self, sku: str, kept_back: int | None = None) -> int:
         stock = self.skus.get(sku)
         if stock is None:
             return 0
-        kept_back = sum(s.kept_back for (s_sku, _), s in self.locations.items() if s_sku == sku)
+        if kept_back is None:
+            kept_back = sum(s.kept_back for (s_sku, _), s in self.locations.items() if s_sku == sku)
         return max(stock.on_hand - stock.reserved - kept_back, 0)
 
     def atp(self, sku: str) -> Atp:
@@ -254,12 +257,17 @@ class Inventory:
     def watch_availability(self, low_stock_threshold: int) -> None:
         """Remember each SKU's availability status as loaded: `availability_changes` reports what crossed since."""
         self.low_stock_threshold = low_stock_threshold
-        skus = {*self.skus, *(sku for sku, _ in self.locations)}
-        self.reported = {sku: availability_status(self.network_atp(sku), low_stock_threshold) for sku in skus}
+        kept_back: Counter[str] = Counter()
+        for (sku, _), stock in self.locations.items():
+            kept_back[sku] += stock.kept_back
+        self.reported = {sku: availability_status(self.network_atp(sku, kept_back[sku]), low_stock_threshold)
+                         for sku in self.skus}
+        self.touched = set()
 
     def availability_changes(self) -> list[AvailabilityChanged]:
         changes = []
-        for sku in sorted({*self.skus, *(sku for sku, _ in self.locations)}):
+        touched, self.touched = self.touched, set()
+        for sku in sorted(touched):
             atp = self.network_atp(sku)
             status = availability_status(atp, self.low_stock_threshold)
             previous = self.reported.get(sku, "out_of_stock")
@@ -325,6 +333,7 @@ class Inventory:
     def _record(self, entry: LedgerEntry) -> None:
         if entry.on_hand or entry.reserved or entry.allocated:
             self.ledger.append(entry)
+            self.touched.add(entry.sku)
 
     def _save(self, reservation: Reservation) -> Reservation:
         self.reservations[reservation.order_id] = reservation
