@@ -17,6 +17,7 @@ from shared.contracts.inventory import (
     ReleaseReservation,
     ReserveStock,
     SetSafetyStock,
+    StockAdjusted,
 )
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
@@ -88,7 +89,7 @@ async def _adjust(uow: UnitOfWork, inventory: Inventory, message: Message) -> Co
         answer = inventory.count(cmd.document_id, cmd.sku, cmd.location_id, cmd.counted)
     else:
         answer = inventory.adjust(cmd.document_id, cmd.sku, cmd.location_id, cmd.change)
-    if hasattr(answer, "change"):
+    if isinstance(answer, StockAdjusted):
         await store.book_document(uow.conn, cmd.document_id, answer.kind, cmd.sku, cmd.location_id, answer.change)
     return answer
 

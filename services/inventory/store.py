@@ -98,25 +98,28 @@ async def _flush_skus(conn: asyncpg.Connection, inventory: Inventory, loaded: In
 
 
 async def _flush_locations(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
-    def counters(s: LocationStock) -> tuple[int, int]:
-        return s.on_hand, s.allocated
-
     changed = [s for key, s in inventory.locations.items()
-               if key in loaded.locations and counters(s) != counters(loaded.locations[key])]
+               if key in loaded.locations and _counters(s) != _counters(loaded.locations[key])]
     new = [s for key, s in inventory.locations.items() if key not in loaded.locations]
-    columns = lambda rows: ([s.sku for s in rows], [s.location_id for s in rows], [s.on_hand for s in rows],  # noqa: E731
-                            [s.allocated for s in rows])
     if changed:
         await conn.execute(
             "UPDATE location_stock t SET on_hand = s.on_hand, allocated = s.allocated "
             "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS s(sku, location_id, on_hand, allocated) "
-            "WHERE t.sku = s.sku AND t.location_id = s.location_id", *columns(changed))
+            "WHERE t.sku = s.sku AND t.location_id = s.location_id", *_columns(changed))
     if new:
         await conn.execute(
             "INSERT INTO location_stock (sku, location_id, on_hand, allocated) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) "
             "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand, "
-            "allocated = location_stock.allocated + EXCLUDED.allocated", *columns(new))
+            "allocated = location_stock.allocated + EXCLUDED.allocated", *_columns(new))
+
+
+def _counters(stock: LocationStock) -> tuple[int, int]:
+    return stock.on_hand, stock.allocated
+
+
+def _columns(rows: list[LocationStock]) -> tuple[list, ...]:
+    return [s.sku for s in rows], [s.location_id for s in rows], [s.on_hand for s in rows], [s.allocated for s in rows]
 
 
 async def _flush_safety(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
