@@ -22,7 +22,10 @@ from . import history
 
 STOCK_PER_LOCATION = """
 WITH receipts AS (
-    SELECT sku, location_id, sum(quantity) AS received FROM inventory.receipts GROUP BY 1, 2
+    SELECT sku, location_id, sum(quantity) AS received FROM (
+        SELECT sku, location_id, quantity FROM inventory.receipts
+        UNION ALL SELECT sku, location_id, change FROM inventory.stock_documents) booked
+    GROUP BY 1, 2
 ), lines AS (
     SELECT r.status, r.location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
     FROM inventory.reservations r, jsonb_array_elements(r.lines) l
@@ -57,6 +60,24 @@ WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved
 # customer messages of its final state.
 HANDED_OVER = ("shipped", "delivered", "picked_up")
 SETTLED = (*HANDED_OVER, "cancelled")
+# Every counter equals the sum of its ledger entries (network rows: location_id NULL).
+STOCK_LEDGER = """
+WITH sums AS (
+    SELECT sku, coalesce(location_id, '') AS location_id, sum(on_hand) AS on_hand, sum(reserved) AS reserved,
+           sum(allocated) AS allocated
+    FROM inventory.stock_ledger GROUP BY 1, 2
+), counters AS (
+    SELECT sku, '' AS location_id, on_hand, reserved, 0 AS allocated FROM inventory.sku_stock
+    UNION ALL SELECT sku, location_id, on_hand, 0, allocated FROM inventory.location_stock
+)
+SELECT coalesce(c.sku, s.sku) AS sku, coalesce(c.location_id, s.location_id) AS location_id,
+       c.on_hand, c.reserved, c.allocated, s.on_hand AS ledger_on_hand, s.reserved AS ledger_reserved,
+       s.allocated AS ledger_allocated
+FROM counters c FULL JOIN sums s ON c.sku = s.sku AND c.location_id = s.location_id
+WHERE (coalesce(c.on_hand, 0), coalesce(c.reserved, 0), coalesce(c.allocated, 0))
+      <> (coalesce(s.on_hand, 0), coalesce(s.reserved, 0), coalesce(s.allocated, 0))
+"""
+
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
@@ -111,6 +132,12 @@ async def check(conn: asyncpg.Connection) -> Report:
         report.violations.append(
             f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "
             f"reserved {row['reserved']} vs live reservations {row['ledger']}")
+    for row in await conn.fetch(STOCK_LEDGER):
+        where = f"{row['sku']}@{row['location_id']}" if row["location_id"] else f"{row['sku']} (network)"
+        report.violations.append(
+            f"stock {where}: counters on hand {row['on_hand']}, reserved {row['reserved']}, allocated "
+            f"{row['allocated']} but the ledger sums to {row['ledger_on_hand']}, {row['ledger_reserved']}, "
+            f"{row['ledger_allocated']}")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:
@@ -131,7 +158,7 @@ def _order_violations(row: asyncpg.Record) -> list[str]:
             found.append(f"order {order}: {state} but reservation {row['reservation']}")
         if row["handed_over_fulfilment"] != 1:
             found.append(f"order {order}: {state} with {row['handed_over_fulfilment']} fulfilment orders handed over")
-    elif row["reservation"] not in (None, "released"):
+    elif row["reservation"] not in (None, "released", "expired"):
         found.append(f"order {order}: cancelled but reservation {row['reservation']}")
     if row["told"] != 1:
         found.append(f"order {order}: {row['told']} customer messages for {state}")

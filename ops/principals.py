@@ -24,7 +24,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
-                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
+                                     INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
@@ -68,7 +68,7 @@ class PartyKind:
 
 
 PARTY_KINDS = {
-    "channel": PartyKind(reads=(ORDER_EVENTS,), own_topic=ORDER_COMMANDS,
+    "channel": PartyKind(reads=(ORDER_EVENTS, INVENTORY_AVAILABILITY), own_topic=ORDER_COMMANDS,
                          name_pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),  # a channel's name in PlaceOrder
     "location": PartyKind(reads=(FULFILLMENT_WORK,), own_topic=FULFILLMENT_LOCATION_UPDATES),  # a LocationId
     "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),

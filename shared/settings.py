@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     pickup_hold_seconds: float = Field(7 * 86_400.0, gt=0, description="How long a store holds a pickup order "
                                                                        "that is ready before it is cancelled")
+    reservation_ttl_seconds: float = Field(900.0, gt=0, description="How long a reservation may stay held (never "
+                                                                    "allocated to a location) before it expires")
+    low_stock_threshold: int = Field(5, ge=0, description="Network ATP at or below which a SKU is low on stock "
+                                                          "(AvailabilityChanged)")
     http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
     http_host: str = Field("127.0.0.1", description="Interface of /health and /metrics (0.0.0.0 in a container)")
     topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")

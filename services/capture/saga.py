@@ -47,6 +47,7 @@ from shared.contracts.inventory import (
     ReleaseReservation,
     ReservationAllocated,
     ReservationDeallocated,
+    ReservationExpired,
     ReserveStock,
     StockReserved,
     StockUnavailable,
@@ -105,6 +106,10 @@ def _reserved(saga: Saga, reply: StockReserved) -> Step:
 def _unavailable(saga: Saga, reply: StockUnavailable) -> Step:
     # The release stays registered: a ReserveStock sent again on a deadline may still succeed after this answer.
     return _cancel(saga, reply.reason)
+
+
+def _expired(saga: Saga, reply: ReservationExpired) -> Step:
+    return _cancel(saga, ReasonCode(code="RESERVATION_EXPIRED"))
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
@@ -230,16 +235,19 @@ class SagaStep:
 
 
 CANCELLED = "cancelled: run the compensations, OrderCancelled"
+EXPIRED = Then(_expired, "cancelled (RESERVATION_EXPIRED): run the compensations, OrderCancelled")
 STEPS = (
     SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
         StockReserved: Then(_reserved, "routing: RouteOrder"),
         StockUnavailable: Then(_unavailable, CANCELLED)}),
     SagaStep("routing", command=_route, replies={
         OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location"),
-        RouteNotFound: Then(_no_route, CANCELLED)}),
+        RouteNotFound: Then(_no_route, CANCELLED),
+        ReservationExpired: EXPIRED}),
     SagaStep("allocating", command=_allocate, replies={
         ReservationAllocated: Then(_allocated, "fulfilling: RequestFulfillment"),
-        AllocationFailed: Then(_allocation_failed, "routing: RouteOrder without that location (at most 3 tried)")}),
+        AllocationFailed: Then(_allocation_failed, "routing: RouteOrder without that location (at most 3 tried)"),
+        ReservationExpired: EXPIRED}),
     SagaStep("fulfilling", command=_request_fulfilment, compensation=CANCEL_FULFILLMENT, replies={
         FulfillmentOrderCreated: Then(_fulfilment_created, "awaiting_shipment: OrderConfirmed"),
         FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
@@ -257,7 +265,8 @@ STEPS = (
     SagaStep("shipped", replies={
         DeliveryConfirmed: Then(_delivered, "delivered: OrderDelivered")}),
     SagaStep("reallocating", command=_deallocate, replies={
-        ReservationDeallocated: Then(_deallocated, "routing: RouteOrder without the rejecting locations")}),
+        ReservationDeallocated: Then(_deallocated, "routing: RouteOrder without the rejecting locations"),
+        ReservationExpired: EXPIRED}),
     SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={
         ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (a customer's cancellation "
                                           "is answered ALREADY_SHIPPED)"),

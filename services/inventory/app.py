@@ -1,25 +1,22 @@
-"""Inventory service: consumes inventory commands, answers on the inventory events topic."""
+"""Inventory service: consumes inventory commands, answers on the inventory events topic, announces availability
+changes to channels, expires reservations held too long, and answers ATP queries over HTTP."""
 
 from pathlib import Path
 
-from shared.contracts import inventory as contracts
-from shared.contracts.topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
+from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers
+from . import handlers, queries
 
 SERVICE = ServiceDefinition(
     name="inventory",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
-        Subscription(
-            topic=INVENTORY_COMMANDS,
-            handlers={
-                **{command: handlers.reservation_commands for command in handlers.COMMANDS},
-                contracts.ReceiveStock: handlers.receive_stock,
-            },
-        )
+        Subscription(topic=INVENTORY_COMMANDS,
+                     handlers={command: handlers.inventory_commands for command in handlers.COMMANDS})
     ],
-    publishes=(INVENTORY_EVENTS,),
+    background=[handlers.expire_reservations],
+    publishes=(INVENTORY_EVENTS, INVENTORY_AVAILABILITY),
+    queries={"/atp/": queries.atp},
 )

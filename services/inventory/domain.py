@@ -1,8 +1,13 @@
 """Reservation rules over an in-memory slice of the inventory: the rows a batch of commands touches, loaded
 locked, changed here, written back by the store. Pure: no I/O, so the rules are tested without a database.
 
-Network level: a SKU's `reserved` counts every live reservation, allocated to a location or not, so
-`on_hand - reserved` is what can still be promised. Location level: `allocated` is what is pinned there.
+Network level: a SKU's `reserved` counts every live reservation, allocated to a location or not. Location level:
+`allocated` is what is pinned there. Safety stock is kept back per location (a location's figure, or a SKU's
+own there): available to promise (ATP) is on hand - allocated - safety stock at a location, and on hand -
+reserved - the safety stock of every location (each at most what is on hand there) for the network.
+
+Every change of a counter is also a ledger entry (sku, location or None for the network, the deltas, its kind
+and cause), so the counters always equal the ledger's sums.
 """
 
 from collections import Counter
@@ -13,12 +18,21 @@ from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.inventory import (
     AllocationFailed,
+    Atp,
+    AvailabilityChanged,
+    AvailabilityStatus,
+    LocationAtp,
     LocationAvailability,
     ReservationAllocated,
     ReservationCommitted,
     ReservationDeallocated,
+    ReservationExpired,
     ReservationReleased,
+    SafetyStockSet,
     Shortage,
+    StockAdjusted,
+    StockAdjustmentRefused,
+    StockReceived,
     StockReserved,
     StockUnavailable,
 )
@@ -48,17 +62,44 @@ class LocationStock:
     on_hand: int
     allocated: int
 
+    safety_stock: int = 0
+
     @property
     def available(self) -> int:
-        return self.on_hand - self.allocated
+        return max(self.on_hand - self.allocated - self.safety_stock, 0)
+
+    @property
+    def kept_back(self) -> int:
+        """The safety stock this location can really keep back: no more than it has."""
+        return min(self.safety_stock, self.on_hand)
 
 
 @dataclass
 class Reservation:
     order_id: UUID
-    status: str  # held, allocated, released, committed
+    status: str  # held, allocated, released, committed, expired
     lines: list[Line]
     location_id: str | None = None
+    correlation_id: str | None = None  # of the order's flow, for what inventory says on its own (expiry)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sku: str
+    location_id: str | None  # None: the network counters (sku_stock)
+    kind: str  # reserve, release, allocate, deallocate, commit, receipt, count, adjustment, expiry
+    on_hand: int = 0
+    reserved: int = 0  # network entries only
+    allocated: int = 0  # location entries only
+    cause: str | None = None  # the message id
+    order_id: UUID | None = None
+    document_id: str | None = None
+
+
+def availability_status(atp: int, low_stock_threshold: int) -> AvailabilityStatus:
+    if atp <= 0:
+        return "out_of_stock"
+    return "low_stock" if atp <= low_stock_threshold else "in_stock"
 
 
 @dataclass
@@ -66,29 +107,36 @@ class Inventory:
     skus: dict[str, SkuStock]
     locations: dict[tuple[str, str], LocationStock]
     reservations: dict[UUID, Reservation]
+    location_safety: dict[str, int] = field(default_factory=dict)  # per location, for every SKU there
+    sku_safety: dict[tuple[str, str], int | None] = field(default_factory=dict)  # (sku, location): own figure
     changed_reservations: set[UUID] = field(default_factory=set)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    cause: str | None = None  # the message being applied: every ledger entry names it
+    low_stock_threshold: int = 0
+    reported: dict[str, AvailabilityStatus] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)  # SKUs whose ATP may have moved since the last report
 
-    def reserve(self, order_id: UUID, lines: list[Line]) -> Contract:
-        """Hold every line against network stock, or nothing. A repeated request gets the same answer."""
+    def reserve(self, order_id: UUID, lines: list[Line], correlation_id: str | None = None) -> Contract:
+        """Hold every line against network ATP, or nothing. A repeated request gets the same answer."""
         lines = merge_lines(lines)
         existing = self.reservations.get(order_id)
         if existing is not None and existing.status not in LIVE:
             return StockUnavailable(order_id=order_id, shortages=[],
                                     reason=ReasonCode(code="RESERVATION_CLOSED", detail=existing.status))
         if existing is None:
-            shortages = [Shortage(sku=line.sku, requested=line.quantity, available=self._promisable(line.sku))
-                         for line in lines if self._promisable(line.sku) < line.quantity]
+            shortages = [Shortage(sku=line.sku, requested=line.quantity, available=self.network_atp(line.sku))
+                         for line in lines if self.network_atp(line.sku) < line.quantity]
             if shortages:
                 unknown = any(line.sku not in self.skus for line in lines)
                 return StockUnavailable(order_id=order_id, shortages=shortages,
                                         reason=ReasonCode(code="UNKNOWN_SKU" if unknown else "OUT_OF_STOCK"))
             for line in lines:
-                self.skus[line.sku].reserved += line.quantity
-            existing = self._save(Reservation(order_id, "held", lines))
+                self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
+            existing = self._save(Reservation(order_id, "held", lines, correlation_id=correlation_id))
         return StockReserved(order_id=order_id, lines=existing.lines, availability=self.availability(existing.lines))
 
     def allocate(self, order_id: UUID, location_id: str) -> Contract:
-        """Pin a held reservation's units to one location, or nothing."""
+        """Pin a held reservation's units to one location (within its ATP), or nothing."""
         existing = self.reservations.get(order_id)
         if existing is not None and existing.status == "allocated" and existing.location_id == location_id:
             return ReservationAllocated(order_id=order_id, location_id=location_id)
@@ -99,8 +147,8 @@ class Inventory:
         stock = [self.locations.get((line.sku, location_id)) for line in existing.lines]
         if any(s is None or s.available < line.quantity for s, line in zip(stock, existing.lines, strict=True)):
             return AllocationFailed(order_id=order_id, location_id=location_id, reason=ReasonCode(code="LOCATION_SHORT"))
-        for s, line in zip(stock, existing.lines, strict=True):
-            s.allocated += line.quantity
+        for line in existing.lines:
+            self._move_location(line.sku, location_id, "allocate", allocated=line.quantity, order_id=order_id)
         existing.status, existing.location_id = "allocated", location_id
         self._save(existing)
         return ReservationAllocated(order_id=order_id, location_id=location_id)
@@ -111,7 +159,7 @@ class Inventory:
         if existing is None or existing.status not in LIVE:
             return None
         if existing.status == "allocated" and existing.location_id == location_id:
-            self._unpin(existing)
+            self._unpin(existing, "deallocate")
             existing.status, existing.location_id = "held", None
             self._save(existing)
         return ReservationDeallocated(order_id=order_id, location_id=location_id,
@@ -126,13 +174,20 @@ class Inventory:
         if existing is None:
             self._save(Reservation(order_id, "released", []))
         elif previous in LIVE:
-            if previous == "allocated":
-                self._unpin(existing)
-            for line in existing.lines:
-                self.skus[line.sku].reserved -= line.quantity
+            self._drop(existing, "release")
             existing.status = "released"
             self._save(existing)
         return ReservationReleased(order_id=order_id, previous_status=previous if previous in LIVE else "none")
+
+    def expire(self, order_id: UUID) -> Contract | None:
+        """A reservation only held for too long gives its units back; allocated ones never expire."""
+        existing = self.reservations.get(order_id)
+        if existing is None or existing.status != "held":
+            return None
+        self._drop(existing, "expiry")
+        existing.status = "expired"
+        self._save(existing)
+        return ReservationExpired(order_id=order_id, lines=existing.lines)
 
     def commit(self, order_id: UUID) -> Contract | None:
         """The units shipped: out of on hand, out of the reservation."""
@@ -140,28 +195,145 @@ class Inventory:
         if existing is None or existing.status != "allocated":
             return None
         for line in existing.lines:
-            location = self.locations[(line.sku, existing.location_id)]
-            location.on_hand -= line.quantity
-            location.allocated -= line.quantity
-            self.skus[line.sku].on_hand -= line.quantity
-            self.skus[line.sku].reserved -= line.quantity
+            q = line.quantity
+            self._move_location(line.sku, existing.location_id, "commit", on_hand=-q, allocated=-q, order_id=order_id)
+            self._move_network(line.sku, "commit", on_hand=-q, reserved=-q, order_id=order_id)
         existing.status = "committed"
         self._save(existing)
         return ReservationCommitted(order_id=order_id, location_id=existing.location_id)
 
+    def receive(self, receipt_id: str, sku: str, location_id: str, quantity: int) -> Contract:
+        self._book(sku, location_id, "receipt", quantity, receipt_id)
+        return StockReceived(receipt_id=receipt_id, sku=sku, location_id=location_id, quantity=quantity,
+                             on_hand=self.locations[(sku, location_id)].on_hand)
+
+    def count(self, document_id: str, sku: str, location_id: str, counted: int) -> Contract:
+        """A cycle count: on hand at the location is now `counted`."""
+        current = self.locations.get((sku, location_id))
+        return self._adjust(document_id, "count", sku, location_id, counted - (current.on_hand if current else 0))
+
+    def adjust(self, document_id: str, sku: str, location_id: str, change: int) -> Contract:
+        return self._adjust(document_id, "adjustment", sku, location_id, change)
+
+    def set_safety_stock(self, location_id: str, sku: str | None, quantity: int | None) -> Contract:
+        """The location's figure (sku None), or a SKU's own there (quantity None: back to the location's)."""
+        if sku is None:
+            self.location_safety[location_id] = quantity or 0
+        else:
+            self.sku_safety[(sku, location_id)] = quantity
+        for (stock_sku, stock_location), stock in self.locations.items():
+            if stock_location == location_id and sku in (None, stock_sku):
+                stock.safety_stock = self.safety_stock(stock_sku, location_id)
+                self.touched.add(stock_sku)
+        return SafetyStockSet(location_id=location_id, sku=sku, quantity=quantity)
+
+    def safety_stock(self, sku: str, location_id: str) -> int:
+        own = self.sku_safety.get((sku, location_id))
+        return own if own is not None else self.location_safety.get(location_id, 0)
+
+    def network_atp(self, sku: str, kept_back: int | None = None) -> int:
+        stock = self.skus.get(sku)
+        if stock is None:
+            return 0
+        if kept_back is None:
+            kept_back = sum(s.kept_back for (s_sku, _), s in self.locations.items() if s_sku == sku)
+        return max(stock.on_hand - stock.reserved - kept_back, 0)
+
+    def atp(self, sku: str) -> Atp:
+        stock = self.skus.get(sku) or SkuStock(sku, 0, 0)
+        here = sorted((s for (s_sku, _), s in self.locations.items() if s_sku == sku), key=lambda s: s.location_id)
+        return Atp(sku=sku, atp=self.network_atp(sku), on_hand=stock.on_hand, reserved=stock.reserved,
+                   safety_stock=sum(s.kept_back for s in here),
+                   locations=[LocationAtp(location_id=s.location_id, on_hand=s.on_hand, allocated=s.allocated,
+                                          safety_stock=s.safety_stock, atp=s.available) for s in here])
+
     def availability(self, lines: list[Line]) -> list[LocationAvailability]:
+        """Where the SKUs can be promised (ATP net of safety stock), for routing."""
         skus = {line.sku for line in lines}
         return [LocationAvailability(location_id=s.location_id, sku=s.sku, available=s.available)
                 for (sku, _), s in sorted(self.locations.items(), key=lambda kv: (kv[0][1], kv[0][0]))
                 if sku in skus and s.available > 0]
 
-    def _promisable(self, sku: str) -> int:
-        stock = self.skus.get(sku)
-        return stock.on_hand - stock.reserved if stock else 0
+    def watch_availability(self, low_stock_threshold: int) -> None:
+        """Remember each SKU's availability status as loaded: `availability_changes` reports what crossed since."""
+        self.low_stock_threshold = low_stock_threshold
+        kept_back: Counter[str] = Counter()
+        for (sku, _), stock in self.locations.items():
+            kept_back[sku] += stock.kept_back
+        self.reported = {sku: availability_status(self.network_atp(sku, kept_back[sku]), low_stock_threshold)
+                         for sku in self.skus}
+        self.touched = set()
 
-    def _unpin(self, reservation: Reservation) -> None:
+    def availability_changes(self) -> list[AvailabilityChanged]:
+        changes = []
+        touched, self.touched = self.touched, set()
+        for sku in sorted(touched):
+            atp = self.network_atp(sku)
+            status = availability_status(atp, self.low_stock_threshold)
+            previous = self.reported.get(sku, "out_of_stock")
+            if status != previous:
+                changes.append(AvailabilityChanged(sku=sku, status=status, previous_status=previous, atp=atp))
+                self.reported[sku] = status
+        return changes
+
+    def _adjust(self, document_id: str, kind: str, sku: str, location_id: str, change: int) -> Contract:
+        location = self.locations.get((sku, location_id)) or LocationStock(sku, location_id, 0, 0)
+        network = self.skus.get(sku) or SkuStock(sku, 0, 0)
+        refusal = None
+        if location.on_hand + change < 0:
+            refusal = ReasonCode(code="NEGATIVE_ON_HAND", detail=f"on hand {location.on_hand}, change {change}")
+        elif location.on_hand + change < location.allocated:
+            refusal = ReasonCode(code="BELOW_ALLOCATED",
+                                 detail=f"on hand {location.on_hand}, change {change}, allocated {location.allocated}")
+        elif network.on_hand + change < network.reserved:
+            refusal = ReasonCode(code="BELOW_RESERVED",
+                                 detail=f"network on hand {network.on_hand}, change {change}, reserved {network.reserved}")
+        if refusal is not None:
+            return StockAdjustmentRefused(document_id=document_id, kind=kind, sku=sku, location_id=location_id,
+                                          reason=refusal)
+        self._book(sku, location_id, kind, change, document_id)
+        return StockAdjusted(document_id=document_id, kind=kind, sku=sku, location_id=location_id, change=change,
+                             on_hand=self.locations[(sku, location_id)].on_hand)
+
+    def _book(self, sku: str, location_id: str, kind: str, change: int, document_id: str) -> None:
+        """Units in or out of a location's on hand, and the network's."""
+        if (sku, location_id) not in self.locations:
+            self.locations[(sku, location_id)] = LocationStock(sku, location_id, 0, 0,
+                                                               self.safety_stock(sku, location_id))
+        self.skus.setdefault(sku, SkuStock(sku, 0, 0))
+        self._move_location(sku, location_id, kind, on_hand=change, document_id=document_id)
+        self._move_network(sku, kind, on_hand=change, document_id=document_id)
+
+    def _unpin(self, reservation: Reservation, kind: str) -> None:
         for line in reservation.lines:
-            self.locations[(line.sku, reservation.location_id)].allocated -= line.quantity
+            self._move_location(line.sku, reservation.location_id, kind, allocated=-line.quantity,
+                                order_id=reservation.order_id)
+
+    def _drop(self, reservation: Reservation, kind: str) -> None:
+        """Give a live reservation's units back: un-pin them if allocated, then release the network hold."""
+        if reservation.status == "allocated":
+            self._unpin(reservation, kind)
+        for line in reservation.lines:
+            self._move_network(line.sku, kind, reserved=-line.quantity, order_id=reservation.order_id)
+
+    def _move_network(self, sku: str, kind: str, *, on_hand: int = 0, reserved: int = 0, **why) -> None:
+        stock = self.skus[sku]
+        stock.on_hand += on_hand
+        stock.reserved += reserved
+        self._record(LedgerEntry(sku, None, kind, on_hand=on_hand, reserved=reserved, cause=self.cause, **why))
+
+    def _move_location(self, sku: str, location_id: str, kind: str, *, on_hand: int = 0, allocated: int = 0,
+                       **why) -> None:
+        stock = self.locations[(sku, location_id)]
+        stock.on_hand += on_hand
+        stock.allocated += allocated
+        self._record(LedgerEntry(sku, location_id, kind, on_hand=on_hand, allocated=allocated, cause=self.cause,
+                                 **why))
+
+    def _record(self, entry: LedgerEntry) -> None:
+        if entry.on_hand or entry.reserved or entry.allocated:
+            self.ledger.append(entry)
+            self.touched.add(entry.sku)
 
     def _save(self, reservation: Reservation) -> Reservation:
         self.reservations[reservation.order_id] = reservation

@@ -1,55 +1,137 @@
-"""Inventory handlers. Reservation commands are applied a batch at a time: the rows they touch are loaded
-locked, every command is applied in order by the domain (each answered with an event; a repeated command gets
-the same answer), and the changes are written back together."""
+"""Inventory handlers. Commands are applied a batch at a time: the rows they touch are loaded locked, every
+command is applied in order by the domain (each answered with an event; a repeated command gets the same
+answer), and the changes are written back together with their ledger entries. A SKU whose network ATP crosses
+zero or the low-stock threshold is announced (`AvailabilityChanged`) in the same transaction."""
 
+import asyncio
 from collections.abc import Callable
 
 from shared.contracts import Contract
 from shared.contracts.inventory import (
+    AdjustStock,
     AllocateReservation,
     CommitReservation,
     DeallocateReservation,
     ReceiveStock,
+    RecordCycleCount,
     ReleaseReservation,
     ReserveStock,
-    StockReceived,
+    SetSafetyStock,
+    StockAdjusted,
 )
 from shared.logging import get_logger
-from shared.messaging.unit_of_work import Message, UnitOfWork
+from shared.messaging.retry import run_forever
+from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
 from . import store
 from .domain import Inventory
 
 log = get_logger(__name__)
 
-COMMANDS: dict[type[Contract], Callable[[Inventory, Contract], Contract | None]] = {
-    ReserveStock: lambda inventory, cmd: inventory.reserve(cmd.order_id, cmd.lines),
-    AllocateReservation: lambda inventory, cmd: inventory.allocate(cmd.order_id, cmd.location_id),
-    DeallocateReservation: lambda inventory, cmd: inventory.deallocate(cmd.order_id, cmd.location_id),
-    ReleaseReservation: lambda inventory, cmd: inventory.release(cmd.order_id),
-    CommitReservation: lambda inventory, cmd: inventory.commit(cmd.order_id),
+RESERVATIONS: dict[type[Contract], Callable[[Inventory, Message], Contract | None]] = {
+    ReserveStock: lambda inventory, m: inventory.reserve(m.payload.order_id, m.payload.lines, m.correlation_id),
+    AllocateReservation: lambda inventory, m: inventory.allocate(m.payload.order_id, m.payload.location_id),
+    DeallocateReservation: lambda inventory, m: inventory.deallocate(m.payload.order_id, m.payload.location_id),
+    ReleaseReservation: lambda inventory, m: inventory.release(m.payload.order_id),
+    CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id),
 }
+STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock)
+COMMANDS = (*RESERVATIONS, *STOCK)
 
 
-async def reservation_commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
-    skus = {line.sku for m in batch if isinstance(m.payload, ReserveStock) for line in m.payload.lines}
-    inventory, loaded = await store.load(uow.conn, {m.payload.order_id for m in batch}, skus)
+async def inventory_commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
+    inventory, loaded = await _load(uow, batch)
     for message in batch:
-        cmd = message.payload
-        answer = COMMANDS[type(cmd)](inventory, cmd)
-        if answer is None:
-            log.warning("inventory.command_ignored", order_id=str(cmd.order_id), event_id=str(message.envelope.id),
-                        trace_id=message.trace_id, command=cmd.message_type,
-                        status=getattr(inventory.reservations.get(cmd.order_id), "status", "none"))
-        else:
+        inventory.cause = str(message.envelope.id)
+        answer = await _apply(uow, inventory, message)
+        if answer is not None:
             uow.reply(answer, message)
+        for change in inventory.availability_changes():
+            uow.reply(change, message)
     await store.flush(uow.conn, inventory, loaded)
 
 
-async def receive_stock(uow: UnitOfWork, batch: list[Message[ReceiveStock]]) -> None:
-    for message in batch:
-        cmd = message.payload
-        on_hand = await store.receive(uow.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity)
-        if on_hand is not None:
-            uow.reply(StockReceived(receipt_id=cmd.receipt_id, sku=cmd.sku, location_id=cmd.location_id,
-                                    quantity=cmd.quantity, on_hand=on_hand), message)
+async def _load(uow: UnitOfWork, batch: list[Message[Contract]]) -> tuple[Inventory, Inventory]:
+    payloads = [m.payload for m in batch]
+    skus = {line.sku for p in payloads if isinstance(p, ReserveStock) for line in p.lines}
+    skus |= {p.sku for p in payloads if isinstance(p, STOCK) and p.sku is not None}
+    locations = {p.location_id for p in payloads if isinstance(p, STOCK)}
+    for p in payloads:
+        if isinstance(p, SetSafetyStock) and p.sku is None:
+            skus |= await store.skus_at(uow.conn, p.location_id)
+    order_ids = {p.order_id for p in payloads if isinstance(p, tuple(RESERVATIONS))}
+    inventory, loaded = await store.load(uow.conn, order_ids, skus, locations)
+    inventory.watch_availability(uow.settings.low_stock_threshold)
+    return inventory, loaded
+
+
+async def _apply(uow: UnitOfWork, inventory: Inventory, message: Message) -> Contract | None:
+    cmd = message.payload
+    match cmd:
+        case ReceiveStock():
+            if not await store.claim_receipt(uow.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity):
+                return _ignored(message, "receipt already booked", inventory)
+            return inventory.receive(cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity)
+        case RecordCycleCount() | AdjustStock():
+            return await _adjust(uow, inventory, message)
+        case SetSafetyStock():
+            return inventory.set_safety_stock(cmd.location_id, cmd.sku, cmd.quantity)
+    answer = RESERVATIONS[type(cmd)](inventory, message)
+    return answer if answer is not None else _ignored(message, "nothing to do in this state", inventory)
+
+
+async def _adjust(uow: UnitOfWork, inventory: Inventory, message: Message) -> Contract | None:
+    """A count or adjustment, once per document id; a refused one books nothing and may be sent again."""
+    cmd = message.payload
+    if await store.document_booked(uow.conn, cmd.document_id):
+        return _ignored(message, "document already booked", inventory)
+    if isinstance(cmd, RecordCycleCount):
+        answer = inventory.count(cmd.document_id, cmd.sku, cmd.location_id, cmd.counted)
+    else:
+        answer = inventory.adjust(cmd.document_id, cmd.sku, cmd.location_id, cmd.change)
+    if isinstance(answer, StockAdjusted):
+        await store.book_document(uow.conn, cmd.document_id, answer.kind, cmd.sku, cmd.location_id, answer.change)
+    return answer
+
+
+def _ignored(message: Message, why: str, inventory: Inventory) -> None:
+    cmd = message.payload
+    order_id = getattr(cmd, "order_id", None)
+    log.warning("inventory.command_ignored", order_id=str(order_id) if order_id else None,
+                event_id=str(message.envelope.id), correlation_id=message.correlation_id,
+                trace_id=message.trace_id, command=cmd.message_type, why=why,
+                status=getattr(inventory.reservations.get(order_id), "status", "none"))
+    return None
+
+
+async def expire_reservations(begin: Begin, interval: float = 0.5, batch: int = 100) -> None:
+    """Background task: release reservations held (never allocated) for longer than the TTL and tell the saga.
+    Several inventory instances may run it: each expiry is decided again once the order is locked."""
+    async def scan() -> None:
+        while True:
+            if await _expire_due(begin, batch) < batch:
+                await asyncio.sleep(interval)
+
+    await run_forever("reservation-expiry", scan)
+
+
+async def _expire_due(begin: Begin, batch: int) -> int:
+    async with begin() as uow:
+        ttl = uow.settings.reservation_ttl_seconds
+        candidates = await store.due_reservations(uow.conn, ttl, batch)
+        if not candidates:
+            return 0
+        inventory, loaded = await store.load(uow.conn, set(candidates), set())
+        due = await store.due_reservations(uow.conn, ttl, batch, among=list(candidates))
+        inventory.watch_availability(uow.settings.low_stock_threshold)
+        for order_id, correlation_id in due.items():
+            inventory.cause = f"expiry:{order_id}"
+            expired = inventory.expire(order_id)
+            correlation_id = correlation_id or str(order_id)
+            log.info("inventory.reservation_expired", order_id=str(order_id), correlation_id=correlation_id)
+            for event in [expired, *inventory.availability_changes()]:
+                if event is not None:
+                    uow.emit(event, correlation_id=correlation_id)
+        await store.flush(uow.conn, inventory, loaded)
+        return len(candidates)
+

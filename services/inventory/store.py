@@ -1,88 +1,214 @@
-"""SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order,
-so concurrent batches cannot deadlock), and write back what the domain changed, one statement per table.
-CHECK constraints make over-reservation or negative stock impossible whatever runs concurrently."""
+"""SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order:
+orders, then SKUs, then locations, so concurrent batches cannot deadlock), and write back what the domain
+changed, one statement per table, with its ledger entries. CHECK constraints make over-reservation or negative
+stock impossible whatever runs concurrently.
 
-from dataclasses import astuple
+Orders are locked with transaction-scoped advisory locks rather than their reservation rows: an order without a
+reservation yet has no row to lock, and inserting one at the end (after the SKU locks) could wait on a
+transaction that holds that order and waits for our SKUs."""
+
 from uuid import UUID
 
 import asyncpg
 
 from shared.contracts.common import Line
+from shared.contracts.inventory import Atp
 
 from .domain import Inventory, LocationStock, Reservation, SkuStock
 
 
-async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str]) -> tuple[Inventory, Inventory]:
-    """The inventory slice for these orders and SKUs (plus the SKUs of their reservations), and an untouched
-    copy to tell what changed."""
-    rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
-                            sorted(order_ids))
+async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
+               locations: set[str] = frozenset()) -> tuple[Inventory, Inventory]:
+    """The inventory slice for these orders, SKUs and locations (plus the SKUs of the reservations), and an
+    untouched copy to tell what changed."""
+    await lock_orders(conn, order_ids)
+    rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1)", list(order_ids))
     reservations = {r["order_id"]: Reservation(r["order_id"], r["status"], [Line(**line) for line in r["lines"]],
-                                               r["location_id"]) for r in rows}
+                                               r["location_id"], r["correlation_id"]) for r in rows}
     skus = sorted(skus | {line.sku for r in reservations.values() for line in r.lines})
     sku_rows = await conn.fetch("SELECT * FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus)
     location_rows = await conn.fetch(
         "SELECT * FROM location_stock WHERE sku = ANY($1) ORDER BY sku, location_id FOR UPDATE", skus)
+    locations = sorted(set(locations) | {r["location_id"] for r in location_rows})
+    location_safety = dict(await conn.fetch(
+        "SELECT location_id, quantity FROM location_safety_stock WHERE location_id = ANY($1)", locations))
+    sku_safety = {(r["sku"], r["location_id"]): r["quantity"] for r in await conn.fetch(
+        "SELECT sku, location_id, quantity FROM sku_safety_stock WHERE sku = ANY($1) OR location_id = ANY($2)",
+        skus, locations)}
 
     def build() -> Inventory:
-        return Inventory(
+        inventory = Inventory(
             skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"]) for r in sku_rows},
-            locations={(r["sku"], r["location_id"]): LocationStock(r["sku"], r["location_id"], r["on_hand"],
-                                                                   r["allocated"]) for r in location_rows},
-            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id)
+            locations={},
+            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id, v.correlation_id)
                           for k, v in reservations.items()},
+            location_safety=dict(location_safety), sku_safety=dict(sku_safety),
         )
+        inventory.locations = {
+            (r["sku"], r["location_id"]): LocationStock(r["sku"], r["location_id"], r["on_hand"], r["allocated"],
+                                                        inventory.safety_stock(r["sku"], r["location_id"]))
+            for r in location_rows}
+        return inventory
 
     return build(), build()
 
 
+ORDER_LOCKS = 7301  # the advisory lock class of inventory's orders (two-key locks: apart from every one-key lock)
+
+
+async def lock_orders(conn: asyncpg.Connection, order_ids: set[UUID]) -> None:
+    """One advisory lock per order (its first 32 bits: a collision only makes two orders wait on each other),
+    taken in ascending order."""
+    keys = sorted({int.from_bytes(order_id.bytes[:4], "big", signed=True) for order_id in order_ids})
+    if keys:
+        await conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
+                           ORDER_LOCKS, keys)
+
+
+async def skus_at(conn: asyncpg.Connection, location_id: str) -> set[str]:
+    return {r["sku"] for r in await conn.fetch("SELECT sku FROM location_stock WHERE location_id = $1", location_id)}
+
+
 async def flush(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
-    skus = [s for key, s in inventory.skus.items() if astuple(s) != astuple(loaded.skus[key])]
-    if skus:
+    await _flush_skus(conn, inventory, loaded)
+    await _flush_locations(conn, inventory, loaded)
+    await _flush_safety(conn, inventory, loaded)
+    await _flush_reservations(conn, inventory)
+    await _append_ledger(conn, inventory)
+    inventory.ledger, inventory.changed_reservations = [], set()
+
+
+async def _flush_skus(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
+    """Rows loaded (and locked) are set; rows the batch created (a first receipt) are inserted, or added to if
+    another transaction created them meanwhile."""
+    changed = [s for key, s in inventory.skus.items() if key in loaded.skus
+               and (s.on_hand, s.reserved) != (loaded.skus[key].on_hand, loaded.skus[key].reserved)]
+    new = [s for key, s in inventory.skus.items() if key not in loaded.skus]
+    if changed:
         await conn.execute(
             "UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved "
             "FROM unnest($1::text[], $2::int[], $3::int[]) AS s(sku, on_hand, reserved) WHERE t.sku = s.sku",
-            [s.sku for s in skus], [s.on_hand for s in skus], [s.reserved for s in skus],
-        )
-    locations = [s for key, s in inventory.locations.items() if astuple(s) != astuple(loaded.locations[key])]
-    if locations:
+            [s.sku for s in changed], [s.on_hand for s in changed], [s.reserved for s in changed])
+    if new:
+        await conn.execute(
+            "INSERT INTO sku_stock (sku, on_hand, reserved) SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) "
+            "ON CONFLICT (sku) DO UPDATE SET on_hand = sku_stock.on_hand + EXCLUDED.on_hand, "
+            "reserved = sku_stock.reserved + EXCLUDED.reserved",
+            [s.sku for s in new], [s.on_hand for s in new], [s.reserved for s in new])
+
+
+async def _flush_locations(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
+    changed = [s for key, s in inventory.locations.items()
+               if key in loaded.locations and _counters(s) != _counters(loaded.locations[key])]
+    new = [s for key, s in inventory.locations.items() if key not in loaded.locations]
+    if changed:
         await conn.execute(
             "UPDATE location_stock t SET on_hand = s.on_hand, allocated = s.allocated "
             "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS s(sku, location_id, on_hand, allocated) "
-            "WHERE t.sku = s.sku AND t.location_id = s.location_id",
-            [s.sku for s in locations], [s.location_id for s in locations], [s.on_hand for s in locations],
-            [s.allocated for s in locations],
-        )
+            "WHERE t.sku = s.sku AND t.location_id = s.location_id", *_columns(changed))
+    if new:
+        await conn.execute(
+            "INSERT INTO location_stock (sku, location_id, on_hand, allocated) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) "
+            "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand, "
+            "allocated = location_stock.allocated + EXCLUDED.allocated", *_columns(new))
+
+
+def _counters(stock: LocationStock) -> tuple[int, int]:
+    return stock.on_hand, stock.allocated
+
+
+def _columns(rows: list[LocationStock]) -> tuple[list, ...]:
+    return [s.sku for s in rows], [s.location_id for s in rows], [s.on_hand for s in rows], [s.allocated for s in rows]
+
+
+async def _flush_safety(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
+    for location_id, quantity in inventory.location_safety.items():
+        if loaded.location_safety.get(location_id) != quantity:
+            await conn.execute(
+                "INSERT INTO location_safety_stock (location_id, quantity) VALUES ($1, $2) "
+                "ON CONFLICT (location_id) DO UPDATE SET quantity = EXCLUDED.quantity", location_id, quantity)
+    for (sku, location_id), quantity in inventory.sku_safety.items():
+        if loaded.sku_safety.get((sku, location_id)) == quantity:
+            continue
+        if quantity is None:
+            await conn.execute("DELETE FROM sku_safety_stock WHERE sku = $1 AND location_id = $2", sku, location_id)
+        else:
+            await conn.execute(
+                "INSERT INTO sku_safety_stock (sku, location_id, quantity) VALUES ($1, $2, $3) "
+                "ON CONFLICT (sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity", sku, location_id,
+                quantity)
+
+
+async def _flush_reservations(conn: asyncpg.Connection, inventory: Inventory) -> None:
     reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
     if reservations:
         await conn.execute(
-            """INSERT INTO reservations (order_id, status, lines, location_id)
-               SELECT order_id, status, lines, location_id FROM jsonb_to_recordset($1::jsonb)
-                 AS r(order_id uuid, status text, lines jsonb, location_id text)
+            """INSERT INTO reservations (order_id, status, lines, location_id, correlation_id)
+               SELECT order_id, status, lines, location_id, correlation_id FROM jsonb_to_recordset($1::jsonb)
+                 AS r(order_id uuid, status text, lines jsonb, location_id text, correlation_id text)
                ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
                  updated_at = now()""",
             [{"order_id": str(r.order_id), "status": r.status, "location_id": r.location_id,
-              "lines": [line.model_dump() for line in r.lines]} for r in reservations],
+              "correlation_id": r.correlation_id, "lines": [line.model_dump() for line in r.lines]}
+             for r in reservations],
         )
 
 
-async def receive(conn: asyncpg.Connection, receipt_id: str, sku: str, location_id: str, quantity: int) -> int | None:
-    """Add received units; returns the location's new on hand, or None if this receipt was already booked."""
-    booked = await conn.fetchval(
+async def _append_ledger(conn: asyncpg.Connection, inventory: Inventory) -> None:
+    if inventory.ledger:
+        await conn.execute(
+            """INSERT INTO stock_ledger (sku, location_id, kind, on_hand, reserved, allocated, cause, order_id,
+                                         document_id)
+               SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(sku text, location_id text, kind text, on_hand int,
+                 reserved int, allocated int, cause text, order_id uuid, document_id text)""",
+            [{"sku": e.sku, "location_id": e.location_id, "kind": e.kind, "on_hand": e.on_hand,
+              "reserved": e.reserved, "allocated": e.allocated, "cause": e.cause,
+              "order_id": str(e.order_id) if e.order_id else None, "document_id": e.document_id}
+             for e in inventory.ledger],
+        )
+
+
+async def claim_receipt(conn: asyncpg.Connection, receipt_id: str, sku: str, location_id: str, quantity: int) -> bool:
+    """Record the receipt; False if it was already booked."""
+    return bool(await conn.fetchval(
         "INSERT INTO receipts (receipt_id, sku, location_id, quantity) VALUES ($1, $2, $3, $4) "
-        "ON CONFLICT DO NOTHING RETURNING 1",
-        receipt_id, sku, location_id, quantity,
-    )
-    if not booked:
-        return None
-    await conn.execute(
-        "INSERT INTO sku_stock (sku, on_hand) VALUES ($1, $2) "
-        "ON CONFLICT (sku) DO UPDATE SET on_hand = sku_stock.on_hand + EXCLUDED.on_hand",
-        sku, quantity,
-    )
-    return await conn.fetchval(
-        "INSERT INTO location_stock (sku, location_id, on_hand) VALUES ($1, $2, $3) "
-        "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand "
-        "RETURNING on_hand",
-        sku, location_id, quantity,
-    )
+        "ON CONFLICT DO NOTHING RETURNING 1", receipt_id, sku, location_id, quantity))
+
+
+async def document_booked(conn: asyncpg.Connection, document_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM stock_documents WHERE document_id = $1", document_id))
+
+
+async def book_document(conn: asyncpg.Connection, document_id: str, kind: str, sku: str, location_id: str,
+                        change: int) -> None:
+    await conn.execute("INSERT INTO stock_documents (document_id, kind, sku, location_id, change) "
+                       "VALUES ($1, $2, $3, $4, $5)", document_id, kind, sku, location_id, change)
+
+
+async def due_reservations(conn: asyncpg.Connection, ttl_seconds: float, limit: int,
+                           among: list[UUID] | None = None) -> dict[UUID, str | None]:
+    """Reservations held longer than the TTL (among these orders, if given), with their order's correlation id."""
+    rows = await conn.fetch(
+        "SELECT order_id, correlation_id FROM reservations WHERE status = 'held' "
+        "AND updated_at < now() - make_interval(secs => $1) AND ($3::uuid[] IS NULL OR order_id = ANY($3)) "
+        "ORDER BY updated_at LIMIT $2", ttl_seconds, limit, among)
+    return {r["order_id"]: r["correlation_id"] for r in rows}
+
+
+async def read_atp(conn: asyncpg.Connection, sku: str) -> Atp:
+    """One SKU's ATP, read in one snapshot without locking anything."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        sku_rows = await conn.fetch("SELECT * FROM sku_stock WHERE sku = $1", sku)
+        location_rows = await conn.fetch("SELECT * FROM location_stock WHERE sku = $1", sku)
+        location_safety = dict(await conn.fetch(
+            "SELECT location_id, quantity FROM location_safety_stock WHERE location_id = ANY($1)",
+            [r["location_id"] for r in location_rows]))
+        sku_safety = {(sku, r["location_id"]): r["quantity"] for r in await conn.fetch(
+            "SELECT location_id, quantity FROM sku_safety_stock WHERE sku = $1", sku)}
+    inventory = Inventory(skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"]) for r in sku_rows},
+                          locations={}, reservations={}, location_safety=location_safety, sku_safety=sku_safety)
+    inventory.locations = {(sku, r["location_id"]): LocationStock(sku, r["location_id"], r["on_hand"], r["allocated"],
+                                                                  inventory.safety_stock(sku, r["location_id"]))
+                           for r in location_rows}
+    return inventory.atp(sku)

@@ -3,7 +3,13 @@
 A reservation is made in two steps: `ReserveStock` holds units against the whole network (all-or-nothing over
 the order's lines), `AllocateReservation` pins the held units to the location routing chose.
 `DeallocateReservation` un-pins them when that location rejects the work, `ReleaseReservation` undoes the
-reservation, `CommitReservation` consumes the units when they ship.
+reservation, `CommitReservation` consumes the units when they ship. A reservation still only held (never
+allocated) after the TTL expires: `ReservationExpired`.
+
+Available to promise (ATP) = on hand - reserved - safety stock, per location and for the network. ERP/ops set
+safety stock (`SetSafetyStock`), receive stock (`ReceiveStock`), count it (`RecordCycleCount`) and correct it
+(`AdjustStock`); channels learn of a SKU's network ATP crossing zero or the low-stock threshold from
+`AvailabilityChanged` on its own topic.
 """
 
 from typing import Literal
@@ -11,15 +17,15 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .base import Contract, contract
+from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Line, LocationId, ReasonCode, Sku, Value
-from .topics import INVENTORY_COMMANDS, INVENTORY_EVENTS
+from .topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS
 
 
 class LocationAvailability(Value):
     location_id: LocationId
     sku: Sku
-    available: int = Field(ge=0, description="On hand minus allocated at this location")
+    available: int = Field(ge=0, description="Available to promise here: on hand minus allocated minus safety stock")
 
 
 class Shortage(Value):
@@ -70,6 +76,47 @@ class ReceiveStock(Contract):
 
     def key(self) -> str:
         return self.sku
+
+
+@contract("oms.inventory.RecordCycleCount.v1", topic=INVENTORY_COMMANDS)
+class RecordCycleCount(Contract):
+    """A count at a location: its on hand is now `counted`. Refused if fewer than the units allocated there."""
+
+    document_id: str = Field(min_length=1, max_length=100, description="Idempotency key of the count")
+    sku: Sku
+    location_id: LocationId
+    counted: int = Field(ge=0)
+
+    def key(self) -> str:
+        return self.sku
+
+
+@contract("oms.inventory.AdjustStock.v1", topic=INVENTORY_COMMANDS)
+class AdjustStock(Contract):
+    """A correction of a location's on hand by `change` units (damage, loss, found). Refused if it would leave
+    fewer than the units allocated there."""
+
+    document_id: str = Field(min_length=1, max_length=100, description="Idempotency key of the adjustment")
+    sku: Sku
+    location_id: LocationId
+    change: int = Field(ge=-1_000_000, le=1_000_000)
+    reason: str = Field("", max_length=200, pattern=NO_CONTROL_CHARACTERS)
+
+    def key(self) -> str:
+        return self.sku
+
+
+@contract("oms.inventory.SetSafetyStock.v1", topic=INVENTORY_COMMANDS)
+class SetSafetyStock(Contract):
+    """Units at a location never promised: for every SKU there (`sku` omitted), or for one SKU, overriding the
+    location's. `quantity` omitted with a SKU removes that SKU's override."""
+
+    location_id: LocationId
+    sku: Sku | None = None
+    quantity: int | None = Field(None, ge=0, le=1_000_000)
+
+    def key(self) -> str:
+        return self.location_id
 
 
 @contract("oms.inventory.StockReserved.v1", topic=INVENTORY_EVENTS)
@@ -128,3 +175,82 @@ class StockReceived(Contract):
 
     def key(self) -> str:
         return self.sku
+
+
+@contract("oms.inventory.StockAdjusted.v1", topic=INVENTORY_EVENTS)
+class StockAdjusted(Contract):
+    document_id: str
+    kind: Literal["count", "adjustment"]
+    sku: Sku
+    location_id: LocationId
+    change: int
+    on_hand: int
+
+    def key(self) -> str:
+        return self.sku
+
+
+@contract("oms.inventory.StockAdjustmentRefused.v1", topic=INVENTORY_EVENTS)
+class StockAdjustmentRefused(Contract):
+    document_id: str
+    kind: Literal["count", "adjustment"]
+    sku: Sku
+    location_id: LocationId
+    reason: ReasonCode = Field(description="BELOW_ALLOCATED (on hand would be less than allocated there), "
+                                           "BELOW_RESERVED (network on hand less than reserved) or NEGATIVE_ON_HAND")
+
+    def key(self) -> str:
+        return self.sku
+
+
+@contract("oms.inventory.SafetyStockSet.v1", topic=INVENTORY_EVENTS)
+class SafetyStockSet(Contract):
+    location_id: LocationId
+    sku: Sku | None
+    quantity: int | None
+
+    def key(self) -> str:
+        return self.location_id
+
+
+@contract("oms.inventory.ReservationExpired.v1", topic=INVENTORY_EVENTS)
+class ReservationExpired(Contract):
+    """A reservation held (never allocated) for longer than the TTL was released."""
+
+    order_id: UUID
+    lines: list[Line]
+
+
+AvailabilityStatus = Literal["in_stock", "low_stock", "out_of_stock"]
+
+
+@contract("oms.inventory.AvailabilityChanged.v1", topic=INVENTORY_AVAILABILITY)
+class AvailabilityChanged(Contract):
+    """A SKU's network ATP crossed zero or the low-stock threshold."""
+
+    sku: Sku
+    status: AvailabilityStatus = Field(description="out_of_stock: ATP 0; low_stock: ATP at or below the threshold")
+    previous_status: AvailabilityStatus
+    atp: int = Field(ge=0, description="Network available to promise")
+
+    def key(self) -> str:
+        return self.sku
+
+
+class LocationAtp(Value):
+    location_id: LocationId
+    on_hand: int
+    allocated: int
+    safety_stock: int
+    atp: int = Field(ge=0, description="on hand - allocated - safety stock, at least 0")
+
+
+class Atp(Value):
+    """The answer of `GET /atp/{sku}` on the inventory service."""
+
+    sku: Sku
+    atp: int = Field(ge=0, description="Network available to promise: on hand - reserved - safety stock")
+    on_hand: int
+    reserved: int
+    safety_stock: int = Field(description="Units the locations keep back (each at most its on hand)")
+    locations: list[LocationAtp]

@@ -4,6 +4,7 @@ ORDER_COMMANDS = "orders.commands.v1"  # sales channels -> capture
 ORDER_EVENTS = "orders.events.v1"  # capture -> channels, notification, ERP
 INVENTORY_COMMANDS = "inventory.commands.v1"  # saga, ERP/WMS -> inventory
 INVENTORY_EVENTS = "inventory.events.v1"  # inventory -> saga
+INVENTORY_AVAILABILITY = "inventory.availability.v1"  # inventory -> channels
 ROUTING_COMMANDS = "routing.commands.v1"  # saga, ops -> routing
 ROUTING_EVENTS = "routing.events.v1"  # routing -> saga
 FULFILLMENT_COMMANDS = "fulfillment.commands.v1"  # saga -> fulfillment
@@ -18,6 +19,7 @@ ALL_TOPICS = (
     ORDER_EVENTS,
     INVENTORY_COMMANDS,
     INVENTORY_EVENTS,
+    INVENTORY_AVAILABILITY,
     ROUTING_COMMANDS,
     ROUTING_EVENTS,
     FULFILLMENT_COMMANDS,
@@ -31,8 +33,11 @@ ALL_TOPICS = (
 DESCRIPTIONS = {
     ORDER_COMMANDS: "Sales channels place orders here. Keyed by channel/channel_order_id.",
     ORDER_EVENTS: "Order lifecycle: accepted or rejected (reason codes), confirmed, shipped, cancelled (reason code).",
-    INVENTORY_COMMANDS: "Reservation commands from the order saga; stock receipts from ERP/WMS.",
-    INVENTORY_EVENTS: "Answers to reservation commands, and booked stock receipts.",
+    INVENTORY_COMMANDS: "Reservation commands from the order saga; stock receipts, counts, adjustments and safety "
+                        "stock from ERP/WMS.",
+    INVENTORY_EVENTS: "Answers to reservation commands, expired reservations, booked receipts and adjustments.",
+    INVENTORY_AVAILABILITY: "A SKU's network available-to-promise crossed zero or the low-stock threshold. "
+                            "Keyed by SKU.",
     ROUTING_COMMANDS: "Sourcing requests from the saga; location master data from ops.",
     ROUTING_EVENTS: "Sourcing decisions with their explanation, or the reason none was possible.",
     FULFILLMENT_COMMANDS: "Fulfilment requests from the order saga.",

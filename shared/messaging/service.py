@@ -16,12 +16,15 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import asyncpg
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, Topic
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from pydantic import BaseModel
 
 from shared.contracts.topics import DEAD_LETTERS
 from shared.db import create_pool, require_migrated
@@ -40,6 +43,8 @@ from .unit_of_work import Begin, units_of_work
 log = get_logger(__name__)
 
 BackgroundTask = Callable[[Begin], Awaitable[None]]
+# A read-only HTTP query: the pool and the rest of the path after its prefix; None answers 404.
+Query = Callable[[asyncpg.Pool, str], Awaitable[BaseModel | None]]
 
 # Static membership (KIP-345): a restarted member rejoins under its instance id and gets its partitions back
 # without a rebalance. The session timeout is how long the broker keeps a silent member's partitions for it
@@ -62,6 +67,7 @@ class ServiceDefinition:
     subscriptions: list[Subscription]
     publishes: tuple[str, ...]
     background: list[BackgroundTask] = field(default_factory=list)
+    queries: dict[str, Query] = field(default_factory=dict)  # path prefix (ending in /) -> query, on the HTTP side
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -98,6 +104,36 @@ def consumer_group_prefix(service: str) -> str:
     return f"oms.{service}."
 
 
+class ServiceAsgi(AsgiFastStream):
+    """FastStream's ASGI app matches paths exactly; here a route whose path ends in `/` also serves every path
+    below it (`/atp/` serves `/atp/{sku}`)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for path, app in self.routes:
+                if path.endswith("/") and scope["path"].startswith(path) and scope["path"] != path:
+                    await app(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+def query_route(prefix: str, query: Query, pool: Callable[[], asyncpg.Pool | None]) -> Any:
+    @get(include_in_schema=False)
+    async def answer(scope: Any) -> AsgiResponse:
+        if pool() is None:
+            return _json_response(b'{"error": "starting"}', 503)
+        result = await query(pool(), unquote(scope["path"][len(prefix):]))
+        if result is None:
+            return _json_response(b'{"error": "not found"}', 404)
+        return _json_response(result.model_dump_json().encode(), 200)
+
+    return answer
+
+
+def _json_response(body: bytes, status: int) -> AsgiResponse:
+    return AsgiResponse(body, status, headers={"content-type": "application/json"})
+
+
 def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     config = settings()
     configure_logging(definition.name, config.log_level)
@@ -117,9 +153,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     for subscription in definition.subscriptions:
         _subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
     broker.include_router(router)
+    pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        nonlocal pool
         await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}])
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await require_migrated(pool, definition.name, definition.migrations)
@@ -149,7 +187,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
             tracer_provider.shutdown()  # exports the spans still queued
             log.info("service.stopped")
 
-    return AsgiFastStream(broker, lifespan=lifespan, asgi_routes=health.routes())
+    queries = [(prefix, query_route(prefix, query, lambda: pool)) for prefix, query in definition.queries.items()]
+    return ServiceAsgi(broker, lifespan=lifespan, asgi_routes=[*health.routes(), *queries])
 
 
 def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],

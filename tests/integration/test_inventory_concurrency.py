@@ -12,6 +12,13 @@ from shared.contracts.inventory import StockReserved, StockUnavailable
 pytestmark = pytest.mark.integration
 
 
+async def receive(pool, sku: str, location_id: str, quantity: int) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        inventory, loaded = await store.load(conn, set(), {sku}, {location_id})
+        inventory.receive(f"r-{sku}-{location_id}", sku, location_id, quantity)
+        await store.flush(conn, inventory, loaded)
+
+
 async def reserve(pool, lines: list[Line]):
     """What the inventory service does for one ReserveStock, in a transaction of its own."""
     order_id = uuid.uuid4()
@@ -24,8 +31,7 @@ async def reserve(pool, lines: list[Line]):
 
 async def test_concurrent_reservations_for_the_last_units_never_oversell(inventory_pool):
     sku = f"LAST-{uuid.uuid4().hex[:8].upper()}"
-    async with inventory_pool.acquire() as conn:
-        await store.receive(conn, f"r-{sku}", sku, "WH-1", 5)
+    await receive(inventory_pool, sku, "WH-1", 5)
 
     answers = await asyncio.gather(*(reserve(inventory_pool, [Line(sku=sku, quantity=1)]) for _ in range(25)))
     assert sum(isinstance(a, StockReserved) for a in answers) == 5
@@ -40,9 +46,8 @@ async def test_concurrent_reservations_for_the_last_units_never_oversell(invento
 
 async def test_a_multi_line_reservation_is_all_or_nothing(inventory_pool):
     plenty, scarce = f"P-{uuid.uuid4().hex[:8].upper()}", f"S-{uuid.uuid4().hex[:8].upper()}"
-    async with inventory_pool.acquire() as conn:
-        await store.receive(conn, f"r-{plenty}", plenty, "WH-1", 10)
-        await store.receive(conn, f"r-{scarce}", scarce, "WH-1", 1)
+    await receive(inventory_pool, plenty, "WH-1", 10)
+    await receive(inventory_pool, scarce, "WH-1", 1)
     answer = await reserve(inventory_pool, [Line(sku=plenty, quantity=3), Line(sku=scarce, quantity=2)])
     assert answer.reason.code == "OUT_OF_STOCK"
     assert [(s.sku, s.available) for s in answer.shortages] == [(scarce, 1)]

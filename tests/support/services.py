@@ -20,11 +20,12 @@ async def wait_started(proc: ServiceProcess, timeout: float = 60, *, runs: int =
 
 
 @asynccontextmanager
-async def running(names: tuple[str, ...], run_dir: Path):
+async def running(names: tuple[str, ...], run_dir: Path, env: dict[str, str] | None = None):
+    """The services as processes, with these settings over the test run's environment."""
     procs = {name: ServiceProcess(name, run_dir) for name in names}
     try:
         for proc in procs.values():
-            proc.start(dict(os.environ))
+            proc.start({**os.environ, **(env or {})})
         for proc in procs.values():
             await wait_started(proc)
         yield procs

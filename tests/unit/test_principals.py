@@ -3,18 +3,20 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 
 from ops.prepare import service_definitions
 from ops.principals import default_principals, party_principal, service_principal
-from shared.contracts.topics import DEAD_LETTERS, ORDER_COMMANDS, ORDER_EVENTS
+from shared.contracts.topics import DEAD_LETTERS, INVENTORY_AVAILABILITY, ORDER_COMMANDS, ORDER_EVENTS
 from shared.messaging.service import consumer_group
 from shared.settings import settings
 
 
-def test_a_channel_writes_its_own_order_commands_topic_reads_order_events_and_uses_groups_of_its_own():
+def test_a_channel_writes_its_own_order_commands_topic_reads_order_events_and_availability_and_uses_groups_of_its_own():
     acls = {(acl.restype, acl.name, acl.resource_pattern_type, acl.operation, acl.principal)
             for acl in party_principal("channel", "acme").acls("test-1.")}
     assert acls == {
         (ResourceType.TOPIC, f"test-1.{ORDER_COMMANDS}.acme", ResourcePatternType.LITERAL, AclOperation.WRITE,
          "User:channel-acme"),
         (ResourceType.TOPIC, f"test-1.{ORDER_EVENTS}", ResourcePatternType.LITERAL, AclOperation.READ,
+         "User:channel-acme"),
+        (ResourceType.TOPIC, f"test-1.{INVENTORY_AVAILABILITY}", ResourcePatternType.LITERAL, AclOperation.READ,
          "User:channel-acme"),
         (ResourceType.GROUP, "test-1.channel-acme.", ResourcePatternType.PREFIXED, AclOperation.READ,
          "User:channel-acme"),

@@ -26,6 +26,7 @@ from shared.contracts.inventory import (
     ReleaseReservation,
     ReservationAllocated,
     ReservationDeallocated,
+    ReservationExpired,
     ReserveStock,
     StockReserved,
     StockUnavailable,
@@ -121,6 +122,24 @@ def test_no_route_releases_the_reservation_then_cancels():
     step = s.advance(saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION_WITH_STOCK")))
     assert step.saga.state == "cancelled"
     assert types(step) == [ReleaseReservation, OrderCancelled]
+
+
+@pytest.mark.parametrize("waiting", [
+    (),
+    (OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"),),
+])
+def test_an_expired_reservation_cancels_an_order_not_yet_confirmed(waiting):
+    saga = through(reserved(), *waiting)
+    step = s.advance(saga, ReservationExpired(order_id=ORDER, lines=list(LINES)))
+    assert step.saga.state == "cancelled"
+    assert types(step) == [ReleaseReservation, OrderCancelled]
+    assert step.messages[1].reason.code == "RESERVATION_EXPIRED"
+
+
+def test_a_confirmed_order_ignores_an_expiry():
+    saga = through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"),
+                   ReservationAllocated(order_id=ORDER, location_id="WH-1"))
+    assert s.advance(saga, ReservationExpired(order_id=ORDER, lines=list(LINES))) is None
 
 
 def test_failed_allocation_reroutes_without_that_location_then_gives_up():
