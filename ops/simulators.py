@@ -1,7 +1,9 @@
 """Stand-ins for the outside world: locations that work through their fulfilment orders.
 
 A location picks and ships every work item it gets (or rejects a chosen share of them), as a warehouse
-management system or a store's app would. Used by `oms load`, `oms bench` and the fault tests.
+management system or a store's app would: a pickup order is made ready and collected; a shipment is delivered;
+one in five shipments of more than one unit leaves in two parcels, and one in eleven of those ships its first
+unit only and rejects the rest (a short pick). Used by `oms load`, `oms bench` and the fault tests.
 """
 
 import json
@@ -10,6 +12,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
+from shared.contracts.common import Line
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
 from shared.contracts.topics import FULFILLMENT_WORK
 from shared.logging import get_logger
@@ -61,9 +64,23 @@ class LocationSimulator:
             elif data["delivery"]["type"] == "pickup":  # the customer comes straight away
                 updates += [LocationUpdate(**ids, status="ready_for_pickup"), LocationUpdate(**ids, status="picked_up")]
             else:
-                updates += [LocationUpdate(**ids, status="shipped", carrier="DHL",
-                                           tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}"),
-                            LocationUpdate(**ids, status="delivered")]
+                updates += _shipments(ids, [Line(**line) for line in data["lines"]])
         await self.client.send_many(updates)
         self.handled += len(updates)
 
+
+
+def _shipments(ids: dict, lines: list[Line]) -> list[LocationUpdate]:
+    """Every unit in one parcel, or (chosen by the order id, so a redelivered work item is handled alike) the
+    first unit in a parcel of its own and then the rest, or the first unit and a short pick of the rest."""
+    def parcel(only: list[Line] | None = None) -> LocationUpdate:
+        return LocationUpdate(**ids, status="shipped", carrier="DHL", lines=only,
+                              tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}")
+
+    choice = uuid.UUID(str(ids["order_id"])).int
+    if sum(line.quantity for line in lines) < 2 or choice % 5:
+        return [parcel(), LocationUpdate(**ids, status="delivered")]
+    first = [Line(sku=lines[0].sku, quantity=1)]
+    if choice % 11 == 0:
+        return [parcel(first), LocationUpdate(**ids, status="rejected", reason="SHORT_PICK")]
+    return [parcel(first), parcel(), LocationUpdate(**ids, status="delivered")]

@@ -57,6 +57,7 @@ from shared.contracts.orders import (
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderLinesCancelled,
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
@@ -176,15 +177,29 @@ def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
 
 
 def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
+    """A shipment: its units leave stock. The last one (`complete`) ships the order; before it, the rest may
+    still ship or be rejected, and nothing is cancelled any more (the release stays registered for the rest)."""
     messages: list[Contract] = [
-        CommitReservation(order_id=saga.order_id),
+        CommitReservation(order_id=saga.order_id, lines=reply.lines),
         OrderShipped(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
-                     carrier=reply.carrier, tracking_number=reply.tracking_number),
+                     carrier=reply.carrier, tracking_number=reply.tracking_number, shipment_id=reply.shipment_id,
+                     lines=reply.lines, complete=reply.complete),
     ]
     if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
         messages.append(_cancellation_rejected(saga, "ALREADY_SHIPPED"))
-    done = replace(saga, state="shipped", compensations=(), cancel_reason=None, cancel_stage=None)
-    return Step(done, messages)
+    shipping = replace(saga, cancel_reason=None, cancel_stage=None, attempts=0)
+    if reply.complete:
+        return Step(replace(shipping, state="shipped", compensations=()), messages)
+    return Step(replace(shipping, state="partially_shipped", compensations=(RELEASE,)), messages)
+
+
+def _rest_rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
+    """A short pick: the location shipped part and cannot fill the rest. The rest is cancelled, its stock
+    released; the order has shipped what it will."""
+    return Step(replace(saga, state="shipped", compensations=()), [
+        ReleaseReservation(order_id=saga.order_id, reason="SHORT_PICK"),
+        OrderLinesCancelled(order_id=saga.order_id, lines=reply.lines,
+                            reason=ReasonCode(code="SHORT_PICK", detail=reply.reason.code))])
 
 
 def _fulfilment_cancelled(saga: Saga, reply: FulfillmentCancelled) -> Step:
@@ -254,7 +269,7 @@ STEPS = (
     SagaStep("awaiting_shipment", replies={
         FulfillmentOrderProgressed: Then(_progressed, "on the timeline; ready for pickup: ready_for_pickup, "
                                                       "OrderReadyForPickup"),
-        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped"),
+        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (part of it: partially_shipped)"),
         FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation (a pickup order: cancelled, "
                                              "PICKUP_REJECTED)")}),
     SagaStep("ready_for_pickup", replies={
@@ -262,6 +277,11 @@ STEPS = (
         PickupExpired: Then(_not_collected, "cancelled, NOT_COLLECTED: ReleaseReservation (back on the shelf), "
                                             "OrderCancelled"),
         FulfillmentRejected: Then(_rejected, "cancelled, PICKUP_REJECTED")}),
+    SagaStep("partially_shipped", replies={
+        ShipmentConfirmed: Then(_shipped, "partially_shipped, or shipped with the last: CommitReservation of its "
+                                          "lines, OrderShipped"),
+        FulfillmentRejected: Then(_rest_rejected, "shipped (short pick): ReleaseReservation of the rest, "
+                                                  "OrderLinesCancelled")}),
     SagaStep("shipped", replies={
         DeliveryConfirmed: Then(_delivered, "delivered: OrderDelivered")}),
     SagaStep("reallocating", command=_deallocate, replies={
@@ -321,7 +341,7 @@ def claims_hold(saga: Saga, reply: Contract) -> bool:
 
 def request_cancel(saga: Saga, reason: str) -> Step:
     """The channel asks to cancel: honoured before shipment, answered with a rejection after."""
-    if saga.state in ("shipped", "delivered"):
+    if saga.state in ("partially_shipped", "shipped", "delivered"):
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_SHIPPED")])
     if saga.state == "picked_up":
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_PICKED_UP")])
@@ -392,5 +412,6 @@ def _without(saga: Saga, compensation: str) -> tuple[str, ...]:
     return tuple(c for c in saga.compensations if c != compensation)
 
 
-ORDER_STATUS = {"awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup", "shipped": "shipped",
+ORDER_STATUS = {"awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
+                "partially_shipped": "partially_shipped", "shipped": "shipped",
                 "delivered": "delivered", "picked_up": "picked_up", "cancelled": "cancelled"}

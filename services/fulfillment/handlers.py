@@ -4,7 +4,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from shared.contracts import Contract
-from shared.contracts.common import Line, ReasonCode
+from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.fulfillment import (
     CancelFulfillment,
     DeliveryConfirmed,
@@ -21,14 +21,16 @@ from shared.contracts.fulfillment import (
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
+    shipment_id,
 )
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
-from .domain import CANCELLABLE, advances, belongs
+from .domain import CANCELLABLE, advances, belongs, status_after
 
-HANDED_OVER = {"shipped": "ALREADY_SHIPPED", "delivered": "ALREADY_SHIPPED", "picked_up": "ALREADY_PICKED_UP"}
+HANDED_OVER = {"partially_shipped": "ALREADY_SHIPPED", "shipped": "ALREADY_SHIPPED", "delivered": "ALREADY_SHIPPED",
+               "picked_up": "ALREADY_PICKED_UP"}
 
 log = get_logger(__name__)
 
@@ -109,28 +111,58 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
         log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
                  trace_id=message.trace_id, current=row["status"], reported=update.status)
         return
-    await _set_status(uow, update.fulfillment_order_id, update.status, update)
     ids = {"fulfillment_order_id": update.fulfillment_order_id, "order_id": update.order_id,
            "location_id": row["location_id"]}
-    correlation_id = row["correlation_id"]
-    event = _event(update, ids, [Line(**line) for line in row["lines"]])
-    uow.reply(event, message, correlation_id=correlation_id)
+    lines = [Line(**line) for line in row["lines"]]
+    unshipped = subtract_lines(lines, [Line(**line) for line in row["shipped_lines"]])
+    parcel, left = [], unshipped
+    if update.status == "shipped":
+        parcel = merge_lines(update.lines) if update.lines else unshipped
+        left = subtract_lines(unshipped, parcel)
+        if left is None or not parcel:
+            uow.refuse(message, "OVER_SHIPPED", f"shipment of {_described(parcel)} on fulfillment order "
+                                                f"{update.fulfillment_order_id}, which has {_described(unshipped)} to ship")
+            return
+        if not await _record_shipment(uow, update, parcel):
+            log.info("fulfillment.shipment_repeated", order_id=str(update.order_id),
+                     event_id=str(message.envelope.id), trace_id=message.trace_id)
+            return
+    status = status_after(row["status"], update.status, bool(left))
+    await _set_status(uow, update.fulfillment_order_id, status, update, parcel)
+    event = _event(update, ids, lines, parcel, unshipped, complete=status == "shipped")
+    uow.reply(event, message, correlation_id=row["correlation_id"])
 
 
-def _event(update: LocationUpdate, ids: dict, lines: list[Line]) -> Contract:
+def _event(update: LocationUpdate, ids: dict, lines: list[Line], parcel: list[Line], unshipped: list[Line],
+           complete: bool) -> Contract:
     """What the ERP and the saga hear of a location's report."""
     now = datetime.now(UTC)
     match update.status:
         case "shipped":
-            return ShipmentConfirmed(**ids, lines=lines, carrier=update.carrier,
-                                     tracking_number=update.tracking_number, shipped_at=now)
+            return ShipmentConfirmed(**ids, shipment_id=shipment_id(update.fulfillment_order_id,
+                                                                    update.tracking_number),
+                                     lines=parcel, carrier=update.carrier, tracking_number=update.tracking_number,
+                                     shipped_at=now, complete=complete)
         case "delivered":
             return DeliveryConfirmed(**ids, delivered_at=now)
         case "picked_up":
             return PickupCompleted(**ids, lines=lines, picked_up_at=now)
         case "rejected":
-            return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"))
+            return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"), lines=unshipped)
     return FulfillmentOrderProgressed(**ids, status=update.status)
+
+
+async def _record_shipment(uow: UnitOfWork, update: LocationUpdate, parcel: list[Line]) -> bool:
+    """False when this parcel (its tracking number) was reported before."""
+    return await uow.conn.fetchval(
+        """INSERT INTO shipments (shipment_id, fulfillment_order_id, carrier, tracking_number, lines)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+        shipment_id(update.fulfillment_order_id, update.tracking_number), update.fulfillment_order_id,
+        update.carrier, update.tracking_number, [line.model_dump() for line in parcel]) or False
+
+
+def _described(lines: list[Line] | None) -> str:
+    return ", ".join(f"{line.quantity} {line.sku}" for line in lines or []) or "nothing"
 
 
 async def expire_uncollected(begin: Begin, interval: float = 1.0, batch: int = 100) -> None:
@@ -164,11 +196,15 @@ async def _expire_uncollected(begin: Begin, batch: int) -> int:
         return len(rows)
 
 
-async def _set_status(uow: UnitOfWork, fo_id, status: str, update: LocationUpdate | None = None) -> None:
+async def _set_status(uow: UnitOfWork, fo_id, status: str, update: LocationUpdate | None = None,
+                      parcel: list[Line] | None = None) -> None:
     await uow.conn.execute(
         """UPDATE fulfillment_orders SET status = $2, carrier = coalesce($3, carrier),
              tracking_number = coalesce($4, tracking_number), reject_reason = coalesce($5, reject_reason),
-             ready_at = CASE WHEN $2 = 'ready_for_pickup' THEN now() ELSE ready_at END, updated_at = now()
+             ready_at = CASE WHEN $2 = 'ready_for_pickup' THEN now() ELSE ready_at END,
+             shipped_lines = CASE WHEN $6::jsonb IS NULL THEN shipped_lines ELSE shipped_lines || $6::jsonb END,
+             updated_at = now()
            WHERE fulfillment_order_id = $1""",
         fo_id, status, update and update.carrier, update and update.tracking_number, update and update.reason,
+        [line.model_dump() for line in parcel] if parcel else None,
     )

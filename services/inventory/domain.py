@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from shared.contracts import Contract
-from shared.contracts.common import Line, ReasonCode
+from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.inventory import (
     AllocationFailed,
     Atp,
@@ -38,14 +38,6 @@ from shared.contracts.inventory import (
 )
 
 LIVE = ("held", "allocated")
-
-
-def merge_lines(lines: list[Line]) -> list[Line]:
-    """One line per SKU, sorted by SKU."""
-    totals: Counter[str] = Counter()
-    for line in lines:
-        totals[line.sku] += line.quantity
-    return [Line(sku=sku, quantity=qty) for sku, qty in sorted(totals.items())]
 
 
 @dataclass
@@ -78,9 +70,10 @@ class LocationStock:
 class Reservation:
     order_id: UUID
     status: str  # held, allocated, released, committed, expired
-    lines: list[Line]
+    lines: list[Line]  # what is (or was, once released or expired) reserved and not yet committed
     location_id: str | None = None
     correlation_id: str | None = None  # of the order's flow, for what inventory says on its own (expiry)
+    committed: list[Line] = field(default_factory=list)  # what has shipped, shipment by shipment
 
 
 @dataclass(frozen=True)
@@ -158,6 +151,8 @@ class Inventory:
         existing = self.reservations.get(order_id)
         if existing is None or existing.status not in LIVE:
             return None
+        if existing.committed:  # part has shipped from there: the rest is released, never moved
+            return None
         if existing.status == "allocated" and existing.location_id == location_id:
             self._unpin(existing, "deallocate")
             existing.status, existing.location_id = "held", None
@@ -175,7 +170,9 @@ class Inventory:
             self._save(Reservation(order_id, "released", []))
         elif previous in LIVE:
             self._drop(existing, "release")
-            existing.status = "released"
+            existing.status = "committed" if existing.committed else "released"  # a partial shipment stays shipped
+            if existing.committed:
+                existing.lines = []
             self._save(existing)
         return ReservationReleased(order_id=order_id, previous_status=previous if previous in LIVE else "none")
 
@@ -189,18 +186,26 @@ class Inventory:
         self._save(existing)
         return ReservationExpired(order_id=order_id, lines=existing.lines)
 
-    def commit(self, order_id: UUID) -> Contract | None:
-        """The units shipped: out of on hand, out of the reservation."""
+    def commit(self, order_id: UUID, lines: list[Line] | None = None) -> Contract | None:
+        """Units shipped: out of on hand, out of the reservation. A partial shipment commits its lines; the
+        reservation is committed once nothing is left. More than is reserved commits nothing."""
         existing = self.reservations.get(order_id)
         if existing is None or existing.status != "allocated":
             return None
-        for line in existing.lines:
+        parcel = merge_lines(lines) if lines else existing.lines
+        left = subtract_lines(existing.lines, parcel)
+        if left is None:
+            return None
+        for line in parcel:
             q = line.quantity
             self._move_location(line.sku, existing.location_id, "commit", on_hand=-q, allocated=-q, order_id=order_id)
             self._move_network(line.sku, "commit", on_hand=-q, reserved=-q, order_id=order_id)
-        existing.status = "committed"
+        existing.lines, existing.committed = left, merge_lines([*existing.committed, *parcel])
+        if not left:
+            existing.status = "committed"
         self._save(existing)
-        return ReservationCommitted(order_id=order_id, location_id=existing.location_id)
+        return ReservationCommitted(order_id=order_id, location_id=existing.location_id, lines=parcel,
+                                    complete=not left)
 
     def receive(self, receipt_id: str, sku: str, location_id: str, quantity: int) -> Contract:
         self._book(sku, location_id, "receipt", quantity, receipt_id)

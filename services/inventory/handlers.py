@@ -33,7 +33,7 @@ RESERVATIONS: dict[type[Contract], Callable[[Inventory, Message], Contract | Non
     AllocateReservation: lambda inventory, m: inventory.allocate(m.payload.order_id, m.payload.location_id),
     DeallocateReservation: lambda inventory, m: inventory.deallocate(m.payload.order_id, m.payload.location_id),
     ReleaseReservation: lambda inventory, m: inventory.release(m.payload.order_id),
-    CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id),
+    CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id, m.payload.lines),
 }
 STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock)
 COMMANDS = (*RESERVATIONS, *STOCK)

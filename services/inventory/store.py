@@ -24,7 +24,8 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
     await lock_orders(conn, order_ids)
     rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1)", list(order_ids))
     reservations = {r["order_id"]: Reservation(r["order_id"], r["status"], [Line(**line) for line in r["lines"]],
-                                               r["location_id"], r["correlation_id"]) for r in rows}
+                                               r["location_id"], r["correlation_id"],
+                                               [Line(**line) for line in r["committed_lines"]]) for r in rows}
     skus = sorted(skus | {line.sku for r in reservations.values() for line in r.lines})
     sku_rows = await conn.fetch("SELECT * FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus)
     location_rows = await conn.fetch(
@@ -40,8 +41,8 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         inventory = Inventory(
             skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"]) for r in sku_rows},
             locations={},
-            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id, v.correlation_id)
-                          for k, v in reservations.items()},
+            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id, v.correlation_id,
+                                         list(v.committed)) for k, v in reservations.items()},
             location_safety=dict(location_safety), sku_safety=dict(sku_safety),
         )
         inventory.locations = {
@@ -144,13 +145,15 @@ async def _flush_reservations(conn: asyncpg.Connection, inventory: Inventory) ->
     reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
     if reservations:
         await conn.execute(
-            """INSERT INTO reservations (order_id, status, lines, location_id, correlation_id)
-               SELECT order_id, status, lines, location_id, correlation_id FROM jsonb_to_recordset($1::jsonb)
-                 AS r(order_id uuid, status text, lines jsonb, location_id text, correlation_id text)
+            """INSERT INTO reservations (order_id, status, lines, committed_lines, location_id, correlation_id)
+               SELECT order_id, status, lines, committed_lines, location_id, correlation_id
+               FROM jsonb_to_recordset($1::jsonb) AS r(order_id uuid, status text, lines jsonb, committed_lines jsonb,
+                                                       location_id text, correlation_id text)
                ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
-                 updated_at = now()""",
+                 lines = EXCLUDED.lines, committed_lines = EXCLUDED.committed_lines, updated_at = now()""",
             [{"order_id": str(r.order_id), "status": r.status, "location_id": r.location_id,
-              "correlation_id": r.correlation_id, "lines": [line.model_dump() for line in r.lines]}
+              "correlation_id": r.correlation_id, "lines": [line.model_dump() for line in r.lines],
+              "committed_lines": [line.model_dump() for line in r.committed]}
              for r in reservations],
         )
 

@@ -20,6 +20,7 @@ SERVICE = ServiceDefinition(
                 orders.OrderConfirmed: handlers.lifecycle_events,
                 orders.OrderShipped: handlers.lifecycle_events,
                 orders.OrderDelivered: handlers.lifecycle_events,
+                orders.OrderLinesCancelled: handlers.lifecycle_events,
                 orders.OrderReadyForPickup: handlers.lifecycle_events,
                 orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,

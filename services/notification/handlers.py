@@ -9,12 +9,14 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared.contracts import Contract
+from shared.contracts.common import Line
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import (
     OrderAccepted,
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderLinesCancelled,
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
@@ -33,7 +35,12 @@ def _values(event: Contract) -> tuple[str, dict[str, str]]:
         case OrderConfirmed():
             return "order_confirmed", {}
         case OrderShipped():
-            return "order_shipped", {"carrier": event.carrier, "tracking_number": event.tracking_number}
+            return "order_shipped", {"carrier": event.carrier, "tracking_number": event.tracking_number,
+                                     "what": "has shipped" if event.complete and not event.lines else
+                                     f"({_described(event.lines)}) {'has' if event.complete else 'is partly'} "
+                                     "shipped"}
+        case OrderLinesCancelled():
+            return "order_lines_cancelled", {"what": _described(event.lines)}
         case OrderDelivered():
             return "order_delivered", {}
         case OrderReadyForPickup():
@@ -45,12 +52,22 @@ def _values(event: Contract) -> tuple[str, dict[str, str]]:
     raise TypeError(f"no notification for {event.message_type}")
 
 
+def _described(lines: list[Line]) -> str:
+    return ", ".join(f"{line.quantity} x {line.sku}" for line in lines)
+
+
+def _reference(event: Contract) -> str:
+    """What tells two messages of one kind for one order apart: each shipment of a partial delivery."""
+    return str(event.shipment_id) if isinstance(event, OrderShipped) and event.shipment_id else ""
+
+
 @dataclass(frozen=True)
 class Notification:
     cause: Message
     notification_id: uuid.UUID
     order_id: uuid.UUID
     kind: str
+    reference: str
     recipient: str
     subject: str
     body: str
@@ -77,15 +94,17 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
     notifications = [_compose(m, recipients[m.payload.order_id])
                      for m in events if m.payload.order_id in recipients]
     created = await uow.conn.fetch(
-        """INSERT INTO notifications (notification_id, order_id, kind, channel, recipient, subject, body,
+        """INSERT INTO notifications (notification_id, order_id, kind, reference, channel, recipient, subject, body,
                                       source_event_id)
-           SELECT n, o, k, 'email', r, s, b, e
-           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[])
-             AS t(n, o, k, r, s, b, e)
+           SELECT n, o, k, ref, 'email', r, s, b, e
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::uuid[])
+             AS t(n, o, k, ref, r, s, b, e)
            ON CONFLICT DO NOTHING RETURNING notification_id""",
         [n.notification_id for n in notifications], [n.order_id for n in notifications],
-        [n.kind for n in notifications], [n.recipient for n in notifications], [n.subject for n in notifications],
-        [n.body for n in notifications], [n.cause.envelope.id for n in notifications],
+        [n.kind for n in notifications], [n.reference for n in notifications], [n.recipient for n in notifications],
+        [n.subject for n in notifications], [n.body for n in notifications],
+        [n.cause.envelope.id for n in notifications],
     )
     new = {r["notification_id"] for r in created}
     for n in notifications:
@@ -98,5 +117,7 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
 def _compose(message: Message, recipient: asyncpg.Record) -> Notification:
     event = message.payload
     kind, values = _values(event)
+    reference = _reference(event)
     subject, body = render(kind, name=recipient["name"], channel_order_id=recipient["channel_order_id"], **values)
-    return Notification(message, uuid.uuid5(event.order_id, kind), event.order_id, kind, recipient["email"], subject, body)
+    notification_id = uuid.uuid5(event.order_id, f"{kind}:{reference}" if reference else kind)
+    return Notification(message, notification_id, event.order_id, kind, reference, recipient["email"], subject, body)

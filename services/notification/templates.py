@@ -9,7 +9,7 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
     ),
     "order_shipped": (
         Template("Your order $channel_order_id is on its way"),
-        Template("Hello $name,\n\nyour order $channel_order_id has shipped with $carrier, "
+        Template("Hello $name,\n\nyour order $channel_order_id $what with $carrier, "
                  "tracking number $tracking_number.\n"),
     ),
     "order_delivered": (
@@ -23,6 +23,11 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
     "order_picked_up": (
         Template("You collected your order $channel_order_id"),
         Template("Hello $name,\n\nthank you for collecting your order $channel_order_id at store $store_id.\n"),
+    ),
+    "order_lines_cancelled": (
+        Template("Part of your order $channel_order_id was cancelled"),
+        Template("Hello $name,\n\nwe are sorry: we could not send $what of your order $channel_order_id; "
+                 "you will not be charged for it.\n"),
     ),
     "order_cancelled": (
         Template("Your order $channel_order_id was cancelled"),

@@ -1,5 +1,6 @@
 """Value types shared by several domains."""
 
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -52,3 +53,21 @@ Delivery = Annotated[ShipTo | PickupInStore, Field(discriminator="type")]
 class ReasonCode(Value):
     code: str = Field(examples=["OUT_OF_STOCK"])
     detail: str = ""
+
+
+def merge_lines(lines: list[Line]) -> list[Line]:
+    """One line per SKU, sorted by SKU."""
+    totals: Counter[str] = Counter()
+    for line in lines:
+        totals[line.sku] += line.quantity
+    return [Line(sku=sku, quantity=qty) for sku, qty in sorted(totals.items())]
+
+
+def subtract_lines(lines: list[Line], taken: list[Line]) -> list[Line] | None:
+    """What is left of `lines` once `taken` is out, or None if `taken` holds more of a SKU than `lines` does."""
+    left = Counter({line.sku: line.quantity for line in merge_lines(lines)})
+    for line in merge_lines(taken):
+        if left[line.sku] < line.quantity:
+            return None
+        left[line.sku] -= line.quantity
+    return [Line(sku=sku, quantity=qty) for sku, qty in sorted(left.items()) if qty]

@@ -11,6 +11,11 @@ from .common import Delivery, Line, LocationId, ReasonCode
 from .topics import FULFILLMENT_COMMANDS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK
 
 
+def shipment_id(fulfillment_order: UUID, tracking_number: str) -> UUID:
+    """A parcel is known by its tracking number: reported twice, it is one shipment."""
+    return uuid5(fulfillment_order, tracking_number)
+
+
 def fulfillment_order_id(order_id: UUID, location_id: str) -> UUID:
     """One fulfilment order per order and location, with an id anyone (fulfilment, the saga) can recompute."""
     return uuid5(order_id, location_id)
@@ -67,6 +72,9 @@ class LocationUpdate(Contract):
     carrier: str | None = Field(None, max_length=50)
     tracking_number: str | None = Field(None, max_length=100)
     reason: str | None = Field(None, max_length=200, description="Why the location rejects, e.g. SHORT_PICK")
+    lines: list[Line] | None = Field(None, max_length=500, description="shipped: what this parcel holds (a partial "
+                                     "shipment); omitted: everything not shipped yet. A rejection after a partial "
+                                     "shipment rejects everything not shipped (a short pick).")
 
     @model_validator(mode="after")
     def shipped_has_tracking(self) -> "LocationUpdate":
@@ -93,13 +101,15 @@ class FulfillmentOrderProgressed(Contract):
 
 @contract("oms.fulfillment.FulfillmentRejected.v1", topic=FULFILLMENT_EVENTS)
 class FulfillmentRejected(Contract):
-    """The location cannot fill the fulfilment order; the saga re-routes a ship-to order elsewhere (a pickup
-    order cannot move: it is cancelled, PICKUP_REJECTED)."""
+    """The location cannot fill the fulfilment order, or (after a partial shipment) the rest of it; the saga
+    re-routes a ship-to order that shipped nothing elsewhere, cancels the rest of one that shipped part, and
+    cancels a pickup order (the customer chose that store: PICKUP_REJECTED)."""
 
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId
     reason: ReasonCode
+    lines: list[Line] = Field(default_factory=list, description="What the location will not ship")
 
 
 @contract("oms.fulfillment.FulfillmentCancelled.v1", topic=FULFILLMENT_EVENTS)
@@ -120,15 +130,31 @@ class FulfillmentCancellationRefused(Contract):
 
 @contract("oms.fulfillment.ShipmentConfirmed.v1", topic=FULFILLMENT_EVENTS)
 class ShipmentConfirmed(Contract):
-    """The ERP's record of a shipment: emitted exactly once in effect per fulfilment order."""
+    """The ERP's record of a shipment (a parcel): emitted exactly once in effect per shipment. A fulfilment order
+    ships in one shipment or several (partial shipments); `complete` on the one that ships its last units."""
 
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId
+    shipment_id: UUID = Field(description="uuid5 of the fulfilment order and the tracking number (derived when "
+                                          "an older sender leaves it out)")
     lines: list[Line]
     carrier: str
     tracking_number: str
     shipped_at: datetime
+    complete: bool = Field(True, description="Nothing of the fulfilment order is left to ship")
+
+    @model_validator(mode="before")
+    @classmethod
+    def known_by_tracking_number(cls, data: object) -> object:
+        needed = {"fulfillment_order_id", "tracking_number"}
+        if isinstance(data, dict) and "shipment_id" not in data and needed <= set(data):
+            try:
+                derived = shipment_id(UUID(str(data["fulfillment_order_id"])), str(data["tracking_number"]))
+            except ValueError:
+                return data  # the field's own validation says what is wrong
+            return {**data, "shipment_id": derived}
+        return data
 
 
 @contract("oms.fulfillment.DeliveryConfirmed.v1", topic=FULFILLMENT_EVENTS)

@@ -62,7 +62,11 @@ class ReleaseReservation(Contract):
 
 @contract("oms.inventory.CommitReservation.v1", topic=INVENTORY_COMMANDS)
 class CommitReservation(Contract):
+    """Units shipped (or collected): out of on hand and out of the reservation. A partial shipment commits its
+    own lines; without lines, everything still reserved."""
+
     order_id: UUID
+    lines: list[Line] | None = Field(None, description="The shipment's lines; omitted: all that is still reserved")
 
 
 @contract("oms.inventory.ReceiveStock.v1", topic=INVENTORY_COMMANDS)
@@ -163,6 +167,8 @@ class ReservationReleased(Contract):
 class ReservationCommitted(Contract):
     order_id: UUID
     location_id: LocationId
+    lines: list[Line] = Field(default_factory=list, description="What this commit took out of stock")
+    complete: bool = Field(True, description="Nothing of the reservation is left reserved")
 
 
 @contract("oms.inventory.StockReceived.v1", topic=INVENTORY_EVENTS)

@@ -7,7 +7,7 @@ from .base import Contract, contract
 from .topics import NOTIFICATION_EVENTS
 
 NotificationKind = Literal["order_confirmed", "order_ready_for_pickup", "order_picked_up", "order_shipped",
-                           "order_delivered", "order_cancelled"]
+                           "order_delivered", "order_lines_cancelled", "order_cancelled"]
 
 
 @contract("oms.notification.CustomerNotified.v1", topic=NOTIFICATION_EVENTS)

@@ -89,10 +89,25 @@ class OrderConfirmed(Contract):
 
 @contract("oms.capture.OrderShipped.v1", topic=ORDER_EVENTS)
 class OrderShipped(Contract):
+    """A shipment left for the customer: the whole order, or (a partial shipment) some of it."""
+
     order_id: UUID
     fulfillment_order_id: UUID
     carrier: str
     tracking_number: str
+    shipment_id: UUID | None = None
+    lines: list[Line] = Field(default_factory=list)
+    complete: bool = Field(True, description="Everything of the order that will ship has shipped")
+
+
+@contract("oms.capture.OrderLinesCancelled.v1", topic=ORDER_EVENTS)
+class OrderLinesCancelled(Contract):
+    """Part of an order is cancelled (the location shipped the rest and could not fill these): the channel
+    refunds them, the customer is told."""
+
+    order_id: UUID
+    lines: list[Line]
+    reason: ReasonCode
 
 
 @contract("oms.capture.OrderReadyForPickup.v1", topic=ORDER_EVENTS)

@@ -7,6 +7,7 @@ import pytest
 
 from ops.client import client
 from ops.waiting import eventually
+from shared.contracts.common import Line
 from shared.contracts.fulfillment import (
     DeliveryConfirmed,
     FulfillmentRequested,
@@ -14,8 +15,16 @@ from shared.contracts.fulfillment import (
     LocationUpdate,
     PickupCompleted,
     PickupExpired,
+    ShipmentConfirmed,
 )
-from shared.contracts.orders import OrderCancelled, OrderDelivered, OrderPickedUp, OrderReadyForPickup
+from shared.contracts.orders import (
+    OrderCancelled,
+    OrderDelivered,
+    OrderLinesCancelled,
+    OrderPickedUp,
+    OrderReadyForPickup,
+    OrderShipped,
+)
 from shared.contracts.topics import FULFILLMENT_EVENTS, FULFILLMENT_WORK, ORDER_EVENTS
 
 from ..support.stack import stack
@@ -49,7 +58,7 @@ async def test_a_pickup_order_is_complete_when_the_customer_collects_it_not_when
     assert completed["data"]["lines"] == [{"sku": sku, "quantity": 1}] and completed["data"]["location_id"] == store
     await driver.orders.wait_for(of_type(OrderPickedUp, order_id))
     await driver.status(order_id, "picked_up")
-    assert await reservation(driver, order_id) == "committed"
+    await reservation(driver, order_id, "committed")
     assert await driver.count("SELECT on_hand FROM inventory.location_stock WHERE sku = $1 AND location_id = $2",
                               sku, store) == 1
     await told(driver, order_id, "order_picked_up")
@@ -64,7 +73,7 @@ async def test_a_pickup_order_rejected_in_store_is_cancelled_not_sent_to_another
 
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
     assert cancelled["data"]["reason"] == {"code": "PICKUP_REJECTED", "detail": "DAMAGED"}
-    assert await reservation(driver, order_id) == "released"
+    await reservation(driver, order_id, "released")
     assert len(driver.work.envelopes(of_type(FulfillmentRequested, order_id))) == 1  # no second location asked
 
 
@@ -87,6 +96,72 @@ async def test_a_shipment_is_delivered_and_the_customer_told(driver):
     [letter] = await driver.dead_letters.wait_for(
         lambda e: "ready_for_pickup is not a step of a ship" in e["data"].get("detail", ""))
     assert letter["data"]["reason"] == "WRONG_DELIVERY_STEP"
+
+
+async def shipment_order(driver: Driver, units: int) -> tuple:
+    sku = await driver.stocked_sku(units)
+    order = driver.order([(sku, units)])
+    order_id = driver.order_id(order)
+    await driver.channel.send(order)
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+    ids = {"fulfillment_order_id": work["data"]["fulfillment_order_id"], "order_id": order_id}
+    return sku, work["data"]["location_id"], order_id, ids
+
+
+async def stock_at(driver: Driver, sku: str, location: str) -> tuple[int, int]:
+    row = await driver.db.fetchrow("SELECT on_hand, allocated FROM inventory.location_stock "
+                                   "WHERE sku = $1 AND location_id = $2", sku, location)
+    return row["on_hand"], row["allocated"]
+
+
+async def test_an_order_ships_in_two_parcels_each_one_reported_and_committed_once(driver):
+    sku, location, order_id, ids = await shipment_order(driver, 3)
+    first = LocationUpdate(**ids, status="shipped", carrier="DHL", tracking_number="P1",
+                           lines=[Line(sku=sku, quantity=1)])
+    await driver.channel.send(first)
+    await driver.channel.send(first.model_copy())  # the same parcel reported again (a new message id)
+    [shipment] = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
+    assert (shipment["data"]["lines"], shipment["data"]["complete"]) == ([{"sku": sku, "quantity": 1}], False)
+    await driver.status(order_id, "partially_shipped")
+    await eventually(lambda: _is(stock_at(driver, sku, location), (2, 2)), what="one unit out of stock")
+    over = LocationUpdate(**ids, status="shipped", carrier="DHL", tracking_number="P9",
+                          lines=[Line(sku=sku, quantity=5)])
+    await driver.channel.send(over)
+    [letter] = await driver.dead_letters.wait_for(lambda e: "shipment of 5" in e["data"].get("detail", ""))
+    assert letter["data"]["reason"] == "OVER_SHIPPED"
+
+    await driver.channel.send(LocationUpdate(**ids, status="shipped", carrier="UPS", tracking_number="P2"))
+    shipments = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id), count=2)
+    assert [(s["data"]["tracking_number"], s["data"]["lines"][0]["quantity"], s["data"]["complete"])
+            for s in shipments] == [("P1", 1, False), ("P2", 2, True)]
+    await driver.status(order_id, "shipped")
+    await reservation(driver, order_id, "committed")
+    assert await stock_at(driver, sku, location) == (0, 0)
+    assert len(await driver.orders.wait_for(of_type(OrderShipped, order_id), count=2)) == 2
+    await eventually(lambda: driver.count("SELECT count(*) = 2 FROM notification.notifications "
+                                          "WHERE order_id = $1 AND kind = 'order_shipped'", order_id),
+                     what="the customer told of each parcel")
+    assert len(driver.erp.envelopes(of_type(ShipmentConfirmed, order_id))) == 2
+
+
+async def test_a_short_pick_ships_what_it_can_and_cancels_only_the_rest(driver):
+    sku, location, order_id, ids = await shipment_order(driver, 2)
+    await driver.channel.send(LocationUpdate(**ids, status="shipped", carrier="DHL", tracking_number="S1",
+                                             lines=[Line(sku=sku, quantity=1)]))
+    await driver.status(order_id, "partially_shipped")
+    await driver.channel.send(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
+
+    [cancelled] = await driver.orders.wait_for(of_type(OrderLinesCancelled, order_id))
+    assert cancelled["data"]["lines"] == [{"sku": sku, "quantity": 1}]
+    await driver.status(order_id, "shipped")
+    await reservation(driver, order_id, "committed")
+    assert await stock_at(driver, sku, location) == (1, 0)  # the unit it could not find is still on the books
+    assert not driver.orders.envelopes(of_type(OrderCancelled, order_id))
+    await told(driver, order_id, "order_lines_cancelled")
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected
 
 
 @pytest.fixture
@@ -115,15 +190,20 @@ async def test_a_pickup_order_not_collected_in_time_is_cancelled_and_its_stock_b
     [cancelled] = await driver.orders.wait_for(of_type(OrderCancelled, order_id))
     assert cancelled["data"]["reason"]["code"] == "NOT_COLLECTED"
     await driver.status(order_id, "cancelled")
-    assert await reservation(driver, order_id) == "released"
+    await reservation(driver, order_id, "released")
     stock = await driver.db.fetchrow("SELECT on_hand, allocated FROM inventory.location_stock "
                                      "WHERE sku = $1 AND location_id = $2", sku, store)
     assert (stock["on_hand"], stock["allocated"]) == (1, 0)
     await told(driver, order_id, "order_cancelled")
 
 
-async def reservation(driver: Driver, order_id) -> str:
-    return await driver.count("SELECT status FROM inventory.reservations WHERE order_id = $1", order_id)
+async def reservation(driver: Driver, order_id, expected: str | None = None) -> str:
+    """The order's reservation status; with `expected`, once it is that (inventory acts after the saga)."""
+    async def status():
+        found = await driver.count("SELECT status FROM inventory.reservations WHERE order_id = $1", order_id)
+        return found if expected is None or found == expected else None
+
+    return await eventually(status, what=f"reservation of {order_id} {expected or ''}")
 
 
 async def told(driver: Driver, order_id, kind: str) -> None:

@@ -81,3 +81,21 @@ def test_deallocation_keeps_the_hold_and_frees_the_location():
     assert kind(answer) == "ReservationDeallocated"
     assert inv.locations[("AA", "WH1")].allocated == 0 and inv.skus["AA"].reserved == 2
     assert inv.reservations[order].status == "held"
+
+
+def test_a_reservation_is_committed_shipment_by_shipment_and_a_release_after_one_gives_back_only_the_rest():
+    inventory = Inventory(skus={"AB": SkuStock("AB", 5, 0)}, locations={("AB", "WH"): LocationStock("AB", "WH", 5, 0)},
+                          reservations={})
+    order = uuid.uuid4()
+    inventory.reserve(order, [Line(sku="AB", quantity=3)])
+    inventory.allocate(order, "WH")
+    first = inventory.commit(order, [Line(sku="AB", quantity=1)])
+    assert (first.lines, first.complete) == ([Line(sku="AB", quantity=1)], False)
+    assert inventory.commit(order, [Line(sku="AB", quantity=5)]) is None  # more than is reserved: nothing
+    assert inventory.deallocate(order, "WH") is None  # part has shipped from there
+    inventory.release(order)
+    reservation = inventory.reservations[order]
+    assert (reservation.status, reservation.lines, reservation.committed) == ("committed", [],
+                                                                            [Line(sku="AB", quantity=1)])
+    stock, network = inventory.locations[("AB", "WH")], inventory.skus["AB"]
+    assert (stock.on_hand, stock.allocated, network.on_hand, network.reserved) == (4, 0, 4, 0)

@@ -36,6 +36,7 @@ from shared.contracts.orders import (
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderLinesCancelled,
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
@@ -326,3 +327,27 @@ def test_a_shipment_is_delivered_and_a_delivered_order_cannot_be_cancelled():
     assert (step.saga.state, types(step)) == ("delivered", [OrderDelivered])
     [refused] = s.request_cancel(step.saga, "late").messages
     assert refused.reason.code == "ALREADY_SHIPPED"
+
+
+def parcel(quantity: int, complete: bool, tracking: str = "T1") -> ShipmentConfirmed:
+    return ShipmentConfirmed(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", carrier="DHL",
+                             tracking_number=tracking, shipped_at="2026-01-01T00:00:00Z", complete=complete,
+                             lines=[Line(sku="SKU-1", quantity=quantity)])
+
+
+def test_a_partial_shipment_commits_its_own_lines_and_the_last_one_ships_the_order():
+    step = s.advance(to_awaiting_shipment(), parcel(1, complete=False))
+    assert (step.saga.state, types(step)) == ("partially_shipped", [CommitReservation, OrderShipped])
+    assert step.messages[0].lines == [Line(sku="SKU-1", quantity=1)] and not step.messages[1].complete
+    assert s.request_cancel(step.saga, "changed my mind").messages[0].reason.code == "ALREADY_SHIPPED"
+    step = s.advance(step.saga, parcel(1, complete=True, tracking="T2"))
+    assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped])
+
+
+def test_a_short_pick_after_a_partial_shipment_cancels_only_the_rest():
+    shipped_part = s.advance(to_awaiting_shipment(), parcel(1, complete=False)).saga
+    step = s.advance(shipped_part, FulfillmentRejected(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
+                                                       reason=ReasonCode(code="SHORT_PICK"),
+                                                       lines=[Line(sku="SKU-1", quantity=1)]))
+    assert (step.saga.state, types(step)) == ("shipped", [ReleaseReservation, OrderLinesCancelled])
+    assert step.messages[1].lines == [Line(sku="SKU-1", quantity=1)]
