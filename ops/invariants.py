@@ -53,6 +53,16 @@ FROM inventory.sku_stock s LEFT JOIN lines l USING (sku) LEFT JOIN locations loc
 WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved, 0)
 """
 
+CAPACITY_USAGE = """
+WITH claims AS (
+    SELECT location_id, day, count(*) FILTER (WHERE released_at IS NULL) AS held
+    FROM routing.capacity_claims GROUP BY 1, 2
+)
+SELECT location_id, day, coalesce(u.used, 0) AS used, coalesce(c.held, 0) AS held
+FROM routing.capacity_usage u FULL JOIN claims c USING (location_id, day)
+WHERE coalesce(u.used, 0) <> coalesce(c.held, 0)
+"""
+
 # An order has settled once it is shipped (or delivered), collected in store, or cancelled; `told` counts the
 # customer messages of its final state.
 HANDED_OVER = ("shipped", "delivered", "picked_up")
@@ -111,6 +121,9 @@ async def check(conn: asyncpg.Connection) -> Report:
         report.violations.append(
             f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "
             f"reserved {row['reserved']} vs live reservations {row['ledger']}")
+    for row in await conn.fetch(CAPACITY_USAGE):
+        report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
+                                 f"but {row['held']} fulfilment orders hold it")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:

@@ -1,12 +1,15 @@
 """The routing service as a process on real Kafka and Postgres: daily capacity counted from fulfilment events
 and given back, once per fulfilment order however often the events arrive, and every decision explained."""
 
+import asyncio
 import json
+import os
 import uuid
 
 import pytest
 
 from ops.client import client
+from ops.processes import ServiceProcess
 from shared.contracts import wrap
 from shared.contracts.common import Address, Coordinates, Line, ReasonCode, ShipTo
 from shared.contracts.fulfillment import (
@@ -106,3 +109,13 @@ async def route(ops, events, *locations: str) -> dict:
                                             for loc in locations]))
     [routed] = await events.wait_for(of_type(OrderRouted, order_id))
     return routed
+
+
+async def test_an_invalid_rule_file_stops_the_service_at_start_up_with_the_reason(tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("format = 1\nname = 'broken'\nversion = 1\n[split]\nmax_nodes = 0\n")
+    proc = ServiceProcess("routing", tmp_path).spawn({**os.environ, "OMS_ROUTING_RULES": str(rules)})
+    assert await asyncio.to_thread(proc.wait, 30) != 0
+    log = ServiceProcess("routing", tmp_path).logfile.read_text()
+    assert f"configuration error: routing rule set {rules}: split.max_nodes" in log
+    assert "service.started" not in log

@@ -32,7 +32,8 @@ SPLITTING = changed(RULES, split={"max_nodes": 3, "min_order_value": Decimal(50)
 
 
 def stock(location: str, **skus: int) -> list[LocationAvailability]:
-    return [LocationAvailability(location_id=location, sku=sku.replace("_", "-"), available=n) for sku, n in skus.items()]
+    return [LocationAvailability(location_id=location, sku=sku.replace("_", "-"), available=n)
+            for sku, n in skus.items()]
 
 
 def ship(city: str = "Munich", lines=LINES, availability=(), **kwargs) -> Order:
@@ -174,8 +175,10 @@ def no_coordinates(country: str, postal_code: str) -> Address:
 
 
 ZONED = {
-    "WH-SOUTH": Location("WH-SOUTH", "warehouse", MUNICH, True, False, zones=(Zone(country="DE", postal_prefixes=["8", "9"]),)),
-    "WH-NORTH": Location("WH-NORTH", "warehouse", BERLIN, True, False, zones=(Zone(country="DE", postal_prefixes=["1", "2"]),)),
+    "WH-SOUTH": Location("WH-SOUTH", "warehouse", MUNICH, True, False,
+                         zones=(Zone(country="DE", postal_prefixes=["8", "9"]),)),
+    "WH-NORTH": Location("WH-NORTH", "warehouse", BERLIN, True, False,
+                         zones=(Zone(country="DE", postal_prefixes=["1", "2"]),)),
     "WH-AT": Location("WH-AT", "warehouse", MUNICH, True, False, zones=(Zone(country="AT"),)),
     "WH-NONE": Location("WH-NONE", "warehouse", FRANKFURT, True, False),
 }
