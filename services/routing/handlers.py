@@ -7,7 +7,7 @@ from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLo
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
 from . import store
-from .domain import Network, Order, choose
+from .domain import Decision, Network, Order, choose
 from .rules import rule_set
 
 
@@ -35,7 +35,7 @@ async def route_orders(uow: UnitOfWork, batch: list[Message[RouteOrder]]) -> Non
     await store.record_decisions(uow.conn, decisions)
 
 
-def _answer(cmd: RouteOrder, decision) -> OrderRouted | RouteNotFound:
+def _answer(cmd: RouteOrder, decision: Decision) -> OrderRouted | RouteNotFound:
     if decision.location_id is None:
         return RouteNotFound(order_id=cmd.order_id, details=decision.details,
                              reason=ReasonCode(code=decision.reason_code, detail=decision.explanation))

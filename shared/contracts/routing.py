@@ -87,7 +87,7 @@ class Candidate(Value):
     chosen: bool = False
     rejected: Rejection | None = None
     detail: str = ""
-    lines: list[str] = Field(default_factory=list, description="The SKUs it could serve")
+    lines: list[str] = Field(default_factory=list, description="The SKUs it could serve; chosen: the SKUs it was given")
     distance_km: float | None = None
     shipping_cost: Decimal | None = None
     priority: float | None = None
