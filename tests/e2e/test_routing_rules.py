@@ -7,8 +7,8 @@ import pytest
 
 from shared.contracts.common import Address, Coordinates, ShipTo
 from shared.contracts.orders import CancelOrder, OrderCancelled, OrderConfirmed
-from shared.contracts.routing import OrderRouted, RouteNotFound, Zone
-from shared.contracts.topics import ROUTING_EVENTS
+from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder, Zone
+from shared.contracts.topics import ROUTING_COMMANDS, ROUTING_EVENTS
 
 from ..support.topics import TopicWatcher, of_type
 from ops.waiting import eventually
@@ -22,6 +22,12 @@ MUNICH = Coordinates(lat=48.14, lon=11.58)
 @pytest.fixture
 async def decisions(driver):
     async with TopicWatcher(driver.config, ROUTING_EVENTS) as watcher:
+        yield watcher
+
+
+@pytest.fixture
+async def commands(driver):
+    async with TopicWatcher(driver.config, ROUTING_COMMANDS) as watcher:
         yield watcher
 
 
@@ -131,7 +137,7 @@ async def test_an_address_without_coordinates_is_routed_by_zone(driver, decision
     assert candidate(decision, north)["rejected"] == "OUT_OF_ZONE"
 
 
-async def test_every_routing_decision_carries_its_explanation(driver, decisions):
+async def test_every_routing_decision_carries_its_explanation(driver, decisions, commands):
     warehouse, store, sku, unroutable = (driver.unique("WH"), driver.unique("ST"), driver.unique("SKU"),
                                          driver.unique("SKU"))
     await driver.location(warehouse, FRANKFURT)
@@ -142,6 +148,8 @@ async def test_every_routing_decision_carries_its_explanation(driver, decisions)
     await driver.channel.send(routed)
     await driver.channel.send(not_routed)
 
+    [command] = await commands.wait_for(of_type(RouteOrder, driver.order_id(routed)))
+    assert command["data"]["order_value"] == "19.99", "the saga tells routing what the order is worth"
     ok = await decision_for(decisions, driver.order_id(routed))
     assert ok["assignments"] == [{"location_id": warehouse, "lines": [{"sku": sku, "quantity": 1}]}]
     assert candidate(ok, warehouse)["chosen"] and candidate(ok, warehouse)["distance_km"] is not None

@@ -1,5 +1,6 @@
 import uuid
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
@@ -38,6 +39,7 @@ from shared.contracts.orders import (
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
+    PricedLine,
 )
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
@@ -307,3 +309,11 @@ def test_a_shipment_is_delivered_and_a_delivered_order_cannot_be_cancelled():
     assert (step.saga.state, types(step)) == ("delivered", [OrderDelivered])
     [refused] = s.request_cancel(step.saga, "late").messages
     assert refused.reason.code == "ALREADY_SHIPPED"
+
+
+def test_route_order_carries_the_order_value_for_routings_split_rule():
+    priced = [PricedLine(sku="SKU-1", quantity=2, unit_price=Decimal("19.99")),
+              PricedLine(sku="SKU-2", quantity=1, unit_price=Decimal("5.00"))]
+    saga = replace(new_saga(), order_value=s.order_value(priced))
+    [route] = s.advance(s.start(saga).saga, reserved()).messages
+    assert route.order_value == Decimal("44.98")
