@@ -13,6 +13,7 @@ Whole lines are assigned: one line is never divided between locations.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from itertools import combinations
 
@@ -60,6 +61,11 @@ class Order:
     exclude: frozenset[str] = frozenset()
     order_value: Decimal | None = None
 
+    @cached_property
+    def stock(self) -> dict[tuple[str, str], int]:
+        """Units available by (location, SKU)."""
+        return {(a.location_id, a.sku): a.available for a in self.availability}
+
 
 @dataclass(frozen=True)
 class Network:
@@ -79,10 +85,6 @@ def in_zone(zones: Sequence[Zone], address: Address) -> bool:
     return any(zone.country == address.country
                and (not zone.postal_prefixes or any(address.postal_code.startswith(p) for p in zone.postal_prefixes))
                for zone in zones)
-
-
-def stock_of(location_id: str, availability: Sequence[LocationAvailability]) -> dict[str, int]:
-    return {a.sku: a.available for a in availability if a.location_id == location_id}
 
 
 def choose(order: Order, network: Network, rules: RuleSet) -> Decision:
@@ -113,8 +115,7 @@ def _pickup_verdict(order: Order, store: Location) -> Candidate:
     if store.location_id in order.exclude:
         return Candidate(location_id=store.location_id, kind=store.kind, rejected="EXCLUDED",
                          detail="already failed this order")
-    stock = stock_of(store.location_id, order.availability)
-    missing = [line.sku for line in order.lines if stock.get(line.sku, 0) < line.quantity]
+    missing = [line.sku for line in order.lines if order.stock.get((store.location_id, line.sku), 0) < line.quantity]
     if missing:
         return Candidate(location_id=store.location_id, kind=store.kind, rejected="NO_STOCK",
                          detail=f"short of {', '.join(missing)}")
@@ -135,34 +136,36 @@ class _Eligible:
 
 
 def _ship(order: Order, address: Address, network: Network, rules: RuleSet) -> Decision:
-    verdicts: dict[str, Candidate] = {}
+    rejected: dict[str, Candidate] = {}
     eligible: dict[str, _Eligible] = {}
     for location in _sorted(network.locations):
         result = _evaluate(location, order, address, network, rules)
         if isinstance(result, _Eligible):
             eligible[location.location_id] = result
         else:
-            verdicts[location.location_id] = result
+            rejected[location.location_id] = result
     limit = split_limit(order.order_value, rules)
     plan = plan_assignments(len(order.lines), {i: e.lines for i, e in eligible.items()},
                             {i: e.score for i, e in eligible.items()}, limit)
-    partial = {i for i, e in eligible.items() if len(e.lines) < len(order.lines)}
-    chosen = dict(plan or [])
-    for location_id, e in eligible.items():
-        if location_id in partial and location_id not in chosen and limit == 1:
-            verdicts[location_id] = _partial_rejection(e, order, rules)
-        else:
-            verdicts[location_id] = _scored(e, order, chosen.get(location_id))
+    verdicts = {**rejected, **_eligible_verdicts(eligible, dict(plan or []), limit, plan is not None, order, rules)}
     routed_by = "distance" if address.coordinates else "zone"
     details = _details(rules, routed_by, [verdicts[i] for i in sorted(verdicts)], limit)
     if plan is None:
         return Decision((), _no_route_text(details, address), details, "NO_LOCATION_WITH_STOCK")
     assignments = tuple(Assignment(location_id=location_id, lines=[order.lines[i] for i in sorted(indices)])
                         for location_id, indices in plan)
-    first = eligible[plan[0][0]]
-    distance = round(first.distance_km, 1) if first.distance_km is not None else None
     return Decision(assignments, _routed_text(plan, eligible, details, routed_by, order), details,
-                    distance_km=distance)
+                    distance_km=_rounded(eligible[plan[0][0]].distance_km))
+
+
+def _eligible_verdicts(eligible: dict[str, _Eligible], chosen: dict[str, frozenset[int]], limit: int,
+                       planned: bool, order: Order, rules: RuleSet) -> dict[str, Candidate]:
+    """A location lacking some lines is rejected for them unless it could have been part of a split."""
+    might_split = limit > 1 and planned
+    return {location_id: _scored(e, order, chosen.get(location_id))
+            if location_id in chosen or might_split or len(e.lines) == len(order.lines)
+            else _partial_rejection(e, order, rules)
+            for location_id, e in eligible.items()}
 
 
 def _evaluate(location: Location, order: Order, address: Address, network: Network,
@@ -172,10 +175,10 @@ def _evaluate(location: Location, order: Order, address: Address, network: Netwo
 
     if location.location_id in order.exclude:
         return rejected("EXCLUDED", "already failed this order")
-    if location.kind == "warehouse" and not location.ships_to_customers:
-        return rejected("NOT_SHIPPING", "does not ship to customers")
     if location.kind == "store" and not location.ships_to_customers:
         return rejected("SHIP_FROM_STORE_DISABLED", "ship-from-store is off at this store")
+    if not location.ships_to_customers:
+        return rejected("NOT_SHIPPING", "does not ship to customers")
     if address.coordinates is None and not in_zone(location.zones, address):
         return rejected("OUT_OF_ZONE", f"no zone covers {address.country} {address.postal_code}")
     used = network.used_today.get(location.location_id, 0)
@@ -199,7 +202,7 @@ def _line_rejection(location: Location, line: Line, order: Order, rules: RuleSet
         return "SHIP_FROM_STORE_DISABLED"
     if location.kind == "dropship" and not rules.vendor_carries(location.location_id, line.sku):
         return "NOT_VENDOR_SKU"
-    if stock_of(location.location_id, order.availability).get(line.sku, 0) < line.quantity:
+    if order.stock.get((location.location_id, line.sku), 0) < line.quantity:
         return "NO_STOCK"
     return None
 
@@ -284,8 +287,8 @@ def _routed_text(plan, eligible: dict[str, _Eligible], details: RoutingExplanati
 
     rejected = _rejections_text(details)
     if len(plan) == 1:
-        others = sum(1 for c in details.candidates if c.rejected is None) - 1
-        text = f"best of {others + 1} locations with every line by {routed_by}: {describe(plan[0][0])}"
+        eligible_count = sum(1 for c in details.candidates if c.rejected is None)
+        text = f"best of {eligible_count} eligible locations by {routed_by}: {describe(plan[0][0])}"
     else:
         parts = ", ".join(f"{describe(i)} for {', '.join(order.lines[n].sku for n in sorted(lines))}"
                           for i, lines in plan)

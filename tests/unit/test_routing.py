@@ -297,3 +297,29 @@ def test_shipping_cost_takes_the_most_specific_entry():
     assert rules.shipping_cost("ST-1", "store", "DE", "10115") == 3
     assert rules.shipping_cost("ST-1", "store", "DE", "80331") == 4
     assert rules.shipping_cost("ST-1", "store", "AT", "80331") == 2
+
+
+def test_a_dropship_vendor_that_does_not_ship_is_not_a_candidate():
+    vendor = {"DS-1": Location("DS-1", "dropship", MUNICH, False, False)}
+    decision = decide(ship("Munich", [Line(sku="VEND-1", quantity=1)], stock("DS-1", VEND_1=5)), vendor)
+    assert verdict(decision, "DS-1").rejected == "NOT_SHIPPING"
+
+
+def test_when_no_split_plan_fits_every_partial_location_says_what_it_lacks():
+    lines = [Line(sku="SKU-1", quantity=1), Line(sku="SKU-2", quantity=1), Line(sku="SKU-3", quantity=1)]
+    availability = stock("WH-BERLIN", SKU_1=5) + stock("WH-MUNICH", SKU_2=5)
+    decision = decide(ship("Munich", lines, availability, order_value=Decimal(100)), rules=SPLITTING)
+    assert decision.reason_code == "NO_LOCATION_WITH_STOCK"
+    assert {c.location_id: c.rejected for c in decision.details.candidates} == {
+        "WH-BERLIN": "NO_STOCK", "WH-MUNICH": "NO_STOCK", "ST-MUNICH": "SHIP_FROM_STORE_DISABLED"}
+    assert verdict(decision, "WH-BERLIN").detail == "SKU-2 short; SKU-3 short"
+
+
+def test_a_location_left_out_of_a_split_keeps_its_score():
+    lines = [Line(sku="SKU-1", quantity=1), Line(sku="SKU-2", quantity=1)]
+    locations = {**LOCATIONS, "WH-FAR": Location("WH-FAR", "warehouse", Coordinates(lat=53.55, lon=9.99), True, False)}
+    availability = stock("WH-BERLIN", SKU_1=5) + stock("WH-MUNICH", SKU_2=5) + stock("WH-FAR", SKU_1=5)
+    decision = decide(ship("Munich", lines, availability, order_value=Decimal(100)), locations, SPLITTING)
+    assert [a.location_id for a in decision.assignments] == ["WH-MUNICH", "WH-BERLIN"]
+    far = verdict(decision, "WH-FAR")
+    assert (far.chosen, far.rejected) == (False, None) and far.score > verdict(decision, "WH-BERLIN").score
