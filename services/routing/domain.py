@@ -13,8 +13,8 @@ Whole lines are assigned: one line is never divided between locations.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from itertools import combinations
 
 from shared.contracts.common import Address, Coordinates, Line, PickupInStore, ShipTo
@@ -25,6 +25,7 @@ from .rules import RuleSet
 
 EARTH_RADIUS_KM = 6371.0
 MAX_SPLIT_CANDIDATES = 16  # best-scored locations a split plan is drawn from: bounds the combinations tried
+MAX_REJECTIONS_IN_TEXT = 10  # the words stay short (they travel in OrderCancelled); `details` has every one
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _details(rules: RuleSet, routed_by: str, candidates: list[Candidate], limit:
     return RoutingExplanation(rule_set=rules.label, routed_by=routed_by, split_limit=limit, candidates=candidates)
 
 
-def _routed_text(plan, eligible: dict[str, _Eligible], details: RoutingExplanation, routed_by: str,
+def _routed_text(plan: list[tuple[str, frozenset[int]]], eligible: dict[str, _Eligible], details: RoutingExplanation, routed_by: str,
                  order: Order) -> str:
     def describe(location_id: str) -> str:
         e = eligible[location_id]
@@ -305,6 +306,8 @@ def _no_route_text(details: RoutingExplanation, address: Address) -> str:
 def _rejections_text(details: RoutingExplanation) -> str:
     rejected = [f"{c.location_id} {c.rejected}" + (f" ({c.detail})" if c.detail else "")
                 for c in details.candidates if c.rejected]
+    if len(rejected) > MAX_REJECTIONS_IN_TEXT:
+        rejected = [*rejected[:MAX_REJECTIONS_IN_TEXT], f"{len(rejected) - MAX_REJECTIONS_IN_TEXT} more"]
     return f"; rejected: {', '.join(rejected)}" if rejected else ""
 
 

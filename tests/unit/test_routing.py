@@ -323,3 +323,10 @@ def test_a_location_left_out_of_a_split_keeps_its_score():
     assert [a.location_id for a in decision.assignments] == ["WH-MUNICH", "WH-BERLIN"]
     far = verdict(decision, "WH-FAR")
     assert (far.chosen, far.rejected) == (False, None) and far.score > verdict(decision, "WH-BERLIN").score
+
+
+def test_the_words_name_at_most_ten_rejections_and_the_details_all_of_them():
+    many = {f"WH-{n:02d}": Location(f"WH-{n:02d}", "warehouse", MUNICH, True, False) for n in range(15)}
+    decision = decide(ship(availability=[a for loc in many for a in stock(loc, SKU_1=9)]), many)
+    assert len(decision.details.candidates) == 15
+    assert decision.explanation.count("NO_STOCK") == 10 and decision.explanation.endswith("5 more")
