@@ -116,7 +116,8 @@ async def seed() -> None:
 
 async def submit(args: argparse.Namespace) -> None:
     lines = [(sku, int(qty)) for sku, qty in (item.split(":") for item in args.line)] if args.line else None
-    order = demo.sample_order(args.channel_order_id, lines=lines, city=args.city, pickup_store=args.pickup)
+    order = demo.sample_order(args.channel_order_id, lines=lines, city=args.city, pickup_store=args.pickup,
+                              postal_code=args.postal_code)
     # As the channel itself, on its own topic: what a real channel does.
     async with client(settings(), f"channel/{order.channel}", principal=f"channel-{order.channel}") as channel:
         envelope = await channel.send(order, topic=principals.party_topic("channel", order.channel))
@@ -151,6 +152,10 @@ async def show_order(ref: str) -> int:
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):
             print(f"  {row['at']:%H:%M:%S.%f}  {row['direction']:<4} {row['message_type']:<45} -> {row['saga_state']}")
+        print("routing decisions:")
+        for row in await conn.fetch("SELECT * FROM routing.decisions WHERE order_id = $1 ORDER BY decision_id",
+                                    order["order_id"]):
+            print(f"  {row['decided_at']:%H:%M:%S.%f}  {row['rule_set'] or '-'}  {row['explanation']}")
         return 0
     finally:
         await conn.close()
@@ -301,6 +306,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--line", action="append", metavar="SKU:QTY", help=f"repeatable; SKUs: {', '.join(demo.SKUS)}")
     s.add_argument("--city", default="Frankfurt", choices=sorted(demo.CITIES))
     s.add_argument("--pickup", metavar="STORE_ID", help="buy online, pick up in this store (e.g. ST-COLOGNE)")
+    s.add_argument("--postal-code", help="an address without coordinates, routed by zone (e.g. 80331)")
     o = sub.add_parser("order", help="show an order, its saga and timeline")
     o.add_argument("ref", help="order id, or channel/channel_order_id")
     sh = sub.add_parser("ship", help="act as the location: pick, pack, ship and deliver the order (a pickup "

@@ -57,6 +57,16 @@ FROM inventory.sku_stock s LEFT JOIN lines l USING (sku) LEFT JOIN locations loc
 WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved, 0)
 """
 
+CAPACITY_USAGE = """
+WITH claims AS (
+    SELECT location_id, day, count(*) FILTER (WHERE released_at IS NULL) AS held
+    FROM routing.capacity_claims GROUP BY 1, 2
+)
+SELECT location_id, day, coalesce(u.used, 0) AS used, coalesce(c.held, 0) AS held
+FROM routing.capacity_usage u FULL JOIN claims c USING (location_id, day)
+WHERE coalesce(u.used, 0) <> coalesce(c.held, 0)
+"""
+
 # An order has settled once it is shipped (or delivered), collected in store, or cancelled; `told` counts the
 # customer messages of its final state.
 HANDED_OVER = ("shipped", "delivered", "picked_up")
@@ -139,6 +149,9 @@ async def check(conn: asyncpg.Connection) -> Report:
             f"stock {where}: counters on hand {row['on_hand']}, reserved {row['reserved']}, allocated "
             f"{row['allocated']} but the ledger sums to {row['ledger_on_hand']}, {row['ledger_reserved']}, "
             f"{row['ledger_allocated']}")
+    for row in await conn.fetch(CAPACITY_USAGE):
+        report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
+                                 f"but {row['held']} fulfilment orders hold it")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:

@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     http_port: int | None = Field(None, description="Port of the service's /health and /metrics; default per service")
     http_host: str = Field("127.0.0.1", description="Interface of /health and /metrics (0.0.0.0 in a container)")
     topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")
+    routing_rules: Path | None = Field(None, description="The routing rule set (TOML); default "
+                                                         "services/routing/rules.toml")
     inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
                                                           "the topics' retention, or a redelivery could apply twice")
 

@@ -18,8 +18,9 @@ otherwise ship, cancel or re-route an order with a made-up one. Everything here 
 row, calls a function, stores the result.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import get_type_hints
 from uuid import UUID
 
@@ -61,6 +62,7 @@ from shared.contracts.orders import (
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
+    PricedLine,
 )
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
@@ -88,6 +90,11 @@ class Saga:
     cancel_reason: ReasonCode | None = None
     cancel_stage: str | None = None
     attempts: int = 0  # sends of the current step's command
+    order_value: Decimal | None = None  # goods value: routing splits only orders worth enough
+
+
+def order_value(lines: Iterable[PricedLine]) -> Decimal:
+    return sum((line.unit_price * line.quantity for line in lines), Decimal(0))
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,8 @@ def _reserve(saga: Saga) -> ReserveStock:
 
 def _route(saga: Saga) -> RouteOrder:
     return RouteOrder(order_id=saga.order_id, lines=list(saga.lines), delivery=saga.delivery,
-                      availability=list(saga.availability), exclude_locations=list(saga.excluded_locations))
+                      availability=list(saga.availability), exclude_locations=list(saga.excluded_locations),
+                      order_value=saga.order_value)
 
 
 def _allocate(saga: Saga) -> AllocateReservation:

@@ -8,9 +8,9 @@ from pydantic import TypeAdapter
 
 from shared.contracts.common import Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
-from shared.contracts.orders import PlaceOrder
+from shared.contracts.orders import PlaceOrder, PricedLine
 
-from .saga import ORDER_STATUS, WAITING, Saga
+from .saga import ORDER_STATUS, WAITING, Saga, order_value
 
 _delivery = TypeAdapter(Delivery)
 
@@ -65,6 +65,7 @@ def _saga(row: asyncpg.Record) -> Saga:
         cancel_reason=ReasonCode(**row["cancel_reason"]) if row["cancel_reason"] else None,
         cancel_stage=row["cancel_stage"],
         attempts=row["attempts"],
+        order_value=order_value(PricedLine.model_validate(line) for line in row["placed"]["lines"]),
     )
 
 

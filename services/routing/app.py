@@ -1,9 +1,11 @@
-"""Routing service: consumes routing commands, answers on the routing events topic."""
+"""Routing service: consumes routing commands and the fulfilment events that use and free location capacity,
+answers on the routing events topic."""
 
 from pathlib import Path
 
+from shared.contracts import fulfillment as fulfillment_events
 from shared.contracts import routing as contracts
-from shared.contracts.topics import ROUTING_COMMANDS, ROUTING_EVENTS
+from shared.contracts.topics import FULFILLMENT_EVENTS, ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -19,7 +21,15 @@ SERVICE = ServiceDefinition(
                 contracts.RegisterLocation: handlers.register_locations,
                 contracts.RouteOrder: handlers.route_orders,
             },
-        )
+        ),
+        Subscription(
+            topic=FULFILLMENT_EVENTS,
+            handlers={
+                fulfillment_events.FulfillmentOrderCreated: handlers.count_capacity,
+                fulfillment_events.FulfillmentCancelled: handlers.give_back_capacity,
+                fulfillment_events.FulfillmentRejected: handlers.give_back_capacity,
+            },
+        ),
     ],
     publishes=(ROUTING_EVENTS,),
 )

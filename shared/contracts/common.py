@@ -32,7 +32,8 @@ class Address(Value):
     city: str = Field(min_length=1, max_length=100)
     postal_code: str = Field(min_length=1, max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-    coordinates: Coordinates
+    coordinates: Coordinates | None = Field(None, description="Without them, routing goes by country and postal-code "
+                                                              "zones")
 
 
 class ShipTo(Value):

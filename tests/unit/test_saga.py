@@ -1,5 +1,6 @@
 import uuid
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
@@ -40,6 +41,7 @@ from shared.contracts.orders import (
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
+    PricedLine,
 )
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
@@ -351,3 +353,11 @@ def test_a_short_pick_after_a_partial_shipment_cancels_only_the_rest():
                                                        lines=[Line(sku="SKU-1", quantity=1)]))
     assert (step.saga.state, types(step)) == ("shipped", [ReleaseReservation, OrderLinesCancelled])
     assert step.messages[1].lines == [Line(sku="SKU-1", quantity=1)]
+
+
+def test_route_order_carries_the_order_value_for_routings_split_rule():
+    priced = [PricedLine(sku="SKU-1", quantity=2, unit_price=Decimal("19.99")),
+              PricedLine(sku="SKU-2", quantity=1, unit_price=Decimal("5.00"))]
+    saga = replace(new_saga(), order_value=s.order_value(priced))
+    [route] = s.advance(s.start(saga).saga, reserved()).messages
+    assert route.order_value == Decimal("44.98")
