@@ -67,6 +67,13 @@ class Settings(BaseSettings):
             raise ValueError("OMS_INBOX_RETENTION_DAYS must be greater than OMS_TOPIC_RETENTION_DAYS")
         return self
 
+    @model_validator(mode="after")
+    def tls_has_its_ca(self) -> "Settings":
+        if self.kafka_tls and not self.kafka_ca_file.is_file():
+            raise ValueError(f"OMS_KAFKA_TLS=1, but the CA file {self.kafka_ca_file} is missing (deploy/kafka.sh "
+                             "makes the dev CA when started with OMS_KAFKA_TLS=1; or set OMS_KAFKA_CA_FILE)")
+        return self
+
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
 

@@ -5,6 +5,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from shared.settings import Settings
 
@@ -49,6 +50,13 @@ def test_the_ca_is_looked_for_where_deploy_kafka_sh_makes_it(monkeypatch, tmp_pa
     monkeypatch.setenv("OMS_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("OMS_KAFKA_CA_FILE", raising=False)
     assert Settings(kafka_bootstrap="127.0.0.1:1").kafka_ca_file == tmp_path / "kafka" / "tls" / "ca.crt"
+
+
+def test_tls_without_its_ca_file_is_a_configuration_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("OMS_KAFKA_TLS", "1")
+    monkeypatch.setenv("OMS_KAFKA_CA_FILE", str(tmp_path / "missing.crt"))
+    with pytest.raises(ValidationError, match="missing.crt is missing"):
+        Settings(kafka_bootstrap="127.0.0.1:1")
 
 
 # `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=oms test CA" -days 36500`
