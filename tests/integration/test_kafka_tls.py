@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
@@ -49,14 +50,18 @@ def broker_state(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 async def tls(config, broker_state) -> Settings:
-    """The session's settings (database, topic prefix) on the TLS broker, its topics and ACLs prepared."""
+    """Settings for the TLS broker, prepared: its topics and ACLs, and a database of its own, so that a service
+    here and the session's services (on the other broker) never relay each other's outbox rows."""
     tls = Settings(kafka_bootstrap=f"127.0.0.1:{PORT}", kafka_tls=True,
-                   kafka_ca_file=broker_state / "kafka" / "tls" / "ca.crt")
+                   kafka_ca_file=broker_state / "kafka" / "tls" / "ca.crt", pg_database=f"{config.pg_database}_tls")
     await prepare(tls)
     # The ACLs just granted reach the broker's authorizer a moment later.
     for principal in ("inventory", "capture"):
         await require_topics(tls.kafka_login(principal), [tls.topic(INVENTORY_EVENTS)])
-    return tls
+    yield tls
+    conn = await asyncpg.connect(tls.admin_dsn("postgres"))
+    await conn.execute(f'DROP DATABASE IF EXISTS "{tls.pg_database}" WITH (FORCE)')
+    await conn.close()
 
 
 def test_the_dev_ca_is_kept_with_the_broker_and_its_keys_are_private(broker_state):
@@ -128,12 +133,17 @@ async def assert_cannot_connect(login: KafkaLogin, caplog, reason: str) -> None:
     assert reason in caplog.text
 
 
-async def test_the_inventory_service_applies_a_command_over_tls(tls, admin, broker_state, tmp_path):
+async def test_the_inventory_service_applies_a_command_over_tls(tls, broker_state, tmp_path):
     sku = f"TLS-{uuid.uuid4().hex[:8].upper()}"
     # The service is given only the switch: the CA is found where kafka.sh keeps it, under the state directory.
-    env = {"OMS_KAFKA_BOOTSTRAP": tls.kafka_bootstrap, "OMS_KAFKA_TLS": "1", "OMS_STATE_DIR": str(broker_state)}
+    env = {"OMS_KAFKA_BOOTSTRAP": tls.kafka_bootstrap, "OMS_KAFKA_TLS": "1", "OMS_STATE_DIR": str(broker_state),
+           "OMS_PG_DATABASE": tls.pg_database}
     async with (running(("inventory",), tmp_path / "run", env),
                 client(tls, "test/erp", principal="erp") as erp, TopicWatcher(tls, INVENTORY_EVENTS) as events):
         await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=7))
         await events.wait_for(of_type(StockReceived, sku))
-    assert await admin.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku) == 7
+    conn = await asyncpg.connect(tls.admin_dsn())
+    try:
+        assert await conn.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku) == 7
+    finally:
+        await conn.close()
