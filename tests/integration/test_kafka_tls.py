@@ -113,7 +113,7 @@ def test_kcat_produces_and_consumes_over_sasl_ssl_with_the_ca(tls, kcat: Kcat):
 async def test_a_client_without_tls_is_refused(tls, caplog):
     plain = dataclasses.replace(tls.kafka_login(), ca_file=None)
     assert plain.security_protocol == "SASL_PLAINTEXT"
-    await assert_cannot_connect(plain, caplog, "closed")
+    await assert_cannot_connect(plain, caplog, f"Connection at 127.0.0.1:{PORT} closed")
 
 
 async def test_a_client_that_does_not_trust_the_dev_ca_is_refused(tls, caplog, tmp_path):
