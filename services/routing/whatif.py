@@ -73,7 +73,7 @@ def replay(requests: Iterable[Request], locations: dict[str, Location], rules: R
     used = Counter(used_at_start or {})
     outcomes = []
     for request in sorted(requests, key=lambda r: r.at):
-        nearby = _named_locations(request.order) & locations.keys()
+        nearby = named_locations(request.order) & locations.keys()
         network = Network({i: locations[i] for i in nearby}, {i: used[(i, request.day)] for i in nearby})
         outcome = Outcome(request, choose(request.order, network, rules))
         used.update((location_id, request.day) for location_id in outcome.locations)
@@ -81,7 +81,7 @@ def replay(requests: Iterable[Request], locations: dict[str, Location], rules: R
     return Replay(rules.label, tuple(outcomes), dict(used))
 
 
-def _named_locations(order: Order) -> set[str]:
+def named_locations(order: Order) -> set[str]:
     """What the routing service loads for a request: the locations with stock, and the pickup store."""
     named = {a.location_id for a in order.availability}
     store_id = getattr(order.delivery, "store_id", None)
