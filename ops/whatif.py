@@ -68,7 +68,7 @@ async def read_window(settings: Settings, since: datetime | None, last: int | No
     async for record in history.records(settings, ROUTING_COMMANDS, start_offsets, principal):
         if (found := _route_order(record.value)) and (since is None or found[0].time >= since):
             commands[found[0].id] = found
-    firsts, repeats = _first_requests(sorted(commands.values(), key=lambda found: found[0].time))
+    firsts, repeats = first_requests(sorted(commands.values(), key=lambda found: found[0].time))
     requests = firsts[-last:] if last else firsts
     start = requests[0].at if requests else since
     return Window(requests, sum(1 for at in repeats if start is None or at >= start), start, end)
@@ -84,7 +84,7 @@ def _route_order(value: bytes | None) -> tuple[Envelope, RouteOrder] | None:
         return None
 
 
-def _first_requests(commands: list[tuple[Envelope, RouteOrder]]) -> tuple[list[Request], list[datetime]]:
+def first_requests(commands: list[tuple[Envelope, RouteOrder]]) -> tuple[list[Request], list[datetime]]:
     """Each order's first request when it excludes nothing; the times of every other request."""
     seen: set[UUID] = set()
     firsts, repeats = [], []

@@ -1,5 +1,6 @@
 """What-if replays (services/routing/whatif.py): hand-made requests under two rule sets."""
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -7,11 +8,14 @@ from decimal import Decimal
 import pytest
 
 from ops.demo import address
+from ops.whatif import Recorded, Report, Window, first_requests, text
 from services.routing.domain import Location, Order, distance_km
 from services.routing.rules import RuleSet
 from services.routing.whatif import Request, replay, summarise, what_if
+from shared.contracts.base import Envelope, wrap
 from shared.contracts.common import Coordinates, Line, PickupInStore, ShipTo
 from shared.contracts.inventory import LocationAvailability
+from shared.contracts.routing import RouteOrder
 
 BERLIN = Coordinates(lat=52.52, lon=13.40)
 MUNICH = Coordinates(lat=48.14, lon=11.58)
@@ -105,3 +109,37 @@ def test_pickups_splits_and_unknown_stores_are_counted_apart():
     assert split.mean_distance_km == split.total_distance_km  # the pickup has no distance to average in
     assert split.shipping_cost == Decimal(250) + Decimal(0)
     assert [cand.describe() for _, cand in result.changed] == ["WH-MUNICH+WH-BERLIN"]
+
+
+def test_an_empty_window_reports_nothing_routed():
+    result = what_if([], LOCATIONS, LIVE, candidate())
+    assert (result.live.requests, result.live.routed, result.live.mean_distance_km, result.pairs) == (0, 0, None, ())
+
+
+def test_each_order_is_replayed_once_from_its_first_request_that_excludes_nothing():
+    first, rerouted = request(0, "WH-MUNICH"), request(1, "WH-BERLIN")
+    commands = [_command(first), _command(first), _command(rerouted, exclude=["WH-MUNICH"])]
+    requests, repeats = first_requests(commands)
+    assert [(r.order_id, r.at) for r in requests] == [(first.order_id, first.at)]
+    assert repeats == [first.at, rerouted.at]
+
+
+def test_the_text_report_puts_both_rule_sets_side_by_side():
+    requests = [request(n, "WH-MUNICH", "WH-FRANKFURT") for n in range(2)]
+    result = what_if(requests, LOCATIONS, LIVE, candidate(weights={"distance": 1.0, "cost": 2.0}))
+    recorded = Recorded({r.order_id: "WH-MUNICH" for r in requests[:1]}, ["live@v1"])
+    report = text(Report(Window(requests, 1, START, START + timedelta(hours=1)), {}, result, recorded))
+
+    assert "2 orders requested from 2026-11-27T08:00:00+00:00 to 2026-11-27T09:00:00+00:00 (1 re-routes" in report
+    assert re.search(r"orders routed +2 +2\n", report)
+    assert re.search(r"total shipping cost +500.00 +0.00\n", report)
+    assert re.search(r"  WH-MUNICH +2 \(no limit\) +-\n", report)
+    assert f"  {requests[0].order_id}  WH-MUNICH -> WH-FRANKFURT" in report
+    assert "decides 1 of 2 orders as routing recorded them (recorded by live@v1)" in report
+
+
+def _command(req: Request, exclude=()) -> tuple[Envelope, RouteOrder]:
+    cmd = RouteOrder(order_id=req.order_id, lines=list(req.order.lines), delivery=req.order.delivery,
+                     availability=list(req.order.availability), exclude_locations=list(exclude))
+    envelope = wrap(cmd, source="oms/capture", correlation_id=str(req.order_id))
+    return envelope.model_copy(update={"time": req.at}), cmd
