@@ -70,7 +70,7 @@ async def read_window(settings: Settings, since: datetime | None, last: int | No
             commands[found[0].id] = found
     firsts, repeats = first_requests(sorted(commands.values(), key=lambda found: found[0].time))
     requests = firsts[-last:] if last else firsts
-    start = requests[0].at if requests else since
+    start = since or (requests[0].at if requests else None)
     return Window(requests, sum(1 for at in repeats if start is None or at >= start), start, end)
 
 

@@ -144,3 +144,11 @@ async def test_what_if_replays_a_window_under_live_and_candidate_rules(driver, t
     text = await what_if(topic_reader, "--rules", str(candidate_rules), "--last", "4")
     assert f"{driver.order_id(shipments[-1])}  {store} -> {warehouse}" in text
     assert "orders whose choice changed: 3 of 4" in text
+
+    # A window starting after them starts from the capacity they use.
+    await eventually(lambda: driver.db.fetchval(
+        "SELECT count(*) = 3 FROM routing.capacity_claims WHERE location_id = $1", store), what="3 claims")
+    later = json.loads(await what_if(topic_reader, "--rules", str(candidate_rules), "--since",
+                                     datetime.now(UTC).isoformat(), "--json"))
+    day = await driver.db.fetchval("SELECT max(day) FROM routing.capacity_claims WHERE location_id = $1", store)
+    assert later["window"]["used_at_start"][f"{store}/{day}"] == 3
