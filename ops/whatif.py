@@ -78,8 +78,9 @@ def _route_order(value: bytes | None) -> tuple[Envelope, RouteOrder] | None:
     """A well-formed RouteOrder, or None for another message or bytes routing dead-lettered."""
     try:
         envelope = Envelope.model_validate_json(value or b"")
-        return (envelope, RouteOrder.model_validate(envelope.data)) if envelope.type == RouteOrder.message_type \
-            else None
+        if envelope.type != RouteOrder.message_type:
+            return None
+        return envelope, RouteOrder.model_validate(envelope.data)
     except ValidationError:
         return None
 
