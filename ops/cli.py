@@ -17,6 +17,7 @@
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
     oms principal remove KIND NAME ... and its removal (user and ACLs)
+    oms what-if --rules FILE       past routing requests replayed under a candidate rule set, next to the live one
 """
 
 import argparse
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -37,7 +39,9 @@ from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.orders import CancelOrder
 from shared.settings import kafka_password_variable, secret, settings
 
-from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals
+from services.routing.rules import RuleSetError, load_rule_set, rule_set
+
+from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals, whatif
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -262,6 +266,18 @@ async def remove_principal(kind: str, name: str) -> int:
     return 0
 
 
+async def what_if(args: argparse.Namespace) -> int:
+    try:
+        live, candidate = rule_set(settings().routing_rules), load_rule_set(args.rules)
+    except RuleSetError as error:
+        print(error, file=sys.stderr)
+        return 2
+    since = args.since or (None if args.last else datetime.now(UTC) - timedelta(hours=24))
+    report = await whatif.run(settings(), live, candidate, since, args.last, args.kafka_principal)
+    print(json.dumps(whatif.as_json(report), indent=2) if args.json else whatif.text(report))
+    return 0
+
+
 def up() -> int:
     if infra("start"):
         return 1
@@ -340,6 +356,16 @@ def parser() -> argparse.ArgumentParser:
     for action in (add, remove):
         action.add_argument("kind", choices=sorted(principals.PARTY_KINDS))
         action.add_argument("name", nargs="?", help="the channel's or location's id (an ERP may have none)")
+    wi = sub.add_parser("what-if", help="replay past routing requests under a candidate rule set and the live one, "
+                                        "side by side; writes nothing")
+    wi.add_argument("--rules", type=Path, required=True, metavar="CANDIDATE.toml", help="the candidate rule set")
+    window = wi.add_mutually_exclusive_group()
+    window.add_argument("--since", type=whatif.parse_since, metavar="ISO-TIME",
+                        help="requests made since then (default: the last 24 hours)")
+    window.add_argument("--last", type=int, metavar="N", help="the last N orders' requests")
+    wi.add_argument("--json", action="store_true", help="the report as JSON, with every order")
+    wi.add_argument("--kafka-principal", help="read the topic as this principal (e.g. one that may only read "
+                                              "routing.commands.v1; password from OMS_<PRINCIPAL>_KAFKA_PASSWORD)")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -388,6 +414,8 @@ def main() -> None:
         case "principal":
             change = add_principal if args.principal_action == "add" else remove_principal
             code = asyncio.run(change(args.kind, args.name))
+        case "what-if":
+            code = asyncio.run(what_if(args))
         case "asyncapi":
             print(f"wrote {asyncapi.write()} and the saga table in {asyncapi.write_saga_table()}")
             code = 0

@@ -2,6 +2,7 @@
 when we looked."""
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -10,9 +11,11 @@ from shared.contracts.topics import PARTITIONS
 from shared.settings import Settings
 
 
-async def records(settings: Settings, topic: str, since: dict[int, int] | None = None) -> AsyncIterator[ConsumerRecord]:
-    """`since` maps partitions to the offset to start from (see `end_offsets`)."""
-    consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False)
+async def records(settings: Settings, topic: str, since: dict[int, int] | None = None,
+                  principal: str | None = None) -> AsyncIterator[ConsumerRecord]:
+    """`since` maps partitions to the offset to start from (see `end_offsets`, `offsets_at`); `principal`: log in
+    as another than ops."""
+    consumer = _consumer(settings, principal)
     await consumer.start()
     try:
         partitions = [TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)]
@@ -40,3 +43,21 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def offsets_at(settings: Settings, topic: str, when: datetime, principal: str | None = None) -> dict[int, int]:
+    """Where each partition's first record written at or after `when` is (its end if there is none)."""
+    consumer = _consumer(settings, principal)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic(topic), p) for p in range(PARTITIONS)]
+        found = await consumer.offsets_for_times({p: int(when.timestamp() * 1000) for p in partitions})
+        ends = await consumer.end_offsets(partitions)
+        return {p.partition: found[p].offset if found[p] else ends[p] for p in partitions}
+    finally:
+        await consumer.stop()
+
+
+def _consumer(settings: Settings, principal: str | None) -> AIOKafkaConsumer:
+    login = settings.kafka_login(principal) if principal else settings.kafka_login()
+    return AIOKafkaConsumer(**login.aiokafka(), enable_auto_commit=False)
