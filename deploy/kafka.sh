@@ -137,6 +137,6 @@ status() {
 }
 
 case ${1:-} in
-  start) start ;; stop) stop ;; status) status ;; fetch) fetch_jars ;;
+  start) one_at_a_time kafka; start ;; stop) one_at_a_time kafka; stop ;; status) status ;; fetch) fetch_jars ;;
   *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
 esac

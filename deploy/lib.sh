@@ -23,6 +23,14 @@ wait_for() {
   done
 }
 
+# one_at_a_time NAME: the rest of this script runs while no other start or stop of NAME (from any checkout or test
+# session sharing this state directory) does. Two starts racing would launch two servers on one data directory.
+one_at_a_time() {
+  mkdir -p "$OMS_STATE_DIR"
+  exec 9>"$OMS_STATE_DIR/.$1.lock"
+  flock 9
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -75,6 +75,6 @@ status() {
 }
 
 case ${1:-} in
-  start) start ;; stop) stop ;; status) status ;;
+  start) one_at_a_time postgres; start ;; stop) one_at_a_time postgres; stop ;; status) status ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
