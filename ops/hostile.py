@@ -15,7 +15,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -41,7 +41,8 @@ WRONG_VALUES: list[Any] = [None, True, [], {}, "", "x", 0, -1, 1.5, 10**400, -10
 
 # Values a valid sample needs where a plain string would break a pattern.
 FIELD_VALUES = {"sku": "FZ-SKU", "location_id": "FZ-LOC", "store_id": "FZ-STORE", "channel": "web",
-                "currency": "EUR", "country": "DE", "email": "fuzz@example.com"}
+                "currency": "EUR", "country": "DE", "email": "fuzz@example.com",
+                "purchase_order_number": "PO-0123456789ABCDEF"}
 
 
 @dataclass
@@ -75,6 +76,7 @@ def _sample_value(name: str, annotation: Any, new_id: Callable[[], uuid.UUID]) -
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return sample(annotation, new_id)
     simple = {uuid.UUID: lambda: str(new_id()), datetime: lambda: datetime.now(UTC).isoformat(),
+              date: lambda: datetime.now(UTC).date().isoformat(),
               bool: lambda: True, int: lambda: 1, float: lambda: 1.0, Decimal: lambda: "1.00"}
     if annotation in simple:
         return simple[annotation]()
