@@ -16,7 +16,7 @@ from shared.contracts.topics import (
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers
+from . import dropship, handlers
 
 SERVICE = ServiceDefinition(
     name="fulfillment",
@@ -29,6 +29,6 @@ SERVICE = ServiceDefinition(
                      handlers={contracts.LocationUpdate: handlers.location_updates}, per_party=True),
         Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds}),
     ],
-    background=[handlers.expire_uncollected],
+    background=[handlers.expire_uncollected, dropship.withdraw_unacknowledged],
     publishes=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS),
 )

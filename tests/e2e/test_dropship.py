@@ -3,11 +3,14 @@ own topic (not a work item), acknowledges and ships it, or rejects it and the or
 
 import uuid
 
+import asyncpg
 import pytest
 
 from shared.contracts.common import Coordinates
+from ops.client import client
 from shared.contracts.fulfillment import (
     FulfillmentOrderProgressed,
+    FulfillmentRejected,
     FulfillmentRequested,
     FulfillmentWithdrawn,
     LocationUpdate,
@@ -17,11 +20,12 @@ from shared.contracts.fulfillment import (
     purchase_order_number,
 )
 from shared.contracts.orders import CancelOrder, OrderCancelled, OrderConfirmed, OrderShipped
-from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS
+from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_WORK, ORDER_EVENTS
 
+from ..support.stack import stack
 from ..support.topics import TopicWatcher, of_type
 from ops.waiting import eventually
-from .conftest import BERLIN
+from .conftest import BERLIN, Driver
 
 pytestmark = pytest.mark.e2e
 
@@ -129,3 +133,40 @@ async def test_an_order_cancelled_before_the_vendor_ships_cancels_its_purchase_o
     assert cancelled["data"]["location_id"] == VENDOR
     await driver.status(order_id, "cancelled")
     assert driver.work.envelopes(of_type(FulfillmentWithdrawn, order_id)) == []
+
+
+@pytest.fixture
+async def short_ack(config, tmp_path):
+    """An OMS of its own whose vendors have two seconds to acknowledge a purchase order."""
+    async with stack(config, tmp_path, env={"OMS_DROPSHIP_ACK_SECONDS": "2"}) as oms, \
+            client(oms.settings, "test/channel") as channel, \
+            TopicWatcher(oms.settings, ORDER_EVENTS) as orders, \
+            TopicWatcher(oms.settings, FULFILLMENT_EVENTS) as erp, \
+            TopicWatcher(oms.settings, FULFILLMENT_WORK) as work, \
+            TopicWatcher(oms.settings, FULFILLMENT_DROPSHIP_ORDERS) as purchase_orders:
+        db = await asyncpg.create_pool(oms.settings.admin_dsn(), min_size=1, max_size=2)
+        try:
+            yield Driver(oms.settings, db, channel, orders, erp, work, dead_letters=None), purchase_orders
+        finally:
+            await db.close()
+
+
+async def test_a_purchase_order_not_acknowledged_in_time_goes_elsewhere(short_ack):
+    driver, purchase_orders = short_ack
+    sku = await vendor_sku(driver, 3)
+    warehouse = driver.unique("WH")
+    await driver.location(warehouse, BERLIN)
+    await driver.stock(sku, warehouse, 3)
+    order = driver.order([(sku, 1)], city="Leipzig")
+    order_id = driver.order_id(order)
+    po = await purchase_order_for(driver, purchase_orders, order)
+
+    [withdrawn] = await purchase_orders.wait_for(about(PurchaseOrderCancelled, order_id))
+    assert withdrawn["data"]["purchase_order_number"] == po["purchase_order_number"]
+    [rejected] = await driver.erp.wait_for(of_type(FulfillmentRejected, order_id))
+    assert rejected["data"]["reason"]["code"] == "NOT_ACKNOWLEDGED" and rejected["data"]["location_id"] == VENDOR
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+    assert work["data"]["location_id"] == warehouse
+    status = await driver.db.fetchval("SELECT status FROM fulfillment.fulfillment_orders "
+                                      "WHERE fulfillment_order_id = $1", uuid.UUID(po["fulfillment_order_id"]))
+    assert status == "rejected"
