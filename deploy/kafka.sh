@@ -13,6 +13,8 @@ PIDFILE=$HOME_DIR/kafka.pid
 CONFIG=$HOME_DIR/server.properties
 # What the storage was formatted with (its SCRAM users); a cluster formatted otherwise is formatted again.
 CREDENTIALS_MARKER=$HOME_DIR/scram-users.sha256
+# OMS_KAFKA_TLS=1: the dev CA and the broker's key and certificate, made once and kept.
+TLS_DIR=$HOME_DIR/tls
 
 fetch_jars() {
   [ -f "$LIBS/.complete" ] && return
@@ -27,12 +29,48 @@ fetch_jars() {
 # sed replacement text: \, | and & are special there.
 sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
 
+# quietly COMMAND...: its chatter only if it fails.
+quietly() { local out; out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; return 1; }; }
+
+tls_enabled() { [ "${OMS_KAFKA_TLS:-0}" = 1 ]; }
+client_protocol() { if tls_enabled; then echo SASL_SSL; else echo SASL_PLAINTEXT; fi; }
+
+# A dev CA (its key stays here) and a certificate for 127.0.0.1 and localhost that it signs: what a client
+# verifies the broker by (OMS_KAFKA_CA_FILE). Made in a scratch directory and moved into place whole.
+make_dev_ca() {
+  [ -f "$TLS_DIR/broker.pem" ] && return
+  need_command openssl openssl
+  log "making a dev CA and the broker's certificate for 127.0.0.1/localhost in $TLS_DIR"
+  local scratch=$TLS_DIR.partial
+  rm -rf "$scratch"
+  (umask 077
+   mkdir -p "$scratch" && cd "$scratch"
+   quietly openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt \
+     -days 3650 -subj "/CN=oms dev CA" -addext "basicConstraints=critical,CA:TRUE" \
+     -addext "keyUsage=critical,keyCertSign,cRLSign"
+   quietly openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout broker.key \
+     -out broker.csr -subj "/CN=localhost"
+   printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+     "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
+     "authorityKeyIdentifier=keyid" >broker.ext
+   quietly openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 \
+     -extfile broker.ext -out broker.crt
+   cat broker.key broker.crt >broker.pem  # a PEM key store: the key, then its certificate
+   rm broker.key broker.csr broker.ext
+   chmod 644 ca.crt)  # public: every client needs it
+  chmod 755 "$scratch"
+  mv "$scratch" "$TLS_DIR"
+}
+
 write_config() {
   mkdir -p "$DATA" "$LOGS"
   (umask 077  # it holds the broker's password
    sed -e "s|@PORT@|$OMS_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$OMS_KAFKA_CONTROLLER_PORT|g" \
        -e "s|@DATA_DIR@|$(sed_escape "$DATA")|g" -e "s|@BROKER_PASSWORD@|$(sed_escape "$OMS_BROKER_KAFKA_PASSWORD")|g" \
-       "$OMS_ROOT/deploy/kafka/server.properties.in" >"$CONFIG")
+       -e "s|@CLIENT_PROTOCOL@|$(client_protocol)|g" "$OMS_ROOT/deploy/kafka/server.properties.in" >"$CONFIG"
+   if tls_enabled; then
+     sed -e "s|@TLS_DIR@|$(sed_escape "$TLS_DIR")|g" "$OMS_ROOT/deploy/kafka/tls.properties.in" >>"$CONFIG"
+   fi)
 }
 
 java_run() {
@@ -68,10 +106,11 @@ start() {
     port_open "$port" && die "port $port is taken by another server (another checkout's? stop it, or set OMS_KAFKA_PORT)"
   done
   fetch_jars
+  if tls_enabled; then make_dev_ca; fi
   write_config
   format_storage
   : >"$LOGS/server.log"
-  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$OMS_KAFKA_PORT"
+  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$OMS_KAFKA_PORT ($(client_protocol))"
   nohup bash -c "$(declare -f java_run); LIBS='$LIBS' LOGS='$LOGS' OMS_ROOT='$OMS_ROOT' java_run kafka.Kafka '$CONFIG'" \
     >"$LOGS/console.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"

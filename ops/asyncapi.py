@@ -134,7 +134,8 @@ def generate() -> dict:
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas, "securitySchemes": {"scram": {
             "type": "scramSha512",
-            "description": "SASL/SCRAM-SHA-512 over SASL_PLAINTEXT on loopback; one principal per service and "
+            "description": "SASL/SCRAM-SHA-512 over SASL_PLAINTEXT on loopback (SASL_SSL with OMS_KAFKA_TLS=1); "
+                           "one principal per service and "
                            "party, with the ACLs of README's 'Who may do what on Kafka'."}}},
     }
 

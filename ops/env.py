@@ -1,14 +1,12 @@
 """Locating the project and loading deploy/dev.env as defaults (the real environment always wins)."""
 
 import os
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from shared.settings import ROOT, state_dir
+
+__all__ = ["DEV_ENV", "ROOT", "load_dev_env", "state_dir"]
+
 DEV_ENV = ROOT / "deploy" / "dev.env"
-
-
-def state_dir() -> Path:
-    return Path(os.environ.get("OMS_STATE_DIR", ROOT / ".oms"))
 
 
 def load_dev_env() -> None:

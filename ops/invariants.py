@@ -46,15 +46,18 @@ WHERE s.on_hand <> coalesce(rc.received, 0) - coalesce(sh.shipped, 0) OR s.alloc
 
 STOCK_PER_SKU = """
 WITH lines AS (
-    SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) AS reserved
+    SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) FILTER (WHERE r.status IN ('held', 'allocated')) AS reserved,
+           sum((l->>'quantity')::int) FILTER (WHERE r.status = 'backordered') AS waiting
     FROM inventory.reservations r, jsonb_array_elements(r.lines) l
-    WHERE r.status IN ('held', 'allocated') GROUP BY 1
+    WHERE r.status IN ('held', 'allocated', 'backordered') GROUP BY 1
 ), locations AS (
     SELECT sku, sum(on_hand) AS on_hand FROM inventory.location_stock GROUP BY 1
 )
-SELECT s.sku, s.on_hand, s.reserved, coalesce(loc.on_hand, 0) AS location_on_hand, coalesce(l.reserved, 0) AS ledger
+SELECT s.sku, s.on_hand, s.reserved, s.backordered, coalesce(loc.on_hand, 0) AS location_on_hand,
+       coalesce(l.reserved, 0) AS ledger, coalesce(l.waiting, 0) AS waiting
 FROM inventory.sku_stock s LEFT JOIN lines l USING (sku) LEFT JOIN locations loc USING (sku)
 WHERE s.on_hand <> coalesce(loc.on_hand, 0) OR s.reserved <> coalesce(l.reserved, 0)
+   OR s.backordered <> coalesce(l.waiting, 0)
 """
 
 CAPACITY_USAGE = """
@@ -142,7 +145,8 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(STOCK_PER_SKU):
         report.violations.append(
             f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "
-            f"reserved {row['reserved']} vs live reservations {row['ledger']}")
+            f"reserved {row['reserved']} vs live reservations {row['ledger']}; "
+            f"backordered {row['backordered']} vs waiting orders {row['waiting']}")
     for row in await conn.fetch(STOCK_LEDGER):
         where = f"{row['sku']}@{row['location_id']}" if row["location_id"] else f"{row['sku']} (network)"
         report.violations.append(

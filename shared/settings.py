@@ -1,6 +1,7 @@
 """Configuration from the environment, validated at start-up so a missing value fails fast with a clear message."""
 
 import os
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from aiokafka.helpers import create_ssl_context
 from faststream.security import SASLScram512
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,14 +17,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The Kafka principal of `oms prepare` and the ops tools: a super user, like the broker's own.
 OPS_PRINCIPAL = "ops"
-KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"  # loopback only: no TLS (README)
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def state_dir() -> Path:
+    """Where the deploy scripts keep the broker, the database and the services' run files (as deploy/lib.sh)."""
+    return Path(os.environ.get("OMS_STATE_DIR", ROOT / ".oms"))
+
+
+def dev_kafka_ca_file() -> Path:
+    """The CA deploy/kafka.sh makes for the broker's certificate when OMS_KAFKA_TLS=1."""
+    return state_dir() / "kafka" / "tls" / "ca.crt"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
 
     kafka_bootstrap: str = Field(description="Kafka bootstrap servers, host:port[,host:port]")
+    kafka_tls: bool = Field(False, description="Connect to Kafka over TLS (SASL_SSL) instead of SASL_PLAINTEXT")
+    kafka_ca_file: Path = Field(default_factory=dev_kafka_ca_file,
+                                description="The CA the broker's certificate must be signed by (with kafka_tls)")
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
     pg_database: str = "oms"
@@ -56,6 +71,13 @@ class Settings(BaseSettings):
             raise ValueError("OMS_INBOX_RETENTION_DAYS must be greater than OMS_TOPIC_RETENTION_DAYS")
         return self
 
+    @model_validator(mode="after")
+    def tls_has_its_ca(self) -> "Settings":
+        if self.kafka_tls and not self.kafka_ca_file.is_file():
+            raise ValueError(f"OMS_KAFKA_TLS=1, but the CA file {self.kafka_ca_file} is missing (deploy/kafka.sh "
+                             "makes the dev CA when started with OMS_KAFKA_TLS=1; or set OMS_KAFKA_CA_FILE)")
+        return self
+
     def admin_dsn(self, database: str | None = None) -> str:
         return self._dsn(self.pg_admin_user, self.pg_admin_password, database or self.pg_database)
 
@@ -80,31 +102,43 @@ class Settings(BaseSettings):
 
     def kafka_login(self, principal: str = OPS_PRINCIPAL) -> "KafkaLogin":
         """How a Kafka client of this OMS logs in as `principal` (password from OMS_<PRINCIPAL>_KAFKA_PASSWORD)."""
-        return KafkaLogin(self.kafka_bootstrap, principal, secret(kafka_password_variable(principal)))
+        return KafkaLogin(self.kafka_bootstrap, principal, secret(kafka_password_variable(principal)),
+                          self.kafka_ca_file if self.kafka_tls else None)
 
 
 @dataclass(frozen=True)
 class KafkaLogin:
-    """A principal's Kafka credentials, in the shape each client library wants."""
+    """A principal's Kafka credentials and how the connection is protected, in the shape each client library
+    wants: SASL_SSL verifying the broker's certificate (name included) against `ca_file` when there is one,
+    else SASL_PLAINTEXT (loopback only: README)."""
 
     bootstrap: str
     username: str
     password: str
+    ca_file: Path | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_PLAINTEXT" if self.ca_file is None else "SASL_SSL"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return None if self.ca_file is None else create_ssl_context(cafile=self.ca_file)
 
     def aiokafka(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap, "security_protocol": KAFKA_SECURITY_PROTOCOL,
-                "sasl_mechanism": KAFKA_SASL_MECHANISM, "sasl_plain_username": self.username,
-                "sasl_plain_password": self.password}
+        return {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol,
+                "ssl_context": self.ssl_context(), "sasl_mechanism": KAFKA_SASL_MECHANISM,
+                "sasl_plain_username": self.username, "sasl_plain_password": self.password}
 
     def faststream(self) -> SASLScram512:
-        return SASLScram512(username=self.username, password=self.password,
-                            use_ssl=KAFKA_SECURITY_PROTOCOL == "SASL_SSL")
+        return SASLScram512(username=self.username, password=self.password, ssl_context=self.ssl_context())
 
     def librdkafka(self) -> dict[str, str]:
         """For confluent-kafka and kcat (`-X key=value`)."""
-        return {"bootstrap.servers": self.bootstrap, "security.protocol": KAFKA_SECURITY_PROTOCOL,
+        tls = {} if self.ca_file is None else {"ssl.ca.location": str(self.ca_file),
+                                               "ssl.endpoint.identification.algorithm": "https"}
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol,
                 "sasl.mechanisms": KAFKA_SASL_MECHANISM, "sasl.username": self.username,
-                "sasl.password": self.password}
+                "sasl.password": self.password, **tls}
 
 
 def kafka_password_variable(principal: str) -> str:

@@ -88,7 +88,8 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
         step = saga_steps.start(saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines),
                                                 delivery=cmd.delivery, channel=cmd.channel,
                                                 channel_order_id=cmd.channel_order_id,
-                                                order_value=saga_steps.order_value(cmd.lines)))
+                                                order_value=saga_steps.order_value(cmd.lines),
+                                                backorder_skus=tuple(cmd.backorder_skus())))
         accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                                  customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
         journal.step(uow, saga_steps.Step(step.saga, [accepted, *step.messages]), message.correlation_id, message)

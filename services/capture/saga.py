@@ -50,10 +50,12 @@ from shared.contracts.inventory import (
     ReservationDeallocated,
     ReservationExpired,
     ReserveStock,
+    StockBackordered,
     StockReserved,
     StockUnavailable,
 )
 from shared.contracts.orders import (
+    OrderBackordered,
     OrderCancellationRejected,
     OrderCancelled,
     OrderConfirmed,
@@ -91,6 +93,7 @@ class Saga:
     cancel_stage: str | None = None
     attempts: int = 0  # sends of the current step's command
     order_value: Decimal | None = None  # goods value: routing splits only orders worth enough
+    backorder_skus: tuple[str, ...] = ()  # the SKUs the channel lets this order wait for
 
 
 def order_value(lines: Iterable[PricedLine]) -> Decimal:
@@ -109,6 +112,12 @@ def start(saga: Saga) -> Step:
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
     return _wait(replace(saga, state="routing", availability=tuple(reply.availability)))
+
+
+def _backordered(saga: Saga, reply: StockBackordered) -> Step:
+    short = [Line(sku=s.sku, quantity=s.requested - s.available) for s in reply.shortages]
+    return Step(replace(saga, state="backordered", attempts=0),
+                [OrderBackordered(order_id=saga.order_id, short=short, expected_on=reply.expected_on)])
 
 
 def _unavailable(saga: Saga, reply: StockUnavailable) -> Step:
@@ -214,7 +223,7 @@ def _fulfilment_cancelled(saga: Saga, reply: FulfillmentCancelled) -> Step:
 
 
 def _reserve(saga: Saga) -> ReserveStock:
-    return ReserveStock(order_id=saga.order_id, lines=list(saga.lines))
+    return ReserveStock(order_id=saga.order_id, lines=list(saga.lines), backorder_skus=list(saga.backorder_skus))
 
 
 def _route(saga: Saga) -> RouteOrder:
@@ -262,7 +271,10 @@ EXPIRED = Then(_expired, "cancelled (RESERVATION_EXPIRED): run the compensations
 STEPS = (
     SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
         StockReserved: Then(_reserved, "routing: RouteOrder"),
+        StockBackordered: Then(_backordered, "backordered: OrderBackordered (the channel let it wait)"),
         StockUnavailable: Then(_unavailable, CANCELLED)}),
+    SagaStep("backordered", replies={
+        StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={
         OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location"),
         RouteNotFound: Then(_no_route, CANCELLED),
@@ -420,6 +432,6 @@ def _without(saga: Saga, compensation: str) -> tuple[str, ...]:
     return tuple(c for c in saga.compensations if c != compensation)
 
 
-ORDER_STATUS = {"awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
+ORDER_STATUS = {"backordered": "backordered", "awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
                 "partially_shipped": "partially_shipped", "shipped": "shipped",
                 "delivered": "delivered", "picked_up": "picked_up", "cancelled": "cancelled"}

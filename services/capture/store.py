@@ -66,6 +66,7 @@ def _saga(row: asyncpg.Record) -> Saga:
         cancel_stage=row["cancel_stage"],
         attempts=row["attempts"],
         order_value=order_value(PricedLine.model_validate(line) for line in row["placed"]["lines"]),
+        backorder_skus=tuple(PlaceOrder.model_validate(row["placed"]).backorder_skus()),
     )
 
 

@@ -16,7 +16,7 @@ SERVICE = ServiceDefinition(
         Subscription(topic=INVENTORY_COMMANDS,
                      handlers={command: handlers.inventory_commands for command in handlers.COMMANDS})
     ],
-    background=[handlers.expire_reservations],
+    background=[handlers.expire_reservations, handlers.fill_backorders],
     publishes=(INVENTORY_EVENTS, INVENTORY_AVAILABILITY),
     queries={"/atp/": queries.atp},
 )

@@ -11,7 +11,9 @@ and cause), so the counters always equal the ledger's sums.
 """
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from uuid import UUID
 
 from shared.contracts import Contract
@@ -27,11 +29,13 @@ from shared.contracts.inventory import (
     ReservationCommitted,
     ReservationDeallocated,
     ReservationExpired,
+    ReceiptExpected,
     ReservationReleased,
     SafetyStockSet,
     Shortage,
     StockAdjusted,
     StockAdjustmentRefused,
+    StockBackordered,
     StockReceived,
     StockReserved,
     StockUnavailable,
@@ -45,6 +49,7 @@ class SkuStock:
     sku: str
     on_hand: int
     reserved: int
+    backordered: int = 0  # what waiting orders (backorders) will take, first come first served, as stock arrives
 
 
 @dataclass
@@ -108,11 +113,16 @@ class Inventory:
     low_stock_threshold: int = 0
     reported: dict[str, AvailabilityStatus] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)  # SKUs whose ATP may have moved since the last report
+    expected: dict[str, list[tuple[date, int]]] = field(default_factory=dict)  # announced, not yet received
 
-    def reserve(self, order_id: UUID, lines: list[Line], correlation_id: str | None = None) -> Contract:
-        """Hold every line against network ATP, or nothing. A repeated request gets the same answer."""
+    def reserve(self, order_id: UUID, lines: list[Line], correlation_id: str | None = None,
+                backorder_skus: Iterable[str] = ()) -> Contract:
+        """Hold every line against network ATP, or nothing; or, when every short SKU may wait, let the order wait
+        (backordered) behind those waiting already. A repeated request gets the same answer."""
         lines = merge_lines(lines)
         existing = self.reservations.get(order_id)
+        if existing is not None and existing.status == "backordered":
+            return self._backordered(existing)
         if existing is not None and existing.status not in LIVE:
             return StockUnavailable(order_id=order_id, shortages=[],
                                     reason=ReasonCode(code="RESERVATION_CLOSED", detail=existing.status))
@@ -121,12 +131,43 @@ class Inventory:
                          for line in lines if self.network_atp(line.sku) < line.quantity]
             if shortages:
                 unknown = any(line.sku not in self.skus for line in lines)
+                if not unknown and {s.sku for s in shortages} <= set(backorder_skus):
+                    return self._backordered(self._wait(Reservation(order_id, "backordered", lines,
+                                                                    correlation_id=correlation_id)))
                 return StockUnavailable(order_id=order_id, shortages=shortages,
                                         reason=ReasonCode(code="UNKNOWN_SKU" if unknown else "OUT_OF_STOCK"))
             for line in lines:
                 self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
             existing = self._save(Reservation(order_id, "held", lines, correlation_id=correlation_id))
         return StockReserved(order_id=order_id, lines=existing.lines, availability=self.availability(existing.lines))
+
+    def fill_backorders(self, waiting: list[UUID]) -> list[StockReserved]:
+        """Hold the waiting orders that arrivals now cover, first come first served: `waiting` in arrival order;
+        an order that still cannot be covered keeps its place, and what it needs is not given to those behind."""
+        ahead: Counter[str] = Counter()
+        served = []
+        for order_id in waiting:
+            reservation = self.reservations.get(order_id)
+            if reservation is None or reservation.status != "backordered":
+                continue
+            if all(self.network_atp(line.sku, waiting=ahead[line.sku]) >= line.quantity for line in reservation.lines):
+                for line in reservation.lines:
+                    self.skus[line.sku].backordered -= line.quantity
+                    self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
+                reservation.status = "held"
+                self._save(reservation)
+                served.append(StockReserved(order_id=order_id, lines=reservation.lines,
+                                            availability=self.availability(reservation.lines)))
+            else:
+                ahead.update({line.sku: line.quantity for line in reservation.lines})
+        return served
+
+    def expect(self, receipt_id: str, sku: str, quantity: int, expected_on: date) -> Contract:
+        """An announced receipt: waiting orders learn when they may expect their goods."""
+        self.skus.setdefault(sku, SkuStock(sku, 0, 0))
+        self.expected.setdefault(sku, []).append((expected_on, quantity))
+        self.expected[sku].sort()
+        return ReceiptExpected(receipt_id=receipt_id, sku=sku, quantity=quantity, expected_on=expected_on)
 
     def allocate(self, order_id: UUID, location_id: str) -> Contract:
         """Pin a held reservation's units to one location (within its ATP), or nothing."""
@@ -168,6 +209,13 @@ class Inventory:
         previous = existing.status if existing else "none"
         if existing is None:
             self._save(Reservation(order_id, "released", []))
+        elif previous == "backordered":
+            for line in existing.lines:
+                self.skus[line.sku].backordered -= line.quantity
+                self.touched.add(line.sku)
+            existing.status = "released"
+            self._save(existing)
+            return ReservationReleased(order_id=order_id, previous_status="backordered")
         elif previous in LIVE:
             self._drop(existing, "release")
             existing.status = "committed" if existing.committed else "released"  # a partial shipment stays shipped
@@ -236,13 +284,16 @@ class Inventory:
         own = self.sku_safety.get((sku, location_id))
         return own if own is not None else self.location_safety.get(location_id, 0)
 
-    def network_atp(self, sku: str, kept_back: int | None = None) -> int:
+    def network_atp(self, sku: str, kept_back: int | None = None, waiting: int | None = None) -> int:
+        """On hand - reserved - safety stock - what waiting orders (all of them, or those `waiting` ahead) will
+        take."""
         stock = self.skus.get(sku)
         if stock is None:
             return 0
         if kept_back is None:
             kept_back = sum(s.kept_back for (s_sku, _), s in self.locations.items() if s_sku == sku)
-        return max(stock.on_hand - stock.reserved - kept_back, 0)
+        waiting = stock.backordered if waiting is None else waiting
+        return max(stock.on_hand - stock.reserved - kept_back - waiting, 0)
 
     def atp(self, sku: str) -> Atp:
         stock = self.skus.get(sku) or SkuStock(sku, 0, 0)
@@ -339,6 +390,29 @@ class Inventory:
         if entry.on_hand or entry.reserved or entry.allocated:
             self.ledger.append(entry)
             self.touched.add(entry.sku)
+
+    def _wait(self, reservation: Reservation) -> Reservation:
+        for line in reservation.lines:
+            self.skus[line.sku].backordered += line.quantity
+            self.touched.add(line.sku)
+        return self._save(reservation)
+
+    def _backordered(self, reservation: Reservation) -> StockBackordered:
+        """What the waiting order is short of, and when announced receipts cover it (if they do)."""
+        shortages = [Shortage(sku=line.sku, requested=line.quantity, available=free)
+                     for line in reservation.lines if (free := self.network_atp(line.sku, waiting=0)) < line.quantity]
+        dates = [self._covered_on(shortage.sku) for shortage in shortages]
+        return StockBackordered(order_id=reservation.order_id, shortages=shortages,
+                                expected_on=None if None in dates else max(dates, default=None))
+
+    def _covered_on(self, sku: str) -> date | None:
+        """The day announced receipts cover every order waiting for this SKU (this one among them)."""
+        missing = self.skus[sku].backordered - self.network_atp(sku, waiting=0)
+        for expected_on, quantity in self.expected.get(sku, []):
+            missing -= quantity
+            if missing <= 0:
+                return expected_on
+        return None
 
     def _save(self, reservation: Reservation) -> Reservation:
         self.reservations[reservation.order_id] = reservation

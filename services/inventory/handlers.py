@@ -12,6 +12,7 @@ from shared.contracts.inventory import (
     AllocateReservation,
     CommitReservation,
     DeallocateReservation,
+    ExpectReceipt,
     ReceiveStock,
     RecordCycleCount,
     ReleaseReservation,
@@ -29,13 +30,14 @@ from .domain import Inventory
 log = get_logger(__name__)
 
 RESERVATIONS: dict[type[Contract], Callable[[Inventory, Message], Contract | None]] = {
-    ReserveStock: lambda inventory, m: inventory.reserve(m.payload.order_id, m.payload.lines, m.correlation_id),
+    ReserveStock: lambda inventory, m: inventory.reserve(m.payload.order_id, m.payload.lines, m.correlation_id,
+                                                         m.payload.backorder_skus),
     AllocateReservation: lambda inventory, m: inventory.allocate(m.payload.order_id, m.payload.location_id),
     DeallocateReservation: lambda inventory, m: inventory.deallocate(m.payload.order_id, m.payload.location_id),
     ReleaseReservation: lambda inventory, m: inventory.release(m.payload.order_id),
     CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id, m.payload.lines),
 }
-STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock)
+STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock, ExpectReceipt)
 COMMANDS = (*RESERVATIONS, *STOCK)
 
 
@@ -71,7 +73,13 @@ async def _apply(uow: UnitOfWork, inventory: Inventory, message: Message) -> Con
         case ReceiveStock():
             if not await store.claim_receipt(uow.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity):
                 return _ignored(message, "receipt already booked", inventory)
+            await store.mark_received(uow.conn, cmd.receipt_id)
             return inventory.receive(cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity)
+        case ExpectReceipt():
+            if not await store.expect_receipt(uow.conn, cmd.receipt_id, cmd.sku, cmd.location_id, cmd.quantity,
+                                              cmd.expected_on):
+                return _ignored(message, "receipt already announced", inventory)
+            return inventory.expect(cmd.receipt_id, cmd.sku, cmd.quantity, cmd.expected_on)
         case RecordCycleCount() | AdjustStock():
             return await _adjust(uow, inventory, message)
         case SetSafetyStock():
@@ -135,3 +143,31 @@ async def _expire_due(begin: Begin, batch: int) -> int:
         await store.flush(uow.conn, inventory, loaded)
         return len(candidates)
 
+
+
+async def fill_backorders(begin: Begin, interval: float = 0.5, batch: int = 200) -> None:
+    """Background task: hold waiting (backordered) orders as arrivals cover them, first come first served, and
+    tell the saga (StockReserved). Locks like a batch of commands: the orders, then their SKUs."""
+    async def scan() -> None:
+        while True:
+            await _fill(begin, batch)
+            await asyncio.sleep(interval)
+
+    await run_forever("backorders", scan)
+
+
+async def _fill(begin: Begin, batch: int) -> None:
+    async with begin() as uow:
+        waiting = await store.waiting_orders(uow.conn, batch)
+        if not waiting:
+            return
+        inventory, loaded = await store.load(uow.conn, set(waiting), set())
+        inventory.watch_availability(uow.settings.low_stock_threshold)
+        inventory.cause = "backorder"
+        for reserved in inventory.fill_backorders(waiting):
+            correlation_id = inventory.reservations[reserved.order_id].correlation_id or str(reserved.order_id)
+            log.info("inventory.backorder_filled", order_id=str(reserved.order_id), correlation_id=correlation_id)
+            uow.emit(reserved, correlation_id=correlation_id)
+        for change in inventory.availability_changes():
+            uow.emit(change, correlation_id=change.sku)
+        await store.flush(uow.conn, inventory, loaded)

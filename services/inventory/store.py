@@ -37,13 +37,19 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         "SELECT sku, location_id, quantity FROM sku_safety_stock WHERE sku = ANY($1) OR location_id = ANY($2)",
         skus, locations)}
 
+    expected: dict[str, list[tuple]] = {}
+    for r in await conn.fetch("SELECT sku, expected_on, quantity FROM expected_receipts WHERE sku = ANY($1) "
+                              "AND NOT received ORDER BY sku, expected_on", skus):
+        expected.setdefault(r["sku"], []).append((r["expected_on"], r["quantity"]))
+
     def build() -> Inventory:
         inventory = Inventory(
-            skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"]) for r in sku_rows},
+            skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"], r["backordered"]) for r in sku_rows},
             locations={},
             reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id, v.correlation_id,
                                          list(v.committed)) for k, v in reservations.items()},
             location_safety=dict(location_safety), sku_safety=dict(sku_safety),
+            expected={sku: list(dates) for sku, dates in expected.items()},
         )
         inventory.locations = {
             (r["sku"], r["location_id"]): LocationStock(r["sku"], r["location_id"], r["on_hand"], r["allocated"],
@@ -82,20 +88,24 @@ async def flush(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventor
 async def _flush_skus(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
     """Rows loaded (and locked) are set; rows the batch created (a first receipt) are inserted, or added to if
     another transaction created them meanwhile."""
-    changed = [s for key, s in inventory.skus.items() if key in loaded.skus
-               and (s.on_hand, s.reserved) != (loaded.skus[key].on_hand, loaded.skus[key].reserved)]
+    def counters(s: SkuStock) -> tuple[int, int, int]:
+        return s.on_hand, s.reserved, s.backordered
+
+    changed = [s for key, s in inventory.skus.items() if key in loaded.skus and counters(s) != counters(loaded.skus[key])]
     new = [s for key, s in inventory.skus.items() if key not in loaded.skus]
     if changed:
         await conn.execute(
-            "UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved "
-            "FROM unnest($1::text[], $2::int[], $3::int[]) AS s(sku, on_hand, reserved) WHERE t.sku = s.sku",
-            [s.sku for s in changed], [s.on_hand for s in changed], [s.reserved for s in changed])
+            "UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved, backordered = s.backordered "
+            "FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS s(sku, on_hand, reserved, backordered) "
+            "WHERE t.sku = s.sku", *zip(*map(lambda s: (s.sku, *counters(s)), changed)))
     if new:
         await conn.execute(
-            "INSERT INTO sku_stock (sku, on_hand, reserved) SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) "
+            "INSERT INTO sku_stock (sku, on_hand, reserved, backordered) "
+            "SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) "
             "ON CONFLICT (sku) DO UPDATE SET on_hand = sku_stock.on_hand + EXCLUDED.on_hand, "
-            "reserved = sku_stock.reserved + EXCLUDED.reserved",
-            [s.sku for s in new], [s.on_hand for s in new], [s.reserved for s in new])
+            "reserved = sku_stock.reserved + EXCLUDED.reserved, "
+            "backordered = sku_stock.backordered + EXCLUDED.backordered",
+            *zip(*map(lambda s: (s.sku, *counters(s)), new)))
 
 
 async def _flush_locations(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
@@ -145,8 +155,10 @@ async def _flush_reservations(conn: asyncpg.Connection, inventory: Inventory) ->
     reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
     if reservations:
         await conn.execute(
-            """INSERT INTO reservations (order_id, status, lines, committed_lines, location_id, correlation_id)
-               SELECT order_id, status, lines, committed_lines, location_id, correlation_id
+            """INSERT INTO reservations (order_id, status, lines, committed_lines, location_id, correlation_id,
+                                       backordered_at)
+               SELECT order_id, status, lines, committed_lines, location_id, correlation_id,
+                      CASE WHEN status = 'backordered' THEN clock_timestamp() END
                FROM jsonb_to_recordset($1::jsonb) AS r(order_id uuid, status text, lines jsonb, committed_lines jsonb,
                                                        location_id text, correlation_id text)
                ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
@@ -215,3 +227,27 @@ async def read_atp(conn: asyncpg.Connection, sku: str) -> Atp:
                                                                   inventory.safety_stock(sku, r["location_id"]))
                            for r in location_rows}
     return inventory.atp(sku)
+
+
+async def expect_receipt(conn: asyncpg.Connection, receipt_id: str, sku: str, location_id: str, quantity: int,
+                         expected_on) -> bool:
+    """Record an announced receipt; False if it was announced before."""
+    return bool(await conn.fetchval(
+        "INSERT INTO expected_receipts (receipt_id, sku, location_id, quantity, expected_on) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1", receipt_id, sku, location_id, quantity,
+        expected_on))
+
+
+async def mark_received(conn: asyncpg.Connection, receipt_id: str) -> None:
+    await conn.execute("UPDATE expected_receipts SET received = true WHERE receipt_id = $1", receipt_id)
+
+
+async def waiting_orders(conn: asyncpg.Connection, limit: int) -> list[UUID]:
+    """Backordered orders in arrival order, if arrivals may now cover some (a SKU they wait for has stock that
+    nothing holds)."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM sku_stock WHERE backordered > 0 "
+                               "AND on_hand > reserved)"):
+        return []
+    return [r["order_id"] for r in await conn.fetch(
+        "SELECT order_id FROM reservations WHERE status = 'backordered' ORDER BY backordered_at, order_id LIMIT $1",
+        limit)]

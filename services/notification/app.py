@@ -18,6 +18,7 @@ SERVICE = ServiceDefinition(
             handlers={
                 orders.OrderAccepted: handlers.lifecycle_events,
                 orders.OrderConfirmed: handlers.lifecycle_events,
+                orders.OrderBackordered: handlers.lifecycle_events,
                 orders.OrderShipped: handlers.lifecycle_events,
                 orders.OrderDelivered: handlers.lifecycle_events,
                 orders.OrderLinesCancelled: handlers.lifecycle_events,

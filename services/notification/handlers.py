@@ -13,6 +13,7 @@ from shared.contracts.common import Line
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import (
     OrderAccepted,
+    OrderBackordered,
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
@@ -34,6 +35,10 @@ def _values(event: Contract) -> tuple[str, dict[str, str]]:
     match event:
         case OrderConfirmed():
             return "order_confirmed", {}
+        case OrderBackordered():
+            return "order_backordered", {"what": _described(event.short),
+                                         "when": f"by {event.expected_on:%d %B %Y}" if event.expected_on else
+                                         "as soon as it arrives"}
         case OrderShipped():
             return "order_shipped", {"carrier": event.carrier, "tracking_number": event.tracking_number,
                                      "what": "has shipped" if event.complete and not event.lines else

@@ -7,6 +7,11 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
         Template("Your order $channel_order_id is confirmed"),
         Template("Hello $name,\n\nwe have your order $channel_order_id and are getting it ready.\n"),
     ),
+    "order_backordered": (
+        Template("Your order $channel_order_id is waiting for stock"),
+        Template("Hello $name,\n\nwe are waiting for $what for your order $channel_order_id and will send it "
+                 "$when.\n"),
+    ),
     "order_shipped": (
         Template("Your order $channel_order_id is on its way"),
         Template("Hello $name,\n\nyour order $channel_order_id $what with $carrier, "

@@ -12,6 +12,7 @@ safety stock (`SetSafetyStock`), receive stock (`ReceiveStock`), count it (`Reco
 `AvailabilityChanged` on its own topic.
 """
 
+from datetime import date
 from typing import Literal
 from uuid import UUID
 
@@ -36,8 +37,12 @@ class Shortage(Value):
 
 @contract("oms.inventory.ReserveStock.v1", topic=INVENTORY_COMMANDS)
 class ReserveStock(Contract):
+    """Hold the lines against network ATP. If some are short and every short SKU may wait (`backorder_skus`),
+    the order waits instead (StockBackordered) and is served first-come-first-served as stock arrives."""
+
     order_id: UUID
     lines: list[Line] = Field(min_length=1)
+    backorder_skus: list[Sku] = Field(default_factory=list, description="SKUs the channel lets this order wait for")
 
 
 @contract("oms.inventory.AllocateReservation.v1", topic=INVENTORY_COMMANDS)
@@ -77,6 +82,21 @@ class ReceiveStock(Contract):
     sku: Sku
     location_id: LocationId
     quantity: int = Field(gt=0)
+
+    def key(self) -> str:
+        return self.sku
+
+
+@contract("oms.inventory.ExpectReceipt.v1", topic=INVENTORY_COMMANDS)
+class ExpectReceipt(Contract):
+    """The ERP announces a receipt (a purchase order from a supplier): orders waiting for the SKU learn when they
+    can expect it; the receipt itself comes as ReceiveStock with the same receipt id."""
+
+    receipt_id: str = Field(min_length=1, max_length=100)
+    sku: Sku
+    location_id: LocationId
+    quantity: int = Field(gt=0)
+    expected_on: date
 
     def key(self) -> str:
         return self.sku
@@ -130,6 +150,27 @@ class StockReserved(Contract):
     availability: list[LocationAvailability] = Field(description="Where the reserved SKUs are, for routing")
 
 
+@contract("oms.inventory.StockBackordered.v1", topic=INVENTORY_EVENTS)
+class StockBackordered(Contract):
+    """The order waits for stock (the channel allowed it): nothing is held yet; when arrivals cover it (orders
+    waiting longer come first) inventory holds its lines and answers StockReserved."""
+
+    order_id: UUID
+    shortages: list[Shortage]
+    expected_on: date | None = Field(None, description="When announced receipts (ExpectReceipt) cover it, if they do")
+
+
+@contract("oms.inventory.ReceiptExpected.v1", topic=INVENTORY_EVENTS)
+class ReceiptExpected(Contract):
+    receipt_id: str
+    sku: Sku
+    quantity: int
+    expected_on: date
+
+    def key(self) -> str:
+        return self.sku
+
+
 @contract("oms.inventory.StockUnavailable.v1", topic=INVENTORY_EVENTS)
 class StockUnavailable(Contract):
     order_id: UUID
@@ -160,7 +201,7 @@ class ReservationDeallocated(Contract):
 @contract("oms.inventory.ReservationReleased.v1", topic=INVENTORY_EVENTS)
 class ReservationReleased(Contract):
     order_id: UUID
-    previous_status: Literal["held", "allocated", "none"]
+    previous_status: Literal["held", "allocated", "backordered", "none"]
 
 
 @contract("oms.inventory.ReservationCommitted.v1", topic=INVENTORY_EVENTS)

@@ -6,7 +6,7 @@ from uuid import UUID
 from .base import Contract, contract
 from .topics import NOTIFICATION_EVENTS
 
-NotificationKind = Literal["order_confirmed", "order_ready_for_pickup", "order_picked_up", "order_shipped",
+NotificationKind = Literal["order_confirmed", "order_backordered", "order_ready_for_pickup", "order_picked_up", "order_shipped",
                            "order_delivered", "order_lines_cancelled", "order_cancelled"]
 
 

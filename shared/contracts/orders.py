@@ -1,5 +1,6 @@
 """Order capture: what sales channels send, and the order lifecycle events they (and others) read."""
 
+from datetime import date
 from decimal import Decimal
 from uuid import UUID
 
@@ -18,6 +19,7 @@ class Customer(Value):
 
 class PricedLine(Line):
     unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    allow_backorder: bool = Field(False, description="This SKU may be waited for (a backorder or preorder)")
 
 
 @contract("oms.capture.PlaceOrder.v1", topic=ORDER_COMMANDS)
@@ -30,6 +32,12 @@ class PlaceOrder(Contract):
     currency: str = Field(examples=["EUR"])
     lines: list[PricedLine] = Field(min_length=1, max_length=200)
     delivery: Delivery
+    allow_backorder: bool = Field(False, description="The order may wait for any SKU that is short, instead of "
+                                                     "being cancelled (OrderBackordered), served in arrival order")
+
+    def backorder_skus(self) -> list[str]:
+        """The SKUs this order may wait for."""
+        return sorted({line.sku for line in self.lines if self.allow_backorder or line.allow_backorder})
 
     @field_validator("currency")
     @classmethod
@@ -108,6 +116,16 @@ class OrderLinesCancelled(Contract):
     order_id: UUID
     lines: list[Line]
     reason: ReasonCode
+
+
+@contract("oms.capture.OrderBackordered.v1", topic=ORDER_EVENTS)
+class OrderBackordered(Contract):
+    """The order waits for stock (the channel allowed it): it is served as stock arrives, orders waiting longer
+    first; `expected_on` when announced receipts cover it."""
+
+    order_id: UUID
+    short: list[Line] = Field(description="What is missing now")
+    expected_on: date | None = None
 
 
 @contract("oms.capture.OrderReadyForPickup.v1", topic=ORDER_EVENTS)

@@ -13,9 +13,12 @@ pytestmark = pytest.mark.integration
 
 
 async def receive(pool, sku: str, location_id: str, quantity: int) -> None:
+    """As the service books a receipt (`oms check` reads the receipts too)."""
+    receipt_id = f"r-{sku}-{location_id}"
     async with pool.acquire() as conn, conn.transaction():
         inventory, loaded = await store.load(conn, set(), {sku}, {location_id})
-        inventory.receive(f"r-{sku}-{location_id}", sku, location_id, quantity)
+        await store.claim_receipt(conn, receipt_id, sku, location_id, quantity)
+        inventory.receive(receipt_id, sku, location_id, quantity)
         await store.flush(conn, inventory, loaded)
 
 

@@ -13,6 +13,7 @@ import pytest
 from ops.invariants import STOCK_LEDGER
 from services.inventory import store
 from shared.contracts.common import Line
+from shared.contracts.inventory import StockAdjusted
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,20 @@ def touched(command: tuple) -> tuple[set[uuid.UUID], set[str], set[str]]:
 
 
 async def apply(pool, command: tuple) -> None:
+    """As the service applies a command, the documents it books included (`oms check` reads them too)."""
     order_ids, skus, locations = touched(command)
     name, *args = command
     async with pool.acquire() as conn, conn.transaction():
         inventory, loaded = await store.load(conn, order_ids, skus, locations)
         inventory.cause = f"test-{uuid.uuid4()}"
-        getattr(inventory, name)(*args)
+        if name == "receive" and not await store.claim_receipt(conn, *args):
+            return
+        if name in ("count", "adjust") and await store.document_booked(conn, args[0]):
+            return
+        answer = getattr(inventory, name)(*args)
+        if isinstance(answer, StockAdjusted):
+            await store.book_document(conn, answer.document_id, answer.kind, answer.sku, answer.location_id,
+                                      answer.change)
         await store.flush(conn, inventory, loaded)
 
 

@@ -1,5 +1,6 @@
 """The broker lets each principal do what its ACLs grant (ops/principals.py) and nothing else, on real Kafka."""
 
+import dataclasses
 import subprocess
 import uuid
 
@@ -38,7 +39,7 @@ async def test_a_client_without_credentials_can_neither_produce_nor_consume(conf
 
 
 async def test_a_wrong_password_is_refused(config):
-    login = KafkaLogin(config.kafka_bootstrap, "erp", "not-the-password")
+    login = dataclasses.replace(config.kafka_login("erp"), password="not-the-password")
     producer = AIOKafkaProducer(**login.aiokafka())
     with pytest.raises(KafkaError):
         await producer.start()

@@ -12,8 +12,8 @@ from shared.contracts import REGISTRY
 
 
 @pytest.mark.parametrize("model", sorted(REGISTRY.values(), key=lambda m: m.message_type), ids=lambda m: m.__name__)
-def test_every_contract_has_a_valid_sample(model):
-    model.model_validate(sample(model, uuid.uuid4))
+def test_every_contract_has_a_valid_sample_and_a_partition_key(model):
+    assert model.model_validate(sample(model, uuid.uuid4)).key()
 
 
 def generator() -> HostileGenerator:

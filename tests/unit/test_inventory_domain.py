@@ -1,4 +1,5 @@
 import uuid
+from datetime import date
 
 from services.inventory.domain import Inventory, LocationStock, SkuStock, merge_lines
 from shared.contracts.common import Line
@@ -99,3 +100,45 @@ def test_a_reservation_is_committed_shipment_by_shipment_and_a_release_after_one
                                                                             [Line(sku="AB", quantity=1)])
     stock, network = inventory.locations[("AB", "WH")], inventory.skus["AB"]
     assert (stock.on_hand, stock.allocated, network.on_hand, network.reserved) == (4, 0, 4, 0)
+
+
+def waiting_network(on_hand: int = 0) -> Inventory:
+    return Inventory(skus={"BK": SkuStock("BK", on_hand, 0)},
+                     locations={("BK", "WH"): LocationStock("BK", "WH", on_hand, 0)}, reservations={})
+
+
+def test_an_order_short_of_stock_waits_only_if_the_channel_lets_it():
+    inventory = waiting_network(1)
+    refused = inventory.reserve(uuid.uuid4(), [Line(sku="BK", quantity=2)])
+    assert refused.message_type.endswith("StockUnavailable.v1")
+    waiting = inventory.reserve(uuid.uuid4(), [Line(sku="BK", quantity=2)], backorder_skus=["BK"])
+    assert waiting.message_type.endswith("StockBackordered.v1") and waiting.expected_on is None
+    assert (inventory.skus["BK"].reserved, inventory.skus["BK"].backordered) == (0, 2)
+    assert inventory.network_atp("BK") == 0  # the free unit is promised to the waiting order, not to newcomers
+
+
+def test_arrivals_serve_waiting_orders_first_come_first_served_and_a_big_one_is_not_overtaken():
+    inventory = waiting_network()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    inventory.reserve(first, [Line(sku="BK", quantity=3)], backorder_skus=["BK"])
+    inventory.reserve(second, [Line(sku="BK", quantity=1)], backorder_skus=["BK"])
+    inventory.receive("R1", "BK", "WH", 2)
+    assert inventory.fill_backorders([first, second]) == []  # 2 units: not enough for the first, kept for it
+    inventory.receive("R2", "BK", "WH", 1)
+    [served] = inventory.fill_backorders([first, second])
+    assert served.order_id == first and inventory.reservations[first].status == "held"
+    inventory.receive("R3", "BK", "WH", 1)
+    assert [s.order_id for s in inventory.fill_backorders([first, second])] == [second]
+    assert (inventory.skus["BK"].reserved, inventory.skus["BK"].backordered) == (4, 0)
+
+
+def test_a_waiting_order_learns_when_announced_receipts_cover_it_and_a_cancelled_one_leaves_the_queue():
+    inventory = waiting_network()
+    inventory.expect("PO-1", "BK", 2, date(2027, 1, 10))
+    inventory.expect("PO-2", "BK", 5, date(2027, 2, 1))
+    first = inventory.reserve(uuid.uuid4(), [Line(sku="BK", quantity=2)], backorder_skus=["BK"])
+    second = inventory.reserve(uuid.uuid4(), [Line(sku="BK", quantity=4)], backorder_skus=["BK"])
+    third = inventory.reserve(uuid.uuid4(), [Line(sku="BK", quantity=4)], backorder_skus=["BK"])
+    assert (first.expected_on, second.expected_on, third.expected_on) == (date(2027, 1, 10), date(2027, 2, 1), None)
+    inventory.release(second.order_id)
+    assert inventory.skus["BK"].backordered == 6 and inventory.reservations[second.order_id].status == "released"

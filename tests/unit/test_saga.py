@@ -19,6 +19,8 @@ from shared.contracts.fulfillment import (
     fulfillment_order_id,
 )
 from shared.contracts.inventory import (
+    Shortage,
+    StockBackordered,
     AllocateReservation,
     AllocationFailed,
     CommitReservation,
@@ -33,6 +35,7 @@ from shared.contracts.inventory import (
     StockUnavailable,
 )
 from shared.contracts.orders import (
+    OrderBackordered,
     OrderCancellationRejected,
     OrderCancelled,
     OrderConfirmed,
@@ -361,3 +364,16 @@ def test_route_order_carries_the_order_value_for_routings_split_rule():
     saga = replace(new_saga(), order_value=s.order_value(priced))
     [route] = s.advance(s.start(saga).saga, reserved()).messages
     assert route.order_value == Decimal("44.98")
+
+
+def test_an_order_the_channel_lets_wait_is_backordered_and_routed_when_stock_arrives():
+    saga = replace(new_saga(), backorder_skus=("SKU-1",))
+    reserving = s.start(saga)
+    assert reserving.messages[0].backorder_skus == ["SKU-1"]
+    step = s.advance(reserving.saga, StockBackordered(order_id=ORDER, expected_on="2027-01-10", shortages=[
+        Shortage(sku="SKU-1", requested=2, available=0)]))
+    assert (step.saga.state, types(step)) == ("backordered", [OrderBackordered])
+    assert step.messages[0].short == [Line(sku="SKU-1", quantity=2)]
+    assert step.saga.state not in s.WAITING  # no deadline: it waits as long as the stock takes
+    step = s.advance(step.saga, reserved())
+    assert (step.saga.state, types(step)) == ("routing", [RouteOrder])
