@@ -152,6 +152,12 @@ async def show_order(ref: str) -> int:
                   f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
             traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
             print(f"      trace id {traceparent.split('-')[1] if traceparent.count('-') == 3 else '-'}")
+        print("fulfilment orders:")
+        for row in await conn.fetch("SELECT location_id, status, purchase_order, updated_at "
+                                    "FROM fulfillment.fulfillment_orders WHERE order_id = $1 ORDER BY created_at",
+                                    order["order_id"]):
+            print(f"  {row['location_id']:<20} {row['status']:<18} since {row['updated_at']:%H:%M:%S}  "
+                  f"{row['purchase_order'] or ''}")
         print("timeline:")
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):

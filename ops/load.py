@@ -1,8 +1,8 @@
 """A channel simulator: a network of locations with stock, and a realistic stream of orders.
 
 The mix: mostly ship-to orders of one to three lines with popular SKUs far more frequent (Zipf-like), some
-buy-online-pick-up-in-store, some that must fail: a scarce SKU (no stock) or a pickup store without the goods
-(no route, so the reservation is compensated).
+buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some that must fail: a scarce
+SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
 """
 
 import asyncio
@@ -19,10 +19,12 @@ from shared.contracts.inventory import ReceiveStock
 from shared.contracts.orders import Customer, PlaceOrder, PricedLine
 from shared.contracts.routing import RegisterLocation
 
+from . import demo
 from .client import Client
 
 CITIES = [Coordinates(lat=52.52, lon=13.40), Coordinates(lat=53.55, lon=9.99), Coordinates(lat=48.14, lon=11.58),
           Coordinates(lat=50.94, lon=6.96), Coordinates(lat=50.11, lon=8.68), Coordinates(lat=51.34, lon=12.37)]
+VENDOR_SKUS = 3
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,28 @@ class Network:
     def sku(self, rank: int) -> str:
         return f"{self.tag}-SKU{rank:03d}"
 
+    @property
+    def vendor(self) -> RegisterLocation:
+        """The demo's dropship vendor: the live rule set (services/routing/rules.toml) lists it for SOCKS- SKUs."""
+        return next(location for location in demo.LOCATIONS if location.kind == "dropship")
+
+    def vendor_sku(self, i: int) -> str:
+        return f"SOCKS-{self.tag}-{i}"
+
     def locations(self) -> list[RegisterLocation]:
         warehouses = [RegisterLocation(location_id=loc, name=loc, kind="warehouse", coordinates=CITIES[i])
                       for i, loc in enumerate(self.warehouses)]
         stores = [RegisterLocation(location_id=loc, name=loc, kind="store", coordinates=CITIES[3 + i],
                                    ships_to_customers=False, accepts_pickup=True)
                   for i, loc in enumerate((self.pickup_store, self.empty_store))]
-        return warehouses + stores
+        return warehouses + stores + [self.vendor]
 
     def receipts(self) -> list[ReceiveStock]:
         stock = [(self.sku(r), loc, self.units) for r in range(self.skus) for loc in self.warehouses]
         stock += [(self.sku(r), self.pickup_store, self.units) for r in range(10)]
         stock += [(self.sku(0), self.empty_store, 1)]  # known to the store, but never enough of it
         stock += [(self.scarce_sku, self.warehouses[0], self.scarce_units)]
+        stock += [(self.vendor_sku(i), self.vendor.location_id, self.units) for i in range(VENDOR_SKUS)]
         return [ReceiveStock(receipt_id=f"{self.tag}:{loc}:{sku}", sku=sku, location_id=loc, quantity=qty)
                 for sku, loc, qty in stock]
 
@@ -88,6 +99,8 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
         else:
             if roll < 0.28:
                 lines[network.scarce_sku] = 1
+            elif roll >= 0.94:  # the vendor's own SKUs only: no single location holds them with others
+                lines = {network.vendor_sku(rng.randrange(VENDOR_SKUS)): rng.randint(1, 3)}
             city = rng.choice(CITIES)
             delivery = ShipTo(address=Address(name="Load Test", line1="Street 1", city="City", postal_code="10000",
                                               country="DE", coordinates=city))

@@ -23,8 +23,9 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
-from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
-                                     INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
+from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES,
+                                     FULFILLMENT_WORK, INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS,
+                                     ORDER_EVENTS)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
@@ -70,7 +71,8 @@ class PartyKind:
 PARTY_KINDS = {
     "channel": PartyKind(reads=(ORDER_EVENTS, INVENTORY_AVAILABILITY), own_topic=ORDER_COMMANDS,
                          name_pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),  # a channel's name in PlaceOrder
-    "location": PartyKind(reads=(FULFILLMENT_WORK,), own_topic=FULFILLMENT_LOCATION_UPDATES),  # a LocationId
+    "location": PartyKind(reads=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS),  # a LocationId
+                          own_topic=FULFILLMENT_LOCATION_UPDATES),
     "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),
 }
 

@@ -3,7 +3,8 @@
 A location picks and ships every work item it gets (or rejects a chosen share of them), as a warehouse
 management system or a store's app would: a pickup order is made ready and collected; a shipment is delivered;
 one in five shipments of more than one unit leaves in two parcels, and one in eleven of those ships its first
-unit only and rejects the rest (a short pick). Used by `oms load`, `oms bench` and the fault tests.
+unit only and rejects the rest (a short pick). A dropship vendor acknowledges each purchase order, then ships it
+the same way. Used by `oms load`, `oms bench` and the fault tests.
 """
 
 import json
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer
 
 from shared.contracts.common import Line
-from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
-from shared.contracts.topics import FULFILLMENT_WORK
+from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, PurchaseOrderIssued
+from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -23,7 +24,8 @@ from .client import Client
 log = get_logger(__name__)
 
 RejectRule = Callable[[dict], bool]
-WorkFilter = Callable[[dict], bool]  # the work items (FulfillmentRequested data) this simulator acts on
+WorkFilter = Callable[[dict], bool]  # the work items (FulfillmentRequested, PurchaseOrderIssued data) it acts on
+WORK = {FulfillmentRequested.message_type, PurchaseOrderIssued.message_type}
 
 
 class LocationSimulator:
@@ -35,7 +37,8 @@ class LocationSimulator:
         self.handled = 0
         self.rejected = 0
         self._consumer = AIOKafkaConsumer(
-            settings.topic(FULFILLMENT_WORK), **settings.kafka_login().aiokafka(), group_id=group,
+            settings.topic(FULFILLMENT_WORK), settings.topic(FULFILLMENT_DROPSHIP_ORDERS),
+            **settings.kafka_login().aiokafka(), group_id=group,
             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
         )
 
@@ -54,13 +57,16 @@ class LocationSimulator:
     async def _work(self, envelopes: list[dict]) -> None:
         updates = []
         for envelope in envelopes:
-            if envelope.get("type") != FulfillmentRequested.message_type or not self.handles(envelope["data"]):
+            if envelope.get("type") not in WORK or not self.handles(envelope["data"]):
                 continue
             data = envelope["data"]
             ids = {"fulfillment_order_id": data["fulfillment_order_id"], "order_id": data["order_id"]}
             if self.reject(data):
                 self.rejected += 1
                 updates.append(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
+            elif envelope["type"] == PurchaseOrderIssued.message_type:
+                updates += [LocationUpdate(**ids, status="accepted"),
+                            *_shipments(ids, [Line(**line) for line in data["lines"]])]
             elif data["delivery"]["type"] == "pickup":  # the customer comes straight away
                 updates += [LocationUpdate(**ids, status="ready_for_pickup"), LocationUpdate(**ids, status="picked_up")]
             else:

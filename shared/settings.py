@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     pickup_hold_seconds: float = Field(7 * 86_400.0, gt=0, description="How long a store holds a pickup order "
                                                                        "that is ready before it is cancelled")
+    dropship_ack_seconds: float = Field(86_400.0, gt=0, description="How long a dropship vendor may leave a purchase "
+                                                                   "order unacknowledged before it goes elsewhere")
     reservation_ttl_seconds: float = Field(900.0, gt=0, description="How long a reservation may stay held (never "
                                                                     "allocated to a location) before it expires")
     low_stock_threshold: int = Field(5, ge=0, description="Network ATP at or below which a SKU is low on stock "

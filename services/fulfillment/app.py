@@ -1,18 +1,22 @@
-"""Fulfillment service: requests from the saga, progress from locations; publishes work and ERP events."""
+"""Fulfillment service: requests from the saga, progress from locations, location kinds from routing; publishes
+work, dropship purchase orders and ERP events."""
 
 from pathlib import Path
 
 from shared.contracts import fulfillment as contracts
+from shared.contracts.routing import LocationRegistered
 from shared.contracts.topics import (
     FULFILLMENT_COMMANDS,
+    FULFILLMENT_DROPSHIP_ORDERS,
     FULFILLMENT_EVENTS,
     FULFILLMENT_LOCATION_UPDATES,
     FULFILLMENT_WORK,
+    ROUTING_EVENTS,
 )
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers
+from . import dropship, handlers
 
 SERVICE = ServiceDefinition(
     name="fulfillment",
@@ -23,7 +27,8 @@ SERVICE = ServiceDefinition(
                                contracts.CancelFulfillment: handlers.cancel_fulfillment}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
                      handlers={contracts.LocationUpdate: handlers.location_updates}, per_party=True),
+        Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds}),
     ],
-    background=[handlers.expire_uncollected],
-    publishes=(FULFILLMENT_WORK, FULFILLMENT_EVENTS),
+    background=[handlers.expire_uncollected, dropship.withdraw_unacknowledged],
+    publishes=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS),
 )

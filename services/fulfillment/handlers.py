@@ -1,4 +1,5 @@
-"""Fulfillment handlers: create and withdraw work for a location; turn its reports into ERP events."""
+"""Fulfillment handlers: create and withdraw work for a location (a purchase order for a dropship vendor); turn
+its reports into ERP events."""
 
 import asyncio
 from datetime import UTC, datetime
@@ -18,16 +19,20 @@ from shared.contracts.fulfillment import (
     LocationUpdate,
     PickupCompleted,
     PickupExpired,
+    PurchaseOrderCancelled,
+    PurchaseOrderIssued,
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
+    purchase_order_number,
     shipment_id,
 )
+from shared.contracts.routing import LocationRegistered
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
-from .domain import CANCELLABLE, advances, belongs, status_after
+from .domain import CANCELLABLE, advances, belongs, is_purchase_order, ship_by, status_after
 
 HANDED_OVER = {"partially_shipped": "ALREADY_SHIPPED", "shipped": "ALREADY_SHIPPED", "delivered": "ALREADY_SHIPPED",
                "picked_up": "ALREADY_PICKED_UP"}
@@ -36,31 +41,62 @@ log = get_logger(__name__)
 
 
 async def request_fulfillment(uow: UnitOfWork, batch: list[Message[RequestFulfillment]]) -> None:
-    """Create the batch's fulfilment orders in one statement; a repeated request finds its existing one."""
-    requests = [(m, fulfillment_order_id(m.payload.order_id, m.payload.location_id)) for m in batch]
+    """Create the batch's fulfilment orders in one statement; a repeated request finds its existing one. A
+    dropship vendor's goes out as a purchase order, anyone else's as a work item."""
+    kinds = await _location_kinds(uow, {m.payload.location_id for m in batch})
+    requests = []
+    for m in batch:
+        fo_id = fulfillment_order_id(m.payload.order_id, m.payload.location_id)
+        dropship = is_purchase_order(kinds.get(m.payload.location_id), m.payload.delivery.type)
+        requests.append((m, fo_id, purchase_order_number(fo_id) if dropship else None))
     created = await uow.conn.fetch(
         """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
-                                          correlation_id)
+                                          correlation_id, purchase_order)
            SELECT f.fulfillment_order_id, f.order_id, f.location_id, 'requested', f.lines, f.delivery,
-                  f.correlation_id
+                  f.correlation_id, f.purchase_order
            FROM jsonb_to_recordset($1::jsonb) AS f(fulfillment_order_id uuid, order_id uuid, location_id text,
-                                                  lines jsonb, delivery jsonb, correlation_id text)
+                                                  lines jsonb, delivery jsonb, correlation_id text,
+                                                  purchase_order text)
            ON CONFLICT DO NOTHING RETURNING fulfillment_order_id""",
         [{"fulfillment_order_id": str(fo_id), "order_id": str(m.payload.order_id),
           "location_id": m.payload.location_id, "lines": [line.model_dump() for line in m.payload.lines],
-          "delivery": m.payload.delivery.model_dump(mode="json"), "correlation_id": m.correlation_id}
-         for m, fo_id in requests],
+          "delivery": m.payload.delivery.model_dump(mode="json"), "correlation_id": m.correlation_id,
+          "purchase_order": po}
+         for m, fo_id, po in requests],
     )
     new = {r["fulfillment_order_id"] for r in created}
-    for message, fo_id in requests:
+    for message, fo_id, po in requests:
         cmd = message.payload
         if fo_id in new:
             new.discard(fo_id)
-            uow.reply(FulfillmentRequested(fulfillment_order_id=fo_id, order_id=cmd.order_id,
-                                           location_id=cmd.location_id, lines=cmd.lines, delivery=cmd.delivery),
-                      message)
+            uow.reply(_work(cmd, fo_id, po), message)
         uow.reply(FulfillmentOrderCreated(fulfillment_order_id=fo_id, order_id=cmd.order_id,
                                           location_id=cmd.location_id, lines=cmd.lines), message)
+
+
+def _work(cmd: RequestFulfillment, fo_id, purchase_order: str | None) -> Contract:
+    ids = {"fulfillment_order_id": fo_id, "order_id": cmd.order_id, "location_id": cmd.location_id,
+           "lines": cmd.lines}
+    if purchase_order:
+        return PurchaseOrderIssued(**ids, purchase_order_number=purchase_order, ship_to=cmd.delivery.address,
+                                   ship_by=ship_by(datetime.now(UTC).date()))
+    return FulfillmentRequested(**ids, delivery=cmd.delivery)
+
+
+async def _location_kinds(uow: UnitOfWork, location_ids: set[str]) -> dict[str, str]:
+    rows = await uow.conn.fetch("SELECT location_id, kind FROM location_kinds WHERE location_id = ANY($1)",
+                                list(location_ids))
+    return {r["location_id"]: r["kind"] for r in rows}
+
+
+async def record_location_kinds(uow: UnitOfWork, batch: list[Message[LocationRegistered]]) -> None:
+    """What routing registers: the last word on each location wins (one location's events share a partition)."""
+    latest = {m.payload.location_id: m.payload.kind for m in batch}
+    await uow.conn.execute(
+        """INSERT INTO location_kinds (location_id, kind)
+           SELECT * FROM unnest($1::text[], $2::text[])
+           ON CONFLICT (location_id) DO UPDATE SET kind = excluded.kind, updated_at = now()""",
+        list(latest), list(latest.values()))
 
 
 async def cancel_fulfillment(uow: UnitOfWork, batch: list[Message[CancelFulfillment]]) -> None:
@@ -72,14 +108,15 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelFulfillment]) -> None:
     cmd = message.payload
     ids = {"order_id": cmd.order_id, "location_id": cmd.location_id,
            "fulfillment_order_id": fulfillment_order_id(cmd.order_id, cmd.location_id)}
-    row = await uow.conn.fetchrow("SELECT status FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE",
-                                  ids["fulfillment_order_id"])
+    row = await uow.conn.fetchrow("SELECT status, purchase_order FROM fulfillment_orders "
+                                  "WHERE fulfillment_order_id = $1 FOR UPDATE", ids["fulfillment_order_id"])
     if row is not None and row["status"] in HANDED_OVER:
         uow.reply(FulfillmentCancellationRefused(**ids, reason=ReasonCode(code=HANDED_OVER[row["status"]])), message)
         return
     if row is not None and row["status"] in CANCELLABLE:
         await _set_status(uow, ids["fulfillment_order_id"], "cancelled")
-        uow.reply(FulfillmentWithdrawn(**ids), message)
+        uow.reply(PurchaseOrderCancelled(**ids, purchase_order_number=row["purchase_order"])
+                  if row["purchase_order"] else FulfillmentWithdrawn(**ids), message)
     uow.reply(FulfillmentCancelled(**ids, existed=row is not None), message)
 
 

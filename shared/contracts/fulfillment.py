@@ -1,14 +1,15 @@
 """Fulfillment: work for locations, their pick/pack/ship updates, and the ERP-facing fulfilment events."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 from uuid import UUID, uuid5
 
 from pydantic import Field, model_validator
 
 from .base import Contract, contract
-from .common import Delivery, Line, LocationId, ReasonCode
-from .topics import FULFILLMENT_COMMANDS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK
+from .common import Address, Delivery, Line, LocationId, ReasonCode
+from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
+                     FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK)
 
 
 def shipment_id(fulfillment_order: UUID, tracking_number: str) -> UUID:
@@ -19,6 +20,12 @@ def shipment_id(fulfillment_order: UUID, tracking_number: str) -> UUID:
 def fulfillment_order_id(order_id: UUID, location_id: str) -> UUID:
     """One fulfilment order per order and location, with an id anyone (fulfilment, the saga) can recompute."""
     return uuid5(order_id, location_id)
+
+
+def purchase_order_number(fulfillment_order: UUID) -> str:
+    """The purchase order a dropship vendor gets for a fulfilment order (itself derived from order and vendor):
+    the same on every recomputation, 64 bits of the fulfilment order's id."""
+    return f"PO-{fulfillment_order.hex[:16].upper()}"
 
 
 @contract("oms.fulfillment.RequestFulfillment.v1", topic=FULFILLMENT_COMMANDS)
@@ -55,6 +62,36 @@ class FulfillmentWithdrawn(Contract):
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId
+
+
+@contract("oms.fulfillment.PurchaseOrderIssued.v1", topic=FULFILLMENT_DROPSHIP_ORDERS)
+class PurchaseOrderIssued(Contract):
+    """A purchase order for a dropship vendor: ship these lines to this customer by `ship_by`. The vendor
+    acknowledges (`accepted`) or rejects it and reports shipment with `LocationUpdate`s on the fulfilment order."""
+
+    purchase_order_number: str = Field(pattern=r"^PO-[0-9A-F]{16}$", description="From the fulfilment order's id")
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId = Field(description="The vendor")
+    lines: list[Line]
+    ship_to: Address = Field(description="The label: the customer's name and address")
+    ship_by: date = Field(description="The vendor is asked to ship by this day (UTC)")
+
+    def key(self) -> str:
+        return self.location_id
+
+
+@contract("oms.fulfillment.PurchaseOrderCancelled.v1", topic=FULFILLMENT_DROPSHIP_ORDERS)
+class PurchaseOrderCancelled(Contract):
+    """Do not ship this purchase order: the order was cancelled before the vendor shipped."""
+
+    purchase_order_number: str = Field(pattern=r"^PO-[0-9A-F]{16}$")
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId = Field(description="The vendor")
+
+    def key(self) -> str:
+        return self.location_id
 
 
 @contract("oms.fulfillment.LocationUpdate.v1", topic=FULFILLMENT_LOCATION_UPDATES)

@@ -6,9 +6,10 @@ INVENTORY_COMMANDS = "inventory.commands.v1"  # saga, ERP/WMS -> inventory
 INVENTORY_EVENTS = "inventory.events.v1"  # inventory -> saga
 INVENTORY_AVAILABILITY = "inventory.availability.v1"  # inventory -> channels
 ROUTING_COMMANDS = "routing.commands.v1"  # saga, ops -> routing
-ROUTING_EVENTS = "routing.events.v1"  # routing -> saga
+ROUTING_EVENTS = "routing.events.v1"  # routing -> saga; location kinds -> fulfillment
 FULFILLMENT_COMMANDS = "fulfillment.commands.v1"  # saga -> fulfillment
-FULFILLMENT_WORK = "fulfillment.work.v1"  # fulfillment -> locations (warehouses, stores, dropship vendors)
+FULFILLMENT_WORK = "fulfillment.work.v1"  # fulfillment -> locations (warehouses, stores)
+FULFILLMENT_DROPSHIP_ORDERS = "fulfillment.dropship-orders.v1"  # fulfillment -> dropship vendors: purchase orders
 FULFILLMENT_LOCATION_UPDATES = "fulfillment.location-updates.v1"  # locations -> fulfillment
 FULFILLMENT_EVENTS = "fulfillment.events.v1"  # fulfillment -> ERP, saga
 NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
@@ -24,6 +25,7 @@ ALL_TOPICS = (
     ROUTING_EVENTS,
     FULFILLMENT_COMMANDS,
     FULFILLMENT_WORK,
+    FULFILLMENT_DROPSHIP_ORDERS,
     FULFILLMENT_LOCATION_UPDATES,
     FULFILLMENT_EVENTS,
     NOTIFICATION_EVENTS,
@@ -41,7 +43,9 @@ DESCRIPTIONS = {
     ROUTING_COMMANDS: "Sourcing requests from the saga; location master data from ops.",
     ROUTING_EVENTS: "Sourcing decisions with their explanation, or the reason none was possible.",
     FULFILLMENT_COMMANDS: "Fulfilment requests from the order saga.",
-    FULFILLMENT_WORK: "Work items for locations (warehouses, stores, dropship vendors).",
+    FULFILLMENT_WORK: "Work items for locations (warehouses, stores).",
+    FULFILLMENT_DROPSHIP_ORDERS: "Purchase orders for dropship vendors, and their cancellations. Keyed by vendor "
+                                 "location id.",
     FULFILLMENT_LOCATION_UPDATES: "Locations report pick, pack and ship (carrier, tracking number).",
     FULFILLMENT_EVENTS: "ERP-facing fulfilment events; one ShipmentConfirmed per fulfilment order in effect.",
     NOTIFICATION_EVENTS: "Customer messages produced (no personal data).",
