@@ -112,7 +112,7 @@ start() {
   : >"$LOGS/server.log"
   log "starting kafka $KAFKA_VERSION on 127.0.0.1:$OMS_KAFKA_PORT ($(client_protocol))"
   nohup bash -c "$(declare -f java_run); LIBS='$LIBS' LOGS='$LOGS' OMS_ROOT='$OMS_ROOT' java_run kafka.Kafka '$CONFIG'" \
-    >"$LOGS/console.log" 2>&1 </dev/null &
+    >"$LOGS/console.log" 2>&1 </dev/null 9>&- &  # the broker must not hold our lock
   echo $! >"$PIDFILE"
   wait_for 120 "kafka to start (see $LOGS)" broker_ready || { tail -20 "$LOGS/console.log" >&2; exit 1; }
   log "kafka ready"

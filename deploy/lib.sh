@@ -25,6 +25,7 @@ wait_for() {
 
 # one_at_a_time NAME: the rest of this script runs while no other start or stop of NAME (from any checkout or test
 # session sharing this state directory) does. Two starts racing would launch two servers on one data directory.
+# The lock is fd 9: a server this script launches must not inherit it (9>&-), or it would hold it for its life.
 one_at_a_time() {
   mkdir -p "$OMS_STATE_DIR"
   exec 9>"$OMS_STATE_DIR/.$1.lock"

@@ -57,7 +57,7 @@ start() {
   port_open "$OMS_PG_PORT" && die "port $OMS_PG_PORT is taken by another server (another checkout's? stop it, or set OMS_PG_PORT)"
   log "starting postgres on 127.0.0.1:$OMS_PG_PORT"
   # The port is given at each start, not only written at init: a cluster follows OMS_PG_PORT when it changes.
-  as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -o "-p $OMS_PG_PORT" -w -t 60 start >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -o "-p $OMS_PG_PORT" -w -t 60 start >/dev/null 9>&-  # the server must not hold our lock
   wait_for 60 "postgres to accept connections" ready
   log "postgres ready"
 }
