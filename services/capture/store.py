@@ -1,6 +1,7 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 from uuid import UUID
 
 import asyncpg
@@ -49,6 +50,18 @@ async def due_sagas(conn: asyncpg.Connection, limit: int) -> list[tuple[Saga, st
     return [(_saga(r), r["correlation_id"], r["trace_context"]) for r in rows]
 
 
+def _placed_lines(row: asyncpg.Record) -> list[dict]:
+    """The accepted order's lines as stored (validated when the order came in; read back on every reply, so not
+    validated again)."""
+    return [{**line, "unit_price": Decimal(str(line["unit_price"]))} for line in row["placed"]["lines"]]
+
+
+def _backorder_skus(placed: dict) -> tuple[str, ...]:
+    """As PlaceOrder.backorder_skus, from the stored payload."""
+    return tuple(sorted({line["sku"] for line in placed["lines"]
+                         if placed.get("allow_backorder") or line.get("allow_backorder")}))
+
+
 def _saga(row: asyncpg.Record) -> Saga:
     return Saga(
         order_id=row["order_id"],
@@ -65,8 +78,8 @@ def _saga(row: asyncpg.Record) -> Saga:
         cancel_reason=ReasonCode(**row["cancel_reason"]) if row["cancel_reason"] else None,
         cancel_stage=row["cancel_stage"],
         attempts=row["attempts"],
-        order_value=order_value(PricedLine.model_validate(line) for line in row["placed"]["lines"]),
-        backorder_skus=tuple(PlaceOrder.model_validate(row["placed"]).backorder_skus()),
+        order_value=order_value(PricedLine.model_construct(**line) for line in _placed_lines(row)),
+        backorder_skus=_backorder_skus(row["placed"]),
     )
 
 

@@ -185,7 +185,8 @@ def _event(update: LocationUpdate, ids: dict, lines: list[Line], parcel: list[Li
         case "picked_up":
             return PickupCompleted(**ids, lines=lines, picked_up_at=now)
         case "rejected":
-            return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"), lines=unshipped)
+            return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"), lines=unshipped,
+                                       shipped=subtract_lines(lines, unshipped) or [])
     return FulfillmentOrderProgressed(**ids, status=update.status)
 
 

@@ -52,5 +52,10 @@ async def count_capacity(uow: UnitOfWork, batch: list[Message[FulfillmentOrderCr
 
 async def give_back_capacity(uow: UnitOfWork,
                              batch: list[Message[FulfillmentCancelled | FulfillmentRejected]]) -> None:
+    """A fulfilment order withdrawn or rejected gives its unit back; one that shipped part first (a short pick)
+    used the location's day all the same."""
     for message in batch:
-        await store.release_capacity(uow.conn, message.payload.fulfillment_order_id)
+        event = message.payload
+        if isinstance(event, FulfillmentRejected) and event.shipped:
+            continue
+        await store.release_capacity(uow.conn, event.fulfillment_order_id)

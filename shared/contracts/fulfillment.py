@@ -147,6 +147,7 @@ class FulfillmentRejected(Contract):
     location_id: LocationId
     reason: ReasonCode
     lines: list[Line] = Field(default_factory=list, description="What the location will not ship")
+    shipped: list[Line] = Field(default_factory=list, description="What it shipped before (a short pick)")
 
 
 @contract("oms.fulfillment.FulfillmentCancelled.v1", topic=FULFILLMENT_EVENTS)

@@ -10,6 +10,7 @@ from ops.waiting import eventually
 from shared.contracts.common import Line
 from shared.contracts.fulfillment import (
     DeliveryConfirmed,
+    FulfillmentRejected,
     FulfillmentRequested,
     FulfillmentWithdrawn,
     LocationUpdate,
@@ -158,6 +159,13 @@ async def test_a_short_pick_ships_what_it_can_and_cancels_only_the_rest(driver):
     assert await stock_at(driver, sku, location) == (1, 0)  # the unit it could not find is still on the books
     assert not driver.orders.envelopes(of_type(OrderCancelled, order_id))
     await told(driver, order_id, "order_lines_cancelled")
+    [rejected] = await driver.erp.wait_for(of_type(FulfillmentRejected, order_id))
+    assert rejected["data"]["shipped"] == [{"sku": sku, "quantity": 1}]
+    # The location worked on it: once routing has taken the rejection in, its day's capacity stays used.
+    await eventually(lambda: driver.count("SELECT count(*) FROM routing.inbox WHERE message_key = $1",
+                                          rejected["id"]), what="routing to take the rejection in")
+    assert await driver.count("SELECT count(*) FROM routing.capacity_claims WHERE fulfillment_order_id = $1 "
+                              "AND released_at IS NULL", ids["fulfillment_order_id"]) == 1
 
 
 async def _is(value, expected) -> bool:
