@@ -218,7 +218,7 @@ async def cancel(ref: str) -> int:
 async def run_load(count: int, rate: float | None, ship: bool) -> int:
     config = settings()
     network = load.Network(load.run_tag())
-    stream = list(load.orders(network, count))
+    stream = load.stream(network, count)
     async with client(config, "channel/load") as channel:
         await load.seed(channel, network)
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")

@@ -1,8 +1,9 @@
 """A channel simulator: a network of locations with stock, and a realistic stream of orders.
 
 The mix: mostly ship-to orders of one to three lines with popular SKUs far more frequent (Zipf-like), some
-buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some that must fail: a scarce
-SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
+buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some preorders of a SKU that is
+only announced (they wait as backorders until its receipt, sent after the orders, arrives), some that must fail: a
+scarce SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
 """
 
 import asyncio
@@ -12,10 +13,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 
 from shared.contracts.common import Address, Coordinates, PickupInStore, ShipTo
-from shared.contracts.inventory import ReceiveStock
+from shared.contracts import Contract
+from shared.contracts.inventory import ExpectReceipt, ReceiveStock
 from shared.contracts.orders import Customer, PlaceOrder, PricedLine
 from shared.contracts.routing import RegisterLocation
 
@@ -52,6 +55,15 @@ class Network:
     def scarce_sku(self) -> str:
         return f"{self.tag}-SCARCE"
 
+    @property
+    def preorder_sku(self) -> str:
+        """A SKU not in stock yet, only announced (ExpectReceipt): orders for it wait (backorders) until it comes."""
+        return f"{self.tag}-PRE"
+
+    @property
+    def preorder_receipt(self) -> str:
+        return f"{self.tag}:PO-PRE"
+
     def sku(self, rank: int) -> str:
         return f"{self.tag}-SKU{rank:03d}"
 
@@ -80,6 +92,15 @@ class Network:
         return [ReceiveStock(receipt_id=f"{self.tag}:{loc}:{sku}", sku=sku, location_id=loc, quantity=qty)
                 for sku, loc, qty in stock]
 
+    def announcements(self) -> list[ExpectReceipt]:
+        return [ExpectReceipt(receipt_id=self.preorder_receipt, sku=self.preorder_sku, location_id=self.warehouses[0],
+                              quantity=1, expected_on=date.today() + timedelta(days=7))]
+
+    def arrival(self, waiting: int) -> ReceiveStock:
+        """The announced receipt, with what the waiting orders need (sent after the orders)."""
+        return ReceiveStock(receipt_id=self.preorder_receipt, sku=self.preorder_sku, location_id=self.warehouses[0],
+                            quantity=max(waiting, 1))
+
 
 def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True) -> Iterator[PlaceOrder]:
     """The order stream; without `failures`, only orders that can succeed (for throughput measurements)."""
@@ -99,6 +120,8 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
         else:
             if roll < 0.28:
                 lines[network.scarce_sku] = 1
+            elif roll < 0.31:  # a preorder: waits for the announced receipt, which arrives after every order
+                lines = {network.preorder_sku: 1}
             elif roll >= 0.94:  # the vendor's own SKUs only: no single location holds them with others
                 lines = {network.vendor_sku(rng.randrange(VENDOR_SKUS)): rng.randint(1, 3)}
             city = rng.choice(CITIES)
@@ -106,17 +129,26 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
                                               country="DE", coordinates=city))
         yield PlaceOrder(
             channel="load", channel_order_id=f"{network.tag}-{n:07d}", customer=customer, currency="EUR",
-            lines=[PricedLine(sku=sku, quantity=qty, unit_price=Decimal("9.99")) for sku, qty in lines.items()],
+            lines=[PricedLine(sku=sku, quantity=qty, unit_price=Decimal("9.99"),
+                              allow_backorder=sku == network.preorder_sku) for sku, qty in lines.items()],
             delivery=delivery,
         )
+
+
+def stream(network: Network, count: int, seed: int = 7) -> list[Contract]:
+    """The orders, then the arrival of the announced receipt that the preorders among them wait for."""
+    placed = list(orders(network, count, seed))
+    waiting = sum(line.quantity for order in placed for line in order.lines if line.sku == network.preorder_sku)
+    return [*placed, network.arrival(waiting)]
 
 
 async def seed(client: Client, network: Network) -> None:
     await client.send_many(network.locations())
     await client.send_many(network.receipts())
+    await client.send_many(network.announcements())
 
 
-async def publish(client: Client, stream: list[PlaceOrder], rate: float | None = None, *,
+async def publish(client: Client, stream: list[Contract], rate: float | None = None, *,
                   progress: bool = False, chunk: int = 100) -> float:
     """Publish at `rate` orders/s (None: as fast as possible). Returns the seconds it took."""
     started = time.monotonic()

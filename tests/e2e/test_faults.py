@@ -34,14 +34,14 @@ def rejects_some(work: dict) -> bool:
 
 async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> invariants.Report:
     network = load.Network(load.run_tag(), units=500, scarce_units=15)
-    stream = list(load.orders(network, ORDERS))
+    stream = load.stream(network, ORDERS)  # the orders, then the receipt the preorders among them wait for
     async with client(oms.settings, "test/load") as channel:
         await load.seed(channel, network)
         simulator = LocationSimulator(oms.settings, channel, reject=rejects_some, group=f"sim-{network.tag}")
         locations = asyncio.create_task(simulator.run())
         try:
             await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
-            report = await settled(oms, len(stream))
+            report = await settled(oms, ORDERS)
         finally:
             locations.cancel()
             await asyncio.gather(locations, return_exceptions=True)
