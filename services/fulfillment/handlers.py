@@ -4,6 +4,8 @@ its reports into ERP events."""
 import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
+
 from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.fulfillment import (
@@ -130,21 +132,10 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
     row = await uow.conn.fetchrow(
         "SELECT * FROM fulfillment_orders WHERE fulfillment_order_id = $1 FOR UPDATE", update.fulfillment_order_id
     )
-    if row is None or row["order_id"] != update.order_id:
-        uow.refuse(message, "UNKNOWN_FULFILLMENT_ORDER",
-                   f"no fulfillment order {update.fulfillment_order_id} for order {update.order_id}")
+    if refusal := _refusal(update, row, message.sender):
+        uow.refuse(message, *refusal)
         return
-    if message.sender is not None and message.sender != row["location_id"]:
-        uow.refuse(message, "LOCATION_MISMATCH",
-                   f"location {message.sender} reported on fulfillment order {update.fulfillment_order_id}, "
-                   f"which is {row['location_id']}'s")
-        return
-    delivery = row["delivery"]["type"]
-    if not belongs(delivery, update.status):
-        uow.refuse(message, "WRONG_DELIVERY_STEP",
-                   f"{update.status} is not a step of a {delivery} fulfillment order ({update.fulfillment_order_id})")
-        return
-    if not advances(delivery, row["status"], update.status):
+    if not advances(row["delivery"]["type"], row["status"], update.status):
         log.info("fulfillment.update_ignored", order_id=str(update.order_id), event_id=str(message.envelope.id),
                  trace_id=message.trace_id, current=row["status"], reported=update.status)
         return
@@ -157,8 +148,9 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
         parcel = merge_lines(update.lines) if update.lines else unshipped
         left = subtract_lines(unshipped, parcel)
         if left is None or not parcel:
-            uow.refuse(message, "OVER_SHIPPED", f"shipment of {_described(parcel)} on fulfillment order "
-                                                f"{update.fulfillment_order_id}, which has {_described(unshipped)} to ship")
+            uow.refuse(message, "OVER_SHIPPED",
+                       f"shipment of {_described(parcel)} on fulfillment order {update.fulfillment_order_id}, "
+                       f"which has {_described(unshipped)} to ship")
             return
         if not await _record_shipment(uow, update, parcel):
             log.info("fulfillment.shipment_repeated", order_id=str(update.order_id),
@@ -168,6 +160,22 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
     await _set_status(uow, update.fulfillment_order_id, status, update, parcel)
     event = _event(update, ids, lines, parcel, unshipped, complete=status == "shipped")
     uow.reply(event, message, correlation_id=row["correlation_id"])
+
+
+def _refusal(update: LocationUpdate, row: asyncpg.Record | None, sender: str | None) -> tuple[str, str] | None:
+    """Why a report cannot be applied (reason code, detail): no such fulfilment order, another location's, or a
+    step its kind of delivery does not have."""
+    if row is None or row["order_id"] != update.order_id:
+        return "UNKNOWN_FULFILLMENT_ORDER", (f"no fulfillment order {update.fulfillment_order_id} "
+                                             f"for order {update.order_id}")
+    if sender is not None and sender != row["location_id"]:
+        return "LOCATION_MISMATCH", (f"location {sender} reported on fulfillment order {update.fulfillment_order_id}, "
+                                     f"which is {row['location_id']}'s")
+    delivery = row["delivery"]["type"]
+    if not belongs(delivery, update.status):
+        return "WRONG_DELIVERY_STEP", (f"{update.status} is not a step of a {delivery} fulfillment order "
+                                       f"({update.fulfillment_order_id})")
+    return None
 
 
 def _event(update: LocationUpdate, ids: dict, lines: list[Line], parcel: list[Line], unshipped: list[Line],

@@ -151,11 +151,9 @@ class Inventory:
             if reservation is None or reservation.status != "backordered":
                 continue
             if all(self.network_atp(line.sku, waiting=ahead[line.sku]) >= line.quantity for line in reservation.lines):
+                self._leave_queue(reservation, "held")
                 for line in reservation.lines:
-                    self.skus[line.sku].backordered -= line.quantity
                     self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
-                reservation.status = "held"
-                self._save(reservation)
                 served.append(StockReserved(order_id=order_id, lines=reservation.lines,
                                             availability=self.availability(reservation.lines)))
             else:
@@ -210,11 +208,7 @@ class Inventory:
         if existing is None:
             self._save(Reservation(order_id, "released", []))
         elif previous == "backordered":
-            for line in existing.lines:
-                self.skus[line.sku].backordered -= line.quantity
-                self.touched.add(line.sku)
-            existing.status = "released"
-            self._save(existing)
+            self._leave_queue(existing, "released")
             return ReservationReleased(order_id=order_id, previous_status="backordered")
         elif previous in LIVE:
             self._drop(existing, "release")
@@ -392,10 +386,19 @@ class Inventory:
             self.touched.add(entry.sku)
 
     def _wait(self, reservation: Reservation) -> Reservation:
-        for line in reservation.lines:
-            self.skus[line.sku].backordered += line.quantity
-            self.touched.add(line.sku)
+        """Join the queue of orders waiting for stock: what it needs is owed to it before newer orders."""
+        self._count_waiting(reservation, +1)
         return self._save(reservation)
+
+    def _leave_queue(self, reservation: Reservation, status: str) -> None:
+        self._count_waiting(reservation, -1)
+        reservation.status = status
+        self._save(reservation)
+
+    def _count_waiting(self, reservation: Reservation, sign: int) -> None:
+        for line in reservation.lines:
+            self.skus[line.sku].backordered += sign * line.quantity
+            self.touched.add(line.sku)
 
     def _backordered(self, reservation: Reservation) -> StockBackordered:
         """What the waiting order is short of, and when announced receipts cover it (if they do)."""
