@@ -18,7 +18,7 @@ from services.capture import saga
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.common import Address
 from shared.contracts.orders import Customer
-from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS
+from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS, PARTY_READ_TOPICS, PER_PARTY_ONLY
 
 from .env import ROOT
 from .prepare import service_definitions
@@ -88,6 +88,15 @@ def generate() -> dict:
         }
         for topic in ALL_TOPICS
     }
+    for topic, kind in PARTY_READ_TOPICS.items():
+        read_alone = {"address": f"{topic}.{{{kind}}}",
+                      "description": f"{DESCRIPTIONS[topic]} Only that {kind}'s principal ({kind}-<{kind}>) may read "
+                                     "it; ops creates it when the party is added.",
+                      "parameters": {kind: {"description": f"the {kind}'s id, as the messages name it"}}}
+        if topic in PER_PARTY_ONLY:
+            channels[_channel_id(topic)].update(read_alone)
+        else:
+            channels[_channel_id(topic) + "_party"] = {**channels[_channel_id(topic)], **read_alone}
     for kind, party in PARTY_KINDS.items():
         if party.own_topic:
             channels[_channel_id(party.own_topic) + "_party"] = {
@@ -112,12 +121,14 @@ def generate() -> dict:
                                  for m in sorted(subscription.handlers, key=lambda m: m.message_type)],
                 }
         for topic in service.publishes:
-            channel = _channel_id(topic)
-            operations[f"{service.name}_sends_{channel}"] = {
-                "action": "send",
-                "channel": {"$ref": f"#/channels/{channel}"},
-                "summary": f"{service.name} publishes to {topic} through its transactional outbox",
-            }
+            for channel in [_channel_id(topic)] + ([_channel_id(topic) + "_party"]
+                                                   if _channel_id(topic) + "_party" in channels else []):
+                operations[f"{service.name}_sends_{channel}"] = {
+                    "action": "send",
+                    "channel": {"$ref": f"#/channels/{channel}"},
+                    "summary": f"{service.name} publishes to {channels[channel]['address']} through its "
+                               "transactional outbox",
+                }
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -109,11 +109,11 @@ async def wait_ready(timeout: float = 90) -> bool:
 
 
 async def seed() -> None:
+    for kind, name in demo.PARTIES:  # passwords from deploy/dev.env; their topics before anything is sent to them
+        await principals.add_party(settings(), kind, name, secret(kafka_password_variable(f"{kind}-{name}")))
     async with client(settings(), "ops/seed") as ops:
         await ops.send_many(demo.LOCATIONS)
         await ops.send_many(demo.stock_receipts())
-    for kind, name in demo.PARTIES:  # passwords from deploy/dev.env
-        await principals.add_party(settings(), kind, name, secret(kafka_password_variable(f"{kind}-{name}")))
     print(f"seeded {len(demo.LOCATIONS)} locations and {len(demo.SKUS)} SKUs at each; Kafka principals "
           + ", ".join(f"{kind}-{name}" for kind, name in demo.PARTIES))
 

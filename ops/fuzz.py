@@ -52,6 +52,7 @@ from shared.settings import Settings
 from . import demo, history, invariants
 from .client import client
 from .hostile import DEAD_LETTER, DEDUPLICATED, EFFECT, REJECTED, HostileGenerator, Message
+from .principals import register_locations
 from .processes import ServiceProcess
 from .simulators import LocationSimulator
 from .waiting import eventually
@@ -207,7 +208,8 @@ class Fuzz:
     # --- sending ---------------------------------------------------------------------------------------------
 
     async def open_network(self, channel) -> None:
-        await channel.send_many([self.valid.location, *self.valid.opening_stock()])
+        await register_locations(channel, [self.valid.location])
+        await channel.send_many(self.valid.opening_stock())
         conn = await asyncpg.connect(self.settings.reader_dsn())
         try:
             await eventually(lambda: conn.fetchval(

@@ -24,6 +24,7 @@ from shared.contracts.routing import RegisterLocation
 
 from . import demo
 from .client import Client
+from .principals import register_locations
 
 CITIES = [Coordinates(lat=52.52, lon=13.40), Coordinates(lat=53.55, lon=9.99), Coordinates(lat=48.14, lon=11.58),
           Coordinates(lat=50.94, lon=6.96), Coordinates(lat=50.11, lon=8.68), Coordinates(lat=51.34, lon=12.37)]
@@ -143,7 +144,7 @@ def stream(network: Network, count: int, seed: int = 7) -> list[Contract]:
 
 
 async def seed(client: Client, network: Network) -> None:
-    await client.send_many(network.locations())
+    await register_locations(client, network.locations())
     await client.send_many(network.receipts())
     await client.send_many(network.announcements())
 

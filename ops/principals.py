@@ -5,7 +5,10 @@ prefix of its own; nothing else (no topic creation, no other principal's groups)
 writes only a topic of its own, `<topic>.<its name>` (`orders.commands.v1.web`,
 `fulfillment.location-updates.v1.WH-BERLIN`), and the service reading it holds the party to what that name
 says (capture: an order's channel; fulfillment: the fulfilment order's location), so nobody speaks for another
-party. The service reads all of them with one PREFIXED ACL on the shared topic's name. ops and the broker itself
+party. The service reads all of them with one PREFIXED ACL on the shared topic's name. Likewise a party reads
+only its own part of what the OMS sends outside parties (topics.PARTY_READ_TOPICS: `orders.events.v1.web`,
+`fulfillment.work.v1.WH-BERLIN`), LITERAL READ, which the service writes with one PREFIXED WRITE ACL on
+`<topic>.`; the party's topics are created when it is added. ops and the broker itself
 are super users (deploy/kafka/server.properties.in). Topic ACLs are LITERAL on the prefixed topic name and group
 ACLs PREFIXED on the prefixed group prefix, so a test run's topics (`test-<id>.orders.commands.v1`) and groups
 get ACLs of their own from that run's `prepare`, and lose them with its topics (`revoke`).
@@ -23,12 +26,15 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
-from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES,
-                                     FULFILLMENT_WORK, INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS,
-                                     ORDER_EVENTS)
+from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, INVENTORY_AVAILABILITY,
+                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS, PARTY_READ_TOPICS,
+                                     PER_PARTY_ONLY, party_topic_of)
+from shared.contracts.routing import RegisterLocation
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
+
+from .client import Client
 
 SCRAM_ITERATIONS = 8192
 
@@ -40,6 +46,7 @@ class Principal:
     writes: tuple[str, ...]
     group_prefix: str  # its consumer groups' names start with this, after the topic prefix
     reads_every_party: tuple[str, ...] = ()  # the shared topic and every party's own `<topic>.<party>`
+    writes_every_party: tuple[str, ...] = ()  # every party's own `<topic>.<party>`
 
     def acls(self, topic_prefix: str) -> list[AclBinding]:
         user = f"User:{self.name}"
@@ -53,6 +60,8 @@ class Principal:
                   for topic in self.reads_every_party),
                 *(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.LITERAL, AclOperation.WRITE)
                   for topic in self.writes),
+                *(allow(ResourceType.TOPIC, topic_prefix + party_topic_of(topic, ""), ResourcePatternType.PREFIXED,
+                        AclOperation.WRITE) for topic in self.writes_every_party),
                 allow(ResourceType.GROUP, topic_prefix + self.group_prefix, ResourcePatternType.PREFIXED,
                       AclOperation.READ)]
 
@@ -60,7 +69,8 @@ class Principal:
 @dataclass(frozen=True)
 class PartyKind:
     """What the topic table (README) lets a kind of outside party do. A kind with an `own_topic` has no
-    principal of its own: each party has one, named `<kind>-<party>`, writing `<own_topic>.<party>`."""
+    principal of its own: each party has one, named `<kind>-<party>`, writing `<own_topic>.<party>` and reading
+    `<topic>.<party>` of the topics read per party (PARTY_READ_TOPICS) that are for its kind."""
 
     reads: tuple[str, ...]
     writes: tuple[str, ...] = ()
@@ -69,18 +79,18 @@ class PartyKind:
 
 
 PARTY_KINDS = {
-    "channel": PartyKind(reads=(ORDER_EVENTS, INVENTORY_AVAILABILITY), own_topic=ORDER_COMMANDS,
+    "channel": PartyKind(reads=(INVENTORY_AVAILABILITY,), own_topic=ORDER_COMMANDS,
                          name_pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),  # a channel's name in PlaceOrder
-    "location": PartyKind(reads=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS),  # a LocationId
-                          own_topic=FULFILLMENT_LOCATION_UPDATES),
+    "location": PartyKind(reads=(), own_topic=FULFILLMENT_LOCATION_UPDATES),  # a LocationId
     "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),
 }
 
 
 def service_principal(service: ServiceDefinition) -> Principal:
     per_party = {s.topic for s in service.subscriptions if s.per_party}
-    return Principal(service.name, tuple(t for t in service.reads if t not in per_party), service.writes,
-                     consumer_group_prefix(service.name), tuple(sorted(per_party)))
+    return Principal(service.name, tuple(t for t in service.reads if t not in per_party),
+                     tuple(t for t in service.writes if t not in PER_PARTY_ONLY), consumer_group_prefix(service.name),
+                     tuple(sorted(per_party)), tuple(t for t in service.writes if t in PARTY_READ_TOPICS))
 
 
 def party_principal(kind: str, name: str | None = None) -> Principal:
@@ -92,12 +102,18 @@ def party_principal(kind: str, name: str | None = None) -> Principal:
         raise ValueError(f"{name!r} is not a {kind} name ({party.name_pattern})")
     principal = kind if name is None else f"{kind}-{name}"
     writes = (*party.writes, *([party_topic(kind, name)] if party.own_topic else []))
-    return Principal(principal, party.reads, writes, f"{principal}.")
+    reads = (*party.reads, *(party_read_topics(kind, name) if party.own_topic else []))
+    return Principal(principal, reads, writes, f"{principal}.")
 
 
 def party_topic(kind: str, name: str) -> str:
     """The topic only this party writes (unprefixed)."""
-    return f"{PARTY_KINDS[kind].own_topic}.{name}"
+    return party_topic_of(PARTY_KINDS[kind].own_topic, name)
+
+
+def party_read_topics(kind: str, name: str) -> list[str]:
+    """The topics only this party reads (unprefixed): its part of each topic read per party."""
+    return [party_topic_of(topic, name) for topic, reader in PARTY_READ_TOPICS.items() if reader == kind]
 
 
 def default_principals(services: Iterable[ServiceDefinition]) -> list[Principal]:
@@ -132,13 +148,30 @@ async def _delete_acls(settings: Settings, chosen: Callable[[AclBinding], bool])
 
 
 async def add_party(settings: Settings, kind: str, name: str | None, password: str) -> Principal:
-    """A party's user, its own topic (kept when the party is removed: what it sent may still be unread) and ACLs."""
+    """A party's user, its own topics (kept when the party is removed: what it sent or was sent may still be
+    unread) and ACLs."""
     principal = party_principal(kind, name)
     await add_user(settings, principal.name, password)
     if PARTY_KINDS[kind].own_topic:
-        await ensure_topics(settings, names=[party_topic(kind, name)])
+        await ensure_party_topics(settings, kind, name)
+    # Adding it again replaces what an older release granted (a channel read every channel's orders.events.v1).
+    await _delete_acls(settings, lambda acl: acl.principal == f"User:{principal.name}"
+                       and acl.name.startswith(settings.topic_prefix))
     await grant(settings, [principal])
     return principal
+
+
+async def ensure_party_topics(settings: Settings, kind: str, *names: str) -> None:
+    """The topics a channel or location writes and reads alone, made before anything is sent to it: when it is
+    added, and for a location also when ops registers it (routing may choose it from then on)."""
+    await ensure_topics(settings, names=[topic for name in names
+                                         for topic in (party_topic(kind, name), *party_read_topics(kind, name))])
+
+
+async def register_locations(sender: Client, locations: list[RegisterLocation]) -> None:
+    """Ops registers locations with routing, each location's own topics made first."""
+    await ensure_party_topics(sender.settings, "location", *(location.location_id for location in locations))
+    await sender.send_many(locations)
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.contracts.common import Line
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, PurchaseOrderIssued
-from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK
+from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, every_party
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -36,11 +36,13 @@ class LocationSimulator:
         self.handles = handles
         self.handled = 0
         self.rejected = 0
+        # Every location's own work and purchase-order topics, those made later included (a metadata refresh away).
         self._consumer = AIOKafkaConsumer(
-            settings.topic(FULFILLMENT_WORK), settings.topic(FULFILLMENT_DROPSHIP_ORDERS),
-            **settings.kafka_login().aiokafka(), group_id=group,
+            **settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
             auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
         )
+        self._consumer.subscribe(pattern=every_party(settings.topic_prefix, FULFILLMENT_WORK,
+                                                     FULFILLMENT_DROPSHIP_ORDERS))
 
     async def run(self) -> None:
         await self._consumer.start()

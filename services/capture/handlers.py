@@ -45,7 +45,8 @@ class Journal:
         self.timeline.append(store.TimelineEntry(saga.order_id, *entry, saga.state))
         causation_id = str(cause.envelope.id) if cause else None
         for message in step.messages:
-            row = uow.emit(message, correlation_id=correlation_id, causation_id=causation_id, trace=trace)
+            row = uow.emit(message, correlation_id=correlation_id, causation_id=causation_id, trace=trace,
+                           party=saga.channel)
             self.timeline.append(store.TimelineEntry(saga.order_id, "out", message.message_type, row.event_id,
                                                      saga.state))
 

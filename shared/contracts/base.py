@@ -28,6 +28,11 @@ class Contract(BaseModel):
         """The Kafka key: the order id for order-scoped messages."""
         return str(getattr(self, "order_id"))
 
+    def party(self) -> str | None:
+        """The outside party a message on a topic read per party (topics.PARTY_READ_TOPICS) is for, when the
+        message names it; otherwise its publisher does (UnitOfWork.emit)."""
+        return None
+
 
 REGISTRY: dict[str, type[Contract]] = {}
 

@@ -72,6 +72,9 @@ class OrderAccepted(Contract):
     currency: str
     delivery: Delivery
 
+    def party(self) -> str:
+        return self.channel
+
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
 class OrderRejected(Contract):
@@ -84,6 +87,9 @@ class OrderRejected(Contract):
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
+
+    def party(self) -> str:
+        return self.channel
 
 
 @contract("oms.capture.OrderConfirmed.v1", topic=ORDER_EVENTS)
@@ -171,3 +177,6 @@ class OrderCancellationRejected(Contract):
     channel: str
     channel_order_id: str
     reason: ReasonCode
+
+    def party(self) -> str:
+        return self.channel

@@ -18,6 +18,8 @@ DEAD_LETTERS = Counter("oms_dead_letters", "Records dead-lettered, by reason",
                        ["service", "topic", "reason"], registry=REGISTRY)
 MESSAGES_PUBLISHED = Counter("oms_messages_published", "Outbox rows published to Kafka",
                              ["service", "topic"], registry=REGISTRY)
+PARTY_COPIES_SKIPPED = Counter("oms_party_copies_skipped", "Copies for a party without a topic of its own, not sent",
+                               ["service", "topic"], registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("oms_outbox_backlog", "Outbox rows not yet published", ["service"], registry=REGISTRY)
 OUTBOX_OLDEST_AGE = Gauge("oms_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row",
                           ["service"], registry=REGISTRY)

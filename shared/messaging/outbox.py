@@ -23,11 +23,13 @@ from aiokafka.errors import (
 )
 
 from shared.contracts import Contract, Envelope, wrap
+from shared.contracts.topics import destinations
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import KafkaLogin
 
 from .monitor import MESSAGES_PUBLISHED
+from .party_topics import PartyTopics, held_reason, held_topics, only_per_party, release
 from .retry import run_forever
 
 log = get_logger(__name__)
@@ -47,9 +49,12 @@ class OutboxRow:
 
 
 def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: str | None = None,
-          headers: dict[str, str]) -> OutboxRow:
+          headers: dict[str, str], party: str | None = None) -> list[OutboxRow]:
+    """The rows of one message, one per topic it goes to: on a topic read per party, its party's own (`party`, or
+    rather the one the message names), and the topic itself unless that exists only per party. One envelope, one id."""
     envelope = wrap(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
-    return OutboxRow.of(envelope, payload.topic, payload.key(), headers)
+    return [OutboxRow.of(envelope, topic, payload.key(), headers)
+            for topic in destinations(payload.topic, payload.party() or party)]
 
 
 async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) -> None:
@@ -91,7 +96,8 @@ UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLar
 class OutboxRelay:
     """Publishes a service's outbox. One relay per schema works at a time (advisory lock), which keeps
     per-key order when several instances of a service run. A row Kafka refuses for good (too large, invalid)
-    is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it."""
+    is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it; so is
+    one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
 
     def __init__(self, pool: asyncpg.Pool, new_producer: Callable[[], AIOKafkaProducer], schema: str,
                  topic_prefix: str, batch_size: int = 1000, idle_poll_seconds: float = 1.0):
@@ -103,6 +109,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
         self._wakeup = asyncio.Event()
+        self.party_topics = PartyTopics(schema, topic_prefix)
+        self._released_at = float("-inf")
 
     async def run(self) -> None:
         await run_forever("outbox-relay", self._relay)
@@ -121,6 +129,7 @@ class OutboxRelay:
                     while True:
                         if await self.publish_pending() < self.batch_size:
                             await self._wait_for_work()
+                        await self._release_held()
                 finally:
                     if not listener.is_closed():
                         with suppress(Exception):
@@ -145,19 +154,38 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.schema}"):
+            if not await self._locked(conn):
                 return 0
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
                 "RETURNING seq, event_id, topic, key, value, headers, created_at", self.batch_size), key=lambda r: r["seq"])
-            refused = await self._publish(rows)
-            if refused:
-                await _park(conn, refused)
-        parked = {row["event_id"] for row, _ in refused}
-        for topic, count in Counter(r["topic"] for r in rows if r["event_id"] not in parked).items():
+            topics = {r["topic"] for r in rows}
+            absent = await self.party_topics.absent(self.producer, topics)
+            held = {t for t in absent if only_per_party(t)} | await held_topics(conn, topics)
+            for topic, count in Counter(r["topic"] for r in rows if r["topic"] in absent - held).items():
+                self.party_topics.skipped(topic, count)
+            set_aside = [(r, held_reason(r["topic"])) for r in rows if r["topic"] in held]
+            refused = await self._publish([r for r in rows if r["topic"] not in absent | held])
+            if refused or set_aside:
+                await _park(conn, [(row, repr(error)[:1000]) for row, error in refused] + set_aside)
+        unsent = {row["seq"] for row, _ in refused}
+        for topic, count in Counter(r["topic"] for r in rows
+                                    if r["seq"] not in unsent and r["topic"] not in absent | held).items():
             MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)
+
+    async def _release_held(self, every_seconds: float = 5.0) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._released_at < every_seconds:
+            return
+        self._released_at = now
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            if await self._locked(conn) and await release(conn, self.producer, self.party_topics):
+                self.wake()
+
+    async def _locked(self, conn: asyncpg.Connection) -> bool:
+        return await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"outbox:{self.schema}")
 
     async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
         """Send in order, then await every acknowledgement. A row Kafka can never take is returned with the
@@ -179,16 +207,16 @@ class OutboxRelay:
         return refused
 
 
-async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, BaseException]]) -> None:
-    for row, error in refused:
+async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:
+    for row, reason in refused:
         log.error("outbox.message_parked", event_id=str(row["event_id"]), topic=row["topic"],
-                  size=len(row["value"]), error=repr(error)[:500])
+                  size=len(row["value"]), error=reason[:500])
     await conn.execute(
         """INSERT INTO outbox_parked (event_id, topic, key, value, headers, created_at, reason)
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::timestamptz[],
                                 $7::text[])
-           ON CONFLICT (event_id) DO NOTHING""",
+           ON CONFLICT (event_id, topic) DO NOTHING""",
         [r["event_id"] for r, _ in refused], [r["topic"] for r, _ in refused], [r["key"] for r, _ in refused],
         [r["value"] for r, _ in refused], [r["headers"] for r, _ in refused], [r["created_at"] for r, _ in refused],
-        [repr(e)[:1000] for _, e in refused],
+        [reason for _, reason in refused],
     )

@@ -26,7 +26,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, Topic
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from pydantic import BaseModel
 
-from shared.contracts.topics import DEAD_LETTERS
+from shared.contracts.topics import DEAD_LETTERS, PER_PARTY_ONLY
 from shared.db import create_pool, require_migrated
 from shared.logging import configure_logging, get_logger
 from shared.settings import DEFAULT_HTTP_PORTS, settings
@@ -158,7 +158,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         nonlocal pool
-        await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}])
+        await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}
+                                     if t not in PER_PARTY_ONLY])  # a party's own are made with the party
         pool = await create_pool(config.service_dsn(definition.name), definition.name)
         await require_migrated(pool, definition.name, definition.migrations)
         relay = OutboxRelay(pool, lambda: make_producer(login, f"oms-{definition.name}-relay"),

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.contracts.topics import ALL_TOPICS, PARTITIONS
+from shared.contracts.topics import PARTITIONS, SHARED_TOPICS
 from shared.logging import get_logger
 from shared.settings import KafkaLogin, Settings
 
@@ -20,7 +20,7 @@ class MissingTopics(RuntimeError):
 
 
 async def ensure_topics(settings: Settings, prefix: str | None = None, partitions: int = PARTITIONS,
-                        names: Iterable[str] = ALL_TOPICS) -> None:
+                        names: Iterable[str] = SHARED_TOPICS) -> None:
     prefix = settings.topic_prefix if prefix is None else prefix
     admin = AIOKafkaAdminClient(**settings.kafka_login().aiokafka(), client_id="oms-topics")
     await admin.start()
@@ -72,13 +72,17 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: list[str], timeo
         await asyncio.sleep(0.1)
 
 
-async def delete_topics(settings: Settings, prefix: str | None = None, names: Iterable[str] = ALL_TOPICS) -> None:
+async def delete_topics(settings: Settings, prefix: str | None = None, names: Iterable[str] | None = None) -> None:
+    """The named topics, or (a test run's) every topic whose name starts with the prefix, parties' included."""
     prefix = settings.topic_prefix if prefix is None else prefix
     admin = AIOKafkaAdminClient(**settings.kafka_login().aiokafka(), client_id="oms-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        doomed = [prefix + name for name in names if prefix + name in existing]
+        if names is None and not prefix:
+            raise ValueError("refusing to delete every topic of an unprefixed deployment")
+        doomed = ([prefix + name for name in names if prefix + name in existing] if names is not None
+                  else [topic for topic in existing if topic.startswith(prefix)])
         if doomed:
             await admin.delete_topics(doomed)
     finally:

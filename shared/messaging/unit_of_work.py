@@ -65,14 +65,15 @@ class UnitOfWork:
         return f"oms/{self.service}"
 
     def emit(self, payload: Contract, *, correlation_id: str, causation_id: str | None = None,
-             trace: Context | None = None) -> OutboxRow:
-        """Stage a message, published after the transaction commits, in the given trace (or the current one)."""
+             trace: Context | None = None, party: str | None = None) -> OutboxRow:
+        """Stage a message, published after the transaction commits, in the given trace (or the current one).
+        `party`: the outside party it is for, on a topic read per party, if the message does not name it."""
         if payload.topic not in self.writes:
             raise ValueError(f"{self.service} does not publish to {payload.topic} ({payload.message_type})")
-        row = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
-                           headers=headers_of(otel_context.get_current() if trace is None else trace))
-        self.staged.append(row)
-        return row
+        rows = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
+                            headers=headers_of(otel_context.get_current() if trace is None else trace), party=party)
+        self.staged += rows
+        return rows[0]
 
     def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
         """Stage a message caused by `to`: it carries `to`'s trace, and `to`'s correlation id unless the flow it
@@ -88,8 +89,8 @@ class UnitOfWork:
 
     def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,
                     causation_id: str | None, trace: Context) -> None:
-        row = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
-                           headers=headers_of(trace))
+        [row] = outbox.stage(letter, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
+                             headers=headers_of(trace))
         self.dead_letters.append((row, letter, record))
 
     async def claim(self, keys: list[str]) -> set[str]:

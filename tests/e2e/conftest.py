@@ -8,6 +8,7 @@ import pytest
 
 from ops.client import Client, client
 from ops.demo import sample_order
+from ops.principals import register_locations
 from services.capture.validation import order_id_for
 from shared.contracts.common import Coordinates
 from shared.contracts.inventory import ReceiveStock
@@ -46,8 +47,9 @@ class Driver:
         return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
 
     async def location(self, location_id: str, coordinates: Coordinates, **flags) -> None:
-        await self.channel.send(RegisterLocation(location_id=location_id, name=location_id,
-                                                 kind=flags.pop("kind", "warehouse"), coordinates=coordinates, **flags))
+        await register_locations(self.channel, [RegisterLocation(
+            location_id=location_id, name=location_id, kind=flags.pop("kind", "warehouse"), coordinates=coordinates,
+            **flags)])
         await eventually(lambda: self.db.fetchval("SELECT 1 FROM routing.locations WHERE location_id = $1",
                                                   location_id), what=f"location {location_id}")
 
@@ -86,6 +88,6 @@ class Driver:
 @pytest.fixture
 async def driver(config, admin, oms):
     async with client(config, "test/channel") as channel, TopicWatcher(config, ORDER_EVENTS) as orders, \
-            TopicWatcher(config, FULFILLMENT_EVENTS) as erp, TopicWatcher(config, FULFILLMENT_WORK) as work, \
+            TopicWatcher(config, FULFILLMENT_EVENTS) as erp, TopicWatcher(config, FULFILLMENT_WORK, every_party=True) as work, \
             TopicWatcher(config, DEAD_LETTERS) as dead_letters:
         yield Driver(config, admin, channel, orders, erp, work, dead_letters)

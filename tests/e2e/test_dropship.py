@@ -35,7 +35,7 @@ VENDOR = "DS-ACME"  # carries SOCKS- SKUs in the live rule set (services/routing
 
 @pytest.fixture
 async def purchase_orders(driver):
-    async with TopicWatcher(driver.config, FULFILLMENT_DROPSHIP_ORDERS) as watcher:
+    async with TopicWatcher(driver.config, FULFILLMENT_DROPSHIP_ORDERS, every_party=True) as watcher:
         yield watcher
 
 
@@ -142,8 +142,8 @@ async def short_ack(config, tmp_path):
             client(oms.settings, "test/channel") as channel, \
             TopicWatcher(oms.settings, ORDER_EVENTS) as orders, \
             TopicWatcher(oms.settings, FULFILLMENT_EVENTS) as erp, \
-            TopicWatcher(oms.settings, FULFILLMENT_WORK) as work, \
-            TopicWatcher(oms.settings, FULFILLMENT_DROPSHIP_ORDERS) as purchase_orders:
+            TopicWatcher(oms.settings, FULFILLMENT_WORK, every_party=True) as work, \
+            TopicWatcher(oms.settings, FULFILLMENT_DROPSHIP_ORDERS, every_party=True) as purchase_orders:
         db = await asyncpg.create_pool(oms.settings.admin_dsn(), min_size=1, max_size=2)
         try:
             yield Driver(oms.settings, db, channel, orders, erp, work, dead_letters=None), purchase_orders

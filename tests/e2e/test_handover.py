@@ -179,7 +179,7 @@ async def short_hold(config, tmp_path):
             client(oms.settings, "test/channel") as channel, \
             TopicWatcher(oms.settings, ORDER_EVENTS) as orders, \
             TopicWatcher(oms.settings, FULFILLMENT_EVENTS) as erp, \
-            TopicWatcher(oms.settings, FULFILLMENT_WORK) as work:
+            TopicWatcher(oms.settings, FULFILLMENT_WORK, every_party=True) as work:
         db = await asyncpg.create_pool(oms.settings.admin_dsn(), min_size=1, max_size=2)
         try:
             yield Driver(oms.settings, db, channel, orders, erp, work, dead_letters=None)

@@ -14,9 +14,9 @@ from shared.contracts.inventory import AllocateReservation, ReservationAllocated
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.orders import OrderAccepted, OrderConfirmed, PlaceOrder
 from shared.contracts.routing import OrderRouted, RouteOrder
-from shared.contracts.topics import FULFILLMENT_WORK
+from shared.contracts.topics import FULFILLMENT_WORK, PER_PARTY_ONLY, party_topic_of
 
-from ..support.topics import TopicWatcher
+from ..support.topics import TopicWatcher, of_type
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,8 @@ class Flow:
 @pytest.fixture
 async def flow(config, oms):
     async with AsyncExitStack() as stack:
-        yield Flow({topic: await stack.enter_async_context(TopicWatcher(config, topic))
+        yield Flow({topic: await stack.enter_async_context(TopicWatcher(config, topic,
+                                                                        every_party=topic in PER_PARTY_ONLY))
                     for topic in {contract.topic for contract in FLOW}})
 
 
@@ -77,8 +78,10 @@ async def test_an_order_placed_in_a_trace_stays_in_it_on_every_topic(driver, flo
     assert single_trace_id(messages) == trace_id
     span_ids = {headers[0].split("-")[2] for _, headers in messages}
     assert channel_span_id not in span_ids, "each hop sends the context of its own span, not the one it received"
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, driver.order_id(order)))
+    location_work = party_topic_of(FULFILLMENT_WORK, work["data"]["location_id"])
     work_headers = await asyncio.to_thread(
-        kcat.run, driver.config, "-C", "-t", driver.config.topic(FULFILLMENT_WORK), "-o", "beginning", "-e", "-q",
+        kcat.run, driver.config, "-C", "-t", driver.config.topic(location_work), "-o", "beginning", "-e", "-q",
         "-f", "%h\n", capture_output=True, text=True, timeout=30, check=True)
     assert f"traceparent=00-{trace_id}-" in work_headers.stdout, "librdkafka reads the header too"
 

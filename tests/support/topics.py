@@ -9,23 +9,30 @@ from aiokafka.structs import ConsumerRecord
 
 from shared.contracts import Contract
 from shared.contracts.topics import PARTITIONS
+from shared.contracts.topics import every_party as every_party_pattern
 from shared.settings import Settings
 
 from ops.waiting import eventually
 
 
 class TopicWatcher:
-    def __init__(self, settings: Settings, topic: str):
+    """`every_party`: every party's own part of the topic (`<topic>.<party>`), those made later included."""
+
+    def __init__(self, settings: Settings, topic: str, *, every_party: bool = False):
         self.topic = settings.topic(topic)
+        self.pattern = every_party and every_party_pattern(settings.topic_prefix, topic)
         self.records: list[ConsumerRecord] = []
         self._consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+                                          auto_offset_reset="earliest", metadata_max_age_ms=1000)
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "TopicWatcher":
         await self._consumer.start()
-        self._consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])  # we created the topics
-        await self._consumer.seek_to_beginning()
+        if self.pattern:  # without a group: the consumer takes every partition of each topic it finds
+            self._consumer.subscribe(pattern=self.pattern)
+        else:
+            self._consumer.assign([TopicPartition(self.topic, p) for p in range(PARTITIONS)])  # we created them
+            await self._consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._collect())
         return self
 

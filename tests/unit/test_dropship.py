@@ -63,5 +63,6 @@ def test_a_purchase_order_number_must_look_like_one():
             {**purchase_order().model_dump(), "purchase_order_number": "PO-../x"})
 
 
-def test_every_location_may_read_purchase_orders_and_work():
-    assert set(party_principal("location", "DS-ACME").reads) == {FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS}
+def test_every_location_may_read_its_own_purchase_orders_and_work_only():
+    assert set(party_principal("location", "DS-ACME").reads) == {f"{FULFILLMENT_WORK}.DS-ACME",
+                                                                 f"{FULFILLMENT_DROPSHIP_ORDERS}.DS-ACME"}

@@ -1,20 +1,26 @@
+import re
+
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from ops.prepare import service_definitions
-from ops.principals import default_principals, party_principal, service_principal
-from shared.contracts.topics import DEAD_LETTERS, INVENTORY_AVAILABILITY, ORDER_COMMANDS, ORDER_EVENTS
+from ops.env import ROOT
+from ops.principals import (PARTY_KINDS, Principal, default_principals, party_principal, party_read_topics,
+                            service_principal)
+from shared.contracts.topics import (DEAD_LETTERS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_LOCATION_UPDATES,
+                                     FULFILLMENT_WORK, INVENTORY_AVAILABILITY, ORDER_COMMANDS, ORDER_EVENTS,
+                                     PARTY_READ_TOPICS)
 from shared.messaging.service import consumer_group
 from shared.settings import settings
 
 
-def test_a_channel_writes_its_own_order_commands_topic_reads_order_events_and_availability_and_uses_groups_of_its_own():
+def test_a_channel_writes_its_own_order_commands_topic_reads_its_own_order_events_and_availability_and_uses_groups_of_its_own():
     acls = {(acl.restype, acl.name, acl.resource_pattern_type, acl.operation, acl.principal)
             for acl in party_principal("channel", "acme").acls("test-1.")}
     assert acls == {
         (ResourceType.TOPIC, f"test-1.{ORDER_COMMANDS}.acme", ResourcePatternType.LITERAL, AclOperation.WRITE,
          "User:channel-acme"),
-        (ResourceType.TOPIC, f"test-1.{ORDER_EVENTS}", ResourcePatternType.LITERAL, AclOperation.READ,
+        (ResourceType.TOPIC, f"test-1.{ORDER_EVENTS}.acme", ResourcePatternType.LITERAL, AclOperation.READ,
          "User:channel-acme"),
         (ResourceType.TOPIC, f"test-1.{INVENTORY_AVAILABILITY}", ResourcePatternType.LITERAL, AclOperation.READ,
          "User:channel-acme"),
@@ -47,11 +53,26 @@ def test_every_service_may_dead_letter_and_only_the_outside_writers_of_the_topic
             assert writers <= {service.name, "erp"}, f"{topic} written by {writers}"
 
 
-def test_the_services_read_every_partys_own_topic_by_one_prefixed_acl():
-    capture = service_principal(next(s for s in service_definitions() if s.name == "capture"))
-    prefixed = {(acl.name, acl.operation) for acl in capture.acls("test-1.")
+def test_the_services_read_and_write_every_partys_own_topic_by_one_prefixed_acl_each():
+    def prefixed(service: str) -> set[tuple[str, AclOperation]]:
+        principal = service_principal(next(s for s in service_definitions() if s.name == service))
+        return {(acl.name, acl.operation) for acl in principal.acls("test-1.")
                 if acl.resource_pattern_type == ResourcePatternType.PREFIXED and acl.restype == ResourceType.TOPIC}
-    assert prefixed == {(f"test-1.{ORDER_COMMANDS}", AclOperation.READ)}
+
+    assert prefixed("capture") == {(f"test-1.{ORDER_COMMANDS}", AclOperation.READ),
+                                   (f"test-1.{ORDER_EVENTS}.", AclOperation.WRITE)}
+    assert prefixed("fulfillment") == {(f"test-1.{FULFILLMENT_LOCATION_UPDATES}", AclOperation.READ),
+                                       (f"test-1.{FULFILLMENT_WORK}.", AclOperation.WRITE),
+                                       (f"test-1.{FULFILLMENT_DROPSHIP_ORDERS}.", AclOperation.WRITE)}
+
+
+def test_work_and_purchase_orders_exist_only_per_location_and_order_events_also_whole():
+    fulfillment = service_principal(next(s for s in service_definitions() if s.name == "fulfillment"))
+    assert not {FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS} & set(fulfillment.writes)
+    capture = service_principal(next(s for s in service_definitions() if s.name == "capture"))
+    assert ORDER_EVENTS in capture.writes
+    assert party_read_topics("location", "WH-X") == [f"{FULFILLMENT_WORK}.WH-X", f"{FULFILLMENT_DROPSHIP_ORDERS}.WH-X"]
+    assert party_read_topics("channel", "web") == [f"{ORDER_EVENTS}.web"]
 
 
 @pytest.mark.parametrize("kind, name", [("channel", None), ("location", None), ("channel", "Web"),
@@ -63,3 +84,36 @@ def test_a_channel_or_location_principal_needs_a_name_its_messages_can_carry(kin
 
 def test_the_erp_has_a_principal_of_its_kind():
     assert party_principal("erp").name == "erp"
+
+
+def test_the_readme_table_says_what_each_principal_may_write_and_read():
+    table = readme_acl_table()
+    principals = [*default_principals(service_definitions()), party_principal("channel", "acme"),
+                  party_principal("location", "WH-X")]
+    for principal in principals:
+        name = principal.name.replace("acme", "<channel>").replace("WH-X", "<location>")
+        assert table[name] == described(principal), name
+
+
+def described(principal: Principal) -> tuple[set[str], set[str]]:
+    """What the README's row shows of a principal: topics, a party's as `<topic>.<kind>`."""
+    readers = {party.own_topic: kind for kind, party in PARTY_KINDS.items() if party.own_topic}
+    own = {"acme": "<channel>", "WH-X": "<location>"}
+    def named(topic: str) -> str:
+        base, _, party = topic.rpartition(".")
+        return f"{base}.{own[party]}" if party in own else topic
+
+    writes = {*map(named, principal.writes),
+              *(f"{topic}.<{PARTY_READ_TOPICS[topic]}>" for topic in principal.writes_every_party)}
+    reads = {*map(named, principal.reads), *principal.reads_every_party,
+             *(f"{topic}.<{readers[topic]}>" for topic in principal.reads_every_party)}
+    return writes, reads
+
+
+def readme_acl_table() -> dict[str, tuple[set[str], set[str]]]:
+    """README "Who may do what on Kafka": principal -> (the topics it writes, the topics it reads)."""
+    section = (ROOT / "README.md").read_text().split("## Who may do what on Kafka")[1]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    ticked = lambda cell: set(re.findall(r"`([^`]+)`", cell))  # noqa: E731
+    return {re.findall(r"`([^`]+)`", cells[0])[0].strip("| "): (ticked(cells[1]), ticked(cells[2]))
+            for cells in rows if not cells[1].startswith("super user")}
