@@ -2,14 +2,18 @@
 own topic, nothing else; and what the OMS does when one speaks for another."""
 
 import asyncio
+import json
 import uuid
 
 from ops.client import client
-from ops.principals import party_topic
+from ops.principals import ensure_party_topics, party_topic
+from ops.waiting import eventually
 from shared.contracts import Contract, wrap
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.ops import DeadLetter
-from shared.contracts.orders import OrderAccepted
+from shared.contracts.orders import OrderAccepted, OrderConfirmed
+from shared.contracts.routing import RegisterLocation
+from shared.contracts.topics import FULFILLMENT_WORK, ORDER_EVENTS
 
 from ..support.topics import of_type
 from .conftest import FRANKFURT
@@ -72,6 +76,76 @@ async def test_a_location_reporting_on_another_locations_fulfilment_order_is_dea
     [confirmed] = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id), timeout=60)
     assert confirmed["data"]["tracking_number"] == "REAL1"
     await driver.status(order_id, "shipped")
+
+
+async def test_a_location_reads_its_work_with_kcat_on_its_own_topic_which_another_location_may_not(
+        driver, kcat, party):
+    chosen, other = (driver.unique("LC") for _ in range(2))
+    chosen_login, other_login = [await party("location", location) for location in (chosen, other)]
+    sku = driver.unique("SKU")
+    await driver.location(chosen, FRANKFURT)
+    await driver.stock(sku, chosen, 1)
+    order = driver.order([(sku, 1)])
+    await driver.channel.send(order)
+    await driver.work.wait_for(of_type(FulfillmentRequested, driver.order_id(order)))
+
+    own_work = f"{FULFILLMENT_WORK}.{chosen}"
+    [work] = await asyncio.to_thread(read_as, kcat, driver.config, chosen_login.name, own_work)
+    assert work["type"] == FulfillmentRequested.message_type
+    assert work["data"]["order_id"] == str(driver.order_id(order)) and work["data"]["location_id"] == chosen
+    refused = await asyncio.to_thread(kcat.run, driver.config, "-C", "-t", driver.config.topic(own_work), "-o",
+                                      "beginning", "-e", "-q", principal=other_login.name, capture_output=True,
+                                      text=True, timeout=30)
+    assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr
+
+
+async def test_a_channel_reads_the_events_of_its_own_orders_on_its_own_topic(driver, kcat, party):
+    channel = await party("channel", f"t{uuid.uuid4().hex[:8]}")
+    name = channel.name.removeprefix("channel-")
+    sku = await driver.stocked_sku(2)
+    own, another_channels = driver.order([(sku, 1)], channel=name), driver.order([(sku, 1)])
+    async with client(driver.config, "test/channel", principal=channel.name) as sender:
+        await sender.send(own, topic=party_topic("channel", name))
+    await driver.channel.send(another_channels)
+    for order in (own, another_channels):
+        await driver.orders.wait_for(of_type(OrderConfirmed, driver.order_id(order)), timeout=60)
+
+    events = await eventually(lambda: asyncio.to_thread(read_as, kcat, driver.config, channel.name,
+                                                        f"{ORDER_EVENTS}.{name}", count=2),
+                              what=f"{name}'s order events on its own topic")
+    assert [e["type"] for e in events] == [OrderAccepted.message_type, OrderConfirmed.message_type]
+    assert {e["subject"] for e in events} == {str(driver.order_id(own))}
+
+
+async def test_work_for_a_location_without_its_topic_waits_until_ops_makes_it_and_holds_up_nobody_else(driver):
+    late, sku = driver.unique("LC"), driver.unique("SKU")
+    # Registered without its topics (not as ops' tools do it: register_locations).
+    await driver.channel.send(RegisterLocation(location_id=late, name=late, kind="warehouse", coordinates=FRANKFURT))
+    await eventually(lambda: driver.db.fetchval("SELECT 1 FROM routing.locations WHERE location_id = $1", late),
+                     what=f"location {late}")
+    await driver.stock(sku, late, 1)
+    held_order, flowing_order = driver.order([(sku, 1)]), driver.order([(await driver.stocked_sku(1), 1)])
+    await driver.channel.send(held_order)
+    held = f"{FULFILLMENT_WORK}.{late}"
+    await eventually(lambda: driver.db.fetchval("SELECT reason FROM fulfillment.outbox_parked WHERE topic = $1",
+                                                held), what="the work item held")
+    await driver.channel.send(flowing_order)
+    await driver.work.wait_for(of_type(FulfillmentRequested, driver.order_id(flowing_order)))
+    await driver.status(driver.order_id(held_order), "confirmed")
+    assert not driver.work.envelopes(of_type(FulfillmentRequested, driver.order_id(held_order)))
+
+    await ensure_party_topics(driver.config, "location", late)
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, driver.order_id(held_order)), timeout=60)
+    assert work["data"]["location_id"] == late
+    assert not await driver.count("SELECT count(*) FROM fulfillment.outbox_parked WHERE topic = $1", held)
+
+
+def read_as(kcat, config, principal: str, topic: str, count: int = 1) -> list[dict] | None:
+    """The topic's messages from its start, read by kcat logged in as `principal` (None: fewer than `count`)."""
+    read = kcat.run(config, "-C", "-t", config.topic(topic), "-o", "beginning", "-e", "-q", principal=principal,
+                    capture_output=True, text=True, timeout=30, check=True)
+    envelopes = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
+    return envelopes if len(envelopes) >= count else None
 
 
 def kcat_record(payload: Contract) -> bytes:

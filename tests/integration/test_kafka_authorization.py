@@ -11,10 +11,10 @@ from aiokafka.errors import (GroupAuthorizationFailedError, KafkaConnectionError
                              TopicAuthorizationFailedError)
 
 from ops.client import client
-from ops.principals import PARTY_KINDS, add_party, party_principal, party_topic, remove_user
+from ops.principals import add_party, party_principal, party_topic, remove_user
 from ops.waiting import eventually
-from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
-                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
+from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES,
+                                     FULFILLMENT_WORK, INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS)
 from shared.messaging.service import consumer_group
 from shared.settings import KafkaLogin, Settings, kafka_password_variable
 
@@ -60,11 +60,31 @@ async def test_a_channel_publishes_on_its_own_topic_only(config, channel, topic)
 
 
 async def test_a_location_cannot_read_the_order_events(config, kcat, party):
-    location = await party("location", f"T-{uuid.uuid4().hex[:8].upper()}")
+    name = f"T-{uuid.uuid4().hex[:8].upper()}"
+    location = await party("location", name)
     # aiokafka only logs a refused topic and waits; kcat (librdkafka) reports the broker's answer and exits.
-    assert read_with_kcat(kcat, config, location.name, FULFILLMENT_WORK).returncode == 0  # its own: allowed
+    assert read_with_kcat(kcat, config, location.name, f"{FULFILLMENT_WORK}.{name}").returncode == 0  # its own
     refused = read_with_kcat(kcat, config, location.name, ORDER_EVENTS)
     assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr
+
+
+async def test_a_location_reads_its_own_work_and_purchase_orders_and_not_another_locations(config, kcat, party):
+    a, b = (f"T-{uuid.uuid4().hex[:8].upper()}" for _ in range(2))
+    location_a, _ = await party("location", a), await party("location", b)
+    for topic in (FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS):
+        assert read_with_kcat(kcat, config, location_a.name, f"{topic}.{a}").returncode == 0
+        refused = read_with_kcat(kcat, config, location_a.name, f"{topic}.{b}")
+        assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr, topic
+
+
+async def test_a_channel_reads_its_own_order_events_and_neither_another_channels_nor_the_shared_topic(
+        config, kcat, channel, party):
+    other = await party("channel", f"t{uuid.uuid4().hex[:8]}")
+    own = f"{ORDER_EVENTS}.{channel.name.removeprefix('channel-')}"
+    assert read_with_kcat(kcat, config, channel.name, own).returncode == 0
+    for topic in (f"{ORDER_EVENTS}.{other.name.removeprefix('channel-')}", ORDER_EVENTS):
+        refused = read_with_kcat(kcat, config, channel.name, topic)
+        assert refused.returncode != 0 and "Topic authorization failed" in refused.stderr, topic
 
 
 async def test_a_service_cannot_join_another_services_consumer_group(config):
@@ -91,7 +111,8 @@ async def test_a_location_added_gets_its_own_topic_and_loses_its_rights_when_rem
     monkeypatch.setenv(kafka_password_variable(location.name), password)
     await add_party(config, "location", name, password)
     try:
-        assert location.writes == (own_topic,) and location.reads == PARTY_KINDS["location"].reads
+        assert location.writes == (own_topic,) and location.reads == (f"{FULFILLMENT_WORK}.{name}",
+                                                                       f"{FULFILLMENT_DROPSHIP_ORDERS}.{name}")
         # A new SCRAM user reaches the broker's credential cache through the metadata log: a moment later.
         await eventually(lambda: can_publish(config, location.name, own_topic),
                          what=f"{location.name} to publish location updates")
