@@ -41,7 +41,7 @@ from shared.settings import kafka_password_variable, secret, settings
 
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals, whatif
+from . import asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, principals, whatif
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -185,15 +185,34 @@ async def ship(ref: str, carrier: str, until: str | None) -> int:
     if not saga or not saga["fulfillment_order_id"]:
         print(f"order {ref} has no fulfilment order yet")
         return 1
-    steps = HANDOVER[json.loads(saga["delivery"])["type"]]
+    steps = HANDOVER[json.loads(order["placed"])["delivery"]["type"]]  # the PlaceOrder as accepted
     steps = steps[:steps.index(until) + 1] if until in steps else steps
     ids = {"fulfillment_order_id": saga["fulfillment_order_id"], "order_id": saga["order_id"]}
-    async with client(settings(), f"location/{saga['location_id']}") as location:
+    location_id = saga["location_id"]
+    # As the location itself when it has a login (the demo's: deploy/dev.env): it reads its work on its own topic
+    # and reports on its own. Else (`oms load`'s locations) ops speaks for it on the shared topic.
+    principal = principals.party_principal("location", location_id).name
+    as_location = kafka_password_variable(principal) in os.environ
+    if as_location and not await _work_item(location_id, principal, str(saga["fulfillment_order_id"])):
+        print(f"{location_id} has no work for order {ref} on its topics")
+        return 1
+    async with client(settings(), f"location/{location_id}", **({"principal": principal} if as_location else {})) \
+            as location:
         for status in steps:
             tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
-            await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})))
-    print(f"reported {', '.join(steps)} for {ref}")
+            await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})),
+                                topic=principals.party_topic("location", location_id) if as_location else None)
+    print(f"reported {', '.join(steps)} for {ref}" + (f" as {principal}" if as_location else ""))
     return 0
+
+
+async def _work_item(location_id: str, principal: str, fulfillment_order_id: str) -> bool:
+    """Whether the location finds the fulfilment order among the work (or purchase orders) on its own topics."""
+    for topic in principals.party_read_topics("location", location_id):
+        async for record in history.records(settings(), topic, principal=principal):
+            if json.loads(record.value).get("data", {}).get("fulfillment_order_id") == fulfillment_order_id:
+                return True
+    return False
 
 
 async def check_invariants() -> int:

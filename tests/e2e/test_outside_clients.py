@@ -5,6 +5,7 @@ import asyncio
 import json
 import uuid
 
+from ops import cli
 from ops.client import client
 from ops.principals import ensure_party_topics, party_topic
 from ops.waiting import eventually
@@ -138,6 +139,21 @@ async def test_work_for_a_location_without_its_topic_waits_until_ops_makes_it_an
     [work] = await driver.work.wait_for(of_type(FulfillmentRequested, driver.order_id(held_order)), timeout=60)
     assert work["data"]["location_id"] == late
     assert not await driver.count("SELECT count(*) FROM fulfillment.outbox_parked WHERE topic = $1", held)
+
+
+async def test_oms_ship_plays_a_location_with_a_login_reading_its_work_and_reporting_on_its_own_topics(
+        driver, party, capsys):
+    location, sku = driver.unique("LC"), driver.unique("SKU")
+    login = await party("location", location)
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 1)
+    order = driver.order([(sku, 1)])
+    await driver.channel.send(order)
+    await driver.status(driver.order_id(order), "confirmed")
+
+    assert await cli.ship(f"{order.channel}/{order.channel_order_id}", "DHL", "shipped") == 0
+    assert f"as {login.name}" in capsys.readouterr().out
+    await driver.status(driver.order_id(order), "shipped")
 
 
 def read_as(kcat, config, principal: str, topic: str, count: int = 1) -> list[dict] | None:
