@@ -29,7 +29,7 @@ from shared.logging import get_logger
 from shared.settings import KafkaLogin
 
 from .monitor import MESSAGES_PUBLISHED
-from .party_topics import PartyTopics, held_reason, held_topics, only_per_party, release
+from .party_topics import PartyTopics, release
 from .retry import run_forever
 
 log = get_logger(__name__)
@@ -160,18 +160,12 @@ class OutboxRelay:
             rows = sorted(await conn.fetch(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
                 "RETURNING seq, event_id, topic, key, value, headers, created_at", self.batch_size), key=lambda r: r["seq"])
-            topics = {r["topic"] for r in rows}
-            absent = await self.party_topics.absent(self.producer, topics)
-            held = {t for t in absent if only_per_party(t)} | await held_topics(conn, topics)
-            for topic, count in Counter(r["topic"] for r in rows if r["topic"] in absent - held).items():
-                self.party_topics.skipped(topic, count)
-            set_aside = [(r, held_reason(r["topic"])) for r in rows if r["topic"] in held]
-            refused = await self._publish([r for r in rows if r["topic"] not in absent | held])
-            if refused or set_aside:
-                await _park(conn, [(row, repr(error)[:1000]) for row, error in refused] + set_aside)
+            sendable, held = await self.party_topics.sort_out(conn, self.producer, rows)
+            refused = await self._publish(sendable)
+            if refused or held:
+                await _park(conn, [(row, repr(error)[:1000]) for row, error in refused] + held)
         unsent = {row["seq"] for row, _ in refused}
-        for topic, count in Counter(r["topic"] for r in rows
-                                    if r["seq"] not in unsent and r["topic"] not in absent | held).items():
+        for topic, count in Counter(r["topic"] for r in sendable if r["seq"] not in unsent).items():
             MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
         return len(rows)
 

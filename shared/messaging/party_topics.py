@@ -12,6 +12,7 @@ retried for ever), so the relay asks here first:
 """
 
 import asyncio
+from collections import Counter
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -45,6 +46,17 @@ class PartyTopics:
         self._existing: set[str] = set()
         self._refreshed_at = float("-inf")
         self._skipping: set[str] = set()
+
+    async def sort_out(self, conn: asyncpg.Connection, producer: AIOKafkaProducer,
+                       rows: list[asyncpg.Record]) -> tuple[list[asyncpg.Record], list[tuple[asyncpg.Record, str]]]:
+        """The rows to send, and those to hold with the reason; copies for a channel without a topic are dropped."""
+        topics = {row["topic"] for row in rows}
+        absent = await self.absent(producer, topics)
+        held = {t for t in absent if only_per_party(t)} | await held_topics(conn, topics)
+        for topic, count in Counter(row["topic"] for row in rows if row["topic"] in absent - held).items():
+            self.skipped(topic, count)
+        return ([row for row in rows if row["topic"] not in absent | held],
+                [(row, held_reason(row["topic"])) for row in rows if row["topic"] in held])
 
     async def absent(self, producer: AIOKafkaProducer, topics: set[str]) -> set[str]:
         """The party topics among `topics` that do not exist. Unknown ones are looked up (every topic's metadata):

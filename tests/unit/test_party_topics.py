@@ -13,7 +13,7 @@ from shared.contracts.fulfillment import FulfillmentRequested, FulfillmentWithdr
 from shared.contracts.inventory import ReserveStock
 from shared.contracts.orders import OrderCancelled, OrderConfirmed, OrderRejected
 from shared.contracts.topics import INVENTORY_COMMANDS, ORDER_EVENTS, destinations, every_party, read_per_party
-from shared.messaging.party_topics import only_per_party
+from shared.messaging.party_topics import PartyTopics, only_per_party
 from shared.messaging.unit_of_work import UnitOfWork
 from shared.settings import settings
 
@@ -77,3 +77,28 @@ def test_a_partys_own_topic_is_known_by_its_name_and_ops_reads_them_all_by_patte
 
 def type_of(row) -> str:
     return json.loads(row.value)["type"]
+
+
+async def test_a_copy_for_a_channel_without_a_topic_is_skipped_and_the_topics_looked_up_at_most_once_a_second():
+    broker = FakeCluster({"p.orders.events.v1", "p.orders.events.v1.web"})
+    rows = [{"topic": topic, "seq": seq} for seq, topic in enumerate(
+        ["orders.events.v1", "orders.events.v1.web", "orders.events.v1.app", "inventory.commands.v1"])]
+    known = PartyTopics("capture", "p.")
+    sendable, held = await known.sort_out(conn=None, producer=broker, rows=rows)
+    assert [r["topic"] for r in sendable] == ["orders.events.v1", "orders.events.v1.web", "inventory.commands.v1"]
+    assert held == [] and broker.lookups == 1
+    await known.sort_out(conn=None, producer=broker, rows=rows)
+    assert broker.lookups == 1, "a missing channel topic is not looked up again within the second"
+
+
+class FakeCluster:
+    def __init__(self, topics: set[str]):
+        self._topics, self.lookups = topics, 0
+        self.client = self
+
+    async def fetch_all_metadata(self) -> "FakeCluster":
+        self.lookups += 1
+        return self
+
+    def topics(self) -> set[str]:
+        return self._topics
