@@ -89,9 +89,11 @@ def generate() -> dict:
         for topic in ALL_TOPICS
     }
     for topic, kind in PARTY_READ_TOPICS.items():
+        what = (DESCRIPTIONS[topic] if topic in PER_PARTY_ONLY
+                else f"The messages of {topic} about one {kind}'s orders.")
         read_alone = {"address": f"{topic}.{{{kind}}}",
-                      "description": f"{DESCRIPTIONS[topic]} Only that {kind}'s principal ({kind}-<{kind}>) may read "
-                                     "it; ops creates it when the party is added.",
+                      "description": f"{what} Only that {kind}'s principal ({kind}-<{kind}>) may read it; ops "
+                                     "creates it when the party is added.",
                       "parameters": {kind: {"description": f"the {kind}'s id, as the messages name it"}}}
         if topic in PER_PARTY_ONLY:
             channels[_channel_id(topic)].update(read_alone)

@@ -88,6 +88,7 @@ class Driver:
 @pytest.fixture
 async def driver(config, admin, oms):
     async with client(config, "test/channel") as channel, TopicWatcher(config, ORDER_EVENTS) as orders, \
-            TopicWatcher(config, FULFILLMENT_EVENTS) as erp, TopicWatcher(config, FULFILLMENT_WORK, every_party=True) as work, \
+            TopicWatcher(config, FULFILLMENT_EVENTS) as erp, \
+            TopicWatcher(config, FULFILLMENT_WORK, every_party=True) as work, \
             TopicWatcher(config, DEAD_LETTERS) as dead_letters:
         yield Driver(config, admin, channel, orders, erp, work, dead_letters)

@@ -12,7 +12,8 @@ def test_every_topic_and_message_is_documented():
     spec = generate()
     assert {c["address"] for c in spec["channels"].values()} == {
         *SHARED_TOPICS, f"{ORDER_COMMANDS}.{{channel}}", f"{FULFILLMENT_LOCATION_UPDATES}.{{location}}",
-        f"{ORDER_EVENTS}.{{channel}}", f"{FULFILLMENT_WORK}.{{location}}", f"{FULFILLMENT_DROPSHIP_ORDERS}.{{location}}"}
+        f"{ORDER_EVENTS}.{{channel}}", f"{FULFILLMENT_WORK}.{{location}}",
+        f"{FULFILLMENT_DROPSHIP_ORDERS}.{{location}}"}
     assert {m["name"] for m in spec["components"]["messages"].values()} == set(REGISTRY)
     assert {"capture_receives_orders_commands_v1", "capture_receives_orders_commands_v1_party",
             "fulfillment_receives_fulfillment_location_updates_v1_party", "capture_sends_orders_events_v1",

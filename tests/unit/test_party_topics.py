@@ -58,8 +58,8 @@ def test_an_order_event_without_its_channel_is_a_bug_and_other_topics_are_unchan
 
 def test_the_saga_tells_every_order_event_its_channel_and_nothing_else_gets_a_copy():
     uow = unit_of_work(ORDER_EVENTS, INVENTORY_COMMANDS)
-    saga = s.Saga(order_id=ORDER, state="new", lines=(Line(sku="SKU-1", quantity=1),), delivery=ShipTo(address=address()),
-                  channel="shop")
+    saga = s.Saga(order_id=ORDER, state="new", lines=(Line(sku="SKU-1", quantity=1),),
+                  delivery=ShipTo(address=address()), channel="shop")
     step = s.start(saga)
     cancelled = OrderCancelled(order_id=ORDER, reason=ReasonCode(code="X"), stage="reserving")
     Journal().step(uow, s.Step(step.saga, [*step.messages, cancelled]), "c", None, note="test")

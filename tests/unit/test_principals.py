@@ -14,7 +14,7 @@ from shared.messaging.service import consumer_group
 from shared.settings import settings
 
 
-def test_a_channel_writes_its_own_order_commands_topic_reads_its_own_order_events_and_availability_and_uses_groups_of_its_own():
+def test_a_channel_writes_its_own_commands_topic_reads_its_own_order_events_and_availability_and_has_its_groups():
     acls = {(acl.restype, acl.name, acl.resource_pattern_type, acl.operation, acl.principal)
             for acl in party_principal("channel", "acme").acls("test-1.")}
     assert acls == {
