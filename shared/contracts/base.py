@@ -12,6 +12,8 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from .topics import PARTY_FIELDS, PARTY_READ_TOPICS
+
 # Identifiers and header-like fields: printable, bounded (they are echoed in keys, logs and answers).
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 
@@ -30,8 +32,9 @@ class Contract(BaseModel):
 
     def party(self) -> str | None:
         """The outside party a message on a topic read per party (topics.PARTY_READ_TOPICS) is for, when the
-        message names it; otherwise its publisher does (UnitOfWork.emit)."""
-        return None
+        message names it (its `channel`, its `location_id`); otherwise its publisher does (UnitOfWork.emit)."""
+        kind = PARTY_READ_TOPICS.get(self.topic)
+        return getattr(self, PARTY_FIELDS[kind], None) if kind else None
 
 
 REGISTRY: dict[str, type[Contract]] = {}

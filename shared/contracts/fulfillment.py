@@ -44,15 +44,8 @@ class CancelFulfillment(Contract):
     location_id: LocationId
 
 
-class ForLocation(Contract):
-    """A message for one location only: it goes to that location's own topic (`<topic>.<location id>`)."""
-
-    def party(self) -> str:
-        return getattr(self, "location_id")
-
-
 @contract("oms.fulfillment.FulfillmentRequested.v1", topic=FULFILLMENT_WORK)
-class FulfillmentRequested(ForLocation):
+class FulfillmentRequested(Contract):
     """A work item for one location: pick, pack and ship (or hand over at the store) these lines."""
 
     fulfillment_order_id: UUID
@@ -63,7 +56,7 @@ class FulfillmentRequested(ForLocation):
 
 
 @contract("oms.fulfillment.FulfillmentWithdrawn.v1", topic=FULFILLMENT_WORK)
-class FulfillmentWithdrawn(ForLocation):
+class FulfillmentWithdrawn(Contract):
     """Stop working on this fulfilment order: the order was cancelled."""
 
     fulfillment_order_id: UUID
@@ -72,7 +65,7 @@ class FulfillmentWithdrawn(ForLocation):
 
 
 @contract("oms.fulfillment.PurchaseOrderIssued.v1", topic=FULFILLMENT_DROPSHIP_ORDERS)
-class PurchaseOrderIssued(ForLocation):
+class PurchaseOrderIssued(Contract):
     """A purchase order for a dropship vendor: ship these lines to this customer by `ship_by`. The vendor
     acknowledges (`accepted`) or rejects it and reports shipment with `LocationUpdate`s on the fulfilment order."""
 
@@ -89,7 +82,7 @@ class PurchaseOrderIssued(ForLocation):
 
 
 @contract("oms.fulfillment.PurchaseOrderCancelled.v1", topic=FULFILLMENT_DROPSHIP_ORDERS)
-class PurchaseOrderCancelled(ForLocation):
+class PurchaseOrderCancelled(Contract):
     """Do not ship this purchase order: the order was cancelled before the vendor shipped."""
 
     purchase_order_number: str = Field(pattern=r"^PO-[0-9A-F]{16}$")

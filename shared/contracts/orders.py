@@ -72,9 +72,6 @@ class OrderAccepted(Contract):
     currency: str
     delivery: Delivery
 
-    def party(self) -> str:
-        return self.channel
-
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
 class OrderRejected(Contract):
@@ -87,9 +84,6 @@ class OrderRejected(Contract):
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
-
-    def party(self) -> str:
-        return self.channel
 
 
 @contract("oms.capture.OrderConfirmed.v1", topic=ORDER_EVENTS)
@@ -177,6 +171,3 @@ class OrderCancellationRejected(Contract):
     channel: str
     channel_order_id: str
     reason: ReasonCode
-
-    def party(self) -> str:
-        return self.channel

@@ -60,6 +60,8 @@ PARTITIONS = 6
 # Topics an outside party reads only its own part of: each message is for one party (Contract.party, or named where
 # it is emitted), and goes to `<topic>.<party>`, which only that party's principal may read (ops/principals.py).
 PARTY_READ_TOPICS = {ORDER_EVENTS: "channel", FULFILLMENT_WORK: "location", FULFILLMENT_DROPSHIP_ORDERS: "location"}
+# The field by which a message names the party of each kind (Contract.party).
+PARTY_FIELDS = {"channel": "channel", "location": "location_id"}
 # Of those, the topics that exist only per party: no service or ERP reads them whole (ops reads them by pattern).
 # The others keep every message on the topic itself too, for our services and the ERP.
 PER_PARTY_ONLY = frozenset({FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS})
