@@ -42,10 +42,14 @@ class TopicWatcher:
         await self._consumer.stop()
 
     async def _collect(self) -> None:
+        seen: set[tuple[str, int, int]] = set()
         while True:
             batches = await self._consumer.getmany(timeout_ms=100)
             for records in batches.values():
-                self.records.extend(records)
+                # Without a group, a pattern's new topic reassigns every partition, read again from the start.
+                fresh = [r for r in records if (r.topic, r.partition, r.offset) not in seen]
+                seen.update((r.topic, r.partition, r.offset) for r in fresh)
+                self.records.extend(fresh)
 
     def envelopes(self, predicate: Callable[[dict], bool] = lambda _: True) -> list[dict]:
         return [envelope for envelope, _ in self.matching(predicate)]
