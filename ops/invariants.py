@@ -27,13 +27,14 @@ WITH receipts AS (
         UNION ALL SELECT sku, location_id, change FROM inventory.stock_documents) booked
     GROUP BY 1, 2
 ), lines AS (
-    SELECT r.status, r.location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
+    SELECT r.status, l->>'location_id' AS location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
     FROM inventory.reservations r, jsonb_array_elements(r.lines) l
 ), shipped AS (
-    SELECT r.location_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
+    SELECT l->>'location_id' AS location_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
     FROM inventory.reservations r, jsonb_array_elements(r.committed_lines) l GROUP BY 1, 2
 ), allocated AS (
-    SELECT sku, location_id, sum(quantity) AS allocated FROM lines WHERE status = 'allocated' GROUP BY 1, 2
+    SELECT sku, location_id, sum(quantity) AS allocated FROM lines
+    WHERE status = 'allocated' AND location_id IS NOT NULL GROUP BY 1, 2
 )
 SELECT s.sku, s.location_id, s.on_hand, s.allocated, coalesce(rc.received, 0) AS received,
        coalesce(sh.shipped, 0) AS shipped, coalesce(a.allocated, 0) AS ledger_allocated

@@ -266,9 +266,9 @@ def test_a_small_order_is_not_split():
 
 # --- the rule set as configuration ------------------------------------------------------------------------------
 
-def test_the_default_rule_file_is_valid_and_does_not_split():
+def test_the_default_rule_file_is_valid_and_splits_over_two_locations_at_most():
     rules = load_rule_set(DEFAULT_RULES)
-    assert rules.split.max_nodes == 1, "the saga executes single-location routes only"
+    assert rules.split.max_nodes == 2
     assert rules.label == "default@v1"
 
 
