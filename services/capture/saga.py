@@ -289,11 +289,7 @@ def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
 
 
 def _delivered(saga: Saga, reply: DeliveryConfirmed) -> Step:
-    delivered = saga.with_part(reply.location_id, ["shipped"], status="delivered")
-    if delivered.parts_in("shipped", "partially_shipped", *LIVE, *TO_MOVE):
-        return Step(delivered)
-    return Step(replace(delivered, state="delivered"),
-                [OrderDelivered(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id)])
+    return _after_part(saga.with_part(reply.location_id, ["shipped"], status="delivered"), [])
 
 
 def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
@@ -338,8 +334,20 @@ def _after_part(saga: Saga, messages: list[Contract]) -> Step:
     elif saga.parts_in("rejected"):
         step = _wait(replace(saga, state="reallocating"))
     else:
-        step = Step(replace(saga, state=_derived_state(saga), attempts=0))
+        step = _follow_parts(saga)
     return Step(step.saga, messages + step.messages)
+
+
+def _follow_parts(saga: Saga) -> Step:
+    """The order's state follows its parts; the last part delivered delivers the order (OrderDelivered), also
+    when it is the rest of the order that was cancelled after it."""
+    state = _derived_state(saga)
+    following = replace(saga, state=state, attempts=0)
+    if state != "delivered" or saga.state == "delivered":
+        return Step(following)
+    last = saga.parts_in("delivered")[-1]
+    return Step(following, [OrderDelivered(order_id=saga.order_id,
+                                           fulfillment_order_id=saga.fulfillment_order(last.location_id))])
 
 
 def _derived_state(saga: Saga) -> str:
@@ -622,9 +630,10 @@ def _keep_what_was_handed_over(saga: Saga) -> Step:
     if undone:
         messages.append(OrderLinesCancelled(order_id=saga.order_id, reason=saga.cancel_reason,
                                             lines=merge_lines([line for part in undone for line in part.lines])))
-    kept = replace(saga, cancel_reason=None, cancel_stage=None, attempts=0, parts=tuple(
+    kept = replace(saga, cancel_reason=None, cancel_stage=None, parts=tuple(
         replace(part, status="dropped") if part in undone else part for part in saga.parts))
-    return Step(replace(kept, state=_derived_state(kept)), messages)
+    followed = _follow_parts(kept)
+    return Step(followed.saga, messages + followed.messages)
 
 
 def _cancellation_rejected(saga: Saga, code: str) -> OrderCancellationRejected:

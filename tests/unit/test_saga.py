@@ -451,6 +451,18 @@ def test_a_cancel_overtaken_by_one_parts_shipment_cancels_only_the_other_part():
     assert step.messages[1].complete
 
 
+def test_a_delivered_part_and_the_rest_cancelled_delivers_the_order():
+    step = s.advance(to_split_awaiting_shipment(), parcel(1, complete=True, location="WH-1"))
+    step = s.advance(step.saga, delivered("WH-1"))
+    assert (step.saga.state, step.messages) == ("partially_shipped", [])
+    step = s.advance(step.saga, FulfillmentRejected(fulfillment_order_id=fulfillment_order_id(ORDER, "WH-2"),
+                                                    order_id=ORDER, location_id="WH-2",
+                                                    reason=ReasonCode(code="DAMAGED")))
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-2", availability=[]))
+    step = s.advance(step.saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION_WITH_STOCK")))
+    assert (step.saga.state, types(step)) == ("delivered", [ReleaseReservation, OrderLinesCancelled, OrderDelivered])
+
+
 def delivered(location: str) -> DeliveryConfirmed:
     return DeliveryConfirmed(fulfillment_order_id=fulfillment_order_id(ORDER, location), order_id=ORDER,
                              location_id=location, delivered_at="2026-01-02T00:00:00Z")
