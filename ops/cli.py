@@ -14,6 +14,7 @@
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER               the channel asks to cancel an order
+    oms hold ORDER REASON [--release] [--by WHO]   hold an order back from fulfilment, or release the hold
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
     oms principal remove KIND NAME ... and its removal (user and ACLs)
@@ -31,12 +32,14 @@ import sys
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
-from shared.contracts.orders import CancelOrder
+from shared.contracts.orders import CancelOrder, Hold, HoldOrder, HoldReason, ReleaseHold
 from shared.settings import kafka_password_variable, secret, settings
 
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
@@ -46,7 +49,7 @@ from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
 from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import LocationSimulator
+from .simulators import LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -153,6 +156,9 @@ async def show_order(ref: str) -> int:
                   f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
             traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
             print(f"      trace id {traceparent.split('-')[1] if traceparent.count('-') == 3 else '-'}")
+            holds = ", ".join(f"{h['reason']} by {h['placed_by']}" for h in json.loads(saga["holds"])) or "-"
+            paid = sum((Decimal(c[1]) for c in json.loads(saga["captures"])), Decimal(0))
+            print(f"      holds {holds}  captured {paid}{'  authorisation voided' if saga['voided'] else ''}")
         print("fulfilment orders:")
         for row in await conn.fetch("SELECT location_id, status, purchase_order, updated_at "
                                     "FROM fulfillment.fulfillment_orders WHERE order_id = $1 ORDER BY created_at",
@@ -212,6 +218,17 @@ async def check_invariants() -> int:
     return 0 if report.ok else 1
 
 
+async def hold(ref: str, reason: str, release: bool, by: str) -> int:
+    channel, channel_order_id = ref.split("/", 1)
+    keys = {"channel": channel, "channel_order_id": channel_order_id}
+    command = (ReleaseHold(**keys, reason=reason, released_by=by) if release
+               else HoldOrder(**keys, hold=Hold(reason=reason, placed_by=by)))
+    async with client(settings(), f"channel/{channel}") as sender:
+        await sender.send(command)
+    print(f"asked to {'release the' if release else 'place a'} {reason} hold on {ref}; see: oms order {ref}")
+    return 0
+
+
 async def cancel(ref: str) -> int:
     channel, channel_order_id = ref.split("/", 1)
     async with client(settings(), f"channel/{channel}") as sender:
@@ -227,7 +244,8 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     async with client(config, "channel/load") as channel:
         await load.seed(channel, network)
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
-        shipping = asyncio.create_task(locations.run()) if ship else None
+        payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
+        shipping = asyncio.gather(locations.run(), payments.run()) if ship else None
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
@@ -359,6 +377,11 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
+    h = sub.add_parser("hold", help="hold an order back from fulfilment (or release a hold)")
+    h.add_argument("ref", help="channel/channel_order_id")
+    h.add_argument("reason", choices=get_args(HoldReason))
+    h.add_argument("--release", action="store_true", help="release the hold of this reason")
+    h.add_argument("--by", default="ops", help="who places or releases it")
     pr = sub.add_parser("principal", help="Kafka principals of outside parties").add_subparsers(
         dest="principal_action", required=True)
     add = pr.add_parser("add", help="create a SCRAM user KIND-NAME with the ACLs of its kind (password from "
@@ -422,6 +445,8 @@ def main() -> None:
             code = asyncio.run(dead_letters(args.replay))
         case "cancel":
             code = asyncio.run(cancel(args.ref))
+        case "hold":
+            code = asyncio.run(hold(args.ref, args.reason, args.release, args.by))
         case "principal":
             change = add_principal if args.principal_action == "add" else remove_principal
             code = asyncio.run(change(args.kind, args.name))

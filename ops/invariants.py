@@ -93,6 +93,16 @@ WHERE (coalesce(c.on_hand, 0), coalesce(c.reserved, 0), coalesce(c.allocated, 0)
       <> (coalesce(s.on_hand, 0), coalesce(s.reserved, 0), coalesce(s.allocated, 0))
 """
 
+# What the payment service captured for an order never exceeds what the channel had authorised.
+OVER_CAPTURED = """
+SELECT o.order_id, (o.placed->'payment'->>'amount')::numeric AS authorized,
+       (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c) AS captured
+FROM capture.orders o JOIN capture.order_sagas s USING (order_id)
+WHERE s.captures <> '[]'
+  AND (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c)
+      > coalesce((o.placed->'payment'->>'amount')::numeric, 0)
+"""
+
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
@@ -159,6 +169,9 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(CAPACITY_USAGE):
         report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
                                  f"but {row['held']} fulfilment orders hold it")
+    for row in await conn.fetch(OVER_CAPTURED):
+        report.violations.append(f"order {row['order_id']}: captured {row['captured']} of {row['authorized']} "
+                                 "authorised")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:

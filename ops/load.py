@@ -20,6 +20,7 @@ from shared.contracts.common import Address, Coordinates, PickupInStore, ShipTo
 from shared.contracts import Contract
 from shared.contracts.inventory import ExpectReceipt, ReceiveStock
 from shared.contracts.orders import Customer, PlaceOrder, PricedLine
+from shared.contracts.payments import Authorization
 from shared.contracts.routing import RegisterLocation
 
 from . import demo
@@ -135,12 +136,15 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
             city = rng.choice(CITIES)
             delivery = ShipTo(address=Address(name="Load Test", line1="Street 1", city="City", postal_code="10000",
                                               country="DE", coordinates=city))
-        yield PlaceOrder(
+        order = PlaceOrder(
             channel="load", channel_order_id=f"{network.tag}-{n:07d}", customer=customer, currency="EUR",
             lines=[PricedLine(sku=sku, quantity=qty, unit_price=Decimal("9.99"),
                               allow_backorder=sku == network.preorder_sku) for sku, qty in lines.items()],
             delivery=delivery,
         )
+        authorized = Authorization(provider="load-psp", reference=f"auth-{network.tag}-{n}",
+                                   amount=order.computed_totals().total)
+        yield order.model_copy(update={"payment": authorized})
 
 
 def stream(network: Network, count: int, seed: int = 7) -> list[Contract]:

@@ -25,7 +25,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES,
                                      FULFILLMENT_WORK, INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS,
-                                     ORDER_EVENTS)
+                                     ORDER_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
 from shared.settings import Settings
@@ -74,6 +74,7 @@ PARTY_KINDS = {
     "location": PartyKind(reads=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS),  # a LocationId
                           own_topic=FULFILLMENT_LOCATION_UPDATES),
     "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),
+    "payments": PartyKind(reads=(PAYMENT_COMMANDS,), writes=(PAYMENT_EVENTS,)),  # the payment service
 }
 
 

@@ -1,8 +1,9 @@
-"""Capture service: channel orders in; the order saga listens to inventory, routing and fulfillment replies."""
+"""Capture service: channel orders (and holds) in; the order saga listens to inventory, routing, fulfillment and
+payment replies."""
 
 from pathlib import Path
 
-from shared.contracts.orders import CancelOrder, PlaceOrder
+from shared.contracts.orders import CancelOrder, HoldOrder, PlaceOrder, ReleaseHold
 from shared.contracts.topics import (
     FULFILLMENT_COMMANDS,
     FULFILLMENT_EVENTS,
@@ -10,6 +11,8 @@ from shared.contracts.topics import (
     INVENTORY_EVENTS,
     ORDER_COMMANDS,
     ORDER_EVENTS,
+    PAYMENT_COMMANDS,
+    PAYMENT_EVENTS,
     ROUTING_COMMANDS,
     ROUTING_EVENTS,
 )
@@ -31,12 +34,14 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
-                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders},
+                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders,
+                               HoldOrder: handlers.hold_commands, ReleaseHold: handlers.hold_commands},
                      on_invalid_payload=rejection, per_party=True),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),
         _replies_on(FULFILLMENT_EVENTS),
+        _replies_on(PAYMENT_EVENTS),
     ],
     background=[handlers.expire_deadlines],
-    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS),
+    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS, PAYMENT_COMMANDS),
 )

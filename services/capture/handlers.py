@@ -8,6 +8,7 @@ entries are written in one statement each.
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
 from opentelemetry.context import Context
@@ -15,7 +16,18 @@ from opentelemetry.context import Context
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
 from shared.contracts.money import OrderTotals
-from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, OrderRejected, PlaceOrder
+from shared.contracts.orders import (
+    CancelOrder,
+    Hold,
+    HoldOrder,
+    OrderAccepted,
+    OrderCancellationRejected,
+    OrderHeld,
+    OrderHoldRefused,
+    OrderRejected,
+    PlaceOrder,
+    ReleaseHold,
+)
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.tracing import continuing, headers_of, trace_id_of
@@ -91,8 +103,27 @@ def _totals_agree(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Mes
     return agreed
 
 
+async def _held_by_rule(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> set[str]:
+    """The channel orders a rule holds: a first order (of a customer new to the channel) worth more than
+    OMS_HOLD_NEW_CUSTOMER_ABOVE waits for a fraud review."""
+    threshold = uow.settings.hold_new_customer_above
+    if threshold is None:
+        return set()
+    large = [m.payload for m in batch if m.payload.computed_totals().total > threshold]
+    held = set()
+    for channel in {cmd.channel for cmd in large}:
+        known = await store.known_customers(uow.conn, channel, [c.customer.customer_id for c in large])
+        held |= {cmd.key() for cmd in large if cmd.channel == channel and cmd.customer.customer_id not in known}
+    return held
+
+
+NEW_CUSTOMER_HOLD = Hold(reason="fraud_review", placed_by="rule:new-customer-order-value",
+                         note="a new customer's first order above OMS_HOLD_NEW_CUSTOMER_ABOVE")
+
+
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
     batch = _totals_agree(uow, _own_channels_only(uow, batch))
+    held = await _held_by_rule(uow, batch)
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])
     journal = Journal()
@@ -108,12 +139,16 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
                                                 delivery=cmd.delivery, channel=cmd.channel,
                                                 channel_order_id=cmd.channel_order_id,
                                                 order_value=saga_steps.order_value(cmd.lines),
-                                                backorder_skus=tuple(cmd.backorder_skus())))
+                                                backorder_skus=tuple(cmd.backorder_skus()),
+                                                placed=cmd.model_dump(mode="json"),
+                                                holds=(NEW_CUSTOMER_HOLD,) if cmd.key() in held else ()))
         accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                                  customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
                                  shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
                                  prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
-        journal.step(uow, saga_steps.Step(step.saga, [accepted, *step.messages]), message.correlation_id, message)
+        told = [OrderHeld(order_id=order_id, hold=NEW_CUSTOMER_HOLD)] if step.saga.holds else []
+        journal.step(uow, saga_steps.Step(step.saga, [accepted, *told, *step.messages]), message.correlation_id,
+                     message)
     await journal.flush(uow)
 
 
@@ -135,6 +170,25 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelOrder]) -> None:
     journal = Journal()
     journal.step(uow, saga_steps.request_cancel(current, cmd.reason), correlation_id, message)
     await journal.flush(uow)
+
+
+async def hold_commands(uow: UnitOfWork, batch: list[Message[HoldOrder | ReleaseHold]]) -> None:
+    """Holds placed and released by a channel (for its own orders) or by ops."""
+    for message in _own_channels_only(uow, batch):
+        cmd = message.payload
+        order_id = await store.find_order_id(uow.conn, cmd.channel, cmd.channel_order_id)
+        loaded = (await store.load_sagas(uow.conn, [order_id])).get(order_id) if order_id else None
+        if not loaded:
+            uow.reply(OrderHoldRefused(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                                       channel_order_id=cmd.channel_order_id,
+                                       reason=ReasonCode(code="UNKNOWN_ORDER")), message)
+            continue
+        current, correlation_id = loaded
+        step = (saga_steps.hold(current, cmd.hold) if isinstance(cmd, HoldOrder)
+                else saga_steps.release_hold(current, cmd.reason, cmd.released_by))
+        journal = Journal()
+        journal.step(uow, step, correlation_id, message)
+        await journal.flush(uow)
 
 
 async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
@@ -174,7 +228,7 @@ async def _expire_due(begin: Begin, batch: int) -> int:
         due = await store.due_sagas(uow.conn, batch)
         journal = Journal()
         for current, correlation_id, trace_context in due:
-            step = saga_steps.on_timeout(current)
+            step = saga_steps.on_timeout(current, datetime.now(UTC))
             with continuing(trace_context, "saga deadline", {"oms.order_id": str(current.order_id),
                                                              "oms.saga_state": current.state}) as trace:
                 log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,

@@ -36,6 +36,7 @@ loads the row, calls a function, stores the result.
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import get_type_hints
 from uuid import UUID
@@ -55,7 +56,14 @@ from shared.contracts.fulfillment import (
     ShipmentConfirmed,
     fulfillment_order_id,
 )
-from shared.contracts.money import Billing
+from shared.contracts.money import Billing, ShipmentAmounts
+from shared.contracts.payments import (
+    AuthorizationVoided,
+    CapturePayment,
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    VoidAuthorization,
+)
 from shared.contracts.inventory import (
     AllocateReservation,
     AllocationFailed,
@@ -72,11 +80,15 @@ from shared.contracts.inventory import (
     StockUnavailable,
 )
 from shared.contracts.orders import (
+    Hold,
     OrderBackordered,
     OrderCancellationRejected,
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderHeld,
+    OrderHoldRefused,
+    OrderHoldReleased,
     OrderLinesCancelled,
     OrderPickedUp,
     OrderReadyForPickup,
@@ -126,6 +138,9 @@ class Saga:
     order_value: Decimal | None = None  # goods value: routing splits only orders worth enough
     backorder_skus: tuple[str, ...] = ()  # the SKUs the channel lets this order wait for
     placed: dict = field(default_factory=dict, compare=False, repr=False)  # the accepted PlaceOrder, as stored
+    holds: tuple[Hold, ...] = ()  # while any is on, nothing more is released to fulfilment
+    captures: tuple[tuple[str, Decimal], ...] = ()  # (capture id, amount) the payment service captured
+    voided: bool = False  # what was left of the authorisation is released
 
     def fulfillment_order(self, location_id: str) -> UUID:
         return fulfillment_order_id(self.order_id, location_id)
@@ -200,7 +215,14 @@ def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
 
 
 def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
-    """Pinned: the parts being moved are replaced by the plan's, each recorded before it is requested."""
+    """Pinned: on to fulfilment, unless the order is on hold (it waits, reserved, in `held`)."""
+    if saga.holds:
+        return Step(replace(saga, state="held", attempts=0))
+    return _release_to_fulfilment(saga)
+
+
+def _release_to_fulfilment(saga: Saga) -> Step:
+    """The parts being moved are replaced by the plan's, each recorded before it is requested."""
     moved = tuple(replace(part, status="moved") if part.status == "moving" else part for part in saga.parts)
     requested = tuple(Part(a.location_id, tuple(a.lines), "requested") for a in saga.plan)
     return _wait(replace(saga, state="fulfilling", parts=moved + requested, plan=()))
@@ -291,7 +313,8 @@ def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
                      carrier=reply.carrier, tracking_number=reply.tracking_number, shipment_id=reply.shipment_id,
                      lines=reply.lines, complete=_all_shipped(shipped)),
     ]
-    return _after_part(shipped, messages + _too_late(saga, "ALREADY_SHIPPED"))
+    capture = _capture(saga, reply.shipment_id, reply.amounts)
+    return _after_part(shipped, messages + capture + _too_late(saga, "ALREADY_SHIPPED"))
 
 
 def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
@@ -301,7 +324,8 @@ def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
         OrderPickedUp(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
                       store_id=reply.location_id),
     ]
-    return _after_part(collected, messages + _too_late(saga, "ALREADY_PICKED_UP"))
+    capture = _capture(saga, reply.fulfillment_order_id, reply.amounts)
+    return _after_part(collected, messages + capture + _too_late(saga, "ALREADY_PICKED_UP"))
 
 
 def _delivered(saga: Saga, reply: DeliveryConfirmed) -> Step:
@@ -415,11 +439,102 @@ def _lines_cancelled(saga: Saga, lines: Iterable[Line], reason: ReasonCode,
             OrderLinesCancelled(order_id=saga.order_id, lines=lines, reason=reason)]
 
 
+def _capture(saga: Saga, capture_id: UUID, amounts: ShipmentAmounts | None) -> list[Contract]:
+    """A shipment (or a pickup's goods issue) is paid for: its amount captured against the authorisation."""
+    authorization = saga.placed.get("payment")
+    if not authorization or amounts is None:
+        return []
+    return [CapturePayment(order_id=saga.order_id, capture_id=capture_id, provider=authorization["provider"],
+                           authorization_reference=authorization["reference"], amount=amounts.total,
+                           currency=amounts.currency, lines=amounts.lines)]
+
+
+def _void(saga: Saga) -> list[Contract]:
+    """The order is cancelled: what is left of the authorisation is released."""
+    authorization = saga.placed.get("payment")
+    if not authorization or saga.voided:
+        return []
+    left = max(Decimal(str(authorization["amount"])) - captured(saga), Decimal(0))
+    return [VoidAuthorization(order_id=saga.order_id, provider=authorization["provider"],
+                              authorization_reference=authorization["reference"], amount=left,
+                              currency=saga.placed["currency"])]
+
+
+def captured(saga: Saga) -> Decimal:
+    return sum((amount for _, amount in saga.captures), Decimal(0))
+
+
 def _too_late(saga: Saga, code: str) -> list[Contract]:
     """A customer's cancellation that a handover overtook is answered."""
     if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
         return [_cancellation_rejected(saga, code)]
     return []
+
+
+# --- payments and holds ---------------------------------------------------------------------------------------
+
+def _paid(saga: Saga, reply: PaymentCaptured) -> Step:
+    if any(capture_id == str(reply.capture_id) for capture_id, _ in saga.captures):
+        return Step(saga)
+    return Step(replace(saga, captures=(*saga.captures, (str(reply.capture_id), reply.amount))))
+
+
+def _payment_failed(saga: Saga, reply: PaymentCaptureFailed) -> Step:
+    """Nothing more goes to fulfilment until a person has looked at the payment."""
+    return hold(saga, Hold(reason="payment_capture_failed", placed_by="payments",
+                           note=f"capture {reply.capture_id}: {reply.reason.code}"))
+
+
+def _voided(saga: Saga, reply: AuthorizationVoided) -> Step:
+    return Step(replace(saga, voided=True))
+
+
+def hold(saga: Saga, new: Hold) -> Step:
+    """Put the order on hold (a hold of the same reason is replaced). Refused once everything is handed over
+    or the order is cancelled."""
+    if refusal := _hold_refusal(saga):
+        return Step(saga, [refusal])
+    holds = (*(h for h in saga.holds if h.reason != new.reason), new)
+    return Step(replace(saga, holds=holds), [OrderHeld(order_id=saga.order_id, hold=new)])
+
+
+def release_hold(saga: Saga, reason: str, released_by: str) -> Step:
+    """Lift one hold; the last one lifted releases a held order to fulfilment."""
+    if not any(h.reason == reason for h in saga.holds):
+        return Step(saga, [_hold_refused(saga, "NOT_HELD")])
+    released = replace(saga, holds=tuple(h for h in saga.holds if h.reason != reason))
+    told = OrderHoldReleased(order_id=saga.order_id, reason=reason, released_by=released_by)
+    if released.state != "held" or released.holds:
+        return Step(released, [told])
+    step = _release_to_fulfilment(released)
+    return Step(step.saga, [told, *step.messages])
+
+
+def _hold_refusal(saga: Saga) -> OrderHoldRefused | None:
+    if saga.state == "cancelled":
+        return _hold_refused(saga, "ALREADY_CANCELLED")
+    if saga.state in ("shipped", "delivered", "picked_up"):
+        return _hold_refused(saga, "ALREADY_SHIPPED")
+    return None
+
+
+def _hold_refused(saga: Saga, code: str) -> OrderHoldRefused:
+    return OrderHoldRefused(order_id=saga.order_id, channel=saga.channel, channel_order_id=saga.channel_order_id,
+                            reason=ReasonCode(code=code))
+
+
+def _holds_lapse(saga: Saga, now: datetime) -> Step:
+    """A held order's deadline is its first hold's expiry: the holds that expired are released."""
+    step = Step(saga)
+    for lapsed in [h for h in saga.holds if h.expires_at is not None and h.expires_at <= now]:
+        released = release_hold(step.saga, lapsed.reason, "expiry")
+        step = Step(released.saga, step.messages + released.messages)
+    return step
+
+
+def hold_deadline(saga: Saga) -> datetime | None:
+    """When a held order next has a hold to lapse."""
+    return min((h.expires_at for h in saga.holds if h.expires_at is not None), default=None)
 
 
 # --- the declarations -----------------------------------------------------------------------------------------
@@ -466,9 +581,17 @@ STEPS = (
         ReservationDeallocated: Then(_deallocated, "routing (once every rejected part is un-pinned): RouteOrder "
                                                    "for their lines, without the locations tried or serving"),
         ReservationExpired: EXPIRED}),
+    SagaStep("held", replies={}),
     SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={}),
 )
-SOURCING = frozenset({"reserving", "backordered", "routing", "allocating", "fulfilling", "reallocating"})
+SOURCING = frozenset({"reserving", "backordered", "routing", "allocating", "fulfilling", "reallocating", "held"})
+# A payment service's answers, whatever the order's step.
+PAYMENT_REPLIES = {
+    PaymentCaptured: Then(_paid, "the capture counted once (by capture id) towards what is paid"),
+    PaymentCaptureFailed: Then(_payment_failed, "on hold (payment_capture_failed): OrderHeld; nothing more "
+                                                "released to fulfilment until released"),
+    AuthorizationVoided: Then(_voided, "voided"),
+}
 
 
 @dataclass(frozen=True)
@@ -510,7 +633,7 @@ PART_STATUSES_FOR = {reply: [step.status for step in PART_STEPS if reply in step
 STEP_OF = {step.state: step for step in STEPS}
 TRANSITIONS = {(step.state, reply): then.apply for step in STEPS for reply, then in step.replies.items()}
 PART_TRANSITIONS = {(step.status, reply): then.apply for step in PART_STEPS for reply, then in step.replies.items()}
-REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS) | frozenset(PART_STATUSES_FOR)
+REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS) | frozenset(PART_STATUSES_FOR) | frozenset(PAYMENT_REPLIES)
 WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
 
 
@@ -525,9 +648,12 @@ def table() -> str:
              for step in STEPS for first, reply, leads_to in _rows(step.replies)]
     part = [f"| {f'`{step.status}`' if first else ''} | {reply} | {leads_to} |"
             for step in PART_STEPS for first, reply, leads_to in _rows(step.replies)]
+    payment = [f"| `{reply.__name__}` | {then.leads_to} |" for reply, then in PAYMENT_REPLIES.items()]
     return "\n".join(["| state | sends (again on its deadline) | reply | leads to |", "|---|---|---|---|", *order,
                       "", "A fulfilment order (a part of the order), whatever the order's step:", "",
-                      "| part | reply from its location | leads to |", "|---|---|---|", *part])
+                      "| part | reply from its location | leads to |", "|---|---|---|", *part,
+                      "", "The payment service, whatever the order's step:", "",
+                      "| reply | leads to |", "|---|---|", *payment])
 
 
 def _rows(replies: dict[type[Contract], Then]) -> list[tuple[bool, str, str]]:
@@ -549,6 +675,8 @@ def _sends(step: SagaStep) -> str:
 def advance(saga: Saga, reply: Contract) -> Step | None:
     """The next step for this reply, or None when the current state (or the part it names) does not expect it,
     or the reply names a location or fulfilment order that is not the saga's."""
+    if type(reply) in PAYMENT_REPLIES:
+        return PAYMENT_REPLIES[type(reply)].apply(saga, reply)
     if type(reply) in PART_STATUSES_FOR:
         part = _part_for(saga, reply)
         return PART_TRANSITIONS[(part.status, type(reply))](saga, reply) if part else None
@@ -590,8 +718,10 @@ def request_cancel(saga: Saga, reason: str) -> Step:
     return _cancel(saga, ReasonCode(code=CUSTOMER_CANCELLED, detail=reason))
 
 
-def on_timeout(saga: Saga) -> Step:
-    """The current step's deadline passed: ask again, or give up and compensate."""
+def on_timeout(saga: Saga, now: datetime | None = None) -> Step:
+    """The current step's deadline passed: ask again, or give up and compensate; a held order's holds lapse."""
+    if saga.state == "held":
+        return _holds_lapse(saga, now or datetime.now(UTC))
     if not STEP_OF[saga.state].gives_up or saga.attempts < MAX_STEP_ATTEMPTS:
         return _wait(saga, again=True)
     command = pending_commands(saga)[0]
@@ -633,7 +763,8 @@ def _finish_cancel(saga: Saga) -> Step:
     if RELEASE in saga.compensations:
         messages.append(ReleaseReservation(order_id=saga.order_id, reason=saga.cancel_reason.code))
     messages.append(OrderCancelled(order_id=saga.order_id, reason=saga.cancel_reason, stage=saga.cancel_stage))
-    return Step(replace(saga, state="cancelled", compensations=(), attempts=0), messages)
+    messages += _void(saga)
+    return Step(replace(saga, state="cancelled", compensations=(), attempts=0, holds=()), messages)
 
 
 def _keep_what_was_handed_over(saga: Saga) -> Step:
@@ -657,6 +788,6 @@ def _cancellation_rejected(saga: Saga, code: str) -> OrderCancellationRejected:
                                      channel_order_id=saga.channel_order_id, reason=ReasonCode(code=code))
 
 
-ORDER_STATUS = {"backordered": "backordered", "awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
+ORDER_STATUS = {"backordered": "backordered", "held": "on_hold", "awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
                 "partially_shipped": "partially_shipped", "shipped": "shipped",
                 "delivered": "delivered", "picked_up": "picked_up", "cancelled": "cancelled"}

@@ -1,6 +1,7 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -9,9 +10,9 @@ from pydantic import TypeAdapter
 
 from shared.contracts.common import Assignment, Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
-from shared.contracts.orders import PlaceOrder, PricedLine
+from shared.contracts.orders import Hold, PlaceOrder, PricedLine
 
-from .saga import ORDER_STATUS, WAITING, Part, Saga, order_value
+from .saga import ORDER_STATUS, WAITING, Part, Saga, hold_deadline, order_value
 
 _delivery = TypeAdapter(Delivery)
 
@@ -19,12 +20,14 @@ _delivery = TypeAdapter(Delivery)
 async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, PlaceOrder]]) -> set[UUID]:
     """Insert the orders that are new; returns their ids (a channel's retry of a known order is not new)."""
     rows = await conn.fetch(
-        """INSERT INTO orders (order_id, channel, channel_order_id, status, placed)
-           SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed
-           FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb)
+        """INSERT INTO orders (order_id, channel, channel_order_id, status, placed, customer_id)
+           SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed, o.customer_id
+           FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb,
+                                                  customer_id text)
            ON CONFLICT DO NOTHING RETURNING order_id""",
         [{"order_id": str(order_id), "channel": cmd.channel, "channel_order_id": cmd.channel_order_id,
-          "placed": cmd.model_dump(mode="json")} for order_id, cmd in orders],
+          "placed": cmd.model_dump(mode="json"), "customer_id": cmd.customer.customer_id}
+         for order_id, cmd in orders],
     )
     return {r["order_id"] for r in rows}
 
@@ -82,6 +85,9 @@ def _saga(row: asyncpg.Record) -> Saga:
         order_value=order_value(PricedLine.model_construct(**line) for line in _placed_lines(row)),
         backorder_skus=_backorder_skus(row["placed"]),
         placed=row["placed"],
+        holds=tuple(Hold.model_validate(h) for h in row["holds"]),
+        captures=tuple((c[0], Decimal(str(c[1]))) for c in row["captures"]),
+        voided=row["voided"],
     )
 
 
@@ -99,25 +105,29 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         "cancel_reason": saga.cancel_reason.model_dump() if saga.cancel_reason else None,
         "cancel_stage": saga.cancel_stage, "attempts": saga.attempts, "correlation_id": correlation_id,
         "trace_context": trace_context,
-        "timeout": step_timeout * 2 ** max(saga.attempts - 1, 0) if saga.state in WAITING else None,
+        "holds": [h.model_dump(mode="json") for h in saga.holds],
+        "captures": [[capture_id, str(amount)] for capture_id, amount in saga.captures], "voided": saga.voided,
+        "timeout": _timeout(saga, step_timeout),
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
     await conn.execute(
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
-               order_id uuid, state text, parts jsonb, plan jsonb, availability jsonb,
+               order_id uuid, state text, parts jsonb, plan jsonb, holds jsonb, captures jsonb, voided boolean,
+               availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
                attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
-             INSERT INTO order_sagas (order_id, state, parts, plan, availability,
+             INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id, trace_context)
-             SELECT order_id, state, parts, plan, availability, excluded_locations,
+             SELECT order_id, state, parts, plan, holds, captures, voided, availability, excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
                     now() + make_interval(secs => timeout), correlation_id, trace_context
              FROM input
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
-               plan = EXCLUDED.plan, availability = EXCLUDED.availability,
+               plan = EXCLUDED.plan, holds = EXCLUDED.holds, captures = EXCLUDED.captures,
+               voided = EXCLUDED.voided, availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
@@ -127,6 +137,22 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
            FROM input i WHERE o.order_id = i.order_id AND i.status IS NOT NULL AND o.status <> i.status""",
         rows,
     )
+
+
+async def known_customers(conn: asyncpg.Connection, channel: str, customer_ids: list[str]) -> set[str]:
+    """The channel's customers who have ordered before."""
+    rows = await conn.fetch("SELECT DISTINCT customer_id FROM orders WHERE channel = $1 AND customer_id = ANY($2)",
+                            channel, customer_ids)
+    return {r["customer_id"] for r in rows}
+
+
+def _timeout(saga: Saga, step_timeout: float) -> float | None:
+    """Seconds to the saga's next deadline: its step's (doubling per send), or a held order's first hold
+    expiry."""
+    if saga.state in WAITING:
+        return step_timeout * 2 ** max(saga.attempts - 1, 0)
+    lapse = hold_deadline(saga) if saga.state == "held" else None
+    return max((lapse - datetime.now(UTC)).total_seconds(), 0.0) if lapse else None
 
 
 async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):

@@ -1,6 +1,7 @@
 """Order capture: what sales channels send, and the order lifecycle events they (and others) read."""
 
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
 from decimal import Decimal
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from pydantic_extra_types.currency_code import Currency
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Delivery, Line, ReasonCode, Value
 from .money import Billing, ChargedLine, Money, OrderTotals, order_totals
+from .payments import Authorization
 from .topics import ORDER_COMMANDS, ORDER_EVENTS
 
 
@@ -43,6 +45,8 @@ class PlaceOrder(Contract):
                                                         "then not added to the total)")
     totals: OrderTotals | None = Field(None, description="The channel's own totals: checked against ours, "
                                                          "rejected TOTALS_MISMATCH if they differ")
+    payment: Authorization | None = Field(None, description="The payment authorisation: each shipment is "
+                                                            "captured against it, what is left voided on cancel")
 
     def backorder_skus(self) -> list[str]:
         """The SKUs this order may wait for."""
@@ -81,6 +85,64 @@ class CancelOrder(Contract):
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
+
+
+HoldReason = Literal["payment_review", "fraud_review", "address_check", "manual", "payment_capture_failed"]
+
+
+class Hold(Value):
+    reason: HoldReason
+    placed_by: str = Field(min_length=1, max_length=100, description="Who or what placed it (a person, a rule)")
+    note: str = Field("", max_length=500)
+    expires_at: datetime | None = Field(None, description="The hold lapses then (released by `expiry`)")
+
+
+@contract("oms.capture.HoldOrder.v1", topic=ORDER_COMMANDS)
+class HoldOrder(Contract):
+    """Keep an order from fulfilment: reserved, but not released to any location until every hold is released
+    (what a location already has goes on)."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    hold: Hold
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.ReleaseHold.v1", topic=ORDER_COMMANDS)
+class ReleaseHold(Contract):
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    reason: HoldReason = Field(description="Which hold")
+    released_by: str = Field(min_length=1, max_length=100)
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.OrderHeld.v1", topic=ORDER_EVENTS)
+class OrderHeld(Contract):
+    order_id: UUID
+    hold: Hold
+
+
+@contract("oms.capture.OrderHoldReleased.v1", topic=ORDER_EVENTS)
+class OrderHoldReleased(Contract):
+    order_id: UUID
+    reason: HoldReason
+    released_by: str = Field(description="Who released it, or `expiry`")
+
+
+@contract("oms.capture.OrderHoldRefused.v1", topic=ORDER_EVENTS)
+class OrderHoldRefused(Contract):
+    """A HoldOrder or ReleaseHold that could not be applied (UNKNOWN_ORDER, ALREADY_SHIPPED, ALREADY_CANCELLED,
+    NOT_HELD)."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    reason: ReasonCode
 
 
 @contract("oms.capture.OrderAccepted.v1", topic=ORDER_EVENTS)

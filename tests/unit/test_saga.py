@@ -1,5 +1,6 @@
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -34,18 +35,23 @@ from shared.contracts.inventory import (
     StockReserved,
     StockUnavailable,
 )
+from shared.contracts.money import ShipmentAmounts
 from shared.contracts.orders import (
+    Hold,
     OrderBackordered,
     OrderCancellationRejected,
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderHeld,
+    OrderHoldReleased,
     OrderLinesCancelled,
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
     PricedLine,
 )
+from shared.contracts.payments import CapturePayment, PaymentCaptured, PaymentCaptureFailed, VoidAuthorization
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
@@ -487,3 +493,72 @@ def test_an_order_the_channel_lets_wait_is_backordered_and_routed_when_stock_arr
     assert step.saga.state not in s.WAITING  # no deadline: it waits as long as the stock takes
     step = s.advance(step.saga, reserved())
     assert (step.saga.state, types(step)) == ("routing", [RouteOrder])
+
+
+# --- holds and payments -----------------------------------------------------------------------------------------
+
+PLACED = {"currency": "EUR", "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": "10.00"}],
+          "payment": {"provider": "psp", "reference": "auth-1", "amount": "20.00"}}
+
+
+def held_saga(**hold) -> s.Saga:
+    saga = replace(through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x")),
+                   holds=(Hold(reason="fraud_review", placed_by="rule", **hold),))
+    step = s.advance(saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
+    assert (step.saga.state, step.messages) == ("held", [])  # pinned, not released to fulfilment
+    assert step.saga.state not in s.WAITING
+    return step.saga
+
+
+def test_a_held_order_is_released_to_fulfilment_when_its_last_hold_is():
+    saga = s.hold(held_saga(), Hold(reason="manual", placed_by="agent")).saga
+    step = s.release_hold(saga, "fraud_review", "agent")
+    assert (step.saga.state, types(step)) == ("held", [OrderHoldReleased])
+    step = s.release_hold(step.saga, "manual", "agent")
+    assert (step.saga.state, types(step)) == ("fulfilling", [OrderHoldReleased, RequestFulfillment])
+    assert s.release_hold(step.saga, "manual", "agent").messages[0].reason.code == "NOT_HELD"
+
+
+def test_a_hold_lapses_at_its_expiry():
+    expiry = datetime(2027, 1, 1, tzinfo=UTC)
+    saga = held_saga(expires_at=expiry)
+    assert s.hold_deadline(saga) == expiry
+    assert s.on_timeout(saga, expiry - timedelta(seconds=1)).saga.state == "held"
+    step = s.on_timeout(saga, expiry)
+    assert (step.saga.state, types(step)) == ("fulfilling", [OrderHoldReleased, RequestFulfillment])
+    assert step.messages[0].released_by == "expiry"
+
+
+def test_a_hold_is_refused_once_everything_is_handed_over_or_cancelled():
+    shipped = s.advance(to_awaiting_shipment(), shipment()).saga
+    assert s.hold(shipped, Hold(reason="manual", placed_by="x")).messages[0].reason.code == "ALREADY_SHIPPED"
+    cancelled = s.request_cancel(through(), "x").saga
+    assert s.hold(cancelled, Hold(reason="manual", placed_by="x")).messages[0].reason.code == "ALREADY_CANCELLED"
+
+
+def amounts(total: str) -> ShipmentAmounts:
+    return ShipmentAmounts(channel="web", channel_order_id="W-1", currency="EUR", lines=[], shipping=0,
+                           shipping_tax=0, tax=0, total=Decimal(total), prices_include_tax=False)
+
+
+def test_each_shipment_is_captured_once_and_a_cancel_voids_what_is_left():
+    saga = replace(to_awaiting_shipment(), placed=PLACED)
+    step = s.advance(saga, parcel(1, complete=False).model_copy(update={"amounts": amounts("10.00")}))
+    [capture] = [m for m in step.messages if isinstance(m, CapturePayment)]
+    assert (capture.amount, capture.authorization_reference, capture.capture_id) == (
+        Decimal("10.00"), "auth-1", step.messages[1].shipment_id)
+    paid = PaymentCaptured(order_id=ORDER, capture_id=capture.capture_id, amount=Decimal("10.00"))
+    saga = s.advance(s.advance(step.saga, paid).saga, paid).saga  # the same capture told twice
+    assert s.captured(saga) == Decimal("10.00")
+
+    cancelled = replace(through(reserved()), placed=PLACED)
+    step = s.request_cancel(cancelled, "x")
+    assert types(step) == [ReleaseReservation, OrderCancelled, VoidAuthorization]
+    assert step.messages[2].amount == Decimal("20.00")
+
+
+def test_a_failed_capture_puts_the_order_on_hold():
+    saga = replace(to_awaiting_shipment(), placed=PLACED)
+    step = s.advance(saga, PaymentCaptureFailed(order_id=ORDER, capture_id=FO,
+                                                reason=ReasonCode(code="INSUFFICIENT_FUNDS")))
+    assert types(step) == [OrderHeld] and step.saga.holds[0].reason == "payment_capture_failed"
