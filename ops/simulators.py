@@ -20,6 +20,8 @@ from shared.contracts.payments import (
     CapturePayment,
     PaymentCaptured,
     PaymentCaptureFailed,
+    PaymentRefunded,
+    RefundPayment,
     VoidAuthorization,
 )
 from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, PAYMENT_COMMANDS
@@ -101,7 +103,7 @@ def _shipments(ids: dict, lines: list[Line]) -> list[LocationUpdate]:
 
 class PaymentSimulator:
     """A payment service stand-in: captures what it is asked to (declining an authorisation whose reference
-    starts with `decline`: INSUFFICIENT_FUNDS) and voids what is left on cancellation."""
+    starts with `decline`: INSUFFICIENT_FUNDS), voids what is left on cancellation, refunds returns."""
 
     def __init__(self, settings: Settings, client: Client, *, group: str = "oms.simulator.payments"):
         self.client = client
@@ -136,4 +138,7 @@ class PaymentSimulator:
                     answers.append(PaymentCaptured(**ids, amount=data["amount"]))
             elif envelope.get("type") == VoidAuthorization.message_type:
                 answers.append(AuthorizationVoided(order_id=data["order_id"], amount=data["amount"]))
+            elif envelope.get("type") == RefundPayment.message_type:
+                answers.append(PaymentRefunded(order_id=data["order_id"], refund_id=data["refund_id"],
+                                               amount=data["amount"]))
         return answers

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
                                             "consumer-group membership, so a restart gets its partitions back at once")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
+    return_policy: Path | None = Field(None, description="The returns policy (TOML); unset: "
+                                                         "services/capture/returns.toml")
     hold_new_customer_above: Decimal | None = Field(None, ge=0, description="A new customer's first order whose "
                                                                            "total is above this is held for a "
                                                                            "fraud review (unset: no such rule)")

@@ -27,12 +27,22 @@ from shared.contracts.orders import (
     OrderRejected,
     PlaceOrder,
     ReleaseHold,
+    RequestReturn,
+    ReturnApproved,
+    ReturnRefunded,
+    ReturnRefused,
+    ReturnRequestLine,
 )
+from shared.contracts.common import Line, merge_lines
+from shared.contracts.fulfillment import ExpectReturn, ReturnReceived
+from shared.contracts.inventory import ReceiveStock
+from shared.contracts.payments import PaymentRefunded
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.tracing import continuing, headers_of, trace_id_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
+from . import returns
 from . import saga as saga_steps
 from . import store
 from .validation import order_id_for
@@ -189,6 +199,89 @@ async def hold_commands(uow: UnitOfWork, batch: list[Message[HoldOrder | Release
         journal = Journal()
         journal.step(uow, step, correlation_id, message)
         await journal.flush(uow)
+
+
+async def request_returns(uow: UnitOfWork, batch: list[Message[RequestReturn]]) -> None:
+    for message in _own_channels_only(uow, batch):
+        await _request_return(uow, message)
+
+
+async def _request_return(uow: UnitOfWork, message: Message[RequestReturn]) -> None:
+    """Approve (ReturnApproved, and ExpectReturn for the location) or refuse (ReturnRefused) a return; the same
+    return asked again gets the same answer."""
+    cmd = message.payload
+    order_id = await store.find_order_id(uow.conn, cmd.channel, cmd.channel_order_id)
+    loaded = (await store.load_sagas(uow.conn, [order_id])).get(order_id) if order_id else None
+    refused = ReturnRefused(order_id=order_id or order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                            channel_order_id=cmd.channel_order_id, return_id=cmd.return_id,
+                            reason=ReasonCode(code="UNKNOWN_ORDER"))
+    if not loaded:
+        uow.reply(refused, message)
+        return
+    saga, correlation_id = loaded
+    existing = await store.returns_of(uow.conn, order_id)
+    policy = returns.return_policy(uow.settings.return_policy)
+    so_far = returns.OrderSoFar(
+        shipped=list(saga.shipped), handed_over_at=saga.handed_over_at,
+        shipped_from={line.sku: part.location_id for part in reversed(saga.parts_in(*saga_steps.HANDED_OVER))
+                      for line in part.lines},
+        in_returns=[Line(sku=line["sku"], quantity=line["quantity"]) for r in existing.values()
+                    if r["return_id"] != cmd.return_id for line in r["lines"]])
+    if cmd.return_id in existing:
+        same = [ReturnRequestLine(**line) for line in existing[cmd.return_id]["lines"]] == list(cmd.lines)
+        why = None if same else ReasonCode(code="RETURN_EXISTS", detail="this return id was used for other lines")
+        to = existing[cmd.return_id]["return_to"]
+    else:
+        why = returns.refusal(cmd, so_far, policy, datetime.now(UTC))
+        to = None if why else returns.return_to(cmd, so_far, policy)
+    journal = Journal()
+    if why:
+        journal.step(uow, saga_steps.Step(saga, [refused.model_copy(update={"reason": why})]), correlation_id,
+                     message)
+    else:
+        if cmd.return_id not in existing:
+            await store.insert_return(uow.conn, order_id, cmd.return_id, list(cmd.lines), to)
+        approved = ReturnApproved(order_id=order_id, return_id=cmd.return_id, lines=cmd.lines, return_to=to)
+        expect = ExpectReturn(order_id=order_id, return_id=cmd.return_id, location_id=to,
+                              lines=[Line(sku=line.sku, quantity=line.quantity) for line in cmd.lines])
+        journal.step(uow, saga_steps.Step(saga, [approved, expect]), correlation_id, message)
+    await journal.flush(uow)
+
+
+async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]) -> None:
+    """A return arrived: restocked units back into stock (through inventory's receipts), disposed ones written
+    off, the units refunded — once per return."""
+    for message in batch:
+        event = message.payload
+        loaded = (await store.load_sagas(uow.conn, [event.order_id])).get(event.order_id)
+        earlier = await store.returns_of(uow.conn, event.order_id) if loaded else {}
+        this = earlier.get(event.return_id)
+        if this is None or this["status"] != "approved":
+            uow.refuse(message, "UNKNOWN_RETURN", f"no approved return {event.return_id} of order {event.order_id}")
+            continue
+        saga, correlation_id = loaded
+        refunded_before = [Line(**line) for r in earlier.values() if r["status"] == "received" for line in r["received"]]
+        received = [Line(sku=line.sku, quantity=line.quantity) for line in event.lines]
+        amounts = returns.refund(saga_steps.billing(saga), received, refunded_before)
+        restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
+        disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
+        await store.record_receipt(uow.conn, event.order_id, event.return_id, received,
+                                   amounts.model_dump(mode="json"), event.received_at)
+        messages = [ReceiveStock(receipt_id=f"return:{event.order_id}:{event.return_id}:{line.sku}", sku=line.sku,
+                                 location_id=event.location_id, quantity=line.quantity) for line in restocked]
+        messages += saga_steps.refund_payment(saga, event.return_id, amounts)
+        messages.append(ReturnRefunded(order_id=event.order_id, return_id=event.return_id,
+                                       location_id=event.location_id, restocked=restocked, disposed=disposed,
+                                       refund=amounts))
+        journal = Journal()
+        journal.step(uow, saga_steps.Step(saga, messages), correlation_id, message)
+        await journal.flush(uow)
+
+
+async def refunds_paid(uow: UnitOfWork, batch: list[Message[PaymentRefunded]]) -> None:
+    for message in batch:
+        await store.record_refund(uow.conn, message.payload.order_id, message.payload.refund_id,
+                                  message.payload.amount)
 
 
 async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:

@@ -62,6 +62,7 @@ from shared.contracts.payments import (
     CapturePayment,
     PaymentCaptured,
     PaymentCaptureFailed,
+    RefundPayment,
     VoidAuthorization,
 )
 from shared.contracts.inventory import (
@@ -141,6 +142,8 @@ class Saga:
     holds: tuple[Hold, ...] = ()  # while any is on, nothing more is released to fulfilment
     captures: tuple[tuple[str, Decimal], ...] = ()  # (capture id, amount) the payment service captured
     voided: bool = False  # what was left of the authorisation is released
+    shipped: tuple[Line, ...] = ()  # every unit handed over (shipped or collected): what may be returned
+    handed_over_at: datetime | None = None  # the last handover, as the location reported it
 
     def fulfillment_order(self, location_id: str) -> UUID:
         return fulfillment_order_id(self.order_id, location_id)
@@ -257,12 +260,12 @@ def _allocate(saga: Saga) -> AllocateReservation:
 
 
 def _request_fulfilment(saga: Saga) -> list[RequestFulfillment]:
-    billing = _billing(saga)
+    charges = billing(saga)
     return [RequestFulfillment(order_id=saga.order_id, location_id=part.location_id, lines=list(part.lines),
-                               delivery=saga.delivery, billing=billing) for part in saga.parts_in("requested")]
+                               delivery=saga.delivery, billing=charges) for part in saga.parts_in("requested")]
 
 
-def _billing(saga: Saga) -> Billing | None:
+def billing(saga: Saga) -> Billing | None:
     """The order's charges, for the locations' shipments to be priced (from the stored order: validated when
     it came in)."""
     if not saga.placed:
@@ -306,7 +309,8 @@ def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
     """A shipment: its units leave stock at that location. The part's last one (`complete`) ships the part; the
     order is shipped (OrderShipped.complete) once every part is."""
     status = "shipped" if reply.complete else "partially_shipped"
-    shipped = saga.with_part(reply.location_id, ["open", "partially_shipped"], status=status)
+    shipped = _handed_over(saga.with_part(reply.location_id, ["open", "partially_shipped"], status=status),
+                           reply.lines, reply.shipped_at)
     messages: list[Contract] = [
         CommitReservation(order_id=saga.order_id, lines=reply.lines, location_id=reply.location_id),
         OrderShipped(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
@@ -318,7 +322,8 @@ def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
 
 
 def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
-    collected = saga.with_part(reply.location_id, ["ready_for_pickup"], status="picked_up")
+    collected = _handed_over(saga.with_part(reply.location_id, ["ready_for_pickup"], status="picked_up"),
+                             reply.lines, reply.picked_up_at)
     messages: list[Contract] = [
         CommitReservation(order_id=saga.order_id, location_id=reply.location_id),
         OrderPickedUp(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
@@ -439,6 +444,11 @@ def _lines_cancelled(saga: Saga, lines: Iterable[Line], reason: ReasonCode,
             OrderLinesCancelled(order_id=saga.order_id, lines=lines, reason=reason)]
 
 
+def _handed_over(saga: Saga, lines: Iterable[Line], at: datetime) -> Saga:
+    return replace(saga, shipped=tuple(merge_lines([*saga.shipped, *lines])),
+                   handed_over_at=max(at, saga.handed_over_at) if saga.handed_over_at else at)
+
+
 def _capture(saga: Saga, capture_id: UUID, amounts: ShipmentAmounts | None) -> list[Contract]:
     """A shipment (or a pickup's goods issue) is paid for: its amount captured against the authorisation."""
     authorization = saga.placed.get("payment")
@@ -447,6 +457,16 @@ def _capture(saga: Saga, capture_id: UUID, amounts: ShipmentAmounts | None) -> l
     return [CapturePayment(order_id=saga.order_id, capture_id=capture_id, provider=authorization["provider"],
                            authorization_reference=authorization["reference"], amount=amounts.total,
                            currency=amounts.currency, lines=amounts.lines)]
+
+
+def refund_payment(saga: Saga, refund_id: str, amounts: ShipmentAmounts) -> list[Contract]:
+    """A received return is paid back against the order's authorisation."""
+    authorization = saga.placed.get("payment")
+    if not authorization:
+        return []
+    return [RefundPayment(order_id=saga.order_id, refund_id=refund_id, provider=authorization["provider"],
+                          authorization_reference=authorization["reference"], amount=amounts.total,
+                          currency=amounts.currency, lines=amounts.lines)]
 
 
 def _void(saga: Saga) -> list[Contract]:

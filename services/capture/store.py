@@ -88,6 +88,8 @@ def _saga(row: asyncpg.Record) -> Saga:
         holds=tuple(Hold.model_validate(h) for h in row["holds"]),
         captures=tuple((c[0], Decimal(str(c[1]))) for c in row["captures"]),
         voided=row["voided"],
+        shipped=tuple(Line(**line) for line in row["shipped"]),
+        handed_over_at=row["handed_over_at"],
     )
 
 
@@ -107,6 +109,8 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         "trace_context": trace_context,
         "holds": [h.model_dump(mode="json") for h in saga.holds],
         "captures": [[capture_id, str(amount)] for capture_id, amount in saga.captures], "voided": saga.voided,
+        "shipped": [line.model_dump() for line in saga.shipped],
+        "handed_over_at": saga.handed_over_at.isoformat() if saga.handed_over_at else None,
         "timeout": _timeout(saga, step_timeout),
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
@@ -114,20 +118,24 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
                order_id uuid, state text, parts jsonb, plan jsonb, holds jsonb, captures jsonb, voided boolean,
+               shipped jsonb, handed_over_at timestamptz,
                availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
                attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
-             INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, availability,
+             INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at,
+                                      availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id, trace_context)
-             SELECT order_id, state, parts, plan, holds, captures, voided, availability, excluded_locations,
+             SELECT order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at, availability,
+                    excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
                     now() + make_interval(secs => timeout), correlation_id, trace_context
              FROM input
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
                plan = EXCLUDED.plan, holds = EXCLUDED.holds, captures = EXCLUDED.captures,
-               voided = EXCLUDED.voided, availability = EXCLUDED.availability,
+               voided = EXCLUDED.voided, shipped = EXCLUDED.shipped, handed_over_at = EXCLUDED.handed_over_at,
+               availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
@@ -153,6 +161,29 @@ def _timeout(saga: Saga, step_timeout: float) -> float | None:
         return step_timeout * 2 ** max(saga.attempts - 1, 0)
     lapse = hold_deadline(saga) if saga.state == "held" else None
     return max((lapse - datetime.now(UTC)).total_seconds(), 0.0) if lapse else None
+
+
+async def returns_of(conn: asyncpg.Connection, order_id: UUID) -> dict[str, asyncpg.Record]:
+    """The order's returns by id (the caller holds the order's saga row, so they cannot change meanwhile)."""
+    rows = await conn.fetch("SELECT * FROM returns WHERE order_id = $1", order_id)
+    return {r["return_id"]: r for r in rows}
+
+
+async def insert_return(conn: asyncpg.Connection, order_id: UUID, return_id: str, lines: list, return_to: str) -> None:
+    await conn.execute("INSERT INTO returns (order_id, return_id, status, lines, return_to) VALUES ($1, $2, 'approved', "
+                       "$3, $4)", order_id, return_id, [line.model_dump() for line in lines], return_to)
+
+
+async def record_receipt(conn: asyncpg.Connection, order_id: UUID, return_id: str, received: list, refund: dict,
+                         received_at: datetime) -> None:
+    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5 "
+                       "WHERE order_id = $1 AND return_id = $2", order_id, return_id,
+                       [line.model_dump() for line in received], refund, received_at)
+
+
+async def record_refund(conn: asyncpg.Connection, order_id: UUID, return_id: str, amount: Decimal) -> None:
+    await conn.execute("UPDATE returns SET refunded = $3 WHERE order_id = $1 AND return_id = $2",
+                       order_id, return_id, amount)
 
 
 async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):

@@ -12,6 +12,7 @@ from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_line
 from shared.contracts.fulfillment import (
     CancelFulfillment,
     DeliveryConfirmed,
+    ExpectReturn,
     FulfillmentCancellationRefused,
     FulfillmentCancelled,
     FulfillmentOrderCreated,
@@ -25,6 +26,9 @@ from shared.contracts.fulfillment import (
     PurchaseOrderCancelled,
     PurchaseOrderIssued,
     RequestFulfillment,
+    ReturnExpected,
+    ReturnReceipt,
+    ReturnReceived,
     ShipmentConfirmed,
     fulfillment_order_id,
     purchase_order_number,
@@ -236,6 +240,54 @@ async def _record_shipment(uow: UnitOfWork, update: LocationUpdate, parcel: list
 
 def _described(lines: list[Line] | None) -> str:
     return ", ".join(f"{line.quantity} {line.sku}" for line in lines or []) or "nothing"
+
+
+async def expect_returns(uow: UnitOfWork, batch: list[Message[ExpectReturn]]) -> None:
+    """An approved return: the location is told what to expect (once; asked again, nothing new)."""
+    for message in batch:
+        cmd = message.payload
+        new = await uow.conn.fetchval(
+            """INSERT INTO expected_returns (order_id, return_id, location_id, lines, correlation_id)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+            cmd.order_id, cmd.return_id, cmd.location_id, [line.model_dump() for line in cmd.lines],
+            message.correlation_id)
+        if new:
+            uow.reply(ReturnExpected(order_id=cmd.order_id, return_id=cmd.return_id, location_id=cmd.location_id,
+                                     lines=cmd.lines), message)
+
+
+async def return_receipts(uow: UnitOfWork, batch: list[Message[ReturnReceipt]]) -> None:
+    """What a location received of an expected return: once per return, at most what was expected, from the
+    location it was sent to."""
+    for message in batch:
+        receipt = message.payload
+        row = await uow.conn.fetchrow("SELECT * FROM expected_returns WHERE order_id = $1 AND return_id = $2 "
+                                      "FOR UPDATE", receipt.order_id, receipt.return_id)
+        if refusal := _return_refusal(receipt, row, message.sender):
+            uow.refuse(message, *refusal)
+            continue
+        if row["status"] == "received":
+            log.info("fulfillment.return_repeated", order_id=str(receipt.order_id),
+                     event_id=str(message.envelope.id), trace_id=message.trace_id)
+            continue
+        await uow.conn.execute("UPDATE expected_returns SET status = 'received', received = $3, received_at = $4 "
+                               "WHERE order_id = $1 AND return_id = $2", receipt.order_id, receipt.return_id,
+                               [line.model_dump() for line in receipt.lines], message.envelope.time)
+        uow.reply(ReturnReceived(order_id=receipt.order_id, return_id=receipt.return_id,
+                                 location_id=row["location_id"], lines=receipt.lines,
+                                 received_at=message.envelope.time), message, correlation_id=row["correlation_id"])
+
+
+def _return_refusal(receipt: ReturnReceipt, row: asyncpg.Record | None, sender: str | None) -> tuple[str, str] | None:
+    if row is None:
+        return "UNKNOWN_RETURN", f"no return {receipt.return_id} expected for order {receipt.order_id}"
+    if sender is not None and sender != row["location_id"]:
+        return "LOCATION_MISMATCH", (f"location {sender} reported return {receipt.return_id}, which goes to "
+                                     f"{row['location_id']}")
+    received = merge_lines([Line(sku=line.sku, quantity=line.quantity) for line in receipt.lines])
+    if subtract_lines([Line(**line) for line in row["lines"]], received) is None:
+        return "OVER_RECEIVED", f"return {receipt.return_id}: received {_described(received)}, more than expected"
+    return None
 
 
 async def expire_uncollected(begin: Begin, interval: float = 1.0, batch: int = 100) -> None:

@@ -6,7 +6,7 @@ from uuid import UUID, uuid5
 
 from pydantic import Field, model_validator
 
-from .base import Contract, contract
+from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Address, Delivery, Line, LocationId, ReasonCode
 from .money import Billing, ShipmentAmounts
 from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
@@ -121,6 +121,53 @@ class LocationUpdate(Contract):
         if self.status == "shipped" and not (self.carrier and self.tracking_number):
             raise ValueError("a shipped update needs carrier and tracking_number")
         return self
+
+
+Condition = Literal["restock", "dispose"]
+
+
+class ReturnedLine(Line):
+    condition: Condition = Field(description="restock: back into sellable stock; dispose: written off")
+
+
+@contract("oms.fulfillment.ExpectReturn.v1", topic=FULFILLMENT_COMMANDS)
+class ExpectReturn(Contract):
+    """An approved return is on its way to a location: tell it what to expect."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[Line]
+
+
+@contract("oms.fulfillment.ReturnExpected.v1", topic=FULFILLMENT_WORK)
+class ReturnExpected(Contract):
+    """For a location: a customer's return (its RMA) is coming; report what arrives and in what condition."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[Line]
+
+
+@contract("oms.fulfillment.ReturnReceipt.v1", topic=FULFILLMENT_LOCATION_UPDATES)
+class ReturnReceipt(Contract):
+    """A location received a return: per line, how many and in what condition (at most what was expected)."""
+
+    order_id: UUID
+    return_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    lines: list[ReturnedLine] = Field(min_length=1, max_length=500)
+
+
+@contract("oms.fulfillment.ReturnReceived.v1", topic=FULFILLMENT_EVENTS)
+class ReturnReceived(Contract):
+    """The ERP's and the saga's record of a return's arrival: once per return, dated by the location's report."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[ReturnedLine]
+    received_at: datetime
 
 
 @contract("oms.fulfillment.FulfillmentOrderCreated.v1", topic=FULFILLMENT_EVENTS)

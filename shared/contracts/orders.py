@@ -11,7 +11,7 @@ from pydantic_extra_types.currency_code import Currency
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Delivery, Line, ReasonCode, Value
-from .money import Billing, ChargedLine, Money, OrderTotals, order_totals
+from .money import Billing, ChargedLine, Money, OrderTotals, ShipmentAmounts, order_totals
 from .payments import Authorization
 from .topics import ORDER_COMMANDS, ORDER_EVENTS
 
@@ -143,6 +143,56 @@ class OrderHoldRefused(Contract):
     channel: str
     channel_order_id: str
     reason: ReasonCode
+
+
+class ReturnRequestLine(Line):
+    reason: str = Field(min_length=1, max_length=100, examples=["TOO_SMALL", "DAMAGED", "CHANGED_MIND"])
+
+
+@contract("oms.capture.RequestReturn.v1", topic=ORDER_COMMANDS)
+class RequestReturn(Contract):
+    """The customer (through the channel) wants to send shipped units back: a return (RMA) of the channel's id."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    return_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    lines: list[ReturnRequestLine] = Field(min_length=1, max_length=200)
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.ReturnApproved.v1", topic=ORDER_EVENTS)
+class ReturnApproved(Contract):
+    order_id: UUID
+    return_id: str
+    lines: list[ReturnRequestLine]
+    return_to: str = Field(description="The location to send the goods to")
+
+
+@contract("oms.capture.ReturnRefused.v1", topic=ORDER_EVENTS)
+class ReturnRefused(Contract):
+    """UNKNOWN_ORDER, NOTHING_TO_RETURN (more than shipped and not yet returned), OUTSIDE_RETURN_WINDOW,
+    RETURN_EXISTS (the return id was used for other lines)."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    return_id: str
+    reason: ReasonCode
+
+
+@contract("oms.capture.ReturnRefunded.v1", topic=ORDER_EVENTS)
+class ReturnRefunded(Contract):
+    """A return arrived: what goes back into stock, what is written off, and the refund — once per return. The
+    ERP posts it as it is (amounts per line: price, discount and tax shares)."""
+
+    order_id: UUID
+    return_id: str
+    location_id: str
+    restocked: list[Line]
+    disposed: list[Line]
+    refund: ShipmentAmounts
 
 
 @contract("oms.capture.OrderAccepted.v1", topic=ORDER_EVENTS)

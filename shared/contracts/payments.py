@@ -1,7 +1,7 @@
 """Payments: the OMS orchestrates, a payment service executes. The channel reports the authorisation with the
 order (`PlaceOrder.payment`); the order saga asks to capture each shipment's amount (`CapturePayment`, once per
-shipment: `capture_id` is the shipment id) and to void what is left of the authorisation when the order is
-cancelled (`VoidAuthorization`); the payment service answers on its own topic. A failed capture puts the
+shipment: `capture_id` is the shipment id), to void what is left of the authorisation when the order is
+cancelled (`VoidAuthorization`) and to refund each received return (`RefundPayment`, once per return); the payment service answers on its own topic. A failed capture puts the
 order on hold (`PAYMENT_CAPTURE_FAILED`)."""
 
 from uuid import UUID
@@ -48,6 +48,19 @@ class VoidAuthorization(Contract):
     currency: Currency
 
 
+@contract("oms.payments.RefundPayment.v1", topic=PAYMENT_COMMANDS)
+class RefundPayment(Contract):
+    """Refund a received return: once per return (`refund_id`), with the lines and quantities it covers."""
+
+    order_id: UUID
+    refund_id: str = Field(description="The return's id: the same refund asked twice is one")
+    provider: str
+    authorization_reference: str
+    amount: Money
+    currency: Currency
+    lines: list[LineAmount]
+
+
 @contract("oms.payments.PaymentCaptured.v1", topic=PAYMENT_EVENTS)
 class PaymentCaptured(Contract):
     order_id: UUID
@@ -60,6 +73,13 @@ class PaymentCaptureFailed(Contract):
     order_id: UUID
     capture_id: UUID
     reason: ReasonCode = Field(description="The provider's decline, e.g. AUTHORIZATION_EXPIRED, INSUFFICIENT_FUNDS")
+
+
+@contract("oms.payments.PaymentRefunded.v1", topic=PAYMENT_EVENTS)
+class PaymentRefunded(Contract):
+    order_id: UUID
+    refund_id: str
+    amount: Money
 
 
 @contract("oms.payments.AuthorizationVoided.v1", topic=PAYMENT_EVENTS)
