@@ -14,6 +14,7 @@
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER               the channel asks to cancel an order
+    oms hold ORDER REASON [--release] [--by WHO]   hold an order back from fulfilment, or release the hold
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
     oms principal remove KIND NAME ... and its removal (user and ACLs)
@@ -31,12 +32,14 @@ import sys
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import asyncpg
 
 from shared.contracts.fulfillment import LocationUpdate
-from shared.contracts.orders import CancelOrder
+from shared.contracts.orders import CancelOrder, Hold, HoldOrder, HoldReason, ReleaseHold
 from shared.settings import kafka_password_variable, secret, settings
 
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
@@ -46,7 +49,7 @@ from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
 from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import LocationSimulator
+from .simulators import LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -146,12 +149,16 @@ async def show_order(ref: str) -> int:
         saga = await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
         print(f"order {order['order_id']}  {order['channel']}/{order['channel_order_id']}  status {order['status']}")
         if saga:
+            parts = ", ".join(f"{p['location_id']} {p['status']}" for p in json.loads(saga["parts"])) or "-"
             print(f"saga  state {saga['state']}  attempt {saga['attempts']}  deadline {saga['deadline_at'] or '-'}  "
-                  f"location {saga['location_id'] or '-'}  fulfilment order {saga['fulfillment_order_id'] or '-'}")
+                  f"parts {parts}")
             print(f"      compensations {list(saga['compensations']) or '-'}  excluded locations "
                   f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
             traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
             print(f"      trace id {traceparent.split('-')[1] if traceparent.count('-') == 3 else '-'}")
+            holds = ", ".join(f"{h['reason']} by {h['placed_by']}" for h in json.loads(saga["holds"])) or "-"
+            paid = sum((Decimal(c[1]) for c in json.loads(saga["captures"])), Decimal(0))
+            print(f"      holds {holds}  captured {paid}{'  authorisation voided' if saga['voided'] else ''}")
         print("fulfilment orders:")
         for row in await conn.fetch("SELECT location_id, status, purchase_order, updated_at "
                                     "FROM fulfillment.fulfillment_orders WHERE order_id = $1 ORDER BY created_at",
@@ -176,33 +183,37 @@ HANDOVER = {"ship": ("picked", "packed", "shipped", "delivered"), "pickup": ("pi
 
 
 async def ship(ref: str, carrier: str, until: str | None) -> int:
+    """Each open fulfilment order of the order (a split has several) reported by its own location."""
     conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
-        saga = order and await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
+        open_orders = order and await conn.fetch(
+            "SELECT * FROM fulfillment.fulfillment_orders WHERE order_id = $1 AND status IN "
+            "('requested', 'accepted', 'picked', 'packed') ORDER BY location_id", order["order_id"])
     finally:
         await conn.close()
-    if not saga or not saga["fulfillment_order_id"]:
-        print(f"order {ref} has no fulfilment order yet")
+    if not open_orders:
+        print(f"order {ref} has no open fulfilment order")
         return 1
-    steps = HANDOVER[json.loads(order["placed"])["delivery"]["type"]]  # the PlaceOrder as accepted
-    steps = steps[:steps.index(until) + 1] if until in steps else steps
-    ids = {"fulfillment_order_id": saga["fulfillment_order_id"], "order_id": saga["order_id"]}
-    location_id = saga["location_id"]
-    # As the location itself when it has a login (the demo's: deploy/dev.env): it reads its work on its own topic
-    # and reports on its own. Else (`oms load`'s locations) ops speaks for it on the shared topic.
-    principal = principals.party_principal("location", location_id).name
-    as_location = kafka_password_variable(principal) in os.environ
-    if as_location and not await _work_item(location_id, principal, str(saga["fulfillment_order_id"])):
-        print(f"{location_id} has no work for order {ref} on its topics")
-        return 1
-    async with client(settings(), f"location/{location_id}", **({"principal": principal} if as_location else {})) \
-            as location:
-        for status in steps:
-            tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
-            await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})),
-                                topic=principals.party_topic("location", location_id) if as_location else None)
-    print(f"reported {', '.join(steps)} for {ref}" + (f" as {principal}" if as_location else ""))
+    for fulfilment_order in open_orders:
+        steps = HANDOVER[json.loads(fulfilment_order["delivery"])["type"]]
+        steps = steps[:steps.index(until) + 1] if until in steps else steps
+        ids = {"fulfillment_order_id": fulfilment_order["fulfillment_order_id"], "order_id": order["order_id"]}
+        location_id = fulfilment_order["location_id"]
+        # As the location itself when it has a login (the demo's: deploy/dev.env): it reads its work on its own
+        # topic and reports on its own. Else (`oms load`'s locations) ops speaks for it on the shared topic.
+        principal = principals.party_principal("location", location_id).name
+        as_location = kafka_password_variable(principal) in os.environ
+        if as_location and not await _work_item(location_id, principal, str(ids["fulfillment_order_id"])):
+            print(f"{location_id} has no work for order {ref} on its topics")
+            return 1
+        async with client(settings(), f"location/{location_id}",
+                          **({"principal": principal} if as_location else {})) as location:
+            for status in steps:
+                tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
+                await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})),
+                                    topic=principals.party_topic("location", location_id) if as_location else None)
+        print(f"reported {', '.join(steps)} for {ref} at {location_id}" + (f" as {principal}" if as_location else ""))
     return 0
 
 
@@ -226,6 +237,17 @@ async def check_invariants() -> int:
     return 0 if report.ok else 1
 
 
+async def hold(ref: str, reason: str, release: bool, by: str) -> int:
+    channel, channel_order_id = ref.split("/", 1)
+    keys = {"channel": channel, "channel_order_id": channel_order_id}
+    command = (ReleaseHold(**keys, reason=reason, released_by=by) if release
+               else HoldOrder(**keys, hold=Hold(reason=reason, placed_by=by)))
+    async with client(settings(), f"channel/{channel}") as sender:
+        await sender.send(command)
+    print(f"asked to {'release the' if release else 'place a'} {reason} hold on {ref}; see: oms order {ref}")
+    return 0
+
+
 async def cancel(ref: str) -> int:
     channel, channel_order_id = ref.split("/", 1)
     async with client(settings(), f"channel/{channel}") as sender:
@@ -241,7 +263,8 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     async with client(config, "channel/load") as channel:
         await load.seed(channel, network)
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
-        shipping = asyncio.create_task(locations.run()) if ship else None
+        payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
+        shipping = asyncio.gather(locations.run(), payments.run()) if ship else None
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
@@ -373,6 +396,11 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
+    h = sub.add_parser("hold", help="hold an order back from fulfilment (or release a hold)")
+    h.add_argument("ref", help="channel/channel_order_id")
+    h.add_argument("reason", choices=get_args(HoldReason))
+    h.add_argument("--release", action="store_true", help="release the hold of this reason")
+    h.add_argument("--by", default="ops", help="who places or releases it")
     pr = sub.add_parser("principal", help="Kafka principals of outside parties").add_subparsers(
         dest="principal_action", required=True)
     add = pr.add_parser("add", help="create a SCRAM user KIND-NAME with the ACLs of its kind (password from "
@@ -436,6 +464,8 @@ def main() -> None:
             code = asyncio.run(dead_letters(args.replay))
         case "cancel":
             code = asyncio.run(cancel(args.ref))
+        case "hold":
+            code = asyncio.run(hold(args.ref, args.reason, args.release, args.by))
         case "principal":
             change = add_principal if args.principal_action == "add" else remove_principal
             code = asyncio.run(change(args.kind, args.name))

@@ -27,13 +27,14 @@ WITH receipts AS (
         UNION ALL SELECT sku, location_id, change FROM inventory.stock_documents) booked
     GROUP BY 1, 2
 ), lines AS (
-    SELECT r.status, r.location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
+    SELECT r.status, l->>'location_id' AS location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
     FROM inventory.reservations r, jsonb_array_elements(r.lines) l
 ), shipped AS (
-    SELECT r.location_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
+    SELECT l->>'location_id' AS location_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
     FROM inventory.reservations r, jsonb_array_elements(r.committed_lines) l GROUP BY 1, 2
 ), allocated AS (
-    SELECT sku, location_id, sum(quantity) AS allocated FROM lines WHERE status = 'allocated' GROUP BY 1, 2
+    SELECT sku, location_id, sum(quantity) AS allocated FROM lines
+    WHERE status = 'allocated' AND location_id IS NOT NULL GROUP BY 1, 2
 )
 SELECT s.sku, s.location_id, s.on_hand, s.allocated, coalesce(rc.received, 0) AS received,
        coalesce(sh.shipped, 0) AS shipped, coalesce(a.allocated, 0) AS ledger_allocated
@@ -92,12 +93,24 @@ WHERE (coalesce(c.on_hand, 0), coalesce(c.reserved, 0), coalesce(c.allocated, 0)
       <> (coalesce(s.on_hand, 0), coalesce(s.reserved, 0), coalesce(s.allocated, 0))
 """
 
+# What the payment service captured for an order never exceeds what the channel had authorised.
+OVER_CAPTURED = """
+SELECT o.order_id, (o.placed->'payment'->>'amount')::numeric AS authorized,
+       (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c) AS captured
+FROM capture.orders o JOIN capture.order_sagas s USING (order_id)
+WHERE s.captures <> '[]'
+  AND (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c)
+      > coalesce((o.placed->'payment'->>'amount')::numeric, 0)
+"""
+
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
           AND f.status IN ('requested', 'accepted', 'picked', 'packed', 'ready_for_pickup')) AS open_fulfilment,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
           AND f.status IN ('shipped', 'delivered', 'picked_up')) AS handed_over_fulfilment,
+       (SELECT count(*) FROM jsonb_array_elements(s.parts) p
+        WHERE p->>'status' IN ('shipped', 'delivered', 'picked_up')) AS handed_over_parts,
        (SELECT count(*) FROM notification.notifications n WHERE n.order_id = o.order_id
           AND n.kind = 'order_' || s.state) AS told
 FROM capture.orders o
@@ -156,6 +169,9 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(CAPACITY_USAGE):
         report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
                                  f"but {row['held']} fulfilment orders hold it")
+    for row in await conn.fetch(OVER_CAPTURED):
+        report.violations.append(f"order {row['order_id']}: captured {row['captured']} of {row['authorized']} "
+                                 "authorised")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:
@@ -174,8 +190,9 @@ def _order_violations(row: asyncpg.Record) -> list[str]:
     if state in HANDED_OVER:
         if row["reservation"] != "committed":
             found.append(f"order {order}: {state} but reservation {row['reservation']}")
-        if row["handed_over_fulfilment"] != 1:
-            found.append(f"order {order}: {state} with {row['handed_over_fulfilment']} fulfilment orders handed over")
+        if not 1 <= row["handed_over_fulfilment"] == row["handed_over_parts"]:
+            found.append(f"order {order}: {state} with {row['handed_over_fulfilment']} fulfilment orders handed over "
+                         f"but {row['handed_over_parts']} parts of its saga")
     elif row["reservation"] not in (None, "released", "expired"):
         found.append(f"order {order}: cancelled but reservation {row['reservation']}")
     if row["told"] < 1:  # one per order, or per shipment (the key of notifications allows no more)

@@ -1,4 +1,4 @@
-"""Stand-ins for the outside world: locations that work through their fulfilment orders.
+"""Stand-ins for the outside world: locations that work through their fulfilment orders, and a payment service.
 
 A location picks and ships every work item it gets (or rejects a chosen share of them), as a warehouse
 management system or a store's app would: a pickup order is made ready and collected; a shipment is delivered;
@@ -13,9 +13,18 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from shared.contracts.common import Line
+from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, PurchaseOrderIssued
-from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, every_party
+from shared.contracts.payments import (
+    AuthorizationVoided,
+    CapturePayment,
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    PaymentRefunded,
+    RefundPayment,
+    VoidAuthorization,
+)
+from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, PAYMENT_COMMANDS, every_party
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -92,3 +101,46 @@ def _shipments(ids: dict, lines: list[Line]) -> list[LocationUpdate]:
     if choice % 11 == 0:
         return [parcel(first), LocationUpdate(**ids, status="rejected", reason="SHORT_PICK")]
     return [parcel(first), parcel(), LocationUpdate(**ids, status="delivered")]
+
+
+class PaymentSimulator:
+    """A payment service stand-in: captures what it is asked to (declining an authorisation whose reference
+    starts with `decline`: INSUFFICIENT_FUNDS), voids what is left on cancellation, refunds returns."""
+
+    def __init__(self, settings: Settings, client: Client, *, group: str = "oms.simulator.payments"):
+        self.client = client
+        self.captured: dict[str, str] = {}  # capture id -> amount, as asked
+        self._consumer = AIOKafkaConsumer(
+            settings.topic(PAYMENT_COMMANDS), **settings.kafka_login().aiokafka(), group_id=group,
+            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
+        )
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    await self.client.send_many(self._answers([json.loads(r.value) for r in records]))
+                if batches:
+                    await self._consumer.commit()
+        finally:
+            await self._consumer.stop()
+
+    def _answers(self, envelopes: list[dict]) -> list:
+        answers = []
+        for envelope in envelopes:
+            data = envelope.get("data", {})
+            if envelope.get("type") == CapturePayment.message_type:
+                ids = {"order_id": data["order_id"], "capture_id": data["capture_id"]}
+                if data["authorization_reference"].startswith("decline"):
+                    answers.append(PaymentCaptureFailed(**ids, reason=ReasonCode(code="INSUFFICIENT_FUNDS")))
+                else:
+                    self.captured[data["capture_id"]] = data["amount"]
+                    answers.append(PaymentCaptured(**ids, amount=data["amount"]))
+            elif envelope.get("type") == VoidAuthorization.message_type:
+                answers.append(AuthorizationVoided(order_id=data["order_id"], amount=data["amount"]))
+            elif envelope.get("type") == RefundPayment.message_type:
+                answers.append(PaymentRefunded(order_id=data["order_id"], refund_id=data["refund_id"],
+                                               amount=data["amount"]))
+        return answers

@@ -4,6 +4,7 @@ import os
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
                                             "consumer-group membership, so a restart gets its partitions back at once")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
+    return_policy: Path | None = Field(None, description="The returns policy (TOML); unset: "
+                                                         "services/capture/returns.toml")
+    hold_new_customer_above: Decimal | None = Field(None, ge=0, description="A new customer's first order whose "
+                                                                           "total is above this is held for a "
+                                                                           "fraud review (unset: no such rule)")
     pickup_hold_seconds: float = Field(7 * 86_400.0, gt=0, description="How long a store holds a pickup order "
                                                                        "that is ready before it is cancelled")
     dropship_ack_seconds: float = Field(86_400.0, gt=0, description="How long a dropship vendor may leave a purchase "

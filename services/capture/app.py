@@ -1,8 +1,11 @@
-"""Capture service: channel orders in; the order saga listens to inventory, routing and fulfillment replies."""
+"""Capture service: channel orders (and holds) in; the order saga listens to inventory, routing, fulfillment and
+payment replies."""
 
 from pathlib import Path
 
-from shared.contracts.orders import CancelOrder, PlaceOrder
+from shared.contracts.fulfillment import ReturnReceived
+from shared.contracts.orders import CancelOrder, HoldOrder, PlaceOrder, ReleaseHold, RequestReturn
+from shared.contracts.payments import PaymentRefunded
 from shared.contracts.topics import (
     FULFILLMENT_COMMANDS,
     FULFILLMENT_EVENTS,
@@ -10,6 +13,8 @@ from shared.contracts.topics import (
     INVENTORY_EVENTS,
     ORDER_COMMANDS,
     ORDER_EVENTS,
+    PAYMENT_COMMANDS,
+    PAYMENT_EVENTS,
     ROUTING_COMMANDS,
     ROUTING_EVENTS,
 )
@@ -21,9 +26,10 @@ from .saga import REPLY_TYPES
 from .validation import rejection
 
 
-def _replies_on(topic: str) -> Subscription:
-    return Subscription(topic=topic, handlers={reply: handlers.saga_replies for reply in REPLY_TYPES
-                                               if reply.topic == topic})
+def _replies_on(topic: str, others: dict | None = None) -> Subscription:
+    """The saga's replies on the topic, and handlers of the `others` there."""
+    replies = {reply: handlers.saga_replies for reply in REPLY_TYPES if reply.topic == topic}
+    return Subscription(topic=topic, handlers={**replies, **(others or {})})
 
 
 SERVICE = ServiceDefinition(
@@ -31,12 +37,15 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=ORDER_COMMANDS,
-                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders},
+                     handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders,
+                               HoldOrder: handlers.hold_commands, ReleaseHold: handlers.hold_commands,
+                               RequestReturn: handlers.request_returns},
                      on_invalid_payload=rejection, per_party=True),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),
-        _replies_on(FULFILLMENT_EVENTS),
+        _replies_on(FULFILLMENT_EVENTS, {ReturnReceived: handlers.returns_received}),
+        _replies_on(PAYMENT_EVENTS, {PaymentRefunded: handlers.refunds_paid}),
     ],
     background=[handlers.expire_deadlines],
-    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS),
+    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS, PAYMENT_COMMANDS),
 )

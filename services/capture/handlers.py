@@ -8,18 +8,41 @@ entries are written in one statement each.
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
 from opentelemetry.context import Context
 
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
-from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
+from shared.contracts.money import OrderTotals
+from shared.contracts.orders import (
+    CancelOrder,
+    Hold,
+    HoldOrder,
+    OrderAccepted,
+    OrderCancellationRejected,
+    OrderHeld,
+    OrderHoldRefused,
+    OrderRejected,
+    PlaceOrder,
+    ReleaseHold,
+    RequestReturn,
+    ReturnApproved,
+    ReturnRefunded,
+    ReturnRefused,
+    ReturnRequestLine,
+)
+from shared.contracts.common import Line, merge_lines
+from shared.contracts.fulfillment import ExpectReturn, ReturnReceived
+from shared.contracts.inventory import ReceiveStock
+from shared.contracts.payments import PaymentRefunded
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.tracing import continuing, headers_of, trace_id_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
+from . import returns
 from . import saga as saga_steps
 from . import store
 from .validation import order_id_for
@@ -73,8 +96,45 @@ def _own_channels_only(uow: UnitOfWork, batch: list[Message[PlaceOrder | CancelO
     return allowed
 
 
+def _totals_agree(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Message[PlaceOrder]]:
+    """An order whose own totals differ from ours is rejected (TOTALS_MISMATCH): the channel would charge the
+    customer one amount and the ERP post another."""
+    agreed = []
+    for message in batch:
+        cmd = message.payload
+        ours = cmd.computed_totals()
+        if cmd.totals is None or cmd.totals == ours:
+            agreed.append(message)
+            continue
+        differ = [f"{field} {getattr(cmd.totals, field)} (ours {getattr(ours, field)})"
+                  for field in OrderTotals.model_fields if getattr(cmd.totals, field) != getattr(ours, field)]
+        uow.reply(OrderRejected(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                                channel_order_id=cmd.channel_order_id,
+                                reasons=[ReasonCode(code="TOTALS_MISMATCH", detail=", ".join(differ))]), message)
+    return agreed
+
+
+async def _held_by_rule(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> set[str]:
+    """The channel orders a rule holds: a first order (of a customer new to the channel) worth more than
+    OMS_HOLD_NEW_CUSTOMER_ABOVE waits for a fraud review."""
+    threshold = uow.settings.hold_new_customer_above
+    if threshold is None:
+        return set()
+    large = [m.payload for m in batch if m.payload.computed_totals().total > threshold]
+    held = set()
+    for channel in {cmd.channel for cmd in large}:
+        known = await store.known_customers(uow.conn, channel, [c.customer.customer_id for c in large])
+        held |= {cmd.key() for cmd in large if cmd.channel == channel and cmd.customer.customer_id not in known}
+    return held
+
+
+NEW_CUSTOMER_HOLD = Hold(reason="fraud_review", placed_by="rule:new-customer-order-value",
+                         note="a new customer's first order above OMS_HOLD_NEW_CUSTOMER_ABOVE")
+
+
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
-    batch = _own_channels_only(uow, batch)
+    batch = _totals_agree(uow, _own_channels_only(uow, batch))
+    held = await _held_by_rule(uow, batch)
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])
     journal = Journal()
@@ -90,10 +150,16 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
                                                 delivery=cmd.delivery, channel=cmd.channel,
                                                 channel_order_id=cmd.channel_order_id,
                                                 order_value=saga_steps.order_value(cmd.lines),
-                                                backorder_skus=tuple(cmd.backorder_skus())))
+                                                backorder_skus=tuple(cmd.backorder_skus()),
+                                                placed=cmd.model_dump(mode="json"),
+                                                holds=(NEW_CUSTOMER_HOLD,) if cmd.key() in held else ()))
         accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
-                                 customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
-        journal.step(uow, saga_steps.Step(step.saga, [accepted, *step.messages]), message.correlation_id, message)
+                                 customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
+                                 shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
+                                 prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
+        told = [OrderHeld(order_id=order_id, hold=NEW_CUSTOMER_HOLD)] if step.saga.holds else []
+        journal.step(uow, saga_steps.Step(step.saga, [accepted, *told, *step.messages]), message.correlation_id,
+                     message)
     await journal.flush(uow)
 
 
@@ -115,6 +181,108 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelOrder]) -> None:
     journal = Journal()
     journal.step(uow, saga_steps.request_cancel(current, cmd.reason), correlation_id, message)
     await journal.flush(uow)
+
+
+async def hold_commands(uow: UnitOfWork, batch: list[Message[HoldOrder | ReleaseHold]]) -> None:
+    """Holds placed and released by a channel (for its own orders) or by ops."""
+    for message in _own_channels_only(uow, batch):
+        cmd = message.payload
+        order_id = await store.find_order_id(uow.conn, cmd.channel, cmd.channel_order_id)
+        loaded = (await store.load_sagas(uow.conn, [order_id])).get(order_id) if order_id else None
+        if not loaded:
+            uow.reply(OrderHoldRefused(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                                       channel_order_id=cmd.channel_order_id,
+                                       reason=ReasonCode(code="UNKNOWN_ORDER")), message)
+            continue
+        current, correlation_id = loaded
+        step = (saga_steps.hold(current, cmd.hold) if isinstance(cmd, HoldOrder)
+                else saga_steps.release_hold(current, cmd.reason, cmd.released_by))
+        journal = Journal()
+        journal.step(uow, step, correlation_id, message)
+        await journal.flush(uow)
+
+
+async def request_returns(uow: UnitOfWork, batch: list[Message[RequestReturn]]) -> None:
+    for message in _own_channels_only(uow, batch):
+        await _request_return(uow, message)
+
+
+async def _request_return(uow: UnitOfWork, message: Message[RequestReturn]) -> None:
+    """Approve (ReturnApproved, and ExpectReturn for the location) or refuse (ReturnRefused) a return; the same
+    return asked again gets the same answer."""
+    cmd = message.payload
+    order_id = await store.find_order_id(uow.conn, cmd.channel, cmd.channel_order_id)
+    loaded = (await store.load_sagas(uow.conn, [order_id])).get(order_id) if order_id else None
+    refused = ReturnRefused(order_id=order_id or order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                            channel_order_id=cmd.channel_order_id, return_id=cmd.return_id,
+                            reason=ReasonCode(code="UNKNOWN_ORDER"))
+    if not loaded:
+        uow.reply(refused, message)
+        return
+    saga, correlation_id = loaded
+    existing = await store.returns_of(uow.conn, order_id)
+    policy = returns.return_policy(uow.settings.return_policy)
+    so_far = returns.OrderSoFar(
+        shipped=list(saga.shipped), handed_over_at=saga.handed_over_at,
+        shipped_from={line.sku: part.location_id for part in reversed(saga.parts_in(*saga_steps.HANDED_OVER))
+                      for line in part.lines},
+        in_returns=[Line(sku=line["sku"], quantity=line["quantity"]) for r in existing.values()
+                    if r["return_id"] != cmd.return_id for line in r["lines"]])
+    if cmd.return_id in existing:
+        same = [ReturnRequestLine(**line) for line in existing[cmd.return_id]["lines"]] == list(cmd.lines)
+        why = None if same else ReasonCode(code="RETURN_EXISTS", detail="this return id was used for other lines")
+        to = existing[cmd.return_id]["return_to"]
+    else:
+        why = returns.refusal(cmd, so_far, policy, datetime.now(UTC))
+        to = None if why else returns.return_to(cmd, so_far, policy)
+    journal = Journal()
+    if why:
+        journal.step(uow, saga_steps.Step(saga, [refused.model_copy(update={"reason": why})]), correlation_id,
+                     message)
+    else:
+        if cmd.return_id not in existing:
+            await store.insert_return(uow.conn, order_id, cmd.return_id, list(cmd.lines), to)
+        approved = ReturnApproved(order_id=order_id, return_id=cmd.return_id, lines=cmd.lines, return_to=to)
+        expect = ExpectReturn(order_id=order_id, return_id=cmd.return_id, location_id=to,
+                              lines=[Line(sku=line.sku, quantity=line.quantity) for line in cmd.lines])
+        journal.step(uow, saga_steps.Step(saga, [approved, expect]), correlation_id, message)
+    await journal.flush(uow)
+
+
+async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]) -> None:
+    """A return arrived: restocked units back into stock (through inventory's receipts), disposed ones written
+    off, the units refunded — once per return."""
+    for message in batch:
+        event = message.payload
+        loaded = (await store.load_sagas(uow.conn, [event.order_id])).get(event.order_id)
+        earlier = await store.returns_of(uow.conn, event.order_id) if loaded else {}
+        this = earlier.get(event.return_id)
+        if this is None or this["status"] != "approved":
+            uow.refuse(message, "UNKNOWN_RETURN", f"no approved return {event.return_id} of order {event.order_id}")
+            continue
+        saga, correlation_id = loaded
+        refunded_before = [Line(**line) for r in earlier.values() if r["status"] == "received" for line in r["received"]]
+        received = [Line(sku=line.sku, quantity=line.quantity) for line in event.lines]
+        amounts = returns.refund(saga_steps.billing(saga), received, refunded_before)
+        restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
+        disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
+        await store.record_receipt(uow.conn, event.order_id, event.return_id, received,
+                                   amounts.model_dump(mode="json"), event.received_at)
+        messages = [ReceiveStock(receipt_id=f"return:{event.order_id}:{event.return_id}:{line.sku}", sku=line.sku,
+                                 location_id=event.location_id, quantity=line.quantity) for line in restocked]
+        messages += saga_steps.refund_payment(saga, event.return_id, amounts)
+        messages.append(ReturnRefunded(order_id=event.order_id, return_id=event.return_id,
+                                       location_id=event.location_id, restocked=restocked, disposed=disposed,
+                                       refund=amounts))
+        journal = Journal()
+        journal.step(uow, saga_steps.Step(saga, messages), correlation_id, message)
+        await journal.flush(uow)
+
+
+async def refunds_paid(uow: UnitOfWork, batch: list[Message[PaymentRefunded]]) -> None:
+    for message in batch:
+        await store.record_refund(uow.conn, message.payload.order_id, message.payload.refund_id,
+                                  message.payload.amount)
 
 
 async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
@@ -154,7 +322,7 @@ async def _expire_due(begin: Begin, batch: int) -> int:
         due = await store.due_sagas(uow.conn, batch)
         journal = Journal()
         for current, correlation_id, trace_context in due:
-            step = saga_steps.on_timeout(current)
+            step = saga_steps.on_timeout(current, datetime.now(UTC))
             with continuing(trace_context, "saga deadline", {"oms.order_id": str(current.order_id),
                                                              "oms.saga_state": current.state}) as trace:
                 log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,

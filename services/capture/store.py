@@ -1,17 +1,18 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
 import asyncpg
 from pydantic import TypeAdapter
 
-from shared.contracts.common import Delivery, Line, ReasonCode
+from shared.contracts.common import Assignment, Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
-from shared.contracts.orders import PlaceOrder, PricedLine
+from shared.contracts.orders import Hold, PlaceOrder, PricedLine
 
-from .saga import ORDER_STATUS, WAITING, Saga, order_value
+from .saga import ORDER_STATUS, WAITING, Part, Saga, hold_deadline, order_value
 
 _delivery = TypeAdapter(Delivery)
 
@@ -19,12 +20,14 @@ _delivery = TypeAdapter(Delivery)
 async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, PlaceOrder]]) -> set[UUID]:
     """Insert the orders that are new; returns their ids (a channel's retry of a known order is not new)."""
     rows = await conn.fetch(
-        """INSERT INTO orders (order_id, channel, channel_order_id, status, placed)
-           SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed
-           FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb)
+        """INSERT INTO orders (order_id, channel, channel_order_id, status, placed, customer_id)
+           SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed, o.customer_id
+           FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb,
+                                                  customer_id text)
            ON CONFLICT DO NOTHING RETURNING order_id""",
         [{"order_id": str(order_id), "channel": cmd.channel, "channel_order_id": cmd.channel_order_id,
-          "placed": cmd.model_dump(mode="json")} for order_id, cmd in orders],
+          "placed": cmd.model_dump(mode="json"), "customer_id": cmd.customer.customer_id}
+         for order_id, cmd in orders],
     )
     return {r["order_id"] for r in rows}
 
@@ -70,8 +73,9 @@ def _saga(row: asyncpg.Record) -> Saga:
         delivery=_delivery.validate_python(row["placed"]["delivery"]),
         channel=row["channel"],
         channel_order_id=row["channel_order_id"],
-        location_id=row["location_id"],
-        fulfillment_order_id=row["fulfillment_order_id"],
+        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"])
+                    for p in row["parts"]),
+        plan=tuple(Assignment(**a) for a in row["plan"]),
         availability=tuple(LocationAvailability(**a) for a in row["availability"]),
         excluded_locations=tuple(row["excluded_locations"]),
         compensations=tuple(row["compensations"]),
@@ -80,6 +84,12 @@ def _saga(row: asyncpg.Record) -> Saga:
         attempts=row["attempts"],
         order_value=order_value(PricedLine.model_construct(**line) for line in _placed_lines(row)),
         backorder_skus=_backorder_skus(row["placed"]),
+        placed=row["placed"],
+        holds=tuple(Hold.model_validate(h) for h in row["holds"]),
+        captures=tuple((c[0], Decimal(str(c[1]))) for c in row["captures"]),
+        voided=row["voided"],
+        shipped=tuple(Line(**line) for line in row["shipped"]),
+        handed_over_at=row["handed_over_at"],
     )
 
 
@@ -88,32 +98,44 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     """Upsert the saga rows (with correlation id and trace context) and the status of the orders whose step
     changed what the channel sees."""
     rows = [{
-        "order_id": str(saga.order_id), "state": saga.state, "location_id": saga.location_id,
-        "fulfillment_order_id": str(saga.fulfillment_order_id) if saga.fulfillment_order_id else None,
+        "order_id": str(saga.order_id), "state": saga.state,
+        "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status}
+                  for p in saga.parts],
+        "plan": [a.model_dump() for a in saga.plan],
         "availability": [a.model_dump() for a in saga.availability],
         "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),
         "cancel_reason": saga.cancel_reason.model_dump() if saga.cancel_reason else None,
         "cancel_stage": saga.cancel_stage, "attempts": saga.attempts, "correlation_id": correlation_id,
         "trace_context": trace_context,
-        "timeout": step_timeout * 2 ** max(saga.attempts - 1, 0) if saga.state in WAITING else None,
+        "holds": [h.model_dump(mode="json") for h in saga.holds],
+        "captures": [[capture_id, str(amount)] for capture_id, amount in saga.captures], "voided": saga.voided,
+        "shipped": [line.model_dump() for line in saga.shipped],
+        "handed_over_at": saga.handed_over_at.isoformat() if saga.handed_over_at else None,
+        "timeout": _timeout(saga, step_timeout),
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
     await conn.execute(
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
-               order_id uuid, state text, location_id text, fulfillment_order_id uuid, availability jsonb,
+               order_id uuid, state text, parts jsonb, plan jsonb, holds jsonb, captures jsonb, voided boolean,
+               shipped jsonb, handed_over_at timestamptz,
+               availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
                attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
-             INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
+             INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at,
+                                      availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id, trace_context)
-             SELECT order_id, state, location_id, fulfillment_order_id, availability, excluded_locations,
+             SELECT order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at, availability,
+                    excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
                     now() + make_interval(secs => timeout), correlation_id, trace_context
              FROM input
-             ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
-               fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
+             ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
+               plan = EXCLUDED.plan, holds = EXCLUDED.holds, captures = EXCLUDED.captures,
+               voided = EXCLUDED.voided, shipped = EXCLUDED.shipped, handed_over_at = EXCLUDED.handed_over_at,
+               availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
@@ -123,6 +145,45 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
            FROM input i WHERE o.order_id = i.order_id AND i.status IS NOT NULL AND o.status <> i.status""",
         rows,
     )
+
+
+async def known_customers(conn: asyncpg.Connection, channel: str, customer_ids: list[str]) -> set[str]:
+    """The channel's customers who have ordered before."""
+    rows = await conn.fetch("SELECT DISTINCT customer_id FROM orders WHERE channel = $1 AND customer_id = ANY($2)",
+                            channel, customer_ids)
+    return {r["customer_id"] for r in rows}
+
+
+def _timeout(saga: Saga, step_timeout: float) -> float | None:
+    """Seconds to the saga's next deadline: its step's (doubling per send), or a held order's first hold
+    expiry."""
+    if saga.state in WAITING:
+        return step_timeout * 2 ** max(saga.attempts - 1, 0)
+    lapse = hold_deadline(saga) if saga.state == "held" else None
+    return max((lapse - datetime.now(UTC)).total_seconds(), 0.0) if lapse else None
+
+
+async def returns_of(conn: asyncpg.Connection, order_id: UUID) -> dict[str, asyncpg.Record]:
+    """The order's returns by id (the caller holds the order's saga row, so they cannot change meanwhile)."""
+    rows = await conn.fetch("SELECT * FROM returns WHERE order_id = $1", order_id)
+    return {r["return_id"]: r for r in rows}
+
+
+async def insert_return(conn: asyncpg.Connection, order_id: UUID, return_id: str, lines: list, return_to: str) -> None:
+    await conn.execute("INSERT INTO returns (order_id, return_id, status, lines, return_to) VALUES ($1, $2, 'approved', "
+                       "$3, $4)", order_id, return_id, [line.model_dump() for line in lines], return_to)
+
+
+async def record_receipt(conn: asyncpg.Connection, order_id: UUID, return_id: str, received: list, refund: dict,
+                         received_at: datetime) -> None:
+    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5 "
+                       "WHERE order_id = $1 AND return_id = $2", order_id, return_id,
+                       [line.model_dump() for line in received], refund, received_at)
+
+
+async def record_refund(conn: asyncpg.Connection, order_id: UUID, return_id: str, amount: Decimal) -> None:
+    await conn.execute("UPDATE returns SET refunded = $3 WHERE order_id = $1 AND return_id = $2",
+                       order_id, return_id, amount)
 
 
 async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):

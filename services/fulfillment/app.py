@@ -24,9 +24,11 @@ SERVICE = ServiceDefinition(
     subscriptions=[
         Subscription(topic=FULFILLMENT_COMMANDS,
                      handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
-                               contracts.CancelFulfillment: handlers.cancel_fulfillment}),
+                               contracts.CancelFulfillment: handlers.cancel_fulfillment,
+                               contracts.ExpectReturn: handlers.expect_returns}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
-                     handlers={contracts.LocationUpdate: handlers.location_updates}, per_party=True),
+                     handlers={contracts.LocationUpdate: handlers.location_updates,
+                               contracts.ReturnReceipt: handlers.return_receipts}, per_party=True),
         Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds}),
     ],
     background=[handlers.expire_uncollected, dropship.withdraw_unacknowledged],

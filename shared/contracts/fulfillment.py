@@ -6,8 +6,9 @@ from uuid import UUID, uuid5
 
 from pydantic import Field, model_validator
 
-from .base import Contract, contract
+from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Address, Delivery, Line, LocationId, ReasonCode
+from .money import Billing, ShipmentAmounts
 from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
                      FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK)
 
@@ -34,6 +35,8 @@ class RequestFulfillment(Contract):
     location_id: LocationId
     lines: list[Line]
     delivery: Delivery
+    billing: Billing | None = Field(None, description="The order's charges, to price each shipment for the ERP "
+                                                      "(absent from senders that predate it: no amounts)")
 
 
 @contract("oms.fulfillment.CancelFulfillment.v1", topic=FULFILLMENT_COMMANDS)
@@ -120,6 +123,53 @@ class LocationUpdate(Contract):
         return self
 
 
+Condition = Literal["restock", "dispose"]
+
+
+class ReturnedLine(Line):
+    condition: Condition = Field(description="restock: back into sellable stock; dispose: written off")
+
+
+@contract("oms.fulfillment.ExpectReturn.v1", topic=FULFILLMENT_COMMANDS)
+class ExpectReturn(Contract):
+    """An approved return is on its way to a location: tell it what to expect."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[Line]
+
+
+@contract("oms.fulfillment.ReturnExpected.v1", topic=FULFILLMENT_WORK)
+class ReturnExpected(Contract):
+    """For a location: a customer's return (its RMA) is coming; report what arrives and in what condition."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[Line]
+
+
+@contract("oms.fulfillment.ReturnReceipt.v1", topic=FULFILLMENT_LOCATION_UPDATES)
+class ReturnReceipt(Contract):
+    """A location received a return: per line, how many and in what condition (at most what was expected)."""
+
+    order_id: UUID
+    return_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    lines: list[ReturnedLine] = Field(min_length=1, max_length=500)
+
+
+@contract("oms.fulfillment.ReturnReceived.v1", topic=FULFILLMENT_EVENTS)
+class ReturnReceived(Contract):
+    """The ERP's and the saga's record of a return's arrival: once per return, dated by the location's report."""
+
+    order_id: UUID
+    return_id: str
+    location_id: LocationId
+    lines: list[ReturnedLine]
+    received_at: datetime
+
+
 @contract("oms.fulfillment.FulfillmentOrderCreated.v1", topic=FULFILLMENT_EVENTS)
 class FulfillmentOrderCreated(Contract):
     fulfillment_order_id: UUID
@@ -179,8 +229,12 @@ class ShipmentConfirmed(Contract):
     lines: list[Line]
     carrier: str
     tracking_number: str
-    shipped_at: datetime
+    shipped_at: datetime = Field(description="When the location reported it (its message's time)")
     complete: bool = Field(True, description="Nothing of the fulfilment order is left to ship")
+    amounts: ShipmentAmounts | None = Field(None, description="What the shipment is worth: channel and channel "
+                                                              "order id, currency, per line price, discount, tax "
+                                                              "and net, shipping (on the order's first shipment), "
+                                                              "total")
 
     @model_validator(mode="before")
     @classmethod
@@ -214,7 +268,9 @@ class PickupCompleted(Contract):
     order_id: UUID
     location_id: LocationId
     lines: list[Line]
-    picked_up_at: datetime
+    picked_up_at: datetime = Field(description="When the store reported it (its message's time)")
+    amounts: ShipmentAmounts | None = Field(None, description="What the goods handed over are worth (as for a "
+                                                              "shipment)")
 
 
 @contract("oms.fulfillment.PickupExpired.v1", topic=FULFILLMENT_EVENTS)

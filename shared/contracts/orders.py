@@ -1,13 +1,18 @@
 """Order capture: what sales channels send, and the order lifecycle events they (and others) read."""
 
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
 from decimal import Decimal
 from uuid import UUID
 
 from pydantic import EmailStr, Field, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_extra_types.currency_code import Currency
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import CURRENCIES, Delivery, Line, ReasonCode, Value
+from .common import Delivery, Line, ReasonCode, Value
+from .money import Billing, ChargedLine, Money, OrderTotals, ShipmentAmounts, order_totals
+from .payments import Authorization
 from .topics import ORDER_COMMANDS, ORDER_EVENTS
 
 
@@ -17,8 +22,7 @@ class Customer(Value):
     name: str = Field(min_length=1, max_length=200)
 
 
-class PricedLine(Line):
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+class PricedLine(ChargedLine):
     allow_backorder: bool = Field(False, description="This SKU may be waited for (a backorder or preorder)")
 
 
@@ -29,22 +33,43 @@ class PlaceOrder(Contract):
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["web"])
     channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS, examples=["W-10001"])
     customer: Customer
-    currency: str = Field(examples=["EUR"])
-    lines: list[PricedLine] = Field(min_length=1, max_length=200)
+    currency: Currency = Field(description="ISO 4217 (pycountry's list, without funds, metals and test codes)",
+                               examples=["EUR"])
+    lines: list[PricedLine] = Field(min_length=1, max_length=200, description="One line per SKU")
     delivery: Delivery
     allow_backorder: bool = Field(False, description="The order may wait for any SKU that is short, instead of "
                                                      "being cancelled (OrderBackordered), served in arrival order")
+    shipping: Money = Field(Decimal(0), description="Shipping charge")
+    shipping_tax: Money = Field(Decimal(0), description="Tax on the shipping charge")
+    prices_include_tax: bool = Field(False, description="Unit prices and shipping include their tax (which is "
+                                                        "then not added to the total)")
+    totals: OrderTotals | None = Field(None, description="The channel's own totals: checked against ours, "
+                                                         "rejected TOTALS_MISMATCH if they differ")
+    payment: Authorization | None = Field(None, description="The payment authorisation: each shipment is "
+                                                            "captured against it, what is left voided on cancel")
 
     def backorder_skus(self) -> list[str]:
         """The SKUs this order may wait for."""
         return sorted({line.sku for line in self.lines if self.allow_backorder or line.allow_backorder})
 
-    @field_validator("currency")
+    @field_validator("lines")
     @classmethod
-    def known_currency(cls, value: str) -> str:
-        if value not in CURRENCIES:
-            raise ValueError(f"unknown currency {value!r}")
-        return value
+    def one_line_per_sku(cls, lines: list[PricedLine]) -> list[PricedLine]:
+        skus = [line.sku for line in lines]
+        if len(set(skus)) < len(skus):
+            twice = sorted({sku for sku in skus if skus.count(sku) > 1})
+            raise PydanticCustomError("duplicate_sku", "SKUs on more than one line: {skus}", {"skus": twice})
+        return lines
+
+    def computed_totals(self) -> OrderTotals:
+        return order_totals(list(self.lines), self.shipping, self.shipping_tax, self.prices_include_tax)
+
+    def billing(self) -> Billing:
+        return Billing(channel=self.channel, channel_order_id=self.channel_order_id, currency=self.currency,
+                       lines=[ChargedLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price,
+                                          discount=line.discount, tax=line.tax) for line in self.lines],
+                       shipping=self.shipping, shipping_tax=self.shipping_tax,
+                       prices_include_tax=self.prices_include_tax)
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
@@ -62,6 +87,114 @@ class CancelOrder(Contract):
         return f"{self.channel}/{self.channel_order_id}"
 
 
+HoldReason = Literal["payment_review", "fraud_review", "address_check", "manual", "payment_capture_failed"]
+
+
+class Hold(Value):
+    reason: HoldReason
+    placed_by: str = Field(min_length=1, max_length=100, description="Who or what placed it (a person, a rule)")
+    note: str = Field("", max_length=500)
+    expires_at: datetime | None = Field(None, description="The hold lapses then (released by `expiry`)")
+
+
+@contract("oms.capture.HoldOrder.v1", topic=ORDER_COMMANDS)
+class HoldOrder(Contract):
+    """Keep an order from fulfilment: reserved, but not released to any location until every hold is released
+    (what a location already has goes on)."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    hold: Hold
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.ReleaseHold.v1", topic=ORDER_COMMANDS)
+class ReleaseHold(Contract):
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    reason: HoldReason = Field(description="Which hold")
+    released_by: str = Field(min_length=1, max_length=100)
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.OrderHeld.v1", topic=ORDER_EVENTS)
+class OrderHeld(Contract):
+    order_id: UUID
+    hold: Hold
+
+
+@contract("oms.capture.OrderHoldReleased.v1", topic=ORDER_EVENTS)
+class OrderHoldReleased(Contract):
+    order_id: UUID
+    reason: HoldReason
+    released_by: str = Field(description="Who released it, or `expiry`")
+
+
+@contract("oms.capture.OrderHoldRefused.v1", topic=ORDER_EVENTS)
+class OrderHoldRefused(Contract):
+    """A HoldOrder or ReleaseHold that could not be applied (UNKNOWN_ORDER, ALREADY_SHIPPED, ALREADY_CANCELLED,
+    NOT_HELD)."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    reason: ReasonCode
+
+
+class ReturnRequestLine(Line):
+    reason: str = Field(min_length=1, max_length=100, examples=["TOO_SMALL", "DAMAGED", "CHANGED_MIND"])
+
+
+@contract("oms.capture.RequestReturn.v1", topic=ORDER_COMMANDS)
+class RequestReturn(Contract):
+    """The customer (through the channel) wants to send shipped units back: a return (RMA) of the channel's id."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    return_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    lines: list[ReturnRequestLine] = Field(min_length=1, max_length=200)
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.ReturnApproved.v1", topic=ORDER_EVENTS)
+class ReturnApproved(Contract):
+    order_id: UUID
+    return_id: str
+    lines: list[ReturnRequestLine]
+    return_to: str = Field(description="The location to send the goods to")
+
+
+@contract("oms.capture.ReturnRefused.v1", topic=ORDER_EVENTS)
+class ReturnRefused(Contract):
+    """UNKNOWN_ORDER, NOTHING_TO_RETURN (more than shipped and not yet returned), OUTSIDE_RETURN_WINDOW,
+    RETURN_EXISTS (the return id was used for other lines)."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    return_id: str
+    reason: ReasonCode
+
+
+@contract("oms.capture.ReturnRefunded.v1", topic=ORDER_EVENTS)
+class ReturnRefunded(Contract):
+    """A return arrived: what goes back into stock, what is written off, and the refund — once per return. The
+    ERP posts it as it is (amounts per line: price, discount and tax shares)."""
+
+    order_id: UUID
+    return_id: str
+    location_id: str
+    restocked: list[Line]
+    disposed: list[Line]
+    refund: ShipmentAmounts
+
+
 @contract("oms.capture.OrderAccepted.v1", topic=ORDER_EVENTS)
 class OrderAccepted(Contract):
     order_id: UUID
@@ -69,8 +202,13 @@ class OrderAccepted(Contract):
     channel_order_id: str
     customer: Customer
     lines: list[PricedLine]
-    currency: str
+    currency: Currency
     delivery: Delivery
+    shipping: Money = Decimal(0)
+    shipping_tax: Money = Decimal(0)
+    prices_include_tax: bool = False
+    totals: OrderTotals | None = Field(None, description="As computed by the OMS (goods, discount, shipping, tax, "
+                                                         "total)")
 
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
@@ -88,11 +226,13 @@ class OrderRejected(Contract):
 
 @contract("oms.capture.OrderConfirmed.v1", topic=ORDER_EVENTS)
 class OrderConfirmed(Contract):
-    """Stock is reserved, a location is chosen and fulfilment is requested."""
+    """Stock is reserved and a location has taken on a fulfilment order: one such event per fulfilment order (a
+    split shipment has several; a part re-sourced after a rejection, another)."""
 
     order_id: UUID
     location_id: str
     fulfillment_order_id: UUID
+    lines: list[Line] = Field(default_factory=list, description="What this fulfilment order serves")
 
 
 @contract("oms.capture.OrderShipped.v1", topic=ORDER_EVENTS)
@@ -105,7 +245,8 @@ class OrderShipped(Contract):
     tracking_number: str
     shipment_id: UUID | None = None
     lines: list[Line] = Field(default_factory=list)
-    complete: bool = Field(True, description="Everything of the order that will ship has shipped")
+    complete: bool = Field(True, description="Everything of the order that will ship has shipped (every "
+                                             "fulfilment order of a split)")
 
 
 @contract("oms.capture.OrderLinesCancelled.v1", topic=ORDER_EVENTS)

@@ -15,6 +15,8 @@ FULFILLMENT_DROPSHIP_ORDERS = "fulfillment.dropship-orders.v1"  # fulfillment ->
 FULFILLMENT_LOCATION_UPDATES = "fulfillment.location-updates.v1"  # locations -> fulfillment
 FULFILLMENT_EVENTS = "fulfillment.events.v1"  # fulfillment -> ERP, saga
 NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
+PAYMENT_COMMANDS = "payments.commands.v1"  # saga -> the payment service: capture, void
+PAYMENT_EVENTS = "payments.events.v1"  # the payment service -> saga
 DEAD_LETTERS = "ops.dead-letters.v1"  # any consumer -> ops: messages that could not be processed
 
 ALL_TOPICS = (
@@ -31,6 +33,8 @@ ALL_TOPICS = (
     FULFILLMENT_LOCATION_UPDATES,
     FULFILLMENT_EVENTS,
     NOTIFICATION_EVENTS,
+    PAYMENT_COMMANDS,
+    PAYMENT_EVENTS,
     DEAD_LETTERS,
 )
 
@@ -52,6 +56,8 @@ DESCRIPTIONS = {
     FULFILLMENT_LOCATION_UPDATES: "Locations report pick, pack and ship (carrier, tracking number).",
     FULFILLMENT_EVENTS: "ERP-facing fulfilment events; one ShipmentConfirmed per fulfilment order in effect.",
     NOTIFICATION_EVENTS: "Customer messages produced (no personal data).",
+    PAYMENT_COMMANDS: "Capture a shipment's amount, void what is left of an authorisation. Keyed by order id.",
+    PAYMENT_EVENTS: "The payment service's answers: captured, capture failed, voided. Keyed by order id.",
     DEAD_LETTERS: "Messages a consumer could not process: reason, source position and the original bytes.",
 }
 

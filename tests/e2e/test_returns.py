@@ -1,0 +1,115 @@
+"""Returns, five processes and a payment stand-in: a return is approved for shipped units within the window and
+expected at the location that shipped them; what arrives is restocked or written off and refunded once, only
+the returned units; several returns never take back more than shipped, and refund the line to the cent."""
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from ops.client import client
+from ops.simulators import PaymentSimulator
+from ops.waiting import eventually
+from shared.contracts.fulfillment import (
+    FulfillmentRequested,
+    LocationUpdate,
+    ReturnedLine,
+    ReturnExpected,
+    ReturnReceipt,
+    ReturnReceived,
+)
+from shared.contracts.orders import PricedLine, RequestReturn, ReturnApproved, ReturnRefunded, ReturnRefused
+from shared.contracts.payments import Authorization
+
+from ..support.topics import of_type
+from .conftest import FRANKFURT, Driver
+
+pytestmark = pytest.mark.e2e
+D = Decimal
+
+
+@pytest.fixture
+async def payments(driver: Driver):
+    async with client(driver.config, "test/payments") as answers:
+        task = asyncio.create_task(PaymentSimulator(driver.config, answers, group=driver.unique("pay")).run())
+        yield
+        task.cancel()
+
+
+async def shipped_order(driver: Driver, sku: str, location: str):
+    line = PricedLine(sku=sku, quantity=3, unit_price=D("19.99"), discount=D("3.00"), tax=D("10.82"))
+    order = driver.order([(sku, 3)]).model_copy(update={"lines": [line]})
+    order = order.model_copy(update={"payment": Authorization(provider="psp", reference="auth-r",
+                                                              amount=order.computed_totals().total)})
+    order_id = driver.order_id(order)
+    await driver.channel.send(order)
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+    await driver.channel.send(LocationUpdate(fulfillment_order_id=work["data"]["fulfillment_order_id"],
+                                             order_id=order_id, status="shipped", carrier="DHL",
+                                             tracking_number="RT1"))
+    await driver.status(order_id, "shipped")
+    return order, order_id
+
+
+def returning(order, return_id: str, quantity: int, sku: str | None = None) -> RequestReturn:
+    return RequestReturn(channel=order.channel, channel_order_id=order.channel_order_id, return_id=return_id,
+                         lines=[{"sku": sku or order.lines[0].sku, "quantity": quantity, "reason": "TOO_SMALL"}])
+
+
+async def on_hand(driver: Driver, sku: str, location: str) -> int:
+    return await driver.count("SELECT on_hand FROM inventory.location_stock WHERE sku = $1 AND location_id = $2",
+                              sku, location)
+
+
+async def test_partial_returns_restock_or_write_off_only_what_came_back_and_refund_it_once(driver, payments):
+    location, sku = driver.unique("WH"), driver.unique("SKU")
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 5)
+    order, order_id = await shipped_order(driver, sku, location)
+
+    await driver.channel.send(returning(order, "R1", 2))
+    [approved] = await driver.orders.wait_for(of_type(ReturnApproved, order_id))
+    assert approved["data"]["return_to"] == location
+    [expected] = await driver.work.wait_for(of_type(ReturnExpected, order_id))
+    assert expected["data"]["lines"] == [{"sku": sku, "quantity": 2}]
+    receipt = ReturnReceipt(order_id=order_id, return_id="R1", lines=[
+        ReturnedLine(sku=sku, quantity=1, condition="restock"), ReturnedLine(sku=sku, quantity=1, condition="dispose")])
+    await driver.channel.send(receipt)
+    await driver.channel.send(receipt.model_copy())  # reported twice: one receipt, one refund
+    [refunded] = await driver.orders.wait_for(of_type(ReturnRefunded, order_id))
+    assert (refunded["data"]["restocked"], refunded["data"]["disposed"]) == (
+        [{"sku": sku, "quantity": 1}], [{"sku": sku, "quantity": 1}])
+    await eventually(lambda: _is(on_hand(driver, sku, location), 3), what="the restocked unit back on hand")
+
+    await driver.channel.send(returning(order, "R2", 2))  # one unit is left to return, not two
+    [refused] = await driver.orders.wait_for(of_type(ReturnRefused, order_id))
+    assert refused["data"]["reason"]["code"] == "NOTHING_TO_RETURN"
+    await driver.channel.send(returning(order, "R3", 1))
+    await driver.orders.wait_for(of_type(ReturnApproved, order_id), count=2)
+    await driver.channel.send(ReturnReceipt(order_id=order_id, return_id="R3",
+                                            lines=[ReturnedLine(sku=sku, quantity=1, condition="restock")]))
+    refunds = await driver.orders.wait_for(of_type(ReturnRefunded, order_id), count=2)
+    assert sum(D(r["data"]["refund"]["total"]) for r in refunds) == D("59.97") - D("3.00") + D("10.82")
+
+    async def paid_back():
+        rows = await driver.db.fetch("SELECT refunded FROM capture.returns WHERE order_id = $1 AND refunded IS NOT "
+                                     "NULL", order_id)
+        return rows if len(rows) == 2 else None
+
+    assert sum(r["refunded"] for r in await eventually(paid_back, what="both refunds paid")) == D("67.79")
+    assert len(driver.erp.envelopes(of_type(ReturnReceived, order_id))) == 2
+    assert await on_hand(driver, sku, location) == 4
+
+
+async def test_a_return_outside_its_window_is_refused(driver):
+    location, sku = driver.unique("WH"), driver.unique("FINAL-SALE")  # the policy: final sale, no returns
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 5)
+    order, order_id = await shipped_order(driver, sku, location)
+    await driver.channel.send(returning(order, "R1", 1))
+    [refused] = await driver.orders.wait_for(of_type(ReturnRefused, order_id))
+    assert refused["data"]["reason"]["code"] == "OUTSIDE_RETURN_WINDOW"
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected
