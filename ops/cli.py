@@ -49,7 +49,7 @@ from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
 from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import LocationSimulator, PaymentSimulator
+from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -245,7 +245,8 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         await load.seed(channel, network)
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
         payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
-        shipping = asyncio.gather(locations.run(), payments.run()) if ship else None
+        customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}")
+        shipping = asyncio.gather(locations.run(), payments.run(), customers.run()) if ship else None
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "

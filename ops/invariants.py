@@ -103,6 +103,21 @@ WHERE s.captures <> '[]'
       > coalesce((o.placed->'payment'->>'amount')::numeric, 0)
 """
 
+# Returns take back no more than shipped, and every approved return has arrived (a settled system).
+RETURNS = """
+WITH returned AS (
+    SELECT r.order_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS returned,
+           count(*) FILTER (WHERE r.status <> 'received') AS open
+    FROM capture.returns r, jsonb_array_elements(r.lines) l GROUP BY 1, 2
+), shipped AS (
+    SELECT s.order_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
+    FROM capture.order_sagas s, jsonb_array_elements(s.shipped) l GROUP BY 1, 2
+)
+SELECT r.order_id, r.sku, r.returned, coalesce(s.shipped, 0) AS shipped, r.open
+FROM returned r LEFT JOIN shipped s USING (order_id, sku)
+WHERE r.returned > coalesce(s.shipped, 0) OR r.open > 0
+"""
+
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
@@ -169,6 +184,9 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(CAPACITY_USAGE):
         report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
                                  f"but {row['held']} fulfilment orders hold it")
+    for row in await conn.fetch(RETURNS):
+        report.violations.append(f"order {row['order_id']}: {row['returned']} {row['sku']} in returns of "
+                                 f"{row['shipped']} shipped, {row['open']} not arrived")
     for row in await conn.fetch(OVER_CAPTURED):
         report.violations.append(f"order {row['order_id']}: captured {row['captured']} of {row['authorized']} "
                                  "authorised")
