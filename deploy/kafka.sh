@@ -104,7 +104,7 @@ format_storage() {
       log "the Kafka storage in $DATA removed SCRAM users before it had a metadata snapshot, so a restart" \
           "may lose every user: formatting it again (every topic and message of this dev cluster is lost)"
     else
-      return
+      return 0
     fi
     find "$DATA" -mindepth 1 -delete
   fi
