@@ -88,8 +88,9 @@ has_metadata_snapshot() { compgen -G "$METADATA_LOG/*.checkpoint" >/dev/null; }
 # without any SCRAM user (server.properties.in), and that loss would be snapshotted for good seconds later.
 replay_may_lose_users() {
   has_metadata_snapshot && return 1
-  compgen -G "$METADATA_LOG/*.log" >/dev/null || return 1
-  java_run kafka.tools.DumpLogSegments --cluster-metadata-decoder --files "$METADATA_LOG"/*.log |
+  local -a segments=("$METADATA_LOG"/*.log)
+  [ -e "${segments[0]}" ] || return 1
+  java_run kafka.tools.DumpLogSegments --cluster-metadata-decoder --files "$(IFS=,; echo "${segments[*]}")" |
     awk '/REMOVE_USER_SCRAM_CREDENTIAL_RECORD/ { found = 1 } END { exit !found }'  # reads it all: no SIGPIPE
 }
 
