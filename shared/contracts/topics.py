@@ -12,6 +12,7 @@ FULFILLMENT_WORK = "fulfillment.work.v1"  # fulfillment -> locations (warehouses
 FULFILLMENT_DROPSHIP_ORDERS = "fulfillment.dropship-orders.v1"  # fulfillment -> dropship vendors: purchase orders
 FULFILLMENT_LOCATION_UPDATES = "fulfillment.location-updates.v1"  # locations -> fulfillment
 FULFILLMENT_EVENTS = "fulfillment.events.v1"  # fulfillment -> ERP, saga
+NOTIFICATION_COMMANDS = "notification.commands.v1"  # ops -> notification: channel settings, preferences, bounces
 NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
 DEAD_LETTERS = "ops.dead-letters.v1"  # any consumer -> ops: messages that could not be processed
 
@@ -28,6 +29,7 @@ ALL_TOPICS = (
     FULFILLMENT_DROPSHIP_ORDERS,
     FULFILLMENT_LOCATION_UPDATES,
     FULFILLMENT_EVENTS,
+    NOTIFICATION_COMMANDS,
     NOTIFICATION_EVENTS,
     DEAD_LETTERS,
 )
@@ -48,7 +50,8 @@ DESCRIPTIONS = {
                                  "location id.",
     FULFILLMENT_LOCATION_UPDATES: "Locations report pick, pack and ship (carrier, tracking number).",
     FULFILLMENT_EVENTS: "ERP-facing fulfilment events; one ShipmentConfirmed per fulfilment order in effect.",
-    NOTIFICATION_EVENTS: "Customer messages produced (no personal data).",
+    NOTIFICATION_COMMANDS: "Channel delivery settings (email, webhook), customer opt-outs and bounces, from ops.",
+    NOTIFICATION_EVENTS: "Customer messages produced, delivered or given up on (no personal data).",
     DEAD_LETTERS: "Messages a consumer could not process: reason, source position and the original bytes.",
 }
 
