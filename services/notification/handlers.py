@@ -87,7 +87,7 @@ def _compose(message: Message, recipient: asyncpg.Record,
 
 def _deliveries(message: Message, notification: NewNotification, recipient: asyncpg.Record,
                 channel: ChannelSettings, about: MessageFacts, rendered: Rendered) -> list[NewDelivery]:
-    customers = [recipient["email"].lower(), *([recipient["customer_id"]] if recipient["customer_id"] else [])]
+    customers = [recipient["email"].lower(), *([recipient["customer_id"].lower()] if recipient["customer_id"] else [])]
 
     def delivery(kind: str, to: str, html: str | None, payload: dict | None) -> NewDelivery:
         return NewDelivery(delivery_id(notification.notification_id, kind), notification.notification_id,
@@ -106,11 +106,11 @@ def _deliveries(message: Message, notification: NewNotification, recipient: asyn
 
 def _webhook_payload(notification: NewNotification, recipient: asyncpg.Record, about: MessageFacts,
                      rendered: Rendered) -> dict:
-    """Standard Webhooks' shape: type, timestamp, data. The channel knows its customer: no name or address."""
+    """Standard Webhooks' shape: type, timestamp, data. The channel knows its customer: the customer id, no name
+    or address (so not the greeting text either)."""
     values = {name: value.isoformat() if hasattr(value, "isoformat") else value
               for name, value in about.values.items()}
     return {"type": webhook_event_type(notification.kind), "timestamp": datetime.now(UTC).isoformat(),
             "data": {"notification_id": str(notification.notification_id), "order_id": str(notification.order_id),
                      "channel_order_id": recipient["channel_order_id"], "customer_id": recipient["customer_id"],
-                     "kind": notification.kind, **values, "subject": rendered.subject, "text": rendered.text,
-                     "tracking_url": ""}}
+                     "kind": notification.kind, **values, "subject": rendered.subject, "tracking_url": ""}}
