@@ -38,19 +38,16 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
         if message.payload.order_id not in recipients:
             uow.refuse(message, "UNKNOWN_ORDER", f"no recipient known for order {message.payload.order_id}")
     known = [m for m in events if m.payload.order_id in recipients]
-    settings = await store.channel_settings(uow.conn, {_sales_channel(recipients[m.payload.order_id])
-                                                       for m in known})
-    composed = [_compose(m, recipients[m.payload.order_id],
-                         settings[_sales_channel(recipients[m.payload.order_id])]) for m in known]
-    new = await store.insert_notifications(uow.conn, [notification for notification, _ in composed])
+    channels = await store.channel_settings(uow.conn, {_sales_channel(r) for r in recipients.values()})
+    composed = [(m, *_compose(m, recipients[m.payload.order_id], channels)) for m in known]
+    new = await store.insert_notifications(uow.conn, [notification for _, notification, _ in composed])
     deliveries = []
-    for notification, message_deliveries in composed:
+    for message, notification, message_deliveries in composed:
         if notification.notification_id in new:
             new.discard(notification.notification_id)  # the same message twice in one batch: once
             deliveries += message_deliveries
             uow.reply(CustomerNotified(notification_id=notification.notification_id, order_id=notification.order_id,
-                                       kind=notification.kind, channel="email"),
-                      next(m for m in known if m.envelope.id == notification.source_event_id))
+                                       kind=notification.kind, channel="email"), message)
     await store.insert_deliveries(uow.conn, deliveries)
 
 
@@ -73,8 +70,8 @@ def _sales_channel(recipient: asyncpg.Record) -> str:
 
 
 def _compose(message: Message, recipient: asyncpg.Record,
-             channel: ChannelSettings) -> tuple[NewNotification, list[NewDelivery]]:
-    event = message.payload
+             channels: dict[str, ChannelSettings]) -> tuple[NewNotification, list[NewDelivery]]:
+    event, channel = message.payload, channels[_sales_channel(recipient)]
     about = facts(event)
     values = {"name": recipient["name"], "channel_order_id": recipient["channel_order_id"], "tracking_url": "",
               **about.values}
