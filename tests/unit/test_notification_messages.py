@@ -74,7 +74,8 @@ def test_retries_wait_longer_each_time_up_to_a_cap_and_stop_after_the_last_attem
 
 
 def test_a_lease_outlasts_a_send_that_times_out_so_no_two_senders_hold_one_delivery():
-    config = NotificationSettings(notification_send_timeout_seconds=10, notification_retry_seconds=30)
+    config = NotificationSettings(notification_send_timeout_seconds=10, notification_retry_seconds=30,
+                                  notification_retry_max_seconds=3600)
     assert lease_seconds(1, config) == 2 * 10 + 30
     assert lease_seconds(3, config) == 2 * 10 + 120
 
