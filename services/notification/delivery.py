@@ -12,8 +12,9 @@ the delivery comes due: such a delivery is recorded as skipped, never sent."""
 
 import asyncio
 import json
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -82,20 +83,25 @@ async def _claim(begin: Begin, config: NotificationSettings) -> list[Claimed]:
         if not due:
             return []
         channels = await store.channel_settings(uow.conn, {r["sales_channel"] for r in due})
-        preferences = await store.opted_out(uow.conn, {c for r in due for c in r["customers"]})
-        bounced = await store.bounced(uow.conn, {r["recipient"] for r in due if r["channel"] == "email"})
-        skipped = {r["delivery_id"]: reason for r in due
-                   if (reason := skip_reason(r, channels[r["sales_channel"]], preferences, bounced))}
-        await store.skip(uow.conn, skipped)
-        for row in due:
-            if row["delivery_id"] in skipped:
-                log.info("notification.skipped", order_id=str(row["order_id"]), delivery_id=str(row["delivery_id"]),
-                         channel=row["channel"], kind=row["kind"], reason=skipped[row["delivery_id"]])
+        skipped = await _skip_unwanted(uow.conn, due, channels)
         claimed = [Claimed(r, channels[r["sales_channel"]]) for r in due if r["delivery_id"] not in skipped]
-        now = datetime.now(UTC)
-        await store.lease(uow.conn, {c.row["delivery_id"]: now + timedelta(seconds=lease_seconds(c.attempts, config))
-                                     for c in claimed})
+        await store.lease(uow.conn, {c.row["delivery_id"]: lease_seconds(c.attempts, config) for c in claimed})
         return claimed
+
+
+async def _skip_unwanted(conn: asyncpg.Connection, due: list[asyncpg.Record],
+                         channels: dict[str, ChannelSettings]) -> set[uuid.UUID]:
+    """Record as skipped what must not be sent now; the ids of those."""
+    preferences = await store.opted_out(conn, {c for r in due for c in r["customers"]})
+    bounced = await store.bounced(conn, {r["recipient"] for r in due if r["channel"] == "email"})
+    skipped = {r["delivery_id"]: reason for r in due
+               if (reason := skip_reason(r, channels[r["sales_channel"]], preferences, bounced))}
+    await store.skip(conn, skipped)
+    for row in due:
+        if row["delivery_id"] in skipped:
+            log.info("notification.skipped", order_id=str(row["order_id"]), delivery_id=str(row["delivery_id"]),
+                     channel=row["channel"], kind=row["kind"], reason=skipped[row["delivery_id"]])
+    return set(skipped)
 
 
 def skip_reason(row: asyncpg.Record, channel: ChannelSettings, preferences: dict[str, asyncpg.Record],
@@ -158,9 +164,9 @@ async def _record(uow: UnitOfWork, item: Claimed, error: str | None, config: Not
             _emit(uow, row, NotificationFailed(**ids, reason=ReasonCode(code="DELIVERY_FAILED", detail=error)))
             log.warning("notification.failed", error=error, **logged)
     else:
-        at = datetime.now(UTC) + timedelta(seconds=_backoff(attempts, config))
-        await store.record_retry(uow.conn, row["delivery_id"], attempts, error, at)
-        log.info("notification.retry", error=error, retry_at=at.isoformat(), **logged)
+        delay = _backoff(attempts, config)
+        await store.record_retry(uow.conn, row["delivery_id"], attempts, error, delay)
+        log.info("notification.retry", error=error, retry_in_seconds=delay, **logged)
 
 
 def _emit(uow: UnitOfWork, row: asyncpg.Record, event: NotificationDelivered | NotificationFailed) -> None:

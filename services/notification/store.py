@@ -3,7 +3,6 @@
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -160,12 +159,12 @@ async def skip(conn: asyncpg.Connection, skipped: dict[uuid.UUID, str]) -> None:
         list(skipped), list(skipped.values()))
 
 
-async def lease(conn: asyncpg.Connection, leases: dict[uuid.UUID, datetime]) -> None:
-    """Count the attempt, and hold the delivery until `until`: if the sender dies before recording an outcome,
-    the delivery comes due again then."""
+async def lease(conn: asyncpg.Connection, leases: dict[uuid.UUID, float]) -> None:
+    """Count the attempt, and hold the delivery for so many seconds: if the sender dies before recording an
+    outcome, the delivery comes due again then."""
     await conn.execute(
-        """UPDATE deliveries d SET attempts = attempts + 1, next_attempt_at = l.until
-           FROM unnest($1::uuid[], $2::timestamptz[]) AS l(id, until) WHERE d.delivery_id = l.id""",
+        """UPDATE deliveries d SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => l.secs)
+           FROM unnest($1::uuid[], $2::float8[]) AS l(id, secs) WHERE d.delivery_id = l.id""",
         list(leases), list(leases.values()))
 
 
@@ -178,10 +177,10 @@ async def record_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts
 
 
 async def record_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, error: str,
-                       at: datetime) -> None:
+                       delay: float) -> None:
     await conn.execute(
-        """UPDATE deliveries SET next_attempt_at = $4, last_error = $3
-           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending'""", delivery_id, attempts, error, at)
+        """UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $4), last_error = $3
+           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending'""", delivery_id, attempts, error, delay)
 
 
 async def record_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, error: str) -> bool:
