@@ -4,6 +4,7 @@ retried and then given up, and kill -9 between sending and recording ending with
 most the documented duplicate, known by its id."""
 
 import base64
+import json
 import os
 import secrets
 import uuid
@@ -22,7 +23,8 @@ from shared.contracts.notification import (
     RecordBounce,
     SetCustomerPreference,
 )
-from shared.contracts.orders import Customer
+from shared.contracts.orders import Customer, OrderConfirmed
+from shared.contracts.topics import ORDER_EVENTS
 
 from ..support.receivers import Hold
 from ..support.services import wait_started
@@ -113,6 +115,22 @@ async def test_one_email_and_one_signed_webhook_per_event(driver, mail_server, w
     assert "TRK-N1" in shipped.get_body(("plain",)).get_content()
     with pytest.raises(WebhookVerificationError):
         Webhook(new_secret()).verify(request.body, request.headers)
+
+
+async def test_a_redelivered_or_repeated_event_sends_nothing_again(driver, mail_server, webhooks):
+    channel, path, _ = await configure(driver, webhooks)
+    who = customer("Once")
+    order_id = await place(driver, channel, who)
+    [confirmed] = await driver.orders.wait_for(of_type(OrderConfirmed, order_id))
+    await settled(driver, order_id, 2)
+    again = json.dumps(confirmed).encode()
+    repeated = json.dumps({**confirmed, "id": str(uuid.uuid4())}).encode()
+    for value in (again, repeated):  # the same message redelivered; the event published twice
+        await driver.channel.send_raw(ORDER_EVENTS, value, str(order_id))
+    await ship(driver, order_id, "TRK-ONCE")  # after them on the order's partition: handled once they are
+    await settled(driver, order_id, 4)
+    assert len([m for m in mail_server.mails if m["To"] == who.email]) == 2, "confirmed and shipped, once each"
+    assert len(webhooks.to(path)) == 2
 
 
 async def test_opted_out_and_bounced_customers_are_not_mailed(driver, mail_server, webhooks):
