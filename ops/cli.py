@@ -152,8 +152,9 @@ async def show_order(ref: str) -> int:
         saga = await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
         print(f"order {order['order_id']}  {order['channel']}/{order['channel_order_id']}  status {order['status']}")
         if saga:
+            parts = ", ".join(f"{p['location_id']} {p['status']}" for p in json.loads(saga["parts"])) or "-"
             print(f"saga  state {saga['state']}  attempt {saga['attempts']}  deadline {saga['deadline_at'] or '-'}  "
-                  f"location {saga['location_id'] or '-'}  fulfilment order {saga['fulfillment_order_id'] or '-'}")
+                  f"parts {parts}")
             print(f"      compensations {list(saga['compensations']) or '-'}  excluded locations "
                   f"{list(saga['excluded_locations']) or '-'}  cancel reason {saga['cancel_reason'] or '-'}")
             traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
@@ -182,23 +183,27 @@ HANDOVER = {"ship": ("picked", "packed", "shipped", "delivered"), "pickup": ("pi
 
 
 async def ship(ref: str, carrier: str, until: str | None) -> int:
+    """Each open fulfilment order of the order (a split has several) reported by its own location."""
     conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
-        saga = order and await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
+        open_orders = order and await conn.fetch(
+            "SELECT * FROM fulfillment.fulfillment_orders WHERE order_id = $1 AND status IN "
+            "('requested', 'accepted', 'picked', 'packed') ORDER BY location_id", order["order_id"])
     finally:
         await conn.close()
-    if not saga or not saga["fulfillment_order_id"]:
-        print(f"order {ref} has no fulfilment order yet")
+    if not open_orders:
+        print(f"order {ref} has no open fulfilment order")
         return 1
-    steps = HANDOVER[json.loads(saga["delivery"])["type"]]
-    steps = steps[:steps.index(until) + 1] if until in steps else steps
-    ids = {"fulfillment_order_id": saga["fulfillment_order_id"], "order_id": saga["order_id"]}
-    async with client(settings(), f"location/{saga['location_id']}") as location:
-        for status in steps:
-            tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
-            await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})))
-    print(f"reported {', '.join(steps)} for {ref}")
+    for fulfilment_order in open_orders:
+        steps = HANDOVER[json.loads(fulfilment_order["delivery"])["type"]]
+        steps = steps[:steps.index(until) + 1] if until in steps else steps
+        ids = {"fulfillment_order_id": fulfilment_order["fulfillment_order_id"], "order_id": order["order_id"]}
+        async with client(settings(), f"location/{fulfilment_order['location_id']}") as location:
+            for status in steps:
+                tracking = {"carrier": carrier, "tracking_number": f"TRK{uuid.uuid4().hex[:12].upper()}"}
+                await location.send(LocationUpdate(**ids, status=status, **(tracking if status == "shipped" else {})))
+        print(f"reported {', '.join(steps)} for {ref} at {fulfilment_order['location_id']}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """A channel simulator: a network of locations with stock, and a realistic stream of orders.
 
 The mix: mostly ship-to orders of one to three lines with popular SKUs far more frequent (Zipf-like), some
-buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some preorders of a SKU that is
-only announced (they wait as backorders until its receipt, sent after the orders, arrives), some that must fail: a
+buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some split over two warehouses
+(each has one of their SKUs), some preorders of a SKU that is only announced (they wait as backorders until its receipt, sent after the orders, arrives), some that must fail: a
 scarce SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
 """
 
@@ -64,6 +64,11 @@ class Network:
     def preorder_receipt(self) -> str:
         return f"{self.tag}:PO-PRE"
 
+    @property
+    def split_skus(self) -> tuple[str, str]:
+        """Two SKUs, each at one warehouse only: an order of both is split."""
+        return f"{self.tag}-LEFT", f"{self.tag}-RIGHT"
+
     def sku(self, rank: int) -> str:
         return f"{self.tag}-SKU{rank:03d}"
 
@@ -88,6 +93,7 @@ class Network:
         stock += [(self.sku(r), self.pickup_store, self.units) for r in range(10)]
         stock += [(self.sku(0), self.empty_store, 1)]  # known to the store, but never enough of it
         stock += [(self.scarce_sku, self.warehouses[0], self.scarce_units)]
+        stock += [(sku, loc, self.units) for sku, loc in zip(self.split_skus, self.warehouses[::2], strict=True)]
         stock += [(self.vendor_sku(i), self.vendor.location_id, self.units) for i in range(VENDOR_SKUS)]
         return [ReceiveStock(receipt_id=f"{self.tag}:{loc}:{sku}", sku=sku, location_id=loc, quantity=qty)
                 for sku, loc, qty in stock]
@@ -122,6 +128,8 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
                 lines[network.scarce_sku] = 1
             elif roll < 0.31:  # a preorder: waits for the announced receipt, which arrives after every order
                 lines = {network.preorder_sku: 1}
+            elif roll < 0.36:  # a split: worth more than the rule set's minimum (50)
+                lines = {sku: 3 for sku in network.split_skus}
             elif roll >= 0.94:  # the vendor's own SKUs only: no single location holds them with others
                 lines = {network.vendor_sku(rng.randrange(VENDOR_SKUS)): rng.randint(1, 3)}
             city = rng.choice(CITIES)

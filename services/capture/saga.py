@@ -1,21 +1,37 @@
-"""The order saga, declared as data: `STEPS` lists each step (the state that waits on it, the command it sends,
-the compensation registered before that command goes out, and the replies it accepts, each with what it leads
-to). The transition table, the command sent again on a deadline, the states with deadlines and the README's
-table ("The saga, step by step") all come from that one declaration (`table()` prints it).
+"""The order saga, declared as data. An order is served by one or more fulfilment orders ("parts": a split
+shipment has several, each at its own location with its own lines). Two declarations drive it:
+
+- `STEPS`, the order's sourcing steps: for each, the state that waits on it, the command(s) it sends, the
+  compensation registered before they go out, and the replies it accepts, each with what it leads to;
+- `PART_STEPS`, a fulfilment order's life at its location: for each status of a part, the replies from that
+  location it accepts. They are accepted whatever sourcing step the order is in (a split's other part may ship
+  while a rejected one is re-sourced).
+
+Once sourcing is done the order's state is derived from its parts (`awaiting_shipment`, `ready_for_pickup`,
+`partially_shipped`, `shipped`, `delivered`, `picked_up`). The transition tables, the commands sent again on a
+deadline, the states with deadlines and the README's tables ("The saga, step by step") all come from these two
+declarations (`table()` prints them).
 
 Compensations are registered *before* the step they undo is sent (a step whose answer never came may still
-have happened): `release_reservation` before ReserveStock, `cancel_fulfillment` before RequestFulfillment.
-Cancelling (customer request, no route, too many rejections, a step that never answers) runs every registered
-compensation; with an open fulfilment order it first waits in `cancelling` for the location to let go, because
-an order that has shipped cannot be cancelled.
+have happened): `release_reservation` before ReserveStock; a part is recorded as `requested` before its
+RequestFulfillment goes out, so cancelling withdraws (CancelFulfillment) every part that may exist. Cancelling
+(customer request, no route, too many rejections, a step that never answers) waits in `cancelling` until every
+part is withdrawn or handed over: a part that has shipped cannot be cancelled, and an order with one ends shipped
+with the rest cancelled (OrderLinesCancelled).
 
-Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the command
-is sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling` never gives
-up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of order)
-changes nothing, and so does a reply whose ids are not the saga's own: the location it waits on (the one it
-deallocates when reallocating) and that location's fulfilment order — anyone able to write a reply topic could
-otherwise ship, cancel or re-route an order with a made-up one. Everything here is pure; the handler loads the
-row, calls a function, stores the result.
+A part a location rejects (all of it, or the rest after a short pick) is re-sourced: its units are un-pinned
+there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
+after MAX_LOCATION_ATTEMPTS tried locations, or no route, only those lines are cancelled (the whole order if
+nothing else of it is being served). A pickup order's store is the customer's choice: a rejection there cancels
+the order (PICKUP_REJECTED).
+
+Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the
+command is sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling`
+never gives up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of
+order) changes nothing, and so does a reply whose ids are not the saga's own: a location it did not choose, a
+part in another status, a fulfilment order id that is not the part's — anyone able to write a reply topic
+could otherwise ship, cancel or re-route an order with a made-up one. Everything here is pure; the handler
+loads the row, calls a function, stores the result.
 """
 
 from collections.abc import Callable, Iterable
@@ -25,7 +41,7 @@ from typing import get_type_hints
 from uuid import UUID
 
 from shared.contracts import Contract
-from shared.contracts.common import Delivery, Line, PickupInStore, ReasonCode
+from shared.contracts.common import Assignment, Delivery, Line, PickupInStore, ReasonCode, merge_lines
 from shared.contracts.fulfillment import (
     CancelFulfillment,
     DeliveryConfirmed,
@@ -72,8 +88,22 @@ MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections
 MAX_STEP_ATTEMPTS = 3  # sends of one step's command before a silent step cancels the order
 
 RELEASE = "release_reservation"
-CANCEL_FULFILLMENT = "cancel_fulfillment"
 CUSTOMER_CANCELLED = "CUSTOMER_CANCELLED"
+
+LIVE = ("requested", "open", "ready_for_pickup")  # a part the location may still be asked to withdraw
+HANDED_OVER = ("partially_shipped", "shipped", "delivered", "picked_up")
+TO_MOVE = ("rejected", "moving")  # a part's lines waiting to be re-sourced: still pinned there, or un-pinned
+GONE = ("withdrawn", "cancelled", "moved", "dropped")  # withdrawn (by a cancellation of the whole order: cancelled),
+# re-sourced elsewhere, or given up on (no route)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One fulfilment order: the lines a location was asked for, and where it stands."""
+
+    location_id: str
+    lines: tuple[Line, ...]
+    status: str  # LIVE, HANDED_OVER, TO_MOVE or GONE
 
 
 @dataclass(frozen=True)
@@ -84,8 +114,8 @@ class Saga:
     delivery: Delivery
     channel: str = ""
     channel_order_id: str = ""
-    location_id: str | None = None
-    fulfillment_order_id: UUID | None = None
+    parts: tuple[Part, ...] = ()
+    plan: tuple[Assignment, ...] = ()  # routing's answer, being pinned
     availability: tuple[LocationAvailability, ...] = ()
     excluded_locations: tuple[str, ...] = ()
     compensations: tuple[str, ...] = ()
@@ -94,6 +124,33 @@ class Saga:
     attempts: int = 0  # sends of the current step's command
     order_value: Decimal | None = None  # goods value: routing splits only orders worth enough
     backorder_skus: tuple[str, ...] = ()  # the SKUs the channel lets this order wait for
+
+    def fulfillment_order(self, location_id: str) -> UUID:
+        return fulfillment_order_id(self.order_id, location_id)
+
+    def with_part(self, location_id: str, statuses: Iterable[str], **changes) -> "Saga":
+        """The saga with the part at this location (in one of `statuses`) changed."""
+        at = _part_index(self, location_id, statuses)
+        return replace(self, parts=(*self.parts[:at], replace(self.parts[at], **changes), *self.parts[at + 1:]))
+
+    def parts_in(self, *statuses: str) -> list[Part]:
+        return [part for part in self.parts if part.status in statuses]
+
+    def sourcing(self) -> list[Line]:
+        """The lines routing is asked to place: all of them at first, then those of the parts un-pinned to move."""
+        if not self.parts:
+            return list(self.lines)
+        return merge_lines([line for part in self.parts_in("moving") for line in part.lines])
+
+    def serving(self) -> list[str]:
+        """Locations with a part that is not gone: a re-sourced part goes elsewhere (one fulfilment order per
+        order and location)."""
+        return [part.location_id for part in self.parts if part.status not in GONE]
+
+
+def _part_index(saga: Saga, location_id: str, statuses: Iterable[str]) -> int:
+    statuses = tuple(statuses)
+    return next(i for i, part in enumerate(saga.parts) if part.location_id == location_id and part.status in statuses)
 
 
 def order_value(lines: Iterable[PricedLine]) -> Decimal:
@@ -109,6 +166,8 @@ class Step:
 def start(saga: Saga) -> Step:
     return _wait(replace(saga, state="reserving"))
 
+
+# --- sourcing: reserve, route, pin, request -------------------------------------------------------------------
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
     return _wait(replace(saga, state="routing", availability=tuple(reply.availability)))
@@ -130,96 +189,31 @@ def _expired(saga: Saga, reply: ReservationExpired) -> Step:
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
-    return _wait(replace(saga, state="allocating", location_id=reply.location_id))
+    plan = reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())]
+    return _wait(replace(saga, state="allocating", plan=tuple(plan)))
 
 
 def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
-    return _cancel(saga, reply.reason)
+    return _give_up_sourcing(saga, reply.reason)
 
 
 def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
-    return _wait(replace(saga, state="fulfilling"))
+    """Pinned: the parts being moved are replaced by the plan's, each recorded before it is requested."""
+    moved = tuple(replace(part, status="moved") if part.status == "moving" else part for part in saga.parts)
+    requested = tuple(Part(a.location_id, tuple(a.lines), "requested") for a in saga.plan)
+    return _wait(replace(saga, state="fulfilling", parts=moved + requested, plan=()))
 
 
 def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
-    return _try_elsewhere(saga, reply.location_id, "routing")
-
-
-def _fulfilment_created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
-    confirmed = replace(saga, state="awaiting_shipment", fulfillment_order_id=reply.fulfillment_order_id)
-    return Step(confirmed, [OrderConfirmed(order_id=saga.order_id, location_id=reply.location_id,
-                                           fulfillment_order_id=reply.fulfillment_order_id)])
-
-
-def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
-    nothing_to_withdraw = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
-    if isinstance(saga.delivery, PickupInStore):  # the customer comes to this store: no other can serve them
-        return _cancel(nothing_to_withdraw, ReasonCode(code="PICKUP_REJECTED", detail=reply.reason.code))
-    return _try_elsewhere(nothing_to_withdraw, reply.location_id, "reallocating")
-
-
-def _progressed(saga: Saga, reply: FulfillmentOrderProgressed) -> Step:
-    """Picked, packed, ...: on the order's timeline. Ready for pickup: the customer is told to come."""
-    if reply.status != "ready_for_pickup":
-        return Step(saga)
-    return Step(replace(saga, state="ready_for_pickup"),
-                [OrderReadyForPickup(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
-                                     store_id=reply.location_id)])
-
-
-def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
-    messages: list[Contract] = [
-        CommitReservation(order_id=saga.order_id),
-        OrderPickedUp(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
-                      store_id=reply.location_id),
-    ]
-    if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
-        messages.append(_cancellation_rejected(saga, "ALREADY_PICKED_UP"))
-    return Step(replace(saga, state="picked_up", compensations=(), cancel_reason=None, cancel_stage=None), messages)
-
-
-def _not_collected(saga: Saga, reply: PickupExpired) -> Step:
-    withdrawn = replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT))
-    return _cancel(withdrawn, ReasonCode(code="NOT_COLLECTED", detail=f"ready since {reply.ready_since:%Y-%m-%d}"))
-
-
-def _delivered(saga: Saga, reply: DeliveryConfirmed) -> Step:
-    return Step(replace(saga, state="delivered"),
-                [OrderDelivered(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id)])
+    return _try_elsewhere(replace(saga, plan=()), reply.location_id)
 
 
 def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
-    return _wait(replace(saga, state="routing", location_id=None, availability=tuple(reply.availability)))
-
-
-def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
-    """A shipment: its units leave stock. The last one (`complete`) ships the order; before it, the rest may
-    still ship or be rejected, and nothing is cancelled any more (the release stays registered for the rest)."""
-    messages: list[Contract] = [
-        CommitReservation(order_id=saga.order_id, lines=reply.lines),
-        OrderShipped(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
-                     carrier=reply.carrier, tracking_number=reply.tracking_number, shipment_id=reply.shipment_id,
-                     lines=reply.lines, complete=reply.complete),
-    ]
-    if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
-        messages.append(_cancellation_rejected(saga, "ALREADY_SHIPPED"))
-    shipping = replace(saga, cancel_reason=None, cancel_stage=None, attempts=0)
-    if reply.complete:
-        return Step(replace(shipping, state="shipped", compensations=()), messages)
-    return Step(replace(shipping, state="partially_shipped", compensations=(RELEASE,)), messages)
-
-
-def _rest_rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
-    """A short pick: the location shipped part and cannot fill the rest. The rest is cancelled, its stock
-    released; the order has shipped what it will."""
-    return Step(replace(saga, state="shipped", compensations=()), [
-        ReleaseReservation(order_id=saga.order_id, reason="SHORT_PICK"),
-        OrderLinesCancelled(order_id=saga.order_id, lines=reply.lines,
-                            reason=ReasonCode(code="SHORT_PICK", detail=reply.reason.code))])
-
-
-def _fulfilment_cancelled(saga: Saga, reply: FulfillmentCancelled) -> Step:
-    return _finish_cancel(replace(saga, compensations=_without(saga, CANCEL_FULFILLMENT)))
+    moving = replace(saga.with_part(reply.location_id, ["rejected"], status="moving"),
+                     availability=tuple(reply.availability))
+    if moving.parts_in("rejected"):
+        return Step(moving)
+    return _wait(replace(moving, state="routing"))
 
 
 def _reserve(saga: Saga) -> ReserveStock:
@@ -227,27 +221,192 @@ def _reserve(saga: Saga) -> ReserveStock:
 
 
 def _route(saga: Saga) -> RouteOrder:
-    return RouteOrder(order_id=saga.order_id, lines=list(saga.lines), delivery=saga.delivery,
-                      availability=list(saga.availability), exclude_locations=list(saga.excluded_locations),
+    excluded = list(dict.fromkeys([*saga.excluded_locations, *saga.serving()]))
+    return RouteOrder(order_id=saga.order_id, lines=saga.sourcing(), delivery=saga.delivery,
+                      availability=list(saga.availability), exclude_locations=excluded,
                       order_value=saga.order_value)
 
 
 def _allocate(saga: Saga) -> AllocateReservation:
-    return AllocateReservation(order_id=saga.order_id, location_id=saga.location_id)
+    return AllocateReservation(order_id=saga.order_id, location_id=saga.plan[0].location_id,
+                               assignments=list(saga.plan))
 
 
-def _request_fulfilment(saga: Saga) -> RequestFulfillment:
-    return RequestFulfillment(order_id=saga.order_id, location_id=saga.location_id, lines=list(saga.lines),
-                              delivery=saga.delivery)
+def _request_fulfilment(saga: Saga) -> list[RequestFulfillment]:
+    return [RequestFulfillment(order_id=saga.order_id, location_id=part.location_id, lines=list(part.lines),
+                               delivery=saga.delivery) for part in saga.parts_in("requested")]
 
 
-def _deallocate(saga: Saga) -> DeallocateReservation:
-    return DeallocateReservation(order_id=saga.order_id, location_id=saga.excluded_locations[-1])
+def _deallocate(saga: Saga) -> list[DeallocateReservation]:
+    return [DeallocateReservation(order_id=saga.order_id, location_id=part.location_id)
+            for part in saga.parts_in("rejected")]
 
 
-def _withdraw_fulfilment(saga: Saga) -> CancelFulfillment:
-    return CancelFulfillment(order_id=saga.order_id, location_id=saga.location_id)
+def _withdraw_fulfilment(saga: Saga) -> list[CancelFulfillment]:
+    return [CancelFulfillment(order_id=saga.order_id, location_id=part.location_id) for part in saga.parts_in(*LIVE)]
 
+
+# --- a part's life at its location ----------------------------------------------------------------------------
+
+def _created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
+    opened = saga.with_part(reply.location_id, ["requested"], status="open")
+    confirmed = OrderConfirmed(order_id=saga.order_id, location_id=reply.location_id,
+                               fulfillment_order_id=reply.fulfillment_order_id, lines=reply.lines)
+    return _after_part(opened, [confirmed])
+
+
+def _progressed(saga: Saga, reply: FulfillmentOrderProgressed) -> Step:
+    """Picked, packed, ...: on the order's timeline. Ready for pickup: the customer is told to come."""
+    if reply.status != "ready_for_pickup":
+        return Step(saga)
+    ready = saga.with_part(reply.location_id, ["open"], status="ready_for_pickup")
+    return _after_part(ready, [OrderReadyForPickup(order_id=saga.order_id, store_id=reply.location_id,
+                                                   fulfillment_order_id=reply.fulfillment_order_id)])
+
+
+def _shipped(saga: Saga, reply: ShipmentConfirmed) -> Step:
+    """A shipment: its units leave stock at that location. The part's last one (`complete`) ships the part; the
+    order is shipped (OrderShipped.complete) once every part is."""
+    status = "shipped" if reply.complete else "partially_shipped"
+    shipped = saga.with_part(reply.location_id, ["open", "partially_shipped"], status=status)
+    messages: list[Contract] = [
+        CommitReservation(order_id=saga.order_id, lines=reply.lines, location_id=reply.location_id),
+        OrderShipped(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
+                     carrier=reply.carrier, tracking_number=reply.tracking_number, shipment_id=reply.shipment_id,
+                     lines=reply.lines, complete=_all_shipped(shipped)),
+    ]
+    return _after_part(shipped, messages + _too_late(saga, "ALREADY_SHIPPED"))
+
+
+def _picked_up(saga: Saga, reply: PickupCompleted) -> Step:
+    collected = saga.with_part(reply.location_id, ["ready_for_pickup"], status="picked_up")
+    messages: list[Contract] = [
+        CommitReservation(order_id=saga.order_id, location_id=reply.location_id),
+        OrderPickedUp(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
+                      store_id=reply.location_id),
+    ]
+    return _after_part(collected, messages + _too_late(saga, "ALREADY_PICKED_UP"))
+
+
+def _delivered(saga: Saga, reply: DeliveryConfirmed) -> Step:
+    return _after_part(saga.with_part(reply.location_id, ["shipped"], status="delivered"), [])
+
+
+def _rejected(saga: Saga, reply: FulfillmentRejected) -> Step:
+    """The location will not fill the part, or (a short pick) the rest of it: that rest is re-sourced. A pickup
+    order is cancelled instead: the customer comes to this store."""
+    if isinstance(saga.delivery, PickupInStore):
+        closed = saga.with_part(reply.location_id, LIVE, status="withdrawn")
+        return _cancel(closed, ReasonCode(code="PICKUP_REJECTED", detail=reply.reason.code))
+    part = saga.parts[_part_index(saga, reply.location_id, ("requested", "open", "partially_shipped"))]
+    if part.status != "partially_shipped":
+        return _move(saga.with_part(reply.location_id, [part.status], status="rejected"), reply.location_id)
+    rest = tuple(reply.lines) or part.lines  # a location that says nothing of the rest gives up all it had
+    shipped = saga.with_part(reply.location_id, ["partially_shipped"], status="shipped")
+    return _move(replace(shipped, parts=(*shipped.parts, Part(reply.location_id, rest, "rejected"))),
+                 reply.location_id)
+
+
+def _not_collected(saga: Saga, reply: PickupExpired) -> Step:
+    closed = saga.with_part(reply.location_id, ["ready_for_pickup"], status="withdrawn")
+    return _cancel(closed, ReasonCode(code="NOT_COLLECTED", detail=f"ready since {reply.ready_since:%Y-%m-%d}"))
+
+
+def _withdrawn(saga: Saga, reply: FulfillmentCancelled) -> Step:
+    """Withdrawn as the order is cancelled; or, outside a cancellation (the location let go of it on its own),
+    only its lines are cancelled."""
+    if saga.state == "cancelling":
+        return _after_part(saga.with_part(reply.location_id, LIVE, status="cancelled"), [])
+    part = saga.parts[_part_index(saga, reply.location_id, LIVE)]
+    withdrawn = saga.with_part(reply.location_id, LIVE, status="withdrawn")
+    return _after_part(withdrawn, _lines_cancelled(saga, part.lines, ReasonCode(code="WITHDRAWN"),
+                                                   location_id=reply.location_id))
+
+
+def _after_part(saga: Saga, messages: list[Contract]) -> Step:
+    """A part moved: a cancellation finishes once no part is left to withdraw; a sourcing step under way goes on
+    (`fulfilling` ends with its last requested part); otherwise rejected parts are re-sourced, or the order's
+    state follows its parts."""
+    if saga.state == "cancelling":
+        step = _finish_cancel(saga) if not saga.parts_in(*LIVE) else Step(saga)
+    elif saga.state in SOURCING and (saga.state != "fulfilling" or saga.parts_in("requested")):
+        step = Step(saga)
+    elif saga.parts_in("rejected"):
+        step = _wait(replace(saga, state="reallocating"))
+    else:
+        step = _follow_parts(saga)
+    return Step(step.saga, messages + step.messages)
+
+
+def _follow_parts(saga: Saga) -> Step:
+    """The order's state follows its parts; the last part delivered delivers the order (OrderDelivered), also
+    when it is the rest of the order that was cancelled after it."""
+    state = _derived_state(saga)
+    following = replace(saga, state=state, attempts=0)
+    if state != "delivered" or saga.state == "delivered":
+        return Step(following)
+    last = saga.parts_in("delivered")[-1]
+    return Step(following, [OrderDelivered(order_id=saga.order_id,
+                                           fulfillment_order_id=saga.fulfillment_order(last.location_id))])
+
+
+def _derived_state(saga: Saga) -> str:
+    parts = [part.status for part in saga.parts if part.status not in GONE]
+    if parts and all(status == "delivered" for status in parts):
+        return "delivered"
+    if parts and all(status in ("shipped", "delivered") for status in parts):
+        return "shipped"
+    if "picked_up" in parts:
+        return "picked_up"
+    if any(status in HANDED_OVER for status in parts):
+        return "partially_shipped"
+    if "ready_for_pickup" in parts:
+        return "ready_for_pickup"
+    return "awaiting_shipment"
+
+
+def _all_shipped(saga: Saga) -> bool:
+    return not saga.parts_in(*LIVE, *TO_MOVE, "partially_shipped")
+
+
+def _move(saga: Saga, failed_location: str) -> Step:
+    """Re-source a rejected part: now, or once the step under way is done."""
+    return _after_part(replace(saga, excluded_locations=(*saga.excluded_locations, failed_location)), [])
+
+
+def _try_elsewhere(saga: Saga, failed_location: str) -> Step:
+    tried = replace(saga, excluded_locations=(*saga.excluded_locations, failed_location))
+    if len(tried.excluded_locations) >= MAX_LOCATION_ATTEMPTS:
+        return _give_up_sourcing(tried, ReasonCode(
+            code="NO_ROUTE", detail=f"tried and failed at {', '.join(tried.excluded_locations)}"))
+    return _wait(replace(tried, state="routing"))
+
+
+def _give_up_sourcing(saga: Saga, reason: ReasonCode) -> Step:
+    """No location for the lines being sourced: the order is cancelled, or, when other parts of it are served,
+    only those lines."""
+    if not saga.parts_in(*LIVE, *HANDED_OVER):
+        return _cancel(saga, reason)
+    dropped = replace(saga, state="fulfilling", plan=(), parts=tuple(
+        replace(part, status="dropped") if part.status == "moving" else part for part in saga.parts))
+    return _after_part(dropped, _lines_cancelled(saga, saga.sourcing(), reason))
+
+
+def _lines_cancelled(saga: Saga, lines: Iterable[Line], reason: ReasonCode,
+                     location_id: str | None = None) -> list[Contract]:
+    lines = merge_lines(list(lines))
+    return [ReleaseReservation(order_id=saga.order_id, reason=reason.code, lines=lines, location_id=location_id),
+            OrderLinesCancelled(order_id=saga.order_id, lines=lines, reason=reason)]
+
+
+def _too_late(saga: Saga, code: str) -> list[Contract]:
+    """A customer's cancellation that a handover overtook is answered."""
+    if saga.state == "cancelling" and saga.cancel_reason and saga.cancel_reason.code == CUSTOMER_CANCELLED:
+        return [_cancellation_rejected(saga, code)]
+    return []
+
+
+# --- the declarations -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Then:
@@ -261,13 +420,15 @@ class Then:
 class SagaStep:
     state: str
     replies: dict[type[Contract], Then]
-    command: Callable[[Saga], Contract] | None = None  # None: waits on a location, with no deadline
+    command: Callable[[Saga], Contract | list[Contract]] | None = None  # None: waits, with no deadline
     compensation: str | None = None  # registered before the command is first sent
     gives_up: bool = True  # after MAX_STEP_ATTEMPTS sends without an answer
 
 
 CANCELLED = "cancelled: run the compensations, OrderCancelled"
 EXPIRED = Then(_expired, "cancelled (RESERVATION_EXPIRED): run the compensations, OrderCancelled")
+GIVE_UP = ("cancelled: run the compensations, OrderCancelled (re-sourcing a part: only its lines, "
+           "OrderLinesCancelled)")
 STEPS = (
     SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
         StockReserved: Then(_reserved, "routing: RouteOrder"),
@@ -276,47 +437,64 @@ STEPS = (
     SagaStep("backordered", replies={
         StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={
-        OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location"),
-        RouteNotFound: Then(_no_route, CANCELLED),
+        OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location(s)"),
+        RouteNotFound: Then(_no_route, GIVE_UP),
         ReservationExpired: EXPIRED}),
     SagaStep("allocating", command=_allocate, replies={
-        ReservationAllocated: Then(_allocated, "fulfilling: RequestFulfillment"),
-        AllocationFailed: Then(_allocation_failed, "routing: RouteOrder without that location (at most 3 tried)"),
+        ReservationAllocated: Then(_allocated, "fulfilling: a part per location, then RequestFulfillment for each"),
+        AllocationFailed: Then(_allocation_failed, "routing: RouteOrder without that location (at most 3 tried); "
+                                                   "then as no route"),
         ReservationExpired: EXPIRED}),
-    SagaStep("fulfilling", command=_request_fulfilment, compensation=CANCEL_FULFILLMENT, replies={
-        FulfillmentOrderCreated: Then(_fulfilment_created, "awaiting_shipment: OrderConfirmed"),
-        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation")}),
-    SagaStep("awaiting_shipment", replies={
+    SagaStep("fulfilling", command=_request_fulfilment, replies={}),
+    SagaStep("reallocating", command=_deallocate, replies={
+        ReservationDeallocated: Then(_deallocated, "routing (once every rejected part is un-pinned): RouteOrder "
+                                                   "for their lines, without the locations tried or serving"),
+        ReservationExpired: EXPIRED}),
+    SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={}),
+)
+SOURCING = frozenset({"reserving", "backordered", "routing", "allocating", "fulfilling", "reallocating"})
+
+
+@dataclass(frozen=True)
+class PartStep:
+    status: str
+    replies: dict[type[Contract], Then]
+
+
+PART_STEPS = (
+    PartStep("requested", {
+        FulfillmentOrderCreated: Then(_created, "open: OrderConfirmed; the last one ends `fulfilling`"),
+        FulfillmentRejected: Then(_rejected, "rejected: re-sourced (`reallocating`: DeallocateReservation); "
+                                             "a pickup order: cancelled, PICKUP_REJECTED"),
+        FulfillmentCancelled: Then(_withdrawn, "withdrawn (asked by `cancelling`)")}),
+    PartStep("open", {
         FulfillmentOrderProgressed: Then(_progressed, "on the timeline; ready for pickup: ready_for_pickup, "
                                                       "OrderReadyForPickup"),
-        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (part of it: partially_shipped)"),
-        FulfillmentRejected: Then(_rejected, "reallocating: DeallocateReservation (a pickup order: cancelled, "
-                                             "PICKUP_REJECTED)")}),
-    SagaStep("ready_for_pickup", replies={
+        ShipmentConfirmed: Then(_shipped, "shipped (part of it: partially_shipped): CommitReservation there, "
+                                          "OrderShipped (complete once every part is)"),
+        FulfillmentRejected: Then(_rejected, "rejected: re-sourced; a pickup order: cancelled, PICKUP_REJECTED"),
+        FulfillmentCancelled: Then(_withdrawn, "withdrawn; outside `cancelling`: ReleaseReservation of its "
+                                               "lines, OrderLinesCancelled")}),
+    PartStep("ready_for_pickup", {
         PickupCompleted: Then(_picked_up, "picked_up: CommitReservation, OrderPickedUp"),
-        PickupExpired: Then(_not_collected, "cancelled, NOT_COLLECTED: ReleaseReservation (back on the shelf), "
-                                            "OrderCancelled"),
-        FulfillmentRejected: Then(_rejected, "cancelled, PICKUP_REJECTED")}),
-    SagaStep("partially_shipped", replies={
-        ShipmentConfirmed: Then(_shipped, "partially_shipped, or shipped with the last: CommitReservation of its "
-                                          "lines, OrderShipped"),
-        FulfillmentRejected: Then(_rest_rejected, "shipped (short pick): ReleaseReservation of the rest, "
-                                                  "OrderLinesCancelled")}),
-    SagaStep("shipped", replies={
-        DeliveryConfirmed: Then(_delivered, "delivered: OrderDelivered")}),
-    SagaStep("reallocating", command=_deallocate, replies={
-        ReservationDeallocated: Then(_deallocated, "routing: RouteOrder without the rejecting locations"),
-        ReservationExpired: EXPIRED}),
-    SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={
-        ShipmentConfirmed: Then(_shipped, "shipped: CommitReservation, OrderShipped (a customer's cancellation "
-                                          "is answered ALREADY_SHIPPED)"),
-        PickupCompleted: Then(_picked_up, "picked_up: CommitReservation, OrderPickedUp (a customer's "
-                                          "cancellation is answered ALREADY_PICKED_UP)"),
-        FulfillmentCancelled: Then(_fulfilment_cancelled, "cancelled: ReleaseReservation, OrderCancelled")}),
+        PickupExpired: Then(_not_collected, "withdrawn; the order cancelled, NOT_COLLECTED (stock back on the "
+                                            "shelf)"),
+        FulfillmentRejected: Then(_rejected, "withdrawn; the order cancelled, PICKUP_REJECTED"),
+        FulfillmentCancelled: Then(_withdrawn, "withdrawn (asked by `cancelling`)")}),
+    PartStep("partially_shipped", {
+        ShipmentConfirmed: Then(_shipped, "partially_shipped, or shipped with its last parcel: CommitReservation "
+                                          "there, OrderShipped"),
+        FulfillmentRejected: Then(_rejected, "shipped (short pick): the rest becomes a rejected part, "
+                                             "re-sourced")}),
+    PartStep("shipped", {
+        DeliveryConfirmed: Then(_delivered, "delivered: OrderDelivered once every part is")}),
 )
+PART_STATUSES_FOR = {reply: [step.status for step in PART_STEPS if reply in step.replies]
+                     for part_step in PART_STEPS for reply in part_step.replies}
 STEP_OF = {step.state: step for step in STEPS}
 TRANSITIONS = {(step.state, reply): then.apply for step in STEPS for reply, then in step.replies.items()}
-REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS)
+PART_TRANSITIONS = {(step.status, reply): then.apply for step in PART_STEPS for reply, then in step.replies.items()}
+REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS) | frozenset(PART_STATUSES_FOR)
 WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
 
 
@@ -326,45 +504,69 @@ README_TABLE_END = "\n<!-- end of saga table -->"
 
 def table() -> str:
     """The saga as the README shows it (between README_TABLE_START and README_TABLE_END; `oms asyncapi` puts it
-    there)."""
-    rows = [f"| {f'`{step.state}`' if first else ''} | {_sends(step) if first else ''} | `{reply.__name__}` | "
-            f"{then.leads_to} |"
-            for step in STEPS for first, (reply, then) in zip([True] + [False] * len(step.replies),
-                                                              step.replies.items())]
-    return "\n".join(["| state | sends (again on its deadline) | reply | leads to |", "|---|---|---|---|", *rows])
+    there): the order's sourcing steps, then a fulfilment order's life."""
+    order = [f"| {f'`{step.state}`' if first else ''} | {_sends(step) if first else ''} | {reply} | {leads_to} |"
+             for step in STEPS for first, reply, leads_to in _rows(step.replies)]
+    part = [f"| {f'`{step.status}`' if first else ''} | {reply} | {leads_to} |"
+            for step in PART_STEPS for first, reply, leads_to in _rows(step.replies)]
+    return "\n".join(["| state | sends (again on its deadline) | reply | leads to |", "|---|---|---|---|", *order,
+                      "", "A fulfilment order (a part of the order), whatever the order's step:", "",
+                      "| part | reply from its location | leads to |", "|---|---|---|", *part])
+
+
+def _rows(replies: dict[type[Contract], Then]) -> list[tuple[bool, str, str]]:
+    if not replies:
+        return [(True, "—", "the parts' replies (below)")]
+    return [(i == 0, f"`{reply.__name__}`", then.leads_to) for i, (reply, then) in enumerate(replies.items())]
 
 
 def _sends(step: SagaStep) -> str:
     if step.command is None:
-        return "— (waits on the location)"
+        return "— (waits)"
+    sent = get_type_hints(step.command)["return"]
+    name = sent.__args__[0].__name__ + " per part" if getattr(sent, "__args__", None) else sent.__name__
     registers = f", registering `{step.compensation}` first" if step.compensation else ""
     forever = ", never gives up" if not step.gives_up else ""
-    return f"`{get_type_hints(step.command)['return'].__name__}`{registers}{forever}"
+    return f"`{name}`{registers}{forever}"
 
 
 def advance(saga: Saga, reply: Contract) -> Step | None:
-    """The next step for this reply, or None when the current state does not expect it or the reply names a
-    location or fulfilment order that is not the saga's."""
+    """The next step for this reply, or None when the current state (or the part it names) does not expect it,
+    or the reply names a location or fulfilment order that is not the saga's."""
+    if type(reply) in PART_STATUSES_FOR:
+        part = _part_for(saga, reply)
+        return PART_TRANSITIONS[(part.status, type(reply))](saga, reply) if part else None
     transition = TRANSITIONS.get((saga.state, type(reply)))
     return transition(saga, reply) if transition and claims_hold(saga, reply) else None
 
 
+def _part_for(saga: Saga, reply: Contract) -> Part | None:
+    """The part a location's reply is about: at that location, in a status that accepts it, and named by its
+    own fulfilment order id."""
+    if saga.state == "cancelled" or reply.fulfillment_order_id != saga.fulfillment_order(reply.location_id):
+        return None
+    statuses = PART_STATUSES_FOR[type(reply)]
+    return next((part for part in saga.parts if part.location_id == reply.location_id and part.status in statuses),
+                None)
+
+
 def claims_hold(saga: Saga, reply: Contract) -> bool:
-    expected_location = saga.excluded_locations[-1] if saga.state == "reallocating" else saga.location_id
-    if isinstance(reply, OrderRouted) or not hasattr(reply, "location_id"):
-        return True
-    if reply.location_id != expected_location:
-        return False
-    return (not hasattr(reply, "fulfillment_order_id")
-            or reply.fulfillment_order_id == fulfillment_order_id(saga.order_id, expected_location))
+    """A sourcing reply names the location the saga asked about."""
+    if isinstance(reply, ReservationAllocated):
+        return bool(saga.plan) and reply.location_id == saga.plan[0].location_id
+    if isinstance(reply, AllocationFailed):
+        return reply.location_id in {a.location_id for a in saga.plan}
+    if isinstance(reply, ReservationDeallocated):
+        return any(part.location_id == reply.location_id for part in saga.parts_in("rejected"))
+    return True
 
 
 def request_cancel(saga: Saga, reason: str) -> Step:
-    """The channel asks to cancel: honoured before shipment, answered with a rejection after."""
-    if saga.state in ("partially_shipped", "shipped", "delivered"):
-        return Step(saga, [_cancellation_rejected(saga, "ALREADY_SHIPPED")])
+    """The channel asks to cancel: honoured before anything is handed over, answered with a rejection after."""
     if saga.state == "picked_up":
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_PICKED_UP")])
+    if saga.parts_in(*HANDED_OVER):
+        return Step(saga, [_cancellation_rejected(saga, "ALREADY_SHIPPED")])
     if saga.state == "cancelled":
         return Step(saga, [_cancellation_rejected(saga, "ALREADY_CANCELLED")])
     if saga.state == "cancelling":
@@ -376,46 +578,41 @@ def on_timeout(saga: Saga) -> Step:
     """The current step's deadline passed: ask again, or give up and compensate."""
     if not STEP_OF[saga.state].gives_up or saga.attempts < MAX_STEP_ATTEMPTS:
         return _wait(saga, again=True)
-    command = pending_command(saga)
+    command = pending_commands(saga)[0]
     return _cancel(saga, ReasonCode(code="STEP_TIMEOUT",
                                     detail=f"no answer to {command.message_type} after {saga.attempts} tries"))
 
 
-def pending_command(saga: Saga) -> Contract:
-    """The command a waiting state has sent and waits on; sent again on timeout."""
+def pending_commands(saga: Saga) -> list[Contract]:
+    """The command(s) a waiting state has sent and waits on; sent again on timeout."""
     step = STEP_OF.get(saga.state)
     if step is None or step.command is None:
         raise ValueError(f"state {saga.state} waits for nothing")
-    return step.command(saga)
+    sent = step.command(saga)
+    return sent if isinstance(sent, list) else [sent]
 
 
 def _wait(saga: Saga, *, again: bool = False) -> Step:
-    """Enter (or stay in) a step: register its compensation, then send its command."""
+    """Enter (or stay in) a step: register its compensation, then send its command(s)."""
     compensation = STEP_OF[saga.state].compensation
     if compensation and compensation not in saga.compensations:
         saga = replace(saga, compensations=(*saga.compensations, compensation))
     waiting = replace(saga, attempts=saga.attempts + 1 if again else 1)
-    return Step(waiting, [pending_command(waiting)])
-
-
-def _try_elsewhere(saga: Saga, failed_location: str, next_state: str) -> Step:
-    excluded = (*saga.excluded_locations, failed_location)
-    tried = replace(saga, excluded_locations=excluded)
-    if len(excluded) >= MAX_LOCATION_ATTEMPTS:
-        return _cancel(tried, ReasonCode(code="NO_ROUTE", detail=f"tried and failed at {', '.join(excluded)}"))
-    if next_state == "routing":
-        return _wait(replace(tried, state="routing", location_id=None))
-    return _wait(replace(tried, state=next_state))
+    return Step(waiting, pending_commands(waiting))
 
 
 def _cancel(saga: Saga, reason: ReasonCode) -> Step:
-    cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state)
-    if CANCEL_FULFILLMENT in saga.compensations:
+    cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state, plan=())
+    if saga.parts_in(*LIVE):
         return _wait(replace(cancelling, state="cancelling"))
     return _finish_cancel(cancelling)
 
 
 def _finish_cancel(saga: Saga) -> Step:
+    """Nothing left to withdraw. Nothing handed over: the order is cancelled. Otherwise it keeps what was handed
+    over and only the rest is cancelled."""
+    if saga.parts_in(*HANDED_OVER):
+        return _keep_what_was_handed_over(saga)
     messages: list[Contract] = []
     if RELEASE in saga.compensations:
         messages.append(ReleaseReservation(order_id=saga.order_id, reason=saga.cancel_reason.code))
@@ -423,13 +620,25 @@ def _finish_cancel(saga: Saga) -> Step:
     return Step(replace(saga, state="cancelled", compensations=(), attempts=0), messages)
 
 
+def _keep_what_was_handed_over(saga: Saga) -> Step:
+    """A cancellation that a handover overtook: the parts it withdrew, and those waiting to be re-sourced, are
+    cancelled (their units released where they are pinned, or held); the order keeps the rest."""
+    undone = saga.parts_in("cancelled", *TO_MOVE)
+    messages: list[Contract] = [
+        ReleaseReservation(order_id=saga.order_id, reason=saga.cancel_reason.code, lines=list(part.lines),
+                           location_id=None if part.status == "moving" else part.location_id) for part in undone]
+    if undone:
+        messages.append(OrderLinesCancelled(order_id=saga.order_id, reason=saga.cancel_reason,
+                                            lines=merge_lines([line for part in undone for line in part.lines])))
+    kept = replace(saga, cancel_reason=None, cancel_stage=None, parts=tuple(
+        replace(part, status="dropped") if part in undone else part for part in saga.parts))
+    followed = _follow_parts(kept)
+    return Step(followed.saga, messages + followed.messages)
+
+
 def _cancellation_rejected(saga: Saga, code: str) -> OrderCancellationRejected:
     return OrderCancellationRejected(order_id=saga.order_id, channel=saga.channel,
                                      channel_order_id=saga.channel_order_id, reason=ReasonCode(code=code))
-
-
-def _without(saga: Saga, compensation: str) -> tuple[str, ...]:
-    return tuple(c for c in saga.compensations if c != compensation)
 
 
 ORDER_STATUS = {"backordered": "backordered", "awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",

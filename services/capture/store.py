@@ -7,11 +7,11 @@ from uuid import UUID
 import asyncpg
 from pydantic import TypeAdapter
 
-from shared.contracts.common import Delivery, Line, ReasonCode
+from shared.contracts.common import Assignment, Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
 from shared.contracts.orders import PlaceOrder, PricedLine
 
-from .saga import ORDER_STATUS, WAITING, Saga, order_value
+from .saga import ORDER_STATUS, WAITING, Part, Saga, order_value
 
 _delivery = TypeAdapter(Delivery)
 
@@ -70,8 +70,9 @@ def _saga(row: asyncpg.Record) -> Saga:
         delivery=_delivery.validate_python(row["placed"]["delivery"]),
         channel=row["channel"],
         channel_order_id=row["channel_order_id"],
-        location_id=row["location_id"],
-        fulfillment_order_id=row["fulfillment_order_id"],
+        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"])
+                    for p in row["parts"]),
+        plan=tuple(Assignment(**a) for a in row["plan"]),
         availability=tuple(LocationAvailability(**a) for a in row["availability"]),
         excluded_locations=tuple(row["excluded_locations"]),
         compensations=tuple(row["compensations"]),
@@ -88,8 +89,10 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     """Upsert the saga rows (with correlation id and trace context) and the status of the orders whose step
     changed what the channel sees."""
     rows = [{
-        "order_id": str(saga.order_id), "state": saga.state, "location_id": saga.location_id,
-        "fulfillment_order_id": str(saga.fulfillment_order_id) if saga.fulfillment_order_id else None,
+        "order_id": str(saga.order_id), "state": saga.state,
+        "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status}
+                  for p in saga.parts],
+        "plan": [a.model_dump() for a in saga.plan],
         "availability": [a.model_dump() for a in saga.availability],
         "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),
         "cancel_reason": saga.cancel_reason.model_dump() if saga.cancel_reason else None,
@@ -101,19 +104,19 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     await conn.execute(
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
-               order_id uuid, state text, location_id text, fulfillment_order_id uuid, availability jsonb,
+               order_id uuid, state text, parts jsonb, plan jsonb, availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
                attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
-             INSERT INTO order_sagas (order_id, state, location_id, fulfillment_order_id, availability,
+             INSERT INTO order_sagas (order_id, state, parts, plan, availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id, trace_context)
-             SELECT order_id, state, location_id, fulfillment_order_id, availability, excluded_locations,
+             SELECT order_id, state, parts, plan, availability, excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
                     now() + make_interval(secs => timeout), correlation_id, trace_context
              FROM input
-             ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, location_id = EXCLUDED.location_id,
-               fulfillment_order_id = EXCLUDED.fulfillment_order_id, availability = EXCLUDED.availability,
+             ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
+               plan = EXCLUDED.plan, availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,

@@ -17,7 +17,7 @@ from datetime import date
 from uuid import UUID
 
 from shared.contracts import Contract
-from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
+from shared.contracts.common import Assignment, Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.inventory import (
     AllocationFailed,
     Atp,
@@ -74,11 +74,24 @@ class LocationStock:
 @dataclass
 class Reservation:
     order_id: UUID
-    status: str  # held, allocated, released, committed, expired
+    status: str  # held (nothing pinned), allocated (some units pinned), released, committed, expired, backordered
     lines: list[Line]  # what is (or was, once released or expired) reserved and not yet committed
-    location_id: str | None = None
+    pins: dict[str, list[Line]] = field(default_factory=dict)  # location -> the units of `lines` pinned there
     correlation_id: str | None = None  # of the order's flow, for what inventory says on its own (expiry)
-    committed: list[Line] = field(default_factory=list)  # what has shipped, shipment by shipment
+    committed: dict[str, list[Line]] = field(default_factory=dict)  # location -> what shipped from there
+
+    @property
+    def held(self) -> list[Line]:
+        """The units reserved and pinned nowhere."""
+        return subtract_lines(self.lines, [line for pinned in self.pins.values() for line in pinned]) or []
+
+    def settle(self) -> None:
+        """The status the units say: committed once nothing is left, allocated while some are pinned."""
+        self.pins = {location: lines for location, lines in self.pins.items() if lines}
+        if not self.lines:
+            self.status = "committed" if self.committed else "released"
+        else:
+            self.status = "allocated" if self.pins else "held"
 
 
 @dataclass(frozen=True)
@@ -167,40 +180,56 @@ class Inventory:
         self.expected[sku].sort()
         return ReceiptExpected(receipt_id=receipt_id, sku=sku, quantity=quantity, expected_on=expected_on)
 
-    def allocate(self, order_id: UUID, location_id: str) -> Contract:
-        """Pin a held reservation's units to one location (within its ATP), or nothing."""
+    def allocate(self, order_id: UUID, location_id: str, assignments: Iterable[Assignment] = ()) -> Contract:
+        """Pin held units to locations: each assignment's lines within that location's ATP, all or nothing;
+        without assignments, every held unit at `location_id`. Asked again once pinned, the same answer."""
         existing = self.reservations.get(order_id)
-        if existing is not None and existing.status == "allocated" and existing.location_id == location_id:
-            return ReservationAllocated(order_id=order_id, location_id=location_id)
-        if existing is None or existing.status != "held":
-            status = existing.status if existing else "none"
-            return AllocationFailed(order_id=order_id, location_id=location_id,
-                                    reason=ReasonCode(code="RESERVATION_NOT_HELD", detail=status))
-        stock = [self.locations.get((line.sku, location_id)) for line in existing.lines]
-        if any(s is None or s.available < line.quantity for s, line in zip(stock, existing.lines, strict=True)):
-            return AllocationFailed(order_id=order_id, location_id=location_id, reason=ReasonCode(code="LOCATION_SHORT"))
-        for line in existing.lines:
-            self._move_location(line.sku, location_id, "allocate", allocated=line.quantity, order_id=order_id)
-        existing.status, existing.location_id = "allocated", location_id
+        assignments = list(assignments) or [Assignment(location_id=location_id, lines=[])]
+        first = assignments[0].location_id
+        if existing is not None and existing.status == "allocated" and all(
+                a.location_id in existing.pins and subtract_lines(existing.pins[a.location_id], a.lines) is not None
+                for a in assignments):
+            return ReservationAllocated(order_id=order_id, location_id=first, assignments=assignments)
+        if existing is None or existing.status not in LIVE:
+            return AllocationFailed(order_id=order_id, location_id=first,
+                                    reason=ReasonCode(code="RESERVATION_NOT_HELD",
+                                                      detail=existing.status if existing else "none"))
+        wanted = [a if a.lines else Assignment(location_id=a.location_id, lines=existing.held) for a in assignments]
+        if not existing.held or subtract_lines(existing.held, [line for a in wanted for line in a.lines]) is None:
+            return AllocationFailed(order_id=order_id, location_id=first, reason=ReasonCode(
+                code="RESERVATION_NOT_HELD", detail="not that much held unpinned"))
+        for assignment in wanted:
+            stock = [(self.locations.get((line.sku, assignment.location_id)), line) for line in assignment.lines]
+            if any(s is None or s.available < line.quantity for s, line in stock):
+                return AllocationFailed(order_id=order_id, location_id=assignment.location_id,
+                                        reason=ReasonCode(code="LOCATION_SHORT"))
+        for assignment in wanted:
+            for line in assignment.lines:
+                self._move_location(line.sku, assignment.location_id, "allocate", allocated=line.quantity,
+                                    order_id=order_id)
+            existing.pins[assignment.location_id] = merge_lines(
+                [*existing.pins.get(assignment.location_id, []), *assignment.lines])
+        existing.settle()
         self._save(existing)
-        return ReservationAllocated(order_id=order_id, location_id=location_id)
+        return ReservationAllocated(order_id=order_id, location_id=first, assignments=assignments)
 
     def deallocate(self, order_id: UUID, location_id: str) -> Contract | None:
-        """Un-pin the units from a location that could not fulfil them; the network hold stays."""
+        """Un-pin the units at a location that will not fulfil them (all it was given, or what it did not ship
+        of it); the network hold stays, for another location."""
         existing = self.reservations.get(order_id)
         if existing is None or existing.status not in LIVE:
             return None
-        if existing.committed:  # part has shipped from there: the rest is released, never moved
-            return None
-        if existing.status == "allocated" and existing.location_id == location_id:
-            self._unpin(existing, "deallocate")
-            existing.status, existing.location_id = "held", None
+        if location_id in existing.pins:
+            self._unpin(existing, location_id, existing.pins.pop(location_id), "deallocate")
+            existing.settle()
             self._save(existing)
         return ReservationDeallocated(order_id=order_id, location_id=location_id,
-                                      availability=self.availability(existing.lines))
+                                      availability=self.availability(existing.held))
 
-    def release(self, order_id: UUID) -> Contract | None:
-        """Undo the reservation. Without one, leave a tombstone so a later ReserveStock is refused."""
+    def release(self, order_id: UUID, lines: list[Line] | None = None,
+                location_id: str | None = None) -> Contract | None:
+        """Undo the reservation, or only `lines` of it (held ones, or those pinned at `location_id`). Without a
+        reservation, leave a tombstone so a later ReserveStock is refused."""
         existing = self.reservations.get(order_id)
         if existing is not None and existing.status == "committed":
             return None
@@ -210,44 +239,65 @@ class Inventory:
         elif previous == "backordered":
             self._leave_queue(existing, "released")
             return ReservationReleased(order_id=order_id, previous_status="backordered")
+        elif previous in LIVE and lines is not None:
+            if not self._release_some(existing, merge_lines(lines), location_id):
+                return None
         elif previous in LIVE:
-            self._drop(existing, "release")
+            for location, pinned in existing.pins.items():
+                self._unpin(existing, location, pinned, "release")
+            self._unhold(existing, existing.lines, "release")
+            existing.pins, existing.lines = {}, existing.lines if not existing.committed else []
             existing.status = "committed" if existing.committed else "released"  # a partial shipment stays shipped
-            if existing.committed:
-                existing.lines = []
             self._save(existing)
         return ReservationReleased(order_id=order_id, previous_status=previous if previous in LIVE else "none")
+
+    def _release_some(self, existing: Reservation, lines: list[Line], location_id: str | None) -> bool:
+        pool = existing.pins.get(location_id, []) if location_id else existing.held
+        left = subtract_lines(pool, lines)
+        if left is None:
+            return False
+        if location_id:
+            self._unpin(existing, location_id, lines, "release")
+            existing.pins[location_id] = left
+        self._unhold(existing, lines, "release")
+        existing.lines = subtract_lines(existing.lines, lines)
+        existing.settle()
+        self._save(existing)
+        return True
 
     def expire(self, order_id: UUID) -> Contract | None:
         """A reservation only held for too long gives its units back; allocated ones never expire."""
         existing = self.reservations.get(order_id)
         if existing is None or existing.status != "held":
             return None
-        self._drop(existing, "expiry")
+        self._unhold(existing, existing.lines, "expiry")
         existing.status = "expired"
         self._save(existing)
         return ReservationExpired(order_id=order_id, lines=existing.lines)
 
-    def commit(self, order_id: UUID, lines: list[Line] | None = None) -> Contract | None:
-        """Units shipped: out of on hand, out of the reservation. A partial shipment commits its lines; the
-        reservation is committed once nothing is left. More than is reserved commits nothing."""
+    def commit(self, order_id: UUID, lines: list[Line] | None = None, location_id: str | None = None) -> Contract | None:
+        """Units shipped from a location: out of its on hand, out of the reservation. A partial shipment commits
+        its lines; without lines, all that is pinned there. More than is pinned there commits nothing."""
         existing = self.reservations.get(order_id)
         if existing is None or existing.status != "allocated":
             return None
-        parcel = merge_lines(lines) if lines else existing.lines
-        left = subtract_lines(existing.lines, parcel)
-        if left is None:
+        location_id = location_id or next(iter(existing.pins))
+        pinned = existing.pins.get(location_id, [])
+        parcel = merge_lines(lines) if lines else pinned
+        left = subtract_lines(pinned, parcel)
+        if left is None or not parcel:
             return None
         for line in parcel:
             q = line.quantity
-            self._move_location(line.sku, existing.location_id, "commit", on_hand=-q, allocated=-q, order_id=order_id)
+            self._move_location(line.sku, location_id, "commit", on_hand=-q, allocated=-q, order_id=order_id)
             self._move_network(line.sku, "commit", on_hand=-q, reserved=-q, order_id=order_id)
-        existing.lines, existing.committed = left, merge_lines([*existing.committed, *parcel])
-        if not left:
-            existing.status = "committed"
+        existing.pins[location_id] = left
+        existing.lines = subtract_lines(existing.lines, parcel)
+        existing.committed[location_id] = merge_lines([*existing.committed.get(location_id, []), *parcel])
+        existing.settle()
         self._save(existing)
-        return ReservationCommitted(order_id=order_id, location_id=existing.location_id, lines=parcel,
-                                    complete=not left)
+        return ReservationCommitted(order_id=order_id, location_id=location_id, lines=parcel,
+                                    complete=not existing.lines)
 
     def receive(self, receipt_id: str, sku: str, location_id: str, quantity: int) -> Contract:
         self._book(sku, location_id, "receipt", quantity, receipt_id)
@@ -354,16 +404,13 @@ class Inventory:
         self._move_location(sku, location_id, kind, on_hand=change, document_id=document_id)
         self._move_network(sku, kind, on_hand=change, document_id=document_id)
 
-    def _unpin(self, reservation: Reservation, kind: str) -> None:
-        for line in reservation.lines:
-            self._move_location(line.sku, reservation.location_id, kind, allocated=-line.quantity,
-                                order_id=reservation.order_id)
+    def _unpin(self, reservation: Reservation, location_id: str, lines: list[Line], kind: str) -> None:
+        for line in lines:
+            self._move_location(line.sku, location_id, kind, allocated=-line.quantity, order_id=reservation.order_id)
 
-    def _drop(self, reservation: Reservation, kind: str) -> None:
-        """Give a live reservation's units back: un-pin them if allocated, then release the network hold."""
-        if reservation.status == "allocated":
-            self._unpin(reservation, kind)
-        for line in reservation.lines:
+    def _unhold(self, reservation: Reservation, lines: list[Line], kind: str) -> None:
+        """Take units out of the network hold (those pinned somewhere are un-pinned first, by the caller)."""
+        for line in lines:
             self._move_network(line.sku, kind, reserved=-line.quantity, order_id=reservation.order_id)
 
     def _move_network(self, sku: str, kind: str, *, on_hand: int = 0, reserved: int = 0, **why) -> None:

@@ -32,11 +32,16 @@ log = get_logger(__name__)
 RESERVATIONS: dict[type[Contract], Callable[[Inventory, Message], Contract | None]] = {
     ReserveStock: lambda inventory, m: inventory.reserve(m.payload.order_id, m.payload.lines, m.correlation_id,
                                                          m.payload.backorder_skus),
-    AllocateReservation: lambda inventory, m: inventory.allocate(m.payload.order_id, m.payload.location_id),
+    AllocateReservation: lambda inventory, m: inventory.allocate(m.payload.order_id, m.payload.location_id,
+                                                                 m.payload.assignments),
     DeallocateReservation: lambda inventory, m: inventory.deallocate(m.payload.order_id, m.payload.location_id),
-    ReleaseReservation: lambda inventory, m: inventory.release(m.payload.order_id),
-    CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id, m.payload.lines),
+    ReleaseReservation: lambda inventory, m: inventory.release(m.payload.order_id, m.payload.lines,
+                                                               m.payload.location_id),
+    CommitReservation: lambda inventory, m: inventory.commit(m.payload.order_id, m.payload.lines,
+                                                             m.payload.location_id),
 }
+
+
 STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock, ExpectReceipt)
 COMMANDS = (*RESERVATIONS, *STOCK)
 

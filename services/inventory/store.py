@@ -7,11 +7,12 @@ Orders are locked with transaction-scoped advisory locks rather than their reser
 reservation yet has no row to lock, and inserting one at the end (after the SKU locks) could wait on a
 transaction that holds that order and waits for our SKUs."""
 
+import copy
 from uuid import UUID
 
 import asyncpg
 
-from shared.contracts.common import Line
+from shared.contracts.common import Line, merge_lines
 from shared.contracts.inventory import Atp
 
 from .domain import Inventory, LocationStock, Reservation, SkuStock
@@ -23,9 +24,7 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
     untouched copy to tell what changed."""
     await lock_orders(conn, order_ids)
     rows = await conn.fetch("SELECT * FROM reservations WHERE order_id = ANY($1)", list(order_ids))
-    reservations = {r["order_id"]: Reservation(r["order_id"], r["status"], [Line(**line) for line in r["lines"]],
-                                               r["location_id"], r["correlation_id"],
-                                               [Line(**line) for line in r["committed_lines"]]) for r in rows}
+    reservations = {r["order_id"]: _reservation(r) for r in rows}
     skus = sorted(skus | {line.sku for r in reservations.values() for line in r.lines})
     sku_rows = await conn.fetch("SELECT * FROM sku_stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE", skus)
     location_rows = await conn.fetch(
@@ -46,8 +45,7 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         inventory = Inventory(
             skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"], r["backordered"]) for r in sku_rows},
             locations={},
-            reservations={k: Reservation(v.order_id, v.status, list(v.lines), v.location_id, v.correlation_id,
-                                         list(v.committed)) for k, v in reservations.items()},
+            reservations={k: copy.deepcopy(v) for k, v in reservations.items()},
             location_safety=dict(location_safety), sku_safety=dict(sku_safety),
             expected={sku: list(dates) for sku, dates in expected.items()},
         )
@@ -58,6 +56,30 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         return inventory
 
     return build(), build()
+
+
+def _reservation(row: asyncpg.Record) -> Reservation:
+    """Stored lines name the location they are pinned (or committed) at; held ones name none."""
+    pins: dict[str, list[Line]] = {}
+    for line in row["lines"]:
+        if line.get("location_id"):
+            pins.setdefault(line["location_id"], []).append(Line(sku=line["sku"], quantity=line["quantity"]))
+    committed: dict[str, list[Line]] = {}
+    for line in row["committed_lines"]:
+        committed.setdefault(line["location_id"], []).append(Line(sku=line["sku"], quantity=line["quantity"]))
+    lines = merge_lines([Line(sku=line["sku"], quantity=line["quantity"]) for line in row["lines"]])
+    return Reservation(row["order_id"], row["status"], lines, pins, row["correlation_id"], committed)
+
+
+def _stored_lines(reservation: Reservation) -> list[dict]:
+    pinned = [{**line.model_dump(), "location_id": location}
+              for location, lines in sorted(reservation.pins.items()) for line in lines]
+    return pinned + [line.model_dump() for line in reservation.held]
+
+
+def _stored_committed(reservation: Reservation) -> list[dict]:
+    return [{**line.model_dump(), "location_id": location}
+            for location, lines in sorted(reservation.committed.items()) for line in lines]
 
 
 ORDER_LOCKS = 7301  # the advisory lock class of inventory's orders (two-key locks: apart from every one-key lock)
@@ -163,9 +185,8 @@ async def _flush_reservations(conn: asyncpg.Connection, inventory: Inventory) ->
                                                        location_id text, correlation_id text)
                ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
                  lines = EXCLUDED.lines, committed_lines = EXCLUDED.committed_lines, updated_at = now()""",
-            [{"order_id": str(r.order_id), "status": r.status, "location_id": r.location_id,
-              "correlation_id": r.correlation_id, "lines": [line.model_dump() for line in r.lines],
-              "committed_lines": [line.model_dump() for line in r.committed]}
+            [{"order_id": str(r.order_id), "status": r.status, "location_id": min(r.pins, default=None),
+              "correlation_id": r.correlation_id, "lines": _stored_lines(r), "committed_lines": _stored_committed(r)}
              for r in reservations],
         )
 

@@ -11,8 +11,8 @@ Whole lines are assigned: one line is never divided between locations.
 """
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
 from itertools import combinations
@@ -61,6 +61,10 @@ class Order:
     availability: Sequence[LocationAvailability]
     exclude: frozenset[str] = frozenset()
     order_value: Decimal | None = None
+    sources: tuple[str | None, ...] = ()  # per line: the only location that may serve it (a divided line's share)
+
+    def may_serve(self, index: int, location_id: str) -> bool:
+        return index >= len(self.sources) or self.sources[index] in (None, location_id)
 
     @cached_property
     def stock(self) -> dict[tuple[str, str], int]:
@@ -137,6 +141,43 @@ class _Eligible:
 
 
 def _ship(order: Order, address: Address, network: Network, rules: RuleSet) -> Decision:
+    """Whole lines first; failing that, within a split limit, a line no location has enough of is divided among
+    the locations that have it (the network's stock is summed for the customer, so it must be servable too)."""
+    decision = _ship_lines(order, address, network, rules)
+    if decision.assignments or split_limit(order.order_value, rules) < 2:
+        return decision
+    divided = divide_short_lines(order, network, lambda location: _scored_terms(location, address, rules)[3])
+    if divided == order:
+        return decision
+    shared_out = _ship_lines(divided, address, network, rules)
+    return shared_out if shared_out.assignments else decision
+
+
+def divide_short_lines(order: Order, network: Network, score: Callable[[Location], float]) -> Order:
+    """Each line that no shipping location has in full becomes shares, the largest stocks first (the best score
+    among equals), each share pinned to its location. A line the network cannot cover stays whole."""
+    shipping = {loc.location_id: score(loc) for loc in network.locations.values()
+                if loc.ships_to_customers and loc.location_id not in order.exclude}
+    lines: list[Line] = []
+    sources: list[str | None] = []
+    for line in order.lines:
+        stocks = sorted(((n, loc) for (loc, sku), n in order.stock.items()
+                         if sku == line.sku and loc in shipping and n > 0),
+                        key=lambda s: (-s[0], shipping[s[1]], s[1]))
+        if not stocks or stocks[0][0] >= line.quantity or sum(n for n, _ in stocks) < line.quantity:
+            lines.append(line)
+            sources.append(None)
+            continue
+        left = line.quantity
+        for n, location_id in stocks:
+            if left:
+                lines.append(Line(sku=line.sku, quantity=min(n, left)))
+                sources.append(location_id)
+                left -= min(n, left)
+    return replace(order, lines=tuple(lines), sources=tuple(sources)) if any(sources) else order
+
+
+def _ship_lines(order: Order, address: Address, network: Network, rules: RuleSet) -> Decision:
     rejected: dict[str, Candidate] = {}
     eligible: dict[str, _Eligible] = {}
     for location in _sorted(network.locations):
@@ -186,16 +227,22 @@ def _evaluate(location: Location, order: Order, address: Address, network: Netwo
     if location.daily_capacity is not None and used >= location.daily_capacity:
         return rejected("FULL", f"daily capacity used: {used} of {location.daily_capacity}")
     servable = frozenset(i for i, line in enumerate(order.lines)
-                         if _line_rejection(location, line, order, rules) is None)
+                         if order.may_serve(i, location.location_id)
+                         and _line_rejection(location, line, order, rules) is None)
     if not servable:
         reason = _line_rejection(location, order.lines[0], order, rules)
         return rejected(reason, _missing_text(location, order, rules))
+    return _Eligible(location, servable, *_scored_terms(location, address, rules))
+
+
+def _scored_terms(location: Location, address: Address, rules: RuleSet) -> tuple[float | None, Decimal, float, float]:
+    """Distance, shipping cost, priority, and the score they make (lower is better)."""
     distance = distance_km(address.coordinates, location.coordinates) if address.coordinates else None
     cost = rules.shipping_cost(location.location_id, location.kind, address.country, address.postal_code)
     priority = rules.priority(location.location_id, location.kind)
     weights = rules.weights
     score = (weights.distance * (distance or 0.0) + weights.cost * float(cost) - weights.priority * priority)
-    return _Eligible(location, servable, distance, cost, priority, round(score, 3))
+    return distance, cost, priority, round(score, 3)
 
 
 def _line_rejection(location: Location, line: Line, order: Order, rules: RuleSet) -> Rejection | None:

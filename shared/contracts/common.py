@@ -56,6 +56,13 @@ class ReasonCode(Value):
     detail: str = ""
 
 
+class Assignment(Value):
+    """The lines one location fulfils."""
+
+    location_id: LocationId
+    lines: list[Line]
+
+
 def merge_lines(lines: list[Line]) -> list[Line]:
     """One line per SKU, sorted by SKU."""
     totals: Counter[str] = Counter()

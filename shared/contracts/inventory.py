@@ -1,9 +1,10 @@
 """Inventory: reservations the saga asks for, stock receipts from ERP/WMS, and their outcomes.
 
 A reservation is made in two steps: `ReserveStock` holds units against the whole network (all-or-nothing over
-the order's lines), `AllocateReservation` pins the held units to the location routing chose.
-`DeallocateReservation` un-pins them when that location rejects the work, `ReleaseReservation` undoes the
-reservation, `CommitReservation` consumes the units when they ship. A reservation still only held (never
+the order's lines), `AllocateReservation` pins the held units to the location routing chose (a split: each
+location its lines, all or none). `DeallocateReservation` un-pins a location's units when it rejects the work,
+`ReleaseReservation` undoes the reservation (or only some lines of it), `CommitReservation` consumes the units
+of a location when they ship. A reservation still only held (never
 allocated) after the TTL expires: `ReservationExpired`.
 
 Available to promise (ATP) = on hand - reserved - safety stock, per location and for the network. ERP/ops set
@@ -19,7 +20,7 @@ from uuid import UUID
 from pydantic import Field
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import Line, LocationId, ReasonCode, Sku, Value
+from .common import Assignment, Line, LocationId, ReasonCode, Sku, Value
 from .topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS
 
 
@@ -47,8 +48,12 @@ class ReserveStock(Contract):
 
 @contract("oms.inventory.AllocateReservation.v1", topic=INVENTORY_COMMANDS)
 class AllocateReservation(Contract):
+    """Pin held units to locations: `assignments` (a split shipment: each location its lines, all or none), or
+    without them every held unit to `location_id`."""
+
     order_id: UUID
-    location_id: LocationId
+    location_id: LocationId = Field(description="The location, or the first of the assignments")
+    assignments: list[Assignment] = Field(default_factory=list, max_length=10)
 
 
 @contract("oms.inventory.DeallocateReservation.v1", topic=INVENTORY_COMMANDS)
@@ -61,8 +66,12 @@ class DeallocateReservation(Contract):
 
 @contract("oms.inventory.ReleaseReservation.v1", topic=INVENTORY_COMMANDS)
 class ReleaseReservation(Contract):
+    """Give the units back: all of the order's, or only `lines` (held ones, or those pinned at `location_id`)."""
+
     order_id: UUID
     reason: str
+    lines: list[Line] | None = Field(None, description="Only these; omitted: everything still reserved")
+    location_id: LocationId | None = Field(None, description="With lines: where they are pinned; omitted: held")
 
 
 @contract("oms.inventory.CommitReservation.v1", topic=INVENTORY_COMMANDS)
@@ -71,7 +80,10 @@ class CommitReservation(Contract):
     own lines; without lines, everything still reserved."""
 
     order_id: UUID
-    lines: list[Line] | None = Field(None, description="The shipment's lines; omitted: all that is still reserved")
+    lines: list[Line] | None = Field(None, description="The shipment's lines; omitted: all that is still reserved "
+                                                       "at the location")
+    location_id: LocationId | None = Field(None, description="Where they shipped from; omitted: the only location "
+                                                             "the order is pinned to")
 
 
 @contract("oms.inventory.ReceiveStock.v1", topic=INVENTORY_COMMANDS)
@@ -182,12 +194,13 @@ class StockUnavailable(Contract):
 class ReservationAllocated(Contract):
     order_id: UUID
     location_id: LocationId
+    assignments: list[Assignment] = Field(default_factory=list, description="As asked: a split's locations")
 
 
 @contract("oms.inventory.AllocationFailed.v1", topic=INVENTORY_EVENTS)
 class AllocationFailed(Contract):
     order_id: UUID
-    location_id: LocationId
+    location_id: LocationId = Field(description="The location that is short (of a split: the first)")
     reason: ReasonCode = Field(description="LOCATION_SHORT or RESERVATION_NOT_HELD")
 
 

@@ -88,11 +88,13 @@ class OrderRejected(Contract):
 
 @contract("oms.capture.OrderConfirmed.v1", topic=ORDER_EVENTS)
 class OrderConfirmed(Contract):
-    """Stock is reserved, a location is chosen and fulfilment is requested."""
+    """Stock is reserved and a location has taken on a fulfilment order: one such event per fulfilment order (a
+    split shipment has several; a part re-sourced after a rejection, another)."""
 
     order_id: UUID
     location_id: str
     fulfillment_order_id: UUID
+    lines: list[Line] = Field(default_factory=list, description="What this fulfilment order serves")
 
 
 @contract("oms.capture.OrderShipped.v1", topic=ORDER_EVENTS)
@@ -105,7 +107,8 @@ class OrderShipped(Contract):
     tracking_number: str
     shipment_id: UUID | None = None
     lines: list[Line] = Field(default_factory=list)
-    complete: bool = Field(True, description="Everything of the order that will ship has shipped")
+    complete: bool = Field(True, description="Everything of the order that will ship has shipped (every "
+                                             "fulfilment order of a split)")
 
 
 @contract("oms.capture.OrderLinesCancelled.v1", topic=ORDER_EVENTS)

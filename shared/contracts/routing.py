@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import Field
 
 from .base import Contract, contract
-from .common import Coordinates, Delivery, Line, LocationId, ReasonCode, Value
+from .common import Assignment, Coordinates, Delivery, Line, LocationId, ReasonCode, Value
 from .inventory import LocationAvailability
 from .topics import ROUTING_COMMANDS, ROUTING_EVENTS
 
@@ -70,13 +70,6 @@ class RouteOrder(Contract):
     exclude_locations: list[LocationId] = Field(default_factory=list, description="Locations that already failed")
     order_value: Decimal | None = Field(None, ge=0, description="Goods value; a split needs it to reach the rule "
                                                                 "set's minimum")
-
-
-class Assignment(Value):
-    """The lines one location fulfils."""
-
-    location_id: LocationId
-    lines: list[Line]
 
 
 class Candidate(Value):

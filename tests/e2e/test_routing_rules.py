@@ -6,6 +6,7 @@ import json
 import pytest
 
 from shared.contracts.common import Address, Coordinates, ShipTo
+from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
 from shared.contracts.orders import CancelOrder, OrderCancelled, OrderConfirmed
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder, Zone
 from shared.contracts.topics import ROUTING_COMMANDS, ROUTING_EVENTS
@@ -60,6 +61,32 @@ async def test_ship_from_store_is_chosen_when_nearest_and_enabled(driver, decisi
     decision = await decision_for(decisions, driver.order_id(order))
     assert candidate(decision, store)["chosen"] and candidate(decision, store)["kind"] == "store"
     assert candidate(decision, warehouse)["score"] > candidate(decision, store)["score"]
+
+
+async def test_store_stock_taken_for_an_online_order_is_given_back_when_the_store_says_no(driver, decisions):
+    """Store stock is pinned for an online order only by an explained decision, and freed without a person when
+    the store rejects the work: the order goes to the next location, the store's units are promisable again."""
+    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique("SKU")
+    await driver.location(store, FRANKFURT, kind="store", ships_to_customers=True)
+    await driver.location(warehouse, BERLIN)
+    await driver.stock(sku, store, 3)
+    await driver.stock(sku, warehouse, 3)
+    order = driver.order([(sku, 2)], city="Frankfurt")
+    order_id = driver.order_id(order)
+    assert await confirmed_at(driver, order) == store
+    assert await allocated(driver, sku, store) == 2
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+    await driver.channel.send(LocationUpdate(fulfillment_order_id=work["data"]["fulfillment_order_id"],
+                                             order_id=order_id, status="rejected", reason="BUSY"))
+
+    confirmed = await driver.orders.wait_for(of_type(OrderConfirmed, order_id), count=2)
+    assert confirmed[1]["data"]["location_id"] == warehouse
+    assert await allocated(driver, sku, store) == 0 and await allocated(driver, sku, warehouse) == 2
+
+
+async def allocated(driver, sku: str, location: str) -> int:
+    return await driver.count("SELECT allocated FROM inventory.location_stock WHERE sku = $1 AND location_id = $2",
+                              sku, location)
 
 
 async def test_a_store_with_ship_from_store_off_is_skipped(driver, decisions):

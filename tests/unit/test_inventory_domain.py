@@ -2,7 +2,8 @@ import uuid
 from datetime import date
 
 from services.inventory.domain import Inventory, LocationStock, SkuStock, merge_lines
-from shared.contracts.common import Line
+from shared.contracts.common import Assignment, Line
+from shared.contracts.inventory import LocationAvailability, ReservationAllocated
 
 
 def inventory(**stock: dict[str, int]) -> Inventory:
@@ -93,11 +94,10 @@ def test_a_reservation_is_committed_shipment_by_shipment_and_a_release_after_one
     first = inventory.commit(order, [Line(sku="AB", quantity=1)])
     assert (first.lines, first.complete) == ([Line(sku="AB", quantity=1)], False)
     assert inventory.commit(order, [Line(sku="AB", quantity=5)]) is None  # more than is reserved: nothing
-    assert inventory.deallocate(order, "WH") is None  # part has shipped from there
     inventory.release(order)
     reservation = inventory.reservations[order]
     assert (reservation.status, reservation.lines, reservation.committed) == ("committed", [],
-                                                                            [Line(sku="AB", quantity=1)])
+                                                                            {"WH": [Line(sku="AB", quantity=1)]})
     stock, network = inventory.locations[("AB", "WH")], inventory.skus["AB"]
     assert (stock.on_hand, stock.allocated, network.on_hand, network.reserved) == (4, 0, 4, 0)
 
@@ -142,3 +142,54 @@ def test_a_waiting_order_learns_when_announced_receipts_cover_it_and_a_cancelled
     assert (first.expected_on, second.expected_on, third.expected_on) == (date(2027, 1, 10), date(2027, 2, 1), None)
     inventory.release(second.order_id)
     assert inventory.skus["BK"].backordered == 6 and inventory.reservations[second.order_id].status == "released"
+
+
+def split_network() -> Inventory:
+    return Inventory(skus={"AA": SkuStock("AA", 4, 0), "BB": SkuStock("BB", 2, 0)},
+                     locations={("AA", "WH1"): LocationStock("AA", "WH1", 2, 0),
+                                ("AA", "WH2"): LocationStock("AA", "WH2", 2, 0),
+                                ("BB", "WH2"): LocationStock("BB", "WH2", 2, 0)}, reservations={})
+
+
+def test_a_split_pins_each_location_its_lines_all_or_nothing():
+    inventory, order = split_network(), uuid.uuid4()
+    inventory.reserve(order, [Line(sku="AA", quantity=3), Line(sku="BB", quantity=1)])
+    too_much = [Assignment(location_id="WH1", lines=[Line(sku="AA", quantity=1)]),
+                Assignment(location_id="WH2", lines=[Line(sku="AA", quantity=2), Line(sku="BB", quantity=2)])]
+    assert inventory.allocate(order, "WH1", too_much).reason.code == "RESERVATION_NOT_HELD"
+    short = [Assignment(location_id="WH1", lines=[Line(sku="AA", quantity=3)]),
+             Assignment(location_id="WH2", lines=[Line(sku="BB", quantity=1)])]
+    failed = inventory.allocate(order, "WH1", short)
+    assert (failed.location_id, failed.reason.code) == ("WH1", "LOCATION_SHORT")
+    assert all(stock.allocated == 0 for stock in inventory.locations.values())  # nothing pinned
+    split = [Assignment(location_id="WH1", lines=[Line(sku="AA", quantity=2)]),
+             Assignment(location_id="WH2", lines=[Line(sku="AA", quantity=1), Line(sku="BB", quantity=1)])]
+    assert isinstance(inventory.allocate(order, "WH1", split), ReservationAllocated)
+    assert isinstance(inventory.allocate(order, "WH1", split), ReservationAllocated)  # asked again: same answer
+    assert [inventory.locations[k].allocated for k in [("AA", "WH1"), ("AA", "WH2"), ("BB", "WH2")]] == [2, 1, 1]
+    shipped = inventory.commit(order, [Line(sku="AA", quantity=2)], "WH1")
+    assert (shipped.location_id, shipped.complete) == ("WH1", False)
+    assert inventory.commit(order, [Line(sku="BB", quantity=1)], "WH1") is None  # not pinned there
+    inventory.commit(order, None, "WH2")
+    reservation = inventory.reservations[order]
+    assert (reservation.status, reservation.pins) == ("committed", {})
+    assert reservation.committed == {"WH1": [Line(sku="AA", quantity=2)],
+                                     "WH2": [Line(sku="AA", quantity=1), Line(sku="BB", quantity=1)]}
+    assert (inventory.skus["AA"].on_hand, inventory.skus["AA"].reserved) == (1, 0)
+
+
+def test_a_short_picked_rest_moves_to_another_location_or_only_it_is_released():
+    inventory, order = split_network(), uuid.uuid4()
+    inventory.reserve(order, [Line(sku="AA", quantity=2)])
+    inventory.allocate(order, "WH1")
+    inventory.commit(order, [Line(sku="AA", quantity=1)], "WH1")
+    moved = inventory.deallocate(order, "WH1")  # the location will not ship the rest
+    assert moved.availability == [LocationAvailability(location_id="WH1", sku="AA", available=1),
+                                  LocationAvailability(location_id="WH2", sku="AA", available=2)]
+    assert inventory.reservations[order].held == [Line(sku="AA", quantity=1)]
+    assert inventory.locations[("AA", "WH1")].allocated == 0
+    assert inventory.release(order, [Line(sku="AA", quantity=2)]) is None  # more than is held: nothing
+    inventory.release(order, [Line(sku="AA", quantity=1)])
+    reservation = inventory.reservations[order]
+    assert (reservation.status, reservation.lines) == ("committed", [])
+    assert (inventory.skus["AA"].on_hand, inventory.skus["AA"].reserved) == (3, 0)

@@ -1,5 +1,6 @@
-"""Property: whatever interleaving of reserve / allocate / deallocate / release / commit / receipt / count /
-adjust / expire / safety-stock commands the inventory is given, no counter goes negative or past what it bounds,
+"""Property: whatever interleaving of reserve / allocate (one location or a split) / deallocate / release (all,
+or some lines held or pinned somewhere) / commit (all, or a parcel at a location) / receipt / count / adjust /
+expire / safety-stock commands the inventory is given, no counter goes negative or past what it bounds,
 the network and location counters agree, and the ledger always sums to the counters."""
 
 import uuid
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.inventory.domain import LIVE, Inventory
-from shared.contracts.common import Line
+from shared.contracts.common import Assignment, Line, merge_lines
 
 SKUS = ("AA", "BB", "CC")
 LOCATIONS = ("WH1", "WH2", "ST1")
@@ -24,9 +25,13 @@ document = st.integers(0, 30).map(lambda n: f"D{n}")
 commands = st.one_of(
     st.tuples(st.just("reserve"), order, lines),
     st.tuples(st.just("allocate"), order, location),
+    st.tuples(st.just("allocate"), order, location,
+              st.lists(st.builds(Assignment, location_id=location, lines=lines), min_size=1, max_size=3)),
     st.tuples(st.just("deallocate"), order, location),
     st.tuples(st.just("release"), order),
+    st.tuples(st.just("release"), order, lines, st.none() | location),
     st.tuples(st.just("commit"), order),
+    st.tuples(st.just("commit"), order, lines, location),
     st.tuples(st.just("expire"), order),
     st.tuples(st.just("receive"), document, sku, location, st.integers(1, 10)),
     st.tuples(st.just("count"), document, sku, location, st.integers(0, 12)),
@@ -66,9 +71,15 @@ def assert_consistent(inventory: Inventory) -> None:
         assert s.reserved == live
     for s in inventory.locations.values():
         assert 0 <= s.allocated <= s.on_hand, s
+        pinned = sum(line.quantity for r in inventory.reservations.values() if r.status in LIVE
+                     for line in r.pins.get(s.location_id, []) if line.sku == s.sku)
+        assert s.allocated == pinned, s
         assert s.available >= 0
     for s in inventory.skus:
         assert inventory.network_atp(s) >= 0
+    for r in inventory.reservations.values():
+        pinned = [line for lines in r.pins.values() for line in lines]
+        assert merge_lines(r.held + pinned) == merge_lines(r.lines), r  # held and pinned make up what is reserved
     assert ledger_sums(inventory) == counters(inventory)
 
 

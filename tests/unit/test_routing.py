@@ -266,9 +266,9 @@ def test_a_small_order_is_not_split():
 
 # --- the rule set as configuration ------------------------------------------------------------------------------
 
-def test_the_default_rule_file_is_valid_and_does_not_split():
+def test_the_default_rule_file_is_valid_and_splits_over_two_locations_at_most():
     rules = load_rule_set(DEFAULT_RULES)
-    assert rules.split.max_nodes == 1, "the saga executes single-location routes only"
+    assert rules.split.max_nodes == 2
     assert rules.label == "default@v1"
 
 
@@ -330,3 +330,18 @@ def test_the_words_name_at_most_ten_rejections_and_the_details_all_of_them():
     decision = decide(ship(availability=[a for loc in many for a in stock(loc, SKU_1=9)]), many)
     assert len(decision.details.candidates) == 15
     assert decision.explanation.count("NO_STOCK") == 10 and decision.explanation.endswith("5 more")
+
+
+def test_a_line_no_location_has_in_full_is_divided_among_those_that_have_it():
+    """The network sums SKU-1 to 4 for the customer; no location has 3: the line is shared out, not refused and
+    not reserved all at the first location."""
+    availability = stock("WH-BERLIN", SKU_1=2) + stock("WH-MUNICH", SKU_1=2) + stock("ST-MUNICH", SKU_1=9)
+    order = ship("Munich", lines=[Line(sku="SKU-1", quantity=3)], availability=availability,
+                 order_value=Decimal(100))
+    decision = decide(order, rules=SPLITTING)
+    assert sorted((a.location_id, a.lines) for a in decision.assignments) == [
+        ("WH-BERLIN", [Line(sku="SKU-1", quantity=1)]), ("WH-MUNICH", [Line(sku="SKU-1", quantity=2)])]
+    assert sum(line.quantity for a in decision.assignments for line in a.lines) == 3
+    assert decide(order, rules=RULES).reason_code == "NO_LOCATION_WITH_STOCK"  # no split allowed: refused whole
+    short = ship("Munich", lines=[Line(sku="SKU-1", quantity=5)], availability=availability, order_value=Decimal(100))
+    assert decide(short, rules=SPLITTING).reason_code == "NO_LOCATION_WITH_STOCK"  # the shipping ones have 4

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.contracts.common import Line, PickupInStore, ReasonCode, ShipTo
+from shared.contracts.common import Assignment, Line, PickupInStore, ReasonCode, ShipTo
 from shared.contracts.fulfillment import (
     CancelFulfillment,
     DeliveryConfirmed,
@@ -170,11 +170,12 @@ def test_replies_the_state_does_not_expect_change_nothing():
     assert s.advance(cancelled, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="late")) is None
 
 
-def test_fulfilment_cancellation_is_registered_before_requesting_fulfilment():
+def test_a_part_is_recorded_before_its_fulfilment_is_requested_so_a_cancel_withdraws_it():
     saga = through(reserved(), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"))
     step = s.advance(saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
-    assert s.CANCEL_FULFILLMENT in step.saga.compensations
+    assert step.saga.parts == (s.Part("WH-1", LINES, "requested"),)
     assert types(step) == [RequestFulfillment]
+    assert types(s.request_cancel(step.saga, "x")) == [CancelFulfillment]
 
 
 @pytest.mark.parametrize("replies", [[], [reserved()], [reserved(), OrderRouted(order_id=ORDER, location_id="WH-1",
@@ -219,7 +220,7 @@ def test_a_rejecting_location_is_replaced_by_another():
         fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", reason=ReasonCode(code="SHORT_PICK")))
     assert step.saga.state == "reallocating"
     assert types(step) == [DeallocateReservation]
-    assert s.CANCEL_FULFILLMENT not in step.saga.compensations
+    assert step.saga.parts_in(*s.LIVE) == []
     step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-1",
                                                        availability=reserved().availability))
     assert step.saga.state == "routing"
@@ -334,8 +335,9 @@ def test_a_shipment_is_delivered_and_a_delivered_order_cannot_be_cancelled():
     assert refused.reason.code == "ALREADY_SHIPPED"
 
 
-def parcel(quantity: int, complete: bool, tracking: str = "T1") -> ShipmentConfirmed:
-    return ShipmentConfirmed(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", carrier="DHL",
+def parcel(quantity: int, complete: bool, tracking: str = "T1", location: str = "WH-1") -> ShipmentConfirmed:
+    return ShipmentConfirmed(fulfillment_order_id=fulfillment_order_id(ORDER, location), order_id=ORDER,
+                             location_id=location, carrier="DHL",
                              tracking_number=tracking, shipped_at="2026-01-01T00:00:00Z", complete=complete,
                              lines=[Line(sku="SKU-1", quantity=quantity)])
 
@@ -349,13 +351,121 @@ def test_a_partial_shipment_commits_its_own_lines_and_the_last_one_ships_the_ord
     assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped])
 
 
-def test_a_short_pick_after_a_partial_shipment_cancels_only_the_rest():
+def short_pick_after_one_parcel() -> s.Step:
     shipped_part = s.advance(to_awaiting_shipment(), parcel(1, complete=False)).saga
-    step = s.advance(shipped_part, FulfillmentRejected(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
+    return s.advance(shipped_part, FulfillmentRejected(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
                                                        reason=ReasonCode(code="SHORT_PICK"),
                                                        lines=[Line(sku="SKU-1", quantity=1)]))
+
+
+def test_a_short_picked_rest_is_re_sourced_elsewhere_and_ships_from_there():
+    step = short_pick_after_one_parcel()
+    assert (step.saga.state, types(step)) == ("reallocating", [DeallocateReservation])
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-1", availability=[]))
+    [route] = step.messages
+    assert (route.lines, route.exclude_locations) == ([Line(sku="SKU-1", quantity=1)], ["WH-1"])
+    step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-2", explanation="x"))
+    assert step.messages[0].assignments == [Assignment(location_id="WH-2", lines=[Line(sku="SKU-1", quantity=1)])]
+    step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-2"))
+    assert [(m.location_id, m.lines) for m in step.messages] == [("WH-2", [Line(sku="SKU-1", quantity=1)])]
+    step = s.advance(step.saga, created("WH-2", quantity=1))
+    assert (step.saga.state, types(step)) == ("partially_shipped", [OrderConfirmed])
+    step = s.advance(step.saga, parcel(1, complete=True, location="WH-2"))
+    assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped])
+    assert step.messages[0].location_id == "WH-2" and step.messages[1].complete
+
+
+def test_a_short_picked_rest_with_nowhere_else_to_go_is_the_only_thing_cancelled():
+    step = short_pick_after_one_parcel()
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-1", availability=[]))
+    step = s.advance(step.saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION_WITH_STOCK")))
     assert (step.saga.state, types(step)) == ("shipped", [ReleaseReservation, OrderLinesCancelled])
-    assert step.messages[1].lines == [Line(sku="SKU-1", quantity=1)]
+    release, cancelled = step.messages
+    assert (release.lines, release.location_id) == ([Line(sku="SKU-1", quantity=1)], None)  # held, after un-pinning
+    assert cancelled.lines == [Line(sku="SKU-1", quantity=1)]
+
+
+SPLIT = [Assignment(location_id="WH-1", lines=[Line(sku="SKU-1", quantity=1)]),
+         Assignment(location_id="WH-2", lines=[Line(sku="SKU-1", quantity=1)])]
+
+
+def created(location: str, quantity: int = 1) -> FulfillmentOrderCreated:
+    return FulfillmentOrderCreated(fulfillment_order_id=fulfillment_order_id(ORDER, location), order_id=ORDER,
+                                   location_id=location, lines=[Line(sku="SKU-1", quantity=quantity)])
+
+
+def to_split_awaiting_shipment() -> s.Saga:
+    step = s.advance(through(reserved()), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="split",
+                                                      assignments=SPLIT))
+    assert (step.saga.state, step.messages[0].assignments) == ("allocating", SPLIT)
+    step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1", assignments=SPLIT))
+    assert [(type(m), m.location_id) for m in step.messages] == [(RequestFulfillment, "WH-1"),
+                                                                (RequestFulfillment, "WH-2")]
+    step = s.advance(step.saga, created("WH-2"))
+    assert (step.saga.state, types(step)) == ("fulfilling", [OrderConfirmed])  # the other one still to come
+    step = s.advance(step.saga, created("WH-1"))
+    assert (step.saga.state, types(step)) == ("awaiting_shipment", [OrderConfirmed])
+    return step.saga
+
+
+def test_a_split_order_ships_from_both_locations_and_is_shipped_with_the_last_part():
+    step = s.advance(to_split_awaiting_shipment(), parcel(1, complete=True, location="WH-2"))
+    assert (step.saga.state, step.messages[0].location_id, step.messages[1].complete) == (
+        "partially_shipped", "WH-2", False)
+    assert s.request_cancel(step.saga, "x").messages[0].reason.code == "ALREADY_SHIPPED"
+    step = s.advance(step.saga, parcel(1, complete=True, location="WH-1"))
+    assert (step.saga.state, step.messages[1].complete) == ("shipped", True)
+    step = s.advance(step.saga, delivered("WH-1"))
+    assert (step.saga.state, step.messages) == ("shipped", [])
+    step = s.advance(step.saga, delivered("WH-2"))
+    assert (step.saga.state, types(step)) == ("delivered", [OrderDelivered])
+
+
+def test_a_split_part_rejected_is_re_sourced_while_the_other_ships():
+    step = s.advance(to_split_awaiting_shipment(), FulfillmentRejected(
+        fulfillment_order_id=fulfillment_order_id(ORDER, "WH-2"), order_id=ORDER, location_id="WH-2",
+        reason=ReasonCode(code="DAMAGED")))
+    assert (step.saga.state, [m.location_id for m in step.messages]) == ("reallocating", ["WH-2"])
+    step = s.advance(step.saga, parcel(1, complete=True, location="WH-1"))  # the other part is not held up
+    assert (step.saga.state, types(step), step.messages[1].complete) == (
+        "reallocating", [CommitReservation, OrderShipped], False)
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-2", availability=[]))
+    assert step.messages[0].exclude_locations == ["WH-2", "WH-1"]  # tried, and serving already
+    step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-3", explanation="x"))
+    step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-3"))
+    step = s.advance(step.saga, created("WH-3"))
+    assert (step.saga.state, types(step)) == ("partially_shipped", [OrderConfirmed])
+
+
+def test_a_cancel_overtaken_by_one_parts_shipment_cancels_only_the_other_part():
+    step = s.request_cancel(to_split_awaiting_shipment(), "changed my mind")
+    assert (step.saga.state, [m.location_id for m in step.messages]) == ("cancelling", ["WH-1", "WH-2"])
+    step = s.advance(step.saga, FulfillmentCancelled(order_id=ORDER, location_id="WH-1", existed=True,
+                                                     fulfillment_order_id=fulfillment_order_id(ORDER, "WH-1")))
+    assert (step.saga.state, step.messages) == ("cancelling", [])
+    step = s.advance(step.saga, parcel(1, complete=True, location="WH-2"))
+    assert (step.saga.state, types(step)) == ("shipped", [CommitReservation, OrderShipped, OrderCancellationRejected,
+                                                          ReleaseReservation, OrderLinesCancelled])
+    release = step.messages[3]
+    assert (release.lines, release.location_id) == ([Line(sku="SKU-1", quantity=1)], "WH-1")
+    assert step.messages[1].complete
+
+
+def test_a_delivered_part_and_the_rest_cancelled_delivers_the_order():
+    step = s.advance(to_split_awaiting_shipment(), parcel(1, complete=True, location="WH-1"))
+    step = s.advance(step.saga, delivered("WH-1"))
+    assert (step.saga.state, step.messages) == ("partially_shipped", [])
+    step = s.advance(step.saga, FulfillmentRejected(fulfillment_order_id=fulfillment_order_id(ORDER, "WH-2"),
+                                                    order_id=ORDER, location_id="WH-2",
+                                                    reason=ReasonCode(code="DAMAGED")))
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-2", availability=[]))
+    step = s.advance(step.saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION_WITH_STOCK")))
+    assert (step.saga.state, types(step)) == ("delivered", [ReleaseReservation, OrderLinesCancelled, OrderDelivered])
+
+
+def delivered(location: str) -> DeliveryConfirmed:
+    return DeliveryConfirmed(fulfillment_order_id=fulfillment_order_id(ORDER, location), order_id=ORDER,
+                             location_id=location, delivered_at="2026-01-02T00:00:00Z")
 
 
 def test_route_order_carries_the_order_value_for_routings_split_rule():
