@@ -86,13 +86,17 @@ async def _all_running(run_dir: Path, timeout: float = 15) -> None:
 
 
 def print_status(run_dir: Path) -> int:
-    """One line for the supervisor, one per service; 3 if a service is not running (as for `status` commands)."""
+    """One line for the supervisor, one per service, one for the mail sink; 3 if a service is not running (as for
+    `status` commands)."""
     supervisor = SupervisorProcess(run_dir).pid()
     print(f"{'supervisor':<13} " + (f"running    pid {supervisor}" if supervisor
                                      else "stopped    (nothing restarts a crashed service)"))
     procs = all_services(run_dir)
     for proc in procs:
         print(service_line(proc, proc.status()))
+    sink = mail_sink()
+    print(f"{'mail sink':<13} " + (f"running    pid {sink.pid()}  smtp 127.0.0.1:{sink.port}  read: oms mail"
+                                    if sink.pid() else "stopped"))
     return 0 if all(p.pid() and health.readiness(p.url())[0] for p in procs) else 3
 
 
