@@ -1,10 +1,10 @@
 """The sender: picks due deliveries, sends each with an idempotency key, records the outcome.
 
-One delivery is claimed (FOR UPDATE SKIP LOCKED, so several instances never take the same one), its attempt
-counted and a lease set (the send timeout plus this attempt's backoff) in a short transaction; then it is sent
-outside any transaction; then the outcome is recorded in another: sent (NotificationDelivered), due again after
-the backoff, or failed after the last attempt (NotificationFailed, with the reason). A sender that dies between
-sending and recording leaves the delivery pending: when its lease runs out it is sent again with the same
+Due deliveries are claimed (FOR UPDATE SKIP LOCKED, so several instances never take the same one), each attempt
+counted and a lease set (twice the send timeout plus this attempt's backoff) in a short transaction; then each is
+sent on its own, outside any transaction, and its outcome recorded in another: sent (NotificationDelivered), due
+again after the backoff, or failed after the last attempt (NotificationFailed, with the reason). A sender that dies
+between sending and recording leaves the delivery pending: when its lease runs out it is sent again with the same
 Message-ID / webhook-id, which is the one duplicate possible, and the receiver can tell it by that id.
 
 Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when
@@ -36,7 +36,7 @@ from .domain import gives_up, retry_delay
 from .store import ChannelSettings
 
 log = get_logger(__name__)
-BATCH = 20
+IN_FLIGHT = 20  # deliveries being sent at once, per process
 
 
 class DeliveryError(Exception):
@@ -57,29 +57,42 @@ class Claimed:
 
 async def deliver_notifications(begin: Begin) -> None:
     config = notification_settings()
+    await run_forever("notification-sender", lambda: send_due(begin, config))
 
-    async def loop() -> None:
+
+async def send_due(begin: Begin, config: NotificationSettings) -> None:
+    """Keep up to IN_FLIGHT deliveries going, each sent and recorded on its own: a slow receiver holds up only its
+    own deliveries."""
+    in_flight: set[asyncio.Task] = set()
+    try:
         while True:
-            if not await deliver_once(begin, config):
+            room = IN_FLIGHT - len(in_flight)
+            claimed = await _claim(begin, config, room) if room else []
+            for item in claimed:
+                task = asyncio.create_task(_deliver(begin, item, config), name=f"delivery-{item.row['delivery_id']}")
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if not claimed:
                 await asyncio.sleep(config.notification_poll_seconds)
+    except asyncio.CancelledError:
+        for task in in_flight:  # stopping: what was cut short is due again when its lease runs out
+            task.cancel()
+        raise
 
-    await run_forever("notification-sender", loop)
 
-
-async def deliver_once(begin: Begin, config: NotificationSettings) -> int:
-    """Claim, send and record one batch of due deliveries; how many were claimed."""
-    claimed = await _claim(begin, config)
-    if claimed:
-        results = await asyncio.gather(*(_attempt(c, config) for c in claimed))
+async def _deliver(begin: Begin, item: Claimed, config: NotificationSettings) -> None:
+    error = await _attempt(item, config)
+    try:
         async with begin() as uow:
-            for item, error in zip(claimed, results, strict=True):
-                await _record(uow, item, error, config)
-    return len(claimed)
+            await _record(uow, item, error, config)
+    except Exception:  # the database is away: the delivery is due again when its lease runs out
+        log.exception("notification.unrecorded", order_id=str(item.row["order_id"]),
+                      delivery_id=str(item.row["delivery_id"]), sent=error is None)
 
 
-async def _claim(begin: Begin, config: NotificationSettings) -> list[Claimed]:
+async def _claim(begin: Begin, config: NotificationSettings, limit: int) -> list[Claimed]:
     async with begin() as uow:
-        due = await store.due_deliveries(uow.conn, BATCH)
+        due = await store.due_deliveries(uow.conn, limit)
         if not due:
             return []
         channels = await store.channel_settings(uow.conn, {r["sales_channel"] for r in due})

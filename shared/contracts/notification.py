@@ -33,7 +33,8 @@ class ConfigureChannel(Contract):
     channel: str = Field(pattern=SALES_CHANNEL, examples=["web"])
     email: bool = True
     from_address: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
-                                     description="The shop's address (not personal data); default: OMS_NOTIFICATION_FROM")
+                                     description="The shop's address (not personal data); default: "
+                                                 "OMS_NOTIFICATION_FROM")
     webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s]+$",
                                     examples=["https://shop.example/hooks/oms"])
     webhook_secret: str | None = Field(None, pattern=WEBHOOK_SECRET, repr=False,

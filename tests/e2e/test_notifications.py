@@ -82,8 +82,8 @@ async def ship(driver, order_id, tracking: str) -> None:
 async def settled(driver, order_id, count: int) -> list:
     """The order's deliveries, once `count` of them are no longer pending."""
     async def done():
-        rows = await driver.db.fetch("SELECT * FROM notification.deliveries WHERE order_id = $1 AND status <> 'pending'",
-                                     order_id)
+        rows = await driver.db.fetch("SELECT * FROM notification.deliveries "
+                                     "WHERE order_id = $1 AND status <> 'pending'", order_id)
         return rows if len(rows) >= count else None
 
     return await eventually(done, what=f"{count} deliveries of {order_id} to settle")

@@ -54,7 +54,8 @@ async def test_bodies_are_cleared_after_retention_and_the_record_stays(pool):
         assert await store.clear_bodies(conn, 30) >= 1
         rows = {r["delivery_id"]: r for r in await conn.fetch(
             "SELECT * FROM deliveries WHERE delivery_id = ANY($1)", [old_sent, old_pending, recent])}
-        assert (rows[old_sent]["body_text"], rows[old_sent]["subject"], rows[old_sent]["status"]) == (None, None, "sent")
+        cleared = rows[old_sent]
+        assert (cleared["body_text"], cleared["subject"], cleared["status"]) == (None, None, "sent")
         assert rows[old_sent]["body_cleared_at"] is not None
         assert rows[old_pending]["body_text"] == "Body", "a delivery still to be sent keeps what it will say"
         assert rows[recent]["body_text"] == "Body"

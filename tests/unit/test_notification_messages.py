@@ -8,7 +8,14 @@ import pytest
 
 from services.notification.config import NotificationSettings
 from services.notification.delivery import lease_seconds, message_id, skip_reason
-from services.notification.domain import CANCEL_REASONS, cancel_reason, delivery_id, gives_up, notification_id, retry_delay
+from services.notification.domain import (
+    CANCEL_REASONS,
+    cancel_reason,
+    delivery_id,
+    gives_up,
+    notification_id,
+    retry_delay,
+)
 from services.notification.store import ChannelSettings
 from services.notification.templates import Templates, candidates
 from shared.contracts.notification import NotificationKind
@@ -82,7 +89,8 @@ def test_a_lease_outlasts_a_send_that_times_out_so_no_two_senders_hold_one_deliv
 
 def test_ids_are_derived_so_a_resend_carries_the_same_message_id_and_webhook_id():
     order = uuid.uuid4()
-    first, again = notification_id(order, "order_shipped", "parcel-1"), notification_id(order, "order_shipped", "parcel-1")
+    first = notification_id(order, "order_shipped", "parcel-1")
+    again = notification_id(order, "order_shipped", "parcel-1")
     assert first == again != notification_id(order, "order_shipped", "parcel-2")
     assert delivery_id(first, "email") != delivery_id(first, "webhook")
     assert message_id(delivery_id(first, "email"), "orders@shop.example") == \
