@@ -14,7 +14,8 @@ from opentelemetry.context import Context
 
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
-from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, PlaceOrder
+from shared.contracts.money import OrderTotals
+from shared.contracts.orders import CancelOrder, OrderAccepted, OrderCancellationRejected, OrderRejected, PlaceOrder
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
 from shared.messaging.tracing import continuing, headers_of, trace_id_of
@@ -72,8 +73,26 @@ def _own_channels_only(uow: UnitOfWork, batch: list[Message[PlaceOrder | CancelO
     return allowed
 
 
+def _totals_agree(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Message[PlaceOrder]]:
+    """An order whose own totals differ from ours is rejected (TOTALS_MISMATCH): the channel would charge the
+    customer one amount and the ERP post another."""
+    agreed = []
+    for message in batch:
+        cmd = message.payload
+        ours = cmd.computed_totals()
+        if cmd.totals is None or cmd.totals == ours:
+            agreed.append(message)
+            continue
+        differ = [f"{field} {getattr(cmd.totals, field)} (ours {getattr(ours, field)})"
+                  for field in OrderTotals.model_fields if getattr(cmd.totals, field) != getattr(ours, field)]
+        uow.reply(OrderRejected(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
+                                channel_order_id=cmd.channel_order_id,
+                                reasons=[ReasonCode(code="TOTALS_MISMATCH", detail=", ".join(differ))]), message)
+    return agreed
+
+
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
-    batch = _own_channels_only(uow, batch)
+    batch = _totals_agree(uow, _own_channels_only(uow, batch))
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])
     journal = Journal()
@@ -91,7 +110,9 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
                                                 order_value=saga_steps.order_value(cmd.lines),
                                                 backorder_skus=tuple(cmd.backorder_skus())))
         accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
-                                 customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery)
+                                 customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
+                                 shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
+                                 prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
         journal.step(uow, saga_steps.Step(step.saga, [accepted, *step.messages]), message.correlation_id, message)
     await journal.flush(uow)
 

@@ -55,6 +55,7 @@ from shared.contracts.fulfillment import (
     ShipmentConfirmed,
     fulfillment_order_id,
 )
+from shared.contracts.money import Billing
 from shared.contracts.inventory import (
     AllocateReservation,
     AllocationFailed,
@@ -124,6 +125,7 @@ class Saga:
     attempts: int = 0  # sends of the current step's command
     order_value: Decimal | None = None  # goods value: routing splits only orders worth enough
     backorder_skus: tuple[str, ...] = ()  # the SKUs the channel lets this order wait for
+    placed: dict = field(default_factory=dict, compare=False, repr=False)  # the accepted PlaceOrder, as stored
 
     def fulfillment_order(self, location_id: str) -> UUID:
         return fulfillment_order_id(self.order_id, location_id)
@@ -233,8 +235,22 @@ def _allocate(saga: Saga) -> AllocateReservation:
 
 
 def _request_fulfilment(saga: Saga) -> list[RequestFulfillment]:
+    billing = _billing(saga)
     return [RequestFulfillment(order_id=saga.order_id, location_id=part.location_id, lines=list(part.lines),
-                               delivery=saga.delivery) for part in saga.parts_in("requested")]
+                               delivery=saga.delivery, billing=billing) for part in saga.parts_in("requested")]
+
+
+def _billing(saga: Saga) -> Billing | None:
+    """The order's charges, for the locations' shipments to be priced (from the stored order: validated when
+    it came in)."""
+    if not saga.placed:
+        return None
+    placed = saga.placed
+    return Billing(channel=saga.channel, channel_order_id=saga.channel_order_id, currency=placed["currency"],
+                   lines=[{key: line[key] for key in ("sku", "quantity", "unit_price", "discount", "tax") if key in line}
+                          for line in placed["lines"]],
+                   shipping=placed.get("shipping", 0), shipping_tax=placed.get("shipping_tax", 0),
+                   prices_include_tax=placed.get("prices_include_tax", False))
 
 
 def _deallocate(saga: Saga) -> list[DeallocateReservation]:

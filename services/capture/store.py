@@ -81,6 +81,7 @@ def _saga(row: asyncpg.Record) -> Saga:
         attempts=row["attempts"],
         order_value=order_value(PricedLine.model_construct(**line) for line in _placed_lines(row)),
         backorder_skus=_backorder_skus(row["placed"]),
+        placed=row["placed"],
     )
 
 

@@ -24,15 +24,19 @@ def order_id_for(channel: str, channel_order_id: str) -> uuid.UUID:
 def reason_code(loc: tuple[str | int, ...], error_type: str) -> str:
     path = [str(p) for p in loc]
     head = path[0] if path else ""
+    if error_type in ("duplicate_sku", "discount_too_large"):
+        return {"duplicate_sku": "DUPLICATE_SKU", "discount_too_large": "INVALID_DISCOUNT"}[error_type]
     if head == "lines":
         if len(path) == 1:
             return "NO_LINES"
-        for field, code in (("quantity", "INVALID_QUANTITY"), ("sku", "INVALID_SKU"), ("unit_price", "INVALID_PRICE")):
+        for field, code in (("quantity", "INVALID_QUANTITY"), ("sku", "INVALID_SKU"), ("unit_price", "INVALID_PRICE"),
+                            ("discount", "INVALID_DISCOUNT"), ("tax", "INVALID_AMOUNT")):
             if field in path:
                 return code
         return "INVALID_LINE"
     codes = {"currency": "UNKNOWN_CURRENCY", "delivery": "INVALID_DELIVERY", "customer": "INVALID_CUSTOMER",
-             "channel": "INVALID_CHANNEL", "channel_order_id": "INVALID_CHANNEL_ORDER_ID"}
+             "channel": "INVALID_CHANNEL", "channel_order_id": "INVALID_CHANNEL_ORDER_ID",
+             "shipping": "INVALID_AMOUNT", "shipping_tax": "INVALID_AMOUNT", "totals": "INVALID_TOTALS"}
     if error_type == "missing" and head == "delivery":
         return "MISSING_DELIVERY"
     return codes.get(head, "MALFORMED_ORDER")

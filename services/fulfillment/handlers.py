@@ -2,6 +2,7 @@
 its reports into ERP events."""
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 
 import asyncpg
@@ -29,6 +30,7 @@ from shared.contracts.fulfillment import (
     purchase_order_number,
     shipment_id,
 )
+from shared.contracts.money import Billing, ShipmentAmounts, shipment_amounts
 from shared.contracts.routing import LocationRegistered
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
@@ -53,17 +55,18 @@ async def request_fulfillment(uow: UnitOfWork, batch: list[Message[RequestFulfil
         requests.append((m, fo_id, purchase_order_number(fo_id) if dropship else None))
     created = await uow.conn.fetch(
         """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
-                                          correlation_id, purchase_order)
+                                          correlation_id, purchase_order, billing)
            SELECT f.fulfillment_order_id, f.order_id, f.location_id, 'requested', f.lines, f.delivery,
-                  f.correlation_id, f.purchase_order
+                  f.correlation_id, f.purchase_order, f.billing
            FROM jsonb_to_recordset($1::jsonb) AS f(fulfillment_order_id uuid, order_id uuid, location_id text,
                                                   lines jsonb, delivery jsonb, correlation_id text,
-                                                  purchase_order text)
+                                                  purchase_order text, billing jsonb)
            ON CONFLICT DO NOTHING RETURNING fulfillment_order_id""",
         [{"fulfillment_order_id": str(fo_id), "order_id": str(m.payload.order_id),
           "location_id": m.payload.location_id, "lines": [line.model_dump() for line in m.payload.lines],
           "delivery": m.payload.delivery.model_dump(mode="json"), "correlation_id": m.correlation_id,
-          "purchase_order": po}
+          "purchase_order": po,
+          "billing": m.payload.billing.model_dump(mode="json") if m.payload.billing else None}
          for m, fo_id, po in requests],
     )
     new = {r["fulfillment_order_id"] for r in created}
@@ -122,7 +125,15 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelFulfillment]) -> None:
     uow.reply(FulfillmentCancelled(**ids, existed=row is not None), message)
 
 
+ORDER_LOCKS = 7302  # the advisory lock class of fulfillment's orders (two-key locks)
+
+
 async def location_updates(uow: UnitOfWork, batch: list[Message[LocationUpdate]]) -> None:
+    """The batch's orders are locked first, in one order (a shipment is priced from the order's earlier ones,
+    whichever location shipped them), then each report is applied."""
+    keys = sorted({int.from_bytes(m.payload.order_id.bytes[:4], "big", signed=True) for m in batch})
+    await uow.conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
+                           ORDER_LOCKS, keys)
     for message in batch:
         await _location_update(uow, message)
 
@@ -143,23 +154,38 @@ async def _location_update(uow: UnitOfWork, message: Message[LocationUpdate]) ->
            "location_id": row["location_id"]}
     lines = [Line(**line) for line in row["lines"]]
     unshipped = subtract_lines(lines, [Line(**line) for line in row["shipped_lines"]])
-    parcel, left = [], unshipped
-    if update.status == "shipped":
-        parcel = merge_lines(update.lines) if update.lines else unshipped
+    parcel, left, amounts = [], unshipped, None
+    if update.status in ("shipped", "picked_up"):
+        parcel = merge_lines(update.lines) if update.lines and update.status == "shipped" else unshipped
         left = subtract_lines(unshipped, parcel)
         if left is None or not parcel:
             uow.refuse(message, "OVER_SHIPPED",
                        f"shipment of {_described(parcel)} on fulfillment order {update.fulfillment_order_id}, "
                        f"which has {_described(unshipped)} to ship")
             return
-        if not await _record_shipment(uow, update, parcel):
-            log.info("fulfillment.shipment_repeated", order_id=str(update.order_id),
-                     event_id=str(message.envelope.id), trace_id=message.trace_id)
-            return
+        amounts = await _priced(uow.conn, row, parcel)
+    if update.status == "shipped" and not await _record_shipment(uow, update, parcel, amounts):
+        log.info("fulfillment.shipment_repeated", order_id=str(update.order_id),
+                 event_id=str(message.envelope.id), trace_id=message.trace_id)
+        return
     status = status_after(row["status"], update.status, bool(left))
-    await _set_status(uow, update.fulfillment_order_id, status, update, parcel)
-    event = _event(update, ids, lines, parcel, unshipped, complete=status == "shipped")
+    await _set_status(uow, update.fulfillment_order_id, status, update, parcel if update.status == "shipped" else [])
+    event = _event(update, ids, lines, parcel, unshipped, complete=status == "shipped", amounts=amounts,
+                   reported_at=message.envelope.time)
     uow.reply(event, message, correlation_id=row["correlation_id"])
+
+
+async def _priced(conn: asyncpg.Connection, row: asyncpg.Record, parcel: list[Line]) -> ShipmentAmounts | None:
+    """What a parcel is worth, after what the order's earlier shipments (from any location) took (the order is
+    locked). None for a fulfilment order requested without the order's charges."""
+    if row["billing"] is None:
+        return None
+    earlier = await conn.fetch("SELECT s.lines FROM shipments s JOIN fulfillment_orders f USING (fulfillment_order_id) "
+                               "WHERE f.order_id = $1", row["order_id"])
+    shipped_before: Counter[str] = Counter()
+    for shipment in earlier:
+        shipped_before.update({line["sku"]: line["quantity"] for line in shipment["lines"]})
+    return shipment_amounts(Billing.model_validate(row["billing"]), parcel, shipped_before, first=not earlier)
 
 
 def _refusal(update: LocationUpdate, row: asyncpg.Record | None, sender: str | None) -> tuple[str, str] | None:
@@ -179,32 +205,33 @@ def _refusal(update: LocationUpdate, row: asyncpg.Record | None, sender: str | N
 
 
 def _event(update: LocationUpdate, ids: dict, lines: list[Line], parcel: list[Line], unshipped: list[Line],
-           complete: bool) -> Contract:
-    """What the ERP and the saga hear of a location's report."""
-    now = datetime.now(UTC)
+           complete: bool, amounts: ShipmentAmounts | None, reported_at: datetime) -> Contract:
+    """What the ERP and the saga hear of a location's report, dated when the location reported it."""
     match update.status:
         case "shipped":
             return ShipmentConfirmed(**ids, shipment_id=shipment_id(update.fulfillment_order_id,
                                                                     update.tracking_number),
                                      lines=parcel, carrier=update.carrier, tracking_number=update.tracking_number,
-                                     shipped_at=now, complete=complete)
+                                     shipped_at=reported_at, complete=complete, amounts=amounts)
         case "delivered":
-            return DeliveryConfirmed(**ids, delivered_at=now)
+            return DeliveryConfirmed(**ids, delivered_at=reported_at)
         case "picked_up":
-            return PickupCompleted(**ids, lines=lines, picked_up_at=now)
+            return PickupCompleted(**ids, lines=lines, picked_up_at=reported_at, amounts=amounts)
         case "rejected":
             return FulfillmentRejected(**ids, reason=ReasonCode(code=update.reason or "REJECTED"), lines=unshipped,
                                        shipped=subtract_lines(lines, unshipped) or [])
     return FulfillmentOrderProgressed(**ids, status=update.status)
 
 
-async def _record_shipment(uow: UnitOfWork, update: LocationUpdate, parcel: list[Line]) -> bool:
+async def _record_shipment(uow: UnitOfWork, update: LocationUpdate, parcel: list[Line],
+                           amounts: ShipmentAmounts | None) -> bool:
     """False when this parcel (its tracking number) was reported before."""
     return await uow.conn.fetchval(
-        """INSERT INTO shipments (shipment_id, fulfillment_order_id, carrier, tracking_number, lines)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+        """INSERT INTO shipments (shipment_id, fulfillment_order_id, carrier, tracking_number, lines, amounts)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
         shipment_id(update.fulfillment_order_id, update.tracking_number), update.fulfillment_order_id,
-        update.carrier, update.tracking_number, [line.model_dump() for line in parcel]) or False
+        update.carrier, update.tracking_number, [line.model_dump() for line in parcel],
+        amounts.model_dump(mode="json") if amounts else None) or False
 
 
 def _described(lines: list[Line] | None) -> str:

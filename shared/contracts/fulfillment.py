@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from .base import Contract, contract
 from .common import Address, Delivery, Line, LocationId, ReasonCode
+from .money import Billing, ShipmentAmounts
 from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
                      FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK)
 
@@ -34,6 +35,8 @@ class RequestFulfillment(Contract):
     location_id: LocationId
     lines: list[Line]
     delivery: Delivery
+    billing: Billing | None = Field(None, description="The order's charges, to price each shipment for the ERP "
+                                                      "(absent from senders that predate it: no amounts)")
 
 
 @contract("oms.fulfillment.CancelFulfillment.v1", topic=FULFILLMENT_COMMANDS)
@@ -179,8 +182,12 @@ class ShipmentConfirmed(Contract):
     lines: list[Line]
     carrier: str
     tracking_number: str
-    shipped_at: datetime
+    shipped_at: datetime = Field(description="When the location reported it (its message's time)")
     complete: bool = Field(True, description="Nothing of the fulfilment order is left to ship")
+    amounts: ShipmentAmounts | None = Field(None, description="What the shipment is worth: channel and channel "
+                                                              "order id, currency, per line price, discount, tax "
+                                                              "and net, shipping (on the order's first shipment), "
+                                                              "total")
 
     @model_validator(mode="before")
     @classmethod
@@ -214,7 +221,9 @@ class PickupCompleted(Contract):
     order_id: UUID
     location_id: LocationId
     lines: list[Line]
-    picked_up_at: datetime
+    picked_up_at: datetime = Field(description="When the store reported it (its message's time)")
+    amounts: ShipmentAmounts | None = Field(None, description="What the goods handed over are worth (as for a "
+                                                              "shipment)")
 
 
 @contract("oms.fulfillment.PickupExpired.v1", topic=FULFILLMENT_EVENTS)

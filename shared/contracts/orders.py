@@ -5,9 +5,12 @@ from decimal import Decimal
 from uuid import UUID
 
 from pydantic import EmailStr, Field, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_extra_types.currency_code import Currency
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import CURRENCIES, Delivery, Line, ReasonCode, Value
+from .common import Delivery, Line, ReasonCode, Value
+from .money import Billing, ChargedLine, Money, OrderTotals, order_totals
 from .topics import ORDER_COMMANDS, ORDER_EVENTS
 
 
@@ -17,8 +20,7 @@ class Customer(Value):
     name: str = Field(min_length=1, max_length=200)
 
 
-class PricedLine(Line):
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+class PricedLine(ChargedLine):
     allow_backorder: bool = Field(False, description="This SKU may be waited for (a backorder or preorder)")
 
 
@@ -29,22 +31,41 @@ class PlaceOrder(Contract):
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["web"])
     channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS, examples=["W-10001"])
     customer: Customer
-    currency: str = Field(examples=["EUR"])
-    lines: list[PricedLine] = Field(min_length=1, max_length=200)
+    currency: Currency = Field(description="ISO 4217 (pycountry's list, without funds, metals and test codes)",
+                               examples=["EUR"])
+    lines: list[PricedLine] = Field(min_length=1, max_length=200, description="One line per SKU")
     delivery: Delivery
     allow_backorder: bool = Field(False, description="The order may wait for any SKU that is short, instead of "
                                                      "being cancelled (OrderBackordered), served in arrival order")
+    shipping: Money = Field(Decimal(0), description="Shipping charge")
+    shipping_tax: Money = Field(Decimal(0), description="Tax on the shipping charge")
+    prices_include_tax: bool = Field(False, description="Unit prices and shipping include their tax (which is "
+                                                        "then not added to the total)")
+    totals: OrderTotals | None = Field(None, description="The channel's own totals: checked against ours, "
+                                                         "rejected TOTALS_MISMATCH if they differ")
 
     def backorder_skus(self) -> list[str]:
         """The SKUs this order may wait for."""
         return sorted({line.sku for line in self.lines if self.allow_backorder or line.allow_backorder})
 
-    @field_validator("currency")
+    @field_validator("lines")
     @classmethod
-    def known_currency(cls, value: str) -> str:
-        if value not in CURRENCIES:
-            raise ValueError(f"unknown currency {value!r}")
-        return value
+    def one_line_per_sku(cls, lines: list[PricedLine]) -> list[PricedLine]:
+        skus = [line.sku for line in lines]
+        if len(set(skus)) < len(skus):
+            twice = sorted({sku for sku in skus if skus.count(sku) > 1})
+            raise PydanticCustomError("duplicate_sku", "SKUs on more than one line: {skus}", {"skus": twice})
+        return lines
+
+    def computed_totals(self) -> OrderTotals:
+        return order_totals(list(self.lines), self.shipping, self.shipping_tax, self.prices_include_tax)
+
+    def billing(self) -> Billing:
+        return Billing(channel=self.channel, channel_order_id=self.channel_order_id, currency=self.currency,
+                       lines=[ChargedLine(sku=line.sku, quantity=line.quantity, unit_price=line.unit_price,
+                                          discount=line.discount, tax=line.tax) for line in self.lines],
+                       shipping=self.shipping, shipping_tax=self.shipping_tax,
+                       prices_include_tax=self.prices_include_tax)
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
@@ -69,8 +90,13 @@ class OrderAccepted(Contract):
     channel_order_id: str
     customer: Customer
     lines: list[PricedLine]
-    currency: str
+    currency: Currency
     delivery: Delivery
+    shipping: Money = Decimal(0)
+    shipping_tax: Money = Decimal(0)
+    prices_include_tax: bool = False
+    totals: OrderTotals | None = Field(None, description="As computed by the OMS (goods, discount, shipping, tax, "
+                                                         "total)")
 
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
