@@ -23,6 +23,8 @@ SERVICE = ServiceDefinition(
                 orders.OrderShipped: handlers.lifecycle_events,
                 orders.OrderDelivered: handlers.lifecycle_events,
                 orders.OrderLinesCancelled: handlers.lifecycle_events,
+                orders.ReturnApproved: handlers.lifecycle_events,
+                orders.ReturnRefunded: handlers.lifecycle_events,
                 orders.OrderReadyForPickup: handlers.lifecycle_events,
                 orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,

@@ -12,6 +12,8 @@ from shared.contracts.orders import (
     OrderConfirmed,
     OrderDelivered,
     OrderLinesCancelled,
+    ReturnApproved,
+    ReturnRefunded,
     OrderPickedUp,
     OrderReadyForPickup,
     OrderShipped,
@@ -67,6 +69,13 @@ def facts(event: Contract) -> MessageFacts:
             return MessageFacts("order_ready_for_pickup", "", {"store_id": event.store_id})
         case OrderPickedUp():
             return MessageFacts("order_picked_up", "", {"store_id": event.store_id})
+        case ReturnApproved():
+            return MessageFacts("return_approved", event.return_id, {
+                "return_id": event.return_id, "return_to": event.return_to, "lines": _lines(event.lines)})
+        case ReturnRefunded():
+            return MessageFacts("return_refunded", event.return_id, {
+                "return_id": event.return_id, "lines": _lines(event.restocked + event.disposed),
+                "amount": str(event.refund.total), "currency": event.refund.currency})
         case OrderCancelled():
             return MessageFacts("order_cancelled", "", {"reason_code": event.reason.code,
                                                         "reason": cancel_reason(event.reason.code)})

@@ -99,6 +99,9 @@ async def test_partial_returns_restock_or_write_off_only_what_came_back_and_refu
     assert sum(r["refunded"] for r in await eventually(paid_back, what="both refunds paid")) == D("67.79")
     assert len(driver.erp.envelopes(of_type(ReturnReceived, order_id))) == 2
     assert await on_hand(driver, sku, location) == 4
+    await eventually(lambda: driver.count("SELECT count(*) = 4 FROM notification.notifications WHERE order_id = $1 "
+                                          "AND kind IN ('return_approved', 'return_refunded')", order_id),
+                     what="the customer told of each return's approval and refund")
 
 
 async def test_a_return_outside_its_window_is_refused(driver):
