@@ -175,6 +175,13 @@ async def show_order(ref: str) -> int:
                                     order["order_id"]):
             print(f"  {row['location_id']:<20} {row['status']:<18} since {row['updated_at']:%H:%M:%S}  "
                   f"{row['purchase_order'] or ''}")
+        print("returns:")
+        for row in await conn.fetch("SELECT * FROM capture.returns WHERE order_id = $1 ORDER BY approved_at",
+                                    order["order_id"]):
+            refund = json.loads(row["refund"])["total"] if row["refund"] else "-"
+            print(f"  {row['return_id']:<20} {row['status']:<9} to {row['return_to']}  refund {refund}  "
+                  f"paid back {row['refunded'] if row['refunded'] is not None else '-'}"
+                  f"{'  exchange ' + str(row['exchange_order_id']) if row['exchange_order_id'] else ''}")
         print("timeline:")
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):

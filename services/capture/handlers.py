@@ -289,11 +289,11 @@ async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]
         amounts = returns.refund(saga_steps.billing(saga), received, refunded_before)
         restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
         disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
+        difference = await _price_difference(uow, this["exchange_order_id"], amounts)
         await store.record_receipt(uow.conn, event.order_id, event.return_id, received,
-                                   amounts.model_dump(mode="json"), event.received_at)
+                                   amounts.model_dump(mode="json"), event.received_at, difference)
         messages = [ReceiveStock(receipt_id=f"return:{event.order_id}:{event.return_id}:{line.sku}", sku=line.sku,
                                  location_id=event.location_id, quantity=line.quantity) for line in restocked]
-        difference = await _price_difference(uow, this["exchange_order_id"], amounts)
         messages += saga_steps.settle_return(saga, event.return_id, amounts, difference)
         messages.append(ReturnRefunded(order_id=event.order_id, return_id=event.return_id,
                                        location_id=event.location_id, restocked=restocked, disposed=disposed,

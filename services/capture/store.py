@@ -181,10 +181,10 @@ async def placed_order(conn: asyncpg.Connection, order_id: UUID) -> PlaceOrder:
 
 
 async def record_receipt(conn: asyncpg.Connection, order_id: UUID, return_id: str, received: list, refund: dict,
-                         received_at: datetime) -> None:
-    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5 "
-                       "WHERE order_id = $1 AND return_id = $2", order_id, return_id,
-                       [line.model_dump() for line in received], refund, received_at)
+                         received_at: datetime, price_difference: Decimal | None) -> None:
+    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5, "
+                       "price_difference = $6 WHERE order_id = $1 AND return_id = $2", order_id, return_id,
+                       [line.model_dump() for line in received], refund, received_at, price_difference)
 
 
 async def record_refund(conn: asyncpg.Connection, order_id: UUID, return_id: str, amount: Decimal) -> None:
