@@ -8,6 +8,7 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$OMS_
 HOME_DIR=$OMS_STATE_DIR/kafka
 LIBS=$HOME_DIR/libs-$KAFKA_VERSION
 DATA=$HOME_DIR/data
+METADATA_LOG=$DATA/__cluster_metadata-0
 LOGS=$HOME_DIR/logs
 PIDFILE=$HOME_DIR/kafka.pid
 CONFIG=$HOME_DIR/server.properties
@@ -79,13 +80,33 @@ java_run() {
     -cp "$LIBS/*" "$@"
 }
 
+# Restarts replay the metadata from its latest snapshot (server.properties.in: why), which every start since
+# snapshots were configured waits for.
+has_metadata_snapshot() { compgen -G "$METADATA_LOG/*.checkpoint" >/dev/null; }
+
+# A metadata log without a snapshot, holding a SCRAM user's removal: replayed from its start, it may come up
+# without any SCRAM user (server.properties.in), and that loss would be snapshotted for good seconds later.
+replay_may_lose_users() {
+  has_metadata_snapshot && return 1
+  local -a segments=("$METADATA_LOG"/*.log)
+  [ -e "${segments[0]}" ] || return 1
+  java_run kafka.tools.DumpLogSegments --cluster-metadata-decoder --files "$(IFS=,; echo "${segments[*]}")" |
+    awk '/REMOVE_USER_SCRAM_CREDENTIAL_RECORD/ { found = 1 } END { exit !found }'  # reads it all: no SIGPIPE
+}
+
 format_storage() {
   local -a users; mapfile -t users < <(scram_arguments)
   local fingerprint; fingerprint=$(printf '%s\n' "${users[@]}" | sha256sum | cut -c1-64)
   if [ -f "$DATA/meta.properties" ]; then
-    [ "$(cat "$CREDENTIALS_MARKER" 2>/dev/null)" = "$fingerprint" ] && return
-    log "the Kafka storage in $DATA was formatted without the current SCRAM users: formatting it again" \
-        "(every topic and message of this dev cluster is lost)"
+    if [ "$(cat "$CREDENTIALS_MARKER" 2>/dev/null)" != "$fingerprint" ]; then
+      log "the Kafka storage in $DATA was formatted without the current SCRAM users: formatting it again" \
+          "(every topic and message of this dev cluster is lost)"
+    elif replay_may_lose_users; then
+      log "the Kafka storage in $DATA removed SCRAM users before it had a metadata snapshot, so a restart" \
+          "may lose every user: formatting it again (every topic and message of this dev cluster is lost)"
+    else
+      return 0
+    fi
     find "$DATA" -mindepth 1 -delete
   fi
   log "formatting KRaft storage in $DATA with SCRAM users: $(scram_user_names | tr 'A-Z\n' 'a-z ')"
@@ -115,6 +136,7 @@ start() {
     >"$LOGS/console.log" 2>&1 </dev/null 9>&- &  # the broker must not hold our lock
   echo $! >"$PIDFILE"
   wait_for 120 "kafka to start (see $LOGS)" broker_ready || { tail -20 "$LOGS/console.log" >&2; exit 1; }
+  wait_for 60 "kafka's first metadata snapshot (see $LOGS)" has_metadata_snapshot || exit 1
   log "kafka ready"
 }
 

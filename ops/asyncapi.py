@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typing import get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, EmailStr
 from pydantic.json_schema import models_json_schema
 
 from services.capture import saga
@@ -52,7 +52,7 @@ def carries_pii(model: type[BaseModel]) -> bool:
 
 
 def _holds_pii(annotation: object) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, Customer | Address):
+    if annotation is EmailStr or isinstance(annotation, type) and issubclass(annotation, Customer | Address):
         return True
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return carries_pii(annotation)

@@ -19,10 +19,13 @@
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
     oms principal remove KIND NAME ... and its removal (user and ACLs)
     oms what-if --rules FILE       past routing requests replayed under a candidate rule set, next to the live one
+    oms notify channel|preference|bounce ...   customer messages: a channel's email/webhook, an opt-out, a bounce
+    oms mail [N]                   the mails the local SMTP sink received (`oms up`); one of them in full
 """
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -37,19 +40,23 @@ from pathlib import Path
 from typing import get_args
 
 import asyncpg
+from standardwebhooks.webhooks import Webhook
 
 from shared.contracts.fulfillment import LocationUpdate
+from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
 from shared.contracts.orders import CancelOrder, Hold, HoldOrder, HoldReason, ReleaseHold
 from shared.settings import kafka_password_variable, secret, settings
 
+from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, principals, whatif
+from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals,
+               whatif)
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
-from .processes import ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import LocationSimulator, PaymentSimulator
+from .processes import MailSinkProcess, ServiceProcess, ServiceStatus, SupervisorProcess, all_services
+from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -83,13 +90,17 @@ async def _all_running(run_dir: Path, timeout: float = 15) -> None:
 
 
 def print_status(run_dir: Path) -> int:
-    """One line for the supervisor, one per service; 3 if a service is not running (as for `status` commands)."""
+    """One line for the supervisor, one per service, one for the mail sink; 3 if a service is not running (as for
+    `status` commands)."""
     supervisor = SupervisorProcess(run_dir).pid()
     print(f"{'supervisor':<13} " + (f"running    pid {supervisor}" if supervisor
                                      else "stopped    (nothing restarts a crashed service)"))
     procs = all_services(run_dir)
     for proc in procs:
         print(service_line(proc, proc.status()))
+    sink = mail_sink()
+    print(f"{'mail sink':<13} " + (f"running    pid {sink.pid()}  smtp 127.0.0.1:{sink.port}  read: oms mail"
+                                    if sink.pid() else "stopped"))
     return 0 if all(p.pid() and health.readiness(p.url())[0] for p in procs) else 3
 
 
@@ -165,6 +176,13 @@ async def show_order(ref: str) -> int:
                                     order["order_id"]):
             print(f"  {row['location_id']:<20} {row['status']:<18} since {row['updated_at']:%H:%M:%S}  "
                   f"{row['purchase_order'] or ''}")
+        print("returns:")
+        for row in await conn.fetch("SELECT * FROM capture.returns WHERE order_id = $1 ORDER BY approved_at",
+                                    order["order_id"]):
+            refund = json.loads(row["refund"])["total"] if row["refund"] else "-"
+            print(f"  {row['return_id']:<20} {row['status']:<9} to {row['return_to']}  refund {refund}  "
+                  f"paid back {row['refunded'] if row['refunded'] is not None else '-'}"
+                  f"{'  exchange ' + str(row['exchange_order_id']) if row['exchange_order_id'] else ''}")
         print("timeline:")
         for row in await conn.fetch("SELECT * FROM capture.order_timeline WHERE order_id = $1 ORDER BY entry_id",
                                     order["order_id"]):
@@ -264,7 +282,8 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         await load.seed(channel, network)
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
         payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
-        shipping = asyncio.gather(locations.run(), payments.run()) if ship else None
+        customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}")
+        shipping = asyncio.gather(locations.run(), payments.run(), customers.run()) if ship else None
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
@@ -326,16 +345,71 @@ async def what_if(args: argparse.Namespace) -> int:
     return 0
 
 
+def mail_sink() -> MailSinkProcess:
+    return MailSinkProcess(state_dir() / "run", state_dir() / "mail", notification_settings().smtp_port)
+
+
+async def notify(args: argparse.Namespace) -> int:
+    """Notification settings, sent as commands on notification.commands.v1 (ops writes it)."""
+    match args.notify_action:
+        case "channel":
+            secret = None
+            if args.webhook_url:
+                secret = os.environ.get("OMS_WEBHOOK_SECRET") or new_webhook_secret()
+            command = ConfigureChannel(channel=args.channel, email=args.email, from_address=args.from_address,
+                                       webhook_url=args.webhook_url, webhook_secret=secret, locale=args.locale)
+            if secret and "OMS_WEBHOOK_SECRET" not in os.environ:
+                print(f"webhook secret (shown once; the receiver verifies with it): {secret}")
+        case "preference":
+            command = SetCustomerPreference(customer=args.customer, email=args.email, webhook=args.webhook)
+        case "bounce":
+            command = RecordBounce(address=args.address, detail=args.detail)
+    async with client(settings(), "ops/notify") as ops:
+        await ops.send(command)
+    print(f"sent {type(command).__name__}")
+    return 0
+
+
+def new_webhook_secret() -> str:
+    """Standard Webhooks' form: whsec_ and the base64 of 32 random bytes (checked by its own parser)."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    Webhook(secret)
+    return secret
+
+
+def show_mail(number: int | None) -> int:
+    found = mailsink.mails(mail_sink().mail_dir)
+    if number is None:
+        for index, path in enumerate(found, 1):
+            print(mailsink.summary(index, path))
+        print(f"{len(found)} mails in {mail_sink().mail_dir}")
+        return 0
+    if not 1 <= number <= len(found):
+        print(f"no mail {number} ({len(found)} received)")
+        return 1
+    print(mailsink.show(found[number - 1]))
+    return 0
+
+
+async def configure_demo_channel() -> None:
+    """The demo channel mails its customers through the local sink (the service's SMTP default)."""
+    async with client(settings(), "ops/seed") as ops:
+        await ops.send(ConfigureChannel(channel="web", email=True, from_address="orders@web.oms.example"))
+
+
 def up() -> int:
     if infra("start"):
         return 1
     asyncio.run(prepare())
+    mail_sink().start()
     services("start")
     asyncio.run(seed())
+    asyncio.run(configure_demo_channel())
     if not asyncio.run(wait_ready()):
         services("status")
         return 1
-    print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
+    print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms mail\n"
+          "  ./oms down")
     return 0
 
 
@@ -419,6 +493,24 @@ def parser() -> argparse.ArgumentParser:
     wi.add_argument("--json", action="store_true", help="the report as JSON, with every order")
     wi.add_argument("--kafka-principal", help="read the topic as this principal (e.g. one that may only read "
                                               "routing.commands.v1; password from OMS_<PRINCIPAL>_KAFKA_PASSWORD)")
+    nt = sub.add_parser("notify", help="customer messages: channel settings, opt-outs, bounces").add_subparsers(
+        dest="notify_action", required=True)
+    ch = nt.add_parser("channel", help="how a sales channel's customers are told (replaces its settings); with "
+                                       "--webhook-url, the secret from OMS_WEBHOOK_SECRET or a new one printed once")
+    ch.add_argument("channel")
+    ch.add_argument("--no-email", dest="email", action="store_false", help="no email to its customers")
+    ch.add_argument("--from", dest="from_address", help="the From address of its mails")
+    ch.add_argument("--webhook-url", help="POST a signed webhook (Standard Webhooks) here for every message")
+    ch.add_argument("--locale", default="en")
+    pf = nt.add_parser("preference", help="a customer's opt-out (by email address or customer id)")
+    pf.add_argument("customer")
+    pf.add_argument("--no-email", dest="email", action="store_false")
+    pf.add_argument("--no-webhook", dest="webhook", action="store_false")
+    bo = nt.add_parser("bounce", help="record that mail to this address bounced: it is not mailed again")
+    bo.add_argument("address")
+    bo.add_argument("--detail", default="")
+    ml = sub.add_parser("mail", help="the mails the local SMTP sink received; one in full")
+    ml.add_argument("number", nargs="?", type=int)
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -433,6 +525,7 @@ def main() -> None:
             code = up()
         case "down":
             code = services("stop") or infra("stop")
+            mail_sink().stop()
         case "status":
             code = max(infra("status"), services("status"))
         case "infra":
@@ -471,6 +564,10 @@ def main() -> None:
             code = asyncio.run(change(args.kind, args.name))
         case "what-if":
             code = asyncio.run(what_if(args))
+        case "notify":
+            code = asyncio.run(notify(args))
+        case "mail":
+            code = show_mail(args.number)
         case "asyncapi":
             print(f"wrote {asyncapi.write()} and the saga table in {asyncapi.write_saga_table()}")
             code = 0

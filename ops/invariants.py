@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.fulfillment import ShipmentConfirmed
-from shared.contracts.orders import OrderShipped
+from shared.contracts.orders import OrderShipped, ReturnRefunded
 from shared.contracts.topics import FULFILLMENT_EVENTS, ORDER_EVENTS
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
@@ -93,14 +93,36 @@ WHERE (coalesce(c.on_hand, 0), coalesce(c.reserved, 0), coalesce(c.allocated, 0)
       <> (coalesce(s.on_hand, 0), coalesce(s.reserved, 0), coalesce(s.allocated, 0))
 """
 
-# What the payment service captured for an order never exceeds what the channel had authorised.
+# What the payment service captured for an order never exceeds what the channel had authorised (an exchange's
+# difference aside), and it never refunded more than it captured.
 OVER_CAPTURED = """
-SELECT o.order_id, (o.placed->'payment'->>'amount')::numeric AS authorized,
-       (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c) AS captured
-FROM capture.orders o JOIN capture.order_sagas s USING (order_id)
-WHERE s.captures <> '[]'
-  AND (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c)
-      > coalesce((o.placed->'payment'->>'amount')::numeric, 0)
+WITH paid AS (
+    SELECT s.order_id, (SELECT coalesce(sum((c->>1)::numeric), 0) FROM jsonb_array_elements(s.captures) c) AS captured,
+           coalesce((o.placed->'payment'->>'amount')::numeric, 0) AS authorized
+    FROM capture.orders o JOIN capture.order_sagas s USING (order_id) WHERE s.captures <> '[]'
+), returned AS (
+    SELECT order_id, coalesce(sum(refunded), 0) AS refunded,
+           coalesce(sum(greatest(price_difference, 0)), 0) AS charged_for_exchanges
+    FROM capture.returns GROUP BY order_id
+)
+SELECT p.order_id, p.authorized, p.captured, coalesce(r.refunded, 0) AS refunded
+FROM paid p LEFT JOIN returned r USING (order_id)
+WHERE p.captured > p.authorized + coalesce(r.charged_for_exchanges, 0) OR coalesce(r.refunded, 0) > p.captured
+"""
+
+# Returns take back no more than shipped, and every approved return has arrived (a settled system).
+RETURNS = """
+WITH returned AS (
+    SELECT r.order_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS returned,
+           count(*) FILTER (WHERE r.status <> 'received') AS open
+    FROM capture.returns r, jsonb_array_elements(r.lines) l GROUP BY 1, 2
+), shipped AS (
+    SELECT s.order_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
+    FROM capture.order_sagas s, jsonb_array_elements(s.shipped) l GROUP BY 1, 2
+)
+SELECT r.order_id, r.sku, r.returned, coalesce(s.shipped, 0) AS shipped, r.open
+FROM returned r LEFT JOIN shipped s USING (order_id, sku)
+WHERE r.returned > coalesce(s.shipped, 0) OR r.open > 0
 """
 
 SETTLED_ORDERS = """
@@ -169,9 +191,12 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(CAPACITY_USAGE):
         report.violations.append(f"capacity {row['location_id']} on {row['day']}: used {row['used']} "
                                  f"but {row['held']} fulfilment orders hold it")
+    for row in await conn.fetch(RETURNS):
+        report.violations.append(f"order {row['order_id']}: {row['returned']} {row['sku']} in returns of "
+                                 f"{row['shipped']} shipped, {row['open']} not arrived")
     for row in await conn.fetch(OVER_CAPTURED):
         report.violations.append(f"order {row['order_id']}: captured {row['captured']} of {row['authorized']} "
-                                 "authorised")
+                                 f"authorised, refunded {row['refunded']}")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:
@@ -206,12 +231,14 @@ async def check_topics(settings: Settings) -> list[str]:
     deduplicate, so only distinct ids count."""
     shipments = await _distinct_ids(settings, FULFILLMENT_EVENTS, ShipmentConfirmed.message_type, "shipment_id")
     shipped = await _distinct_ids(settings, ORDER_EVENTS, OrderShipped.message_type, "shipment_id")
+    refunded = await _distinct_ids(settings, ORDER_EVENTS, ReturnRefunded.message_type, "return_id", "order_id")
     return ([f"shipment {k}: {len(v)} different ShipmentConfirmed events" for k, v in shipments.items()
              if len(v) > 1] +
-            [f"shipment {k}: {len(v)} different OrderShipped events" for k, v in shipped.items() if len(v) > 1])
+            [f"shipment {k}: {len(v)} different OrderShipped events" for k, v in shipped.items() if len(v) > 1] +
+            [f"return {k}: {len(v)} different ReturnRefunded events" for k, v in refunded.items() if len(v) > 1])
 
 
-async def _distinct_ids(settings: Settings, topic: str, message_type: str, key_field: str) -> dict[str, set[str]]:
+async def _distinct_ids(settings: Settings, topic: str, message_type: str, *key_fields: str) -> dict[str, set[str]]:
     """Distinct envelope ids per key, among the well-formed messages of this type (a topic may also hold bytes
     that are not, which its consumers dead-letter)."""
     seen: dict[str, set[str]] = defaultdict(set)
@@ -222,5 +249,5 @@ async def _distinct_ids(settings: Settings, topic: str, message_type: str, key_f
         except ValidationError:
             continue
         if payload is not None:
-            seen[str(getattr(payload, key_field))].add(str(envelope.id))
+            seen["/".join(str(getattr(payload, field)) for field in key_fields)].add(str(envelope.id))
     return seen

@@ -192,3 +192,29 @@ def _free_port() -> int:
 def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES, *, free_ports: bool = False) -> list[ServiceProcess]:
     return [ServiceProcess(name, run_dir, http_port=None if free_ports else DEFAULT_HTTP_PORTS[name])
             for name in names]
+
+
+@dataclass(frozen=True)
+class MailSinkProcess:
+    """`python -m ops.mailsink`, detached: the SMTP server `oms up` points the notification service at."""
+    run_dir: Path
+    mail_dir: Path
+    port: int
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "mailsink.pid"
+
+    def pid(self) -> int | None:
+        return _live_pid(self.pidfile)
+
+    def start(self) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        proc = _spawn([sys.executable, "-m", "ops.mailsink", str(self.mail_dir), "--port", str(self.port)],
+                      self.run_dir / "mailsink.log", supervisor_environment(os.environ, ()))
+        self.pidfile.write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self) -> None:
+        _stop(self.pidfile, signal.SIGTERM, timeout=5)

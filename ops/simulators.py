@@ -1,4 +1,5 @@
-"""Stand-ins for the outside world: locations that work through their fulfilment orders, and a payment service.
+"""Stand-ins for the outside world: locations that work through their fulfilment orders, a payment service, and
+customers who send things back.
 
 A location picks and ships every work item it gets (or rejects a chosen share of them), as a warehouse
 management system or a store's app would: a pickup order is made ready and collected; a shipment is delivered;
@@ -8,13 +9,21 @@ the same way. Used by `oms load`, `oms bench` and the fault tests.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
 from shared.contracts.common import Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, PurchaseOrderIssued
+from shared.contracts.fulfillment import (
+    FulfillmentRequested,
+    LocationUpdate,
+    PurchaseOrderIssued,
+    ReturnExpected,
+    ReturnReceipt,
+)
+from shared.contracts.orders import OrderAccepted, OrderShipped, RequestReturn
 from shared.contracts.payments import (
     AuthorizationVoided,
     CapturePayment,
@@ -24,7 +33,8 @@ from shared.contracts.payments import (
     RefundPayment,
     VoidAuthorization,
 )
-from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, PAYMENT_COMMANDS, every_party
+from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, ORDER_EVENTS, PAYMENT_COMMANDS,
+                                     every_party)
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -144,3 +154,58 @@ class PaymentSimulator:
                 answers.append(PaymentRefunded(order_id=data["order_id"], refund_id=data["refund_id"],
                                                amount=data["amount"]))
         return answers
+
+
+class CustomerSimulator:
+    """Customers sending things back, and the returns desk booking them: one in `every` orders that ship
+    completely gets a return of one unit of its first SKU; a return the location is told to expect arrives at
+    once, restocked (one in three written off). Like the others, chosen by the order id, so redelivery changes
+    nothing."""
+
+    def __init__(self, settings: Settings, client: Client, *, every: int = 6, group: str = "oms.simulator.customers"):
+        self.client = client
+        self.every = every
+        self.requested = 0
+        self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
+        self._consumer = AIOKafkaConsumer(
+            **settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
+            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
+        )
+        # The order events, and every location's own work topic (where returns are announced).
+        self._consumer.subscribe(pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$|"
+                                         + every_party(settings.topic_prefix, FULFILLMENT_WORK))
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    await self.client.send_many(self._act([json.loads(r.value) for r in records]))
+                if batches:
+                    await self._consumer.commit()
+        finally:
+            await self._consumer.stop()
+
+    def _act(self, envelopes: list[dict]) -> list:
+        actions = []
+        for envelope in envelopes:
+            data = envelope.get("data", {})
+            kind = envelope.get("type")
+            if kind == OrderAccepted.message_type:
+                self._orders[data["order_id"]] = (data["channel"], data["channel_order_id"])
+            elif (kind == OrderShipped.message_type and data.get("complete") and data.get("lines")
+                  and data["order_id"] in self._orders and uuid.UUID(data["order_id"]).int % self.every == 0):
+                channel, channel_order_id = self._orders[data["order_id"]]
+                self.requested += 1
+                actions.append(RequestReturn(channel=channel, channel_order_id=channel_order_id,
+                                             return_id=f"RMA-{data['order_id'][:8]}",
+                                             lines=[{"sku": data["lines"][0]["sku"], "quantity": 1,
+                                                     "reason": "CHANGED_MIND"}]))
+            elif kind == ReturnExpected.message_type:
+                condition = "dispose" if uuid.UUID(data["order_id"]).int % 3 == 0 else "restock"
+                actions.append(ReturnReceipt(order_id=data["order_id"], return_id=data["return_id"],
+                                             lines=[{**line, "condition": condition} for line in
+                                                    ({"sku": line["sku"], "quantity": line["quantity"]}
+                                                     for line in data["lines"])]))
+        return actions

@@ -8,6 +8,7 @@ entries are written in one statement each.
 
 import asyncio
 from dataclasses import dataclass, field
+from decimal import Decimal
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -36,6 +37,7 @@ from shared.contracts.orders import (
 from shared.contracts.common import Line, merge_lines
 from shared.contracts.fulfillment import ExpectReturn, ReturnReceived
 from shared.contracts.inventory import ReceiveStock
+from shared.contracts.money import ShipmentAmounts
 from shared.contracts.payments import PaymentRefunded
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
@@ -146,21 +148,26 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
             journal.note(order_id, "duplicate " + cmd.message_type, message.envelope.id, None)
             continue
         new.discard(order_id)  # the same order twice in one batch: the second is a duplicate
-        step = saga_steps.start(saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines),
-                                                delivery=cmd.delivery, channel=cmd.channel,
-                                                channel_order_id=cmd.channel_order_id,
-                                                order_value=saga_steps.order_value(cmd.lines),
-                                                backorder_skus=tuple(cmd.backorder_skus()),
-                                                placed=cmd.model_dump(mode="json"),
-                                                holds=(NEW_CUSTOMER_HOLD,) if cmd.key() in held else ()))
-        accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
-                                 customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
-                                 shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
-                                 prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
-        told = [OrderHeld(order_id=order_id, hold=NEW_CUSTOMER_HOLD)] if step.saga.holds else []
-        journal.step(uow, saga_steps.Step(step.saga, [accepted, *told, *step.messages]), message.correlation_id,
-                     message)
+        _start(uow, journal, order_id, cmd, message, message.correlation_id, cmd.key() in held)
     await journal.flush(uow)
+
+
+def _start(uow: UnitOfWork, journal: "Journal", order_id: UUID, cmd: PlaceOrder, cause: Message,
+           correlation_id: str, held: bool = False) -> None:
+    """A new order: accepted, and its saga started (on hold when a rule says so)."""
+    step = saga_steps.start(saga_steps.Saga(order_id=order_id, state="new", lines=tuple(cmd.lines),
+                                            delivery=cmd.delivery, channel=cmd.channel,
+                                            channel_order_id=cmd.channel_order_id,
+                                            order_value=saga_steps.order_value(cmd.lines),
+                                            backorder_skus=tuple(cmd.backorder_skus()),
+                                            placed=cmd.model_dump(mode="json"),
+                                            holds=(NEW_CUSTOMER_HOLD,) if held else ()))
+    accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
+                             customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
+                             shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
+                             prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
+    told = [OrderHeld(order_id=order_id, hold=NEW_CUSTOMER_HOLD)] if step.saga.holds else []
+    journal.step(uow, saga_steps.Step(step.saga, [accepted, *told, *step.messages]), correlation_id, cause)
 
 
 async def cancel_orders(uow: UnitOfWork, batch: list[Message[CancelOrder]]) -> None:
@@ -240,13 +247,30 @@ async def _request_return(uow: UnitOfWork, message: Message[RequestReturn]) -> N
         journal.step(uow, saga_steps.Step(saga, [refused.model_copy(update={"reason": why})]), correlation_id,
                      message)
     else:
+        exchange = _exchange_order(saga, cmd)
+        exchange_id = order_id_for(exchange.channel, exchange.channel_order_id) if exchange else None
         if cmd.return_id not in existing:
-            await store.insert_return(uow.conn, order_id, cmd.return_id, list(cmd.lines), to)
-        approved = ReturnApproved(order_id=order_id, return_id=cmd.return_id, lines=cmd.lines, return_to=to)
+            await store.insert_return(uow.conn, order_id, cmd.return_id, list(cmd.lines), to, exchange_id)
+            if exchange and await store.insert_orders(uow.conn, [(exchange_id, exchange)]):
+                _start(uow, journal, exchange_id, exchange, message, correlation_id)
+        approved = ReturnApproved(order_id=order_id, return_id=cmd.return_id, lines=cmd.lines, return_to=to,
+                                  exchange_order_id=exchange_id)
         expect = ExpectReturn(order_id=order_id, return_id=cmd.return_id, location_id=to,
                               lines=[Line(sku=line.sku, quantity=line.quantity) for line in cmd.lines])
         journal.step(uow, saga_steps.Step(saga, [approved, expect]), correlation_id, message)
     await journal.flush(uow)
+
+
+def _exchange_order(saga: saga_steps.Saga, cmd: RequestReturn) -> PlaceOrder | None:
+    """An exchange's replacement: a new order of the channel's, for the same customer and address, reserved now;
+    paid by the returned goods (and the difference, settled when they arrive)."""
+    if not cmd.exchange:
+        return None
+    return PlaceOrder.model_validate({
+        "channel": saga.channel, "channel_order_id": f"{saga.channel_order_id}-EX-{cmd.return_id}"[:100],
+        "customer": saga.placed["customer"], "currency": saga.placed["currency"],
+        "lines": [line.model_dump(mode="json") for line in cmd.exchange], "delivery": saga.placed["delivery"],
+        "exchange_for": f"{saga.order_id}/{cmd.return_id}"})
 
 
 async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]) -> None:
@@ -266,17 +290,28 @@ async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]
         amounts = returns.refund(saga_steps.billing(saga), received, refunded_before)
         restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
         disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
+        difference = await _price_difference(uow, this["exchange_order_id"], amounts)
         await store.record_receipt(uow.conn, event.order_id, event.return_id, received,
-                                   amounts.model_dump(mode="json"), event.received_at)
+                                   amounts.model_dump(mode="json"), event.received_at, difference)
         messages = [ReceiveStock(receipt_id=f"return:{event.order_id}:{event.return_id}:{line.sku}", sku=line.sku,
                                  location_id=event.location_id, quantity=line.quantity) for line in restocked]
-        messages += saga_steps.refund_payment(saga, event.return_id, amounts)
+        messages += saga_steps.settle_return(saga, event.return_id, amounts, difference)
         messages.append(ReturnRefunded(order_id=event.order_id, return_id=event.return_id,
                                        location_id=event.location_id, restocked=restocked, disposed=disposed,
-                                       refund=amounts))
+                                       refund=amounts, exchange_order_id=this["exchange_order_id"],
+                                       price_difference=difference or Decimal(0)))
         journal = Journal()
         journal.step(uow, saga_steps.Step(saga, messages), correlation_id, message)
         await journal.flush(uow)
+
+
+async def _price_difference(uow: UnitOfWork, exchange_order_id: UUID | None,
+                            returned: ShipmentAmounts) -> Decimal | None:
+    """An exchange's replacement total minus what came back (None without an exchange)."""
+    if exchange_order_id is None:
+        return None
+    placed = await store.placed_order(uow.conn, exchange_order_id)
+    return placed.computed_totals().total - returned.total
 
 
 async def refunds_paid(uow: UnitOfWork, batch: list[Message[PaymentRefunded]]) -> None:

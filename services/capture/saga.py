@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import get_type_hints
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from shared.contracts import Contract
 from shared.contracts.common import Assignment, Delivery, Line, PickupInStore, ReasonCode, merge_lines
@@ -459,14 +459,21 @@ def _capture(saga: Saga, capture_id: UUID, amounts: ShipmentAmounts | None) -> l
                            currency=amounts.currency, lines=amounts.lines)]
 
 
-def refund_payment(saga: Saga, refund_id: str, amounts: ShipmentAmounts) -> list[Contract]:
-    """A received return is paid back against the order's authorisation."""
+def settle_return(saga: Saga, return_id: str, returned: ShipmentAmounts, difference: Decimal | None) -> list[Contract]:
+    """A received return is paid back against the order's authorisation: all of it, or for an exchange only the
+    difference — refunded when the replacement costs less, charged when it costs more."""
     authorization = saga.placed.get("payment")
     if not authorization:
         return []
-    return [RefundPayment(order_id=saga.order_id, refund_id=refund_id, provider=authorization["provider"],
-                          authorization_reference=authorization["reference"], amount=amounts.total,
-                          currency=amounts.currency, lines=amounts.lines)]
+    payment = {"order_id": saga.order_id, "provider": authorization["provider"],
+               "authorization_reference": authorization["reference"], "currency": returned.currency,
+               "lines": returned.lines}
+    if difference is None:
+        return [RefundPayment(**payment, refund_id=return_id, amount=returned.total)]
+    if difference > 0:
+        return [CapturePayment(**payment, capture_id=uuid5(saga.order_id, f"exchange:{return_id}"),
+                               amount=difference)]
+    return [RefundPayment(**payment, refund_id=return_id, amount=-difference)] if difference < 0 else []
 
 
 def _void(saga: Saga) -> list[Contract]:

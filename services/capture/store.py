@@ -169,16 +169,22 @@ async def returns_of(conn: asyncpg.Connection, order_id: UUID) -> dict[str, asyn
     return {r["return_id"]: r for r in rows}
 
 
-async def insert_return(conn: asyncpg.Connection, order_id: UUID, return_id: str, lines: list, return_to: str) -> None:
-    await conn.execute("INSERT INTO returns (order_id, return_id, status, lines, return_to) VALUES ($1, $2, 'approved', "
-                       "$3, $4)", order_id, return_id, [line.model_dump() for line in lines], return_to)
+async def insert_return(conn: asyncpg.Connection, order_id: UUID, return_id: str, lines: list, return_to: str,
+                        exchange_order_id: UUID | None) -> None:
+    await conn.execute("INSERT INTO returns (order_id, return_id, status, lines, return_to, exchange_order_id) "
+                       "VALUES ($1, $2, 'approved', $3, $4, $5)", order_id, return_id,
+                       [line.model_dump() for line in lines], return_to, exchange_order_id)
+
+
+async def placed_order(conn: asyncpg.Connection, order_id: UUID) -> PlaceOrder:
+    return PlaceOrder.model_validate(await conn.fetchval("SELECT placed FROM orders WHERE order_id = $1", order_id))
 
 
 async def record_receipt(conn: asyncpg.Connection, order_id: UUID, return_id: str, received: list, refund: dict,
-                         received_at: datetime) -> None:
-    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5 "
-                       "WHERE order_id = $1 AND return_id = $2", order_id, return_id,
-                       [line.model_dump() for line in received], refund, received_at)
+                         received_at: datetime, price_difference: Decimal | None) -> None:
+    await conn.execute("UPDATE returns SET status = 'received', received = $3, refund = $4, received_at = $5, "
+                       "price_difference = $6 WHERE order_id = $1 AND return_id = $2", order_id, return_id,
+                       [line.model_dump() for line in received], refund, received_at, price_difference)
 
 
 async def record_refund(conn: asyncpg.Connection, order_id: UUID, return_id: str, amount: Decimal) -> None:

@@ -1,13 +1,14 @@
-"""Notification service: reads order lifecycle events, records one customer message per event."""
+"""Notification service: reads order lifecycle events, records one customer message per event and its deliveries
+(email, webhook), and sends them; channel settings, preferences and bounces come as commands."""
 
 from pathlib import Path
 
-from shared.contracts import orders
-from shared.contracts.topics import NOTIFICATION_EVENTS, ORDER_EVENTS
+from shared.contracts import notification, orders
+from shared.contracts.topics import NOTIFICATION_COMMANDS, NOTIFICATION_EVENTS, ORDER_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers
+from . import delivery, handlers
 
 SERVICE = ServiceDefinition(
     name="notification",
@@ -22,11 +23,22 @@ SERVICE = ServiceDefinition(
                 orders.OrderShipped: handlers.lifecycle_events,
                 orders.OrderDelivered: handlers.lifecycle_events,
                 orders.OrderLinesCancelled: handlers.lifecycle_events,
+                orders.ReturnApproved: handlers.lifecycle_events,
+                orders.ReturnRefunded: handlers.lifecycle_events,
                 orders.OrderReadyForPickup: handlers.lifecycle_events,
                 orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,
             },
-        )
+        ),
+        Subscription(
+            topic=NOTIFICATION_COMMANDS,
+            handlers={
+                notification.ConfigureChannel: handlers.commands,
+                notification.SetCustomerPreference: handlers.commands,
+                notification.RecordBounce: handlers.commands,
+            },
+        ),
     ],
+    background=[delivery.deliver_notifications, delivery.clear_old_bodies],
     publishes=(NOTIFICATION_EVENTS,),
 )

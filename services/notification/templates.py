@@ -1,46 +1,47 @@
-"""Customer message templates, one per notification kind."""
+"""Customer message templates (Jinja2): a subject, a text body and an HTML body per kind, looked up for the
+sales channel and locale first, then the channel, then the locale, then `default/`.
 
-from string import Template
+HTML is autoescaped (a customer named `<script>` is shown, never run); text and subject are not HTML, and the
+subject is one line whatever a value holds."""
 
-TEMPLATES: dict[str, tuple[Template, Template]] = {
-    "order_confirmed": (
-        Template("Your order $channel_order_id is confirmed"),
-        Template("Hello $name,\n\nwe have your order $channel_order_id and are getting it ready.\n"),
-    ),
-    "order_backordered": (
-        Template("Your order $channel_order_id is waiting for stock"),
-        Template("Hello $name,\n\nwe are waiting for $what for your order $channel_order_id and will send it "
-                 "$when.\n"),
-    ),
-    "order_shipped": (
-        Template("Your order $channel_order_id is on its way"),
-        Template("Hello $name,\n\nyour order $channel_order_id $what with $carrier, "
-                 "tracking number $tracking_number.\n"),
-    ),
-    "order_delivered": (
-        Template("Your order $channel_order_id has arrived"),
-        Template("Hello $name,\n\nyour order $channel_order_id has been delivered. Enjoy!\n"),
-    ),
-    "order_ready_for_pickup": (
-        Template("Your order $channel_order_id is ready for pickup"),
-        Template("Hello $name,\n\nyour order $channel_order_id is waiting for you at store $store_id.\n"),
-    ),
-    "order_picked_up": (
-        Template("You collected your order $channel_order_id"),
-        Template("Hello $name,\n\nthank you for collecting your order $channel_order_id at store $store_id.\n"),
-    ),
-    "order_lines_cancelled": (
-        Template("Part of your order $channel_order_id was cancelled"),
-        Template("Hello $name,\n\nwe are sorry: we could not send $what of your order $channel_order_id; "
-                 "you will not be charged for it.\n"),
-    ),
-    "order_cancelled": (
-        Template("Your order $channel_order_id was cancelled"),
-        Template("Hello $name,\n\nwe are sorry: your order $channel_order_id was cancelled ($reason).\n"),
-    ),
-}
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+PARTS = ("subject.txt", "text.txt", "html")
 
 
-def render(kind: str, **values: str) -> tuple[str, str]:
-    subject, body = TEMPLATES[kind]
-    return subject.substitute(values), body.substitute(values)
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Templates:
+    def __init__(self, directory: Path = TEMPLATE_DIR):
+        self.env = Environment(loader=FileSystemLoader(directory), autoescape=select_autoescape(["html"]),
+                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.env.filters["described"] = described
+
+    def render(self, kind: str, *, channel: str, locale: str, **values: Any) -> Rendered:
+        subject, text, html = (self.env.select_template(candidates(kind, part, channel, locale))
+                               .render(locale=locale, **values) for part in PARTS)
+        return Rendered(" ".join(subject.split()), text, html)
+
+    def kinds(self) -> set[str]:
+        return {name.removeprefix("default/").split(".")[0] for name in self.env.list_templates()
+                if name.startswith("default/") and not name.startswith("default/base.")}
+
+
+def candidates(kind: str, part: str, channel: str, locale: str) -> list[str]:
+    """The fallback chain: channel + locale, channel, locale, default."""
+    name = f"{kind}.{part}"
+    return [f"{channel}/{locale}/{name}", f"{channel}/{name}", f"{locale}/{name}", f"default/{name}"]
+
+
+def described(lines: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{line['quantity']} x {line['sku']}" for line in lines)

@@ -47,6 +47,9 @@ class PlaceOrder(Contract):
                                                          "rejected TOTALS_MISMATCH if they differ")
     payment: Authorization | None = Field(None, description="The payment authorisation: each shipment is "
                                                             "captured against it, what is left voided on cancel")
+    exchange_for: str | None = Field(None, max_length=200, description="An exchange's replacement order: "
+                                                                       "`<order id>/<return id>` it replaces goods of "
+                                                                       "(paid by them: no capture of its own)")
 
     def backorder_skus(self) -> list[str]:
         """The SKUs this order may wait for."""
@@ -157,6 +160,10 @@ class RequestReturn(Contract):
     channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
     return_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
     lines: list[ReturnRequestLine] = Field(min_length=1, max_length=200)
+    exchange: list[PricedLine] = Field(default_factory=list, max_length=200,
+                                       description="An exchange: the replacement, a new order reserved at once and "
+                                                   "shipped to the same address; only the price difference is "
+                                                   "charged or refunded when the return arrives")
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
@@ -168,6 +175,7 @@ class ReturnApproved(Contract):
     return_id: str
     lines: list[ReturnRequestLine]
     return_to: str = Field(description="The location to send the goods to")
+    exchange_order_id: UUID | None = Field(None, description="The replacement order of an exchange")
 
 
 @contract("oms.capture.ReturnRefused.v1", topic=ORDER_EVENTS)
@@ -192,7 +200,11 @@ class ReturnRefunded(Contract):
     location_id: str
     restocked: list[Line]
     disposed: list[Line]
-    refund: ShipmentAmounts
+    refund: ShipmentAmounts = Field(description="What the returned units are worth")
+    exchange_order_id: UUID | None = None
+    price_difference: Decimal = Field(Decimal(0), description="An exchange: the replacement's total minus the "
+                                                              "returned units' worth; above 0 charged, below 0 "
+                                                              "refunded (only the difference moves)")
 
 
 @contract("oms.capture.OrderAccepted.v1", topic=ORDER_EVENTS)

@@ -14,6 +14,7 @@ FULFILLMENT_WORK = "fulfillment.work.v1"  # fulfillment -> each location (wareho
 FULFILLMENT_DROPSHIP_ORDERS = "fulfillment.dropship-orders.v1"  # fulfillment -> each dropship vendor: <topic>.<vendor>
 FULFILLMENT_LOCATION_UPDATES = "fulfillment.location-updates.v1"  # locations -> fulfillment
 FULFILLMENT_EVENTS = "fulfillment.events.v1"  # fulfillment -> ERP, saga
+NOTIFICATION_COMMANDS = "notification.commands.v1"  # ops -> notification: channel settings, preferences, bounces
 NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
 PAYMENT_COMMANDS = "payments.commands.v1"  # saga -> the payment service: capture, void
 PAYMENT_EVENTS = "payments.events.v1"  # the payment service -> saga
@@ -32,6 +33,7 @@ ALL_TOPICS = (
     FULFILLMENT_DROPSHIP_ORDERS,
     FULFILLMENT_LOCATION_UPDATES,
     FULFILLMENT_EVENTS,
+    NOTIFICATION_COMMANDS,
     NOTIFICATION_EVENTS,
     PAYMENT_COMMANDS,
     PAYMENT_EVENTS,
@@ -55,7 +57,8 @@ DESCRIPTIONS = {
                                  "vendor. Keyed by vendor location id.",
     FULFILLMENT_LOCATION_UPDATES: "Locations report pick, pack and ship (carrier, tracking number).",
     FULFILLMENT_EVENTS: "ERP-facing fulfilment events; one ShipmentConfirmed per fulfilment order in effect.",
-    NOTIFICATION_EVENTS: "Customer messages produced (no personal data).",
+    NOTIFICATION_COMMANDS: "Channel delivery settings (email, webhook), customer opt-outs and bounces, from ops.",
+    NOTIFICATION_EVENTS: "Customer messages produced, delivered or given up on (no personal data).",
     PAYMENT_COMMANDS: "Capture a shipment's amount, void what is left of an authorisation. Keyed by order id.",
     PAYMENT_EVENTS: "The payment service's answers: captured, capture failed, voided. Keyed by order id.",
     DEAD_LETTERS: "Messages a consumer could not process: reason, source position and the original bytes.",

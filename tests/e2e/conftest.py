@@ -1,5 +1,6 @@
 """All five services as processes on real Kafka and Postgres, and a driver that plays channel, ERP and location."""
 
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from shared.contracts.topics import DEAD_LETTERS, FULFILLMENT_EVENTS, FULFILLMEN
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
+from ..support.receivers import MailServer, WebhookReceiver
 from ..support.services import running
 from ..support.topics import TopicWatcher
 from ops.waiting import eventually
@@ -27,7 +29,31 @@ BERLIN = Coordinates(lat=52.52, lon=13.40)
 
 
 @pytest.fixture(scope="session")
-async def oms(config, tmp_path_factory):
+async def mail_server():
+    server = await MailServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def webhooks():
+    receiver = await WebhookReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def notification_env(mail_server):
+    """Every notification process of the session mails the test's SMTP server and retries quickly."""
+    env = {"OMS_SMTP_PORT": str(mail_server.port), "OMS_NOTIFICATION_RETRY_SECONDS": "0.2",
+           "OMS_NOTIFICATION_RETRY_MAX_SECONDS": "1", "OMS_NOTIFICATION_MAX_ATTEMPTS": "3",
+           "OMS_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2", "OMS_NOTIFICATION_POLL_SECONDS": "0.1"}
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def oms(config, tmp_path_factory, notification_env):
     async with running(SERVICES, tmp_path_factory.mktemp("services")) as procs:
         yield procs
 

@@ -12,7 +12,7 @@ import pytest
 from ops import invariants, load
 from ops.client import client
 from ops.env import ROOT
-from ops.simulators import LocationSimulator
+from ops.simulators import CustomerSimulator, LocationSimulator
 from shared.db.bootstrap import SERVICES
 
 from ..support.stack import Stack, stack
@@ -38,7 +38,8 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> i
     async with client(oms.settings, "test/load") as channel:
         await load.seed(channel, network)
         simulator = LocationSimulator(oms.settings, channel, reject=rejects_some, group=f"sim-{network.tag}")
-        locations = asyncio.create_task(simulator.run())
+        customers = CustomerSimulator(oms.settings, channel, group=f"customers-{network.tag}")
+        locations = asyncio.gather(simulator.run(), customers.run())
         try:
             await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
             report = await settled(oms, ORDERS)
@@ -48,6 +49,7 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> i
     assert any(report.by_state.get(s) for s in invariants.HANDED_OVER) and report.by_state.get("cancelled"), \
         "the mix ships some, cancels some"
     assert simulator.rejected, "some work was rejected and re-routed"
+    assert customers.requested, "some orders were sent back"
     return report
 
 

@@ -99,6 +99,9 @@ async def test_partial_returns_restock_or_write_off_only_what_came_back_and_refu
     assert sum(r["refunded"] for r in await eventually(paid_back, what="both refunds paid")) == D("67.79")
     assert len(driver.erp.envelopes(of_type(ReturnReceived, order_id))) == 2
     assert await on_hand(driver, sku, location) == 4
+    await eventually(lambda: driver.count("SELECT count(*) = 4 FROM notification.notifications WHERE order_id = $1 "
+                                          "AND kind IN ('return_approved', 'return_refunded')", order_id),
+                     what="the customer told of each return's approval and refund")
 
 
 async def test_a_return_outside_its_window_is_refused(driver):
@@ -113,3 +116,42 @@ async def test_a_return_outside_its_window_is_refused(driver):
 
 async def _is(value, expected) -> bool:
     return await value == expected
+
+
+@pytest.mark.parametrize(("replacement_price", "charged"), [
+    (D("25.00"), True),  # the replacement costs more: only the difference is charged
+    (D("10.00"), False),  # it costs less: only the difference is refunded
+])
+async def test_an_exchange_reserves_the_replacement_at_once_and_settles_only_the_price_difference(
+        driver, payments, replacement_price, charged):
+    location, sku, other = driver.unique("WH"), driver.unique("SKU"), driver.unique("SKU-X")
+    await driver.location(location, FRANKFURT)
+    await driver.stock(sku, location, 5)
+    await driver.stock(other, location, 5)
+    order, order_id = await shipped_order(driver, sku, location)
+    exchange = returning(order, "X1", 1).model_copy(update={"exchange": [
+        PricedLine(sku=other, quantity=1, unit_price=replacement_price)]})
+    await driver.channel.send(exchange)
+    [approved] = await driver.orders.wait_for(of_type(ReturnApproved, order_id))
+    replacement = approved["data"]["exchange_order_id"]
+    [work] = await driver.work.wait_for(of_type(FulfillmentRequested, replacement))  # reserved before it returns
+    assert work["data"]["lines"] == [{"sku": other, "quantity": 1}]
+
+    await driver.channel.send(ReturnReceipt(order_id=order_id, return_id="X1",
+                                            lines=[ReturnedLine(sku=sku, quantity=1, condition="restock")]))
+    [settled] = await driver.orders.wait_for(of_type(ReturnRefunded, order_id))
+    returned = D(settled["data"]["refund"]["total"])  # one of three units: 19.99 - 1.00 + 3.61
+    assert returned == D("22.60")
+    difference = D(settled["data"]["price_difference"])
+    assert difference == replacement_price - returned
+    captured = "SELECT c->>1 AS amount FROM capture.order_sagas, jsonb_array_elements(captures) c WHERE order_id = $1"
+    refunds = "SELECT refunded AS amount FROM capture.returns WHERE order_id = $1 AND refunded IS NOT NULL"
+
+    async def settled_by(sql: str, count: int):
+        rows = await driver.db.fetch(sql, order_id)
+        return [D(str(r["amount"])) for r in rows] if len(rows) >= count else None
+
+    if charged:  # the shipment's capture, then the difference's
+        assert abs(difference) in await eventually(lambda: settled_by(captured, 2), what="the difference charged")
+    else:
+        assert await eventually(lambda: settled_by(refunds, 1), what="the difference refunded") == [abs(difference)]

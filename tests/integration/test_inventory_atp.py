@@ -40,8 +40,17 @@ LOW_STOCK = 3
 
 @pytest.fixture(scope="module")
 async def inventory_service(config, tmp_path_factory):
+    async with running(("inventory",), tmp_path_factory.mktemp("run"), {"OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)}) \
+            as procs:
+        yield procs["inventory"]
+
+
+@pytest.fixture
+async def expiring(inventory_service, tmp_path):
+    """A second inventory instance whose expiry task gives held reservations TTL_SECONDS: only the expiry test
+    runs with it (a short TTL everywhere would expire the other tests' held reservations under a slow machine)."""
     env = {"OMS_RESERVATION_TTL_SECONDS": str(TTL_SECONDS), "OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)}
-    async with running(("inventory",), tmp_path_factory.mktemp("run"), env) as procs:
+    async with running(("inventory",), tmp_path, env) as procs:
         yield procs["inventory"]
 
 
@@ -142,7 +151,7 @@ async def test_counts_and_adjustments_apply_once_per_document_and_never_below_al
     assert kinds == ["receipt", "allocate", "adjustment", "count"]
 
 
-async def test_a_held_reservation_expires_and_an_allocated_one_does_not(admin, erp, events):
+async def test_a_held_reservation_expires_and_an_allocated_one_does_not(admin, erp, events, expiring):
     sku, location = unique("EX"), unique("WH")
     await receive(erp, events, sku, location, 5)
     held, allocated = uuid.uuid4(), uuid.uuid4()

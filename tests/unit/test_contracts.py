@@ -1,6 +1,6 @@
 from typing import get_args
 
-from services.notification.templates import TEMPLATES
+from services.notification.templates import Templates
 from shared.contracts.notification import NotificationKind
 from shared.contracts import REGISTRY, Envelope, wrap
 from shared.contracts.topics import ALL_TOPICS
@@ -48,4 +48,4 @@ def test_a_location_may_not_report_a_step_of_the_other_kind_of_delivery():
 
 
 def test_every_customer_message_template_is_a_kind_the_contract_names():
-    assert set(TEMPLATES) == set(get_args(NotificationKind))
+    assert Templates().kinds() == set(get_args(NotificationKind))

@@ -51,7 +51,13 @@ from shared.contracts.orders import (
     OrderShipped,
     PricedLine,
 )
-from shared.contracts.payments import CapturePayment, PaymentCaptured, PaymentCaptureFailed, VoidAuthorization
+from shared.contracts.payments import (
+    CapturePayment,
+    PaymentCaptured,
+    PaymentCaptureFailed,
+    RefundPayment,
+    VoidAuthorization,
+)
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
@@ -562,3 +568,15 @@ def test_a_failed_capture_puts_the_order_on_hold():
     step = s.advance(saga, PaymentCaptureFailed(order_id=ORDER, capture_id=FO,
                                                 reason=ReasonCode(code="INSUFFICIENT_FUNDS")))
     assert types(step) == [OrderHeld] and step.saga.holds[0].reason == "payment_capture_failed"
+
+
+def test_a_return_refunds_all_of_it_and_an_exchange_only_the_difference():
+    saga = replace(to_awaiting_shipment(), placed=PLACED)
+    [refund] = s.settle_return(saga, "R1", amounts("22.60"), None)
+    assert (type(refund), refund.amount, refund.refund_id) == (RefundPayment, Decimal("22.60"), "R1")
+    [charge] = s.settle_return(saga, "X1", amounts("22.60"), Decimal("2.40"))
+    assert (type(charge), charge.amount) == (CapturePayment, Decimal("2.40"))
+    assert charge.capture_id == s.settle_return(saga, "X1", amounts("22.60"), Decimal("2.40"))[0].capture_id
+    [back] = s.settle_return(saga, "X2", amounts("22.60"), Decimal("-12.60"))
+    assert (type(back), back.amount) == (RefundPayment, Decimal("12.60"))
+    assert s.settle_return(saga, "X3", amounts("22.60"), Decimal(0)) == []

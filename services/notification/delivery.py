@@ -1,0 +1,236 @@
+"""The sender: picks due deliveries, sends each with an idempotency key, records the outcome.
+
+Due deliveries are claimed (FOR UPDATE SKIP LOCKED, so several instances never take the same one), each attempt
+counted and a lease set (twice the send timeout plus this attempt's backoff) in a short transaction; then each is
+sent on its own, outside any transaction, and its outcome recorded in another: sent (NotificationDelivered), due
+again after the backoff, or failed after the last attempt (NotificationFailed, with the reason). A sender that dies
+between sending and recording leaves the delivery pending: when its lease runs out it is sent again with the same
+Message-ID / webhook-id, which is the one duplicate possible, and the receiver can tell it by that id.
+
+Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when
+the delivery comes due: such a delivery is recorded as skipped, never sent."""
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate
+
+import aiosmtplib
+import asyncpg
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from shared.contracts.common import ReasonCode
+from shared.contracts.notification import NotificationDelivered, NotificationFailed
+from shared.logging import get_logger
+from shared.messaging.retry import run_forever
+from shared.messaging.tracing import continuing
+from shared.messaging.unit_of_work import Begin, UnitOfWork
+
+from . import store
+from .config import NotificationSettings, notification_settings
+from .domain import gives_up, retry_delay
+from .store import ChannelSettings
+
+log = get_logger(__name__)
+IN_FLIGHT = 20  # deliveries being sent at once, per process
+
+
+class DeliveryError(Exception):
+    """A send that did not go through; its text names what happened, never an address."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    row: asyncpg.Record
+    channel: ChannelSettings
+
+    @property
+    def attempts(self) -> int:
+        return self.row["attempts"] + 1  # counted when claimed
+
+
+
+
+async def deliver_notifications(begin: Begin) -> None:
+    config = notification_settings()
+    await run_forever("notification-sender", lambda: send_due(begin, config))
+
+
+async def send_due(begin: Begin, config: NotificationSettings) -> None:
+    """Keep up to IN_FLIGHT deliveries going, each sent and recorded on its own: a slow receiver holds up only its
+    own deliveries."""
+    in_flight: set[asyncio.Task] = set()
+    try:
+        while True:
+            room = IN_FLIGHT - len(in_flight)
+            claimed = await _claim(begin, config, room) if room else []
+            for item in claimed:
+                task = asyncio.create_task(_deliver(begin, item, config), name=f"delivery-{item.row['delivery_id']}")
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if not claimed:
+                await asyncio.sleep(config.notification_poll_seconds)
+    except asyncio.CancelledError:
+        for task in in_flight:  # stopping: what was cut short is due again when its lease runs out
+            task.cancel()
+        raise
+
+
+async def _deliver(begin: Begin, item: Claimed, config: NotificationSettings) -> None:
+    error = await _attempt(item, config)
+    try:
+        async with begin() as uow:
+            await _record(uow, item, error, config)
+    except Exception:  # the database is away: the delivery is due again when its lease runs out
+        log.exception("notification.unrecorded", order_id=str(item.row["order_id"]),
+                      delivery_id=str(item.row["delivery_id"]), sent=error is None)
+
+
+async def _claim(begin: Begin, config: NotificationSettings, limit: int) -> list[Claimed]:
+    async with begin() as uow:
+        due = await store.due_deliveries(uow.conn, limit)
+        if not due:
+            return []
+        channels = await store.channel_settings(uow.conn, {r["sales_channel"] for r in due})
+        skipped = await _skip_unwanted(uow.conn, due, channels)
+        claimed = [Claimed(r, channels[r["sales_channel"]]) for r in due if r["delivery_id"] not in skipped]
+        await store.lease(uow.conn, {c.row["delivery_id"]: lease_seconds(c.attempts, config) for c in claimed})
+        return claimed
+
+
+async def _skip_unwanted(conn: asyncpg.Connection, due: list[asyncpg.Record],
+                         channels: dict[str, ChannelSettings]) -> set[uuid.UUID]:
+    """Record as skipped what must not be sent now; the ids of those."""
+    preferences = await store.opted_out(conn, {c for r in due for c in r["customers"]})
+    bounced = await store.bounced(conn, {r["recipient"] for r in due if r["channel"] == "email"})
+    skipped = {r["delivery_id"]: reason for r in due
+               if (reason := skip_reason(r, channels[r["sales_channel"]], preferences, bounced))}
+    await store.skip(conn, skipped)
+    for row in due:
+        if row["delivery_id"] in skipped:
+            log.info("notification.skipped", order_id=str(row["order_id"]), delivery_id=str(row["delivery_id"]),
+                     channel=row["channel"], kind=row["kind"], reason=skipped[row["delivery_id"]])
+    return set(skipped)
+
+
+def skip_reason(row: asyncpg.Record, channel: ChannelSettings, preferences: dict[str, asyncpg.Record],
+                bounced: set[str]) -> str | None:
+    kind = row["channel"]
+    if any(not preferences[c][kind] for c in row["customers"] if c in preferences):
+        return "OPTED_OUT"
+    if kind == "email" and not channel.email:
+        return "EMAIL_OFF"
+    if kind == "email" and row["recipient"].lower() in bounced:
+        return "BOUNCED"
+    if kind == "webhook" and not (channel.webhook_url and channel.webhook_secret):
+        return "WEBHOOK_OFF"
+    return None
+
+
+def lease_seconds(attempt: int, config: NotificationSettings) -> float:
+    """Long enough for the send to finish (or time out) before anyone may take the delivery again."""
+    return config.notification_send_timeout_seconds * 2 + _backoff(attempt, config)
+
+
+def _backoff(attempt: int, config: NotificationSettings) -> float:
+    return retry_delay(attempt, config.notification_retry_seconds, config.notification_retry_max_seconds)
+
+
+async def _attempt(item: Claimed, config: NotificationSettings) -> str | None:
+    """None if sent, else what went wrong."""
+    send = send_email if item.row["channel"] == "email" else send_webhook
+    try:
+        async with asyncio.timeout(config.notification_send_timeout_seconds):
+            await send(item, config)
+        return None
+    except TimeoutError:
+        return "timed out"
+    except DeliveryError as error:
+        return str(error)
+    except (aiosmtplib.SMTPException, httpx.HTTPError, OSError) as error:
+        return describe(error)
+
+
+def describe(error: Exception) -> str:
+    """What a failure was, without what the server echoed (an SMTP reply may quote the address)."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return f"SMTP {error.code}"
+    return type(error).__name__
+
+
+async def _record(uow: UnitOfWork, item: Claimed, error: str | None, config: NotificationSettings) -> None:
+    row, attempts = item.row, item.attempts
+    ids = {"delivery_id": row["delivery_id"], "notification_id": row["notification_id"], "order_id": row["order_id"],
+           "kind": row["kind"], "channel": row["channel"], "attempts": attempts}
+    logged = {"order_id": str(row["order_id"]), "delivery_id": str(row["delivery_id"]), "channel": row["channel"],
+              "kind": row["kind"], "attempts": attempts, "correlation_id": row["correlation_id"]}
+    if error is None:
+        if await store.record_sent(uow.conn, row["delivery_id"], attempts):
+            _emit(uow, row, NotificationDelivered(**ids))
+            log.info("notification.sent", **logged)
+    elif gives_up(attempts, config.notification_max_attempts):
+        if await store.record_failed(uow.conn, row["delivery_id"], attempts, error):
+            _emit(uow, row, NotificationFailed(**ids, reason=ReasonCode(code="DELIVERY_FAILED", detail=error)))
+            log.warning("notification.failed", error=error, **logged)
+    else:
+        delay = _backoff(attempts, config)
+        await store.record_retry(uow.conn, row["delivery_id"], attempts, error, delay)
+        log.info("notification.retry", error=error, retry_in_seconds=delay, **logged)
+
+
+def _emit(uow: UnitOfWork, row: asyncpg.Record, event: NotificationDelivered | NotificationFailed) -> None:
+    with continuing(row["trace_context"], "notification delivery",
+                    {"oms.order_id": str(row["order_id"]), "oms.delivery_id": str(row["delivery_id"])}) as trace:
+        uow.emit(event, correlation_id=row["correlation_id"], trace=trace)
+
+
+async def send_email(item: Claimed, config: NotificationSettings) -> None:
+    row = item.row
+    sender = item.channel.from_address or config.notification_from
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = row["recipient"]
+    mail["Subject"] = row["subject"]
+    mail["Date"] = formatdate(localtime=False)
+    mail["Message-ID"] = message_id(row["delivery_id"], sender)
+    mail.set_content(row["body_text"])
+    if row["body_html"]:
+        mail.add_alternative(row["body_html"], subtype="html")
+    await aiosmtplib.send(mail, hostname=config.smtp_host, port=config.smtp_port, start_tls=config.smtp_starttls,
+                          timeout=config.notification_send_timeout_seconds)
+
+
+def message_id(delivery: object, sender: str) -> str:
+    """The delivery id as the Message-ID: a receiver sees a resent mail as the same message."""
+    return f"<{delivery}@{sender.rsplit('@', 1)[-1]}>"
+
+
+async def send_webhook(item: Claimed, config: NotificationSettings) -> None:
+    row = item.row
+    body = json.dumps(row["payload"], separators=(",", ":"))
+    webhook_id, now = str(row["delivery_id"]), datetime.now(UTC)
+    headers = {"content-type": "application/json", "webhook-id": webhook_id,
+               "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(item.channel.webhook_secret).sign(webhook_id, now, body)}
+    async with httpx.AsyncClient(timeout=config.notification_send_timeout_seconds) as client:
+        response = await client.post(item.channel.webhook_url, content=body.encode(), headers=headers)
+    if not response.is_success:
+        raise DeliveryError(f"HTTP {response.status_code}")
+
+
+async def clear_old_bodies(begin: Begin) -> None:
+    config = notification_settings()
+
+    async def periodically() -> None:
+        while True:
+            async with begin() as uow:
+                cleared = await store.clear_bodies(uow.conn, config.notification_body_retention_days)
+            if cleared:
+                log.info("notification.bodies_cleared", deliveries=cleared)
+            await asyncio.sleep(config.notification_retention_interval_seconds)
+
+    await run_forever("notification-retention", periodically)

@@ -1,0 +1,207 @@
+"""SQL of the notification schema: recipients, settings set by commands, messages and their deliveries."""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
+from shared.contracts.orders import OrderAccepted
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    channel: str
+    email: bool
+    from_address: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    locale: str
+
+    @staticmethod
+    def default(channel: str) -> "ChannelSettings":
+        """A channel nobody configured: email from the service's default address, no webhook."""
+        return ChannelSettings(channel, True, None, None, None, "en")
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    notification_id: uuid.UUID
+    order_id: uuid.UUID
+    kind: str
+    reference: str
+    recipient: str
+    subject: str
+    body: str
+    source_event_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    delivery_id: uuid.UUID
+    notification_id: uuid.UUID
+    order_id: uuid.UUID
+    kind: str
+    sales_channel: str
+    channel: str
+    recipient: str
+    customers: list[str]
+    subject: str
+    body_text: str
+    body_html: str | None
+    payload: dict[str, Any] | None
+    correlation_id: str
+    trace_context: dict[str, str]
+
+
+async def save_recipients(conn: asyncpg.Connection, accepted: list[OrderAccepted]) -> None:
+    await conn.execute(
+        "INSERT INTO recipients (order_id, channel_order_id, email, name, channel, customer_id) "
+        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) "
+        "ON CONFLICT DO NOTHING",
+        [e.order_id for e in accepted], [e.channel_order_id for e in accepted],
+        [e.customer.email for e in accepted], [e.customer.name for e in accepted],
+        [e.channel for e in accepted], [e.customer.customer_id for e in accepted],
+    )
+
+
+async def recipients_of(conn: asyncpg.Connection, order_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch("SELECT * FROM recipients WHERE order_id = ANY($1)", list(set(order_ids)))
+    return {r["order_id"]: r for r in rows}
+
+
+async def channel_settings(conn: asyncpg.Connection, channels: Iterable[str]) -> dict[str, ChannelSettings]:
+    wanted = set(channels)
+    rows = await conn.fetch("SELECT channel, email, from_address, webhook_url, webhook_secret, locale "
+                            "FROM channel_settings WHERE channel = ANY($1)", list(wanted))
+    found = {r["channel"]: ChannelSettings(**dict(r)) for r in rows}
+    return {channel: found.get(channel) or ChannelSettings.default(channel) for channel in wanted}
+
+
+async def insert_notifications(conn: asyncpg.Connection, rows: list[NewNotification]) -> set[uuid.UUID]:
+    """The ids of those not recorded before."""
+    created = await conn.fetch(
+        """INSERT INTO notifications (notification_id, order_id, kind, reference, channel, recipient, subject, body,
+                                      source_event_id)
+           SELECT n, o, k, ref, 'email', r, s, b, e
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::uuid[])
+             AS t(n, o, k, ref, r, s, b, e)
+           ON CONFLICT DO NOTHING RETURNING notification_id""",
+        [n.notification_id for n in rows], [n.order_id for n in rows], [n.kind for n in rows],
+        [n.reference for n in rows], [n.recipient for n in rows], [n.subject for n in rows],
+        [n.body for n in rows], [n.source_event_id for n in rows],
+    )
+    return {r["notification_id"] for r in created}
+
+
+async def insert_deliveries(conn: asyncpg.Connection, rows: list[NewDelivery]) -> None:
+    await conn.executemany(
+        """INSERT INTO deliveries (delivery_id, notification_id, order_id, kind, sales_channel, channel, recipient,
+                                   customers, subject, body_text, body_html, payload, correlation_id, trace_context)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING""",
+        [(d.delivery_id, d.notification_id, d.order_id, d.kind, d.sales_channel, d.channel, d.recipient,
+          d.customers, d.subject, d.body_text, d.body_html, d.payload, d.correlation_id, d.trace_context)
+         for d in rows])
+
+
+async def configure_channel(conn: asyncpg.Connection, command: ConfigureChannel) -> None:
+    await conn.execute(
+        """INSERT INTO channel_settings (channel, email, from_address, webhook_url, webhook_secret, locale)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (channel) DO UPDATE SET email = EXCLUDED.email, from_address = EXCLUDED.from_address,
+             webhook_url = EXCLUDED.webhook_url, webhook_secret = EXCLUDED.webhook_secret,
+             locale = EXCLUDED.locale, updated_at = now()""",
+        command.channel, command.email, command.from_address, command.webhook_url, command.webhook_secret,
+        command.locale)
+
+
+async def set_preference(conn: asyncpg.Connection, command: SetCustomerPreference) -> None:
+    await conn.execute(
+        """INSERT INTO customer_preferences (customer, email, webhook) VALUES (lower($1), $2, $3)
+           ON CONFLICT (customer) DO UPDATE SET email = EXCLUDED.email, webhook = EXCLUDED.webhook,
+             updated_at = now()""",
+        command.customer.strip(), command.email, command.webhook)
+
+
+async def record_bounce(conn: asyncpg.Connection, command: RecordBounce) -> None:
+    await conn.execute(
+        """INSERT INTO bounces (address, detail) VALUES (lower($1), $2)
+           ON CONFLICT (address) DO UPDATE SET detail = EXCLUDED.detail, recorded_at = now()""",
+        command.address, command.detail)
+
+
+async def due_deliveries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Pending deliveries whose time has come, locked for this transaction; others' locked rows are skipped."""
+    return await conn.fetch(
+        """SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()
+           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+
+
+async def opted_out(conn: asyncpg.Connection, customers: Iterable[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch("SELECT customer, email, webhook FROM customer_preferences WHERE customer = ANY($1)",
+                            list(set(customers)))
+    return {r["customer"]: r for r in rows}
+
+
+async def bounced(conn: asyncpg.Connection, addresses: Iterable[str]) -> set[str]:
+    rows = await conn.fetch("SELECT address FROM bounces WHERE address = ANY($1)",
+                            [a.lower() for a in set(addresses)])
+    return {r["address"] for r in rows}
+
+
+async def skip(conn: asyncpg.Connection, skipped: dict[uuid.UUID, str]) -> None:
+    await conn.execute(
+        """UPDATE deliveries d SET status = 'skipped', skip_reason = s.reason, finished_at = now()
+           FROM unnest($1::uuid[], $2::text[]) AS s(id, reason) WHERE d.delivery_id = s.id""",
+        list(skipped), list(skipped.values()))
+
+
+async def lease(conn: asyncpg.Connection, leases: dict[uuid.UUID, float]) -> None:
+    """Count the attempt, and hold the delivery for so many seconds: if the sender dies before recording an
+    outcome, the delivery comes due again then."""
+    await conn.execute(
+        """UPDATE deliveries d SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => l.secs)
+           FROM unnest($1::uuid[], $2::float8[]) AS l(id, secs) WHERE d.delivery_id = l.id""",
+        list(leases), list(leases.values()))
+
+
+async def record_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int) -> bool:
+    """False if another sender has taken the delivery since (this attempt's lease ran out)."""
+    return await conn.fetchval(
+        """UPDATE deliveries SET status = 'sent', finished_at = now(), last_error = NULL
+           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending' RETURNING true""",
+        delivery_id, attempts) or False
+
+
+async def record_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, error: str,
+                       delay: float) -> None:
+    await conn.execute(
+        """UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $4), last_error = $3
+           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending'""", delivery_id, attempts, error, delay)
+
+
+async def record_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, error: str) -> bool:
+    return await conn.fetchval(
+        """UPDATE deliveries SET status = 'failed', finished_at = now(), last_error = $3
+           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending' RETURNING true""",
+        delivery_id, attempts, error) or False
+
+
+async def clear_bodies(conn: asyncpg.Connection, retention_days: float) -> int:
+    """Forget what was said once deliveries ended longer ago than the retention period; the rows (who, when,
+    outcome) stay."""
+    cleared = await conn.fetch(
+        """UPDATE deliveries SET subject = NULL, body_text = NULL, body_html = NULL, payload = NULL,
+                                 body_cleared_at = now()
+           WHERE body_cleared_at IS NULL AND status <> 'pending'
+             AND finished_at < now() - make_interval(secs => $1)
+           RETURNING notification_id""", retention_days * 86400)
+    await conn.execute(
+        """UPDATE notifications n SET subject = NULL, body = NULL
+           WHERE n.body IS NOT NULL AND n.created_at < now() - make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.notification_id
+                             AND d.body_cleared_at IS NULL)""", retention_days * 86400)
+    return len(cleared)
