@@ -68,7 +68,7 @@ async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config
     async def answers() -> list[bytes]:
         """Staged in the outbox, or (a routing service of the same test run may be relaying it) published."""
         staged = await admin.fetch("SELECT value FROM routing.outbox WHERE topic = $1", ROUTING_EVENTS)
-        return [r["value"] for r in staged] + [r.value for r in published.records]
+        return [r["value"] for r in staged] + [r.value for r in published.records if r.value]  # fuzz sent empty ones
 
     def answered(values: list[bytes], offset: int) -> bool:
         return any(_location_of(records[offset]).encode() in value for value in values)
