@@ -19,6 +19,9 @@
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
     oms principal remove KIND NAME ... and its removal (user and ACLs)
     oms what-if --rules FILE       past routing requests replayed under a candidate rule set, next to the live one
+    oms api-key add CHANNEL        an API key for a channel's calls to the tracking HTTP API (printed once)
+    oms rebuild-views              the tracking read model rebuilt by replaying the topics, then swapped in
+    oms openapi                    regenerate docs/openapi.json (the tracking HTTP API)
 """
 
 import argparse
@@ -44,7 +47,7 @@ from shared.settings import kafka_password_variable, secret, settings
 
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals, whatif
+from . import asyncapi, bench, deadletters, demo, fuzz, health, invariants, load, principals, views, whatif
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -295,6 +298,19 @@ async def remove_principal(kind: str, name: str) -> int:
     return 0
 
 
+async def add_api_key(channel: str) -> int:
+    key = await views.add_key(settings(), channel)
+    print(f"API key of channel {channel} (shown once; stored hashed): {key}")
+    return 0
+
+
+async def rebuild_views() -> int:
+    replayed = await views.rebuild(settings())
+    print(f"rebuilt the tracking views from {replayed.events} events of {replayed.orders} orders "
+          f"({replayed.bytes} bytes on the topics, {replayed.bytes_per_order():.0f} per order) and swapped them in")
+    return 0
+
+
 async def what_if(args: argparse.Namespace) -> int:
     try:
         live, candidate = rule_set(settings().routing_rules), load_rule_set(args.rules)
@@ -400,6 +416,11 @@ def parser() -> argparse.ArgumentParser:
     wi.add_argument("--json", action="store_true", help="the report as JSON, with every order")
     wi.add_argument("--kafka-principal", help="read the topic as this principal (e.g. one that may only read "
                                               "routing.commands.v1; password from OMS_<PRINCIPAL>_KAFKA_PASSWORD)")
+    key = sub.add_parser("api-key", help="API keys of the tracking HTTP API").add_subparsers(dest="key_action",
+                                                                                          required=True)
+    key.add_parser("add", help="a new key for CHANNEL, printed once").add_argument("channel")
+    sub.add_parser("rebuild-views", help="rebuild the tracking read model from the topics and swap it in")
+    sub.add_parser("openapi", help="regenerate docs/openapi.json")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -452,6 +473,13 @@ def main() -> None:
             code = asyncio.run(change(args.kind, args.name))
         case "what-if":
             code = asyncio.run(what_if(args))
+        case "api-key":
+            code = asyncio.run(add_api_key(args.channel))
+        case "rebuild-views":
+            code = asyncio.run(rebuild_views())
+        case "openapi":
+            print(f"wrote {views.write_openapi()}")
+            code = 0
         case "asyncapi":
             print(f"wrote {asyncapi.write()} and the saga table in {asyncapi.write_saga_table()}")
             code = 0

@@ -28,7 +28,7 @@ from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EV
                                      ORDER_EVENTS, PAYMENT_COMMANDS, PAYMENT_EVENTS)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
-from shared.settings import Settings
+from shared.settings import Settings, kafka_password_variable, secret
 
 SCRAM_ITERATIONS = 8192
 
@@ -40,6 +40,7 @@ class Principal:
     writes: tuple[str, ...]
     group_prefix: str  # its consumer groups' names start with this, after the topic prefix
     reads_every_party: tuple[str, ...] = ()  # the shared topic and every party's own `<topic>.<party>`
+    writes_every_party: tuple[str, ...] = ()  # every party's own `<topic>.<party>`, not the shared topic
 
     def acls(self, topic_prefix: str) -> list[AclBinding]:
         user = f"User:{self.name}"
@@ -53,6 +54,8 @@ class Principal:
                   for topic in self.reads_every_party),
                 *(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.LITERAL, AclOperation.WRITE)
                   for topic in self.writes),
+                *(allow(ResourceType.TOPIC, f"{topic_prefix}{topic}.", ResourcePatternType.PREFIXED,
+                        AclOperation.WRITE) for topic in self.writes_every_party),
                 allow(ResourceType.GROUP, topic_prefix + self.group_prefix, ResourcePatternType.PREFIXED,
                       AclOperation.READ)]
 
@@ -81,7 +84,7 @@ PARTY_KINDS = {
 def service_principal(service: ServiceDefinition) -> Principal:
     per_party = {s.topic for s in service.subscriptions if s.per_party}
     return Principal(service.name, tuple(t for t in service.reads if t not in per_party), service.writes,
-                     consumer_group_prefix(service.name), tuple(sorted(per_party)))
+                     consumer_group_prefix(service.name), tuple(sorted(per_party)), service.publishes_for_parties)
 
 
 def party_principal(kind: str, name: str | None = None) -> Principal:
@@ -140,6 +143,16 @@ async def add_party(settings: Settings, kind: str, name: str | None, password: s
         await ensure_topics(settings, names=[party_topic(kind, name)])
     await grant(settings, [principal])
     return principal
+
+
+async def add_service_users(settings: Settings, services: Iterable[ServiceDefinition]) -> None:
+    """deploy/kafka.sh creates the services' users when it formats the broker's storage; a broker formatted before
+    a service existed gets that service's user here (with its password from the environment)."""
+    admin = _admin(settings)
+    existing = await asyncio.wrap_future(admin.describe_user_scram_credentials())
+    for service in services:
+        if service.name not in existing:
+            await add_user(settings, service.name, secret(kafka_password_variable(service.name)))
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:
