@@ -115,7 +115,7 @@ def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def project(events: list[TimelineEvent]) -> OrderView | None:
     """The order's view from its events; None while no event has told which channel's order it is."""
-    ordered = sorted(events, key=TimelineEvent.sort_key)
+    ordered = sorted({e.event_id: e for e in events}.values(), key=TimelineEvent.sort_key)  # each event once
     start = next((e for e in ordered if e.type in ("OrderAccepted", "OrderRejected")), None)
     if start is None:
         return None
