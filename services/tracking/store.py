@@ -23,6 +23,7 @@ LIVE = Tables()
 
 async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent], tables: Tables = LIVE) -> None:
     """Keep the events (each once) and recompute the view of every order they belong to."""
+    await _lock_orders(conn, {e.order_id for e in events})
     await conn.execute(
         f"""INSERT INTO {tables.events} (event_id, order_id, at, type, topic, data)
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::jsonb[])
@@ -50,6 +51,19 @@ async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID], tables:
         [v.order_id for v in views], [v.channel for v in views], [v.channel_order_id for v in views],
         [v.customer_id for v in views], [v.status for v in views], [v.placed_at for v in views],
         [v.updated_at for v in views], [v.model_dump(mode="json") for v in views])
+
+
+ORDER_LOCKS = 7306  # the advisory lock class of tracking's orders (two-key locks: apart from every one-key lock)
+
+
+async def _lock_orders(conn: asyncpg.Connection, order_ids: set[UUID]) -> None:
+    """The topics are read by one consumer each, concurrently: without a lock, two transactions adding events of
+    one order would each recompute its view without the other's events, and the last to commit would win. One
+    advisory lock per order (its first 32 bits: a collision only makes two orders wait on each other), taken in
+    ascending order; the view is then computed from every event committed before."""
+    keys = sorted({int.from_bytes(order_id.bytes[:4], "big", signed=True) for order_id in order_ids})
+    await conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
+                       ORDER_LOCKS, keys)
 
 
 def _event(row: asyncpg.Record) -> TimelineEvent:
