@@ -137,12 +137,14 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
 
     Order = Annotated[OrderView, Depends(own_order)]
 
-    @app.get("/orders/{order_id}", response_model=OrderView)
+    @app.get("/orders/{order_id}", response_model=OrderView, operation_id="get_order",
+             responses={200: {"links": _links_to_the_order("$response.body#/order_id")}})
     async def get_order(order: Order) -> OrderView:
         """The order: status, lines with their status, fulfilment orders, shipments, notifications sent."""
         return order
 
-    @app.get("/channels/{channel}/orders/{channel_order_id}", response_model=OrderView)
+    @app.get("/channels/{channel}/orders/{channel_order_id}", response_model=OrderView,
+             operation_id="get_order_by_channel_order_id")
     async def get_order_by_channel_id(who: Channel, channel: Annotated[str, Path(max_length=32)],
                                       channel_order_id: Annotated[Text, Path()]) -> OrderView:
         """The order by the channel's own id for it."""
@@ -152,18 +154,18 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
             raise HTTPException(404, "no such order")
         return view
 
-    @app.get("/orders/{order_id}/timeline", response_model=list[TimelineEntry])
+    @app.get("/orders/{order_id}/timeline", response_model=list[TimelineEntry], operation_id="get_timeline")
     async def get_timeline(who: Channel, order: Order) -> list[TimelineEntry]:
         """Every event of the order across the services, in time order."""
         events = await store.timeline(who.pool, order.order_id)
         return [TimelineEntry(event_id=e.event_id, at=e.at, type=e.type, topic=e.topic, data=e.data) for e in events]
 
-    @app.get("/orders/{order_id}/shipments", response_model=list[ShipmentView])
+    @app.get("/orders/{order_id}/shipments", response_model=list[ShipmentView], operation_id="get_shipments")
     async def get_shipments(order: Order) -> list[ShipmentView]:
         """The order's parcels: carrier, tracking number, lines, when shipped and delivered."""
         return order.shipments
 
-    @app.get("/orders", response_model=OrderPage)
+    @app.get("/orders", response_model=OrderPage, operation_id="search_orders")
     async def search_orders(
             who: Channel,
             customer_id: Annotated[Text | None, Query()] = None,
@@ -180,7 +182,9 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
         last = orders[-1] if len(orders) == limit else None
         return OrderPage(orders=orders, next=_next_cursor(last) if last else None)
 
-    @app.post("/orders", status_code=202, response_model=Accepted)
+    @app.post("/orders", status_code=202, response_model=Accepted, operation_id="place_order",
+              responses={202: {"links": {"get_order": _link("get_order", "$response.body#/order_id"),
+                                         **_links_to_the_order("$response.body#/order_id")}}})
     async def place_order(who: Channel, body: PlaceOrderRequest,
                           idempotency_key: Annotated[Text, Header(max_length=200)]) -> JSONResponse:
         """Place an order: PlaceOrder on the channel's own command topic. The same Idempotency-Key again gets the
@@ -191,7 +195,7 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
         return await _take(who, idempotency_key, "/orders", command,
                            order_id_for(who.channel, command.channel_order_id))
 
-    @app.post("/orders/{order_id}/cancel", status_code=202, response_model=Accepted)
+    @app.post("/orders/{order_id}/cancel", status_code=202, response_model=Accepted, operation_id="cancel_order")
     async def cancel_order(who: Channel, order_id: OrderId,
                            idempotency_key: Annotated[Text, Header(max_length=200)],
                            body: CancelOrderRequest | None = None) -> JSONResponse:
@@ -227,6 +231,15 @@ async def _take(who: Caller, idempotency_key: str, path: str, command: PlaceOrde
                  correlation_id=envelope.correlationid, command=answer["command"])
     status, stored = (202, answer) if earlier is None else (earlier["status_code"], earlier["answer"])
     return JSONResponse(stored, status, headers={"Location": f"/orders/{stored['order_id']}"})
+
+
+def _link(operation_id: str, order_id: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": {"order_id": order_id}}
+
+
+def _links_to_the_order(order_id: str) -> dict[str, Any]:
+    """OpenAPI links: where an answer's order id leads (clients and schemathesis follow them)."""
+    return {name: _link(name, order_id) for name in ("get_timeline", "get_shipments", "cancel_order")}
 
 
 def _fingerprint(path: str, command: Contract) -> bytes:

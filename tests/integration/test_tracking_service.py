@@ -70,18 +70,21 @@ async def tell(config, channel: str, channel_order_id: str | None = None, custom
     return order_id, place
 
 
-async def view_with(api, key: str, order_id, status: str) -> dict:
+async def told(api, key: str, order_id) -> dict:
+    """The view once every event of `tell` is in (the topics are consumed apart: in no particular order)."""
     async def shown():
         answer = await api.get(f"/orders/{order_id}", headers=auth(key))
-        return answer.json() if answer.status_code == 200 and answer.json()["status"] == status else None
+        view = answer.json() if answer.status_code == 200 else {}
+        whole = view.get("status") == "shipped" and len(view["shipments"]) == 2 and view["notifications"]
+        return view if whole else None
 
-    return await eventually(shown, what=f"order {order_id} {status} in the view")
+    return await eventually(shown, what=f"order {order_id}'s whole story in the view")
 
 
 async def test_an_order_is_tracked_from_its_events(config, api, channels):
     (channel, key), _ = channels
     order_id, place = await tell(config, channel)
-    view = await view_with(api, key, order_id, "shipped")
+    view = await told(api, key, order_id)
     assert [(line["sku"], line["status"]) for line in view["lines"]] == [
         ("CAP-BLACK", "shipped"), ("TSHIRT-RED-M", "shipped"), ("MUG-WHITE", "cancelled")]
     by_channel_id = await api.get(f"/channels/{channel}/orders/{place.channel_order_id}", headers=auth(key))
@@ -98,7 +101,7 @@ async def test_an_order_is_tracked_from_its_events(config, api, channels):
 async def test_a_channels_key_cannot_read_another_channels_orders(config, api, channels):
     (channel, key), (_, other_key) = channels
     order_id, place = await tell(config, channel)
-    await view_with(api, key, order_id, "shipped")
+    await told(api, key, order_id)
     for path in (f"/orders/{order_id}", f"/orders/{order_id}/timeline", f"/orders/{order_id}/shipments",
                  f"/channels/{channel}/orders/{place.channel_order_id}"):
         assert (await api.get(path, headers=auth(other_key))).status_code == 404, path
@@ -115,7 +118,7 @@ async def test_search_by_customer_status_and_time_a_page_at_a_time(config, api, 
     customer = f"C-{uuid.uuid4().hex[:6]}"
     placed = [(await tell(config, channel, customer_id=customer))[0] for _ in range(5)]
     for order_id in placed:
-        await view_with(api, key, order_id, "shipped")
+        await told(api, key, order_id)
     seen, after = [], None
     while True:
         page = (await api.get("/orders", headers=auth(key), params={
@@ -199,7 +202,7 @@ def capture_codes(data: dict) -> set[str]:
 async def test_a_cancellation_goes_to_the_channels_topic_for_an_order_the_channel_placed(config, api, channels):
     (channel, key), _ = channels
     order_id, place = await tell(config, channel)
-    await view_with(api, key, order_id, "shipped")
+    await told(api, key, order_id)
     async with TopicWatcher(config, party_topic("channel", channel)) as commands:
         answer = await api.post(f"/orders/{order_id}/cancel", json={"reason": "changed my mind"},
                                 headers={**auth(key), "Idempotency-Key": f"c-{order_id}"})
@@ -213,7 +216,7 @@ async def test_a_cancellation_goes_to_the_channels_topic_for_an_order_the_channe
 async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(config, admin, api, channels):
     (channel, key), _ = channels
     order_id, _ = await tell(config, channel)
-    await view_with(api, key, order_id, "shipped")
+    await told(api, key, order_id)
     live = await snapshot(admin)
     replayed = await views.rebuild(config)
     assert await snapshot(admin) == live
