@@ -306,8 +306,9 @@ async def add_api_key(channel: str) -> int:
 
 async def rebuild_views() -> int:
     replayed = await views.rebuild(settings())
-    print(f"rebuilt the tracking views from {replayed.events} events of {replayed.orders} orders "
-          f"({replayed.bytes} bytes on the topics, {replayed.bytes_per_order():.0f} per order) and swapped them in")
+    print(f"rebuilt the tracking views from {replayed.events} events of {replayed.orders} orders and swapped them in")
+    for topic, size in sorted(replayed.bytes.items()):
+        print(f"  {topic}: {size} bytes, {replayed.bytes_per_order(topic):.0f} per order")
     return 0
 
 

@@ -4,7 +4,8 @@ channels' HTTP API over it (tracking, and intake that stages their commands on t
 from pathlib import Path
 
 from shared.contracts import REGISTRY
-from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, ORDER_COMMANDS, ORDER_EVENTS
+from shared.contracts.topics import (FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, ORDER_COMMANDS, ORDER_EVENTS,
+                                     TRACKING_ORDER_HISTORY)
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -24,7 +25,7 @@ SERVICE = ServiceDefinition(
     name="tracking",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[_everything_on(topic) for topic in TIMELINE_TOPICS],
-    publishes=(),
+    publishes=(TRACKING_ORDER_HISTORY,),
     publishes_for_parties=(ORDER_COMMANDS,),
     api=build_api,
 )

@@ -21,26 +21,30 @@ class Tables:
 LIVE = Tables()
 
 
-async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent], tables: Tables = LIVE) -> None:
-    """Keep the events (each once) and recompute the view of every order they belong to."""
+async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent],
+                        tables: Tables = LIVE) -> dict[UUID, list[TimelineEvent]]:
+    """Keep the events (each once) and recompute the view of every order they belong to; returns the events of
+    each order that got new ones."""
     await _lock_orders(conn, {e.order_id for e in events})
-    await conn.execute(
+    new = await conn.fetch(
         f"""INSERT INTO {tables.events} (event_id, order_id, at, type, topic, data)
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::jsonb[])
-            ON CONFLICT DO NOTHING""",
+            ON CONFLICT DO NOTHING RETURNING order_id""",
         [e.event_id for e in events], [e.order_id for e in events], [e.at for e in events],
         [e.type for e in events], [e.topic for e in events], [e.data for e in events])
-    await refresh_views(conn, list({e.order_id for e in events}), tables)
+    histories = await refresh_views(conn, list({e.order_id for e in events}), tables)
+    return {order_id: histories[order_id] for order_id in {row["order_id"] for row in new}}
 
 
-async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID], tables: Tables = LIVE) -> None:
+async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID],
+                        tables: Tables = LIVE) -> dict[UUID, list[TimelineEvent]]:
     rows = await conn.fetch(f"SELECT * FROM {tables.events} WHERE order_id = ANY($1::uuid[])", order_ids)
     by_order: dict[UUID, list[TimelineEvent]] = {}
     for row in rows:
         by_order.setdefault(row["order_id"], []).append(_event(row))
     views = [view for events in by_order.values() if (view := project(events)) is not None]
     if not views:
-        return
+        return by_order
     await conn.execute(
         f"""INSERT INTO {tables.orders} (order_id, channel, channel_order_id, customer_id, status, placed_at,
                                          updated_at, view)
@@ -51,6 +55,7 @@ async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID], tables:
         [v.order_id for v in views], [v.channel for v in views], [v.channel_order_id for v in views],
         [v.customer_id for v in views], [v.status for v in views], [v.placed_at for v in views],
         [v.updated_at for v in views], [v.model_dump(mode="json") for v in views])
+    return by_order
 
 
 ORDER_LOCKS = 7306  # the advisory lock class of tracking's orders (two-key locks: apart from every one-key lock)

@@ -15,7 +15,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from ops import views
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.records_to_delete import RecordsToDelete
+
+from ops import history, views
 from ops.client import client
 from ops.demo import sample_order
 from ops.principals import party_topic
@@ -26,6 +30,8 @@ from shared.contracts.base import refuse_nul_characters
 from shared.contracts.fulfillment import ShipmentConfirmed
 from shared.contracts.orders import CancelOrder, PlaceOrder
 from shared.contracts.order_rules import order_id_for
+from shared.contracts.topics import ORDER_EVENTS, TRACKING_ORDER_HISTORY
+from services.tracking.app import TIMELINE_TOPICS
 from shared.messaging.topics import delete_topics
 
 from ..support.services import running
@@ -220,7 +226,7 @@ async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(conf
     live = await snapshot(admin)
     replayed = await views.rebuild(config)
     assert await snapshot(admin) == live
-    assert replayed.orders == len(live[0]) and replayed.bytes_per_order() > 0
+    assert replayed.orders == len(live[0]) and replayed.bytes_per_order(ORDER_EVENTS) > 0
     late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=order_id, location_id="WH-BERLIN",
                              lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
     async with client(config, "test/fulfillment") as fulfillment:
@@ -232,6 +238,33 @@ async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(conf
 
     assert await eventually(parcels, what="the live consumer to go on into the swapped tables") == ["T-1", "T-2",
                                                                                                       "T-9"]
+
+
+async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_the_order_history(config, admin, api,
+                                                                                                  channels):
+    (channel, key), _ = channels
+    order_id, _ = await tell(config, channel)
+    await told(api, key, order_id)
+    async with TopicWatcher(config, TRACKING_ORDER_HISTORY) as histories:
+        await histories.wait_for(lambda e: e["subject"] == str(order_id) and len(e["data"]["events"]) == 9,
+                                 what="the order's whole history")
+    live = await snapshot(admin)
+    await forget_everything_on(config, TIMELINE_TOPICS)  # as retention would, after 7 days
+    replayed = await views.rebuild(config)
+    assert await snapshot(admin) == live
+    assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
+
+
+async def forget_everything_on(config, topics) -> None:
+    admin = AIOKafkaAdminClient(**config.kafka_login().aiokafka())
+    await admin.start()
+    try:
+        for topic in topics:
+            ends = await history.end_offsets(config, topic)
+            await admin.delete_records({TopicPartition(config.topic(topic), p): RecordsToDelete(end)
+                                        for p, end in ends.items()}, timeout_ms=10_000)
+    finally:
+        await admin.close()
 
 
 async def snapshot(admin) -> tuple[dict, dict]:
