@@ -176,7 +176,7 @@ def _apply_fulfillment(view: OrderView, event: TimelineEvent) -> None:
         if event.type == "DeliveryConfirmed":
             for shipment in view.shipments:
                 if shipment.fulfillment_order_id == fulfillment_order.fulfillment_order_id:
-                    shipment.delivered_at = shipment.delivered_at or data["delivered_at"]
+                    shipment.delivered_at = shipment.delivered_at or datetime.fromisoformat(data["delivered_at"])
 
 
 def _fulfillment_order(view: OrderView, data: dict[str, Any]) -> FulfillmentOrderView:
