@@ -1,8 +1,8 @@
 """The oms command: run the OMS locally, feed it, look inside it, test it.
 
-    oms up | down | status         everything: Kafka, Postgres, schemas, topics, five services (+ demo data on up)
+    oms up | down | status         everything: Kafka, Postgres, schemas, topics, six services (+ demo data on up)
     oms infra start|stop|status    Kafka and Postgres only
-    oms services start|stop|status the five services only, under a supervisor that restarts them
+    oms services start|stop|status the six services only, under a supervisor that restarts them
     oms seed                       demo locations and stock
     oms submit [...]               publish a sample channel order
     oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
@@ -333,7 +333,9 @@ def up() -> int:
     if not asyncio.run(wait_ready()):
         services("status")
         return 1
-    print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms down")
+    print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n"
+          "  ./oms api-key add web    (then the HTTP API: README, 'Tracking and placing orders over HTTP')\n"
+          "  ./oms down")
     return 0
 
 
