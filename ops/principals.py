@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
@@ -153,6 +155,23 @@ async def add_service_users(settings: Settings, services: Iterable[ServiceDefini
     for service in services:
         if service.name not in existing:
             await add_user(settings, service.name, secret(kafka_password_variable(service.name)))
+            await _until_logged_in(settings, service.name)
+
+
+async def _until_logged_in(settings: Settings, principal: str, timeout: float = 15.0) -> None:
+    """A new user reaches the broker's credential cache through the metadata log, a moment after it is made."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        producer = AIOKafkaProducer(**settings.kafka_login(principal).aiokafka())
+        try:
+            await producer.start()
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await producer.stop()
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:
