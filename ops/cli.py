@@ -299,7 +299,11 @@ async def remove_principal(kind: str, name: str) -> int:
 
 
 async def add_api_key(channel: str) -> int:
-    key = await views.add_key(settings(), channel)
+    try:
+        key = await views.add_key(settings(), channel)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     print(f"API key of channel {channel} (shown once; stored hashed): {key}")
     return 0
 
