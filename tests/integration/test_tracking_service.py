@@ -239,7 +239,8 @@ async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(conf
     live = await snapshot(admin)
     replayed = await views.rebuild(config)
     assert await snapshot(admin) == live
-    assert replayed.orders == len(live[0]) and replayed.bytes_per_order(ORDER_EVENTS) > 0
+    assert replayed.orders == len({order for order, *_ in live[1].values()})
+    assert replayed.bytes_per_order(ORDER_EVENTS) > 0
     late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=order_id, location_id="WH-BERLIN",
                              lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
     async with client(config, "test/fulfillment") as fulfillment:
@@ -330,11 +331,11 @@ async def test_an_outside_client_places_and_tracks_an_order_with_curl(config, tr
     assert await eventually(tracked, what="the shipments over curl")
 
 
-async def test_schemathesis_finds_no_server_error(config, tracking, channels):
+async def test_schemathesis_finds_no_server_error(config, tracking, channels, tmp_path):
     (_, key), _ = channels
     run = await asyncio.to_thread(subprocess.run, [
         str(Path(sys.executable).parent / "schemathesis"), "run", f"{tracking.url()}/openapi.json",
         "--checks", "not_a_server_error", "--max-examples", "20", "--seed", "1",
         "--header", f"Authorization: Bearer {key}", "--request-timeout", "10"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache stays out of the checkout
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
