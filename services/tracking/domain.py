@@ -82,6 +82,8 @@ class OrderView(BaseModel):
     status: str = Field(examples=["accepted", "rejected", "backordered", "confirmed", "partially_shipped", "shipped",
                                   "delivered", "ready_for_pickup", "picked_up", "cancelled"])
     reasons: list[ReasonCode] = Field(default_factory=list, description="Why it was rejected or cancelled")
+    holds: list[str] = Field(default_factory=list, description="Holds in force (the order waits while any is)",
+                             examples=[["fraud_review"]])
     currency: str | None = None
     delivery: DeliveryView | None = None
     placed_at: datetime
@@ -146,6 +148,10 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
             view.reasons = [ReasonCode(**data["reason"])]
         case "OrderShipped":
             view.status = "shipped" if data["complete"] else "partially_shipped"
+        case "OrderHeld" if data["hold"]["reason"] not in view.holds:
+            view.holds.append(data["hold"]["reason"])
+        case "OrderHoldReleased" if data["reason"] in view.holds:
+            view.holds.remove(data["reason"])
         case "OrderLinesCancelled":
             cancelled.update({line["sku"]: line["quantity"] for line in data["lines"]})
         case "CustomerNotified":

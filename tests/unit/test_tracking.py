@@ -16,8 +16,8 @@ from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import FulfillmentOrderCreated, ShipmentConfirmed
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.order_rules import order_id_for
-from shared.contracts.orders import (OrderAccepted, OrderCancelled, OrderConfirmed, OrderLinesCancelled,
-                                     OrderRejected, OrderShipped)
+from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderHeld,
+                                     OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped)
 from shared.contracts.topics import ORDER_COMMANDS
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -89,6 +89,17 @@ def test_a_cancelled_order_cancels_what_did_not_ship_and_says_why():
         order_id=order_id, reason=ReasonCode(code="CUSTOMER_CANCELLED"), stage="awaiting_shipment")]))
     assert view.status == "cancelled" and [r.code for r in view.reasons] == ["CUSTOMER_CANCELLED"]
     assert {line.status for line in view.lines} == {"cancelled"}
+
+
+def test_holds_in_force_are_shown_until_released():
+    order_id = uuid.uuid4()
+    accepted = story(order_id)[0]
+    hold = Hold(reason="fraud_review", placed_by="rule")
+    held = [accepted, OrderHeld(order_id=order_id, hold=hold),
+            OrderHeld(order_id=order_id, hold=hold.model_copy(update={"reason": "address_check"}))]
+    assert project(events_of(held)).holds == ["fraud_review", "address_check"]
+    released = held + [OrderHoldReleased(order_id=order_id, reason="fraud_review", released_by="ops")]
+    assert project(events_of(released)).holds == ["address_check"]
 
 
 def test_a_rejected_order_is_shown_with_its_reason_codes():
