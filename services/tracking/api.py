@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.contracts import Contract, wrap
 from shared.contracts.base import NO_CONTROL_CHARACTERS, printable, refuse_nul_characters
 from shared.contracts.common import ReasonCode
-from shared.contracts.order_rules import order_id_for, reason_code, reasons
+from shared.contracts.order_rules import order_id_for, reason_code, reasons, totals_mismatch
 from shared.contracts.orders import CancelOrder, PlaceOrder
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
@@ -192,6 +192,8 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
         if body.channel not in (None, who.channel):
             raise _rejection("CHANNEL_MISMATCH", f"this key places orders for channel {who.channel}")
         command = _valid(PlaceOrder, {**body.model_dump(mode="json"), "channel": who.channel})
+        if (mismatch := totals_mismatch(command)) is not None:
+            raise Rejected([mismatch])
         return await _take(who, idempotency_key, "/orders", command,
                            order_id_for(who.channel, command.channel_order_id))
 

@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from .base import printable
 from .common import ReasonCode
+from .money import OrderTotals
+from .orders import PlaceOrder
 
 ORDER_NAMESPACE = uuid.UUID("0b6f0c1e-8f0a-4c53-9a57-3f0c1b1f7d10")
 
@@ -44,3 +46,14 @@ def reasons(error: ValidationError) -> list[ReasonCode]:
         where = printable(".".join(map(str, e["loc"])), 100)  # a location can name a key the sender made up
         seen.setdefault(code, ReasonCode(code=code, detail=f"{where}: {e['msg']}"))
     return list(seen.values())
+
+
+def totals_mismatch(order: PlaceOrder) -> ReasonCode | None:
+    """TOTALS_MISMATCH when the channel's own totals differ from ours: the channel would charge the customer one
+    amount and the ERP post another."""
+    ours = order.computed_totals()
+    if order.totals is None or order.totals == ours:
+        return None
+    differ = [f"{field} {getattr(order.totals, field)} (ours {getattr(ours, field)})"
+              for field in OrderTotals.model_fields if getattr(order.totals, field) != getattr(ours, field)]
+    return ReasonCode(code="TOTALS_MISMATCH", detail=", ".join(differ))
