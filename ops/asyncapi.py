@@ -118,6 +118,14 @@ def generate() -> dict:
                 "channel": {"$ref": f"#/channels/{channel}"},
                 "summary": f"{service.name} publishes to {topic} through its transactional outbox",
             }
+        for topic in service.publishes_for_parties:
+            channel = _channel_id(topic) + "_party"
+            operations[f"{service.name}_sends_{channel}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "summary": f"{service.name} publishes to {channels[channel]['address']} through its transactional "
+                           "outbox, for the party an HTTP caller's key names",
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {
