@@ -123,14 +123,22 @@ def generate() -> dict:
                                  for m in sorted(subscription.handlers, key=lambda m: m.message_type)],
                 }
         for topic in service.publishes:
-            for channel in [_channel_id(topic)] + ([_channel_id(topic) + "_party"]
-                                                   if _channel_id(topic) + "_party" in channels else []):
+            copied = topic in PARTY_READ_TOPICS and topic not in PER_PARTY_ONLY  # also to each party's own
+            for channel in [_channel_id(topic)] + ([_channel_id(topic) + "_party"] if copied else []):
                 operations[f"{service.name}_sends_{channel}"] = {
                     "action": "send",
                     "channel": {"$ref": f"#/channels/{channel}"},
                     "summary": f"{service.name} publishes to {channels[channel]['address']} through its "
                                "transactional outbox",
                 }
+        for topic in service.publishes_for_parties:
+            channel = _channel_id(topic) + "_party"
+            operations[f"{service.name}_sends_{channel}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "summary": f"{service.name} publishes to {channels[channel]['address']} through its transactional "
+                           "outbox, for the party an HTTP caller's key names",
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {

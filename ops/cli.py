@@ -1,8 +1,8 @@
 """The oms command: run the OMS locally, feed it, look inside it, test it.
 
-    oms up | down | status         everything: Kafka, Postgres, schemas, topics, five services (+ demo data on up)
+    oms up | down | status         everything: Kafka, Postgres, schemas, topics, six services (+ demo data on up)
     oms infra start|stop|status    Kafka and Postgres only
-    oms services start|stop|status the five services only, under a supervisor that restarts them
+    oms services start|stop|status the six services only, under a supervisor that restarts them
     oms seed                       demo locations and stock
     oms submit [...]               publish a sample channel order
     oms ship ORDER                 act as the location: pick, pack and ship an order's fulfilment order
@@ -21,6 +21,9 @@
     oms what-if --rules FILE       past routing requests replayed under a candidate rule set, next to the live one
     oms notify channel|preference|bounce ...   customer messages: a channel's email/webhook, an opt-out, a bounce
     oms mail [N]                   the mails the local SMTP sink received (`oms up`); one of them in full
+    oms api-key add CHANNEL        an API key for a channel's calls to the tracking HTTP API (printed once)
+    oms rebuild-views              the tracking read model rebuilt by replaying the topics, then swapped in
+    oms openapi                    regenerate docs/openapi.json (the tracking HTTP API)
 """
 
 import argparse
@@ -51,7 +54,7 @@ from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
 from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals,
-               whatif)
+               views, whatif)
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -333,6 +336,24 @@ async def remove_principal(kind: str, name: str) -> int:
     return 0
 
 
+async def add_api_key(channel: str) -> int:
+    try:
+        key = await views.add_key(settings(), channel)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(f"API key of channel {channel} (shown once; stored hashed): {key}")
+    return 0
+
+
+async def rebuild_views() -> int:
+    replayed = await views.rebuild(settings())
+    print(f"rebuilt the tracking views from {replayed.events} events of {replayed.orders} orders and swapped them in")
+    for topic, size in sorted(replayed.bytes.items()):
+        print(f"  {topic}: {size} bytes, {replayed.bytes_per_order(topic):.0f} per order")
+    return 0
+
+
 async def what_if(args: argparse.Namespace) -> int:
     try:
         live, candidate = rule_set(settings().routing_rules), load_rule_set(args.rules)
@@ -409,6 +430,7 @@ def up() -> int:
         services("status")
         return 1
     print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms mail\n"
+          "  ./oms api-key add web    (then the HTTP API: README, 'Tracking and placing orders over HTTP')\n"
           "  ./oms down")
     return 0
 
@@ -511,6 +533,11 @@ def parser() -> argparse.ArgumentParser:
     bo.add_argument("--detail", default="")
     ml = sub.add_parser("mail", help="the mails the local SMTP sink received; one in full")
     ml.add_argument("number", nargs="?", type=int)
+    key = sub.add_parser("api-key", help="API keys of the tracking HTTP API").add_subparsers(dest="key_action",
+                                                                                          required=True)
+    key.add_parser("add", help="a new key for CHANNEL, printed once").add_argument("channel")
+    sub.add_parser("rebuild-views", help="rebuild the tracking read model from the topics and swap it in")
+    sub.add_parser("openapi", help="regenerate docs/openapi.json")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -568,6 +595,13 @@ def main() -> None:
             code = asyncio.run(notify(args))
         case "mail":
             code = show_mail(args.number)
+        case "api-key":
+            code = asyncio.run(add_api_key(args.channel))
+        case "rebuild-views":
+            code = asyncio.run(rebuild_views())
+        case "openapi":
+            print(f"wrote {views.write_openapi()}")
+            code = 0
         case "asyncapi":
             print(f"wrote {asyncapi.write()} and the saga table in {asyncapi.write_saga_table()}")
             code = 0

@@ -75,6 +75,8 @@ def _sample_value(name: str, annotation: Any, new_id: Callable[[], uuid.UUID]) -
         return _sample_value(name, next(a for a in args if a is not type(None)), new_id)
     if origin is list:
         return [_sample_value(name, args[0], new_id)]
+    if origin is dict:
+        return {}
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return sample(annotation, new_id)
     simple = {uuid.UUID: lambda: str(new_id()), datetime: lambda: datetime.now(UTC).isoformat(),

@@ -8,7 +8,7 @@ from shared.messaging.service import ServiceDefinition
 from shared.messaging.topics import delete_topics, ensure_topics
 from shared.settings import Settings
 
-from .principals import default_principals, grant, revoke
+from .principals import add_service_users, default_principals, grant, revoke
 
 
 def service_definitions() -> list[ServiceDefinition]:
@@ -17,8 +17,9 @@ def service_definitions() -> list[ServiceDefinition]:
     from services.inventory.app import SERVICE as inventory
     from services.notification.app import SERVICE as notification
     from services.routing.app import SERVICE as routing
+    from services.tracking.app import SERVICE as tracking
 
-    return [capture, inventory, routing, fulfillment, notification]
+    return [capture, inventory, routing, fulfillment, notification, tracking]
 
 
 async def prepare(settings: Settings) -> None:
@@ -26,6 +27,7 @@ async def prepare(settings: Settings) -> None:
     for service in service_definitions():
         await migrate(settings.owner_dsn(service.name), service.name, service.migrations)
     await ensure_topics(settings)
+    await add_service_users(settings, service_definitions())
     await grant(settings, default_principals(service_definitions()))
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
@@ -32,7 +34,7 @@ from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UP
                                      PAYMENT_COMMANDS, PAYMENT_EVENTS, PER_PARTY_ONLY, party_topic_of)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
-from shared.settings import Settings
+from shared.settings import Settings, kafka_password_variable, secret
 
 from .client import Client
 
@@ -46,7 +48,7 @@ class Principal:
     writes: tuple[str, ...]
     group_prefix: str  # its consumer groups' names start with this, after the topic prefix
     reads_every_party: tuple[str, ...] = ()  # the shared topic and every party's own `<topic>.<party>`
-    writes_every_party: tuple[str, ...] = ()  # every party's own `<topic>.<party>`
+    writes_every_party: tuple[str, ...] = ()  # every party's own `<topic>.<party>`, not the shared topic
 
     def acls(self, topic_prefix: str) -> list[AclBinding]:
         user = f"User:{self.name}"
@@ -60,7 +62,7 @@ class Principal:
                   for topic in self.reads_every_party),
                 *(allow(ResourceType.TOPIC, topic_prefix + topic, ResourcePatternType.LITERAL, AclOperation.WRITE)
                   for topic in self.writes),
-                *(allow(ResourceType.TOPIC, topic_prefix + party_topic_of(topic, ""), ResourcePatternType.PREFIXED,
+                *(allow(ResourceType.TOPIC, f"{topic_prefix}{topic}.", ResourcePatternType.PREFIXED,
                         AclOperation.WRITE) for topic in self.writes_every_party),
                 allow(ResourceType.GROUP, topic_prefix + self.group_prefix, ResourcePatternType.PREFIXED,
                       AclOperation.READ)]
@@ -91,7 +93,8 @@ def service_principal(service: ServiceDefinition) -> Principal:
     per_party = {s.topic for s in service.subscriptions if s.per_party}
     return Principal(service.name, tuple(t for t in service.reads if t not in per_party),
                      tuple(t for t in service.writes if t not in PER_PARTY_ONLY), consumer_group_prefix(service.name),
-                     tuple(sorted(per_party)), tuple(t for t in service.writes if t in PARTY_READ_TOPICS))
+                     tuple(sorted(per_party)),
+                     (*service.publishes_for_parties, *(t for t in service.writes if t in PARTY_READ_TOPICS)))
 
 
 def party_principal(kind: str, name: str | None = None) -> Principal:
@@ -173,6 +176,33 @@ async def register_locations(sender: Client, locations: list[RegisterLocation]) 
     """Ops registers locations with routing, each location's own topics made first."""
     await ensure_party_topics(sender.settings, "location", *(location.location_id for location in locations))
     await sender.send_many(locations)
+
+
+async def add_service_users(settings: Settings, services: Iterable[ServiceDefinition]) -> None:
+    """deploy/kafka.sh creates the services' users when it formats the broker's storage; a broker formatted before
+    a service existed gets that service's user here (with its password from the environment)."""
+    admin = _admin(settings)
+    existing = await asyncio.wrap_future(admin.describe_user_scram_credentials())
+    for service in services:
+        if service.name not in existing:
+            await add_user(settings, service.name, secret(kafka_password_variable(service.name)))
+            await _until_logged_in(settings, service.name)
+
+
+async def _until_logged_in(settings: Settings, principal: str, timeout: float = 15.0) -> None:
+    """A new user reaches the broker's credential cache through the metadata log, a moment after it is made."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        producer = AIOKafkaProducer(**settings.kafka_login(principal).aiokafka())
+        try:
+            await producer.start()
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await producer.stop()
 
 
 async def add_user(settings: Settings, principal: str, password: str) -> None:

@@ -1,4 +1,4 @@
-"""Background processes known by their pid files: the five services, and the supervisor that keeps them running."""
+"""Background processes known by their pid files: the six services, and the supervisor that keeps them running."""
 
 import json
 import os

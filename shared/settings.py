@@ -153,7 +153,7 @@ def kafka_password_variable(principal: str) -> str:
 
 # Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
 DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
-                      "notification": 18085}
+                      "notification": 18085, "tracking": 8080}  # tracking: its HTTP API is on the same port
 
 
 READER_ROLE = "oms_ops_reader"

@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 
 from shared.contracts import Contract
 from shared.contracts.common import ReasonCode
-from shared.contracts.money import OrderTotals
+from shared.contracts.order_rules import totals_mismatch
 from shared.contracts.orders import (
     CancelOrder,
     Hold,
@@ -104,15 +104,11 @@ def _totals_agree(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Mes
     agreed = []
     for message in batch:
         cmd = message.payload
-        ours = cmd.computed_totals()
-        if cmd.totals is None or cmd.totals == ours:
+        if (mismatch := totals_mismatch(cmd)) is None:
             agreed.append(message)
             continue
-        differ = [f"{field} {getattr(cmd.totals, field)} (ours {getattr(ours, field)})"
-                  for field in OrderTotals.model_fields if getattr(cmd.totals, field) != getattr(ours, field)]
         uow.reply(OrderRejected(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
-                                channel_order_id=cmd.channel_order_id,
-                                reasons=[ReasonCode(code="TOTALS_MISMATCH", detail=", ".join(differ))]), message)
+                                channel_order_id=cmd.channel_order_id, reasons=[mismatch]), message)
     return agreed
 
 

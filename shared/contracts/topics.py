@@ -18,6 +18,7 @@ NOTIFICATION_COMMANDS = "notification.commands.v1"  # ops -> notification: chann
 NOTIFICATION_EVENTS = "notification.events.v1"  # notification -> ops, audit
 PAYMENT_COMMANDS = "payments.commands.v1"  # saga -> the payment service: capture, void
 PAYMENT_EVENTS = "payments.events.v1"  # the payment service -> saga
+TRACKING_ORDER_HISTORY = "tracking.order-history.v1"  # tracking -> its own rebuilds: compacted, one record per order
 DEAD_LETTERS = "ops.dead-letters.v1"  # any consumer -> ops: messages that could not be processed
 
 ALL_TOPICS = (
@@ -37,8 +38,12 @@ ALL_TOPICS = (
     NOTIFICATION_EVENTS,
     PAYMENT_COMMANDS,
     PAYMENT_EVENTS,
+    TRACKING_ORDER_HISTORY,
     DEAD_LETTERS,
 )
+
+# Kept by key, not by time: the last record of each key stays (cleanup.policy=compact, no retention).
+COMPACTED_TOPICS = frozenset({TRACKING_ORDER_HISTORY})
 
 DESCRIPTIONS = {
     ORDER_COMMANDS: "Sales channels place orders here. Keyed by channel/channel_order_id.",
@@ -61,6 +66,8 @@ DESCRIPTIONS = {
     NOTIFICATION_EVENTS: "Customer messages produced, delivered or given up on (no personal data).",
     PAYMENT_COMMANDS: "Capture a shipment's amount, void what is left of an authorisation. Keyed by order id.",
     PAYMENT_EVENTS: "The payment service's answers: captured, capture failed, voided. Keyed by order id.",
+    TRACKING_ORDER_HISTORY: "Each order's events as the tracking read model keeps them (no personal data). "
+                            "Compacted, keyed by order id: rebuilds read it for orders older than the other topics.",
     DEAD_LETTERS: "Messages a consumer could not process: reason, source position and the original bytes.",
 }
 

@@ -10,7 +10,7 @@ from shared.settings import READER_ROLE, Settings, owner_role, secret, service_r
 
 log = get_logger(__name__)
 
-SERVICES = ("capture", "inventory", "routing", "fulfillment", "notification")
+SERVICES = ("capture", "inventory", "routing", "fulfillment", "notification", "tracking")
 
 
 async def bootstrap_database(settings: Settings, services: tuple[str, ...] = SERVICES) -> None:

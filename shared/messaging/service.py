@@ -68,6 +68,11 @@ class ServiceDefinition:
     publishes: tuple[str, ...]
     background: list[BackgroundTask] = field(default_factory=list)
     queries: dict[str, Query] = field(default_factory=dict)  # path prefix (ending in /) -> query, on the HTTP side
+    # Shared topics whose every party's own `<topic>.<party>` it writes, speaking for that party (tracking's HTTP
+    # intake, which knows the channel from its API key); it stages those rows in its outbox itself.
+    publishes_for_parties: tuple[str, ...] = ()
+    # An HTTP API of its own beside /health and /metrics, built once with the means to reach the pool.
+    api: Callable[[Callable[[], asyncpg.Pool | None]], Any] | None = None
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -106,7 +111,11 @@ def consumer_group_prefix(service: str) -> str:
 
 class ServiceAsgi(AsgiFastStream):
     """FastStream's ASGI app matches paths exactly; here a route whose path ends in `/` also serves every path
-    below it (`/atp/` serves `/atp/{sku}`)."""
+    below it (`/atp/` serves `/atp/{sku}`), and the service's own API (if any) every path no route serves."""
+
+    def __init__(self, *args: Any, api: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.api = api
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -114,6 +123,9 @@ class ServiceAsgi(AsgiFastStream):
                 if path.endswith("/") and scope["path"].startswith(path) and scope["path"] != path:
                     await app(scope, receive, send)
                     return
+            if self.api is not None and all(scope["path"] != path for path, _ in self.routes):
+                await self.api(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -189,7 +201,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
             log.info("service.stopped")
 
     queries = [(prefix, query_route(prefix, query, lambda: pool)) for prefix, query in definition.queries.items()]
-    return ServiceAsgi(broker, lifespan=lifespan, asgi_routes=[*health.routes(), *queries])
+    api = definition.api(lambda: pool) if definition.api else None
+    return ServiceAsgi(broker, lifespan=lifespan, asgi_routes=[*health.routes(), *queries], api=api)
 
 
 def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],

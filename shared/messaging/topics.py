@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.contracts.topics import PARTITIONS, SHARED_TOPICS
+from shared.contracts.topics import COMPACTED_TOPICS, PARTITIONS, SHARED_TOPICS
 from shared.logging import get_logger
 from shared.settings import KafkaLogin, Settings
 
@@ -30,9 +30,8 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
         if not missing:
             return
         response = await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs={
-                "retention.ms": str(int(settings.topic_retention_days * 86_400_000))})
-             for name in missing]
+            [NewTopic(name, num_partitions=partitions, replication_factor=1,
+                      topic_configs=_configuration(settings, name.removeprefix(prefix))) for name in missing]
         )
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
@@ -41,6 +40,12 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
         log.info("topics.created", topics=missing)
     finally:
         await admin.close()
+
+
+def _configuration(settings: Settings, topic: str) -> dict[str, str]:
+    if topic in COMPACTED_TOPICS:
+        return {"cleanup.policy": "compact", "retention.ms": "-1"}
+    return {"retention.ms": str(int(settings.topic_retention_days * 86_400_000))}
 
 
 async def require_topics(login: KafkaLogin, names: Iterable[str], timeout: float = 30.0) -> None:

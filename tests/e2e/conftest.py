@@ -1,4 +1,4 @@
-"""All five services as processes on real Kafka and Postgres, and a driver that plays channel, ERP and location."""
+"""All six services as processes on real Kafka and Postgres, and a driver that plays channel, ERP and location."""
 
 import os
 import uuid

@@ -1,4 +1,4 @@
-"""A whole OMS of its own for one test: a fresh database and topic namespace, the five services as processes,
+"""A whole OMS of its own for one test: a fresh database and topic namespace, the six services as processes,
 and the means to hurt them (kill -9, restart, extra instances)."""
 
 import os

@@ -104,7 +104,8 @@ def described(principal: Principal) -> tuple[set[str], set[str]]:
         return f"{base}.{own[party]}" if party in own else topic
 
     writes = {*map(named, principal.writes),
-              *(f"{topic}.<{PARTY_READ_TOPICS[topic]}>" for topic in principal.writes_every_party)}
+              *(f"{topic}.<{PARTY_READ_TOPICS.get(topic) or readers[topic]}>"
+                for topic in principal.writes_every_party)}
     reads = {*map(named, principal.reads), *principal.reads_every_party,
              *(f"{topic}.<{readers[topic]}>" for topic in principal.reads_every_party)}
     return writes, reads

@@ -1,0 +1,223 @@
+"""The read model's rules, pure: an order's view is a function of its events, applied in time order.
+
+Replaying the same events — redelivered, late, or all of them again in a rebuild — gives the same view."""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.common import ReasonCode
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One consumed event of an order, as the `events` table keeps it."""
+
+    event_id: UUID
+    order_id: UUID
+    at: datetime
+    type: str  # the contract's name, e.g. OrderShipped
+    topic: str
+    data: dict[str, Any]
+
+    def sort_key(self) -> tuple:
+        return self.at, self.topic, str(self.event_id)
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: Decimal | None = None
+    shipped: int = 0
+    cancelled: int = 0
+    status: str = Field("open", examples=["open", "partially_shipped", "shipped", "delivered", "ready_for_pickup",
+                                          "picked_up", "cancelled"])
+
+
+class FulfillmentOrderView(BaseModel):
+    fulfillment_order_id: UUID
+    location_id: str
+    status: str = Field(examples=["requested", "accepted", "picked", "packed", "partially_shipped", "shipped",
+                                  "delivered", "ready_for_pickup", "picked_up", "rejected", "cancelled", "expired"])
+    reason: ReasonCode | None = None
+
+
+class ShipmentView(BaseModel):
+    shipment_id: UUID
+    fulfillment_order_id: UUID
+    location_id: str
+    carrier: str
+    tracking_number: str
+    lines: list[dict[str, Any]]
+    shipped_at: datetime
+    delivered_at: datetime | None = None
+
+
+class NotificationView(BaseModel):
+    notification_id: UUID
+    kind: str
+    channel: str
+    at: datetime
+
+
+class DeliveryView(BaseModel):
+    """How the order reaches the customer, without who or where exactly (no personal data in the view)."""
+
+    type: str = Field(examples=["ship", "pickup"])
+    store_id: str | None = None
+    city: str | None = None
+    country: str | None = None
+
+
+class OrderView(BaseModel):
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    customer_id: str | None = None
+    status: str = Field(examples=["accepted", "rejected", "backordered", "confirmed", "partially_shipped", "shipped",
+                                  "delivered", "ready_for_pickup", "picked_up", "cancelled"])
+    reasons: list[ReasonCode] = Field(default_factory=list, description="Why it was rejected or cancelled")
+    holds: list[str] = Field(default_factory=list, description="Holds in force (the order waits while any is)",
+                             examples=[["fraud_review"]])
+    currency: str | None = None
+    delivery: DeliveryView | None = None
+    placed_at: datetime
+    updated_at: datetime
+    lines: list[LineView] = Field(default_factory=list)
+    fulfillment_orders: list[FulfillmentOrderView] = Field(default_factory=list)
+    shipments: list[ShipmentView] = Field(default_factory=list)
+    notifications: list[NotificationView] = Field(default_factory=list)
+
+
+# Statuses an order event sets; the others (OrderLinesCancelled, OrderCancellationRejected) leave it.
+ORDER_STATUS = {"OrderAccepted": "accepted", "OrderRejected": "rejected", "OrderBackordered": "backordered",
+                "OrderConfirmed": "confirmed", "OrderReadyForPickup": "ready_for_pickup",
+                "OrderPickedUp": "picked_up", "OrderDelivered": "delivered", "OrderCancelled": "cancelled"}
+FULFILLMENT_STATUS = {"FulfillmentOrderCreated": "requested", "DeliveryConfirmed": "delivered",
+                      "PickupCompleted": "picked_up", "PickupExpired": "expired", "FulfillmentRejected": "rejected",
+                      "FulfillmentCancelled": "cancelled"}
+
+
+def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What the timeline keeps of an event: everything but the customer's personal data (name, email, address)."""
+    if type_ != "OrderAccepted":
+        return data
+    delivery = data["delivery"]
+    address = delivery.get("address") or {}
+    kept_delivery = {"type": delivery["type"], "store_id": delivery.get("store_id"),
+                     "city": address.get("city"), "country": address.get("country")}
+    return {**data, "customer": {"customer_id": data["customer"]["customer_id"]},
+            "delivery": {k: v for k, v in kept_delivery.items() if v is not None}}
+
+
+def project(events: list[TimelineEvent]) -> OrderView | None:
+    """The order's view from its events; None while no event has told which channel's order it is."""
+    ordered = sorted({e.event_id: e for e in events}.values(), key=TimelineEvent.sort_key)  # each event once
+    start = next((e for e in ordered if e.type in ("OrderAccepted", "OrderRejected")), None)
+    if start is None:
+        return None
+    view = OrderView(order_id=start.order_id, channel=start.data["channel"],
+                     channel_order_id=start.data["channel_order_id"], status="accepted", placed_at=start.at,
+                     updated_at=ordered[-1].at)
+    cancelled: Counter[str] = Counter()
+    for event in ordered:
+        _apply(view, event, cancelled)
+    view.lines = _line_statuses(view, cancelled)
+    return view
+
+
+def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> None:
+    data = event.data
+    if event.type in ORDER_STATUS:
+        view.status = ORDER_STATUS[event.type]
+    match event.type:
+        case "OrderAccepted":
+            view.customer_id = data["customer"]["customer_id"]
+            view.currency = data["currency"]
+            view.delivery = DeliveryView(**data["delivery"])
+            view.lines = [LineView(sku=line["sku"], quantity=line["quantity"], unit_price=Decimal(line["unit_price"]))
+                          for line in data["lines"]]
+        case "OrderRejected":
+            view.reasons = [ReasonCode(**reason) for reason in data["reasons"]]
+        case "OrderCancelled":
+            view.reasons = [ReasonCode(**data["reason"])]
+        case "OrderShipped":
+            view.status = "shipped" if data["complete"] else "partially_shipped"
+        case "OrderHeld" if data["hold"]["reason"] not in view.holds:
+            view.holds.append(data["hold"]["reason"])
+        case "OrderHoldReleased" if data["reason"] in view.holds:
+            view.holds.remove(data["reason"])
+        case "OrderLinesCancelled":
+            cancelled.update({line["sku"]: line["quantity"] for line in data["lines"]})
+        case "CustomerNotified":
+            view.notifications.append(NotificationView(notification_id=data["notification_id"], kind=data["kind"],
+                                                       channel=data["channel"], at=event.at))
+        case _ if event.topic.startswith("fulfillment."):
+            _apply_fulfillment(view, event)
+
+
+def _apply_fulfillment(view: OrderView, event: TimelineEvent) -> None:
+    data = event.data
+    fulfillment_order = _fulfillment_order(view, data)
+    if event.type == "FulfillmentOrderProgressed":
+        fulfillment_order.status = data["status"]
+    elif event.type == "FulfillmentCancellationRefused":
+        return
+    elif event.type == "ShipmentConfirmed":
+        fulfillment_order.status = "shipped" if data["complete"] else "partially_shipped"
+        if all(s.shipment_id != UUID(data["shipment_id"]) for s in view.shipments):
+            view.shipments.append(ShipmentView(
+                shipment_id=data["shipment_id"], fulfillment_order_id=data["fulfillment_order_id"],
+                location_id=data["location_id"], carrier=data["carrier"], tracking_number=data["tracking_number"],
+                lines=data["lines"], shipped_at=data["shipped_at"]))
+    else:
+        fulfillment_order.status = FULFILLMENT_STATUS.get(event.type, fulfillment_order.status)
+        if event.type == "FulfillmentRejected":
+            fulfillment_order.reason = ReasonCode(**data["reason"])
+        if event.type == "DeliveryConfirmed":
+            for shipment in view.shipments:
+                if shipment.fulfillment_order_id == fulfillment_order.fulfillment_order_id:
+                    shipment.delivered_at = shipment.delivered_at or datetime.fromisoformat(data["delivered_at"])
+
+
+def _fulfillment_order(view: OrderView, data: dict[str, Any]) -> FulfillmentOrderView:
+    found = next((f for f in view.fulfillment_orders if f.fulfillment_order_id == UUID(data["fulfillment_order_id"])),
+                 None)
+    if found is None:
+        found = FulfillmentOrderView(fulfillment_order_id=data["fulfillment_order_id"],
+                                     location_id=data["location_id"], status="requested")
+        view.fulfillment_orders.append(found)
+    return found
+
+
+def _line_statuses(view: OrderView, cancelled: Counter[str]) -> list[LineView]:
+    """Each line's units shipped and cancelled, shared out over the order's lines of that SKU, and its status."""
+    shipped: Counter[str] = Counter()
+    for shipment in view.shipments:
+        shipped.update({line["sku"]: line["quantity"] for line in shipment.lines})
+    lines = []
+    for line in view.lines:
+        line_shipped = min(line.quantity, shipped[line.sku])
+        shipped[line.sku] -= line_shipped
+        rest = line.quantity - line_shipped
+        line_cancelled = rest if view.status == "cancelled" else min(rest, cancelled[line.sku])
+        cancelled[line.sku] -= line_cancelled
+        lines.append(line.model_copy(update={"shipped": line_shipped, "cancelled": line_cancelled,
+                                             "status": _line_status(view.status, line.quantity, line_shipped,
+                                                                    line_cancelled)}))
+    return lines
+
+
+def _line_status(order_status: str, quantity: int, shipped: int, cancelled: int) -> str:
+    if cancelled == quantity:
+        return "cancelled"
+    if order_status in ("ready_for_pickup", "picked_up"):
+        return order_status
+    if shipped + cancelled < quantity:
+        return "partially_shipped" if shipped else "open"
+    return "delivered" if order_status == "delivered" else "shipped"

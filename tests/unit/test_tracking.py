@@ -1,0 +1,119 @@
+"""The tracking read model's rules (pure), its OpenAPI document and its Kafka rights."""
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+from ops.demo import sample_order
+from ops.prepare import service_definitions
+from ops.principals import service_principal
+from ops.views import OPENAPI_PATH, render_openapi
+from services.tracking.domain import project
+from services.tracking.handlers import timeline_event
+from shared.contracts.common import Line, ReasonCode
+from shared.contracts.fulfillment import FulfillmentOrderCreated, ShipmentConfirmed
+from shared.contracts.notification import CustomerNotified
+from shared.contracts.order_rules import order_id_for
+from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderHeld,
+                                     OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped)
+from shared.contracts.topics import ORDER_COMMANDS
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def test_committed_openapi_document_is_current():
+    assert OPENAPI_PATH.read_text() == render_openapi(), "run `./oms openapi` and commit docs/openapi.json"
+
+
+def test_tracking_may_write_every_channels_command_topic_but_not_the_one_only_ops_writes():
+    tracking = service_principal(next(s for s in service_definitions() if s.name == "tracking"))
+    writes = {(acl.name, acl.resource_pattern_type) for acl in tracking.acls("test-1.")
+              if acl.restype == ResourceType.TOPIC and acl.operation == AclOperation.WRITE}
+    assert (f"test-1.{ORDER_COMMANDS}.", ResourcePatternType.PREFIXED) in writes
+    assert not [name for name, _ in writes if name == f"test-1.{ORDER_COMMANDS}"]
+
+
+def story(order_id: uuid.UUID, place=None):
+    """An order shipped in two parcels from one fulfilment order, the last line short-picked, as the topics tell it."""
+    place = place or sample_order(lines=[("CAP-BLACK", 2), ("TSHIRT-RED-M", 1), ("MUG-WHITE", 1)])
+    fulfillment_order_id = uuid.uuid4()
+    parcel = dict(fulfillment_order_id=fulfillment_order_id, order_id=order_id, location_id="WH-BERLIN",
+                  carrier="DHL", shipped_at=START)
+    return [
+        OrderAccepted(order_id=order_id, channel=place.channel, channel_order_id=place.channel_order_id,
+                      customer=place.customer, lines=place.lines, currency=place.currency, delivery=place.delivery),
+        OrderConfirmed(order_id=order_id, location_id="WH-BERLIN", fulfillment_order_id=fulfillment_order_id),
+        FulfillmentOrderCreated(fulfillment_order_id=fulfillment_order_id, order_id=order_id,
+                                location_id="WH-BERLIN", lines=[Line(sku="CAP-BLACK", quantity=2)]),
+        ShipmentConfirmed(**parcel, tracking_number="T-1", lines=[Line(sku="CAP-BLACK", quantity=1)], complete=False),
+        OrderShipped(order_id=order_id, fulfillment_order_id=fulfillment_order_id, carrier="DHL",
+                     tracking_number="T-1", lines=[Line(sku="CAP-BLACK", quantity=1)], complete=False),
+        ShipmentConfirmed(**parcel, tracking_number="T-2",
+                          lines=[Line(sku="CAP-BLACK", quantity=1), Line(sku="TSHIRT-RED-M", quantity=1)]),
+        OrderLinesCancelled(order_id=order_id, lines=[Line(sku="MUG-WHITE", quantity=1)],
+                            reason=ReasonCode(code="SHORT_PICK")),
+        OrderShipped(order_id=order_id, fulfillment_order_id=fulfillment_order_id, carrier="DHL",
+                     tracking_number="T-2", complete=True),
+        CustomerNotified(notification_id=uuid.uuid4(), order_id=order_id, kind="order_shipped", channel="email"),
+    ]
+
+
+def events_of(payloads):
+    return [timeline_event(p, uuid.uuid4(), START + timedelta(seconds=i)) for i, p in enumerate(payloads)]
+
+
+def test_an_order_shipped_in_two_parcels_with_a_short_pick_shows_each_line_and_parcel():
+    order_id = uuid.uuid4()
+    view = project(events_of(story(order_id)))
+    assert view.status == "shipped"
+    assert [(line.sku, line.shipped, line.cancelled, line.status) for line in view.lines] == [
+        ("CAP-BLACK", 2, 0, "shipped"), ("TSHIRT-RED-M", 1, 0, "shipped"), ("MUG-WHITE", 0, 1, "cancelled")]
+    assert [(s.carrier, s.tracking_number) for s in view.shipments] == [("DHL", "T-1"), ("DHL", "T-2")]
+    assert [f.status for f in view.fulfillment_orders] == ["shipped"]
+    assert [n.kind for n in view.notifications] == ["order_shipped"]
+    assert view.customer_id == "C-1" and view.delivery.city == "Frankfurt"
+
+
+def test_the_view_is_the_same_whatever_order_and_however_often_its_events_arrive():
+    events = events_of(story(uuid.uuid4()))
+    shuffled = events + random.Random(7).sample(events, len(events))
+    assert project(shuffled) == project(events)
+
+
+def test_a_cancelled_order_cancels_what_did_not_ship_and_says_why():
+    order_id = uuid.uuid4()
+    accepted, confirmed = story(order_id)[:2]
+    view = project(events_of([accepted, confirmed, OrderCancelled(
+        order_id=order_id, reason=ReasonCode(code="CUSTOMER_CANCELLED"), stage="awaiting_shipment")]))
+    assert view.status == "cancelled" and [r.code for r in view.reasons] == ["CUSTOMER_CANCELLED"]
+    assert {line.status for line in view.lines} == {"cancelled"}
+
+
+def test_holds_in_force_are_shown_until_released():
+    order_id = uuid.uuid4()
+    accepted = story(order_id)[0]
+    hold = Hold(reason="fraud_review", placed_by="rule")
+    held = [accepted, OrderHeld(order_id=order_id, hold=hold),
+            OrderHeld(order_id=order_id, hold=hold.model_copy(update={"reason": "address_check"}))]
+    assert project(events_of(held)).holds == ["fraud_review", "address_check"]
+    released = held + [OrderHoldReleased(order_id=order_id, reason="fraud_review", released_by="ops")]
+    assert project(events_of(released)).holds == ["address_check"]
+
+
+def test_a_rejected_order_is_shown_with_its_reason_codes():
+    rejected = OrderRejected(order_id=None, channel="web", channel_order_id="W-1",
+                             reasons=[ReasonCode(code="INVALID_SKU")])
+    [event] = events_of([rejected])
+    view = project([event])
+    assert (view.order_id, view.status, [r.code for r in view.reasons]) == (
+        order_id_for("web", "W-1"), "rejected", ["INVALID_SKU"])
+
+
+def test_the_timeline_keeps_no_personal_data_and_events_before_the_order_show_nothing_yet():
+    order_id = uuid.uuid4()
+    events = events_of(story(order_id))
+    kept = repr([e.data for e in events])
+    assert "customer@example.com" not in kept and "A. Customer" not in kept and "line1" not in kept
+    assert project(events[1:]) is None  # fulfilment news of an order whose acceptance has not arrived yet
