@@ -65,6 +65,15 @@ class NotificationView(BaseModel):
     at: datetime
 
 
+class ReturnView(BaseModel):
+    return_id: str
+    status: str = Field(examples=["approved", "received", "refunded"])
+    return_to: str
+    lines: list[dict[str, Any]]
+    refund: Decimal | None = Field(None, description="What the returned units were worth")
+    exchange_order_id: UUID | None = None
+
+
 class DeliveryView(BaseModel):
     """How the order reaches the customer, without who or where exactly (no personal data in the view)."""
 
@@ -92,6 +101,7 @@ class OrderView(BaseModel):
     fulfillment_orders: list[FulfillmentOrderView] = Field(default_factory=list)
     shipments: list[ShipmentView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
+    returns: list[ReturnView] = Field(default_factory=list)
 
 
 # Statuses an order event sets; the others (OrderLinesCancelled, OrderCancellationRejected) leave it.
@@ -154,11 +164,26 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
             view.holds.remove(data["reason"])
         case "OrderLinesCancelled":
             cancelled.update({line["sku"]: line["quantity"] for line in data["lines"]})
+        case "ReturnApproved" if all(r.return_id != data["return_id"] for r in view.returns):
+            view.returns.append(ReturnView(return_id=data["return_id"], status="approved", lines=data["lines"],
+                                           return_to=data["return_to"], exchange_order_id=data.get("exchange_order_id")))
+        case "ReturnReceived" | "ReturnRefunded":
+            _apply_return(view, event)
         case "CustomerNotified":
             view.notifications.append(NotificationView(notification_id=data["notification_id"], kind=data["kind"],
                                                        channel=data["channel"], at=event.at))
         case _ if event.topic.startswith("fulfillment."):
             _apply_fulfillment(view, event)
+
+
+def _apply_return(view: OrderView, event: TimelineEvent) -> None:
+    found = next((r for r in view.returns if r.return_id == event.data["return_id"]), None)
+    if found is None:  # its approval not seen (yet): nothing to attach it to
+        return
+    if event.type == "ReturnRefunded":
+        found.status, found.refund = "refunded", Decimal(event.data["refund"]["total"])
+    elif found.status == "approved":
+        found.status = "received"
 
 
 def _apply_fulfillment(view: OrderView, event: TimelineEvent) -> None:

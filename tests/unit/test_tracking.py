@@ -3,6 +3,7 @@
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
@@ -13,11 +14,13 @@ from ops.views import OPENAPI_PATH, render_openapi
 from services.tracking.domain import project
 from services.tracking.handlers import timeline_event
 from shared.contracts.common import Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentOrderCreated, ShipmentConfirmed
+from shared.contracts.fulfillment import FulfillmentOrderCreated, ReturnedLine, ReturnReceived, ShipmentConfirmed
+from shared.contracts.money import ShipmentAmounts
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.order_rules import order_id_for
 from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderHeld,
-                                     OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped)
+                                     OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped,
+                                     ReturnApproved, ReturnRefunded)
 from shared.contracts.topics import ORDER_COMMANDS
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -117,3 +120,19 @@ def test_the_timeline_keeps_no_personal_data_and_events_before_the_order_show_no
     kept = repr([e.data for e in events])
     assert "customer@example.com" not in kept and "A. Customer" not in kept and "line1" not in kept
     assert project(events[1:]) is None  # fulfilment news of an order whose acceptance has not arrived yet
+
+
+def test_returns_show_from_approval_to_refund():
+    order_id = uuid.uuid4()
+    back = [{"sku": "CAP-BLACK", "quantity": 1, "reason": "TOO_SMALL"}]
+    refund = ShipmentAmounts(channel="web", channel_order_id="W-1", currency="EUR", lines=[], shipping=0,
+                             shipping_tax=0, tax=0, total=Decimal("9.99"), prices_include_tax=False)
+    events = story(order_id) + [
+        ReturnApproved(order_id=order_id, return_id="R1", lines=back, return_to="WH-BERLIN"),
+        ReturnReceived(order_id=order_id, return_id="R1", location_id="WH-BERLIN", received_at=START,
+                       lines=[ReturnedLine(sku="CAP-BLACK", quantity=1, condition="restock")])]
+    assert [(r.return_id, r.status) for r in project(events_of(events)).returns] == [("R1", "received")]
+    refunded = events + [ReturnRefunded(order_id=order_id, return_id="R1", location_id="WH-BERLIN", refund=refund,
+                                        restocked=[Line(sku="CAP-BLACK", quantity=1)], disposed=[])]
+    [shown] = project(events_of(refunded)).returns
+    assert (shown.status, shown.refund, shown.return_to) == ("refunded", Decimal("9.99"), "WH-BERLIN")
