@@ -62,12 +62,23 @@ async def test_an_order_placed_over_http_is_one_order_tracked_to_its_shipment(dr
 
     async def cancellation_on_the_timeline():
         timeline = (await api.get(f"/orders/{order_id}/timeline")).json()
-        return timeline if timeline[-1]["type"] == "OrderCancellationRejected" else None
+        return timeline if "OrderCancellationRejected" in {e["type"] for e in timeline} else None
 
     timeline = await eventually(cancellation_on_the_timeline, what="the refused cancellation on the timeline")
     assert {"OrderAccepted", "OrderConfirmed", "FulfillmentOrderCreated", "ShipmentConfirmed", "OrderShipped",
             "CustomerNotified"} <= {e["type"] for e in timeline}
     assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
+
+
+async def deliveries_seen(admin, order_id) -> bool:
+    """The customer messages are delivered after the event that caused them: the story is told once each
+    delivery has ended and tracking has its outcome event."""
+    pending, ended = await admin.fetchrow(
+        "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status IN ('sent', 'failed')) "
+        "FROM notification.deliveries WHERE order_id = $1", order_id)
+    seen = await admin.fetchval("SELECT count(*) FROM tracking.events WHERE order_id = $1 AND type IN "
+                                "('NotificationDelivered', 'NotificationFailed')", order_id)
+    return pending == 0 and seen == ended
 
 
 async def test_the_read_model_rebuilt_from_the_topics_equals_the_live_one(driver, http_channel, admin):
@@ -88,6 +99,7 @@ async def test_the_read_model_rebuilt_from_the_topics_equals_the_live_one(driver
         return view if "order_shipped" in kinds and json.loads(view)["shipments"] else None
 
     await eventually(told, what="the order's whole story in the view")
+    await eventually(lambda: deliveries_seen(admin, order_id), what="every delivery of its messages ended and seen")
     live = await snapshot(admin)
     replayed = await views.rebuild(driver.config)
     rebuilt = await snapshot(admin)
