@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from pydantic import ValidationError
@@ -34,10 +35,11 @@ from shared.contracts.order_rules import order_id_for
 from shared.contracts.topics import (FULFILLMENT_LOCATION_UPDATES, ORDER_COMMANDS, ORDER_EVENTS,
                                      TRACKING_ORDER_HISTORY)
 from services.tracking.app import TIMELINE_TOPICS
-from shared.messaging.service import consumer_group
+from shared.messaging.service import consumer_group_prefix
 from shared.messaging.topics import delete_topics
 
 from ..support.services import running
+from ..support.stack import stack
 from ..support.topics import TopicWatcher, of_type
 from ..unit.test_tracking import story
 
@@ -266,19 +268,28 @@ async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(conf
                                                                                                       "T-9"]
 
 
-async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_the_order_history(config, admin, api,
-                                                                                                  channels):
-    (channel, key), _ = channels
-    order_id, _ = await tell(config, channel)
-    await told(api, key, order_id)
-    await eventually(lambda: caught_up(config), what="tracking to read every timeline topic to its end")
-    await eventually(lambda: admin.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.outbox)"),
-                     what="every order's history to be published")
-    live = await snapshot(admin)
-    await forget_everything_on(config, TIMELINE_TOPICS)  # as retention would, after 7 days
-    replayed = await views.rebuild(config)
-    assert await snapshot(admin) == live
-    assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
+async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_the_order_history(config,
+                                                                                                  tmp_path):
+    """On a tracking of its own (database and topics): forgetting every record of the session's shared topics
+    would take other modules' orders' stories away from the services that run after this one."""
+    async with stack(config, tmp_path, services=("tracking",)) as own:
+        channel = f"t{uuid.uuid4().hex[:8]}"
+        key = await views.add_key(own.settings, channel)
+        db = await asyncpg.connect(own.settings.admin_dsn())
+        try:
+            async with httpx.AsyncClient(base_url=own.procs["tracking"].url(), timeout=10) as own_api:
+                order_id, _ = await tell(own.settings, channel)
+                await told(own_api, key, order_id)
+            await eventually(lambda: caught_up(own.settings), what="tracking to read every timeline topic to its end")
+            await eventually(lambda: db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.outbox)"),
+                             what="every order's history to be published")
+            live = await snapshot(db)
+            await forget_everything_on(own.settings, TIMELINE_TOPICS)  # as retention would, after 7 days
+            replayed = await views.rebuild(own.settings)
+            assert await snapshot(db) == live
+            assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
+        finally:
+            await db.close()
 
 
 async def caught_up(config) -> bool:
@@ -288,7 +299,8 @@ async def caught_up(config) -> bool:
     await admin.start()
     try:
         for topic in TIMELINE_TOPICS:
-            committed = await admin.list_consumer_group_offsets(consumer_group("tracking", topic))
+            group = f"{config.topic_prefix}{consumer_group_prefix('tracking')}{topic}"
+            committed = await admin.list_consumer_group_offsets(group)
             for partition, end in (await history.end_offsets(config, topic)).items():
                 done = committed.get(TopicPartition(config.topic(topic), partition))
                 if end and (done is None or done.offset < end):
