@@ -249,5 +249,7 @@ async def _distinct_ids(settings: Settings, topic: str, message_type: str, *key_
         except ValidationError:
             continue
         if payload is not None:
-            seen["/".join(str(getattr(payload, field)) for field in key_fields)].add(str(envelope.id))
+            keys = [getattr(payload, field) for field in key_fields]
+            if None not in keys:  # an older sender's OrderShipped names no shipment: nothing to count it by
+                seen["/".join(map(str, keys))].add(str(envelope.id))
     return seen
