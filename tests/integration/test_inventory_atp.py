@@ -2,6 +2,7 @@
 with curl, as a channel would), availability events, counts and adjustments, reservation expiry."""
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -29,7 +30,9 @@ from shared.contracts.inventory import (
 )
 from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_EVENTS
 
-from ..support.services import running
+from ops.processes import ServiceProcess
+
+from ..support.services import running, wait_started
 from ..support.topics import TopicWatcher, of_type
 
 pytestmark = pytest.mark.integration
@@ -49,9 +52,14 @@ async def inventory_service(config, tmp_path_factory):
 async def expiring(inventory_service, tmp_path):
     """A second inventory instance whose expiry task gives held reservations TTL_SECONDS: only the expiry test
     runs with it (a short TTL everywhere would expire the other tests' held reservations under a slow machine)."""
-    env = {"OMS_RESERVATION_TTL_SECONDS": str(TTL_SECONDS), "OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)}
-    async with running(("inventory",), tmp_path, env) as procs:
-        yield procs["inventory"]
+    second = ServiceProcess("inventory", tmp_path, instance=2)  # its own member id: instances must not fence
+    second.start({**os.environ, "OMS_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
+                  "OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)})
+    try:
+        await wait_started(second)
+        yield second
+    finally:
+        second.stop()
 
 
 @pytest.fixture
