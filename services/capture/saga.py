@@ -92,6 +92,7 @@ from shared.contracts.orders import (
     OrderHoldReleased,
     OrderLinesCancelled,
     OrderPickedUp,
+    OrderProgressed,
     OrderReadyForPickup,
     OrderShipped,
     PricedLine,
@@ -297,7 +298,11 @@ def _created(saga: Saga, reply: FulfillmentOrderCreated) -> Step:
 
 
 def _progressed(saga: Saga, reply: FulfillmentOrderProgressed) -> Step:
-    """Picked, packed, ...: on the order's timeline. Ready for pickup: the customer is told to come."""
+    """Picked, packed: the channel is told (OrderProgressed). Ready for pickup: the customer is told to come.
+    Anything else (accepted) is on the timeline only."""
+    if reply.status in ("picked", "packed"):
+        return Step(saga, [OrderProgressed(order_id=saga.order_id, fulfillment_order_id=reply.fulfillment_order_id,
+                                           location_id=reply.location_id, status=reply.status)])
     if reply.status != "ready_for_pickup":
         return Step(saga)
     ready = saga.with_part(reply.location_id, ["open"], status="ready_for_pickup")
@@ -634,8 +639,8 @@ PART_STEPS = (
                                              "a pickup order: cancelled, PICKUP_REJECTED"),
         FulfillmentCancelled: Then(_withdrawn, "withdrawn (asked by `cancelling`)")}),
     PartStep("open", {
-        FulfillmentOrderProgressed: Then(_progressed, "on the timeline; ready for pickup: ready_for_pickup, "
-                                                      "OrderReadyForPickup"),
+        FulfillmentOrderProgressed: Then(_progressed, "picked, packed: OrderProgressed (for the channel); ready for "
+                                                      "pickup: ready_for_pickup, OrderReadyForPickup"),
         ShipmentConfirmed: Then(_shipped, "shipped (part of it: partially_shipped): CommitReservation there, "
                                           "OrderShipped (complete once every part is)"),
         FulfillmentRejected: Then(_rejected, "rejected: re-sourced; a pickup order: cancelled, PICKUP_REJECTED"),

@@ -281,6 +281,16 @@ class OrderBackordered(Contract):
     expected_on: date | None = None
 
 
+@contract("oms.capture.OrderProgressed.v1", topic=ORDER_EVENTS)
+class OrderProgressed(Contract):
+    """A location picked or packed one of the order's fulfilment orders: for the channel to show."""
+
+    order_id: UUID
+    fulfillment_order_id: UUID
+    location_id: str
+    status: Literal["picked", "packed"]
+
+
 @contract("oms.capture.OrderReadyForPickup.v1", topic=ORDER_EVENTS)
 class OrderReadyForPickup(Contract):
     """The goods wait for the customer at the store."""

@@ -4,7 +4,7 @@ import pytest
 
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.notification import CustomerNotified
-from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import OrderAccepted, OrderCancelled, OrderConfirmed, OrderProgressed, OrderShipped
 
 from ..support.topics import TopicWatcher, of_type
 from ops.waiting import eventually
@@ -34,6 +34,8 @@ async def test_happy_path_from_channel_to_erp_and_customer(driver):
     await driver.channel.send(LocationUpdate(**ids, status="picked"))
     await driver.channel.send(LocationUpdate(**ids, status="shipped", carrier="DHL", tracking_number="TRK1"))
 
+    [picked] = await driver.orders.wait_for(of_type(OrderProgressed, order_id))
+    assert (picked["data"]["status"], picked["data"]["location_id"]) == ("picked", near)
     [shipment] = await driver.erp.wait_for(of_type(ShipmentConfirmed, order_id))
     assert (shipment["data"]["carrier"], shipment["data"]["tracking_number"]) == ("DHL", "TRK1")
     assert shipment["correlationid"] == confirmed["correlationid"], "one correlation id through the whole flow"

@@ -47,6 +47,7 @@ from shared.contracts.orders import (
     OrderHoldReleased,
     OrderLinesCancelled,
     OrderPickedUp,
+    OrderProgressed,
     OrderReadyForPickup,
     OrderShipped,
     PricedLine,
@@ -310,10 +311,12 @@ def to_ready_for_pickup() -> s.Saga:
     return step.saga
 
 
-def test_progress_before_pickup_is_on_the_timeline_and_changes_nothing():
+def test_picked_and_packed_are_told_to_the_channel_and_change_nothing_else():
     saga = to_awaiting_shipment()
     step = s.advance(saga, FulfillmentOrderProgressed(**picked_up_or_expired_ids(), status="picked"))
-    assert step.saga == saga and step.messages == []
+    assert step.saga == saga and [(type(m), m.status) for m in step.messages] == [(OrderProgressed, "picked")]
+    accepted = s.advance(saga, FulfillmentOrderProgressed(**picked_up_or_expired_ids(), status="accepted"))
+    assert accepted.saga == saga and accepted.messages == []
 
 
 def test_a_pickup_order_completes_when_collected_and_only_then_commits_its_stock():
