@@ -11,7 +11,7 @@ the same way. Used by `oms load`, `oms bench` and the fault tests.
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer
 
@@ -47,6 +47,29 @@ WorkFilter = Callable[[dict], bool]  # the work items (FulfillmentRequested, Pur
 WORK = {FulfillmentRequested.message_type, PurchaseOrderIssued.message_type}
 
 
+def _consumer(settings: Settings, group: str, pattern: str) -> AIOKafkaConsumer:
+    """A stand-in's consumer of the topics matching `pattern`, those made later included (a metadata refresh
+    away), from their start."""
+    consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+    consumer.subscribe(pattern=pattern)
+    return consumer
+
+
+async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:
+    """The stand-ins' loop: each batch's envelopes handled, then its offsets committed."""
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                await handle([json.loads(r.value) for r in records])
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
 class LocationSimulator:
     def __init__(self, settings: Settings, client: Client, *, reject: RejectRule = lambda _: False,
                  handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations"):
@@ -56,24 +79,11 @@ class LocationSimulator:
         self.handled = 0
         self.rejected = 0
         # Every location's own work and purchase-order topics, those made later included (a metadata refresh away).
-        self._consumer = AIOKafkaConsumer(
-            **settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
-            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
-        )
-        self._consumer.subscribe(pattern=every_party(settings.topic_prefix, FULFILLMENT_WORK,
-                                                     FULFILLMENT_DROPSHIP_ORDERS))
+        self._consumer = _consumer(settings, group, pattern=every_party(settings.topic_prefix, FULFILLMENT_WORK,
+                                                                         FULFILLMENT_DROPSHIP_ORDERS))
 
     async def run(self) -> None:
-        await self._consumer.start()
-        try:
-            while True:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    await self._work([json.loads(r.value) for r in records])
-                if batches:
-                    await self._consumer.commit()
-        finally:
-            await self._consumer.stop()
+        await _consume(self._consumer, self._work)
 
     async def _work(self, envelopes: list[dict]) -> None:
         updates = []
@@ -120,22 +130,10 @@ class PaymentSimulator:
     def __init__(self, settings: Settings, client: Client, *, group: str = "oms.simulator.payments"):
         self.client = client
         self.captured: dict[str, str] = {}  # capture id -> amount, as asked
-        self._consumer = AIOKafkaConsumer(
-            settings.topic(PAYMENT_COMMANDS), **settings.kafka_login().aiokafka(), group_id=group,
-            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
-        )
+        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(PAYMENT_COMMANDS))}$")
 
     async def run(self) -> None:
-        await self._consumer.start()
-        try:
-            while True:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    await self.client.send_many(self._answers([json.loads(r.value) for r in records]))
-                if batches:
-                    await self._consumer.commit()
-        finally:
-            await self._consumer.stop()
+        await _consume(self._consumer, lambda envelopes: self.client.send_many(self._answers(envelopes)))
 
     def _answers(self, envelopes: list[dict]) -> list:
         answers = []
@@ -167,25 +165,12 @@ class CustomerSimulator:
         self.every = every
         self.requested = 0
         self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
-        self._consumer = AIOKafkaConsumer(
-            **settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
-            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
-        )
         # The order events, and every location's own work topic (where returns are announced).
-        self._consumer.subscribe(pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$|"
-                                         + every_party(settings.topic_prefix, FULFILLMENT_WORK))
+        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$|"
+                                                            + every_party(settings.topic_prefix, FULFILLMENT_WORK))
 
     async def run(self) -> None:
-        await self._consumer.start()
-        try:
-            while True:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    await self.client.send_many(self._act([json.loads(r.value) for r in records]))
-                if batches:
-                    await self._consumer.commit()
-        finally:
-            await self._consumer.stop()
+        await _consume(self._consumer, lambda envelopes: self.client.send_many(self._act(envelopes)))
 
     def _act(self, envelopes: list[dict]) -> list:
         actions = []
