@@ -1,5 +1,6 @@
 """All six services as processes on real Kafka and Postgres, and a driver that plays channel, ERP and location."""
 
+import asyncio
 import os
 import uuid
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import pytest
 from ops.client import Client, client
 from ops.demo import sample_order
 from ops.principals import register_locations
+from ops.simulators import PaymentSimulator
 from services.capture.validation import order_id_for
 from shared.contracts.common import Coordinates
 from shared.contracts.inventory import ReceiveStock
@@ -118,3 +120,13 @@ async def driver(config, admin, oms):
             TopicWatcher(config, FULFILLMENT_WORK, every_party=True) as work, \
             TopicWatcher(config, DEAD_LETTERS) as dead_letters:
         yield Driver(config, admin, channel, orders, erp, work, dead_letters)
+
+
+@pytest.fixture
+async def payments(driver):
+    """A payment service stand-in answering the session's payment commands (all of them: other tests' too)."""
+    async with client(driver.config, "test/payments") as answers:
+        simulator = PaymentSimulator(driver.config, answers, group=driver.unique("payments"))
+        task = asyncio.create_task(simulator.run())
+        yield simulator
+        task.cancel()

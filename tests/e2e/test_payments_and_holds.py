@@ -2,14 +2,11 @@
 what is left of the authorisation voided on cancellation; a held order is reserved but not released to
 fulfilment until released; a failed capture holds what is not yet released."""
 
-import asyncio
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
-from ops.client import client
-from ops.simulators import PaymentSimulator
 from ops.waiting import eventually
 from shared.contracts.common import Line
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
@@ -32,15 +29,6 @@ from .conftest import BERLIN, FRANKFURT, Driver
 
 pytestmark = pytest.mark.e2e
 D = Decimal
-
-
-@pytest.fixture
-async def payments(driver: Driver):
-    async with client(driver.config, "test/payments") as answers:
-        simulator = PaymentSimulator(driver.config, answers, group=driver.unique("payments"))
-        task = asyncio.create_task(simulator.run())
-        yield simulator
-        task.cancel()
 
 
 def paid(driver: Driver, lines: list[tuple[str, int]], reference: str = "auth-1", **changes):

@@ -2,13 +2,10 @@
 expected at the location that shipped them; what arrives is restocked or written off and refunded once, only
 the returned units; several returns never take back more than shipped, and refund the line to the cent."""
 
-import asyncio
 from decimal import Decimal
 
 import pytest
 
-from ops.client import client
-from ops.simulators import PaymentSimulator
 from ops.waiting import eventually
 from shared.contracts.fulfillment import (
     FulfillmentRequested,
@@ -26,14 +23,6 @@ from .conftest import FRANKFURT, Driver
 
 pytestmark = pytest.mark.e2e
 D = Decimal
-
-
-@pytest.fixture
-async def payments(driver: Driver):
-    async with client(driver.config, "test/payments") as answers:
-        task = asyncio.create_task(PaymentSimulator(driver.config, answers, group=driver.unique("pay")).run())
-        yield
-        task.cancel()
 
 
 async def shipped_order(driver: Driver, sku: str, location: str):

@@ -49,12 +49,18 @@ async def confirmed_at(driver, order) -> str:
     return confirmed["data"]["location_id"]
 
 
-async def test_ship_from_store_is_chosen_when_nearest_and_enabled(driver, decisions):
-    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique("SKU")
-    await driver.location(store, FRANKFURT, kind="store", ships_to_customers=True)
+async def store_near_warehouse_far(driver, sku_prefix: str = "SKU", **store_flags) -> tuple[str, str, str]:
+    """A store in Frankfurt (with these flags) and a warehouse in Berlin, each with 3 units of a new SKU."""
+    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique(sku_prefix)
+    await driver.location(store, FRANKFURT, kind="store", **store_flags)
     await driver.location(warehouse, BERLIN)
     await driver.stock(sku, store, 3)
     await driver.stock(sku, warehouse, 3)
+    return store, warehouse, sku
+
+
+async def test_ship_from_store_is_chosen_when_nearest_and_enabled(driver, decisions):
+    store, warehouse, sku = await store_near_warehouse_far(driver, ships_to_customers=True)
     order = driver.order([(sku, 1)], city="Frankfurt")
 
     assert await confirmed_at(driver, order) == store
@@ -66,11 +72,7 @@ async def test_ship_from_store_is_chosen_when_nearest_and_enabled(driver, decisi
 async def test_store_stock_taken_for_an_online_order_is_given_back_when_the_store_says_no(driver, decisions):
     """Store stock is pinned for an online order only by an explained decision, and freed without a person when
     the store rejects the work: the order goes to the next location, the store's units are promisable again."""
-    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique("SKU")
-    await driver.location(store, FRANKFURT, kind="store", ships_to_customers=True)
-    await driver.location(warehouse, BERLIN)
-    await driver.stock(sku, store, 3)
-    await driver.stock(sku, warehouse, 3)
+    store, warehouse, sku = await store_near_warehouse_far(driver, ships_to_customers=True)
     order = driver.order([(sku, 2)], city="Frankfurt")
     order_id = driver.order_id(order)
     assert await confirmed_at(driver, order) == store
@@ -90,11 +92,7 @@ async def allocated(driver, sku: str, location: str) -> int:
 
 
 async def test_a_store_with_ship_from_store_off_is_skipped(driver, decisions):
-    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique("SKU")
-    await driver.location(store, FRANKFURT, kind="store", ships_to_customers=False, accepts_pickup=True)
-    await driver.location(warehouse, BERLIN)
-    await driver.stock(sku, store, 3)
-    await driver.stock(sku, warehouse, 3)
+    store, warehouse, sku = await store_near_warehouse_far(driver, ships_to_customers=False, accepts_pickup=True)
     order = driver.order([(sku, 1)], city="Frankfurt")
 
     assert await confirmed_at(driver, order) == warehouse
@@ -104,11 +102,7 @@ async def test_a_store_with_ship_from_store_off_is_skipped(driver, decisions):
 
 
 async def test_stores_do_not_ship_a_sku_class_the_rule_set_keeps_from_them(driver, decisions):
-    store, warehouse, sku = driver.unique("ST"), driver.unique("WH"), driver.unique("BULKY")
-    await driver.location(store, FRANKFURT, kind="store", ships_to_customers=True)
-    await driver.location(warehouse, BERLIN)
-    await driver.stock(sku, store, 3)
-    await driver.stock(sku, warehouse, 3)
+    store, warehouse, sku = await store_near_warehouse_far(driver, "BULKY", ships_to_customers=True)
     order = driver.order([(sku, 1)], city="Frankfurt")
 
     assert await confirmed_at(driver, order) == warehouse
