@@ -12,6 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer
 
@@ -25,6 +26,9 @@ from shared.contracts.fulfillment import (
 )
 from shared.contracts.orders import OrderAccepted, OrderShipped, RequestReturn
 from shared.contracts.payments import (
+    AdjustAuthorization,
+    AuthorizationAdjusted,
+    AuthorizationAdjustmentFailed,
     AuthorizationVoided,
     CapturePayment,
     PaymentCaptured,
@@ -146,6 +150,13 @@ class PaymentSimulator:
                 else:
                     self.captured[data["capture_id"]] = data["amount"]
                     answers.append(PaymentCaptured(**ids, amount=data["amount"]))
+            elif envelope.get("type") == AdjustAuthorization.message_type:
+                ids = {"order_id": data["order_id"], "adjustment_id": data["adjustment_id"]}
+                raised = Decimal(data["amount"]) > Decimal(data["previous_amount"])
+                if raised and data["authorization_reference"].startswith("decline"):
+                    answers.append(AuthorizationAdjustmentFailed(**ids, reason=ReasonCode(code="INSUFFICIENT_FUNDS")))
+                else:
+                    answers.append(AuthorizationAdjusted(**ids, amount=data["amount"]))
             elif envelope.get("type") == VoidAuthorization.message_type:
                 answers.append(AuthorizationVoided(order_id=data["order_id"], amount=data["amount"]))
             elif envelope.get("type") == RefundPayment.message_type:

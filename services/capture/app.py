@@ -4,7 +4,15 @@ payment replies."""
 from pathlib import Path
 
 from shared.contracts.fulfillment import ReturnReceived
-from shared.contracts.orders import CancelOrder, HoldOrder, PlaceOrder, ReleaseHold, RequestReturn
+from shared.contracts.orders import (
+    CancelOrder,
+    CancelOrderLines,
+    EditOrder,
+    HoldOrder,
+    PlaceOrder,
+    ReleaseHold,
+    RequestReturn,
+)
 from shared.contracts.payments import PaymentRefunded
 from shared.contracts.topics import (
     FULFILLMENT_COMMANDS,
@@ -39,7 +47,8 @@ SERVICE = ServiceDefinition(
         Subscription(topic=ORDER_COMMANDS,
                      handlers={PlaceOrder: handlers.place_orders, CancelOrder: handlers.cancel_orders,
                                HoldOrder: handlers.hold_commands, ReleaseHold: handlers.hold_commands,
-                               RequestReturn: handlers.request_returns},
+                               RequestReturn: handlers.request_returns, EditOrder: handlers.edit_orders,
+                               CancelOrderLines: handlers.edit_orders},
                      on_invalid_payload=rejection, per_party=True),
         _replies_on(INVENTORY_EVENTS),
         _replies_on(ROUTING_EVENTS),

@@ -19,10 +19,14 @@ from shared.contracts.common import ReasonCode
 from shared.contracts.order_rules import totals_mismatch
 from shared.contracts.orders import (
     CancelOrder,
+    CancelOrderLines,
+    EditOrder,
     Hold,
     HoldOrder,
     OrderAccepted,
     OrderCancellationRejected,
+    OrderEdited,
+    OrderEditRefused,
     OrderHeld,
     OrderHoldRefused,
     OrderRejected,
@@ -47,6 +51,7 @@ from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 from . import returns
 from . import saga as saga_steps
 from . import store
+from .edits import edited_order
 from .validation import order_id_for
 
 log = get_logger(__name__)
@@ -58,6 +63,7 @@ class Journal:
 
     sagas: dict[UUID, tuple[saga_steps.Saga, str, dict[str, str]]] = field(default_factory=dict)
     timeline: list[store.TimelineEntry] = field(default_factory=list)
+    edit_answers: list[tuple[UUID, str, dict]] = field(default_factory=list)
 
     def step(self, uow: UnitOfWork, step: saga_steps.Step, correlation_id: str, cause: Message | None,
              note: str | None = None, trace: Context | None = None) -> None:
@@ -74,6 +80,8 @@ class Journal:
                            party=saga.channel)
             self.timeline.append(store.TimelineEntry(saga.order_id, "out", message.message_type, row.event_id,
                                                      saga.state))
+            if isinstance(message, (OrderEdited, OrderEditRefused)):
+                self.edit_answers.append((saga.order_id, message.edit_id, message.model_dump(mode="json")))
 
     def note(self, order_id: UUID, text: str, message_id: UUID | None, state: str | None) -> None:
         self.timeline.append(store.TimelineEntry(order_id, "note", text, message_id, state))
@@ -82,6 +90,7 @@ class Journal:
         if self.sagas:
             await store.save_sagas(uow.conn, list(self.sagas.values()), uow.settings.saga_step_timeout_seconds)
         await store.record(uow.conn, self.timeline)
+        await store.record_edit_answers(uow.conn, self.edit_answers)
 
 
 def _own_channels_only(uow: UnitOfWork, batch: list[Message[PlaceOrder | CancelOrder]]) -> list[Message]:
@@ -203,6 +212,59 @@ async def hold_commands(uow: UnitOfWork, batch: list[Message[HoldOrder | Release
         journal = Journal()
         journal.step(uow, step, correlation_id, message)
         await journal.flush(uow)
+
+
+async def edit_orders(uow: UnitOfWork, batch: list[Message[EditOrder | CancelOrderLines]]) -> None:
+    for message in _own_channels_only(uow, batch):
+        await _edit(uow, message)
+
+
+async def _edit(uow: UnitOfWork, message: Message[EditOrder | CancelOrderLines]) -> None:
+    """An edit (or a line cancellation) is started, or refused; the same edit id asked again is answered as
+    the first time (once the first is answered), another change under a used edit id is refused EDIT_EXISTS.
+    A cancellation of every unit left is the order's cancellation."""
+    cmd = message.payload
+    order_id = await store.find_order_id(uow.conn, cmd.channel, cmd.channel_order_id)
+    loaded = (await store.load_sagas(uow.conn, [order_id])).get(order_id) if order_id else None
+    refused = OrderEditRefused(order_id=order_id or order_id_for(cmd.channel, cmd.channel_order_id),
+                               channel=cmd.channel, channel_order_id=cmd.channel_order_id, edit_id=cmd.edit_id,
+                               reason=ReasonCode(code="UNKNOWN_ORDER"))
+    if not loaded:
+        uow.reply(refused, message)
+        return
+    saga, correlation_id = loaded
+    request = {"type": cmd.message_type, **cmd.model_dump(mode="json")}
+    earlier = await store.edit_of(uow.conn, order_id, cmd.edit_id)
+    journal = Journal()
+    if earlier is not None:
+        same = earlier["request"] == request
+        answer = (refused.model_copy(update={"reason": ReasonCode(code="EDIT_EXISTS")}) if not same
+                  else _stored_answer(earlier["answer"]))
+        journal.step(uow, saga_steps.Step(saga, [answer] if answer else []), correlation_id, message)
+        await journal.flush(uow)
+        return
+    placed = edited_order(saga.placed, cmd)
+    if isinstance(placed, ReasonCode):
+        step = saga_steps.Step(saga, [refused.model_copy(update={"reason": placed})])
+    elif not placed["lines"]:
+        step = saga_steps.request_cancel(saga, cmd.reason)
+    else:
+        step = saga_steps.request_edit(saga, cmd.edit_id, placed)
+    if not _busy(step) and (isinstance(placed, ReasonCode) or placed["lines"]):
+        await store.insert_edit(uow.conn, order_id, cmd.edit_id, request)
+    journal.step(uow, step, correlation_id, message)
+    await journal.flush(uow)
+
+
+def _busy(step: saga_steps.Step) -> bool:
+    """Refused only for now (another step under way): the same edit id may be asked again."""
+    return any(isinstance(m, OrderEditRefused) and m.reason.code == "ORDER_BUSY" for m in step.messages)
+
+
+def _stored_answer(answer: dict | None) -> OrderEdited | OrderEditRefused | None:
+    if answer is None:
+        return None  # still under way: its answer is on its way
+    return (OrderEdited if "totals" in answer else OrderEditRefused).model_validate(answer)
 
 
 async def request_returns(uow: UnitOfWork, batch: list[Message[RequestReturn]]) -> None:

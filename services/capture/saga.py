@@ -39,17 +39,23 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import get_type_hints
+
+from pydantic import TypeAdapter
 from uuid import UUID, uuid5
 
 from shared.contracts import Contract
 from shared.contracts.common import Assignment, Delivery, Line, PickupInStore, ReasonCode, merge_lines
 from shared.contracts.fulfillment import (
+    AmendFulfillment,
     CancelFulfillment,
     DeliveryConfirmed,
+    FulfillmentAmended,
+    FulfillmentAmendmentRefused,
     FulfillmentCancelled,
     FulfillmentOrderCreated,
     FulfillmentOrderProgressed,
     FulfillmentRejected,
+    PartAmendment,
     PickupCompleted,
     PickupExpired,
     RequestFulfillment,
@@ -58,6 +64,9 @@ from shared.contracts.fulfillment import (
 )
 from shared.contracts.money import Billing, ShipmentAmounts
 from shared.contracts.payments import (
+    AdjustAuthorization,
+    AuthorizationAdjusted,
+    AuthorizationAdjustmentFailed,
     AuthorizationVoided,
     CapturePayment,
     PaymentCaptured,
@@ -70,11 +79,14 @@ from shared.contracts.inventory import (
     AllocationFailed,
     CommitReservation,
     DeallocateReservation,
+    ExtendReservation,
     LocationAvailability,
     ReleaseReservation,
     ReservationAllocated,
     ReservationDeallocated,
     ReservationExpired,
+    ReservationExtended,
+    ReservationExtensionRefused,
     ReserveStock,
     StockBackordered,
     StockReserved,
@@ -87,6 +99,8 @@ from shared.contracts.orders import (
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderEdited,
+    OrderEditRefused,
     OrderHeld,
     OrderHoldRefused,
     OrderHoldReleased,
@@ -95,10 +109,12 @@ from shared.contracts.orders import (
     OrderProgressed,
     OrderReadyForPickup,
     OrderShipped,
+    PlaceOrder,
     PricedLine,
 )
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
+_DELIVERY = TypeAdapter(Delivery)
 MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
 MAX_STEP_ATTEMPTS = 3  # sends of one step's command before a silent step cancels the order
 
@@ -119,6 +135,20 @@ class Part:
     location_id: str
     lines: tuple[Line, ...]
     status: str  # LIVE, HANDED_OVER, TO_MOVE or GONE
+    round: int = 0  # earlier parts of the order at this location (an edit may route it back there)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """An order edit under way: the order as it will stand, and what it changes."""
+
+    edit_id: str
+    placed: dict  # the new PlaceOrder, as stored
+    previous_state: str  # held or awaiting_shipment
+    added: tuple[Line, ...] = ()
+    removed: tuple[Line, ...] = ()
+    rerouted: bool = False  # the delivery changed
+    amendments: tuple[PartAmendment, ...] = ()  # what fulfilment is asked to change (empty lines: withdraw)
 
 
 @dataclass(frozen=True)
@@ -145,9 +175,12 @@ class Saga:
     voided: bool = False  # what was left of the authorisation is released
     shipped: tuple[Line, ...] = ()  # every unit handed over (shipped or collected): what may be returned
     handed_over_at: datetime | None = None  # the last handover, as the location reported it
+    unplaced: tuple[Line, ...] = ()  # held units no part has yet (an edit added them), to be routed
+    edit: Edit | None = None
+    placed_changed: bool = field(default=False, compare=False)  # an edit changed `placed`: store it
 
-    def fulfillment_order(self, location_id: str) -> UUID:
-        return fulfillment_order_id(self.order_id, location_id)
+    def fulfillment_order(self, part: Part) -> UUID:
+        return fulfillment_order_id(self.order_id, part.location_id, part.round)
 
     def with_part(self, location_id: str, statuses: Iterable[str], **changes) -> "Saga":
         """The saga with the part at this location (in one of `statuses`) changed."""
@@ -158,15 +191,16 @@ class Saga:
         return [part for part in self.parts if part.status in statuses]
 
     def sourcing(self) -> list[Line]:
-        """The lines routing is asked to place: all of them at first, then those of the parts un-pinned to move."""
+        """The lines routing is asked to place: all of them at first, then those of the parts un-pinned to move
+        (and units an edit added)."""
         if not self.parts:
             return list(self.lines)
-        return merge_lines([line for part in self.parts_in("moving") for line in part.lines])
+        return merge_lines([*(line for part in self.parts_in("moving") for line in part.lines), *self.unplaced])
 
     def serving(self) -> list[str]:
-        """Locations with a part that is not gone: a re-sourced part goes elsewhere (one fulfilment order per
-        order and location)."""
-        return [part.location_id for part in self.parts if part.status not in GONE]
+        """Locations with a part that stays (not gone, not being moved): what is re-sourced goes elsewhere (a
+        location that rejected its part is excluded on its own account)."""
+        return [part.location_id for part in self.parts if part.status not in (*GONE, *TO_MOVE)]
 
 
 def _part_index(saga: Saga, location_id: str, statuses: Iterable[str]) -> int:
@@ -227,9 +261,11 @@ def _allocated(saga: Saga, reply: ReservationAllocated) -> Step:
 
 def _release_to_fulfilment(saga: Saga) -> Step:
     """The parts being moved are replaced by the plan's, each recorded before it is requested."""
-    moved = tuple(replace(part, status="moved") if part.status == "moving" else part for part in saga.parts)
-    requested = tuple(Part(a.location_id, tuple(a.lines), "requested") for a in saga.plan)
-    return _wait(replace(saga, state="fulfilling", parts=moved + requested, plan=()))
+    parts = [replace(part, status="moved") if part.status == "moving" else part for part in saga.parts]
+    for a in saga.plan:
+        parts.append(Part(a.location_id, tuple(a.lines), "requested",
+                          round=sum(part.location_id == a.location_id for part in parts)))
+    return _wait(replace(saga, state="fulfilling", parts=tuple(parts), plan=(), unplaced=()))
 
 
 def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
@@ -263,15 +299,17 @@ def _allocate(saga: Saga) -> AllocateReservation:
 def _request_fulfilment(saga: Saga) -> list[RequestFulfillment]:
     charges = billing(saga)
     return [RequestFulfillment(order_id=saga.order_id, location_id=part.location_id, lines=list(part.lines),
-                               delivery=saga.delivery, billing=charges) for part in saga.parts_in("requested")]
+                               delivery=saga.delivery, billing=charges,
+                               fulfillment_order_id=saga.fulfillment_order(part) if part.round else None)
+            for part in saga.parts_in("requested")]
 
 
-def billing(saga: Saga) -> Billing | None:
-    """The order's charges, for the locations' shipments to be priced (from the stored order: validated when
-    it came in)."""
-    if not saga.placed:
+def billing(saga: Saga, placed: dict | None = None) -> Billing | None:
+    """The order's charges (or those of `placed`, an edit's), for the locations' shipments to be priced (from
+    the stored order: validated when it came in)."""
+    placed = placed or saga.placed
+    if not placed:
         return None
-    placed = saga.placed
     return Billing(channel=saga.channel, channel_order_id=saga.channel_order_id, currency=placed["currency"],
                    lines=[{key: line[key] for key in ("sku", "quantity", "unit_price", "discount", "tax") if key in line}
                           for line in placed["lines"]],
@@ -285,7 +323,9 @@ def _deallocate(saga: Saga) -> list[DeallocateReservation]:
 
 
 def _withdraw_fulfilment(saga: Saga) -> list[CancelFulfillment]:
-    return [CancelFulfillment(order_id=saga.order_id, location_id=part.location_id) for part in saga.parts_in(*LIVE)]
+    return [CancelFulfillment(order_id=saga.order_id, location_id=part.location_id,
+                              fulfillment_order_id=saga.fulfillment_order(part) if part.round else None)
+            for part in saga.parts_in(*LIVE)]
 
 
 # --- a part's life at its location ----------------------------------------------------------------------------
@@ -396,8 +436,7 @@ def _follow_parts(saga: Saga) -> Step:
     if state != "delivered" or saga.state == "delivered":
         return Step(following)
     last = saga.parts_in("delivered")[-1]
-    return Step(following, [OrderDelivered(order_id=saga.order_id,
-                                           fulfillment_order_id=saga.fulfillment_order(last.location_id))])
+    return Step(following, [OrderDelivered(order_id=saga.order_id, fulfillment_order_id=saga.fulfillment_order(last))])
 
 
 def _derived_state(saga: Saga) -> str:
@@ -503,6 +542,184 @@ def _too_late(saga: Saga, code: str) -> list[Contract]:
     return []
 
 
+# --- edits: change lines or delivery before anything is picked -------------------------------------------------
+
+EDITABLE = ("held", "awaiting_shipment")
+
+
+def request_edit(saga: Saga, edit_id: str, placed: dict) -> Step:
+    """An edit: the order as it is to stand (`placed`). Units removed are released where they are (the
+    fulfilment orders shrink in place); units added are reserved first, and then, like a new delivery, the
+    open parts are withdrawn and the order's units routed anew together (a unit added should not force a
+    second parcel, and a split chosen for the old address may be wrong for the new). Refused, with nothing
+    changed, once anything is picked, shipped or cancelled, or while another step is under way."""
+    if refusal := _edit_refusal(saga):
+        return Step(saga, [_edit_refused(saga, edit_id, refusal)])
+    lines = [Line(sku=line["sku"], quantity=line["quantity"]) for line in placed["lines"]]
+    edit = Edit(edit_id, placed, previous_state=saga.state, added=tuple(_minus(lines, saga.lines)),
+                removed=tuple(_minus(saga.lines, lines)), rerouted=placed["delivery"] != saga.placed.get("delivery"))
+    editing = replace(saga, edit=edit)
+    if edit.added:
+        return _wait(replace(editing, state="extending"))
+    return _amend(editing)
+
+
+def _edit_refusal(saga: Saga) -> str | None:
+    if saga.state in ("cancelled", "cancelling"):
+        return "ALREADY_CANCELLED"
+    if saga.parts_in(*HANDED_OVER):
+        return "ALREADY_SHIPPED"
+    if saga.state == "ready_for_pickup":
+        return "ALREADY_PICKED"
+    if saga.state not in EDITABLE or saga.edit is not None:
+        return "ORDER_BUSY"
+    return None
+
+
+def _minus(lines: Iterable[Line], other: Iterable[Line]) -> list[Line]:
+    """Per SKU, the units of `lines` beyond those of `other`."""
+    theirs = {line.sku: line.quantity for line in merge_lines(list(other))}
+    return [Line(sku=line.sku, quantity=line.quantity - theirs.get(line.sku, 0))
+            for line in merge_lines(list(lines)) if line.quantity > theirs.get(line.sku, 0)]
+
+
+def _amend(saga: Saga) -> Step:
+    """Ask fulfilment to change the open parts, all or none (each, unchanged ones too, takes the new charges;
+    none may be picked), or, with none open (a held order), apply."""
+    amendments = tuple(PartAmendment(fulfillment_order_id=saga.fulfillment_order(part), location_id=part.location_id,
+                                     lines=[] if _resourced(saga.edit) else kept)
+                       for part, kept in _shrunk(saga.edit, saga.parts_in(*LIVE)))
+    if not amendments:
+        return _apply_edit(saga)
+    return _wait(replace(saga, state="amending", edit=replace(saga.edit, amendments=amendments)))
+
+
+def _resourced(edit: Edit) -> bool:
+    return bool(edit.added) or edit.rerouted
+
+
+def _shrunk(edit: Edit, served: Iterable[Part | Assignment]) -> list[tuple[Part | Assignment, list[Line]]]:
+    """Each part (or pinned assignment) with what it keeps: the units removed come off the last ones first."""
+    left = {line.sku: line.quantity for line in edit.removed}
+    kept = []
+    for part in reversed(list(served)):
+        lines = []
+        for line in part.lines:
+            off = min(left.get(line.sku, 0), line.quantity)
+            left[line.sku] = left.get(line.sku, 0) - off
+            if line.quantity > off:
+                lines.append(Line(sku=line.sku, quantity=line.quantity - off))
+        kept.append((part, lines))
+    return kept[::-1]
+
+
+def _amended(saga: Saga, reply: FulfillmentAmended) -> Step:
+    return _apply_edit(saga)
+
+
+def _apply_edit(saga: Saga) -> Step:
+    """The edit holds: the order stands as edited (OrderEdited), removed units are released where they are
+    (ReleaseReservation), the authorisation follows the new total (AdjustAuthorization); re-sourced parts are
+    un-pinned and routed anew with the units added, a held order's pinned plan likewise."""
+    edit = saga.edit
+    parts, releases = list(saga.parts), []
+    for part, kept in _shrunk(edit, saga.parts_in(*LIVE)):
+        at = parts.index(part)
+        releases += _release_removed(saga, part.location_id, part.lines, kept)
+        if _resourced(edit):
+            parts[at] = replace(part, lines=tuple(kept), status="rejected" if kept else "withdrawn")
+        else:
+            parts[at] = replace(part, lines=tuple(kept), status=part.status if kept else "withdrawn")
+    plan = []
+    for assignment, kept in _shrunk(edit, saga.plan):
+        releases += _release_removed(saga, assignment.location_id, assignment.lines, kept)
+        if _resourced(edit) and kept:  # pinned there, never requested: un-pinned to be routed anew
+            parts.append(Part(assignment.location_id, tuple(kept), "rejected",
+                              round=sum(part.location_id == assignment.location_id for part in parts)))
+        elif kept:
+            plan.append(Assignment(location_id=assignment.location_id, lines=kept))
+    placed = edit.placed
+    edited = replace(saga, parts=tuple(parts), plan=tuple(plan), edit=None, placed=placed, placed_changed=True,
+                     lines=tuple(Line(sku=line["sku"], quantity=line["quantity"]) for line in placed["lines"]),
+                     delivery=_DELIVERY.validate_python(placed["delivery"]),
+                     order_value=order_value(PricedLine.model_validate(line) for line in placed["lines"]),
+                     unplaced=edit.added)
+    order = PlaceOrder.model_validate(placed)
+    totals = order.computed_totals()
+    told = OrderEdited(order_id=saga.order_id, channel=saga.channel, channel_order_id=saga.channel_order_id,
+                       edit_id=edit.edit_id, lines=order.lines, delivery=order.delivery, added=list(edit.added),
+                       removed=list(edit.removed), rerouted=edit.rerouted, totals=totals, captured=captured(saga),
+                       amount_due=totals.total - captured(saga))
+    adjusted = _adjust_authorization(edited, saga, edit.edit_id, totals.total)
+    step = _resume(adjusted.saga, edit.previous_state)
+    return Step(step.saga, [*releases, told, *adjusted.messages, *step.messages])
+
+
+def _release_removed(saga: Saga, location_id: str, lines: Iterable[Line], kept: list[Line]) -> list[Contract]:
+    removed = _minus(lines, kept)
+    return [ReleaseReservation(order_id=saga.order_id, reason="EDITED", lines=removed,
+                               location_id=location_id)] if removed else []
+
+
+def _adjust_authorization(edited: Saga, before: Saga, edit_id: str, total: Decimal) -> Step:
+    """The authorisation follows the order's new total (what is captured counts against it, as before)."""
+    authorization = edited.placed.get("payment")
+    if not authorization or Decimal(str(authorization["amount"])) == total:
+        return Step(edited)
+    previous = Decimal(str(before.placed["payment"]["amount"]))
+    placed = {**edited.placed, "payment": {**authorization, "amount": str(total)}}
+    return Step(replace(edited, placed=placed), [AdjustAuthorization(
+        order_id=edited.order_id, adjustment_id=edit_id, provider=authorization["provider"],
+        authorization_reference=authorization["reference"], amount=total, previous_amount=previous,
+        currency=edited.placed["currency"])])
+
+
+def _resume(saga: Saga, previous_state: str) -> Step:
+    """After an edit (applied or refused): re-source what it withdrew or added, or carry on where it was."""
+    if saga.parts_in("rejected"):
+        return _wait(replace(saga, state="reallocating"))
+    if saga.parts_in("moving") or saga.unplaced:
+        return _wait(replace(saga, state="routing"))
+    if previous_state == "held":
+        return Step(replace(saga, state="held", attempts=0)) if saga.holds else _release_to_fulfilment(saga)
+    return _follow_parts(saga)
+
+
+def _extended(saga: Saga, reply: ReservationExtended) -> Step:
+    return _amend(saga)
+
+
+def _extension_refused(saga: Saga, reply: ReservationExtensionRefused) -> Step:
+    return _refuse_edit(saga, reply.reason, release_added=False)
+
+
+def _amendment_refused(saga: Saga, reply: FulfillmentAmendmentRefused) -> Step:
+    return _refuse_edit(saga, reply.reason, release_added=True)
+
+
+def _refuse_edit(saga: Saga, reason: ReasonCode, release_added: bool) -> Step:
+    """Nothing of the edit is applied: units already added to the reservation are given back."""
+    edit = saga.edit
+    undo = [ReleaseReservation(order_id=saga.order_id, reason="EDIT_REFUSED", lines=list(edit.added))] \
+        if release_added and edit.added else []
+    step = _resume(replace(saga, edit=None), edit.previous_state)
+    return Step(step.saga, [*undo, _edit_refused(saga, edit.edit_id, reason.code, reason.detail), *step.messages])
+
+
+def _edit_refused(saga: Saga, edit_id: str, code: str, detail: str = "") -> OrderEditRefused:
+    return OrderEditRefused(order_id=saga.order_id, channel=saga.channel, channel_order_id=saga.channel_order_id,
+                            edit_id=edit_id, reason=ReasonCode(code=code, detail=detail))
+
+
+def _extend(saga: Saga) -> ExtendReservation:
+    return ExtendReservation(order_id=saga.order_id, edit_id=saga.edit.edit_id, lines=list(saga.edit.added))
+
+
+def _amend_fulfilment(saga: Saga) -> AmendFulfillment:
+    return AmendFulfillment(order_id=saga.order_id, edit_id=saga.edit.edit_id, parts=list(saga.edit.amendments),
+                            billing=billing(saga, saga.edit.placed))
+
+
 # --- payments and holds ---------------------------------------------------------------------------------------
 
 def _paid(saga: Saga, reply: PaymentCaptured) -> Step:
@@ -519,6 +736,12 @@ def _payment_failed(saga: Saga, reply: PaymentCaptureFailed) -> Step:
 
 def _voided(saga: Saga, reply: AuthorizationVoided) -> Step:
     return Step(replace(saga, voided=True))
+
+
+def _adjustment_failed(saga: Saga, reply: AuthorizationAdjustmentFailed) -> Step:
+    """An edit raised the total and the provider would not authorise it: a person looks at the payment."""
+    return hold(saga, Hold(reason="payment_review", placed_by="payments",
+                           note=f"edit {reply.adjustment_id}: {reply.reason.code}"))
 
 
 def hold(saga: Saga, new: Hold) -> Step:
@@ -614,15 +837,28 @@ STEPS = (
                                                    "for their lines, without the locations tried or serving"),
         ReservationExpired: EXPIRED}),
     SagaStep("held", replies={}),
+    SagaStep("extending", command=_extend, gives_up=False, replies={
+        ReservationExtended: Then(_extended, "amending: AmendFulfillment of the open parts (a held order: "
+                                             "applied at once)"),
+        ReservationExtensionRefused: Then(_extension_refused, "where it was: OrderEditRefused (OUT_OF_STOCK)")}),
+    SagaStep("amending", command=_amend_fulfilment, gives_up=False, replies={
+        FulfillmentAmended: Then(_amended, "applied: OrderEdited, ReleaseReservation of removed units where they "
+                                           "were, AdjustAuthorization; re-sourced parts (units added, a new "
+                                           "delivery): reallocating, as a rejection"),
+        FulfillmentAmendmentRefused: Then(_amendment_refused, "where it was: OrderEditRefused (ALREADY_PICKED), "
+                                                              "added units released")}),
     SagaStep("cancelling", command=_withdraw_fulfilment, gives_up=False, replies={}),
 )
-SOURCING = frozenset({"reserving", "backordered", "routing", "allocating", "fulfilling", "reallocating", "held"})
+SOURCING = frozenset({"reserving", "backordered", "routing", "allocating", "fulfilling", "reallocating", "held",
+                      "extending", "amending"})
 # A payment service's answers, whatever the order's step.
 PAYMENT_REPLIES = {
     PaymentCaptured: Then(_paid, "the capture counted once (by capture id) towards what is paid"),
     PaymentCaptureFailed: Then(_payment_failed, "on hold (payment_capture_failed): OrderHeld; nothing more "
                                                 "released to fulfilment until released"),
     AuthorizationVoided: Then(_voided, "voided"),
+    AuthorizationAdjusted: Then(lambda saga, reply: Step(saga), "the order's timeline only"),
+    AuthorizationAdjustmentFailed: Then(_adjustment_failed, "on hold (payment_review): OrderHeld"),
 }
 
 
@@ -719,11 +955,11 @@ def advance(saga: Saga, reply: Contract) -> Step | None:
 def _part_for(saga: Saga, reply: Contract) -> Part | None:
     """The part a location's reply is about: at that location, in a status that accepts it, and named by its
     own fulfilment order id."""
-    if saga.state == "cancelled" or reply.fulfillment_order_id != saga.fulfillment_order(reply.location_id):
+    if saga.state == "cancelled":
         return None
     statuses = PART_STATUSES_FOR[type(reply)]
-    return next((part for part in saga.parts if part.location_id == reply.location_id and part.status in statuses),
-                None)
+    return next((part for part in saga.parts if part.location_id == reply.location_id and part.status in statuses
+                 and saga.fulfillment_order(part) == reply.fulfillment_order_id), None)
 
 
 def claims_hold(saga: Saga, reply: Contract) -> bool:
@@ -734,6 +970,9 @@ def claims_hold(saga: Saga, reply: Contract) -> bool:
         return reply.location_id in {a.location_id for a in saga.plan}
     if isinstance(reply, ReservationDeallocated):
         return any(part.location_id == reply.location_id for part in saga.parts_in("rejected"))
+    if isinstance(reply, (ReservationExtended, ReservationExtensionRefused, FulfillmentAmended,
+                          FulfillmentAmendmentRefused)):
+        return saga.edit is not None and reply.edit_id == saga.edit.edit_id
     return True
 
 
@@ -780,10 +1019,11 @@ def _wait(saga: Saga, *, again: bool = False) -> Step:
 
 
 def _cancel(saga: Saga, reason: ReasonCode) -> Step:
-    cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state, plan=())
-    if saga.parts_in(*LIVE):
-        return _wait(replace(cancelling, state="cancelling"))
-    return _finish_cancel(cancelling)
+    """Cancel (an edit under way is refused: the order is going)."""
+    cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state, plan=(), edit=None)
+    told = [_edit_refused(saga, saga.edit.edit_id, "ALREADY_CANCELLED")] if saga.edit else []
+    step = _wait(replace(cancelling, state="cancelling")) if saga.parts_in(*LIVE) else _finish_cancel(cancelling)
+    return Step(step.saga, told + step.messages)
 
 
 def _finish_cancel(saga: Saga) -> Step:

@@ -12,7 +12,9 @@ from shared.contracts.common import Assignment, Delivery, Line, ReasonCode
 from shared.contracts.inventory import LocationAvailability
 from shared.contracts.orders import Hold, PlaceOrder, PricedLine
 
-from .saga import ORDER_STATUS, WAITING, Part, Saga, hold_deadline, order_value
+from shared.contracts.fulfillment import PartAmendment
+
+from .saga import ORDER_STATUS, WAITING, Edit, Part, Saga, hold_deadline, order_value
 
 _delivery = TypeAdapter(Delivery)
 
@@ -73,7 +75,7 @@ def _saga(row: asyncpg.Record) -> Saga:
         delivery=_delivery.validate_python(row["placed"]["delivery"]),
         channel=row["channel"],
         channel_order_id=row["channel_order_id"],
-        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"])
+        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"], p.get("round", 0))
                     for p in row["parts"]),
         plan=tuple(Assignment(**a) for a in row["plan"]),
         availability=tuple(LocationAvailability(**a) for a in row["availability"]),
@@ -90,7 +92,26 @@ def _saga(row: asyncpg.Record) -> Saga:
         voided=row["voided"],
         shipped=tuple(Line(**line) for line in row["shipped"]),
         handed_over_at=row["handed_over_at"],
+        unplaced=tuple(Line(**line) for line in row["unplaced"]),
+        edit=_edit(row["edit"]),
     )
+
+
+def _edit(stored: dict | None) -> Edit | None:
+    if stored is None:
+        return None
+    return Edit(stored["edit_id"], stored["placed"], stored["previous_state"],
+                added=tuple(Line(**line) for line in stored["added"]),
+                removed=tuple(Line(**line) for line in stored["removed"]), rerouted=stored["rerouted"],
+                amendments=tuple(PartAmendment.model_validate(a) for a in stored["amendments"]))
+
+
+def _stored_edit(edit: Edit | None) -> dict | None:
+    if edit is None:
+        return None
+    return {"edit_id": edit.edit_id, "placed": edit.placed, "previous_state": edit.previous_state,
+            "added": [line.model_dump() for line in edit.added], "removed": [line.model_dump() for line in edit.removed],
+            "rerouted": edit.rerouted, "amendments": [a.model_dump(mode="json") for a in edit.amendments]}
 
 
 async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict[str, str]]],
@@ -99,8 +120,8 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     changed what the channel sees."""
     rows = [{
         "order_id": str(saga.order_id), "state": saga.state,
-        "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status}
-                  for p in saga.parts],
+        "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status,
+                   "round": p.round} for p in saga.parts],
         "plan": [a.model_dump() for a in saga.plan],
         "availability": [a.model_dump() for a in saga.availability],
         "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),
@@ -111,6 +132,8 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         "captures": [[capture_id, str(amount)] for capture_id, amount in saga.captures], "voided": saga.voided,
         "shipped": [line.model_dump() for line in saga.shipped],
         "handed_over_at": saga.handed_over_at.isoformat() if saga.handed_over_at else None,
+        "unplaced": [line.model_dump() for line in saga.unplaced], "edit": _stored_edit(saga.edit),
+        "placed": saga.placed if saga.placed_changed else None,
         "timeout": _timeout(saga, step_timeout),
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
@@ -118,16 +141,17 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
                order_id uuid, state text, parts jsonb, plan jsonb, holds jsonb, captures jsonb, voided boolean,
-               shipped jsonb, handed_over_at timestamptz,
+               shipped jsonb, handed_over_at timestamptz, unplaced jsonb, edit jsonb, placed jsonb,
                availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
                attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
            ), saved AS (
              INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at,
-                                      availability,
+                                      unplaced, edit, availability,
                                       excluded_locations, cancel_reason, compensations, cancel_stage, attempts,
                                       deadline_at, correlation_id, trace_context)
-             SELECT order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at, availability,
+             SELECT order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at, unplaced, edit,
+                    availability,
                     excluded_locations,
                     cancel_reason, compensations, cancel_stage, attempts,
                     now() + make_interval(secs => timeout), correlation_id, trace_context
@@ -135,14 +159,17 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
                plan = EXCLUDED.plan, holds = EXCLUDED.holds, captures = EXCLUDED.captures,
                voided = EXCLUDED.voided, shipped = EXCLUDED.shipped, handed_over_at = EXCLUDED.handed_over_at,
+               unplaced = EXCLUDED.unplaced, edit = EXCLUDED.edit,
                availability = EXCLUDED.availability,
                excluded_locations = EXCLUDED.excluded_locations, cancel_reason = EXCLUDED.cancel_reason,
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
                trace_context = EXCLUDED.trace_context, updated_at = now()
            )
-           UPDATE orders o SET status = i.status, updated_at = now()
-           FROM input i WHERE o.order_id = i.order_id AND i.status IS NOT NULL AND o.status <> i.status""",
+           UPDATE orders o SET status = coalesce(i.status, o.status), placed = coalesce(i.placed, o.placed),
+                               updated_at = now()
+           FROM input i WHERE o.order_id = i.order_id
+             AND (i.status IS NOT NULL AND o.status <> i.status OR i.placed IS NOT NULL)""",
         rows,
     )
 
@@ -190,6 +217,22 @@ async def record_receipt(conn: asyncpg.Connection, order_id: UUID, return_id: st
 async def record_refund(conn: asyncpg.Connection, order_id: UUID, return_id: str, amount: Decimal) -> None:
     await conn.execute("UPDATE returns SET refunded = $3 WHERE order_id = $1 AND return_id = $2",
                        order_id, return_id, amount)
+
+
+async def edit_of(conn: asyncpg.Connection, order_id: UUID, edit_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT request, answer FROM order_edits WHERE order_id = $1 AND edit_id = $2",
+                               order_id, edit_id)
+
+
+async def insert_edit(conn: asyncpg.Connection, order_id: UUID, edit_id: str, request: dict) -> None:
+    await conn.execute("INSERT INTO order_edits (order_id, edit_id, request) VALUES ($1, $2, $3)",
+                       order_id, edit_id, request)
+
+
+async def record_edit_answers(conn: asyncpg.Connection, answers: list[tuple[UUID, str, dict]]) -> None:
+    """Answers of edits (an edit refused before it was recorded, e.g. ORDER_BUSY, has no row: nothing to do)."""
+    if answers:
+        await conn.executemany("UPDATE order_edits SET answer = $3 WHERE order_id = $1 AND edit_id = $2", answers)
 
 
 async def find_order_id(conn: asyncpg.Connection, channel: str, channel_order_id: str):

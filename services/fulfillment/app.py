@@ -25,6 +25,7 @@ SERVICE = ServiceDefinition(
         Subscription(topic=FULFILLMENT_COMMANDS,
                      handlers={contracts.RequestFulfillment: handlers.request_fulfillment,
                                contracts.CancelFulfillment: handlers.cancel_fulfillment,
+                               contracts.AmendFulfillment: handlers.amend_fulfillment,
                                contracts.ExpectReturn: handlers.expect_returns}),
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
                      handlers={contracts.LocationUpdate: handlers.location_updates,

@@ -10,17 +10,22 @@ import asyncpg
 from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.fulfillment import (
+    AmendFulfillment,
     CancelFulfillment,
     DeliveryConfirmed,
     ExpectReturn,
+    FulfillmentAmended,
+    FulfillmentAmendmentRefused,
     FulfillmentCancellationRefused,
     FulfillmentCancelled,
+    FulfillmentOrderAmended,
     FulfillmentOrderCreated,
     FulfillmentOrderProgressed,
     FulfillmentRejected,
     FulfillmentRequested,
     FulfillmentWithdrawn,
     LocationUpdate,
+    PartAmendment,
     PickupCompleted,
     PickupExpired,
     PurchaseOrderCancelled,
@@ -54,7 +59,7 @@ async def request_fulfillment(uow: UnitOfWork, batch: list[Message[RequestFulfil
     kinds = await _location_kinds(uow, {m.payload.location_id for m in batch})
     requests = []
     for m in batch:
-        fo_id = fulfillment_order_id(m.payload.order_id, m.payload.location_id)
+        fo_id = m.payload.fulfillment_order_id or fulfillment_order_id(m.payload.order_id, m.payload.location_id)
         dropship = is_purchase_order(kinds.get(m.payload.location_id), m.payload.delivery.type)
         requests.append((m, fo_id, purchase_order_number(fo_id) if dropship else None))
     created = await uow.conn.fetch(
@@ -116,7 +121,7 @@ async def cancel_fulfillment(uow: UnitOfWork, batch: list[Message[CancelFulfillm
 async def _cancel(uow: UnitOfWork, message: Message[CancelFulfillment]) -> None:
     cmd = message.payload
     ids = {"order_id": cmd.order_id, "location_id": cmd.location_id,
-           "fulfillment_order_id": fulfillment_order_id(cmd.order_id, cmd.location_id)}
+           "fulfillment_order_id": cmd.fulfillment_order_id or fulfillment_order_id(cmd.order_id, cmd.location_id)}
     row = await uow.conn.fetchrow("SELECT status, purchase_order FROM fulfillment_orders "
                                   "WHERE fulfillment_order_id = $1 FOR UPDATE", ids["fulfillment_order_id"])
     if row is not None and row["status"] in HANDED_OVER:
@@ -130,14 +135,74 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelFulfillment]) -> None:
 
 
 ORDER_LOCKS = 7302  # the advisory lock class of fulfillment's orders (two-key locks)
+AMENDABLE = frozenset({"requested", "accepted"})
+AMENDMENT_REFUSALS = {"picked": "ALREADY_PICKED", "packed": "ALREADY_PICKED", "ready_for_pickup": "ALREADY_PICKED",
+                      **HANDED_OVER, "rejected": "FULFILLMENT_CLOSED", "cancelled": "FULFILLMENT_CLOSED"}
 
 
-async def location_updates(uow: UnitOfWork, batch: list[Message[LocationUpdate]]) -> None:
-    """The batch's orders are locked first, in one order (a shipment is priced from the order's earlier ones,
-    whichever location shipped them), then each report is applied."""
+async def _lock_orders(uow: UnitOfWork, batch: list[Message]) -> None:
+    """The batch's orders locked, in one order: a shipment is priced from the order's earlier ones (whichever
+    location shipped them), an amendment changes several of its fulfilment orders at once."""
     keys = sorted({int.from_bytes(m.payload.order_id.bytes[:4], "big", signed=True) for m in batch})
     await uow.conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
                            ORDER_LOCKS, keys)
+
+
+async def amend_fulfillment(uow: UnitOfWork, batch: list[Message[AmendFulfillment]]) -> None:
+    await _lock_orders(uow, batch)
+    for message in batch:
+        await _amend(uow, message)
+
+
+async def _amend(uow: UnitOfWork, message: Message[AmendFulfillment]) -> None:
+    """All the asked changes, or none: refused if any fulfilment order is picked (or further) or closed. A
+    fulfilment order already as asked (the same amendment asked again) is left alone; the location hears of
+    each change (FulfillmentOrderAmended, or withdrawn)."""
+    cmd = message.payload
+    rows = {r["fulfillment_order_id"]: r for r in await uow.conn.fetch(
+        "SELECT * FROM fulfillment_orders WHERE fulfillment_order_id = ANY($1) AND order_id = $2 FOR UPDATE",
+        [part.fulfillment_order_id for part in cmd.parts], cmd.order_id)}
+    billing = cmd.billing.model_dump(mode="json") if cmd.billing else None
+    changes = [(part, rows.get(part.fulfillment_order_id)) for part in cmd.parts]
+    for part, row in changes:
+        if row is None or not _as_asked(row, part, billing) and row["status"] not in AMENDABLE:
+            code = AMENDMENT_REFUSALS.get(row["status"], "FULFILLMENT_CLOSED") if row else "UNKNOWN_FULFILLMENT_ORDER"
+            uow.reply(FulfillmentAmendmentRefused(order_id=cmd.order_id, edit_id=cmd.edit_id,
+                                                  fulfillment_order_id=part.fulfillment_order_id,
+                                                  location_id=part.location_id, reason=ReasonCode(code=code)), message)
+            return
+    for part, row in changes:
+        if not _as_asked(row, part, billing):
+            await _apply_amendment(uow, message, part, row, billing)
+    uow.reply(FulfillmentAmended(order_id=cmd.order_id, edit_id=cmd.edit_id, parts=cmd.parts), message)
+
+
+def _as_asked(row: asyncpg.Record, part: PartAmendment, billing: dict | None) -> bool:
+    if not part.lines:
+        return row["status"] == "cancelled"
+    return merge_lines([Line(**line) for line in row["lines"]]) == merge_lines(part.lines) and row["billing"] == billing
+
+
+async def _apply_amendment(uow: UnitOfWork, message: Message, part: PartAmendment, row: asyncpg.Record,
+                           billing: dict | None) -> None:
+    ids = {"fulfillment_order_id": part.fulfillment_order_id, "order_id": row["order_id"],
+           "location_id": row["location_id"]}
+    if not part.lines:
+        await _set_status(uow, part.fulfillment_order_id, "cancelled")
+        uow.reply(PurchaseOrderCancelled(**ids, purchase_order_number=row["purchase_order"])
+                  if row["purchase_order"] else FulfillmentWithdrawn(**ids), message)
+        return
+    await uow.conn.execute("UPDATE fulfillment_orders SET lines = $2, billing = $3, updated_at = now() "
+                           "WHERE fulfillment_order_id = $1", part.fulfillment_order_id,
+                           [line.model_dump() for line in part.lines], billing)
+    if merge_lines([Line(**line) for line in row["lines"]]) != merge_lines(part.lines):
+        uow.reply(FulfillmentOrderAmended(**ids, lines=part.lines, purchase_order_number=row["purchase_order"]),
+                  message)
+
+
+async def location_updates(uow: UnitOfWork, batch: list[Message[LocationUpdate]]) -> None:
+    """The batch's orders are locked first, then each report is applied."""
+    await _lock_orders(uow, batch)
     for message in batch:
         await _location_update(uow, message)
 

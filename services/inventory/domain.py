@@ -32,6 +32,8 @@ from shared.contracts.inventory import (
     ReceiptExpected,
     ReservationReleased,
     SafetyStockSet,
+    ReservationExtended,
+    ReservationExtensionRefused,
     Shortage,
     StockAdjusted,
     StockAdjustmentRefused,
@@ -153,6 +155,27 @@ class Inventory:
                 self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
             existing = self._save(Reservation(order_id, "held", lines, correlation_id=correlation_id))
         return StockReserved(order_id=order_id, lines=existing.lines, availability=self.availability(existing.lines))
+
+    def extend(self, order_id: UUID, edit_id: str, lines: list[Line]) -> Contract:
+        """An edit adds units to a live reservation: held against network ATP, all or nothing, pinned nowhere."""
+        existing = self.reservations.get(order_id)
+        ids = {"order_id": order_id, "edit_id": edit_id}
+        if existing is None or existing.status not in LIVE:
+            return ReservationExtensionRefused(**ids, reason=ReasonCode(
+                code="RESERVATION_NOT_HELD", detail=existing.status if existing else "none"))
+        lines = merge_lines(lines)
+        shortages = [Shortage(sku=line.sku, requested=line.quantity, available=self.network_atp(line.sku))
+                     for line in lines if self.network_atp(line.sku) < line.quantity]
+        if shortages:
+            unknown = any(line.sku not in self.skus for line in lines)
+            return ReservationExtensionRefused(**ids, shortages=shortages,
+                                               reason=ReasonCode(code="UNKNOWN_SKU" if unknown else "OUT_OF_STOCK"))
+        for line in lines:
+            self._move_network(line.sku, "reserve", reserved=line.quantity, order_id=order_id)
+        existing.lines = merge_lines([*existing.lines, *lines])
+        existing.settle()
+        self._save(existing)
+        return ReservationExtended(**ids, lines=lines)
 
     def fill_backorders(self, waiting: list[UUID]) -> list[StockReserved]:
         """Hold the waiting orders that arrivals now cover, first come first served: `waiting` in arrival order;

@@ -13,10 +13,13 @@ from shared.contracts.inventory import (
     CommitReservation,
     DeallocateReservation,
     ExpectReceipt,
+    ExtendReservation,
     ReceiveStock,
     RecordCycleCount,
     ReleaseReservation,
     ReserveStock,
+    ReservationExtended,
+    ReservationExtensionRefused,
     SetSafetyStock,
     StockAdjusted,
 )
@@ -43,7 +46,7 @@ RESERVATIONS: dict[type[Contract], Callable[[Inventory, Message], Contract | Non
 
 
 STOCK = (ReceiveStock, RecordCycleCount, AdjustStock, SetSafetyStock, ExpectReceipt)
-COMMANDS = (*RESERVATIONS, *STOCK)
+COMMANDS = (*RESERVATIONS, ExtendReservation, *STOCK)
 
 
 async def inventory_commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
@@ -60,13 +63,13 @@ async def inventory_commands(uow: UnitOfWork, batch: list[Message[Contract]]) ->
 
 async def _load(uow: UnitOfWork, batch: list[Message[Contract]]) -> tuple[Inventory, Inventory]:
     payloads = [m.payload for m in batch]
-    skus = {line.sku for p in payloads if isinstance(p, ReserveStock) for line in p.lines}
+    skus = {line.sku for p in payloads if isinstance(p, (ReserveStock, ExtendReservation)) for line in p.lines}
     skus |= {p.sku for p in payloads if isinstance(p, STOCK) and p.sku is not None}
     locations = {p.location_id for p in payloads if isinstance(p, STOCK)}
     for p in payloads:
         if isinstance(p, SetSafetyStock) and p.sku is None:
             skus |= await store.skus_at(uow.conn, p.location_id)
-    order_ids = {p.order_id for p in payloads if isinstance(p, tuple(RESERVATIONS))}
+    order_ids = {p.order_id for p in payloads if isinstance(p, (*RESERVATIONS, ExtendReservation))}
     inventory, loaded = await store.load(uow.conn, order_ids, skus, locations)
     inventory.watch_availability(uow.settings.low_stock_threshold)
     return inventory, loaded
@@ -89,6 +92,8 @@ async def _apply(uow: UnitOfWork, inventory: Inventory, message: Message) -> Con
             return await _adjust(uow, inventory, message)
         case SetSafetyStock():
             return inventory.set_safety_stock(cmd.location_id, cmd.sku, cmd.quantity)
+        case ExtendReservation():
+            return await _extend(uow, inventory, cmd)
     answer = RESERVATIONS[type(cmd)](inventory, message)
     return answer if answer is not None else _ignored(message, "nothing to do in this state", inventory)
 
@@ -104,6 +109,15 @@ async def _adjust(uow: UnitOfWork, inventory: Inventory, message: Message) -> Co
         answer = inventory.adjust(cmd.document_id, cmd.sku, cmd.location_id, cmd.change)
     if isinstance(answer, StockAdjusted):
         await store.book_document(uow.conn, cmd.document_id, answer.kind, cmd.sku, cmd.location_id, answer.change)
+    return answer
+
+
+async def _extend(uow: UnitOfWork, inventory: Inventory, cmd: ExtendReservation) -> Contract:
+    """Once per edit: asked again (the saga's deadline), the first answer."""
+    if (earlier := await store.extension_answer(uow.conn, cmd.order_id, cmd.edit_id)) is not None:
+        return (ReservationExtended if "lines" in earlier else ReservationExtensionRefused).model_validate(earlier)
+    answer = inventory.extend(cmd.order_id, cmd.edit_id, cmd.lines)
+    await store.record_extension(uow.conn, cmd.order_id, cmd.edit_id, answer.model_dump(mode="json"))
     return answer
 
 

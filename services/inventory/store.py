@@ -212,6 +212,16 @@ async def claim_receipt(conn: asyncpg.Connection, receipt_id: str, sku: str, loc
         "ON CONFLICT DO NOTHING RETURNING 1", receipt_id, sku, location_id, quantity))
 
 
+async def extension_answer(conn: asyncpg.Connection, order_id: UUID, edit_id: str) -> dict | None:
+    return await conn.fetchval("SELECT answer FROM reservation_extensions WHERE order_id = $1 AND edit_id = $2",
+                               order_id, edit_id)
+
+
+async def record_extension(conn: asyncpg.Connection, order_id: UUID, edit_id: str, answer: dict) -> None:
+    await conn.execute("INSERT INTO reservation_extensions (order_id, edit_id, answer) VALUES ($1, $2, $3)",
+                       order_id, edit_id, answer)
+
+
 async def document_booked(conn: asyncpg.Connection, document_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM stock_documents WHERE document_id = $1", document_id))
 

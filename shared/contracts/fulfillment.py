@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 from pydantic import Field, model_validator
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import Address, Delivery, Line, LocationId, ReasonCode
+from .common import Address, Delivery, Line, LocationId, ReasonCode, Value
 from .money import Billing, ShipmentAmounts
 from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
                      FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK)
@@ -18,9 +18,10 @@ def shipment_id(fulfillment_order: UUID, tracking_number: str) -> UUID:
     return uuid5(fulfillment_order, tracking_number)
 
 
-def fulfillment_order_id(order_id: UUID, location_id: str) -> UUID:
-    """One fulfilment order per order and location, with an id anyone (fulfilment, the saga) can recompute."""
-    return uuid5(order_id, location_id)
+def fulfillment_order_id(order_id: UUID, location_id: str, round: int = 0) -> UUID:
+    """A fulfilment order's id, which anyone (fulfilment, the saga) can recompute: the order's first at a
+    location, or (`round` n) the one after n earlier ones there (an edit re-routed the order back to it)."""
+    return uuid5(order_id, location_id if round == 0 else f"{location_id}#{round}")
 
 
 def purchase_order_number(fulfillment_order: UUID) -> str:
@@ -35,6 +36,8 @@ class RequestFulfillment(Contract):
     location_id: LocationId
     lines: list[Line]
     delivery: Delivery
+    fulfillment_order_id: UUID | None = Field(None, description="Its id; omitted: the order's first at that "
+                                                                "location (fulfillment_order_id(order, location))")
     billing: Billing | None = Field(None, description="The order's charges, to price each shipment for the ERP "
                                                       "(absent from senders that predate it: no amounts)")
 
@@ -45,6 +48,7 @@ class CancelFulfillment(Contract):
 
     order_id: UUID
     location_id: LocationId
+    fulfillment_order_id: UUID | None = Field(None, description="Which one; omitted: the order's first there")
 
 
 @contract("oms.fulfillment.FulfillmentRequested.v1", topic=FULFILLMENT_WORK)
@@ -56,6 +60,18 @@ class FulfillmentRequested(Contract):
     location_id: LocationId
     lines: list[Line]
     delivery: Delivery
+
+
+@contract("oms.fulfillment.FulfillmentOrderAmended.v1", topic=FULFILLMENT_WORK)
+class FulfillmentOrderAmended(Contract):
+    """The order was edited before picking: work on these lines now (they replace the earlier ones); for a
+    dropship vendor, the purchase order's new lines."""
+
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId
+    lines: list[Line]
+    purchase_order_number: str | None = None
 
 
 @contract("oms.fulfillment.FulfillmentWithdrawn.v1", topic=FULFILLMENT_WORK)
@@ -206,6 +222,42 @@ class FulfillmentCancelled(Contract):
     location_id: LocationId
     fulfillment_order_id: UUID
     existed: bool = Field(description="False when there was nothing to withdraw at that location")
+
+
+class PartAmendment(Value):
+    fulfillment_order_id: UUID
+    location_id: LocationId
+    lines: list[Line] = Field(description="Its lines from now on; empty: withdrawn")
+
+
+@contract("oms.fulfillment.AmendFulfillment.v1", topic=FULFILLMENT_COMMANDS)
+class AmendFulfillment(Contract):
+    """An order edit changes fulfilment orders that are not picked yet: all of them as asked, or none
+    (FulfillmentAmendmentRefused). The same `edit_id` asked again gets the same answer."""
+
+    order_id: UUID
+    edit_id: str = Field(min_length=1, max_length=100)
+    parts: list[PartAmendment] = Field(min_length=1, max_length=10)
+    billing: Billing | None = Field(None, description="The order's charges after the edit")
+
+
+@contract("oms.fulfillment.FulfillmentAmended.v1", topic=FULFILLMENT_EVENTS)
+class FulfillmentAmended(Contract):
+    order_id: UUID
+    edit_id: str
+    parts: list[PartAmendment]
+
+
+@contract("oms.fulfillment.FulfillmentAmendmentRefused.v1", topic=FULFILLMENT_EVENTS)
+class FulfillmentAmendmentRefused(Contract):
+    """Nothing was changed: a fulfilment order is picked already (ALREADY_PICKED), handed over (ALREADY_SHIPPED,
+    ALREADY_PICKED_UP) or closed (FULFILLMENT_CLOSED)."""
+
+    order_id: UUID
+    edit_id: str
+    fulfillment_order_id: UUID
+    location_id: LocationId
+    reason: ReasonCode
 
 
 @contract("oms.fulfillment.FulfillmentCancellationRefused.v1", topic=FULFILLMENT_EVENTS)

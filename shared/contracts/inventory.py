@@ -86,6 +86,16 @@ class CommitReservation(Contract):
                                                              "the order is pinned to")
 
 
+@contract("oms.inventory.ExtendReservation.v1", topic=INVENTORY_COMMANDS)
+class ExtendReservation(Contract):
+    """An order edit adds units: hold them too (against network ATP, all or nothing), unpinned, for routing.
+    The same `edit_id` asked again gets the same answer."""
+
+    order_id: UUID
+    edit_id: str = Field(min_length=1, max_length=100)
+    lines: list[Line] = Field(min_length=1)
+
+
 @contract("oms.inventory.ReceiveStock.v1", topic=INVENTORY_COMMANDS)
 class ReceiveStock(Contract):
     """Units arrived at a location (goods receipt, return to stock, positive adjustment)."""
@@ -209,6 +219,21 @@ class ReservationDeallocated(Contract):
     order_id: UUID
     location_id: LocationId
     availability: list[LocationAvailability] = Field(description="Where the held SKUs are now, for re-routing")
+
+
+@contract("oms.inventory.ReservationExtended.v1", topic=INVENTORY_EVENTS)
+class ReservationExtended(Contract):
+    order_id: UUID
+    edit_id: str
+    lines: list[Line] = Field(description="The units added to the reservation")
+
+
+@contract("oms.inventory.ReservationExtensionRefused.v1", topic=INVENTORY_EVENTS)
+class ReservationExtensionRefused(Contract):
+    order_id: UUID
+    edit_id: str
+    reason: ReasonCode = Field(description="OUT_OF_STOCK, UNKNOWN_SKU or RESERVATION_NOT_HELD")
+    shortages: list[Shortage] = Field(default_factory=list)
 
 
 @contract("oms.inventory.ReservationReleased.v1", topic=INVENTORY_EVENTS)

@@ -22,6 +22,14 @@ class Customer(Value):
     name: str = Field(min_length=1, max_length=200)
 
 
+def one_line_per_sku(lines: list[Line] | None) -> list[Line] | None:
+    skus = [line.sku for line in lines or []]
+    if len(set(skus)) < len(skus):
+        twice = sorted({sku for sku in skus if skus.count(sku) > 1})
+        raise PydanticCustomError("duplicate_sku", "SKUs on more than one line: {skus}", {"skus": twice})
+    return lines
+
+
 class PricedLine(ChargedLine):
     allow_backorder: bool = Field(False, description="This SKU may be waited for (a backorder or preorder)")
 
@@ -58,11 +66,7 @@ class PlaceOrder(Contract):
     @field_validator("lines")
     @classmethod
     def one_line_per_sku(cls, lines: list[PricedLine]) -> list[PricedLine]:
-        skus = [line.sku for line in lines]
-        if len(set(skus)) < len(skus):
-            twice = sorted({sku for sku in skus if skus.count(sku) > 1})
-            raise PydanticCustomError("duplicate_sku", "SKUs on more than one line: {skus}", {"skus": twice})
-        return lines
+        return one_line_per_sku(lines)
 
     def computed_totals(self) -> OrderTotals:
         return order_totals(list(self.lines), self.shipping, self.shipping_tax, self.prices_include_tax)
@@ -122,6 +126,79 @@ class ReleaseHold(Contract):
 
     def key(self) -> str:
         return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.EditOrder.v1", topic=ORDER_COMMANDS)
+class EditOrder(Contract):
+    """Change an order before it is picked: its lines (quantities, lines added or removed: `lines` is the order's
+    whole new set of lines), its delivery (address, or pickup store), or both. Applied all together or refused
+    (OrderEditRefused); the same `edit_id` asked again gets the same answer."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    edit_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS,
+                         description="The channel's id of this change: its idempotency key")
+    lines: list[PricedLine] | None = Field(None, min_length=1, max_length=200, description="The new lines, "
+                                           "one per SKU (omitted: unchanged; to remove everything, cancel)")
+    delivery: Delivery | None = Field(None, description="The new delivery (omitted: unchanged)")
+    shipping: Money | None = Field(None, description="The new shipping charge (omitted: unchanged)")
+    shipping_tax: Money | None = None
+
+    _one_line_per_sku = field_validator("lines")(classmethod(lambda cls, lines: one_line_per_sku(lines)))
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.CancelOrderLines.v1", topic=ORDER_COMMANDS)
+class CancelOrderLines(Contract):
+    """Cancel some units of an order (whole lines, or part of their quantity) before they are picked: the rest
+    goes on, the payment authorisation is reduced. Answered like an edit (OrderEdited, OrderEditRefused)."""
+
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    edit_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
+    lines: list[Line] = Field(min_length=1, max_length=200, description="The units to cancel, per SKU")
+    reason: str = Field("customer request", max_length=200)
+
+    _one_line_per_sku = field_validator("lines")(classmethod(lambda cls, lines: one_line_per_sku(lines)))
+
+    def key(self) -> str:
+        return f"{self.channel}/{self.channel_order_id}"
+
+
+@contract("oms.capture.OrderEdited.v1", topic=ORDER_EVENTS)
+class OrderEdited(Contract):
+    """An edit (or a line cancellation) is applied: the order as it now stands, what changed, and what the
+    customer now owes. Units removed are released where they were; units added are reserved; a new address is
+    routed anew."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    edit_id: str
+    lines: list[PricedLine] = Field(description="The order's lines now")
+    delivery: Delivery
+    added: list[Line] = Field(default_factory=list)
+    removed: list[Line] = Field(default_factory=list)
+    rerouted: bool = Field(False, description="The delivery changed: the order's open fulfilment orders were "
+                                              "withdrawn and the order routed anew")
+    totals: OrderTotals
+    captured: Money = Field(Decimal(0), description="Already captured (paid) before this edit")
+    amount_due: Money = Field(description="The new total minus what was already captured")
+
+
+@contract("oms.capture.OrderEditRefused.v1", topic=ORDER_EVENTS)
+class OrderEditRefused(Contract):
+    """An edit that was not applied (nothing of it): UNKNOWN_ORDER, ALREADY_CANCELLED, ALREADY_SHIPPED,
+    ALREADY_PICKED, ORDER_BUSY (a step is under way: ask again shortly), OUT_OF_STOCK, EDIT_EXISTS (this edit id
+    was used for another change), NOTHING_TO_CANCEL."""
+
+    order_id: UUID
+    channel: str
+    channel_order_id: str
+    edit_id: str
+    reason: ReasonCode
 
 
 @contract("oms.capture.OrderHeld.v1", topic=ORDER_EVENTS)

@@ -61,6 +61,20 @@ class RefundPayment(Contract):
     lines: list[LineAmount]
 
 
+@contract("oms.payments.AdjustAuthorization.v1", topic=PAYMENT_COMMANDS)
+class AdjustAuthorization(Contract):
+    """An order edit changed what the customer owes: the authorisation becomes `amount` (reduced: the rest
+    released; increased: authorised anew for the difference). Once per edit (`adjustment_id`)."""
+
+    order_id: UUID
+    adjustment_id: str = Field(description="The edit's id: the same adjustment asked twice is one")
+    provider: str
+    authorization_reference: str
+    amount: Money = Field(description="The authorisation from now on")
+    previous_amount: Money
+    currency: Currency
+
+
 @contract("oms.payments.PaymentCaptured.v1", topic=PAYMENT_EVENTS)
 class PaymentCaptured(Contract):
     order_id: UUID
@@ -80,6 +94,20 @@ class PaymentRefunded(Contract):
     order_id: UUID
     refund_id: str
     amount: Money
+
+
+@contract("oms.payments.AuthorizationAdjusted.v1", topic=PAYMENT_EVENTS)
+class AuthorizationAdjusted(Contract):
+    order_id: UUID
+    adjustment_id: str
+    amount: Money
+
+
+@contract("oms.payments.AuthorizationAdjustmentFailed.v1", topic=PAYMENT_EVENTS)
+class AuthorizationAdjustmentFailed(Contract):
+    order_id: UUID
+    adjustment_id: str
+    reason: ReasonCode = Field(description="The provider's decline, e.g. INSUFFICIENT_FUNDS")
 
 
 @contract("oms.payments.AuthorizationVoided.v1", topic=PAYMENT_EVENTS)

@@ -24,4 +24,4 @@ def test_messages_with_customer_data_are_tagged_pii():
     messages = generate()["components"]["messages"]
     tagged = {m["title"] for m in messages.values() if any(t["name"] == "pii" for t in m["tags"])}
     assert tagged == {"PlaceOrder", "OrderAccepted", "RouteOrder", "RequestFulfillment", "FulfillmentRequested",
-                      "PurchaseOrderIssued", "RecordBounce"}
+                      "PurchaseOrderIssued", "RecordBounce", "EditOrder", "OrderEdited"}
