@@ -125,6 +125,23 @@ FROM returned r LEFT JOIN shipped s USING (order_id, sku)
 WHERE r.returned > coalesce(s.shipped, 0) OR r.open > 0
 """
 
+# An order never ships more of a SKU than it (as last edited) has, and every edit got its answer.
+BEYOND_ORDERED = """
+WITH ordered AS (
+    SELECT o.order_id, l->>'sku' AS sku, (l->>'quantity')::int AS ordered
+    FROM capture.orders o, jsonb_array_elements(o.placed->'lines') l
+), shipped AS (
+    SELECT s.order_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
+    FROM capture.order_sagas s, jsonb_array_elements(s.shipped) l GROUP BY 1, 2
+)
+SELECT s.order_id, s.sku, s.shipped, coalesce(o.ordered, 0) AS ordered
+FROM shipped s LEFT JOIN ordered o USING (order_id, sku) WHERE s.shipped > coalesce(o.ordered, 0)
+"""
+UNANSWERED_EDITS = """
+SELECT e.order_id, e.edit_id FROM capture.order_edits e JOIN capture.order_sagas s USING (order_id)
+WHERE e.answer IS NULL AND s.edit IS NULL
+"""
+
 SETTLED_ORDERS = """
 SELECT o.order_id, o.status, s.state, r.status AS reservation,
        (SELECT count(*) FROM fulfillment.fulfillment_orders f WHERE f.order_id = o.order_id
@@ -197,6 +214,11 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(OVER_CAPTURED):
         report.violations.append(f"order {row['order_id']}: captured {row['captured']} of {row['authorized']} "
                                  f"authorised, refunded {row['refunded']}")
+    for row in await conn.fetch(BEYOND_ORDERED):
+        report.violations.append(f"order {row['order_id']}: shipped {row['shipped']} {row['sku']} of "
+                                 f"{row['ordered']} ordered")
+    for row in await conn.fetch(UNANSWERED_EDITS):
+        report.violations.append(f"order {row['order_id']}: edit {row['edit_id']} never answered")
     for row in await conn.fetch(SETTLED_ORDERS, list(SETTLED)):
         report.violations.extend(_order_violations(row))
     for service in SERVICES:

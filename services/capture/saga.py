@@ -647,7 +647,7 @@ def _apply_edit(saga: Saga) -> Step:
     order = PlaceOrder.model_validate(placed)
     totals = order.computed_totals()
     told = OrderEdited(order_id=saga.order_id, channel=saga.channel, channel_order_id=saga.channel_order_id,
-                       edit_id=edit.edit_id, lines=order.lines, delivery=order.delivery, added=list(edit.added),
+                       edit_id=edit.edit_id, lines=order.lines, currency=order.currency, delivery=order.delivery, added=list(edit.added),
                        removed=list(edit.removed), rerouted=edit.rerouted, totals=totals, captured=captured(saga),
                        amount_due=totals.total - captured(saga))
     adjusted = _adjust_authorization(edited, saga, edit.edit_id, totals.total)

@@ -23,6 +23,7 @@ SERVICE = ServiceDefinition(
                 orders.OrderShipped: handlers.lifecycle_events,
                 orders.OrderDelivered: handlers.lifecycle_events,
                 orders.OrderLinesCancelled: handlers.lifecycle_events,
+                orders.OrderEdited: handlers.lifecycle_events,
                 orders.ReturnApproved: handlers.lifecycle_events,
                 orders.ReturnRefunded: handlers.lifecycle_events,
                 orders.OrderReadyForPickup: handlers.lifecycle_events,

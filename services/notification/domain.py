@@ -11,6 +11,7 @@ from shared.contracts.orders import (
     OrderCancelled,
     OrderConfirmed,
     OrderDelivered,
+    OrderEdited,
     OrderLinesCancelled,
     ReturnApproved,
     ReturnRefunded,
@@ -63,6 +64,11 @@ def facts(event: Contract) -> MessageFacts:
                 "complete": event.complete})
         case OrderLinesCancelled():
             return MessageFacts("order_lines_cancelled", "", {"lines": _lines(event.lines)})
+        case OrderEdited():
+            return MessageFacts("order_edited", event.edit_id, {
+                "lines": _lines(event.lines), "added": _lines(event.added), "removed": _lines(event.removed),
+                "rerouted": event.rerouted, "total": str(event.totals.total), "currency": event.currency,
+                "amount_due": str(event.amount_due)})
         case OrderDelivered():
             return MessageFacts("order_delivered", "", {})
         case OrderReadyForPickup():

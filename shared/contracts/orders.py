@@ -178,6 +178,7 @@ class OrderEdited(Contract):
     channel_order_id: str
     edit_id: str
     lines: list[PricedLine] = Field(description="The order's lines now")
+    currency: Currency
     delivery: Delivery
     added: list[Line] = Field(default_factory=list)
     removed: list[Line] = Field(default_factory=list)

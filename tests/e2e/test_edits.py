@@ -1,7 +1,7 @@
 """Order edits and line cancellations, six processes on real Kafka and Postgres, the driver playing channel and
-locations: a cancelled line is released alone and the location ships the rest (paid for as edited); a quantity
-raised is reserved and re-sourced; a new address re-routes; an edit after picking, or beyond the stock, is
-refused with nothing changed."""
+locations: a cancelled line is released alone, the customer told, and the location ships the rest (paid for as
+edited); a quantity raised is reserved and re-sourced; a new address re-routes; an edit after picking, or beyond
+the stock, is refused with nothing changed."""
 
 from decimal import Decimal
 
@@ -66,6 +66,8 @@ async def test_a_cancelled_line_is_released_alone_and_the_location_ships_the_res
     new_total = Decimal(edited["data"]["totals"]["total"])
     assert new_total == Decimal(edited["data"]["amount_due"]) < order.computed_totals().total
     await eventually(lambda: _authorised(driver, order_id, new_total), what="the authorisation adjusted")
+    await eventually(lambda: driver.db.fetchval("SELECT 1 FROM notification.notifications WHERE order_id = $1 "
+                                                "AND kind = 'order_edited'", order_id), what="the customer told")
 
     await driver.channel.send(cancel)  # asked again: the same answer, nothing more
     await driver.orders.wait_for(of_type(OrderEdited, order_id), count=2)

@@ -24,7 +24,8 @@ from shared.contracts.orders import OrderCancelled
 VALUES = {"name": "Ada", "channel_order_id": "W-1", "tracking_url": "", "lines": [{"sku": "CAP", "quantity": 2}],
           "expected_on": None, "carrier": "DHL", "tracking_number": "TRK9", "complete": True, "store_id": "ST-1",
           "reason_code": "NO_ROUTE", "reason": cancel_reason("NO_ROUTE"), "return_id": "R1", "return_to": "WH-1",
-          "amount": "19.99", "currency": "EUR"}
+          "amount": "19.99", "currency": "EUR", "added": [], "removed": [{"sku": "HAT", "quantity": 1}],
+          "rerouted": False, "total": "39.98", "amount_due": "39.98"}
 
 
 @pytest.mark.parametrize("kind", get_args(NotificationKind))
