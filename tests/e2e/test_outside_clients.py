@@ -12,7 +12,8 @@ from ops.waiting import eventually
 from shared.contracts import Contract, wrap
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate, ShipmentConfirmed
 from shared.contracts.ops import DeadLetter
-from shared.contracts.orders import OrderAccepted, OrderConfirmed
+from shared.contracts.common import Line
+from shared.contracts.orders import CancelOrderLines, OrderAccepted, OrderConfirmed, OrderEdited
 from shared.contracts.routing import RegisterLocation
 from shared.contracts.topics import FULFILLMENT_WORK, ORDER_EVENTS
 
@@ -31,6 +32,23 @@ async def test_an_order_produced_by_kcat_on_the_channels_own_topic_is_accepted(d
     # Read from its start once capture finds the new topic (a metadata refresh away).
     await driver.orders.wait_for(of_type(OrderAccepted, driver.order_id(order)), timeout=60,
                                  what="the kcat order accepted")
+
+
+async def test_a_line_cancellation_produced_by_kcat_with_gzip_is_applied(driver, kcat, party):
+    channel = await party("channel", f"t{uuid.uuid4().hex[:8]}")
+    name = channel.name.removeprefix("channel-")
+    sku = await driver.stocked_sku(2)
+    order = driver.order([(sku, 2)], channel=name)
+    async with client(driver.config, "test/channel", principal=channel.name) as sender:
+        await sender.send(order, topic=party_topic("channel", name))
+    await driver.orders.wait_for(of_type(OrderConfirmed, driver.order_id(order)), timeout=60)
+    cancel = CancelOrderLines(channel=name, channel_order_id=order.channel_order_id, edit_id="K-1",
+                              lines=[Line(sku=sku, quantity=1)])
+    await asyncio.to_thread(kcat.run, driver.config, "-P", "-t", driver.config.topic(party_topic("channel", name)),
+                            "-K", "\t", "-z", "gzip", principal=channel.name, input=kcat_record(cancel),
+                            check=True, timeout=30)
+    [edited] = await driver.orders.wait_for(of_type(OrderEdited, driver.order_id(order)))
+    assert edited["data"]["lines"][0]["quantity"] == 1
 
 
 async def test_a_channel_placing_an_order_for_another_channel_is_dead_lettered(driver, party):
