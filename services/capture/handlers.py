@@ -345,7 +345,9 @@ async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]
         saga, correlation_id = loaded
         refunded_before = [Line(**line) for r in earlier.values() if r["status"] == "received" for line in r["received"]]
         received = [Line(sku=line.sku, quantity=line.quantity) for line in event.lines]
-        amounts = returns.refund(saga_steps.billing(saga), received, refunded_before)
+        amounts = returns.refund(saga_steps.billing(saga), received, refunded_before, list(saga.shipped),
+                                 returns.return_policy(uow.settings.return_policy),
+                                 exchange=this["exchange_order_id"] is not None)
         restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
         disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
         difference = await _price_difference(uow, this["exchange_order_id"], amounts)

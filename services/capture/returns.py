@@ -7,7 +7,10 @@ handover: the policy's default, a channel's own, or a SKU prefix's, the longest 
 returnable). The goods go to the location that shipped the first line's SKU, or to the policy's returns
 centre. A received return refunds each received unit (restocked or disposed): its price less its share of the
 line's discount, plus its share of the line's tax — shares taken cumulatively over the order's refunds, so
-refunding a whole line in pieces refunds exactly the line. Shipping is not refunded.
+refunding a whole line in pieces refunds exactly the line. Shipping (and its tax) is refunded with the return
+that brings back the last unit shipped, when the policy says so (`refund_shipping`; by default it does: in the
+EU a customer who withdraws from the whole contract gets the standard delivery back, Directive 2011/83/EU
+art. 13), never by an exchange (the replacement is shipped too).
 """
 
 import tomllib
@@ -15,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Literal
 from pathlib import Path
 
 from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
@@ -30,6 +34,7 @@ class ReturnPolicy:
     channel_window_days: dict[str, int] = field(default_factory=dict)
     sku_prefix_window_days: dict[str, int] = field(default_factory=dict)
     returns_centre: str | None = None
+    refund_shipping: Literal["never", "when_everything_returned"] = "when_everything_returned"
 
     def window(self, channel: str, sku: str) -> timedelta:
         prefixes = [p for p in self.sku_prefix_window_days if sku.startswith(p)]
@@ -71,8 +76,12 @@ def return_to(request: RequestReturn, order: OrderSoFar, policy: ReturnPolicy) -
     return policy.returns_centre or order.shipped_from[request.lines[0].sku]
 
 
-def refund(billing: Billing, received: list[Line], refunded_before: list[Line]) -> ShipmentAmounts:
-    """What a received return refunds: its units' prices, discount and tax shares (no shipping)."""
+def refund(billing: Billing, received: list[Line], refunded_before: list[Line], shipped: list[Line],
+           policy: ReturnPolicy, exchange: bool = False) -> ShipmentAmounts:
+    """What a received return refunds: its units' prices, discount and tax shares, and shipping when it brings
+    back the last unit shipped (as the policy says; not for an exchange)."""
+    everything_back = subtract_lines(shipped, [*refunded_before, *received]) == []
+    with_shipping = everything_back and not exchange and policy.refund_shipping == "when_everything_returned"
     return shipment_amounts(billing, merge_lines(received), Counter({line.sku: line.quantity
                                                                      for line in merge_lines(refunded_before)}),
-                            first=False)
+                            first=with_shipping)

@@ -1,6 +1,7 @@
 """Returns, five processes and a payment stand-in: a return is approved for shipped units within the window and
 expected at the location that shipped them; what arrives is restocked or written off and refunded once, only
-the returned units; several returns never take back more than shipped, and refund the line to the cent."""
+the returned units; several returns never take back more than shipped, and refund the line to the cent (and shipping with the
+last unit)."""
 
 from decimal import Decimal
 
@@ -27,7 +28,7 @@ D = Decimal
 
 async def shipped_order(driver: Driver, sku: str, location: str):
     line = PricedLine(sku=sku, quantity=3, unit_price=D("19.99"), discount=D("3.00"), tax=D("10.82"))
-    order = driver.order([(sku, 3)]).model_copy(update={"lines": [line]})
+    order = driver.order([(sku, 3)]).model_copy(update={"lines": [line], "shipping": D("4.90")})
     order = order.model_copy(update={"payment": Authorization(provider="psp", reference="auth-r",
                                                               amount=order.computed_totals().total)})
     order_id = driver.order_id(order)
@@ -78,14 +79,15 @@ async def test_partial_returns_restock_or_write_off_only_what_came_back_and_refu
     await driver.channel.send(ReturnReceipt(order_id=order_id, return_id="R3",
                                             lines=[ReturnedLine(sku=sku, quantity=1, condition="restock")]))
     refunds = await driver.orders.wait_for(of_type(ReturnRefunded, order_id), count=2)
-    assert sum(D(r["data"]["refund"]["total"]) for r in refunds) == D("59.97") - D("3.00") + D("10.82")
+    assert [D(r["data"]["refund"]["shipping"]) for r in refunds] == [0, D("4.90")]  # with the last unit back
+    assert sum(D(r["data"]["refund"]["total"]) for r in refunds) == D("59.97") - D("3.00") + D("10.82") + D("4.90")
 
     async def paid_back():
         rows = await driver.db.fetch("SELECT refunded FROM capture.returns WHERE order_id = $1 AND refunded IS NOT "
                                      "NULL", order_id)
         return rows if len(rows) == 2 else None
 
-    assert sum(r["refunded"] for r in await eventually(paid_back, what="both refunds paid")) == D("67.79")
+    assert sum(r["refunded"] for r in await eventually(paid_back, what="both refunds paid")) == D("72.69")
     assert len(driver.erp.envelopes(of_type(ReturnReceived, order_id))) == 2
     assert await on_hand(driver, sku, location) == 4
     await eventually(lambda: driver.count("SELECT count(*) = 4 FROM notification.notifications WHERE order_id = $1 "

@@ -44,10 +44,26 @@ def test_returns_of_a_whole_line_in_pieces_refund_exactly_the_line():
     billing = Billing(channel="web", channel_order_id="W-1", currency="EUR", shipping=Decimal("4.90"),
                       lines=[ChargedLine(sku="SKU-A", quantity=3, unit_price=Decimal("19.99"),
                                          discount=Decimal("3.00"), tax=Decimal("10.82"))])
-    first = refund(billing, [Line(sku="SKU-A", quantity=2)], [])
-    second = refund(billing, [Line(sku="SKU-A", quantity=1)], [Line(sku="SKU-A", quantity=2)])
+    shipped = [Line(sku="SKU-A", quantity=3)]
+    never = ReturnPolicy(refund_shipping="never")
+    first = refund(billing, [Line(sku="SKU-A", quantity=2)], [], shipped, never)
+    second = refund(billing, [Line(sku="SKU-A", quantity=1)], [Line(sku="SKU-A", quantity=2)], shipped, never)
     assert first.total + second.total == Decimal("59.97") - Decimal("3.00") + Decimal("10.82")
-    assert first.shipping == second.shipping == 0  # shipping is not refunded
+    assert first.shipping == second.shipping == 0
+
+
+def test_shipping_comes_back_with_the_last_unit_shipped_unless_the_policy_or_an_exchange_says_otherwise():
+    billing = Billing(channel="web", channel_order_id="W-1", currency="EUR", shipping=Decimal("4.90"),
+                      shipping_tax=Decimal("0.93"), lines=[ChargedLine(sku="SKU-A", quantity=3,
+                                                                        unit_price=Decimal("10.00"))])
+    shipped, policy = [Line(sku="SKU-A", quantity=2)], ReturnPolicy()  # one unit was never shipped
+    some = refund(billing, [Line(sku="SKU-A", quantity=1)], [], shipped, policy)
+    last = refund(billing, [Line(sku="SKU-A", quantity=1)], [Line(sku="SKU-A", quantity=1)], shipped, policy)
+    assert (some.shipping, some.total) == (0, Decimal("10.00"))
+    assert (last.shipping, last.shipping_tax, last.total) == (Decimal("4.90"), Decimal("0.93"), Decimal("15.83"))
+    everything = [Line(sku="SKU-A", quantity=2)]
+    assert refund(billing, everything, [], shipped, policy, exchange=True).shipping == 0
+    assert refund(billing, everything, [], shipped, ReturnPolicy(refund_shipping="never")).shipping == 0
 
 
 def test_the_shipped_policy_file_is_valid():
