@@ -1,7 +1,7 @@
 """Returns, five processes and a payment stand-in: a return is approved for shipped units within the window and
 expected at the location that shipped them; what arrives is restocked or written off and refunded once, only
-the returned units; several returns never take back more than shipped, and refund the line to the cent (and shipping with the
-last unit)."""
+the returned units; several returns never take back more than shipped, and refund the line to the cent (and
+shipping with the last unit)."""
 
 from decimal import Decimal
 
