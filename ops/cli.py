@@ -13,7 +13,7 @@
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
-    oms cancel ORDER               the channel asks to cancel an order
+    oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
     oms hold ORDER REASON [--release] [--by WHO]   hold an order back from fulfilment, or release the hold
     oms asyncapi                   regenerate docs/asyncapi.json from the contracts
     oms principal add KIND NAME    a Kafka principal for another channel, location or ERP, with its ACLs
@@ -47,7 +47,8 @@ from standardwebhooks.webhooks import Webhook
 
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
-from shared.contracts.orders import CancelOrder, Hold, HoldOrder, HoldReason, ReleaseHold
+from shared.contracts.common import Line
+from shared.contracts.orders import CancelOrder, CancelOrderLines, Hold, HoldOrder, HoldReason, ReleaseHold
 from shared.settings import kafka_password_variable, secret, settings
 
 from services.notification.config import notification_settings
@@ -269,11 +270,15 @@ async def hold(ref: str, reason: str, release: bool, by: str) -> int:
     return 0
 
 
-async def cancel(ref: str) -> int:
+async def cancel(ref: str, units: list[str]) -> int:
     channel, channel_order_id = ref.split("/", 1)
+    keys = {"channel": channel, "channel_order_id": channel_order_id}
+    lines = [Line(sku=sku, quantity=int(quantity)) for sku, quantity in (unit.rsplit(":", 1) for unit in units)]
+    command = (CancelOrderLines(**keys, edit_id=f"ops-{uuid.uuid4().hex[:12]}", lines=lines) if lines
+               else CancelOrder(**keys))
     async with client(settings(), f"channel/{channel}") as sender:
-        await sender.send(CancelOrder(channel=channel, channel_order_id=channel_order_id))
-    print(f"asked to cancel {ref}; see: oms order {ref}")
+        await sender.send(command)
+    print(f"asked to cancel {' '.join(units) or 'all'} of {ref}; see: oms order {ref}")
     return 0
 
 
@@ -492,6 +497,7 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--replay", metavar="TOPIC/PARTITION/OFFSET", help="publish this message again")
     c = sub.add_parser("cancel", help="the channel asks to cancel an order")
     c.add_argument("ref", help="channel/channel_order_id")
+    c.add_argument("units", nargs="*", metavar="SKU:QTY", help="only these units (a line cancellation)")
     h = sub.add_parser("hold", help="hold an order back from fulfilment (or release a hold)")
     h.add_argument("ref", help="channel/channel_order_id")
     h.add_argument("reason", choices=get_args(HoldReason))
@@ -583,7 +589,7 @@ def main() -> None:
         case "dead-letters":
             code = asyncio.run(dead_letters(args.replay))
         case "cancel":
-            code = asyncio.run(cancel(args.ref))
+            code = asyncio.run(cancel(args.ref, args.units))
         case "hold":
             code = asyncio.run(hold(args.ref, args.reason, args.release, args.by))
         case "principal":
