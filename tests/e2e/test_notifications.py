@@ -38,12 +38,13 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def configure(driver, webhooks, *, email: bool = True, status: int = 200) -> tuple[str, str, str]:
+async def configure(driver, webhooks, *, email: bool = True, status: int = 200,
+                    locale: str = "en") -> tuple[str, str, str]:
     """A sales channel of its own with a webhook endpoint answering `status`: (channel, path, secret)."""
     channel = f"n{uuid.uuid4().hex[:8]}"
     path, secret = f"/hooks/{channel}", new_secret()
     webhooks.status[path] = status
-    await driver.channel.send(ConfigureChannel(channel=channel, email=email, from_address=FROM,
+    await driver.channel.send(ConfigureChannel(channel=channel, email=email, from_address=FROM, locale=locale,
                                                webhook_url=webhooks.url(path), webhook_secret=secret))
     await eventually(lambda: driver.count("SELECT count(*) FROM notification.channel_settings WHERE channel = $1",
                                           channel), what=f"channel {channel} configured")
@@ -115,6 +116,16 @@ async def test_one_email_and_one_signed_webhook_per_event(driver, mail_server, w
     assert "TRK-N1" in shipped.get_body(("plain",)).get_content()
     with pytest.raises(WebhookVerificationError):
         Webhook(new_secret()).verify(request.body, request.headers)
+
+
+async def test_a_german_channels_customers_are_written_to_in_german(driver, mail_server, webhooks):
+    channel, _, _ = await configure(driver, webhooks, locale="de")
+    order_id = await place(driver, channel, customer("Jonas"))
+    messages = await notifications(driver, order_id, 1)
+    await settled(driver, order_id, 2)
+    [mail] = mail_server.with_id(message_id(delivery_id(messages["order_confirmed"], "email"), FROM))
+    assert mail["Subject"].startswith("Ihre Bestellung") and mail["Subject"].endswith("ist bestätigt")
+    assert mail.get_body(("plain",)).get_content().startswith("Hallo Jonas")
 
 
 async def test_a_redelivered_or_repeated_event_sends_nothing_again(driver, mail_server, webhooks):

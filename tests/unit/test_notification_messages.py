@@ -112,3 +112,17 @@ def test_a_delivery_is_skipped_for_an_opt_out_a_bounce_or_a_channel_turned_off()
     assert skip_reason(_row("email"), on, {}, {"ada@example.org"}) == "BOUNCED"
     assert skip_reason(_row("email"), ChannelSettings("web", False, None, None, None, "en"), {}, set()) == "EMAIL_OFF"
     assert skip_reason(_row("webhook"), ChannelSettings.default("web"), {}, set()) == "WEBHOOK_OFF"
+
+
+@pytest.mark.parametrize("kind", get_args(NotificationKind))
+def test_every_kind_has_its_own_german_wording(kind):
+    english = Templates().render(kind, channel="web", locale="en", **VALUES)
+    german = Templates().render(kind, channel="web", locale="de", **VALUES)
+    assert german.text.startswith("Hallo Ada,") and "W-1" in german.subject and "\n" not in german.subject
+    assert german.subject != english.subject and '<html lang="de">' in german.html
+
+
+def test_a_german_cancellation_gives_its_reason_in_german_and_a_general_one_for_a_new_code():
+    known = Templates().render("order_cancelled", channel="web", locale="de", **{**VALUES, "reason_code": "NO_ROUTE"})
+    new = Templates().render("order_cancelled", channel="web", locale="de", **{**VALUES, "reason_code": "NEW_CODE"})
+    assert "an Ihre Adresse liefern" in known.text and "Wir konnten sie nicht ausführen." in new.text
