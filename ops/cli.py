@@ -48,7 +48,7 @@ from standardwebhooks.webhooks import Webhook
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
 from shared.contracts.common import Line
-from shared.contracts.orders import CancelOrder, CancelOrderLines, Hold, HoldOrder, HoldReason, ReleaseHold
+from shared.contracts.orders import CancelOrder, CancelOrderLines, Hold, HoldOrder, HoldReason, PlaceOrder, ReleaseHold
 from shared.settings import kafka_password_variable, secret, settings
 
 from services.notification.config import notification_settings
@@ -172,8 +172,17 @@ async def show_order(ref: str) -> int:
             traceparent = json.loads(saga["trace_context"]).get("traceparent", "")
             print(f"      trace id {traceparent.split('-')[1] if traceparent.count('-') == 3 else '-'}")
             holds = ", ".join(f"{h['reason']} by {h['placed_by']}" for h in json.loads(saga["holds"])) or "-"
-            paid = sum((Decimal(c[1]) for c in json.loads(saga["captures"])), Decimal(0))
-            print(f"      holds {holds}  captured {paid}{'  authorisation voided' if saga['voided'] else ''}")
+            print(f"      holds {holds}")
+            print(_money(json.loads(order["placed"]), json.loads(saga["captures"]), saga["voided"],
+                         await conn.fetchval("SELECT sum(refunded) FROM capture.returns WHERE order_id = $1",
+                                             order["order_id"])))
+        print("edits:")
+        for row in await conn.fetch("SELECT * FROM capture.order_edits WHERE order_id = $1 ORDER BY created_at",
+                                    order["order_id"]):
+            answer = json.loads(row["answer"]) if row["answer"] else None
+            outcome = ("under way" if answer is None else f"refused {answer['reason']['code']}" if "reason" in answer
+                       else f"applied: now {answer['totals']['total']}")
+            print(f"  {row['edit_id']:<20} {json.loads(row['request'])['type'].split('.')[2]:<17} {outcome}")
         print("fulfilment orders:")
         for row in await conn.fetch("SELECT location_id, status, purchase_order, updated_at "
                                     "FROM fulfillment.fulfillment_orders WHERE order_id = $1 ORDER BY created_at",
@@ -198,6 +207,15 @@ async def show_order(ref: str) -> int:
         return 0
     finally:
         await conn.close()
+
+
+def _money(placed: dict, captures: list, voided: bool, refunded: Decimal | None) -> str:
+    """The order's money as it stands: what it charges (as last edited), what is authorised, paid, paid back."""
+    order = PlaceOrder.model_validate(placed)
+    authorised = order.payment.amount if order.payment else "-"
+    paid = sum((Decimal(c[1]) for c in captures), Decimal(0))
+    return (f"money total {order.computed_totals().total} {order.currency}  authorised {authorised}  captured {paid}  "
+            f"refunded {refunded or 0}{'  rest of the authorisation voided' if voided else ''}")
 
 
 # What `oms ship` reports, as the location, by kind of delivery (see LocationUpdate).

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from ops import cli
 from ops.demo import address
 from ops.waiting import eventually
 from shared.contracts.common import Line, ShipTo
@@ -48,7 +49,8 @@ async def held_units(driver: Driver, sku: str) -> tuple[int, int]:
             await driver.count("SELECT coalesce(sum(allocated), 0) FROM inventory.location_stock WHERE sku = $1", sku))
 
 
-async def test_a_cancelled_line_is_released_alone_and_the_location_ships_the_rest_at_the_edited_price(driver, payments):
+async def test_a_cancelled_line_is_released_alone_and_the_location_ships_the_rest_at_the_edited_price(
+        driver, payments, capsys):
     location, kept, dropped = driver.unique("WH"), driver.unique("KEEP"), driver.unique("DROP")
     await driver.location(location, FRANKFURT)
     await driver.stock(kept, location, 5)
@@ -79,6 +81,11 @@ async def test_a_cancelled_line_is_released_alone_and_the_location_ships_the_res
     assert shipment["data"]["lines"] == [{"sku": kept, "quantity": 2}]
     assert Decimal(shipment["data"]["amounts"]["total"]) == new_total
     await driver.status(order_id, "shipped")
+    await eventually(lambda: _captured(driver, order_id, new_total), what="the shipment paid")
+    assert await cli.show_order(f"{order.channel}/{order.channel_order_id}") == 0
+    shown = capsys.readouterr().out
+    assert f"money total {new_total} EUR  authorised {new_total}  captured {new_total}" in shown
+    assert f"applied: now {new_total}" in shown.split("edits:")[1].split("E-1")[1].splitlines()[0]
 
 
 async def test_an_edit_after_the_location_picked_is_refused_and_changes_nothing(driver):
@@ -149,3 +156,8 @@ async def _authorised(driver: Driver, order_id, amount: Decimal) -> bool:
     authorised = await driver.db.fetchval("SELECT placed->'payment'->>'amount' FROM capture.orders "
                                           "WHERE order_id = $1", order_id)
     return Decimal(authorised) == amount
+
+
+async def _captured(driver: Driver, order_id, amount: Decimal) -> bool:
+    return await driver.db.fetchval("SELECT coalesce(sum((c->>1)::numeric), 0) FROM capture.order_sagas, "
+                                    "jsonb_array_elements(captures) c WHERE order_id = $1", order_id) == amount
