@@ -1,6 +1,7 @@
 """A whole OMS of its own for one test: a fresh database and topic namespace, the six services as processes,
 and the means to hurt them (kill -9, restart, extra instances)."""
 
+import asyncio
 import os
 import uuid
 from contextlib import asynccontextmanager
@@ -39,6 +40,12 @@ class Stack:
         proc.logfile.write_text("")  # wait_started looks for this run's start line
         proc.start(self.env)
         await wait_started(proc)
+
+    async def crash(self, label: str, down_for: float = 0.3) -> None:
+        """kill -9, down a moment (what it left half done stays so), then started again."""
+        self.kill(label)
+        await asyncio.sleep(down_for)
+        await self.restart(label)
 
     def stop(self, label: str) -> None:
         self.procs.pop(label).stop()
