@@ -4,6 +4,10 @@ The mix: mostly ship-to orders of one to three lines with popular SKUs far more 
 buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some split over two warehouses
 (each has one of their SKUs), some preorders of a SKU that is only announced (they wait as backorders until its receipt, sent after the orders, arrives), some that must fail: a
 scarce SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
+Holds: one order in eight is put on hold by command right after it is placed (HoldOrder: manual, address check
+or payment review), and a few large first orders of new customers are held by capture's rule when it runs with
+OMS_HOLD_NEW_CUSTOMER_ABOVE=150 (NEW_CUSTOMER_HOLD_ABOVE); the hold desk (ops/simulators.py) releases every hold a
+moment later.
 """
 
 import asyncio
@@ -19,7 +23,7 @@ from decimal import Decimal
 from shared.contracts.common import Address, Coordinates, PickupInStore, ShipTo
 from shared.contracts import Contract
 from shared.contracts.inventory import ExpectReceipt, ReceiveStock
-from shared.contracts.orders import Customer, PlaceOrder, PricedLine
+from shared.contracts.orders import Customer, Hold, HoldOrder, PlaceOrder, PricedLine
 from shared.contracts.payments import Authorization
 from shared.contracts.routing import RegisterLocation
 
@@ -30,6 +34,11 @@ from .principals import register_locations
 CITIES = [Coordinates(lat=52.52, lon=13.40), Coordinates(lat=53.55, lon=9.99), Coordinates(lat=48.14, lon=11.58),
           Coordinates(lat=50.94, lon=6.96), Coordinates(lat=50.11, lon=8.68), Coordinates(lat=51.34, lon=12.37)]
 VENDOR_SKUS = 3
+UNIT_PRICE = Decimal("9.99")
+NEW_CUSTOMER_UNITS = 20  # a new customer's large first order: worth 199.80, every other order of the mix under 100
+NEW_CUSTOMER_HOLD_ABOVE = Decimal("150")  # OMS_HOLD_NEW_CUSTOMER_ABOVE that holds those and no other order
+HOLD_EVERY = 8  # one order in eight is held by command
+HOLD_REASONS = ("manual", "address_check", "payment_review")
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
         roll = rng.random() if failures else 0.5
         skus = rng.choices(range(network.skus), weights, k=rng.choice((1, 1, 2, 3)))
         lines = {network.sku(rank): rng.randint(1, 3) for rank in skus}
+        buyer = customer
         if roll < 0.15:
             lines = {network.sku(rng.randrange(10)): 1}
             delivery = PickupInStore(store_id=network.pickup_store)
@@ -132,14 +142,17 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
                 lines = {network.preorder_sku: 1}
             elif roll < 0.36:  # a split: worth more than the rule set's minimum (50)
                 lines = {sku: 3 for sku in network.split_skus}
+            elif roll < 0.39:  # a new customer's large first order: held by the new-customer rule where it is on
+                lines = {network.sku(skus[0]): NEW_CUSTOMER_UNITS}
+                buyer = Customer(customer_id=f"NEW-{network.tag}-{n}", email="new@example.com", name="New Customer")
             elif roll >= 0.94:  # the vendor's own SKUs only: no single location holds them with others
                 lines = {network.vendor_sku(rng.randrange(VENDOR_SKUS)): rng.randint(1, 3)}
             city = rng.choice(CITIES)
             delivery = ShipTo(address=Address(name="Load Test", line1="Street 1", city="City", postal_code="10000",
                                               country="DE", coordinates=city))
         order = PlaceOrder(
-            channel="load", channel_order_id=f"{network.tag}-{n:07d}", customer=customer, currency="EUR",
-            lines=[PricedLine(sku=sku, quantity=qty, unit_price=Decimal("9.99"),
+            channel="load", channel_order_id=f"{network.tag}-{n:07d}", customer=buyer, currency="EUR",
+            lines=[PricedLine(sku=sku, quantity=qty, unit_price=UNIT_PRICE,
                               allow_backorder=sku == network.preorder_sku) for sku, qty in lines.items()],
             delivery=delivery,
         )
@@ -149,10 +162,20 @@ def orders(network: Network, count: int, seed: int = 7, *, failures: bool = True
 
 
 def stream(network: Network, count: int, seed: int = 7) -> list[Contract]:
-    """The orders, then the arrival of the announced receipt that the preorders among them wait for."""
+    """The orders, one in HOLD_EVERY followed by its hold, then the arrival of the announced receipt that the
+    preorders among them wait for."""
     placed = list(orders(network, count, seed))
     waiting = sum(line.quantity for order in placed for line in order.lines if line.sku == network.preorder_sku)
-    return [*placed, network.arrival(waiting)]
+    with_holds = [message for n, order in enumerate(placed)
+                  for message in ([order, hold(order, n)] if n % HOLD_EVERY == HOLD_EVERY // 2 else [order])]
+    return [*with_holds, network.arrival(waiting)]
+
+
+def hold(order: PlaceOrder, n: int) -> HoldOrder:
+    """Ops holds the order as it comes in (same key: capture takes it after the order)."""
+    reason = HOLD_REASONS[n // HOLD_EVERY % len(HOLD_REASONS)]
+    return HoldOrder(channel=order.channel, channel_order_id=order.channel_order_id,
+                     hold=Hold(reason=reason, placed_by="load", note="held by oms load, released by its hold desk"))
 
 
 async def seed(client: Client, network: Network) -> None:
@@ -184,7 +207,7 @@ def _progress(done: int, total: int, started: float) -> None:
     elapsed = max(time.monotonic() - started, 1e-6)
     width = 30
     filled = int(width * done / total)
-    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} orders  {done / elapsed:,.0f}/s")
+    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} messages  {done / elapsed:,.0f}/s")
     sys.stdout.flush()
 
 

@@ -5,12 +5,16 @@ A location picks and ships every work item it gets (or rejects a chosen share of
 management system or a store's app would: a pickup order is made ready and collected; a shipment is delivered;
 one in five shipments of more than one unit leaves in two parcels, and one in eleven of those ships its first
 unit only and rejects the rest (a short pick). A dropship vendor acknowledges each purchase order, then ships it
-the same way. Used by `oms load`, `oms bench` and the fault tests.
+the same way. A hold desk releases every hold a while after it was placed. Used by `oms load`, `oms bench` and
+the fault tests.
 """
 
+import asyncio
 import json
 import re
+import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
@@ -24,7 +28,15 @@ from shared.contracts.fulfillment import (
     ReturnExpected,
     ReturnReceipt,
 )
-from shared.contracts.orders import OrderAccepted, OrderShipped, RequestReturn
+from shared.contracts.orders import (
+    OrderAccepted,
+    OrderHeld,
+    OrderHoldRefused,
+    OrderHoldReleased,
+    OrderShipped,
+    ReleaseHold,
+    RequestReturn,
+)
 from shared.contracts.payments import (
     AdjustAuthorization,
     AuthorizationAdjusted,
@@ -205,3 +217,70 @@ class CustomerSimulator:
                                                     ({"sku": line["sku"], "quantity": line["quantity"]}
                                                      for line in data["lines"])]))
         return actions
+
+
+class HoldDesk:
+    """The people reviewing held orders: every hold placed on one of its orders (those whose channel order id
+    starts with `prefix`) — by command or by a rule — is released `review_seconds` after the desk hears of it.
+    Counts, each event once, the holds placed (by who placed them), released (by who released them) and refused
+    (by reason code: NOT_HELD for an order cancelled meanwhile, which has no hold left)."""
+
+    def __init__(self, settings: Settings, client: Client, *, prefix: str = "", review_seconds: float = 2.0,
+                 group: str = "oms.simulator.holds"):
+        self.client = client
+        self.prefix = prefix
+        self.review_seconds = review_seconds
+        self.placed: Counter[str] = Counter()
+        self.released: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
+        self._heard: set[str] = set()  # envelope ids: a message relayed twice is heard once
+        self._due: list[tuple[float, ReleaseHold]] = []
+        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
+
+    @property
+    def pending(self) -> int:
+        """Releases not sent yet."""
+        return len(self._due)
+
+    def summary(self) -> str:
+        def listed(counts: Counter[str], how: str) -> str:
+            return f"{sum(counts.values())} {how}" + (
+                f" ({', '.join(f'{n} {key}' for key, n in sorted(counts.items()))})" if counts else "")
+
+        return (f"holds: {listed(self.placed, 'placed')}, {listed(self.released, 'released')}, "
+                f"{listed(self.refused, 'refused')}")
+
+    async def run(self) -> None:
+        await asyncio.gather(_consume(self._consumer, self._hear), self._release_when_due())
+
+    async def _hear(self, envelopes: list[dict]) -> None:
+        for envelope in envelopes:
+            if envelope.get("id") in self._heard:
+                continue
+            self._heard.add(envelope.get("id"))
+            data, kind = envelope.get("data", {}), envelope.get("type")
+            if kind == OrderAccepted.message_type and data["channel_order_id"].startswith(self.prefix):
+                self._orders[data["order_id"]] = (data["channel"], data["channel_order_id"])
+            if data.get("order_id") in self._orders:
+                self._count(kind, data)
+
+    def _count(self, kind: str, data: dict) -> None:
+        if kind == OrderHeld.message_type:
+            self.placed[data["hold"]["placed_by"]] += 1
+            channel, channel_order_id = self._orders[data["order_id"]]
+            release = ReleaseHold(channel=channel, channel_order_id=channel_order_id, reason=data["hold"]["reason"],
+                                  released_by="hold-desk")
+            self._due.append((time.monotonic() + self.review_seconds, release))
+        elif kind == OrderHoldReleased.message_type:
+            self.released[data["released_by"]] += 1
+        elif kind == OrderHoldRefused.message_type:
+            self.refused[data["reason"]["code"]] += 1
+
+    async def _release_when_due(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = [release for at, release in self._due if at <= now]
+            self._due = [(at, release) for at, release in self._due if at > now]
+            await self.client.send_many(due)
+            await asyncio.sleep(0.2)

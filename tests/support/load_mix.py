@@ -1,0 +1,69 @@
+"""`oms load`'s order mix through an OMS of a test's own, with its stand-ins (locations that ship and sometimes
+reject, customers who send things back, the hold desk), while a fault is done to it; then every order settled
+and the invariant checker clean."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from ops import invariants, load
+from ops.client import client
+from ops.simulators import CustomerSimulator, HoldDesk, LocationSimulator
+from ops.waiting import eventually
+
+from .stack import Stack
+
+ORDERS = 150
+RATE = 40.0  # orders/s: the flow lasts long enough for the fault to land in the middle of it
+
+
+def rejects_some(work: dict) -> bool:
+    """The first warehouse short-picks about a quarter of its work, so re-routing happens under faults too."""
+    return work["location_id"].endswith("-WH1") and int(work["fulfillment_order_id"][:2], 16) % 4 == 0
+
+
+async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> tuple[invariants.Report, HoldDesk]:
+    network = load.Network(load.run_tag(), units=500, scarce_units=15)
+    stream = load.stream(network, ORDERS)  # the orders and their holds, then the receipt the preorders wait for
+    async with client(oms.settings, "test/load") as channel:
+        await load.seed(channel, network)
+        simulator = LocationSimulator(oms.settings, channel, reject=rejects_some, group=f"sim-{network.tag}")
+        customers = CustomerSimulator(oms.settings, channel, group=f"customers-{network.tag}")
+        desk = HoldDesk(oms.settings, channel, prefix=network.tag, group=f"holds-{network.tag}")
+        stand_ins = asyncio.gather(simulator.run(), customers.run(), desk.run())
+        try:
+            await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
+            report = await settled(oms, ORDERS)
+        finally:
+            stand_ins.cancel()
+            await asyncio.gather(stand_ins, return_exceptions=True)
+    assert any(report.by_state.get(s) for s in invariants.HANDED_OVER) and report.by_state.get("cancelled"), \
+        "the mix ships some, cancels some"
+    assert simulator.rejected, "some work was rejected and re-routed"
+    assert customers.requested, "some orders were sent back"
+    assert desk.placed["load"] and desk.released["hold-desk"], "some orders were held by command and released"
+    return report, desk
+
+
+async def _after(delay: float, fault: Callable[[], Awaitable[None]]) -> None:
+    await asyncio.sleep(delay)
+    await fault()
+
+
+async def settled(oms: Stack, expected_orders: int) -> invariants.Report:
+    conn = await asyncpg.connect(oms.settings.admin_dsn())
+    try:
+        async def clean_report():
+            report = await invariants.check(conn)
+            return report if report.orders == expected_orders and not report.in_flight and report.ok else None
+
+        try:
+            report = await eventually(clean_report, timeout=150, interval=1.0, what="every order to settle cleanly")
+        except TimeoutError:
+            print(await invariants.check(conn))
+            raise
+    finally:
+        await conn.close()
+    assert await invariants.check_topics(oms.settings) == []
+    return report
