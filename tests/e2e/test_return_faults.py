@@ -43,8 +43,8 @@ D = Decimal
 
 ORDERS = 30
 RETURNS = ("R1", "R2")  # per order, one unit each of the three shipped
-RECEIPT_RATE = 20.0  # receipts/s: long enough for the kills to land while they are being worked through
-KILLS = (0, 0.3, 0.6)  # each once that share of the returns has gone through the victim
+RECEIPT_RATE = 20.0  # reports/s: long enough for a kill to land while they are being worked through
+KILLS = 3
 # 3 x 19.99 less 3.00 discount, 10.82 tax: a unit refunds 19.99 - 1.00 + 3.61; the second unit of a line then
 # gets what is left of the two units' cumulative shares (39.98 - 2.00 + 7.21 = 45.19), 22.59.
 FIRST_UNIT, SECOND_UNIT = D("22.60"), D("22.59")
@@ -79,16 +79,22 @@ async def test_a_refund_happens_exactly_once_across_kill_9_mid_return(oms: Stack
             await ops.send_many([_returning(order, return_id, sku) for order in orders for return_id in RETURNS])
             await work.wait_for(of_type(ReturnExpected), count=total, timeout=60, what="every return expected")
 
-            # The location reports each receipt twice, as one unsure whether its report arrived would.
+            # The location reports each receipt twice, as one unsure whether its report arrived would. The reports
+            # go in parts: the victim is killed once each of the first parts starts taking effect, while that part
+            # is still being sent, and the last part is sent after the last kill.
             reports = [report for receipt in receipts for report in (receipt, receipt.model_copy())]
-            sending = asyncio.create_task(load.publish(ops, reports, RECEIPT_RATE, chunk=4))
-            running.append(sending)
-            for share in KILLS:
-                seen = await progress.wait_for(of_type(mid_flow), count=int(total * share) + 1, timeout=60,
-                                               what=f"{share:.0%} of the {mid_flow.__name__} events")
+            size = len(reports) // (KILLS + 1)
+            parts = [reports[i:i + size] for i in range(0, len(reports), size)]
+            for part in parts[:-1]:
+                before = len(progress.envelopes(of_type(mid_flow)))
+                sending = asyncio.create_task(load.publish(ops, part, RECEIPT_RATE, chunk=2))
+                running.append(sending)
+                seen = await progress.wait_for(of_type(mid_flow), count=before + 1, timeout=60,
+                                               what=f"a {mid_flow.__name__} of the next part")
                 assert len(seen) < total, f"the kill landed after every {mid_flow.__name__}: not mid-return"
                 await oms.crash(victim)
-            await sending
+                await sending
+            await load.publish(ops, parts[-1], RECEIPT_RATE, chunk=2)
             await _settled(oms, total)
         finally:
             for task in running:
