@@ -317,7 +317,7 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
               f"`oms check` shows how they settled")
         await asyncio.sleep(5)
-        while desk.pending:  # holds heard of are released before the desk goes
+        while desk.pending and not stand_ins.done():  # holds heard of are released before the desk goes
             await asyncio.sleep(0.2)
         stand_ins.cancel()
         await asyncio.gather(stand_ins, return_exceptions=True)
