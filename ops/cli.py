@@ -60,7 +60,7 @@ from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
 from .processes import MailSinkProcess, ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import CustomerSimulator, HoldDesk, LocationSimulator, PaymentSimulator
+from .simulators import CustomerSimulator, EditDesk, HoldDesk, LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -310,8 +310,9 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
         customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}")
         desk = HoldDesk(config, channel, prefix=network.tag, group=f"oms.simulator.holds.{network.tag}")
+        edits = EditDesk(config, channel, prefix=network.tag, group=f"oms.simulator.edits.{network.tag}")
         shipping = [locations.run(), payments.run(), customers.run()] if ship else []
-        stand_ins = asyncio.gather(desk.run(), *shipping)
+        stand_ins = asyncio.gather(desk.run(), edits.run(), *shipping)
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
@@ -324,6 +325,7 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     rule = (f"first orders over {config.hold_new_customer_above}" if config.hold_new_customer_above is not None
             else f"off (OMS_HOLD_NEW_CUSTOMER_ABOVE={load.NEW_CUSTOMER_HOLD_ABOVE} holds the mix's large first orders)")
     print(f"{desk.summary()}; the new-customer rule: {rule}")
+    print(f"{edits.summary()}; returns: {customers.requested} asked, {customers.exchanges} of them exchanges")
     return 0
 
 

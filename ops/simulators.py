@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer
 
+from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import (
     FulfillmentRequested,
@@ -29,7 +30,12 @@ from shared.contracts.fulfillment import (
     ReturnReceipt,
 )
 from shared.contracts.orders import (
+    CancelOrderLines,
+    EditOrder,
     OrderAccepted,
+    OrderConfirmed,
+    OrderEdited,
+    OrderEditRefused,
     OrderHeld,
     OrderHoldRefused,
     OrderHoldReleased,
@@ -179,15 +185,16 @@ class PaymentSimulator:
 
 class CustomerSimulator:
     """Customers sending things back, and the returns desk booking them: one in `every` orders that ship
-    completely gets a return of one unit of its first SKU; a return the location is told to expect arrives at
-    once, restocked (one in three written off). Like the others, chosen by the order id, so redelivery changes
-    nothing."""
+    completely gets a return of one unit of its first SKU — one in three of them an exchange for the same SKU a
+    size up, which costs a euro more; a return the location is told to expect arrives at once, restocked (one in
+    three written off). Like the others, chosen by the order id, so redelivery changes nothing."""
 
     def __init__(self, settings: Settings, client: Client, *, every: int = 6, group: str = "oms.simulator.customers"):
         self.client = client
         self.every = every
         self.requested = 0
-        self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
+        self.exchanges = 0
+        self._orders: dict[str, tuple[str, str, list[dict]]] = {}  # order id -> (channel, channel order id, lines)
         # The order events, and every location's own work topic (where returns are announced).
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$|"
                                                             + every_party(settings.topic_prefix, FULFILLMENT_WORK))
@@ -200,16 +207,11 @@ class CustomerSimulator:
         for envelope in envelopes:
             data = envelope.get("data", {})
             kind = envelope.get("type")
-            if kind == OrderAccepted.message_type:
-                self._orders[data["order_id"]] = (data["channel"], data["channel_order_id"])
+            if kind == OrderAccepted.message_type and not data["channel_order_id"].count("-EX-"):
+                self._orders[data["order_id"]] = (data["channel"], data["channel_order_id"], data["lines"])
             elif (kind == OrderShipped.message_type and data.get("complete") and data.get("lines")
                   and data["order_id"] in self._orders and uuid.UUID(data["order_id"]).int % self.every == 0):
-                channel, channel_order_id = self._orders[data["order_id"]]
-                self.requested += 1
-                actions.append(RequestReturn(channel=channel, channel_order_id=channel_order_id,
-                                             return_id=f"RMA-{data['order_id'][:8]}",
-                                             lines=[{"sku": data["lines"][0]["sku"], "quantity": 1,
-                                                     "reason": "CHANGED_MIND"}]))
+                actions.append(self._return(data["order_id"], data["lines"][0]["sku"]))
             elif kind == ReturnExpected.message_type:
                 condition = "dispose" if uuid.UUID(data["order_id"]).int % 3 == 0 else "restock"
                 actions.append(ReturnReceipt(order_id=data["order_id"], return_id=data["return_id"],
@@ -217,6 +219,17 @@ class CustomerSimulator:
                                                     ({"sku": line["sku"], "quantity": line["quantity"]}
                                                      for line in data["lines"])]))
         return actions
+
+    def _return(self, order_id: str, sku: str) -> RequestReturn:
+        channel, channel_order_id, lines = self._orders[order_id]
+        self.requested += 1
+        exchange = []
+        if uuid.UUID(order_id).int // self.every % 3 == 0:
+            self.exchanges += 1
+            price = next(Decimal(line["unit_price"]) for line in lines if line["sku"] == sku)
+            exchange = [{"sku": sku, "quantity": 1, "unit_price": str(price + 1)}]
+        return RequestReturn(channel=channel, channel_order_id=channel_order_id, return_id=f"RMA-{order_id[:8]}",
+                             lines=[{"sku": sku, "quantity": 1, "reason": "CHANGED_MIND"}], exchange=exchange)
 
 
 class HoldDesk:
@@ -284,3 +297,95 @@ class HoldDesk:
             self._due = [(at, release) for at, release in self._due if at > now]
             await self.client.send_many(due)
             await asyncio.sleep(0.2)
+
+
+class EditDesk:
+    """Customer service changing orders of its own (channel order id starting with `prefix`): an order held by
+    `load` is changed while it waits — in turn its address (another city: routed anew), one more unit of its
+    first line, one unit fewer — and one in `every` orders of two lines or more loses its last line as soon as a
+    location has it (racing the location: applied, or refused once picked or shipped). An edit refused
+    ORDER_BUSY (a step under way) is asked again, with the same edit id, a moment later. Counts, each answer
+    once, the edits applied and refused (by reason code)."""
+
+    def __init__(self, settings: Settings, client: Client, *, prefix: str = "", every: int = 10,
+                 retry_seconds: float = 0.5, group: str = "oms.simulator.edits"):
+        self.client = client
+        self.prefix = prefix
+        self.every = every
+        self.retry_seconds = retry_seconds
+        self.applied = 0
+        self.refused: Counter[str] = Counter()
+        self._orders: dict[str, dict] = {}  # order id -> its OrderAccepted data
+        self._asked: dict[str, Contract] = {}  # edit id -> the edit, until answered
+        self._cut: set[str] = set()  # orders whose last line is being cancelled (a split confirms once per part)
+        self._due: list[tuple[float, Contract]] = []  # edits to ask again
+        self._heard: set[str] = set()
+        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
+
+    def summary(self) -> str:
+        refused = ", ".join(f"{n} {code}" for code, n in sorted(self.refused.items()))
+        return f"edits: {self.applied} applied, {sum(self.refused.values())} refused" + (f" ({refused})" if refused
+                                                                                         else "")
+
+    async def run(self) -> None:
+        await asyncio.gather(_consume(self._consumer, self._hear), self._ask_again_when_due())
+
+    async def _ask_again_when_due(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = [edit for at, edit in self._due if at <= now]
+            self._due = [(at, edit) for at, edit in self._due if at > now]
+            await self.client.send_many(due)
+            await asyncio.sleep(0.1)
+
+    async def _hear(self, envelopes: list[dict]) -> None:
+        edits = []
+        for envelope in envelopes:
+            if envelope.get("id") in self._heard:
+                continue
+            self._heard.add(envelope.get("id"))
+            data, kind = envelope.get("data", {}), envelope.get("type")
+            if kind == OrderAccepted.message_type and data["channel_order_id"].startswith(self.prefix):
+                self._orders[data["order_id"]] = data
+            elif data.get("order_id") in self._orders:
+                edits += self._act(kind, data)
+        await self.client.send_many(edits)
+
+    def _act(self, kind: str, data: dict) -> list[Contract]:
+        order = self._orders[data["order_id"]]
+        if kind == OrderHeld.message_type and data["hold"]["placed_by"] == "load":
+            return [self._ask(_edit_while_held(order))]
+        if (kind == OrderConfirmed.message_type and len(order["lines"]) > 1 and order["order_id"] not in self._cut
+                and uuid.UUID(order["order_id"]).int % self.every == 0):
+            self._cut.add(order["order_id"])
+            last = order["lines"][-1]
+            return [self._ask(CancelOrderLines(channel=order["channel"], channel_order_id=order["channel_order_id"],
+                                               edit_id=f"desk-last-{order['order_id'][:8]}",
+                                               lines=[{"sku": last["sku"], "quantity": last["quantity"]}]))]
+        if kind == OrderEdited.message_type and self._asked.pop(data["edit_id"], None):
+            self.applied += 1
+        elif kind == OrderEditRefused.message_type and data["edit_id"] in self._asked:
+            if data["reason"]["code"] == "ORDER_BUSY":
+                self._due.append((time.monotonic() + self.retry_seconds, self._asked[data["edit_id"]]))
+            else:
+                self._asked.pop(data["edit_id"])
+                self.refused[data["reason"]["code"]] += 1
+        return []
+
+    def _ask(self, edit: Contract) -> Contract:
+        self._asked[edit.edit_id] = edit
+        return edit
+
+
+def _edit_while_held(order: dict) -> Contract:
+    """In turn (by order id): another address, one more unit of the first line, one unit fewer."""
+    keys = {"channel": order["channel"], "channel_order_id": order["channel_order_id"],
+            "edit_id": f"desk-held-{order['order_id'][:8]}"}
+    lines = order["lines"]
+    turn = uuid.UUID(order["order_id"]).int % 3
+    if turn == 0 and order["delivery"]["type"] == "ship":
+        moved = {**order["delivery"]["address"], "coordinates": {"lat": 48.14, "lon": 11.58}, "city": "Munich"}
+        return EditOrder(**keys, delivery={"type": "ship", "address": moved})
+    if turn == 1 or sum(line["quantity"] for line in lines) < 2:
+        return EditOrder(**keys, lines=[{**lines[0], "quantity": lines[0]["quantity"] + 1}, *lines[1:]])
+    return CancelOrderLines(**keys, lines=[{"sku": lines[0]["sku"], "quantity": 1}])

@@ -31,7 +31,7 @@ async def test_kill_9_each_service_in_turn(oms):
             await oms.crash(name)
 
     report, _ = await flow_with_fault(oms, kill_each)
-    assert report.settled == ORDERS
+    assert report.settled == report.orders >= ORDERS  # the mix and the replacements of its exchanges
 
 
 @local_only

@@ -26,7 +26,7 @@ async def test_orders_held_by_command_and_by_the_new_customer_rule_settle_once_r
         pass
 
     report, desk = await flow_with_fault(oms, no_fault)
-    assert report.settled == ORDERS
+    assert report.settled == report.orders >= ORDERS  # the mix and the replacements of its exchanges
     new_customers = [o for o in load.orders(load.Network("X"), ORDERS) if o.customer.customer_id.startswith("NEW-")]
     assert desk.placed[NEW_CUSTOMER_HOLD.placed_by] == len(new_customers) > 0, "each large first order held by rule"
     assert f"{len(new_customers)} {NEW_CUSTOMER_HOLD.placed_by}" in desk.summary()

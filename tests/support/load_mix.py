@@ -1,6 +1,6 @@
 """`oms load`'s order mix through an OMS of a test's own, with its stand-ins (locations that ship and sometimes
-reject, customers who send things back, the hold desk), while a fault is done to it; then every order settled
-and the invariant checker clean."""
+reject, customers who send things back or exchange them, the hold desk, customer service editing orders), while
+a fault is done to it; then every order settled and the invariant checker clean."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -9,7 +9,7 @@ import asyncpg
 
 from ops import invariants, load
 from ops.client import client
-from ops.simulators import CustomerSimulator, HoldDesk, LocationSimulator
+from ops.simulators import CustomerSimulator, EditDesk, HoldDesk, LocationSimulator
 from ops.waiting import eventually
 
 from .stack import Stack
@@ -31,10 +31,11 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> t
         simulator = LocationSimulator(oms.settings, channel, reject=rejects_some, group=f"sim-{network.tag}")
         customers = CustomerSimulator(oms.settings, channel, group=f"customers-{network.tag}")
         desk = HoldDesk(oms.settings, channel, prefix=network.tag, group=f"holds-{network.tag}")
-        stand_ins = asyncio.gather(simulator.run(), customers.run(), desk.run())
+        edits = EditDesk(oms.settings, channel, prefix=network.tag, group=f"edits-{network.tag}")
+        stand_ins = asyncio.gather(simulator.run(), customers.run(), desk.run(), edits.run())
         try:
             await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
-            report = await settled(oms, ORDERS)
+            report = await settled(oms, lambda: ORDERS + customers.exchanges)
         finally:
             stand_ins.cancel()
             await asyncio.gather(stand_ins, return_exceptions=True)
@@ -43,6 +44,7 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> t
     assert simulator.rejected, "some work was rejected and re-routed"
     assert customers.requested, "some orders were sent back"
     assert desk.placed["load"] and desk.released["hold-desk"], "some orders were held by command and released"
+    assert edits.applied, f"some orders were edited ({edits.summary()})"
     return report, desk
 
 
@@ -51,12 +53,14 @@ async def _after(delay: float, fault: Callable[[], Awaitable[None]]) -> None:
     await fault()
 
 
-async def settled(oms: Stack, expected_orders: int) -> invariants.Report:
+async def settled(oms: Stack, expected_orders: Callable[[], int]) -> invariants.Report:
+    """Every order (the mix's and the exchanges' replacements, as many as `expected_orders()` says) settled, the
+    invariants clean."""
     conn = await asyncpg.connect(oms.settings.admin_dsn())
     try:
         async def clean_report():
             report = await invariants.check(conn)
-            return report if report.orders == expected_orders and not report.in_flight and report.ok else None
+            return report if report.orders == expected_orders() and not report.in_flight and report.ok else None
 
         try:
             report = await eventually(clean_report, timeout=150, interval=1.0, what="every order to settle cleanly")
