@@ -60,7 +60,7 @@ from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
 from .processes import MailSinkProcess, ServiceProcess, ServiceStatus, SupervisorProcess, all_services
-from .simulators import CustomerSimulator, EditDesk, HoldDesk, LocationSimulator, PaymentSimulator
+from .simulators import ADDRESS_CHECK, CustomerSimulator, EditDesk, HoldDesk, LocationSimulator, PaymentSimulator
 from .waiting import eventually
 
 
@@ -309,7 +309,8 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
         payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
         customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}")
-        desk = HoldDesk(config, channel, prefix=network.tag, group=f"oms.simulator.holds.{network.tag}")
+        desk = HoldDesk(config, channel, prefix=network.tag, leaves=frozenset({ADDRESS_CHECK}),
+                        group=f"oms.simulator.holds.{network.tag}")
         edits = EditDesk(config, channel, prefix=network.tag, group=f"oms.simulator.edits.{network.tag}")
         shipping = [locations.run(), payments.run(), customers.run()] if ship else []
         stand_ins = asyncio.gather(desk.run(), edits.run(), *shipping)
@@ -318,7 +319,7 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
         print(f"published {count} orders in {seconds:.1f}s ({count / seconds:,.0f}/s); "
               f"`oms check` shows how they settled")
         await asyncio.sleep(5)
-        while desk.pending and not stand_ins.done():  # holds heard of are released before the desk goes
+        while (desk.pending or edits.pending) and not stand_ins.done():  # every hold heard of is released
             await asyncio.sleep(0.2)
         stand_ins.cancel()
         await asyncio.gather(stand_ins, return_exceptions=True)

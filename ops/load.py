@@ -7,7 +7,9 @@ scarce SKU (no stock) or a pickup store without the goods (no route, so the rese
 Holds: one order in eight is put on hold by command right after it is placed (HoldOrder: manual, address check
 or payment review), and a few large first orders of new customers are held by capture's rule when it runs with
 OMS_HOLD_NEW_CUSTOMER_ABOVE=150 (NEW_CUSTOMER_HOLD_ABOVE); the hold desk (ops/simulators.py) releases every hold a
-moment later.
+moment later, except address checks: customer service (EditDesk) changes those orders while they wait (address,
+one more unit, one fewer) and then releases them; it also cancels the last line of some orders a location has.
+Customers return some of what shipped, some as exchanges (CustomerSimulator).
 """
 
 import asyncio

@@ -234,15 +234,17 @@ class CustomerSimulator:
 
 class HoldDesk:
     """The people reviewing held orders: every hold placed on one of its orders (those whose channel order id
-    starts with `prefix`) — by command or by a rule — is released `review_seconds` after the desk hears of it.
+    starts with `prefix`) — by command or by a rule — is released `review_seconds` after the desk hears of it,
+    except holds of a reason in `leaves` (another desk's: address checks are customer service's, EditDesk).
     Counts, each event once, the holds placed (by who placed them), released (by who released them) and refused
     (by reason code: NOT_HELD for an order cancelled meanwhile, which has no hold left)."""
 
     def __init__(self, settings: Settings, client: Client, *, prefix: str = "", review_seconds: float = 2.0,
-                 group: str = "oms.simulator.holds"):
+                 leaves: frozenset[str] = frozenset(), group: str = "oms.simulator.holds"):
         self.client = client
         self.prefix = prefix
         self.review_seconds = review_seconds
+        self.leaves = leaves
         self.placed: Counter[str] = Counter()
         self.released: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -281,6 +283,8 @@ class HoldDesk:
     def _count(self, kind: str, data: dict) -> None:
         if kind == OrderHeld.message_type:
             self.placed[data["hold"]["placed_by"]] += 1
+            if data["hold"]["reason"] in self.leaves:
+                return
             channel, channel_order_id = self._orders[data["order_id"]]
             release = ReleaseHold(channel=channel, channel_order_id=channel_order_id, reason=data["hold"]["reason"],
                                   released_by="hold-desk")
@@ -299,11 +303,16 @@ class HoldDesk:
             await asyncio.sleep(0.2)
 
 
+ADDRESS_CHECK = "address_check"
+HELD_EDIT = "desk-held-"  # the edit ids of edits made during an address check
+
+
 class EditDesk:
-    """Customer service changing orders of its own (channel order id starting with `prefix`): an order held by
-    `load` is changed while it waits — in turn its address (another city: routed anew), one more unit of its
-    first line, one unit fewer — and one in `every` orders of two lines or more loses its last line as soon as a
-    location has it (racing the location: applied, or refused once picked or shipped). An edit refused
+    """Customer service changing orders of its own (channel order id starting with `prefix`): an order `load`
+    held for an address check (ADDRESS_CHECK, left to this desk by the HoldDesk) is changed while it waits — in
+    turn its address (another city: routed anew), one more unit of its first line, one unit fewer — and the hold
+    released once the edit is answered; one in `every` orders of two lines or more loses its last line as soon
+    as a location has it (racing the location: applied, or refused once picked or shipped). An edit refused
     ORDER_BUSY (a step under way) is asked again, with the same edit id, a moment later. Counts, each answer
     once, the edits applied and refused (by reason code)."""
 
@@ -321,6 +330,11 @@ class EditDesk:
         self._due: list[tuple[float, Contract]] = []  # edits to ask again
         self._heard: set[str] = set()
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
+
+    @property
+    def pending(self) -> int:
+        """Edits not answered yet (an address check's hold is released with the answer)."""
+        return len(self._asked)
 
     def summary(self) -> str:
         refused = ", ".join(f"{n} {code}" for code, n in sorted(self.refused.items()))
@@ -353,7 +367,7 @@ class EditDesk:
 
     def _act(self, kind: str, data: dict) -> list[Contract]:
         order = self._orders[data["order_id"]]
-        if kind == OrderHeld.message_type and data["hold"]["placed_by"] == "load":
+        if kind == OrderHeld.message_type and data["hold"]["reason"] == ADDRESS_CHECK:
             return [self._ask(_edit_while_held(order))]
         if (kind == OrderConfirmed.message_type and len(order["lines"]) > 1 and order["order_id"] not in self._cut
                 and uuid.UUID(order["order_id"]).int % self.every == 0):
@@ -362,15 +376,24 @@ class EditDesk:
             return [self._ask(CancelOrderLines(channel=order["channel"], channel_order_id=order["channel_order_id"],
                                                edit_id=f"desk-last-{order['order_id'][:8]}",
                                                lines=[{"sku": last["sku"], "quantity": last["quantity"]}]))]
-        if kind == OrderEdited.message_type and self._asked.pop(data["edit_id"], None):
+        if kind == OrderEdited.message_type and data["edit_id"] in self._asked:
             self.applied += 1
-        elif kind == OrderEditRefused.message_type and data["edit_id"] in self._asked:
+            return self._done(data["edit_id"])
+        if kind == OrderEditRefused.message_type and data["edit_id"] in self._asked:
             if data["reason"]["code"] == "ORDER_BUSY":
                 self._due.append((time.monotonic() + self.retry_seconds, self._asked[data["edit_id"]]))
-            else:
-                self._asked.pop(data["edit_id"])
-                self.refused[data["reason"]["code"]] += 1
+                return []
+            self.refused[data["reason"]["code"]] += 1
+            return self._done(data["edit_id"])
         return []
+
+    def _done(self, edit_id: str) -> list[Contract]:
+        """An edit answered: an address check's hold is released."""
+        edit = self._asked.pop(edit_id)
+        if not edit_id.startswith(HELD_EDIT):
+            return []
+        return [ReleaseHold(channel=edit.channel, channel_order_id=edit.channel_order_id, reason=ADDRESS_CHECK,
+                            released_by="edit-desk")]
 
     def _ask(self, edit: Contract) -> Contract:
         self._asked[edit.edit_id] = edit
@@ -380,7 +403,7 @@ class EditDesk:
 def _edit_while_held(order: dict) -> Contract:
     """In turn (by order id): another address, one more unit of the first line, one unit fewer."""
     keys = {"channel": order["channel"], "channel_order_id": order["channel_order_id"],
-            "edit_id": f"desk-held-{order['order_id'][:8]}"}
+            "edit_id": f"{HELD_EDIT}{order['order_id'][:8]}"}
     lines = order["lines"]
     turn = uuid.UUID(order["order_id"]).int % 3
     if turn == 0 and order["delivery"]["type"] == "ship":

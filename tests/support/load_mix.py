@@ -9,7 +9,7 @@ import asyncpg
 
 from ops import invariants, load
 from ops.client import client
-from ops.simulators import CustomerSimulator, EditDesk, HoldDesk, LocationSimulator
+from ops.simulators import ADDRESS_CHECK, CustomerSimulator, EditDesk, HoldDesk, LocationSimulator
 from ops.waiting import eventually
 
 from .stack import Stack
@@ -30,7 +30,8 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> t
         await load.seed(channel, network)
         simulator = LocationSimulator(oms.settings, channel, reject=rejects_some, group=f"sim-{network.tag}")
         customers = CustomerSimulator(oms.settings, channel, group=f"customers-{network.tag}")
-        desk = HoldDesk(oms.settings, channel, prefix=network.tag, group=f"holds-{network.tag}")
+        desk = HoldDesk(oms.settings, channel, prefix=network.tag, leaves=frozenset({ADDRESS_CHECK}),
+                        group=f"holds-{network.tag}")
         edits = EditDesk(oms.settings, channel, prefix=network.tag, group=f"edits-{network.tag}")
         stand_ins = asyncio.gather(simulator.run(), customers.run(), desk.run(), edits.run())
         try:
