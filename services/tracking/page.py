@@ -5,10 +5,12 @@ their tracking numbers, returns, payment, and what happens next.
 Every value is escaped (Jinja2 autoescape); the page needs no script and fits a phone. A link that is expired
 (410) or not ours (403) gets a page that says so, as does an order the read model does not show yet (404)."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -49,7 +51,7 @@ REFUSALS = {
 }
 
 
-def add_tracking_page(app: FastAPI, pool, links: TrackingLinks) -> None:
+def add_tracking_page(app: FastAPI, pool: Callable[[], asyncpg.Pool | None], links: TrackingLinks) -> None:
     """GET /track/{token} on the channels' API app; `pool()` is the service's pool (None while it starts)."""
 
     @app.get(PAGE_PATH + "{token}", response_class=HTMLResponse, include_in_schema=False)  # not the channels' API
