@@ -37,7 +37,7 @@ LINE_STATUS = {"open": "Being prepared", "partially_shipped": "Partly sent", "sh
                "cancelled": "Cancelled"}
 RETURN_STATUS = {"approved": "Expected back", "received": "Received", "refunded": "Refunded"}
 PAYMENT_STATUS = {"none": "", "authorised": "Authorised, nothing charged yet",
-                  "partially_captured": "Charged for what has been sent", "captured": "Charged",
+                  "partially_captured": "Paid for what has been sent", "captured": "Paid",
                   "capture_failed": "Your payment was declined",
                   "voided": "Nothing charged: the authorisation was released",
                   "partially_refunded": "Partly refunded", "refunded": "Refunded"}
