@@ -4,6 +4,8 @@ import uuid
 
 import pytest
 
+from shared.db.bootstrap import SERVICES
+from shared.settings import service_environment
 from shared.tracking_links import PAGE_PATH, LinkExpired, LinkInvalid, TrackingLinks
 
 SECRET = "s" * 32
@@ -56,3 +58,11 @@ def test_a_link_altered_cut_or_signed_with_another_secret_opens_nothing(case):
 
 def test_the_secret_never_shows_in_the_links_representation():
     assert SECRET not in repr(links())
+
+
+def test_only_the_services_that_sign_or_check_links_are_given_the_secret():
+    env = {"OMS_TRACKING_LINK_SECRET": SECRET, "OMS_WEBHOOK_SECRET": "whsec_x", "OMS_PG_HOST": "127.0.0.1"}
+    given = {service: set(service_environment(env, service)) for service in SERVICES}
+    assert {service for service, names in given.items() if "OMS_TRACKING_LINK_SECRET" in names} == {
+        "notification", "tracking"}
+    assert all("OMS_WEBHOOK_SECRET" not in names and "OMS_PG_HOST" in names for names in given.values())
