@@ -144,15 +144,18 @@ FULFILLMENT_STATUS = {"FulfillmentOrderCreated": "requested", "DeliveryConfirmed
 
 
 def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What the timeline keeps of an event: everything but the customer's personal data (name, email, address)."""
-    if type_ != "OrderAccepted":
+    """What the timeline keeps of an event: everything but the customer's personal data (name, email, address:
+    in an order's acceptance, and in each edit, which carries the delivery as it now stands)."""
+    if type_ not in ("OrderAccepted", "OrderEdited"):
         return data
     delivery = data["delivery"]
     address = delivery.get("address") or {}
     kept_delivery = {"type": delivery["type"], "store_id": delivery.get("store_id"),
                      "city": address.get("city"), "country": address.get("country")}
-    return {**data, "customer": {"customer_id": data["customer"]["customer_id"]},
-            "delivery": {k: v for k, v in kept_delivery.items() if v is not None}}
+    kept = {**data, "delivery": {k: v for k, v in kept_delivery.items() if v is not None}}
+    if "customer" in data:
+        kept["customer"] = {"customer_id": data["customer"]["customer_id"]}
+    return kept
 
 
 def project(events: list[TimelineEvent]) -> OrderView | None:
@@ -179,14 +182,12 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
     match event.type:
         case "OrderAccepted":
             view.customer_id = data["customer"]["customer_id"]
-            view.currency = data["currency"]
-            view.delivery = DeliveryView(**data["delivery"])
-            view.lines = [LineView(sku=line["sku"], quantity=line["quantity"], unit_price=Decimal(line["unit_price"]))
-                          for line in data["lines"]]
-            view.total = Decimal(data["totals"]["total"]) if data.get("totals") else None
+            _apply_order_as_it_stands(view, data)
             if authorisation := data.get("payment"):
                 view.payment.provider, view.payment.authorised = authorisation["provider"], Decimal(
                     authorisation["amount"])
+        case "OrderEdited":
+            _apply_order_as_it_stands(view, data)
         case "OrderRejected":
             view.reasons = [ReasonCode(**reason) for reason in data["reasons"]]
         case "OrderCancelled":
@@ -213,6 +214,15 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
             _apply_payment(view.payment, event)
 
 
+def _apply_order_as_it_stands(view: OrderView, data: dict[str, Any]) -> None:
+    """Lines, delivery and total from the order's acceptance, or from an edit (the order as it now stands)."""
+    view.currency = data["currency"]
+    view.delivery = DeliveryView(**data["delivery"])
+    view.lines = [LineView(sku=line["sku"], quantity=line["quantity"], unit_price=Decimal(line["unit_price"]))
+                  for line in data["lines"]]
+    view.total = Decimal(data["totals"]["total"]) if data.get("totals") else None
+
+
 def _apply_payment(payment: PaymentView, event: TimelineEvent) -> None:
     """Each capture and refund counts once, by its id; a capture that failed and was then taken shows taken."""
     data = event.data
@@ -237,6 +247,8 @@ def _apply_payment(payment: PaymentView, event: TimelineEvent) -> None:
             payment.refunded += Decimal(data["amount"])
         case "AuthorizationVoided":  # each void releases what was left then: the last one says what was released
             payment.voided = Decimal(data["amount"])
+        case "AuthorizationAdjusted":  # an edit changed what the customer owes: the authorisation follows
+            payment.authorised = Decimal(data["amount"])
 
 
 def _payment_status(payment: PaymentView, total: Decimal | None) -> str:

@@ -18,9 +18,9 @@ from shared.contracts.fulfillment import FulfillmentOrderCreated, ReturnedLine, 
 from shared.contracts.money import ShipmentAmounts
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.order_rules import order_id_for
-from shared.contracts.payments import (Authorization, AuthorizationVoided, PaymentCaptured, PaymentCaptureFailed,
-                                       PaymentRefunded)
-from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderHeld,
+from shared.contracts.payments import (Authorization, AuthorizationAdjusted, AuthorizationVoided, PaymentCaptured,
+                                       PaymentCaptureFailed, PaymentRefunded)
+from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderEdited, OrderHeld,
                                      OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped,
                                      ReturnApproved, ReturnRefunded)
 from shared.contracts.topics import ORDER_COMMANDS
@@ -186,3 +186,20 @@ def test_an_order_without_a_reported_authorisation_shows_no_payment_until_the_pa
     assert project(events_of([accepted])).payment.status == "none"
     captured = PaymentCaptured(order_id=order_id, capture_id=uuid.uuid4(), amount=Decimal("10.00"))
     assert project(events_of([accepted, captured])).payment.status == "partially_captured"
+
+
+def test_an_edit_sets_the_lines_total_and_authorisation_and_its_address_stays_out_of_the_timeline():
+    order_id = uuid.uuid4()
+    place = sample_order(lines=[("CAP-BLACK", 2)])
+    accepted = story(order_id, place)[0]
+    edited_order = place.model_copy(update={"lines": [place.lines[0].model_copy(update={"quantity": 3})]})
+    edit = OrderEdited(order_id=order_id, channel=place.channel, channel_order_id=place.channel_order_id,
+                       edit_id="E1", lines=edited_order.lines, currency="EUR", delivery=place.delivery,
+                       added=[Line(sku="CAP-BLACK", quantity=1)], totals=edited_order.computed_totals(),
+                       amount_due=edited_order.computed_totals().total)
+    adjusted = AuthorizationAdjusted(order_id=order_id, adjustment_id="E1", amount=Decimal("59.97"))
+    events = events_of([accepted, edit, adjusted])
+    assert "line1" not in repr(events[1].data) and events[1].data["delivery"]["city"] == "Frankfurt"
+    view = project(events)
+    assert [(line.sku, line.quantity) for line in view.lines] == [("CAP-BLACK", 3)]
+    assert (view.total, view.payment.authorised) == (Decimal("59.97"), Decimal("59.97"))
