@@ -276,6 +276,11 @@ def _apply_return(view: OrderView, event: TimelineEvent) -> None:
 
 def _apply_fulfillment(view: OrderView, event: TimelineEvent) -> None:
     data = event.data
+    if event.type == "FulfillmentAmended":  # an edit: its parts, each with its lines from now on (none: withdrawn)
+        for part in data["parts"]:
+            if not part["lines"]:
+                _fulfillment_order(view, part).status = "cancelled"
+        return
     fulfillment_order = _fulfillment_order(view, data)
     if event.type == "FulfillmentOrderProgressed":
         fulfillment_order.status = data["status"]

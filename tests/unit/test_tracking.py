@@ -14,7 +14,8 @@ from ops.views import OPENAPI_PATH, render_openapi
 from services.tracking.domain import project
 from services.tracking.handlers import timeline_event
 from shared.contracts.common import Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentOrderCreated, ReturnedLine, ReturnReceived, ShipmentConfirmed
+from shared.contracts.fulfillment import (FulfillmentAmended, FulfillmentOrderCreated, PartAmendment, ReturnedLine,
+                                          ReturnReceived, ShipmentConfirmed)
 from shared.contracts.money import ShipmentAmounts
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.order_rules import order_id_for
@@ -203,3 +204,17 @@ def test_an_edit_sets_the_lines_total_and_authorisation_and_its_address_stays_ou
     view = project(events)
     assert [(line.sku, line.quantity) for line in view.lines] == [("CAP-BLACK", 3)]
     assert (view.total, view.payment.authorised) == (Decimal("59.97"), Decimal("59.97"))
+
+
+def test_an_amendment_withdrawing_a_fulfilment_order_cancels_it_and_one_changing_lines_leaves_it():
+    order_id = uuid.uuid4()
+    accepted, confirmed, created = story(order_id)[:3]
+    fulfillment_order_id = created.fulfillment_order_id
+    other = uuid.uuid4()
+    amended = FulfillmentAmended(order_id=order_id, edit_id="E1", parts=[
+        PartAmendment(fulfillment_order_id=fulfillment_order_id, location_id="WH-BERLIN",
+                      lines=[Line(sku="CAP-BLACK", quantity=1)]),
+        PartAmendment(fulfillment_order_id=other, location_id="WH-MUNICH", lines=[])])
+    view = project(events_of([accepted, confirmed, created, amended]))
+    assert {(f.fulfillment_order_id, f.status) for f in view.fulfillment_orders} == {
+        (fulfillment_order_id, "requested"), (other, "cancelled")}
