@@ -23,6 +23,7 @@ from .domain import OrderView
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+TEMPLATES.filters["described"] = lambda lines: ", ".join(f"{line['quantity']} × {line['sku']}" for line in lines)
 LONGEST_TOKEN = 200  # ours are about 110 characters; anything far longer is not one
 # The link is a bearer token: kept out of caches, search engines and Referer headers; the page runs no script.
 HEADERS = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
