@@ -72,7 +72,7 @@ class ServiceProcess:
     def spawn(self, env: dict[str, str] | None = None) -> subprocess.Popen:
         """A new process whatever runs already; the caller may wait on it, as the supervisor does."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        port = self.http_port or _free_port()
+        port = self.http_port or free_port()
         self.portfile.write_text(str(port))
         env = dict(service_environment(env or os.environ, self.name), OMS_INSTANCE_ID=str(self.instance),
                    OMS_HTTP_PORT=str(port))
@@ -183,7 +183,7 @@ def _alive(pid: int) -> bool:
     return fields["State"].split()[0] not in ("Z", "X") and not pending & SIGKILL_BIT
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

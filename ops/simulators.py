@@ -94,10 +94,11 @@ async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Aw
 
 class LocationSimulator:
     def __init__(self, settings: Settings, client: Client, *, reject: RejectRule = lambda _: False,
-                 handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations"):
+                 handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations", deliver: bool = True):
         self.client = client
         self.reject = reject
         self.handles = handles
+        self.deliver = deliver  # whether the carrier then delivers what was shipped
         self.handled = 0
         self.rejected = 0
         # Every location's own work and purchase-order topics, those made later included (a metadata refresh away).
@@ -119,30 +120,32 @@ class LocationSimulator:
                 updates.append(LocationUpdate(**ids, status="rejected", reason="SHORT_PICK"))
             elif envelope["type"] == PurchaseOrderIssued.message_type:
                 updates += [LocationUpdate(**ids, status="accepted"),
-                            *_shipments(ids, [Line(**line) for line in data["lines"]])]
+                            *_shipments(ids, [Line(**line) for line in data["lines"]], self.deliver)]
             elif data["delivery"]["type"] == "pickup":  # the customer comes straight away
                 updates += [LocationUpdate(**ids, status="ready_for_pickup"), LocationUpdate(**ids, status="picked_up")]
             else:
-                updates += _shipments(ids, [Line(**line) for line in data["lines"]])
+                updates += _shipments(ids, [Line(**line) for line in data["lines"]], self.deliver)
         await self.client.send_many(updates)
         self.handled += len(updates)
 
 
 
-def _shipments(ids: dict, lines: list[Line]) -> list[LocationUpdate]:
+def _shipments(ids: dict, lines: list[Line], deliver: bool) -> list[LocationUpdate]:
     """Every unit in one parcel, or (chosen by the order id, so a redelivered work item is handled alike) the
-    first unit in a parcel of its own and then the rest, or the first unit and a short pick of the rest."""
+    first unit in a parcel of its own and then the rest, or the first unit and a short pick of the rest; then
+    delivered, if `deliver`."""
     def parcel(only: list[Line] | None = None) -> LocationUpdate:
         return LocationUpdate(**ids, status="shipped", carrier="DHL", lines=only,
                               tracking_number=f"TRK{uuid.uuid4().hex[:10].upper()}")
 
+    delivered = [LocationUpdate(**ids, status="delivered")] if deliver else []
     choice = uuid.UUID(str(ids["order_id"])).int
     if sum(line.quantity for line in lines) < 2 or choice % 5:
-        return [parcel(), LocationUpdate(**ids, status="delivered")]
+        return [parcel(), *delivered]
     first = [Line(sku=lines[0].sku, quantity=1)]
     if choice % 11 == 0:
         return [parcel(first), LocationUpdate(**ids, status="rejected", reason="SHORT_PICK")]
-    return [parcel(first), parcel(), LocationUpdate(**ids, status="delivered")]
+    return [parcel(first), parcel(), *delivered]
 
 
 class PaymentSimulator:

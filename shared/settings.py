@@ -175,8 +175,8 @@ def secret(name: str) -> str:
 
 
 def service_environment(env: Mapping[str, str], service: str) -> dict[str, str]:
-    """What a service process is given: the environment without any password but its own runtime ones (database
-    and Kafka)."""
+    """What a service process is given: the environment without any password or secret but its own runtime ones
+    (database and Kafka, and the shared secrets it uses)."""
     own = _runtime_secrets(service)
     return {name: value for name, value in env.items() if name in own or not _is_secret(name)}
 
@@ -187,12 +187,17 @@ def supervisor_environment(env: Mapping[str, str], services: Iterable[str]) -> d
     return {name: value for name, value in env.items() if name in runtime or not _is_secret(name)}
 
 
+# Secrets beside the passwords, and the services given each.
+SHARED_SECRETS = {"OMS_TRACKING_LINK_SECRET": ("notification", "tracking")}  # signs the tracking page's links
+
+
 def _runtime_secrets(service: str) -> set[str]:
-    return {f"OMS_{service.upper()}_DB_PASSWORD", kafka_password_variable(service)}
+    shared = {name for name, services in SHARED_SECRETS.items() if service in services}
+    return {f"OMS_{service.upper()}_DB_PASSWORD", kafka_password_variable(service), *shared}
 
 
 def _is_secret(name: str) -> bool:
-    return name.startswith("OMS_") and name.endswith("_PASSWORD")
+    return name.startswith("OMS_") and name.endswith(("_PASSWORD", "_SECRET"))
 
 
 @cache

@@ -1,9 +1,10 @@
 """Pure rules of customer messages: which message an event makes, the ids that make each delivery happen once,
-the words a person reads for a reason code, and the retry schedule."""
+and the retry schedule (a reason code in words: shared/cancel_reasons.py)."""
 
 import uuid
 from dataclasses import dataclass
 
+from shared.cancel_reasons import cancel_reason
 from shared.contracts import Contract
 from shared.contracts.common import Line
 from shared.contracts.orders import (
@@ -19,26 +20,6 @@ from shared.contracts.orders import (
     OrderReadyForPickup,
     OrderShipped,
 )
-
-# Why an order was cancelled, as the customer reads it (OrderCancelled.reason.code).
-CANCEL_REASONS = {
-    "CUSTOMER_CANCELLED": "You asked us to cancel it.",
-    "OUT_OF_STOCK": "Some of the items are out of stock.",
-    "UNKNOWN_SKU": "One of the items is not sold by us (any more).",
-    "NO_LOCATION_WITH_STOCK": "None of our warehouses or stores had all the items.",
-    "NO_ROUTE": "None of our warehouses or stores could send it to your address.",
-    "PICKUP_STORE_NO_STOCK": "The store you chose for pickup does not have all the items.",
-    "PICKUP_STORE_UNKNOWN": "The store you chose for pickup does not take pickup orders.",
-    "PICKUP_REJECTED": "The store you chose for pickup could not prepare it.",
-    "NOT_COLLECTED": "It was not collected from the store in time.",
-    "RESERVATION_EXPIRED": "We could not confirm it in time, so the items were given back.",
-    "STEP_TIMEOUT": "A technical problem kept us from processing it in time.",
-}
-UNKNOWN_CANCEL_REASON = "We could not fulfil it."
-
-
-def cancel_reason(code: str) -> str:
-    return CANCEL_REASONS.get(code, UNKNOWN_CANCEL_REASON)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ set channel settings, customer preferences and bounces.
 A message's deliveries (one per delivery channel the sales channel has on) are recorded in the transaction that
 claims the event in the inbox, before anything is sent: the sender (delivery.py) sends what is recorded, so a
 redelivered event or a restart sends nothing twice. The (order, kind, reference) key makes a repeated event
-produce nothing."""
+produce nothing. Every message links to the order's tracking page (signed, expiring: shared/tracking_links.py)."""
 
 from datetime import UTC, datetime
 
@@ -16,6 +16,7 @@ from shared.contracts.orders import OrderAccepted
 from shared.logging import get_logger
 from shared.messaging.tracing import headers_of
 from shared.messaging.unit_of_work import Message, UnitOfWork
+from shared.tracking_links import tracking_links
 
 from . import store
 from .domain import MessageFacts, delivery_id, facts, notification_id, webhook_event_type
@@ -73,17 +74,19 @@ def _compose(message: Message, recipient: asyncpg.Record,
              channels: dict[str, ChannelSettings]) -> tuple[NewNotification, list[NewDelivery]]:
     event, channel = message.payload, channels[_sales_channel(recipient)]
     about = facts(event)
-    values = {"name": recipient["name"], "channel_order_id": recipient["channel_order_id"], "tracking_url": "",
-              **about.values}
+    values = {"name": recipient["name"], "channel_order_id": recipient["channel_order_id"],
+              "tracking_url": tracking_links().url(event.order_id), **about.values}
     rendered = TEMPLATES.render(about.kind, channel=channel.channel, locale=channel.locale, **values)
     message_id = notification_id(event.order_id, about.kind, about.reference)
     notification = NewNotification(message_id, event.order_id, about.kind, about.reference, recipient["email"],
                                    rendered.subject, rendered.text, message.envelope.id)
-    return notification, _deliveries(message, notification, recipient, channel, about, rendered)
+    return notification, _deliveries(message, notification, recipient, channel, about, rendered,
+                                     values["tracking_url"])
 
 
 def _deliveries(message: Message, notification: NewNotification, recipient: asyncpg.Record,
-                channel: ChannelSettings, about: MessageFacts, rendered: Rendered) -> list[NewDelivery]:
+                channel: ChannelSettings, about: MessageFacts, rendered: Rendered,
+                tracking_url: str) -> list[NewDelivery]:
     customers = [recipient["email"].lower(), *([recipient["customer_id"].lower()] if recipient["customer_id"] else [])]
 
     def delivery(kind: str, to: str, html: str | None, payload: dict | None) -> NewDelivery:
@@ -97,12 +100,12 @@ def _deliveries(message: Message, notification: NewNotification, recipient: asyn
         found.append(delivery("email", recipient["email"], rendered.html, None))
     if channel.webhook_url:
         found.append(delivery("webhook", channel.webhook_url, None,
-                              _webhook_payload(notification, recipient, about, rendered)))
+                              _webhook_payload(notification, recipient, about, rendered, tracking_url)))
     return found
 
 
 def _webhook_payload(notification: NewNotification, recipient: asyncpg.Record, about: MessageFacts,
-                     rendered: Rendered) -> dict:
+                     rendered: Rendered, tracking_url: str) -> dict:
     """Standard Webhooks' shape: type, timestamp, data. The channel knows its customer: the customer id, no name
     or address (so not the greeting text either)."""
     values = {name: value.isoformat() if hasattr(value, "isoformat") else value
@@ -110,4 +113,4 @@ def _webhook_payload(notification: NewNotification, recipient: asyncpg.Record, a
     return {"type": webhook_event_type(notification.kind), "timestamp": datetime.now(UTC).isoformat(),
             "data": {"notification_id": str(notification.notification_id), "order_id": str(notification.order_id),
                      "channel_order_id": recipient["channel_order_id"], "customer_id": recipient["customer_id"],
-                     "kind": notification.kind, **values, "subject": rendered.subject, "tracking_url": ""}}
+                     "kind": notification.kind, **values, "subject": rendered.subject, "tracking_url": tracking_url}}

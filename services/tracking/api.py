@@ -3,7 +3,8 @@
 Every call is a channel's, known by its API key (`Authorization: Bearer <key>`; `oms api-key add CHANNEL`), and
 sees only that channel's orders: another's is answered 404, as one that does not exist. Reads come from the read
 model; `POST /orders` and `POST /orders/{id}/cancel` stage PlaceOrder / CancelOrder on the channel's own command
-topic through the service's outbox and answer 202 once that row is committed."""
+topic through the service's outbox and answer 202 once that row is committed. The customers' tracking page
+(page.py) is served here too, reached by its signed link instead of a key."""
 
 import base64
 import binascii
@@ -32,9 +33,11 @@ from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.messaging import outbox
 from shared.messaging.tracing import headers_of
+from shared.tracking_links import tracking_links
 
 from . import store
 from .domain import OrderView, ShipmentView
+from .page import add_tracking_page
 
 log = get_logger(__name__)
 
@@ -209,6 +212,7 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
                               reason=(body or CancelOrderRequest()).reason)
         return await _take(who, idempotency_key, f"/orders/{order_id}/cancel", command, order_id)
 
+    add_tracking_page(app, pool, tracking_links())
     return app
 
 

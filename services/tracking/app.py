@@ -1,11 +1,12 @@
-"""Tracking service: reads the order, fulfilment and notification events into its read model, and serves the
-channels' HTTP API over it (tracking, and intake that stages their commands on their own command topics)."""
+"""Tracking service: reads the order, fulfilment, payment and notification events into its read model, and serves
+the channels' HTTP API over it (tracking, and intake that stages their commands on their own command topics) and
+the customers' tracking page."""
 
 from pathlib import Path
 
 from shared.contracts import REGISTRY
 from shared.contracts.topics import (FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, ORDER_COMMANDS, ORDER_EVENTS,
-                                     TRACKING_ORDER_HISTORY)
+                                     PAYMENT_EVENTS, TRACKING_ORDER_HISTORY)
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -13,7 +14,7 @@ from . import handlers
 from .api import build_api
 
 # Order-scoped topics whose every event goes on an order's timeline.
-TIMELINE_TOPICS = (ORDER_EVENTS, FULFILLMENT_EVENTS, NOTIFICATION_EVENTS)
+TIMELINE_TOPICS = (ORDER_EVENTS, FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, PAYMENT_EVENTS)
 
 
 def _everything_on(topic: str) -> Subscription:

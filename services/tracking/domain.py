@@ -74,6 +74,34 @@ class ReturnView(BaseModel):
     exchange_order_id: UUID | None = None
 
 
+class CaptureView(BaseModel):
+    capture_id: UUID = Field(description="The shipment's id (one capture per parcel)")
+    status: str = Field(examples=["captured", "failed"])
+    amount: Decimal | None = None
+    reason: ReasonCode | None = Field(None, description="Why the provider declined it")
+    at: datetime
+
+
+class RefundView(BaseModel):
+    refund_id: str = Field(description="The return's id")
+    amount: Decimal
+    at: datetime
+
+
+class PaymentView(BaseModel):
+    """What the payment service reported for the order (payments.events.v1), beside what was authorised."""
+
+    status: str = Field("none", examples=["none", "authorised", "partially_captured", "captured", "capture_failed",
+                                          "voided", "partially_refunded", "refunded"])
+    provider: str | None = None
+    authorised: Decimal | None = Field(None, description="What the channel's payment provider authorised")
+    captured: Decimal = Decimal(0)
+    refunded: Decimal = Decimal(0)
+    voided: Decimal | None = Field(None, description="What was left of the authorisation when it was released")
+    captures: list[CaptureView] = Field(default_factory=list)
+    refunds: list[RefundView] = Field(default_factory=list)
+
+
 class DeliveryView(BaseModel):
     """How the order reaches the customer, without who or where exactly (no personal data in the view)."""
 
@@ -94,6 +122,7 @@ class OrderView(BaseModel):
     holds: list[str] = Field(default_factory=list, description="Holds in force (the order waits while any is)",
                              examples=[["fraud_review"]])
     currency: str | None = None
+    total: Decimal | None = Field(None, description="What the order charges (goods, shipping, tax)")
     delivery: DeliveryView | None = None
     placed_at: datetime
     updated_at: datetime
@@ -102,6 +131,7 @@ class OrderView(BaseModel):
     shipments: list[ShipmentView] = Field(default_factory=list)
     notifications: list[NotificationView] = Field(default_factory=list)
     returns: list[ReturnView] = Field(default_factory=list)
+    payment: PaymentView = Field(default_factory=PaymentView)
 
 
 # Statuses an order event sets; the others (OrderLinesCancelled, OrderCancellationRejected) leave it.
@@ -114,15 +144,18 @@ FULFILLMENT_STATUS = {"FulfillmentOrderCreated": "requested", "DeliveryConfirmed
 
 
 def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What the timeline keeps of an event: everything but the customer's personal data (name, email, address)."""
-    if type_ != "OrderAccepted":
+    """What the timeline keeps of an event: everything but the customer's personal data (name, email, address:
+    in an order's acceptance, and in each edit, which carries the delivery as it now stands)."""
+    if type_ not in ("OrderAccepted", "OrderEdited"):
         return data
     delivery = data["delivery"]
     address = delivery.get("address") or {}
     kept_delivery = {"type": delivery["type"], "store_id": delivery.get("store_id"),
                      "city": address.get("city"), "country": address.get("country")}
-    return {**data, "customer": {"customer_id": data["customer"]["customer_id"]},
-            "delivery": {k: v for k, v in kept_delivery.items() if v is not None}}
+    kept = {**data, "delivery": {k: v for k, v in kept_delivery.items() if v is not None}}
+    if "customer" in data:
+        kept["customer"] = {"customer_id": data["customer"]["customer_id"]}
+    return kept
 
 
 def project(events: list[TimelineEvent]) -> OrderView | None:
@@ -138,6 +171,7 @@ def project(events: list[TimelineEvent]) -> OrderView | None:
     for event in ordered:
         _apply(view, event, cancelled)
     view.lines = _line_statuses(view, cancelled)
+    view.payment.status = _payment_status(view.payment, view.total)
     return view
 
 
@@ -148,10 +182,12 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
     match event.type:
         case "OrderAccepted":
             view.customer_id = data["customer"]["customer_id"]
-            view.currency = data["currency"]
-            view.delivery = DeliveryView(**data["delivery"])
-            view.lines = [LineView(sku=line["sku"], quantity=line["quantity"], unit_price=Decimal(line["unit_price"]))
-                          for line in data["lines"]]
+            _apply_order_as_it_stands(view, data)
+            if authorisation := data.get("payment"):
+                view.payment.provider, view.payment.authorised = authorisation["provider"], Decimal(
+                    authorisation["amount"])
+        case "OrderEdited":
+            _apply_order_as_it_stands(view, data)
         case "OrderRejected":
             view.reasons = [ReasonCode(**reason) for reason in data["reasons"]]
         case "OrderCancelled":
@@ -174,6 +210,58 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
                                                        channel=data["channel"], at=event.at))
         case _ if event.topic.startswith("fulfillment."):
             _apply_fulfillment(view, event)
+        case _ if event.topic.startswith("payments."):
+            _apply_payment(view.payment, event)
+
+
+def _apply_order_as_it_stands(view: OrderView, data: dict[str, Any]) -> None:
+    """Lines, delivery and total from the order's acceptance, or from an edit (the order as it now stands)."""
+    view.currency = data["currency"]
+    view.delivery = DeliveryView(**data["delivery"])
+    view.lines = [LineView(sku=line["sku"], quantity=line["quantity"], unit_price=Decimal(line["unit_price"]))
+                  for line in data["lines"]]
+    view.total = Decimal(data["totals"]["total"]) if data.get("totals") else None
+
+
+def _apply_payment(payment: PaymentView, event: TimelineEvent) -> None:
+    """Each capture and refund counts once, by its id; a capture that failed and was then taken shows taken."""
+    data = event.data
+    match event.type:
+        case "PaymentCaptured" | "PaymentCaptureFailed":
+            capture_id = UUID(data["capture_id"])
+            earlier = next((c for c in payment.captures if c.capture_id == capture_id), None)
+            if earlier is not None and earlier.status == "captured":
+                return
+            if earlier is not None:
+                payment.captures.remove(earlier)
+            if event.type == "PaymentCaptured":
+                taken = CaptureView(capture_id=capture_id, status="captured", amount=Decimal(data["amount"]),
+                                    at=event.at)
+            else:
+                taken = CaptureView(capture_id=capture_id, status="failed", reason=ReasonCode(**data["reason"]),
+                                    at=event.at)
+            payment.captures.append(taken)
+            payment.captured = sum((c.amount for c in payment.captures if c.amount is not None), Decimal(0))
+        case "PaymentRefunded" if all(r.refund_id != data["refund_id"] for r in payment.refunds):
+            payment.refunds.append(RefundView(refund_id=data["refund_id"], amount=Decimal(data["amount"]), at=event.at))
+            payment.refunded += Decimal(data["amount"])
+        case "AuthorizationVoided":  # each void releases what was left then: the last one says what was released
+            payment.voided = Decimal(data["amount"])
+        case "AuthorizationAdjusted":  # an edit changed what the customer owes: the authorisation follows
+            payment.authorised = Decimal(data["amount"])
+
+
+def _payment_status(payment: PaymentView, total: Decimal | None) -> str:
+    if any(c.status == "failed" for c in payment.captures):
+        return "capture_failed"
+    if payment.refunds:
+        return "refunded" if payment.refunded >= payment.captured else "partially_refunded"
+    if payment.captured:
+        whole = payment.voided is not None or total is None or payment.captured >= total
+        return "captured" if whole else "partially_captured"
+    if payment.voided is not None:
+        return "voided"
+    return "authorised" if payment.authorised is not None else "none"
 
 
 def _apply_return(view: OrderView, event: TimelineEvent) -> None:
@@ -188,6 +276,11 @@ def _apply_return(view: OrderView, event: TimelineEvent) -> None:
 
 def _apply_fulfillment(view: OrderView, event: TimelineEvent) -> None:
     data = event.data
+    if event.type == "FulfillmentAmended":  # an edit: its parts, each with its lines from now on (none: withdrawn)
+        for part in data["parts"]:
+            if not part["lines"]:
+                _fulfillment_order(view, part).status = "cancelled"
+        return
     fulfillment_order = _fulfillment_order(view, data)
     if event.type == "FulfillmentOrderProgressed":
         fulfillment_order.status = data["status"]

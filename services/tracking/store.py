@@ -80,6 +80,12 @@ async def order_view(conn: asyncpg.Connection | asyncpg.Pool, channel: str, orde
     return None if view is None else OrderView.model_validate(view)
 
 
+async def view_of(pool: asyncpg.Pool, order_id: UUID) -> OrderView | None:
+    """An order's view, whichever channel's: for the customer's page, whose signed link names the order."""
+    view = await pool.fetchval("SELECT view FROM orders WHERE order_id = $1", order_id)
+    return None if view is None else OrderView.model_validate(view)
+
+
 async def order_id_of(pool: asyncpg.Pool, channel: str, channel_order_id: str) -> UUID | None:
     return await pool.fetchval("SELECT order_id FROM orders WHERE channel = $1 AND channel_order_id = $2",
                                channel, channel_order_id)

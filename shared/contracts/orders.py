@@ -299,6 +299,8 @@ class OrderAccepted(Contract):
     prices_include_tax: bool = False
     totals: OrderTotals | None = Field(None, description="As computed by the OMS (goods, discount, shipping, tax, "
                                                          "total)")
+    payment: Authorization | None = Field(None, description="The channel's payment authorisation "
+                                                            "(PlaceOrder.payment)")
 
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)

@@ -2,15 +2,19 @@
 
 import asyncio
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from playwright.async_api import async_playwright
 
 from ops.client import Client, client
 from ops.demo import sample_order
+from ops.env import ROOT
 from ops.principals import register_locations
+from ops.processes import free_port
 from ops.simulators import PaymentSimulator
 from services.capture.validation import order_id_for
 from shared.contracts.common import Coordinates
@@ -44,20 +48,49 @@ async def webhooks():
     await receiver.stop()
 
 
+@pytest.fixture(scope="session")
+def tracking_port() -> int:
+    """Known before the services start: the notification service links to the tracking page there."""
+    return free_port()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def notification_env(mail_server):
-    """Every notification process of the session mails the test's SMTP server and retries quickly."""
+def notification_env(mail_server, tracking_port):
+    """Every notification process of the session mails the test's SMTP server, retries quickly and links to the
+    session's tracking page."""
     env = {"OMS_SMTP_PORT": str(mail_server.port), "OMS_NOTIFICATION_RETRY_SECONDS": "0.2",
            "OMS_NOTIFICATION_RETRY_MAX_SECONDS": "1", "OMS_NOTIFICATION_MAX_ATTEMPTS": "3",
-           "OMS_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2", "OMS_NOTIFICATION_POLL_SECONDS": "0.1"}
+           "OMS_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2", "OMS_NOTIFICATION_POLL_SECONDS": "0.1",
+           "OMS_TRACKING_PAGE_URL": f"http://127.0.0.1:{tracking_port}"}
     os.environ.update(env)
     return env
 
 
 @pytest.fixture(scope="session")
-async def oms(config, tmp_path_factory, notification_env):
-    async with running(SERVICES, tmp_path_factory.mktemp("services")) as procs:
+async def oms(config, tmp_path_factory, notification_env, tracking_port):
+    async with running(SERVICES, tmp_path_factory.mktemp("services"), ports={"tracking": tracking_port}) as procs:
         yield procs
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed like the deploy scripts install what they miss (apt, when root, only when
+    missing). Without it the page's tests cannot run: in CI that fails them."""
+    found = subprocess.run(["bash", "-c", f'. "{ROOT}/deploy/lib.sh" && need_command chromium chromium && '
+                                          "command -v chromium"], capture_output=True, text=True)
+    if found.returncode != 0:
+        give_up = pytest.fail if os.environ.get("CI") else pytest.skip
+        give_up(f"chromium is needed: {found.stderr.strip()}")
+    return found.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium):
+    """Headless chromium driven by Playwright (its own browser builds are never downloaded)."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, headless=True)
+        yield launched
+        await launched.close()
 
 
 @dataclass

@@ -111,6 +111,7 @@ async def test_one_email_and_one_signed_webhook_per_event(driver, mail_server, w
         [request] = [r for r in webhooks.to(path) if r.headers["webhook-id"] == webhook_id]
         payload = Webhook(secret).verify(request.body, request.headers)
         assert (payload["type"], payload["data"]["order_id"]) == (kind.replace("_", ".", 1), str(order_id))
+        assert payload["data"]["tracking_url"].startswith(f"{os.environ['OMS_TRACKING_PAGE_URL']}/track/")
         assert who.email not in request.body.decode() and who.name not in request.body.decode()
     shipped = mail_server.with_id(message_id(delivery_id(messages["order_shipped"], "email"), FROM))[0]
     assert "TRK-N1" in shipped.get_body(("plain",)).get_content()

@@ -86,7 +86,8 @@ async def told(api, key: str, order_id) -> dict:
     async def shown():
         answer = await api.get(f"/orders/{order_id}", headers=auth(key))
         view = answer.json() if answer.status_code == 200 else {}
-        whole = view.get("status") == "shipped" and len(view["shipments"]) == 2 and view["notifications"]
+        whole = (view.get("status") == "shipped" and len(view["shipments"]) == 2 and view["notifications"]
+                 and view["payment"]["voided"] is not None)
         return view if whole else None
 
     return await eventually(shown, what=f"order {order_id}'s whole story in the view")
@@ -105,8 +106,13 @@ async def test_an_order_is_tracked_from_its_events(config, api, channels):
     timeline = (await api.get(f"/orders/{order_id}/timeline", headers=auth(key))).json()
     assert [e["type"] for e in timeline][:3] == ["OrderAccepted", "OrderConfirmed", "FulfillmentOrderCreated"]
     assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
-    assert {e["topic"] for e in timeline} == {"orders.events.v1", "fulfillment.events.v1", "notification.events.v1"}
+    assert {e["topic"] for e in timeline} == {"orders.events.v1", "fulfillment.events.v1", "notification.events.v1",
+                                              "payments.events.v1"}
     assert place.customer.email not in json.dumps(timeline)
+    payment = view["payment"]
+    assert (payment["status"], payment["authorised"], payment["captured"], payment["voided"]) == (
+        "captured", "79.96", "59.97", "19.99")
+    assert [c["status"] for c in payment["captures"]] == ["captured", "captured"]
 
 
 async def test_a_channels_key_cannot_read_another_channels_orders(config, api, channels):

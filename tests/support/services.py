@@ -20,9 +20,11 @@ async def wait_started(proc: ServiceProcess, timeout: float = 60, *, runs: int =
 
 
 @asynccontextmanager
-async def running(names: tuple[str, ...], run_dir: Path, env: dict[str, str] | None = None):
-    """The services as processes, with these settings over the test run's environment."""
-    procs = {name: ServiceProcess(name, run_dir) for name in names}
+async def running(names: tuple[str, ...], run_dir: Path, env: dict[str, str] | None = None,
+                  ports: dict[str, int] | None = None):
+    """The services as processes, with these settings over the test run's environment; HTTP on the given ports
+    (a free one for a service not named)."""
+    procs = {name: ServiceProcess(name, run_dir, http_port=(ports or {}).get(name)) for name in names}
     try:
         for proc in procs.values():
             proc.start({**os.environ, **(env or {})})

@@ -8,16 +8,10 @@ import pytest
 
 from services.notification.config import NotificationSettings
 from services.notification.delivery import lease_seconds, message_id, skip_reason
-from services.notification.domain import (
-    CANCEL_REASONS,
-    cancel_reason,
-    delivery_id,
-    gives_up,
-    notification_id,
-    retry_delay,
-)
+from services.notification.domain import delivery_id, gives_up, notification_id, retry_delay
 from services.notification.store import ChannelSettings
 from services.notification.templates import Templates, candidates
+from shared.cancel_reasons import CANCEL_REASONS, cancel_reason
 from shared.contracts.notification import NotificationKind
 from shared.contracts.orders import OrderCancelled
 

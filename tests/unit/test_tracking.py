@@ -14,16 +14,20 @@ from ops.views import OPENAPI_PATH, render_openapi
 from services.tracking.domain import project
 from services.tracking.handlers import timeline_event
 from shared.contracts.common import Line, ReasonCode
-from shared.contracts.fulfillment import FulfillmentOrderCreated, ReturnedLine, ReturnReceived, ShipmentConfirmed
+from shared.contracts.fulfillment import (FulfillmentAmended, FulfillmentOrderCreated, PartAmendment, ReturnedLine,
+                                          ReturnReceived, ShipmentConfirmed)
 from shared.contracts.money import ShipmentAmounts
 from shared.contracts.notification import CustomerNotified
 from shared.contracts.order_rules import order_id_for
-from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderHeld,
+from shared.contracts.payments import (Authorization, AuthorizationAdjusted, AuthorizationVoided, PaymentCaptured,
+                                       PaymentCaptureFailed, PaymentRefunded)
+from shared.contracts.orders import (Hold, OrderAccepted, OrderCancelled, OrderConfirmed, OrderEdited, OrderHeld,
                                      OrderHoldReleased, OrderLinesCancelled, OrderRejected, OrderShipped,
                                      ReturnApproved, ReturnRefunded)
 from shared.contracts.topics import ORDER_COMMANDS
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+AUTHORISED = Authorization(provider="stripe", reference="pi_1", amount=Decimal("79.96"))
 
 
 def test_committed_openapi_document_is_current():
@@ -46,19 +50,23 @@ def story(order_id: uuid.UUID, place=None):
                   carrier="DHL", shipped_at=START)
     return [
         OrderAccepted(order_id=order_id, channel=place.channel, channel_order_id=place.channel_order_id,
-                      customer=place.customer, lines=place.lines, currency=place.currency, delivery=place.delivery),
+                      customer=place.customer, lines=place.lines, currency=place.currency, delivery=place.delivery,
+                      totals=place.computed_totals(), payment=AUTHORISED),
         OrderConfirmed(order_id=order_id, location_id="WH-BERLIN", fulfillment_order_id=fulfillment_order_id),
         FulfillmentOrderCreated(fulfillment_order_id=fulfillment_order_id, order_id=order_id,
                                 location_id="WH-BERLIN", lines=[Line(sku="CAP-BLACK", quantity=2)]),
         ShipmentConfirmed(**parcel, tracking_number="T-1", lines=[Line(sku="CAP-BLACK", quantity=1)], complete=False),
         OrderShipped(order_id=order_id, fulfillment_order_id=fulfillment_order_id, carrier="DHL",
                      tracking_number="T-1", lines=[Line(sku="CAP-BLACK", quantity=1)], complete=False),
+        PaymentCaptured(order_id=order_id, capture_id=uuid.uuid5(order_id, "T-1"), amount=Decimal("19.99")),
         ShipmentConfirmed(**parcel, tracking_number="T-2",
                           lines=[Line(sku="CAP-BLACK", quantity=1), Line(sku="TSHIRT-RED-M", quantity=1)]),
         OrderLinesCancelled(order_id=order_id, lines=[Line(sku="MUG-WHITE", quantity=1)],
                             reason=ReasonCode(code="SHORT_PICK")),
         OrderShipped(order_id=order_id, fulfillment_order_id=fulfillment_order_id, carrier="DHL",
                      tracking_number="T-2", complete=True),
+        PaymentCaptured(order_id=order_id, capture_id=uuid.uuid5(order_id, "T-2"), amount=Decimal("39.98")),
+        AuthorizationVoided(order_id=order_id, amount=Decimal("19.99")),  # the short-picked mug's part
         CustomerNotified(notification_id=uuid.uuid4(), order_id=order_id, kind="order_shipped", channel="email"),
     ]
 
@@ -77,6 +85,12 @@ def test_an_order_shipped_in_two_parcels_with_a_short_pick_shows_each_line_and_p
     assert [f.status for f in view.fulfillment_orders] == ["shipped"]
     assert [n.kind for n in view.notifications] == ["order_shipped"]
     assert view.customer_id == "C-1" and view.delivery.city == "Frankfurt"
+    assert view.total == Decimal("79.96")
+    payment = view.payment
+    assert (payment.status, payment.provider, payment.authorised, payment.captured, payment.voided) == (
+        "captured", "stripe", Decimal("79.96"), Decimal("59.97"), Decimal("19.99"))
+    assert [(c.status, c.amount) for c in payment.captures] == [("captured", Decimal("19.99")),
+                                                                ("captured", Decimal("39.98"))]
 
 
 def test_the_view_is_the_same_whatever_order_and_however_often_its_events_arrive():
@@ -136,3 +150,71 @@ def test_returns_show_from_approval_to_refund():
                                         restocked=[Line(sku="CAP-BLACK", quantity=1)], disposed=[])]
     [shown] = project(events_of(refunded)).returns
     assert (shown.status, shown.refund, shown.return_to) == ("refunded", Decimal("9.99"), "WH-BERLIN")
+
+
+def payment_of(order_id, *events):
+    return project(events_of([story(order_id)[0], *events])).payment
+
+
+def test_a_failed_capture_shows_until_the_same_capture_is_taken_and_each_capture_counts_once():
+    order_id, capture_id = uuid.uuid4(), uuid.uuid4()
+    failed = PaymentCaptureFailed(order_id=order_id, capture_id=capture_id,
+                                  reason=ReasonCode(code="INSUFFICIENT_FUNDS"))
+    shown = payment_of(order_id, failed)
+    assert shown.status == "capture_failed" and [c.reason.code for c in shown.captures] == ["INSUFFICIENT_FUNDS"]
+    captured = PaymentCaptured(order_id=order_id, capture_id=capture_id, amount=Decimal("30.00"))
+    shown = payment_of(order_id, failed, captured, captured.model_copy(), failed)  # answered again: counted once
+    assert (shown.status, shown.captured, [c.status for c in shown.captures]) == (
+        "partially_captured", Decimal("30.00"), ["captured"])
+
+
+def test_refunds_count_once_per_return_and_a_void_without_captures_charges_nothing():
+    order_id = uuid.uuid4()
+    assert payment_of(order_id).status == "authorised"
+    assert payment_of(order_id, AuthorizationVoided(order_id=order_id, amount=Decimal("79.96"))).status == "voided"
+    captured = PaymentCaptured(order_id=order_id, capture_id=uuid.uuid4(), amount=Decimal("79.96"))
+    refund = PaymentRefunded(order_id=order_id, refund_id="R1", amount=Decimal("19.99"))
+    shown = payment_of(order_id, captured, refund, refund.model_copy())
+    assert (shown.status, shown.refunded, [r.refund_id for r in shown.refunds]) == (
+        "partially_refunded", Decimal("19.99"), ["R1"])
+    whole = PaymentRefunded(order_id=order_id, refund_id="R2", amount=Decimal("59.97"))
+    assert payment_of(order_id, captured, refund, whole).status == "refunded"
+
+
+def test_an_order_without_a_reported_authorisation_shows_no_payment_until_the_payment_service_answers():
+    order_id = uuid.uuid4()
+    accepted = story(order_id)[0].model_copy(update={"payment": None})
+    assert project(events_of([accepted])).payment.status == "none"
+    captured = PaymentCaptured(order_id=order_id, capture_id=uuid.uuid4(), amount=Decimal("10.00"))
+    assert project(events_of([accepted, captured])).payment.status == "partially_captured"
+
+
+def test_an_edit_sets_the_lines_total_and_authorisation_and_its_address_stays_out_of_the_timeline():
+    order_id = uuid.uuid4()
+    place = sample_order(lines=[("CAP-BLACK", 2)])
+    accepted = story(order_id, place)[0]
+    edited_order = place.model_copy(update={"lines": [place.lines[0].model_copy(update={"quantity": 3})]})
+    edit = OrderEdited(order_id=order_id, channel=place.channel, channel_order_id=place.channel_order_id,
+                       edit_id="E1", lines=edited_order.lines, currency="EUR", delivery=place.delivery,
+                       added=[Line(sku="CAP-BLACK", quantity=1)], totals=edited_order.computed_totals(),
+                       amount_due=edited_order.computed_totals().total)
+    adjusted = AuthorizationAdjusted(order_id=order_id, adjustment_id="E1", amount=Decimal("59.97"))
+    events = events_of([accepted, edit, adjusted])
+    assert "line1" not in repr(events[1].data) and events[1].data["delivery"]["city"] == "Frankfurt"
+    view = project(events)
+    assert [(line.sku, line.quantity) for line in view.lines] == [("CAP-BLACK", 3)]
+    assert (view.total, view.payment.authorised) == (Decimal("59.97"), Decimal("59.97"))
+
+
+def test_an_amendment_withdrawing_a_fulfilment_order_cancels_it_and_one_changing_lines_leaves_it():
+    order_id = uuid.uuid4()
+    accepted, confirmed, created = story(order_id)[:3]
+    fulfillment_order_id = created.fulfillment_order_id
+    other = uuid.uuid4()
+    amended = FulfillmentAmended(order_id=order_id, edit_id="E1", parts=[
+        PartAmendment(fulfillment_order_id=fulfillment_order_id, location_id="WH-BERLIN",
+                      lines=[Line(sku="CAP-BLACK", quantity=1)]),
+        PartAmendment(fulfillment_order_id=other, location_id="WH-MUNICH", lines=[])])
+    view = project(events_of([accepted, confirmed, created, amended]))
+    assert {(f.fulfillment_order_id, f.status) for f in view.fulfillment_orders} == {
+        (fulfillment_order_id, "requested"), (other, "cancelled")}
