@@ -170,7 +170,8 @@ def _start(uow: UnitOfWork, journal: "Journal", order_id: UUID, cmd: PlaceOrder,
     accepted = OrderAccepted(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
                              customer=cmd.customer, lines=cmd.lines, currency=cmd.currency, delivery=cmd.delivery,
                              shipping=cmd.shipping, shipping_tax=cmd.shipping_tax,
-                             prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals())
+                             prices_include_tax=cmd.prices_include_tax, totals=cmd.computed_totals(),
+                             payment=cmd.payment)
     told = [OrderHeld(order_id=order_id, hold=NEW_CUSTOMER_HOLD)] if step.saga.holds else []
     journal.step(uow, saga_steps.Step(step.saga, [accepted, *told, *step.messages]), correlation_id, cause)
 

@@ -68,6 +68,8 @@ async def test_a_cancelled_line_is_released_alone_and_the_location_ships_the_res
     new_total = Decimal(edited["data"]["totals"]["total"])
     assert new_total == Decimal(edited["data"]["amount_due"]) < order.computed_totals().total
     await eventually(lambda: _authorised(driver, order_id, new_total), what="the authorisation adjusted")
+    await eventually(lambda: _tracked_as_authorised(driver, order_id, new_total),
+                     what="the tracking view's authorisation adjusted")
     await eventually(lambda: driver.db.fetchval("SELECT 1 FROM notification.notifications WHERE order_id = $1 "
                                                 "AND kind = 'order_edited'", order_id), what="the customer told")
 
@@ -161,3 +163,9 @@ async def _authorised(driver: Driver, order_id, amount: Decimal) -> bool:
 async def _captured(driver: Driver, order_id, amount: Decimal) -> bool:
     return await driver.db.fetchval("SELECT coalesce(sum((c->>1)::numeric), 0) FROM capture.order_sagas, "
                                     "jsonb_array_elements(captures) c WHERE order_id = $1", order_id) == amount
+
+
+async def _tracked_as_authorised(driver: Driver, order_id, amount: Decimal) -> bool:
+    authorised = await driver.db.fetchval("SELECT view->'payment'->>'authorised' FROM tracking.orders "
+                                          "WHERE order_id = $1", order_id)
+    return authorised is not None and Decimal(authorised) == amount
