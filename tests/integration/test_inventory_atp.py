@@ -31,6 +31,7 @@ from shared.contracts.inventory import (
 from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_EVENTS
 
 from ops.processes import ServiceProcess
+from shared.settings import Settings
 
 from ..support.services import running, wait_started
 from ..support.topics import TopicWatcher, of_type
@@ -38,13 +39,14 @@ from ..support.topics import TopicWatcher, of_type
 pytestmark = pytest.mark.integration
 
 TTL_SECONDS = 2.0
-LOW_STOCK = 3
+# The default threshold, in every inventory process of the session: the end-to-end tests' inventory service keeps
+# running in the same consumer group, and may take this module's commands.
+LOW_STOCK = Settings.model_fields["low_stock_threshold"].default
 
 
 @pytest.fixture(scope="module")
 async def inventory_service(config, tmp_path_factory):
-    async with running(("inventory",), tmp_path_factory.mktemp("run"), {"OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)}) \
-            as procs:
+    async with running(("inventory",), tmp_path_factory.mktemp("run")) as procs:
         yield procs["inventory"]
 
 
@@ -53,8 +55,7 @@ async def expiring(inventory_service, tmp_path):
     """A second inventory instance whose expiry task gives held reservations TTL_SECONDS: only the expiry test
     runs with it (a short TTL everywhere would expire the other tests' held reservations under a slow machine)."""
     second = ServiceProcess("inventory", tmp_path, instance=2)  # its own member id: instances must not fence
-    second.start({**os.environ, "OMS_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
-                  "OMS_LOW_STOCK_THRESHOLD": str(LOW_STOCK)})
+    second.start({**os.environ, "OMS_RESERVATION_TTL_SECONDS": str(TTL_SECONDS)})
     try:
         await wait_started(second)
         yield second
@@ -123,15 +124,16 @@ async def test_the_atp_query_answers_404_for_a_sku_never_stocked(inventory_servi
 async def test_availability_changes_are_announced_when_atp_crosses_the_threshold_and_zero(config, erp, events):
     sku, location = unique("AV"), unique("WH")
     async with TopicWatcher(config, INVENTORY_AVAILABILITY) as availability:
-        await receive(erp, events, sku, location, 5)
+        await receive(erp, events, sku, location, LOW_STOCK + 2)
         [arrived] = await availability.wait_for(of_type(AvailabilityChanged, sku))
         # One at a time: keyed by order, the two reservations may land on different partitions, in any order.
         await erp.send(ReserveStock(order_id=uuid.uuid4(), lines=[Line(sku=sku, quantity=3)]))
         await availability.wait_for(of_type(AvailabilityChanged, sku), count=2)
-        await erp.send(ReserveStock(order_id=uuid.uuid4(), lines=[Line(sku=sku, quantity=2)]))
+        await erp.send(ReserveStock(order_id=uuid.uuid4(), lines=[Line(sku=sku, quantity=LOW_STOCK - 1)]))
         changes = await availability.wait_for(of_type(AvailabilityChanged, sku), count=3)
     assert [(c["data"]["previous_status"], c["data"]["status"], c["data"]["atp"]) for c in changes] == [
-        ("out_of_stock", "in_stock", 5), ("in_stock", "low_stock", 2), ("low_stock", "out_of_stock", 0)]
+        ("out_of_stock", "in_stock", LOW_STOCK + 2), ("in_stock", "low_stock", LOW_STOCK - 1),
+        ("low_stock", "out_of_stock", 0)]
     assert arrived["causationid"] is not None, "caused by the receipt, in its transaction"
 
 
