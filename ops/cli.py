@@ -49,7 +49,8 @@ from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
 from shared.contracts.common import Line
 from shared.contracts.orders import CancelOrder, CancelOrderLines, Hold, HoldOrder, HoldReason, PlaceOrder, ReleaseHold
-from shared.settings import kafka_password_variable, secret, settings
+from shared.db.bootstrap import SERVICES
+from shared.settings import CONSOLE, kafka_password_variable, secret, settings
 
 from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
@@ -77,11 +78,11 @@ def services(action: str) -> int:
     run_dir = state_dir() / "run"
     supervisor = SupervisorProcess(run_dir)
     if action == "start":
-        supervisor.start(os.environ.copy())
+        supervisor.start(os.environ.copy(), (*SERVICES, CONSOLE))
         asyncio.run(_all_running(run_dir))
     elif action == "stop":
         supervisor.stop()
-        for proc in all_services(run_dir):
+        for proc in all_services(run_dir, (*SERVICES, CONSOLE)):
             proc.stop()  # any the supervisor did not run
     code = print_status(run_dir)
     return 0 if action == "stop" else code
@@ -102,6 +103,9 @@ def print_status(run_dir: Path) -> int:
     procs = all_services(run_dir)
     for proc in procs:
         print(service_line(proc, proc.status()))
+    console = ServiceProcess(CONSOLE, run_dir)
+    print(service_line(console, console.status()).split("\n")[0] + (
+        "\n" + " " * 14 + "the ops console: http://127.0.0.1:8080/ops" if console.pid() else ""))
     sink = mail_sink()
     print(f"{'mail sink':<13} " + (f"running    pid {sink.pid()}  smtp 127.0.0.1:{sink.port}  read: oms mail"
                                     if sink.pid() else "stopped"))
@@ -462,6 +466,7 @@ def up() -> int:
         services("status")
         return 1
     print("\nThe OMS is running. Try:\n  ./oms submit\n  ./oms order web/<channel order id>\n  ./oms mail\n"
+          "  the ops console: http://127.0.0.1:8080/ops  (password: OMS_CONSOLE_PASSWORD in deploy/dev.env)\n"
           "  ./oms api-key add web    (then the HTTP API: README, 'Tracking and placing orders over HTTP')\n"
           "  ./oms down")
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db.bootstrap import SERVICES
-from shared.settings import DEFAULT_HTTP_PORTS, service_environment, supervisor_environment
+from shared.settings import CONSOLE, DEFAULT_HTTP_PORTS, service_environment, supervisor_environment
 
 from .env import ROOT
 
@@ -76,7 +76,8 @@ class ServiceProcess:
         self.portfile.write_text(str(port))
         env = dict(service_environment(env or os.environ, self.name), OMS_INSTANCE_ID=str(self.instance),
                    OMS_HTTP_PORT=str(port))
-        proc = _spawn([sys.executable, "-m", f"services.{self.name}"], self.logfile, env)
+        command = ["ops.console", str(self.run_dir)] if self.name == CONSOLE else [f"services.{self.name}"]
+        proc = _spawn([sys.executable, "-m", *command], self.logfile, env)
         self.pidfile.write_text(str(proc.pid))
         return proc
 

@@ -154,6 +154,8 @@ def kafka_password_variable(principal: str) -> str:
 # Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
 DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
                       "notification": 18085, "tracking": 8080}  # tracking: its HTTP API is on the same port
+CONSOLE = "console"  # the ops console (ops/console): run beside the services, on 8081, reached through tracking's /ops
+DEFAULT_HTTP_PORTS[CONSOLE] = 8081
 
 
 READER_ROLE = "oms_ops_reader"
@@ -188,7 +190,10 @@ def supervisor_environment(env: Mapping[str, str], services: Iterable[str]) -> d
 
 
 # Secrets beside the passwords, and the services given each.
-SHARED_SECRETS = {"OMS_TRACKING_LINK_SECRET": ("notification", "tracking")}  # signs the tracking page's links
+SHARED_SECRETS = {"OMS_TRACKING_LINK_SECRET": ("notification", "tracking"),  # signs the tracking page's links
+                  # The console reads as the ops tools do, replays as ops, and has its operators' login.
+                  "OMS_OPS_READER_DB_PASSWORD": (CONSOLE,), "OMS_OPS_KAFKA_PASSWORD": (CONSOLE,),
+                  "OMS_CONSOLE_PASSWORD": (CONSOLE,), "OMS_CONSOLE_SESSION_SECRET": (CONSOLE,)}
 
 
 def _runtime_secrets(service: str) -> set[str]:

@@ -37,6 +37,7 @@ from shared.tracking_links import tracking_links
 
 from . import store
 from .domain import OrderView, ShipmentView
+from .console_proxy import add_console_proxy
 from .page import add_tracking_page
 
 log = get_logger(__name__)
@@ -213,6 +214,7 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
         return await _take(who, idempotency_key, f"/orders/{order_id}/cancel", command, order_id)
 
     add_tracking_page(app, pool, tracking_links())
+    add_console_proxy(app)
     return app
 
 

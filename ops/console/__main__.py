@@ -1,0 +1,35 @@
+"""python -m ops.console RUN_DIR: the console on OMS_CONSOLE_HOST:OMS_HTTP_PORT (127.0.0.1:8081; the supervisor
+sets the port as for a service), sampling the services whose port files are in RUN_DIR; its audit file is
+RUN_DIR/console-audit.jsonl."""
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from shared.logging import configure_logging
+from shared.settings import CONSOLE, DEFAULT_HTTP_PORTS, secret, settings
+
+from .app import Console, build_app
+from .audit import AuditLog
+from .auth import Sessions
+from .sampler import Sampler
+
+
+def main() -> None:
+    run_dir = Path(sys.argv[1])
+    configure_logging("console", os.environ.get("OMS_LOG_LEVEL", "INFO"))
+    config = settings()
+    console = Console(config, Sessions(secret("OMS_CONSOLE_PASSWORD"), secret("OMS_CONSOLE_SESSION_SECRET")),
+                      Sampler(config, run_dir, float(os.environ.get("OMS_CONSOLE_SAMPLE_SECONDS", 5))),
+                      AuditLog(run_dir / "console-audit.jsonl"))
+    server = uvicorn.Server(uvicorn.Config(build_app(console), host=os.environ.get("OMS_CONSOLE_HOST", "127.0.0.1"),
+                                           port=int(os.environ.get("OMS_HTTP_PORT", DEFAULT_HTTP_PORTS[CONSOLE])),
+                                           log_config=None, access_log=False))
+    asyncio.run(server.serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, the alert conditions of
+deploy/prometheus/alerts.yml evaluated over the console's own samples, the order stuck orders are shown in, and
+the sparklines. Nothing here does I/O."""
+
+import json
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+HOUR = 3600.0
+
+# The thresholds of deploy/prometheus/alerts.yml (OmsSagasPastDeadline, OmsOutboxStale, OmsConsumerLagGrowing,
+# OmsDeadLetters, OmsServiceNotReady): the console fires the same conditions from what it samples itself.
+LAG_GROWING_FOR = 300.0
+DEAD_LETTER_WINDOW = 300.0
+SAGA_PAST_DEADLINE_BY = 60.0
+OUTBOX_TOO_OLD = 30.0
+NOT_READY_FOR = 60.0
+
+
+def lag(committed: Mapping[int, int | None], ends: Mapping[int, int]) -> dict[int, int]:
+    """Per partition: records written but not yet committed by the group. A partition the group never committed
+    on lags by everything in it (the group starts from the earliest record); a commit past the end seen (the
+    end was read a moment earlier) is no lag, never a negative one."""
+    return {partition: max(0, end - (committed.get(partition) or 0)) for partition, end in ends.items()}
+
+
+def rate(earlier: Mapping[str, int], later: Mapping[str, int], seconds: float) -> dict[str, float]:
+    """Messages per second per key from two readings of running totals (end offsets summed over partitions). A
+    key missing from the earlier reading, or a total that went down (topic recreated), has no rate yet."""
+    if seconds <= 0:
+        return {}
+    return {key: (total - earlier[key]) / seconds for key, total in later.items()
+            if key in earlier and total >= earlier[key]}
+
+
+@dataclass
+class Series:
+    """One number sampled over the last hour."""
+
+    points: deque = field(default_factory=lambda: deque())
+
+    def add(self, at: float, value: float) -> None:
+        self.points.append((at, value))
+        while self.points and self.points[0][0] < at - HOUR:
+            self.points.popleft()
+
+    def latest(self) -> float | None:
+        return self.points[-1][1] if self.points else None
+
+    def value_at_or_before(self, at: float) -> float | None:
+        found = None
+        for when, value in self.points:
+            if when > at:
+                break
+            found = value
+        return found
+
+    def span(self) -> float:
+        return self.points[-1][0] - self.points[0][0] if len(self.points) > 1 else 0.0
+
+
+def sparkline(values: Iterable[float], width: int = 120, height: int = 24) -> str:
+    """An inline SVG polyline of the values, scaled to the box (a flat line for a constant series). Only numbers
+    go into it, so it needs no escaping."""
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        return f'<svg class="spark" width="{width}" height="{height}" aria-hidden="true"></svg>'
+    low, high = min(values), max(values)
+    spread = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    points = " ".join(f"{i * step:.1f},{height - 1 - (v - low) / spread * (height - 2):.1f}"
+                      for i, v in enumerate(values))
+    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-hidden="true">'
+            f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>')
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    severity: str
+    subject: str
+    summary: str
+    state: str  # pending (the condition holds, not yet for long enough) or firing
+
+
+def lag_growing(subject: str, series: Series, now: float, for_seconds: float = LAG_GROWING_FOR) -> Alert | None:
+    """OmsConsumerLagGrowing: records waiting, and more of them than `for_seconds` ago, all along."""
+    current = series.latest()
+    if not current:
+        return None
+    window = [(at, v) for at, v in series.points if at >= now - for_seconds]
+    growing = all(later >= earlier for (_, earlier), (_, later) in zip(window, window[1:])) and \
+        window[-1][1] > window[0][1]
+    if not growing:
+        return None
+    held = series.span() >= for_seconds and (series.value_at_or_before(now - for_seconds) or 0) < current
+    return Alert("OmsConsumerLagGrowing", "warning", subject, f"{subject} falls behind: {current:.0f} records waiting",
+                 "firing" if held else "pending")
+
+
+def dead_letters_recent(failed_at: Iterable[datetime], now: datetime,
+                        window: float = DEAD_LETTER_WINDOW) -> Alert | None:
+    """OmsDeadLetters: a dead letter in the last five minutes."""
+    recent = [at for at in failed_at if at >= now - timedelta(seconds=window)]
+    if not recent:
+        return None
+    return Alert("OmsDeadLetters", "warning", "dead letters",
+                 f"{len(recent)} dead letters in the last {window / 60:.0f} minutes", "firing")
+
+
+def sagas_past_deadline(oldest_past_by: float | None, count: int) -> Alert | None:
+    """OmsSagasPastDeadline: a saga a minute past its deadline (the scanner acts within a second)."""
+    if oldest_past_by is None or oldest_past_by <= SAGA_PAST_DEADLINE_BY:
+        return None
+    return Alert("OmsSagasPastDeadline", "critical", "capture",
+                 f"{count} sagas past their deadline, the oldest by {oldest_past_by:.0f}s", "firing")
+
+
+def outbox_stale(service: str, oldest_age: float | None) -> Alert | None:
+    """OmsOutboxStale: the oldest unpublished outbox row is older than readiness allows."""
+    if oldest_age is None or oldest_age <= OUTBOX_TOO_OLD:
+        return None
+    return Alert("OmsOutboxStale", "critical", service,
+                 f"{service}'s oldest unpublished message waits for {oldest_age:.0f}s", "firing")
+
+
+def not_ready(service: str, not_ready_since: float | None, now: float, problems: list[str],
+              for_seconds: float = NOT_READY_FOR) -> Alert | None:
+    """OmsServiceNotReady: not ready, or not answering; firing once that has lasted `for_seconds`."""
+    if not_ready_since is None:
+        return None
+    state = "firing" if now - not_ready_since >= for_seconds else "pending"
+    return Alert("OmsServiceNotReady", "critical", service,
+                 f"{service} is not ready: {'; '.join(problems) or 'no answer'}", state)
+
+
+@dataclass(frozen=True)
+class StuckOrder:
+    order_id: str
+    channel: str
+    channel_order_id: str
+    step: str
+    age: float  # seconds since the order was placed
+    in_step: float  # seconds since the saga last moved
+    past_deadline_by: float | None  # seconds; None when the step has no deadline or it is still ahead
+
+
+def stuck_first(orders: Iterable[StuckOrder], older_than: float) -> list[StuckOrder]:
+    """Past their deadline first (furthest past first), then those older than the threshold (oldest first),
+    then the rest (oldest first)."""
+    def rank(order: StuckOrder) -> tuple:
+        if order.past_deadline_by is not None and order.past_deadline_by > 0:
+            return (0, -order.past_deadline_by)
+        return (1, -order.age) if order.age > older_than else (2, -order.age)
+
+    return sorted(orders, key=rank)
+
+
+def pretty_payload(raw: bytes) -> str:
+    """The original bytes as indented JSON when they are JSON, else as text (undecodable bytes replaced). The
+    result is untrusted text: the templates escape it."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def trace_id(trace_context: Mapping[str, str]) -> str | None:
+    """The trace id from a W3C traceparent (version-traceid-spanid-flags)."""
+    parts = trace_context.get("traceparent", "").split("-")
+    return parts[1] if len(parts) == 4 else None

@@ -1,0 +1,211 @@
+"""What the console samples every few seconds, kept in memory for the last hour: end offsets of every topic of
+this OMS, the committed offsets of every service's consumer groups (Kafka admin API, as ops), each service's
+/health/ready, and from the database (read-only role) each service's outbox backlog and oldest row, the sagas
+past their deadline and the latest dead letters. The topics page and the alerts are computed from it."""
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ops import health
+from ops.processes import ServiceProcess
+from shared.contracts.topics import ALL_TOPICS
+from shared.db.bootstrap import SERVICES
+from shared.logging import get_logger
+from shared.messaging.retry import run_forever
+from shared.messaging.service import consumer_group_prefix
+from shared.settings import Settings
+
+from . import model
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    service: str
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+    lag: int
+
+
+@dataclass
+class Sample:
+    at: float  # monotonic
+    taken_at: datetime
+    ends: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> end offset
+    lags: list[GroupLag] = field(default_factory=list)
+    readiness: dict[str, tuple[bool, list[str]]] = field(default_factory=dict)
+    outbox: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # service -> backlog, oldest age
+    sagas_past_deadline: tuple[int, float | None] = (0, None)  # count, the oldest's seconds past
+    dead_letters_at: list[datetime] = field(default_factory=list)  # the last hour's
+    problems: list[str] = field(default_factory=list)  # what could not be sampled this time
+
+
+@dataclass
+class History:
+    """The samples' numbers as series, for rates and sparklines: topic in/out, group lag, outbox backlog."""
+    produced: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    consumed: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    rate_in: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    rate_out: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    lag: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    outbox: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
+    not_ready_since: dict[str, float] = field(default_factory=dict)
+
+    def add(self, sample: Sample, previous: Sample | None) -> None:
+        produced = {topic: sum(ends.values()) for topic, ends in sample.ends.items()}
+        consumed: dict[str, int] = defaultdict(int)
+        group_lag: dict[str, int] = defaultdict(int)
+        for row in sample.lags:
+            consumed[row.topic] += row.committed or 0
+            group_lag[f"{row.group} {row.topic}"] += row.lag
+        if previous is not None:
+            seconds = sample.at - previous.at
+            before_in = {t: s.latest() for t, s in self.produced.items() if s.latest() is not None}
+            before_out = {t: s.latest() for t, s in self.consumed.items() if s.latest() is not None}
+            for topic, value in model.rate(before_in, produced, seconds).items():
+                self.rate_in[topic].add(sample.at, value)
+            for topic, value in model.rate(before_out, consumed, seconds).items():
+                self.rate_out[topic].add(sample.at, value)
+        for topic, total in produced.items():
+            self.produced[topic].add(sample.at, total)
+        for topic, total in consumed.items():
+            self.consumed[topic].add(sample.at, total)
+        for key, total in group_lag.items():
+            self.lag[key].add(sample.at, total)
+        for service, (backlog, _) in sample.outbox.items():
+            self.outbox[service].add(sample.at, backlog)
+        for service, (ready, _) in sample.readiness.items():
+            if ready:
+                self.not_ready_since.pop(service, None)
+            else:
+                self.not_ready_since.setdefault(service, sample.at)
+
+
+def ours(topic: str, prefix: str) -> str | None:
+    """The topic's name without this OMS's prefix, if it is one of ours (a shared topic or a party's own)."""
+    if not topic.startswith(prefix):
+        return None
+    name = topic[len(prefix):]
+    return name if any(name == t or name.startswith(t + ".") for t in ALL_TOPICS) else None
+
+
+def service_of_group(group: str, prefix: str) -> str | None:
+    for service in SERVICES:
+        if group.startswith(prefix + consumer_group_prefix(service)):
+            return service
+    return None
+
+
+class Sampler:
+    def __init__(self, settings: Settings, run_dir: Path, every: float):
+        self.settings, self.run_dir, self.every = settings, run_dir, every
+        self.latest: Sample | None = None
+        self.history = History()
+        self.changed = asyncio.Condition()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    async def run(self) -> None:
+        await run_forever("console-sampler", self._loop)
+
+    async def _loop(self) -> None:
+        while True:
+            sample = await self.take()
+            self.history.add(sample, self.latest)
+            self.latest = sample
+            async with self.changed:
+                self.changed.notify_all()
+            await asyncio.sleep(self.every)
+
+    async def take(self) -> Sample:
+        sample = Sample(time.monotonic(), datetime.now(UTC))
+        for part in (self._kafka, self._readiness, self._database):
+            try:
+                await part(sample)
+            except Exception as error:  # one part failing (broker or database down) still shows the rest
+                sample.problems.append(f"{part.__name__.strip('_')}: {error!r}"[:300])
+                log.warning("console.sample_failed", part=part.__name__, error=repr(error)[:300])
+                await self._reset(part)
+        return sample
+
+    async def _kafka(self, sample: Sample) -> None:
+        consumer, admin = await self._kafka_clients()
+        prefix = self.settings.topic_prefix
+        topics = sorted(t for t in await consumer.topics() if ours(t, prefix))
+        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        for tp, end in ends.items():
+            sample.ends.setdefault(tp.topic, {})[tp.partition] = end
+        groups = [g for g, *_ in await admin.list_consumer_groups() if service_of_group(g, prefix)]
+        for group in sorted(groups):
+            committed = await admin.list_consumer_group_offsets(group)
+            by_topic: dict[str, dict[int, int | None]] = defaultdict(dict)
+            for tp, offset in committed.items():
+                by_topic[tp.topic][tp.partition] = offset.offset if offset.offset >= 0 else None
+            named = group[len(prefix) + len(consumer_group_prefix(service_of_group(group, prefix))):]
+            if prefix + named in sample.ends:
+                by_topic.setdefault(prefix + named, {})
+            for topic, offsets in by_topic.items():
+                topic_ends = sample.ends.get(topic, {})
+                for partition, behind in model.lag(offsets, topic_ends).items():
+                    sample.lags.append(GroupLag(group[len(prefix):], service_of_group(group, prefix),
+                                                topic[len(prefix):], partition, offsets.get(partition),
+                                                topic_ends[partition], behind))
+        sample.ends = {topic[len(prefix):]: ends for topic, ends in sample.ends.items()}
+
+    async def _readiness(self, sample: Sample) -> None:
+        urls = {service: ServiceProcess(service, self.run_dir).url() for service in SERVICES}
+        answers = await asyncio.gather(*(asyncio.to_thread(health.readiness, url) for url in urls.values()))
+        sample.readiness = dict(zip(urls, answers))
+
+    async def _database(self, sample: Sample) -> None:
+        pool = await self._database_pool()
+        rows = await pool.fetch(" UNION ALL ".join(
+            f"SELECT '{s}' AS service, (SELECT count(*) FROM {s}.outbox) AS backlog, "
+            f"(SELECT extract(epoch FROM now() - min(created_at))::float8 FROM {s}.outbox) AS oldest, "
+            f"(SELECT array_agg(failed_at) FROM {s}.dead_letters WHERE failed_at > now() - interval '1 hour') "
+            f"AS dead_letters" for s in SERVICES))
+        for row in rows:
+            sample.outbox[row["service"]] = (row["backlog"], row["oldest"])
+            sample.dead_letters_at += row["dead_letters"] or []
+        sample.sagas_past_deadline = tuple(await pool.fetchrow(
+            "SELECT count(*), extract(epoch FROM now() - min(deadline_at))::float8 FROM capture.order_sagas "
+            "WHERE deadline_at < now()"))
+
+    async def _kafka_clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
+        if self._consumer is None:
+            login = self.settings.kafka_login().aiokafka()
+            self._consumer = AIOKafkaConsumer(**login, enable_auto_commit=False, metadata_max_age_ms=10_000)
+            await self._consumer.start()
+            self._admin = AIOKafkaAdminClient(**login)
+            await self._admin.start()
+        return self._consumer, self._admin
+
+    async def _database_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self.settings.reader_dsn(), min_size=1, max_size=4,
+                                                   command_timeout=10)
+        return self._pool
+
+    async def _reset(self, part) -> None:
+        """Clients are made anew after a failure: a broker restart can leave one unusable."""
+        if part == self._kafka and self._consumer is not None:
+            consumer, admin, self._consumer, self._admin = self._consumer, self._admin, None, None
+            for closing in (consumer.stop(), admin.close()):
+                try:
+                    await closing
+                except Exception:
+                    pass
