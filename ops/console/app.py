@@ -297,8 +297,12 @@ def _local(target: str) -> str:
 
 def _live(sampler: Sampler) -> str:
     """The topics page's live part: rendered here, sent whole over server-sent events."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for row in sampler.latest.lags if sampler.latest else []:
+        groups.setdefault((row.group, row.service, row.topic), []).append(row)
     return TEMPLATES.get_template("_live.html").render(sample=sampler.latest, history=sampler.history,
-                                                       alerts=firing(sampler), spark=model.sparkline)
+                                                       alerts=firing(sampler), spark=model.sparkline,
+                                                       groups=sorted(groups.items()))
 
 
 def firing(sampler: Sampler) -> list[model.Alert]:

@@ -1,0 +1,213 @@
+"""The ops console's pure parts: lag and rate arithmetic, the alert conditions, the order of stuck orders,
+escaping of untrusted payloads, the operator's session and CSRF token, the audit file."""
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ops.console import model
+from ops.console.app import TEMPLATES, Console, build_app
+from ops.console.audit import AuditLog
+from ops.console.auth import COOKIE, Sessions
+from ops.console.sampler import History, Sample, Sampler, ours, service_of_group
+from ops.deadletters import Letter
+from shared.contracts.ops import DeadLetter
+from shared.settings import Settings
+
+PASSWORD, SECRET = "right-password", "a-session-secret-of-some-length"
+
+
+def test_lag_is_what_is_written_but_not_committed_per_partition():
+    assert model.lag({0: 5, 1: 10}, {0: 8, 1: 10}) == {0: 3, 1: 0}
+
+
+def test_a_partition_never_committed_lags_by_everything_and_a_commit_past_the_end_is_no_lag():
+    assert model.lag({1: None}, {0: 4, 1: 6, 2: 3}) == {0: 4, 1: 6, 2: 3}
+    assert model.lag({0: 12}, {0: 10}) == {0: 0}
+
+
+def test_rates_come_from_deltas_of_running_totals():
+    assert model.rate({"a": 10, "b": 5}, {"a": 30, "b": 5, "new": 7}, 4.0) == {"a": 5.0, "b": 0.0}
+    assert model.rate({"a": 10}, {"a": 3}, 1.0) == {}, "a recreated topic has no rate yet"
+    assert model.rate({"a": 1}, {"a": 2}, 0) == {}
+
+
+def series(*points: tuple[float, float]) -> model.Series:
+    found = model.Series()
+    for at, value in points:
+        found.add(at, value)
+    return found
+
+
+def test_series_keep_an_hour():
+    kept = series((0, 1), (1800, 2), (3700, 3))
+    assert [at for at, _ in kept.points] == [1800, 3700]
+
+
+def test_lag_growing_fires_only_after_growing_for_the_whole_window():
+    growing = [(t, t / 10) for t in range(0, 301, 10)]
+    assert model.lag_growing("g", series(*growing), 300).state == "firing"
+    assert model.lag_growing("g", series(*growing[:10]), 90).state == "pending", "not yet for five minutes"
+
+
+def test_lag_that_shrinks_or_is_zero_does_not_alert():
+    assert model.lag_growing("g", series((0, 5), (10, 9), (20, 4)), 20) is None
+    assert model.lag_growing("g", series((0, 0), (10, 0)), 10) is None
+    assert model.lag_growing("g", series((0, 3), (10, 3)), 10) is None, "waiting, but not growing"
+
+
+def test_dead_letters_alert_for_five_minutes_after_one_arrives():
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert model.dead_letters_recent([now - timedelta(minutes=4)], now).state == "firing"
+    assert model.dead_letters_recent([now - timedelta(minutes=6)], now) is None
+
+
+def test_sagas_past_deadline_and_outbox_age_use_the_rules_thresholds():
+    assert model.sagas_past_deadline(None, 0) is None
+    assert model.sagas_past_deadline(59, 2) is None
+    assert "2 sagas" in model.sagas_past_deadline(61, 2).summary
+    assert model.outbox_stale("capture", 30) is None
+    assert model.outbox_stale("capture", 31).subject == "capture"
+
+
+def test_not_ready_is_pending_then_firing_after_a_minute():
+    assert model.not_ready("routing", None, 100, []) is None
+    assert model.not_ready("routing", 90, 100, ["database"]).state == "pending"
+    assert model.not_ready("routing", 30, 100, ["database"]).state == "firing"
+
+
+def stuck(order_id: str, age: float, past: float | None = None) -> model.StuckOrder:
+    return model.StuckOrder(order_id, "web", order_id, "routing", age, age, past)
+
+
+def test_stuck_orders_past_their_deadline_first_then_the_old_ones_then_the_rest():
+    orders = [stuck("young", 10), stuck("old", 2000), stuck("late", 50, past=5), stuck("later", 40, past=30),
+              stuck("older", 5000), stuck("deadline-ahead", 60, past=-10), stuck("youngest", 1)]
+    assert [o.order_id for o in model.stuck_first(orders, older_than=900)] == \
+        ["later", "late", "older", "old", "deadline-ahead", "young", "youngest"]
+
+
+def test_payloads_are_pretty_printed_json_or_text():
+    assert model.pretty_payload(b'{"a":[1,2]}') == '{\n  "a": [\n    1,\n    2\n  ]\n}'
+    assert model.pretty_payload(b"not json \xff") == "not json \ufffd"
+
+
+def test_sparklines_are_numbers_only():
+    svg = model.sparkline([1, 3, 2])
+    assert svg.startswith("<svg") and "<polyline" in svg and "points=\"0.0,23.0 60.0,1.0 120.0,12.0\"" in svg
+    assert "polyline" not in model.sparkline([1])
+
+
+def test_the_trace_id_is_the_traceparents_second_field():
+    assert model.trace_id({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) == \
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert model.trace_id({}) is None
+
+
+def hostile_letter() -> Letter:
+    payload = b'{"note": "<script>alert(1)</script>", "x": "\\"><img src=x onerror=alert(2)>"}'
+    return Letter(DeadLetter(consumer="oms.fulfillment.fulfillment.location-updates.v1",
+                             source_topic="fulfillment.location-updates.v1", source_partition=0, source_offset=7,
+                             reason="INVALID_ENVELOPE", detail="<b>bold</b> detail", original_key_b64=None,
+                             original_value_b64=base64.b64encode(payload).decode(), original_size=len(payload),
+                             failed_at=datetime.now(UTC)))
+
+
+def test_dead_letter_payloads_and_details_are_escaped():
+    html = TEMPLATES.get_template("dead_letters.html").render(
+        session=Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD)),
+        path="/ops/dead-letters", letters=[hostile_letter()], resolved=set(), reasons=["INVALID_ENVELOPE"],
+        services=["fulfillment"], reason="", service="", show_resolved=False, audit=[], message="<i>msg</i>",
+        original=lambda item: base64.b64decode(item.letter.original_value_b64))
+    assert "<script>" not in html and "<img" not in html and "<b>bold" not in html and "<i>msg" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+
+
+def test_a_session_needs_the_password_and_a_cookie_signed_with_the_secret():
+    sessions = Sessions(PASSWORD, SECRET)
+    assert sessions.login("Olga", "wrong") is None
+    assert sessions.login("   ", PASSWORD) is None, "a name for the audit"
+    cookie = sessions.login(" Olga   Operator ", PASSWORD)
+    session = sessions.session(cookie)
+    assert session.operator == "Olga Operator" and sessions.csrf_ok(session, session.csrf)
+    assert not sessions.csrf_ok(session, "forged") and not sessions.csrf_ok(session, None)
+    assert Sessions(PASSWORD, "another-secret-entirely").session(cookie) is None
+    assert sessions.session(cookie[:-2] + "xx") is None and sessions.session(None) is None
+    assert Sessions(PASSWORD, SECRET, max_age=-1).session(cookie) is None, "expired"
+
+
+def test_a_weak_password_or_secret_refuses_to_start():
+    with pytest.raises(SystemExit):
+        Sessions("short", SECRET)
+
+
+def app_without_backends(tmp_path: Path) -> TestClient:
+    """The app's routes with no database or Kafka behind them: what is refused before either is asked."""
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    console = Console(settings, Sessions(PASSWORD, SECRET), Sampler(settings, tmp_path, 5),
+                      AuditLog(tmp_path / "audit.jsonl"))
+    return TestClient(build_app(console), follow_redirects=False)
+
+
+@pytest.mark.parametrize("path", ["/ops", "/ops/topics", "/ops/stuck", "/ops/orders?q=x", "/ops/dead-letters",
+                                  "/ops/alerts"])
+def test_every_page_asks_for_a_login_first(tmp_path, path):
+    answer = app_without_backends(tmp_path).get(path, headers={"Authorization": "Bearer a-channel-key"})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/ops/login?next=")
+
+
+def test_a_post_without_the_csrf_token_is_refused(tmp_path):
+    app = app_without_backends(tmp_path)
+    login = app.post("/ops/login", content="operator=Olga&password=right-password&next=/ops/alerts",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert login.status_code == 303 and login.headers["location"] == "/ops/alerts"
+    cookie = login.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ops" in cookie
+    refused = app.post("/ops/dead-letters/replay", content="letter=x&csrf=forged",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused.status_code == 403
+
+
+def test_a_wrong_password_sets_no_cookie_and_login_leads_only_inside_the_console(tmp_path):
+    app = app_without_backends(tmp_path)
+    wrong = app.post("/ops/login", content="operator=Olga&password=nope&next=/ops/topics",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert wrong.status_code == 303 and "failed=1" in wrong.headers["location"] and "set-cookie" not in wrong.headers
+    away = app.post("/ops/login", content="operator=Olga&password=right-password&next=https://evil.example/",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert away.headers["location"] == "/ops/topics"
+
+
+def test_the_audit_knows_what_was_replayed_and_resolved(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit.append("Olga", "replay", "t/0/1", "g", "failed: broker down")
+    assert audit.replayed("g", "t/0/1") is None, "a failed replay may be tried again"
+    audit.append("Olga", "replay", "t/0/1", "g", "replayed as abc")
+    audit.append("Ben", "resolve", "t/0/2", "g", "resolved")
+    assert audit.replayed("g", "t/0/1").operator == "Olga"
+    assert audit.resolved() == {("g", "t/0/2")}
+
+
+def test_only_this_oms_topics_and_groups_are_sampled():
+    assert ours("test-1.orders.events.v1", "test-1.") == "orders.events.v1"
+    assert ours("test-1.orders.commands.v1.web", "test-1.") == "orders.commands.v1.web"
+    assert ours("test-2.orders.events.v1", "test-1.") is None
+    assert ours("test-1.orders.events.v1", "") is None, "another run's topics are not the deployment's"
+    assert ours("__consumer_offsets", "") is None
+    assert service_of_group("test-1.oms.capture.orders.commands.v1", "test-1.") == "capture"
+    assert service_of_group("test-1.page-location-1", "test-1.") is None
+
+
+def test_history_turns_samples_into_rates_and_remembers_when_a_service_stopped_being_ready():
+    history, first = History(), Sample(0.0, datetime.now(UTC), ends={"t": {0: 10, 1: 10}},
+                                       readiness={"capture": (True, [])})
+    history.add(first, None)
+    second = Sample(2.0, datetime.now(UTC), ends={"t": {0: 20, 1: 14}}, readiness={"capture": (False, ["db"])})
+    history.add(second, first)
+    assert history.rate_in["t"].latest() == 7.0
+    assert history.not_ready_since == {"capture": 2.0}
+    history.add(Sample(4.0, datetime.now(UTC), readiness={"capture": (True, [])}), second)
+    assert history.not_ready_since == {}
