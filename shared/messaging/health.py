@@ -19,13 +19,23 @@ from prometheus_client import make_asgi_app
 
 from shared.db import ACQUIRE_TIMEOUT
 
-from .monitor import CONSUMER_LAG, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED, REGISTRY, ConsumerMonitor
+from .monitor import (
+    CHECK_OK,
+    CONSUMER_LAG,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    READY,
+    REGISTRY,
+    ConsumerMonitor,
+)
 from .retry import run_forever
 
 PROBE_INTERVAL = 2.0
 FAILING_TOO_LONG = 10.0  # seconds a consumer may retry one batch (an outage blip) before it is not ready
 STALLED_AFTER = 30.0  # seconds behind unread records without finishing a batch
 OUTBOX_TOO_OLD = 30.0  # seconds the oldest unpublished row may wait
+CHECKS = ("database", "outbox")  # what _database_problems' reports start with, as the check's gauge label
 
 
 @dataclass
@@ -45,6 +55,9 @@ class Health:
     problems: list[str] = field(default_factory=lambda: ["starting"])
     checked_at: float = 0.0
 
+    def __post_init__(self) -> None:
+        READY.labels(self.service).set_function(lambda: int(self.ready))  # read at every scrape
+
     async def watch(self) -> None:
         async def probe_forever() -> None:
             while True:
@@ -57,9 +70,12 @@ class Health:
 
     async def _problems(self) -> list[str]:
         problems = await self._database_problems()
-        for watched in self.consumers:
-            problems += _consumer_problems(watched)
-        return problems
+        consumer_problems = [problem for watched in self.consumers for problem in _consumer_problems(watched)]
+        for check in CHECKS:
+            ok = not any(problem.startswith(check) for problem in problems)
+            CHECK_OK.labels(self.service, check).set(int(ok))
+        CHECK_OK.labels(self.service, "consumers").set(int(not consumer_problems))
+        return problems + consumer_problems
 
     async def _database_problems(self) -> list[str]:
         try:
