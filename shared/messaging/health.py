@@ -35,7 +35,6 @@ PROBE_INTERVAL = 2.0
 FAILING_TOO_LONG = 10.0  # seconds a consumer may retry one batch (an outage blip) before it is not ready
 STALLED_AFTER = 30.0  # seconds behind unread records without finishing a batch
 OUTBOX_TOO_OLD = 30.0  # seconds the oldest unpublished row may wait
-CHECKS = ("database", "outbox")  # what _database_problems' reports start with, as the check's gauge label
 
 
 @dataclass
@@ -69,13 +68,14 @@ class Health:
                           on_failure=lambda error: setattr(self, "problems", [f"health probe: {error!r}"]))
 
     async def _problems(self) -> list[str]:
-        problems = await self._database_problems()
-        consumer_problems = [problem for watched in self.consumers for problem in _consumer_problems(watched)]
-        for check in CHECKS:
-            ok = not any(problem.startswith(check) for problem in problems)
+        database = await self._database_problems()
+        consumers = [problem for watched in self.consumers for problem in _consumer_problems(watched)]
+        checks = {"database": not any(problem.startswith("database:") for problem in database),
+                  "outbox": not database,  # not known to be published in time while the database does not answer
+                  "consumers": not consumers}
+        for check, ok in checks.items():
             CHECK_OK.labels(self.service, check).set(int(ok))
-        CHECK_OK.labels(self.service, "consumers").set(int(not consumer_problems))
-        return problems + consumer_problems
+        return database + consumers
 
     async def _database_problems(self) -> list[str]:
         try:
