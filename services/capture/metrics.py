@@ -6,11 +6,23 @@ from dataclasses import dataclass, field
 from functools import partial
 from uuid import UUID
 
-from shared.messaging.monitor import SAGA_OLDEST_PAST_DEADLINE, SAGAS_PAST_DEADLINE, count_saga_steps
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.messaging.monitor import REGISTRY
 from shared.messaging.retry import run_forever
 from shared.messaging.unit_of_work import Begin, UnitOfWork
 
 from . import store
+
+SAGA_TRANSITIONS = Counter("oms_saga_transitions", "Saga steps taken, by the state left and the state entered",
+                           ["from_state", "to_state"], registry=REGISTRY)
+SAGA_STEP_DURATION = Histogram("oms_saga_step_duration_seconds", "Time an order spent in a saga state, observed "
+                               "when it leaves it", ["state"], registry=REGISTRY,
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
+SAGAS_PAST_DEADLINE = Gauge("oms_sagas_past_deadline", "Sagas whose step deadline has passed and that the deadline "
+                            "scanner has not acted on", registry=REGISTRY)
+SAGA_OLDEST_PAST_DEADLINE = Gauge("oms_saga_oldest_past_deadline_seconds", "How long the most overdue saga has "
+                                  "been past its deadline (0 when none is)", registry=REGISTRY)
 
 
 @dataclass
@@ -51,3 +63,12 @@ async def watch_deadlines(begin: Begin, interval: float = 5.0) -> None:
             await asyncio.sleep(interval)
 
     await run_forever("saga-deadline-metrics", measure)
+
+
+def count_saga_steps(transitions: list[tuple[str, str, float | None]]) -> None:
+    """(state left, state entered, seconds spent in the state left, if known) of each step that changed a
+    saga's state."""
+    for left, entered, seconds in transitions:
+        SAGA_TRANSITIONS.labels(left, entered).inc()
+        if seconds is not None:
+            SAGA_STEP_DURATION.labels(left).observe(max(seconds, 0.0))

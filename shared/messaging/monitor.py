@@ -3,7 +3,8 @@
 FastStream's Prometheus middleware counts and times every batch a subscriber handles; these add what only the
 runtime sees: per-message outcomes, dead letters by reason, inbox duplicates, the outbox, consumer lag, handler
 latency per message type, readiness, and what became of orders (counted from the events committed). Labels stay
-few: services, topics, partitions, message types, saga states, reason codes (capped) — never an order.
+few: services, topics, partitions, message types, reason codes (capped) — never an order. Capture adds its
+saga's (services/capture/metrics.py).
 """
 
 import collections
@@ -44,15 +45,6 @@ CHECK_OK = Gauge("oms_readiness_check_ok", "1 while a readiness check passes: da
                  ["service", "check"], registry=REGISTRY)
 ORDERS = Counter("oms_orders", "Orders by outcome (accepted, rejected, cancelled, shipped, picked_up), with the "
                  "reason code of a rejection or cancellation", ["outcome", "reason"], registry=REGISTRY)
-SAGA_TRANSITIONS = Counter("oms_saga_transitions", "Saga steps taken, by the state left and the state entered",
-                           ["from_state", "to_state"], registry=REGISTRY)
-SAGA_STEP_DURATION = Histogram("oms_saga_step_duration_seconds", "Time an order spent in a saga state, observed "
-                               "when it leaves it", ["state"], registry=REGISTRY,
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
-SAGAS_PAST_DEADLINE = Gauge("oms_sagas_past_deadline", "Sagas whose step deadline has passed and that the deadline "
-                            "scanner has not acted on", registry=REGISTRY)
-SAGA_OLDEST_PAST_DEADLINE = Gauge("oms_saga_oldest_past_deadline_seconds", "How long the most overdue saga has "
-                                  "been past its deadline (0 when none is)", registry=REGISTRY)
 
 MAX_REASON_CODES = 50  # distinct reason labels; channels send some reasons, so the set is capped, the rest OTHER
 _REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,47}")
@@ -81,15 +73,6 @@ def _reason(code: str) -> str:
         return "OTHER"
     _reasons_seen.add(code)
     return code
-
-
-def count_saga_steps(transitions: Iterable[tuple[str, str, float | None]]) -> None:
-    """(state left, state entered, seconds spent in the state left, if known) of each saga step that changed
-    its state."""
-    for left, entered, seconds in transitions:
-        SAGA_TRANSITIONS.labels(left, entered).inc()
-        if seconds is not None:
-            SAGA_STEP_DURATION.labels(left).observe(max(seconds, 0.0))
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
-import services.capture.app  # noqa: F401  (every service's metrics are registered on import)
+import services.capture.app  # noqa: F401  (registers capture's own metrics beside the shared ones)
 from shared.db.bootstrap import SERVICES
 from shared.messaging.monitor import REGISTRY
 from shared.settings import DEFAULT_HTTP_PORTS
