@@ -59,3 +59,23 @@ scram_arguments() {
     printf '%s\n' --add-scram "SCRAM-SHA-512=[name=\"${name,,}\",password=\"${!variable}\"]"
   done
 }
+
+# need_promtool: prints the path of Prometheus's promtool (the alert rules' tests use it): on PATH, or unpacked
+# once from Debian's prometheus package into the state directory. The package is not installed: it would start
+# a Prometheus server; promtool alone is a static binary.
+need_promtool() {
+  local dir=$OMS_STATE_DIR/tools/prometheus tmp
+  command -v promtool 2>/dev/null && return
+  if [ ! -x "$dir/promtool" ]; then
+    command -v apt-get >/dev/null && command -v dpkg >/dev/null || die "promtool is needed: install Prometheus"
+    mkdir -p "$dir" && tmp=$(mktemp -d "$dir/.fetch.XXXXXX")
+    log "fetching promtool (Debian's prometheus package, unpacked into $dir)"
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+      { [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 &&
+        (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); } ||
+      { rm -rf "$tmp"; die "promtool is needed: could not download Debian's prometheus package"; }
+    dpkg -x "$tmp"/prometheus_*.deb "$tmp/x" && mv -f "$tmp/x/usr/bin/promtool" "$dir/promtool"  # atomic: same fs
+    rm -rf "$tmp"
+  fi
+  echo "$dir/promtool"
+}

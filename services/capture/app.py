@@ -29,7 +29,7 @@ from shared.contracts.topics import (
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers
+from . import handlers, metrics
 from .saga import REPLY_TYPES
 from .validation import rejection
 
@@ -55,6 +55,6 @@ SERVICE = ServiceDefinition(
         _replies_on(FULFILLMENT_EVENTS, {ReturnReceived: handlers.returns_received}),
         _replies_on(PAYMENT_EVENTS, {PaymentRefunded: handlers.refunds_paid}),
     ],
-    background=[handlers.expire_deadlines],
+    background=[handlers.expire_deadlines, metrics.watch_deadlines],
     publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS, PAYMENT_COMMANDS),
 )

@@ -52,6 +52,7 @@ from . import returns
 from . import saga as saga_steps
 from . import store
 from .edits import edited_order
+from .metrics import SagaSteps
 from .validation import order_id_for
 
 log = get_logger(__name__)
@@ -64,6 +65,7 @@ class Journal:
     sagas: dict[UUID, tuple[saga_steps.Saga, str, dict[str, str]]] = field(default_factory=dict)
     timeline: list[store.TimelineEntry] = field(default_factory=list)
     edit_answers: list[tuple[UUID, str, dict]] = field(default_factory=list)
+    steps: SagaSteps = field(default_factory=SagaSteps)
 
     def step(self, uow: UnitOfWork, step: saga_steps.Step, correlation_id: str, cause: Message | None,
              note: str | None = None, trace: Context | None = None) -> None:
@@ -72,6 +74,7 @@ class Journal:
         saga = step.saga
         trace = cause.trace if cause else trace
         self.sagas[saga.order_id] = (saga, correlation_id, headers_of(trace))
+        self.steps.step(saga.order_id, saga.state)
         entry = ("in", cause.payload.message_type, cause.envelope.id) if cause else ("note", note, None)
         self.timeline.append(store.TimelineEntry(saga.order_id, *entry, saga.state))
         causation_id = str(cause.envelope.id) if cause else None
@@ -88,6 +91,7 @@ class Journal:
 
     async def flush(self, uow: UnitOfWork) -> None:
         if self.sagas:
+            await self.steps.count(uow)
             await store.save_sagas(uow.conn, list(self.sagas.values()), uow.settings.saga_step_timeout_seconds)
         await store.record(uow.conn, self.timeline)
         await store.record_edit_answers(uow.conn, self.edit_answers)

@@ -258,3 +258,17 @@ async def record(conn: asyncpg.Connection, entries: list[TimelineEntry]) -> None
         [e.order_id for e in entries], [e.direction for e in entries], [e.message_type for e in entries],
         [e.message_id for e in entries], [e.saga_state for e in entries],
     )
+
+
+async def saga_states(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, tuple[str, float]]:
+    """Each stored saga's state and the seconds since it entered it."""
+    rows = await conn.fetch("SELECT order_id, state, extract(epoch FROM now() - state_since)::float8 AS seconds "
+                            "FROM order_sagas WHERE order_id = ANY($1::uuid[])", order_ids)
+    return {r["order_id"]: (r["state"], r["seconds"]) for r in rows}
+
+
+async def past_deadline(conn: asyncpg.Connection) -> tuple[int, float]:
+    """How many sagas are past their step deadline, and by how many seconds the most overdue is."""
+    row = await conn.fetchrow("SELECT count(*) AS due, extract(epoch FROM now() - min(deadline_at))::float8 AS oldest "
+                              "FROM order_sagas WHERE deadline_at <= now()")
+    return row["due"], row["oldest"] or 0.0

@@ -19,6 +19,7 @@ effect is committed; answers to the record carry that span's context, dead lette
 """
 
 import base64
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import Settings
 
-from .monitor import ConsumerMonitor
+from .monitor import HANDLER_DURATION, ConsumerMonitor
 from .retry import Backoff, is_transient
 from .tracing import consuming, trace_id_of
 from .unit_of_work import Handler, Message, UnitOfWork
@@ -184,7 +185,13 @@ class Consumer:
         return parsed, None
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
-        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            uow = await self._apply_in_transaction(conn, subscription, batch, isolate)
+        uow.committed()
+
+    async def _apply_in_transaction(self, conn: asyncpg.Connection, subscription: Subscription,
+                                    batch: list[_Parsed], isolate: bool) -> UnitOfWork:
+        async with conn.transaction():
             uow = UnitOfWork(conn, self.service, self.writes, self.settings)
             fresh = await uow.claim([p.inbox_key for p in batch])
             todo: list[_Parsed] = []
@@ -198,6 +205,7 @@ class Consumer:
                     await self._apply_alone(uow, subscription, item)
             else:
                 await self._apply_together(uow, subscription, todo)
+        return uow
 
     async def _apply_together(self, uow: UnitOfWork, subscription: Subscription, batch: list[_Parsed]) -> None:
         run: list[Message] = []
@@ -206,13 +214,18 @@ class Consumer:
                 self._dead_letter(uow, subscription, item, *item.dead_letter)
             elif item.message is not None:  # otherwise a type another service consumes from this topic
                 if run and _handler(subscription, run[0]) is not _handler(subscription, item.message):
-                    await _handler(subscription, run[0])(uow, run)
+                    await self._handle(uow, subscription, run)
                     run = []
                 run.append(item.message)
         if run:
-            await _handler(subscription, run[0])(uow, run)
+            await self._handle(uow, subscription, run)
         self._dead_letter_refused(uow, subscription, batch)
         await uow.flush()
+
+    async def _handle(self, uow: UnitOfWork, subscription: Subscription, run: list[Message]) -> None:
+        started = time.perf_counter()
+        await _handler(subscription, run[0])(uow, run)
+        HANDLER_DURATION.labels(self.service, run[0].payload.message_type).observe(time.perf_counter() - started)
 
     def _dead_letter_refused(self, uow: UnitOfWork, subscription: Subscription, batch: list[_Parsed]) -> None:
         by_message = {id(item.message): item for item in batch if item.message is not None}
@@ -234,7 +247,7 @@ class Consumer:
                 if is_transient(error):
                     raise
                 log.exception("consumer.message_failed")
-                uow.staged, uow.dead_letters, uow.refused = [], [], []  # undone with the savepoint
+                uow.discard_staged()  # undone with the savepoint
                 item.dead_letter = item.dead_letter or ("HANDLER_ERROR", repr(error))
             async with uow.conn.transaction():
                 self._dead_letter(uow, subscription, item, *item.dead_letter, answer=False)

@@ -19,7 +19,16 @@ from prometheus_client import make_asgi_app
 
 from shared.db import ACQUIRE_TIMEOUT
 
-from .monitor import CONSUMER_LAG, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED, REGISTRY, ConsumerMonitor
+from .monitor import (
+    CHECK_OK,
+    CONSUMER_LAG,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    READY,
+    REGISTRY,
+    ConsumerMonitor,
+)
 from .retry import run_forever
 
 PROBE_INTERVAL = 2.0
@@ -45,6 +54,9 @@ class Health:
     problems: list[str] = field(default_factory=lambda: ["starting"])
     checked_at: float = 0.0
 
+    def __post_init__(self) -> None:
+        READY.labels(self.service).set_function(lambda: int(self.ready))  # read at every scrape
+
     async def watch(self) -> None:
         async def probe_forever() -> None:
             while True:
@@ -56,10 +68,14 @@ class Health:
                           on_failure=lambda error: setattr(self, "problems", [f"health probe: {error!r}"]))
 
     async def _problems(self) -> list[str]:
-        problems = await self._database_problems()
-        for watched in self.consumers:
-            problems += _consumer_problems(watched)
-        return problems
+        database = await self._database_problems()
+        consumers = [problem for watched in self.consumers for problem in _consumer_problems(watched)]
+        checks = {"database": not any(problem.startswith("database:") for problem in database),
+                  "outbox": not database,  # not known to be published in time while the database does not answer
+                  "consumers": not consumers}
+        for check, ok in checks.items():
+            CHECK_OK.labels(self.service, check).set(int(ok))
+        return database + consumers
 
     async def _database_problems(self) -> list[str]:
         try:

@@ -94,10 +94,15 @@ UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLar
 
 
 class OutboxRelay:
-    """Publishes a service's outbox. One relay per schema works at a time (advisory lock), which keeps
-    per-key order when several instances of a service run. A row Kafka refuses for good (too large, invalid)
+    """Publishes a service's outbox. The outbox is split in SLOTS slots by message key (a generated column); a
+    batch publishes the rows of the slots it holds (advisory locks, taken per batch, at most half of them,
+    starting where the last batch stopped), so the relays of several instances publish at once, each a share
+    of the keys, and a key's messages — always in one slot, published by one relay at a time, each batch
+    acknowledged before the next — keep their order. A row Kafka refuses for good (too large, invalid)
     is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it; so is
     one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
+
+    SLOTS = 16  # as the outbox's generated `slot` column (shared/db/migrations/0006_outbox_slots.sql)
 
     def __init__(self, pool: asyncpg.Pool, new_producer: Callable[[], AIOKafkaProducer], schema: str,
                  topic_prefix: str, batch_size: int = 1000, idle_poll_seconds: float = 1.0):
@@ -111,6 +116,7 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self.party_topics = PartyTopics(schema, topic_prefix)
         self._released_at = float("-inf")
+        self._next_slot = 0
 
     async def run(self) -> None:
         await run_forever("outbox-relay", self._relay)
@@ -126,8 +132,8 @@ class OutboxRelay:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
                 await listener.add_listener(notify_channel(self.schema), self._notified)
                 try:
-                    while True:
-                        if await self.publish_pending() < self.batch_size:
+                    while True:  # a batch of this half of the slots, else of the other, else wait
+                        if not await self.publish_pending() and not await self.publish_pending():
                             await self._wait_for_work()
                         await self._release_held()
                 finally:
@@ -153,13 +159,24 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def publish_pending(self) -> int:
+        """One batch: the oldest rows of the slots this relay could take. Returns how many rows it took."""
+        start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            if not await self._locked(conn):
-                return 0
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE) "
-                "RETURNING seq, event_id, topic, key, value, headers, created_at", self.batch_size), key=lambda r: r["seq"])
+                """WITH RECURSIVE claim(i, held) AS (  -- slots tried in turn from $3, one at a time, until half held
+                     SELECT 0, ARRAY[]::int[]
+                     UNION ALL
+                     SELECT i + 1, CASE WHEN pg_try_advisory_xact_lock(hashtext($4), (i + $3) % $2)
+                                        THEN held || (i + $3) % $2 ELSE held END
+                     FROM claim WHERE i < $2 AND cardinality(held) < $2 / 2
+                   ), held AS (
+                     SELECT unnest(held) AS slot FROM (SELECT held FROM claim ORDER BY i DESC LIMIT 1) AS last
+                   )
+                   DELETE FROM outbox WHERE seq IN (
+                     SELECT seq FROM outbox WHERE slot IN (SELECT slot FROM held) ORDER BY seq LIMIT $1 FOR UPDATE)
+                   RETURNING seq, event_id, topic, key, value, headers, created_at""",
+                self.batch_size, self.SLOTS, start, f"outbox:{self.schema}"), key=lambda r: r["seq"])
             sendable, held = await self.party_topics.sort_out(conn, self.producer, rows)
             refused = await self._publish(sendable)
             if refused or held:

@@ -11,6 +11,7 @@ opens a unit of work of their own.
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 import asyncpg
@@ -24,6 +25,7 @@ from shared.db import ACQUIRE_TIMEOUT
 from shared.settings import Settings
 
 from . import outbox
+from .monitor import count_committed
 from .outbox import OutboxRow
 from .tracing import headers_of, trace_id_of
 
@@ -59,6 +61,11 @@ class UnitOfWork:
     staged: list[OutboxRow] = field(default_factory=list)
     dead_letters: list[tuple[OutboxRow, DeadLetter, ConsumerRecord]] = field(default_factory=list)
     refused: list[tuple[Message, str, str]] = field(default_factory=list)
+    emitted: list[Contract] = field(default_factory=list)  # the payloads of `staged`, for the metrics
+    # Metrics to count once the transaction commits, so a batch retried is counted once: those staged since the
+    # last flush (undone with a savepoint), and those flushed.
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    flushed: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -73,6 +80,7 @@ class UnitOfWork:
         rows = outbox.stage(payload, source=self.source, correlation_id=correlation_id, causation_id=causation_id,
                             headers=headers_of(otel_context.get_current() if trace is None else trace), party=party)
         self.staged += rows
+        self.emitted.append(payload)
         return rows[0]
 
     def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
@@ -106,6 +114,18 @@ class UnitOfWork:
         if self.dead_letters:
             await _keep_dead_letters(self.conn, self.dead_letters)
         self.staged, self.dead_letters = [], []
+        self.flushed += [partial(count_committed, self.emitted), *self.after_commit]
+        self.emitted, self.after_commit = [], []
+
+    def discard_staged(self) -> None:
+        """What was staged since the last flush, undone (its savepoint rolled back)."""
+        self.staged, self.dead_letters, self.refused, self.emitted, self.after_commit = [], [], [], [], []
+
+    def committed(self) -> None:
+        """Called once the transaction has committed: only then does what it did count."""
+        for count in self.flushed:
+            count()
+        self.flushed = []
 
 
 Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
@@ -121,6 +141,7 @@ def units_of_work(pool: asyncpg.Pool, service: str, writes: frozenset[str], sett
             uow = UnitOfWork(conn, service, writes, settings)
             yield uow
             await uow.flush()
+        uow.committed()
 
     return begin
 

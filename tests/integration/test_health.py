@@ -7,6 +7,7 @@ import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ops.client import client
 from ops.waiting import eventually
@@ -41,6 +42,14 @@ async def readiness(url: str, expected: int) -> dict | None:
     return None
 
 
+async def readiness_gauges(url: str, **expected: int) -> bool:
+    """`oms_service_ready` (as `ready`) and each check's `oms_readiness_check_ok` (by check) have these values."""
+    samples = [sample for family in text_string_to_metric_families(get(f"{url}/metrics")[1])
+               for sample in family.samples if sample.name in ("oms_service_ready", "oms_readiness_check_ok")]
+    actual = {sample.labels.get("check", "ready"): sample.value for sample in samples}
+    return all(actual.get(key) == value for key, value in expected.items())
+
+
 async def test_a_consumer_that_cannot_finish_its_batch_makes_the_service_not_ready(config, admin, inventory):
     url = inventory.url()
     await eventually(lambda: readiness(url, 200), timeout=60, what="inventory to be ready")
@@ -54,10 +63,14 @@ async def test_a_consumer_that_cannot_finish_its_batch_makes_the_service_not_rea
         report = await eventually(lambda: readiness(url, 503), timeout=60, what="inventory to report not ready")
         assert any("inventory.commands.v1" in problem and "retrying" in problem for problem in report["problems"])
         assert get(f"{url}/health/live")[0] == 200, "alive: restarting it would not help"
+        await eventually(lambda: readiness_gauges(url, ready=0, consumers=0, database=1),
+                         what="the readiness gauges to say the consumers are what is wrong")
     finally:
         await admin.execute("GRANT INSERT ON inventory.inbox TO oms_inventory")
 
     await eventually(lambda: readiness(url, 200), timeout=30, what="inventory to be ready again")
+    await eventually(lambda: readiness_gauges(url, ready=1, consumers=1, database=1, outbox=1),
+                     what="the readiness gauges to say ready")
     assert await admin.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku) == 3, \
         "the batch it was stuck on was applied, not skipped"
 

@@ -1,0 +1,89 @@
+"""The outbox relay on real Postgres and Kafka: two relays (two instances of a service) publish one outbox at
+once, each its share of the slots, every message once and each key's messages in the order they were staged."""
+
+import asyncio
+import json
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from ops.waiting import eventually
+from shared.db import create_pool
+from shared.messaging.outbox import OutboxRelay, OutboxRow, make_producer, write
+from shared.messaging.topics import ensure_topics
+
+from ..support.topics import TopicWatcher
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "test.relay.v1"
+KEYS, PER_KEY = 40, 25
+
+
+class CountingRelay(OutboxRelay):
+    published = 0
+    batches = 0
+
+    async def publish_pending(self) -> int:
+        self.batches += 1
+        return await super().publish_pending()
+
+    async def _publish(self, rows):
+        self.published += len(rows)
+        return await super()._publish(rows)
+
+
+@pytest.fixture
+async def outbox(config, admin):
+    """A pool on an outbox of this test's own (the session's services relay their own schemas' outboxes)."""
+    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    async with admin.acquire() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        for table in ("outbox", "outbox_parked"):
+            await conn.execute(f"CREATE TABLE {schema}.{table} (LIKE routing.{table} INCLUDING ALL)")
+    await ensure_topics(config, names=[TOPIC])
+    pool = await create_pool(config.admin_dsn(), schema)
+    yield pool, schema
+    await pool.close()
+    async with admin.acquire() as conn:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def test_two_relays_share_the_outbox_and_keep_each_keys_order(config, outbox):
+    pool, schema = outbox
+    keys = [f"K-{uuid.uuid4().hex[:8]}" for _ in range(KEYS)]
+    rows = [OutboxRow(uuid.uuid4(), TOPIC, key, json.dumps({"key": key, "n": n}).encode(), {})
+            for n in range(PER_KEY) for key in keys]
+    relays = [CountingRelay(pool, lambda: make_producer(config.kafka_login(), f"relay-{i}"), schema,
+                            config.topic_prefix, batch_size=50) for i in range(2)]
+    async with TopicWatcher(config, TOPIC) as topic:
+        running = [asyncio.create_task(relay.run()) for relay in relays]
+        try:
+            await eventually(lambda: _all_waiting(relays), what="both relays started, found nothing, waiting")
+            async with pool.acquire() as conn:
+                await write(conn, rows, schema)  # NOTIFY wakes both
+            await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="the outbox published")
+            mine = set(keys)
+            records = await eventually(lambda: _ours(topic, mine, len(rows)), what="every message on the topic")
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    assert all(relay.published for relay in relays), [relay.published for relay in relays]
+    assert sum(relay.published for relay in relays) == len(rows)
+    by_key = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        message = json.loads(record.value)
+        by_key[message["key"]].append(message["n"])
+    assert all(sequence == list(range(PER_KEY)) for sequence in by_key.values()), "each key once, in order"
+
+
+async def _all_waiting(relays: list[CountingRelay]) -> bool:
+    return all(relay.batches >= 2 for relay in relays)
+
+
+def _ours(topic: TopicWatcher, keys: set[str], count: int) -> list | None:
+    records = [r for r in topic.records if r.key and r.key.decode() in keys]
+    return records if len(records) >= count else None
