@@ -2,6 +2,7 @@
 deploy/prometheus/alerts.yml evaluated over the console's own samples, the order stuck orders are shown in, and
 the sparklines. Nothing here does I/O."""
 
+import bisect
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -86,18 +87,22 @@ class Alert:
 
 
 def lag_growing(subject: str, series: Series, now: float, for_seconds: float = LAG_GROWING_FOR) -> Alert | None:
-    """OmsConsumerLagGrowing: records waiting, and more of them than `for_seconds` ago, all along."""
-    current = series.latest()
-    if not current:
+    """OmsConsumerLagGrowing: records waiting, and more of them than five minutes before (`delta(...[5m]) > 0`),
+    pending while that holds, firing once it has held at every sample for `for_seconds`."""
+    points = list(series.points)
+    times = [at for at, _ in points]
+
+    def growing(index: int) -> bool:
+        at, value = points[index]
+        earlier = max(0, bisect.bisect_right(times, at - LAG_GROWING_FOR) - 1)
+        return value > 0 and value > points[earlier][1]
+
+    if not points or not growing(len(points) - 1):
         return None
-    window = [(at, v) for at, v in series.points if at >= now - for_seconds]
-    growing = all(later >= earlier for (_, earlier), (_, later) in zip(window, window[1:])) and \
-        window[-1][1] > window[0][1]
-    if not growing:
-        return None
-    held = series.span() >= for_seconds and (series.value_at_or_before(now - for_seconds) or 0) < current
-    return Alert("OmsConsumerLagGrowing", "warning", subject, f"{subject} falls behind: {current:.0f} records waiting",
-                 "firing" if held else "pending")
+    window = range(bisect.bisect_left(times, now - for_seconds), len(points))
+    held = series.span() >= for_seconds and all(growing(i) for i in window)
+    return Alert("OmsConsumerLagGrowing", "warning", subject,
+                 f"{subject} falls behind: {points[-1][1]:.0f} records waiting", "firing" if held else "pending")
 
 
 def dead_letters_recent(failed_at: Iterable[datetime], now: datetime,

@@ -47,10 +47,12 @@ def test_series_keep_an_hour():
     assert [at for at, _ in kept.points] == [1800, 3700]
 
 
-def test_lag_growing_fires_only_after_growing_for_the_whole_window():
-    growing = [(t, t / 10) for t in range(0, 301, 10)]
-    assert model.lag_growing("g", series(*growing), 300).state == "firing"
+def test_lag_growing_fires_once_more_than_five_minutes_before_has_held_for_five_minutes():
+    growing = [(t, 1 + t / 10) for t in range(0, 601, 10)]
+    assert model.lag_growing("g", series(*growing), 600).state == "firing"
     assert model.lag_growing("g", series(*growing[:10]), 90).state == "pending", "not yet for five minutes"
+    flat_then_growing = [(t, 5) for t in range(0, 500, 10)] + [(t, t) for t in range(500, 601, 10)]
+    assert model.lag_growing("g", series(*flat_then_growing), 600).state == "pending"
 
 
 def test_lag_that_shrinks_or_is_zero_does_not_alert():
