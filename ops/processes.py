@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.db.bootstrap import SERVICES
-from shared.settings import CONSOLE, DEFAULT_HTTP_PORTS, service_environment, supervisor_environment
+from shared.settings import (CONSOLE, CONSOLE_HTTP_PORT, DEFAULT_HTTP_PORTS, service_environment,
+                             supervisor_environment)
 
 from .env import ROOT
 
@@ -191,7 +192,8 @@ def free_port() -> int:
 
 
 def all_services(run_dir: Path, names: tuple[str, ...] = SERVICES, *, free_ports: bool = False) -> list[ServiceProcess]:
-    return [ServiceProcess(name, run_dir, http_port=None if free_ports else DEFAULT_HTTP_PORTS[name])
+    ports = {**DEFAULT_HTTP_PORTS, CONSOLE: CONSOLE_HTTP_PORT}
+    return [ServiceProcess(name, run_dir, http_port=None if free_ports else ports[name])
             for name in names]
 
 

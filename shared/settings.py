@@ -154,8 +154,9 @@ def kafka_password_variable(principal: str) -> str:
 # Where each service serves /health/live, /health/ready and /metrics on loopback under `oms up`.
 DEFAULT_HTTP_PORTS = {"capture": 18081, "inventory": 18082, "routing": 18083, "fulfillment": 18084,
                       "notification": 18085, "tracking": 8080}  # tracking: its HTTP API is on the same port
-CONSOLE = "console"  # the ops console (ops/console): run beside the services, on 8081, reached through tracking's /ops
-DEFAULT_HTTP_PORTS[CONSOLE] = 8081
+# The ops console (ops/console): not a service, run beside them, reached through tracking's /ops.
+CONSOLE = "console"
+CONSOLE_HTTP_PORT = 8081
 
 
 READER_ROLE = "oms_ops_reader"

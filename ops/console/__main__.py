@@ -1,4 +1,4 @@
-"""python -m ops.console RUN_DIR: the console on OMS_CONSOLE_HOST:OMS_HTTP_PORT (127.0.0.1:8081; the supervisor
+"""python -m ops.console RUN_DIR: the console on OMS_HTTP_HOST:OMS_HTTP_PORT (127.0.0.1:8081; the supervisor
 sets the port as for a service), sampling the services whose port files are in RUN_DIR; its audit file is
 RUN_DIR/console-audit.jsonl."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from shared.logging import configure_logging
-from shared.settings import CONSOLE, DEFAULT_HTTP_PORTS, secret, settings
+from shared.settings import CONSOLE_HTTP_PORT, secret, settings
 
 from .app import Console, build_app
 from .audit import AuditLog
@@ -25,8 +25,8 @@ def main() -> None:
     console = Console(config, Sessions(secret("OMS_CONSOLE_PASSWORD"), secret("OMS_CONSOLE_SESSION_SECRET")),
                       Sampler(config, run_dir, float(os.environ.get("OMS_CONSOLE_SAMPLE_SECONDS", 5))),
                       AuditLog(run_dir / "console-audit.jsonl"))
-    server = uvicorn.Server(uvicorn.Config(build_app(console), host=os.environ.get("OMS_CONSOLE_HOST", "127.0.0.1"),
-                                           port=int(os.environ.get("OMS_HTTP_PORT", DEFAULT_HTTP_PORTS[CONSOLE])),
+    server = uvicorn.Server(uvicorn.Config(build_app(console), host=config.http_host,
+                                           port=int(os.environ.get("OMS_HTTP_PORT", CONSOLE_HTTP_PORT)),
                                            log_config=None, access_log=False))
     asyncio.run(server.serve())
 

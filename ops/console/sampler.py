@@ -4,6 +4,7 @@ this OMS, the committed offsets of every service's consumer groups (Kafka admin 
 past their deadline and the latest dead letters. The topics page and the alerts are computed from it."""
 
 import asyncio
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -108,6 +109,15 @@ def service_of_group(group: str, prefix: str) -> str | None:
     return None
 
 
+def service_urls(run_dir: Path) -> dict[str, str | None]:
+    """Where each service answers /health/ready: OMS_CONSOLE_SERVICE_URLS (`name=url,...`, docker compose), else
+    the port files the supervisor or the tests wrote in the run directory."""
+    given = os.environ.get("OMS_CONSOLE_SERVICE_URLS")
+    if given:
+        return dict(pair.split("=", 1) for pair in given.split(",") if "=" in pair)
+    return {service: ServiceProcess(service, run_dir).url() for service in SERVICES}
+
+
 class Sampler:
     def __init__(self, settings: Settings, run_dir: Path, every: float):
         self.settings, self.run_dir, self.every = settings, run_dir, every
@@ -167,7 +177,7 @@ class Sampler:
         sample.ends = {topic[len(prefix):]: ends for topic, ends in sample.ends.items()}
 
     async def _readiness(self, sample: Sample) -> None:
-        urls = {service: ServiceProcess(service, self.run_dir).url() for service in SERVICES}
+        urls = service_urls(self.run_dir)
         answers = await asyncio.gather(*(asyncio.to_thread(health.readiness, url) for url in urls.values()))
         sample.readiness = dict(zip(urls, answers))
 

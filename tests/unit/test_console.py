@@ -213,3 +213,11 @@ def test_history_turns_samples_into_rates_and_remembers_when_a_service_stopped_b
     assert history.not_ready_since == {"capture": 2.0}
     history.add(Sample(4.0, datetime.now(UTC), readiness={"capture": (True, [])}), second)
     assert history.not_ready_since == {}
+
+
+def test_only_the_console_process_is_given_the_ops_credentials_and_its_login():
+    from shared.settings import service_environment
+    env = {name: "x" for name in ("OMS_OPS_KAFKA_PASSWORD", "OMS_OPS_READER_DB_PASSWORD", "OMS_CONSOLE_PASSWORD",
+                                  "OMS_CONSOLE_SESSION_SECRET", "OMS_TRACKING_DB_PASSWORD")}
+    assert set(service_environment(env, "console")) == set(env) - {"OMS_TRACKING_DB_PASSWORD"}
+    assert set(service_environment(env, "tracking")) == {"OMS_TRACKING_DB_PASSWORD"}, "tracking only forwards /ops"
