@@ -57,7 +57,7 @@ def build_app(console: Console) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         console.pool = await asyncpg.create_pool(console.settings.reader_dsn(), min_size=1, max_size=4,
-                                                 command_timeout=15)
+                                                 command_timeout=15, init=queries.decode_json)
         console.replaying = asyncio.Lock()
         sampling = asyncio.create_task(console.sampler.run())
         log.info("service.started", service="console")

@@ -12,6 +12,11 @@ from . import model
 DONE = ("shipped", "delivered", "picked_up", "cancelled")
 
 
+async def decode_json(conn: asyncpg.Connection) -> None:
+    for jsontype in ("json", "jsonb"):
+        await conn.set_type_codec(jsontype, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
 async def open_sagas(pool: asyncpg.Pool, limit: int = 500) -> list[model.StuckOrder]:
     rows = await pool.fetch(
         "SELECT o.order_id, o.channel, o.channel_order_id, s.state, "

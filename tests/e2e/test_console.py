@@ -59,10 +59,10 @@ async def oms(config, tmp_path):
             await db.close()
 
 
-async def screenshot(page, name: str) -> None:
+async def screenshot(page, name: str, *, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    await page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
 
 
@@ -261,6 +261,7 @@ async def a_killed_service(page, base, running, ops, db, sku) -> None:
     await eventually(lambda: total_lag_above(total_lag, before), timeout=30, interval=0.5,
                      what="notification's lag to grow")
     await screenshot(page, "topics-service-killed")
+    await screenshot(page, "topics-service-killed-first-screen", full_page=False)  # the README's (docs/console.png)
     await page.goto(f"{base}/ops/alerts")
     assert "OmsServiceNotReady" in await page.inner_text("#alerts")
     await screenshot(page, "alerts")
