@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from ops import health
 from ops.processes import ServiceProcess
-from shared.contracts.topics import ALL_TOPICS
+from shared.contracts.topics import ALL_TOPICS, PARTITIONS
 from shared.db.bootstrap import SERVICES
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever
@@ -155,7 +155,7 @@ class Sampler:
         consumer, admin = await self._kafka_clients()
         prefix = self.settings.topic_prefix
         topics = sorted(t for t in await consumer.topics() if ours(t, prefix))
-        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        partitions = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]  # every topic has as many
         ends = await consumer.end_offsets(partitions) if partitions else {}
         for tp, end in ends.items():
             sample.ends.setdefault(tp.topic, {})[tp.partition] = end

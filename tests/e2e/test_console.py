@@ -260,6 +260,9 @@ async def a_killed_service(page, base, running, ops, db, sku) -> None:
     await status(db, order_id_for(order.channel, order.channel_order_id), "confirmed")
     await eventually(lambda: total_lag_above(total_lag, before), timeout=30, interval=0.5,
                      what="notification's lag to grow")
+    orders_events = "#topics tr[data-topic='orders.events.v1']"
+    assert int(await page.locator(f"{orders_events} td").nth(1).inner_text()) > 0
+    assert await page.locator(f"{orders_events} svg.spark polyline").count() == 2, "messages in and out, charted"
     await screenshot(page, "topics-service-killed")
     await screenshot(page, "topics-service-killed-first-screen", full_page=False)  # the README's (docs/console.png)
     await page.goto(f"{base}/ops/alerts")
