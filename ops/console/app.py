@@ -8,7 +8,6 @@ import json
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
@@ -25,7 +24,7 @@ from shared.settings import Settings
 from . import model, queries
 from .audit import AuditLog
 from .auth import COOKIE, Session, Sessions
-from .sampler import Sample, Sampler
+from .sampler import Sampler
 
 log = get_logger(__name__)
 
@@ -306,14 +305,4 @@ def _live(sampler: Sampler) -> str:
 
 
 def firing(sampler: Sampler) -> list[model.Alert]:
-    sample: Sample | None = sampler.latest
-    if sample is None:
-        return []
-    history, now = sampler.history, sample.at
-    found = [model.lag_growing(key, series, now) for key, series in sorted(history.lag.items())]
-    found.append(model.dead_letters_recent(sample.dead_letters_at, datetime.now(UTC)))
-    found.append(model.sagas_past_deadline(sample.sagas_past_deadline[1], sample.sagas_past_deadline[0]))
-    found += [model.outbox_stale(service, oldest) for service, (_, oldest) in sorted(sample.outbox.items())]
-    found += [model.not_ready(service, history.not_ready_since.get(service), now, problems)
-              for service, (_, problems) in sorted(sample.readiness.items())]
-    return sorted((alert for alert in found if alert), key=lambda a: (a.state != "firing", a.severity != "critical"))
+    return sampler.history.alerts

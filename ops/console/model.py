@@ -6,7 +6,7 @@ import bisect
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 HOUR = 3600.0
@@ -131,14 +131,30 @@ def outbox_stale(service: str, oldest_age: float | None) -> Alert | None:
                  f"{service}'s oldest unpublished message waits for {oldest_age:.0f}s", "firing")
 
 
-def not_ready(service: str, not_ready_since: float | None, now: float, problems: list[str],
-              for_seconds: float = NOT_READY_FOR) -> Alert | None:
-    """OmsServiceNotReady: not ready, or not answering; firing once that has lasted `for_seconds`."""
-    if not_ready_since is None:
+def not_ready(service: str, ready: bool, problems: list[str]) -> Alert | None:
+    """OmsServiceNotReady: not ready, or not answering."""
+    if ready:
         return None
-    state = "firing" if now - not_ready_since >= for_seconds else "pending"
     return Alert("OmsServiceNotReady", "critical", service,
-                 f"{service} is not ready: {'; '.join(problems) or 'no answer'}", state)
+                 f"{service} is not ready: {'; '.join(problems) or 'no answer'}", "firing")
+
+
+# The rules' `for:`: how long a condition must hold before its alert fires (pending until then).
+HOLD_FOR = {"OmsSagasPastDeadline": 60.0, "OmsOutboxStale": 60.0, "OmsServiceNotReady": NOT_READY_FOR}
+
+
+def held(alerts: Iterable[Alert], since: dict[tuple[str, str], float], now: float) -> list[Alert]:
+    """The alerts whose condition holds now, pending until it has held for its rule's `for:`. `since` remembers
+    when each condition started holding; a condition that stopped holding is forgotten (it starts afresh)."""
+    current = {(alert.name, alert.subject): alert for alert in alerts}
+    for key in set(since) - set(current):
+        del since[key]
+    found = []
+    for key, alert in current.items():
+        started = since.setdefault(key, now)
+        waiting = alert.state == "firing" and now - started < HOLD_FOR.get(alert.name, 0.0)
+        found.append(replace(alert, state="pending") if waiting else alert)
+    return sorted(found, key=lambda a: (a.state != "firing", a.severity != "critical", a.name, a.subject))
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ class History:
     rate_out: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
     lag: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
     outbox: dict[str, model.Series] = field(default_factory=lambda: defaultdict(model.Series))
-    not_ready_since: dict[str, float] = field(default_factory=dict)
+    alerts: list[model.Alert] = field(default_factory=list)
+    conditions_since: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def add(self, sample: Sample, previous: Sample | None) -> None:
         produced = {topic: sum(ends.values()) for topic, ends in sample.ends.items()}
@@ -87,11 +88,16 @@ class History:
             self.lag[key].add(sample.at, total)
         for service, (backlog, _) in sample.outbox.items():
             self.outbox[service].add(sample.at, backlog)
-        for service, (ready, _) in sample.readiness.items():
-            if ready:
-                self.not_ready_since.pop(service, None)
-            else:
-                self.not_ready_since.setdefault(service, sample.at)
+        self.alerts = model.held(self._conditions(sample), self.conditions_since, sample.at)
+
+    def _conditions(self, sample: Sample) -> list[model.Alert]:
+        """The conditions of deploy/prometheus/alerts.yml that hold in this sample and the history before it."""
+        found = [model.lag_growing(key, series, sample.at) for key, series in self.lag.items()]
+        found.append(model.dead_letters_recent(sample.dead_letters_at, sample.taken_at))
+        found.append(model.sagas_past_deadline(sample.sagas_past_deadline[1], sample.sagas_past_deadline[0]))
+        found += [model.outbox_stale(service, oldest) for service, (_, oldest) in sample.outbox.items()]
+        found += [model.not_ready(service, ready, problems) for service, (ready, problems) in sample.readiness.items()]
+        return [alert for alert in found if alert]
 
 
 def ours(topic: str, prefix: str) -> str | None:

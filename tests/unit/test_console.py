@@ -75,10 +75,17 @@ def test_sagas_past_deadline_and_outbox_age_use_the_rules_thresholds():
     assert model.outbox_stale("capture", 31).subject == "capture"
 
 
-def test_not_ready_is_pending_then_firing_after_a_minute():
-    assert model.not_ready("routing", None, 100, []) is None
-    assert model.not_ready("routing", 90, 100, ["database"]).state == "pending"
-    assert model.not_ready("routing", 30, 100, ["database"]).state == "firing"
+def test_conditions_are_pending_until_they_have_held_for_their_rules_for():
+    since: dict = {}
+    down = model.not_ready("routing", False, ["database"])
+    assert model.not_ready("routing", True, []) is None
+    assert [a.state for a in model.held([down], since, 100)] == ["pending"]
+    assert [a.state for a in model.held([down], since, 159)] == ["pending"]
+    assert [a.state for a in model.held([down], since, 160)] == ["firing"]
+    assert model.held([], since, 170) == [] and since == {}, "recovered: forgotten"
+    assert [a.state for a in model.held([down], since, 180)] == ["pending"], "down again: starts afresh"
+    letters = model.dead_letters_recent([datetime.now(UTC)], datetime.now(UTC))
+    assert [a.state for a in model.held([letters], {}, 0)] == ["firing"], "no `for:` in its rule"
 
 
 def stuck(order_id: str, age: float, past: float | None = None) -> model.StuckOrder:
@@ -203,16 +210,19 @@ def test_only_this_oms_topics_and_groups_are_sampled():
     assert service_of_group("test-1.page-location-1", "test-1.") is None
 
 
-def test_history_turns_samples_into_rates_and_remembers_when_a_service_stopped_being_ready():
+def test_history_turns_samples_into_rates_and_alerts():
     history, first = History(), Sample(0.0, datetime.now(UTC), ends={"t": {0: 10, 1: 10}},
                                        readiness={"capture": (True, [])})
     history.add(first, None)
-    second = Sample(2.0, datetime.now(UTC), ends={"t": {0: 20, 1: 14}}, readiness={"capture": (False, ["db"])})
+    assert history.alerts == []
+    second = Sample(2.0, datetime.now(UTC), ends={"t": {0: 20, 1: 14}}, readiness={"capture": (False, ["db"])},
+                    outbox={"capture": (3, 45.0)})
     history.add(second, first)
     assert history.rate_in["t"].latest() == 7.0
-    assert history.not_ready_since == {"capture": 2.0}
+    assert {(a.name, a.subject, a.state) for a in history.alerts} == \
+        {("OmsServiceNotReady", "capture", "pending"), ("OmsOutboxStale", "capture", "pending")}
     history.add(Sample(4.0, datetime.now(UTC), readiness={"capture": (True, [])}), second)
-    assert history.not_ready_since == {}
+    assert history.alerts == [] and history.conditions_since == {}
 
 
 def test_only_the_console_process_is_given_the_ops_credentials_and_its_login():
