@@ -31,9 +31,8 @@ log = get_logger(__name__)
 HERE = Path(__file__).parent
 TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                         trim_blocks=True, lstrip_blocks=True)
-TEMPLATES.filters["pretty"] = lambda raw: model.pretty_payload(raw)
-TEMPLATES.filters["seconds"] = lambda s: "-" if s is None else f"{s:.0f}s" if s < 120 else f"{s / 60:.0f}m" \
-    if s < 7200 else f"{s / 3600:.1f}h"
+TEMPLATES.filters["pretty"] = model.pretty_payload
+TEMPLATES.filters["seconds"] = model.duration
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
            "X-Content-Type-Options": "nosniff",
            "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "

@@ -189,6 +189,12 @@ def pretty_payload(raw: bytes) -> str:
         return text
 
 
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
 def trace_id(trace_context: Mapping[str, str]) -> str | None:
     """The trace id from a W3C traceparent (version-traceid-spanid-flags)."""
     parts = trace_context.get("traceparent", "").split("-")

@@ -124,6 +124,22 @@ def service_urls(run_dir: Path) -> dict[str, str | None]:
     return {service: ServiceProcess(service, run_dir).url() for service in SERVICES}
 
 
+def group_lags(group: str, prefix: str, committed: dict, ends: dict[str, dict[int, int]]) -> list[GroupLag]:
+    """A group's lag on every partition of the topics it committed on, and of the topic its name says it reads
+    (all of it, before its first commit)."""
+    service = service_of_group(group, prefix)
+    by_topic: dict[str, dict[int, int | None]] = defaultdict(dict)
+    for tp, offset in committed.items():
+        by_topic[tp.topic][tp.partition] = offset.offset if offset.offset >= 0 else None
+    named = prefix + group[len(prefix) + len(consumer_group_prefix(service)):]
+    if named in ends:
+        by_topic.setdefault(named, {})
+    return [GroupLag(group[len(prefix):], service, topic[len(prefix):], partition, offsets.get(partition),
+                     ends[topic][partition], behind)
+            for topic, offsets in sorted(by_topic.items()) if topic in ends
+            for partition, behind in model.lag(offsets, ends[topic]).items()]
+
+
 class Sampler:
     def __init__(self, settings: Settings, run_dir: Path, every: float):
         self.settings, self.run_dir, self.every = settings, run_dir, every
@@ -167,19 +183,7 @@ class Sampler:
             sample.ends.setdefault(tp.topic, {})[tp.partition] = end
         groups = [g for g, *_ in await admin.list_consumer_groups() if service_of_group(g, prefix)]
         for group in sorted(groups):
-            committed = await admin.list_consumer_group_offsets(group)
-            by_topic: dict[str, dict[int, int | None]] = defaultdict(dict)
-            for tp, offset in committed.items():
-                by_topic[tp.topic][tp.partition] = offset.offset if offset.offset >= 0 else None
-            named = group[len(prefix) + len(consumer_group_prefix(service_of_group(group, prefix))):]
-            if prefix + named in sample.ends:
-                by_topic.setdefault(prefix + named, {})
-            for topic, offsets in by_topic.items():
-                topic_ends = sample.ends.get(topic, {})
-                for partition, behind in model.lag(offsets, topic_ends).items():
-                    sample.lags.append(GroupLag(group[len(prefix):], service_of_group(group, prefix),
-                                                topic[len(prefix):], partition, offsets.get(partition),
-                                                topic_ends[partition], behind))
+            sample.lags += group_lags(group, prefix, await admin.list_consumer_group_offsets(group), sample.ends)
         sample.ends = {topic[len(prefix):]: ends for topic, ends in sample.ends.items()}
 
     async def _readiness(self, sample: Sample) -> None:

@@ -110,6 +110,10 @@ def test_sparklines_are_numbers_only():
     assert "polyline" not in model.sparkline([1])
 
 
+def test_durations_read_as_seconds_minutes_or_hours():
+    assert [model.duration(s) for s in (None, 59.6, 150, 9000)] == ["-", "60s", "2m", "2.5h"]
+
+
 def test_the_trace_id_is_the_traceparents_second_field():
     assert model.trace_id({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) == \
         "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -231,3 +235,18 @@ def test_only_the_console_process_is_given_the_ops_credentials_and_its_login():
                                   "OMS_CONSOLE_SESSION_SECRET", "OMS_TRACKING_DB_PASSWORD")}
     assert set(service_environment(env, "console")) == set(env) - {"OMS_TRACKING_DB_PASSWORD"}
     assert set(service_environment(env, "tracking")) == {"OMS_TRACKING_DB_PASSWORD"}, "tracking only forwards /ops"
+
+
+def test_a_groups_lag_covers_the_topic_it_is_named_for_before_its_first_commit():
+    from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+    from ops.console.sampler import group_lags
+    ends = {"p.orders.events.v1": {0: 4, 1: 2}, "p.orders.commands.v1": {0: 3, 1: 0}}
+    fresh = group_lags("p.oms.notification.orders.events.v1", "p.", {}, ends)
+    assert [(r.group, r.service, r.topic, r.partition, r.committed, r.lag) for r in fresh] == [
+        ("oms.notification.orders.events.v1", "notification", "orders.events.v1", 0, None, 4),
+        ("oms.notification.orders.events.v1", "notification", "orders.events.v1", 1, None, 2)]
+    committed = {TopicPartition("p.orders.commands.v1", 0): OffsetAndMetadata(1, "")}
+    assert [(r.topic, r.partition, r.lag) for r in group_lags("p.oms.capture.orders.commands.v1", "p.", committed,
+                                                            ends)] == [("orders.commands.v1", 0, 2),
+                                                                       ("orders.commands.v1", 1, 0)]
