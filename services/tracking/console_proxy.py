@@ -4,11 +4,11 @@ credentials. Answers are streamed through as they come, so the console's server-
 channel's API key is not passed on: it means nothing there."""
 
 import os
+from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 PREFIX = "/ops"
 DEFAULT_CONSOLE_URL = "http://127.0.0.1:8081"
@@ -36,10 +36,20 @@ def add_console_proxy(app: FastAPI, console_url: str | None = None) -> None:
             answer = await upstream().send(outgoing, stream=True)
         except httpx.TransportError:
             return PlainTextResponse("The ops console is not running (start it with `oms up`).", 502)
-        response = StreamingResponse(answer.aiter_raw(), answer.status_code, background=BackgroundTask(answer.aclose))
+        response = StreamingResponse(_relayed(answer), answer.status_code)
         response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.multi_items()
                                 if k.lower() not in HOP_BY_HOP]  # several Set-Cookie stay several
         return response
 
     for path in (PREFIX, PREFIX + "/{rest:path}"):
         app.add_api_route(path, forward, methods=["GET", "POST"], include_in_schema=False)
+
+
+async def _relayed(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """The console's bytes as they come; its connection closed however the stream ends (a browser leaving a live
+    page cancels it)."""
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    finally:
+        await answer.aclose()
