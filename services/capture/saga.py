@@ -544,20 +544,25 @@ def _too_late(saga: Saga, code: str) -> list[Contract]:
 
 # --- edits: change lines or delivery before anything is picked -------------------------------------------------
 
-EDITABLE = ("held", "awaiting_shipment")
+EDITABLE = ("held", "awaiting_shipment", "partially_shipped")
 
 
 def request_edit(saga: Saga, edit_id: str, placed: dict) -> Step:
     """An edit: the order as it is to stand (`placed`). Units removed are released where they are (the
     fulfilment orders shrink in place); units added are reserved first, and then, like a new delivery, the
     open parts are withdrawn and the order's units routed anew together (a unit added should not force a
-    second parcel, and a split chosen for the old address may be wrong for the new). Refused, with nothing
-    changed, once anything is picked, shipped or cancelled, or while another step is under way."""
+    second parcel, and a split chosen for the old address may be wrong for the new). What a split handed over
+    already stays as it is: only the open parts change. Refused, with nothing changed, when it would take off
+    units picked, shipped or collected, once the order is cancelled, or while another step is under way."""
     if refusal := _edit_refusal(saga):
         return Step(saga, [_edit_refused(saga, edit_id, refusal)])
     lines = [Line(sku=line["sku"], quantity=line["quantity"]) for line in placed["lines"]]
     edit = Edit(edit_id, placed, previous_state=saga.state, added=tuple(_minus(lines, saga.lines)),
                 removed=tuple(_minus(saga.lines, lines)), rerouted=placed["delivery"] != saga.placed.get("delivery"))
+    open_units = [line for served in (*saga.parts_in(*LIVE), *saga.plan) for line in served.lines]
+    if beyond := _minus(edit.removed, open_units):
+        return Step(saga, [_edit_refused(saga, edit_id, "ALREADY_SHIPPED", "handed over already: " + ", ".join(
+            f"{line.quantity} {line.sku}" for line in beyond))])
     editing = replace(saga, edit=edit)
     if edit.added:
         return _wait(replace(editing, state="extending"))
@@ -567,7 +572,7 @@ def request_edit(saga: Saga, edit_id: str, placed: dict) -> Step:
 def _edit_refusal(saga: Saga) -> str | None:
     if saga.state in ("cancelled", "cancelling"):
         return "ALREADY_CANCELLED"
-    if saga.parts_in(*HANDED_OVER):
+    if saga.state in ("shipped", "delivered", "picked_up"):
         return "ALREADY_SHIPPED"
     if saga.state == "ready_for_pickup":
         return "ALREADY_PICKED"

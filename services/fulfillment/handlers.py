@@ -28,6 +28,7 @@ from shared.contracts.fulfillment import (
     PartAmendment,
     PickupCompleted,
     PickupExpired,
+    PurchaseOrderAmended,
     PurchaseOrderCancelled,
     PurchaseOrderIssued,
     RequestFulfillment,
@@ -196,8 +197,8 @@ async def _apply_amendment(uow: UnitOfWork, message: Message, part: PartAmendmen
                            "WHERE fulfillment_order_id = $1", part.fulfillment_order_id,
                            [line.model_dump() for line in part.lines], billing)
     if merge_lines([Line(**line) for line in row["lines"]]) != merge_lines(part.lines):
-        uow.reply(FulfillmentOrderAmended(**ids, lines=part.lines, purchase_order_number=row["purchase_order"]),
-                  message)
+        uow.reply(PurchaseOrderAmended(**ids, purchase_order_number=row["purchase_order"], lines=part.lines)
+                  if row["purchase_order"] else FulfillmentOrderAmended(**ids, lines=part.lines), message)
 
 
 async def location_updates(uow: UnitOfWork, batch: list[Message[LocationUpdate]]) -> None:

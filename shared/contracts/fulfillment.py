@@ -64,14 +64,12 @@ class FulfillmentRequested(Contract):
 
 @contract("oms.fulfillment.FulfillmentOrderAmended.v1", topic=FULFILLMENT_WORK)
 class FulfillmentOrderAmended(Contract):
-    """The order was edited before picking: work on these lines now (they replace the earlier ones); for a
-    dropship vendor, the purchase order's new lines."""
+    """The order was edited before picking: work on these lines now (they replace the earlier ones)."""
 
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId
     lines: list[Line]
-    purchase_order_number: str | None = None
 
 
 @contract("oms.fulfillment.FulfillmentWithdrawn.v1", topic=FULFILLMENT_WORK)
@@ -108,6 +106,21 @@ class PurchaseOrderCancelled(Contract):
     fulfillment_order_id: UUID
     order_id: UUID
     location_id: LocationId = Field(description="The vendor")
+
+    def key(self) -> str:
+        return self.location_id
+
+
+@contract("oms.fulfillment.PurchaseOrderAmended.v1", topic=FULFILLMENT_DROPSHIP_ORDERS)
+class PurchaseOrderAmended(Contract):
+    """The order was edited before the vendor acknowledged or shipped it: ship these lines instead (they replace
+    the purchase order's earlier ones)."""
+
+    purchase_order_number: str = Field(pattern=r"^PO-[0-9A-F]{16}$")
+    fulfillment_order_id: UUID
+    order_id: UUID
+    location_id: LocationId = Field(description="The vendor")
+    lines: list[Line]
 
     def key(self) -> str:
         return self.location_id

@@ -6,20 +6,29 @@ import uuid
 import asyncpg
 import pytest
 
-from shared.contracts.common import Coordinates
+from shared.contracts.common import Coordinates, Line
 from ops.client import client
 from shared.contracts.fulfillment import (
+    FulfillmentOrderAmended,
     FulfillmentOrderProgressed,
     FulfillmentRejected,
     FulfillmentRequested,
     FulfillmentWithdrawn,
     LocationUpdate,
+    PurchaseOrderAmended,
     PurchaseOrderCancelled,
     PurchaseOrderIssued,
     ShipmentConfirmed,
     purchase_order_number,
 )
-from shared.contracts.orders import CancelOrder, OrderCancelled, OrderConfirmed, OrderShipped
+from shared.contracts.orders import (
+    CancelOrder,
+    CancelOrderLines,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderEdited,
+    OrderShipped,
+)
 from shared.contracts.topics import FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS, FULFILLMENT_WORK, ORDER_EVENTS
 
 from ..support.stack import stack
@@ -88,6 +97,25 @@ async def test_a_vendor_acknowledges_and_ships_its_purchase_order(driver, purcha
     await driver.orders.wait_for(of_type(OrderShipped, order_id))
     assert await driver.status(order_id, "shipped") == "shipped"
     assert driver.work.envelopes(of_type(FulfillmentRequested, order_id)) == [], "a vendor gets no work item"
+
+
+async def test_a_vendor_acknowledged_purchase_order_shrinks_when_the_customer_cancels_a_unit(driver, purchase_orders):
+    sku = await vendor_sku(driver, 5)
+    order = driver.order([(sku, 3)], city="Leipzig")
+    order_id = driver.order_id(order)
+    po = await purchase_order_for(driver, purchase_orders, order)
+    await driver.status(order_id, "confirmed")
+    ids = {"fulfillment_order_id": po["fulfillment_order_id"], "order_id": str(order_id)}
+    await driver.channel.send(LocationUpdate(**ids, status="accepted"))
+    await driver.erp.wait_for(of_type(FulfillmentOrderProgressed, order_id))
+
+    await driver.channel.send(CancelOrderLines(channel=order.channel, channel_order_id=order.channel_order_id,
+                                               edit_id="ONE-LESS", lines=[Line(sku=sku, quantity=1)]))
+    [amended] = await purchase_orders.wait_for(about(PurchaseOrderAmended, order_id))
+    assert (amended["data"]["purchase_order_number"], amended["data"]["lines"]) == (
+        po["purchase_order_number"], [{"sku": sku, "quantity": 2}])
+    await driver.orders.wait_for(of_type(OrderEdited, order_id))
+    assert driver.work.envelopes(of_type(FulfillmentOrderAmended, order_id)) == [], "a vendor's is on its PO topic"
 
 
 async def test_a_vendor_rejecting_its_purchase_order_is_replaced_by_a_warehouse(driver, purchase_orders):

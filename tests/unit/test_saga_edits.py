@@ -243,3 +243,31 @@ def test_a_line_cancellation_keeps_the_kept_units_share_of_discount_and_tax():
     assert after["lines"] == [{**placed["lines"][0], "quantity": 2, "discount": "0.67", "tax": "3.80"}]
     assert edited_order(placed, cancel_lines(("SKU-1", 4))).code == "NOT_ON_ORDER"
     assert edited_order(placed, cancel_lines(("SKU-9", 1))).code == "NOT_ON_ORDER"
+
+
+def split_with_one_part_shipped() -> s.Saga:
+    """SKU-1 x2 at WH-1 (open), SKU-2 x1 at WH-2 (shipped and paid: 5.00)."""
+    saga = awaiting_shipment()
+    saga = replace(saga, parts=(s.Part("WH-1", (Line(sku="SKU-1", quantity=2),), "open"),
+                                s.Part("WH-2", (Line(sku="SKU-2", quantity=1),), "shipped")),
+                   state="partially_shipped", captures=(("cap-1", Decimal("5.00")),),
+                   shipped=(Line(sku="SKU-2", quantity=1),))
+    return saga
+
+
+def test_a_split_keeps_what_it_handed_over_and_an_edit_changes_only_its_open_part_and_what_is_still_due():
+    step = edit(split_with_one_part_shipped(), cancel_lines(("SKU-1", 1)))
+    [part] = step.messages[0].parts
+    assert (part.location_id, part.lines) == ("WH-1", [Line(sku="SKU-1", quantity=1)])
+    step = advance(step.saga, FulfillmentAmended(order_id=ORDER, edit_id="E1", parts=[part]))
+    edited = only(step, OrderEdited)
+    assert (edited.totals.total, edited.captured, edited.amount_due) == (Decimal("15.00"), Decimal("5.00"),
+                                                                       Decimal("10.00"))
+    assert step.saga.state == "partially_shipped" and step.saga.parts[1].status == "shipped"
+
+
+def test_an_edit_taking_off_units_already_handed_over_is_refused():
+    step = edit(split_with_one_part_shipped(), cancel_lines(("SKU-2", 1)))
+    assert types(step) == [OrderEditRefused]
+    assert (step.messages[0].reason.code, step.messages[0].reason.detail) == (
+        "ALREADY_SHIPPED", "handed over already: 1 SKU-2")
