@@ -90,6 +90,14 @@ def build_app(console: Console) -> FastAPI:
     async def live() -> PlainTextResponse:
         return PlainTextResponse("ok")
 
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> Response:
+        """Ready once it has sampled everything it shows (the container image's health check asks this)."""
+        sample = console.sampler.latest
+        problems = ["no sample yet"] if sample is None else sample.problems
+        return Response(json.dumps({"ready": not problems, "problems": problems}), 503 if problems else 200,
+                        media_type="application/json")
+
     @app.get("/ops/static/console.js", include_in_schema=False)
     async def script() -> Response:
         return Response((HERE / "static" / "console.js").read_text(), media_type="text/javascript",

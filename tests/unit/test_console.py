@@ -250,3 +250,8 @@ def test_a_groups_lag_covers_the_topic_it_is_named_for_before_its_first_commit()
     assert [(r.topic, r.partition, r.lag) for r in group_lags("p.oms.capture.orders.commands.v1", "p.", committed,
                                                             ends)] == [("orders.commands.v1", 0, 2),
                                                                        ("orders.commands.v1", 1, 0)]
+
+
+def test_not_ready_before_the_first_sample(tmp_path):
+    answer = app_without_backends(tmp_path).get("/health/ready")
+    assert answer.status_code == 503 and answer.json() == {"ready": False, "problems": ["no sample yet"]}

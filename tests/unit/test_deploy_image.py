@@ -63,7 +63,8 @@ def test_the_installed_package_carries_what_the_services_read_at_run_time(tmp_pa
     [wheel] = tmp_path.glob("oms-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {str(path.relative_to(ROOT)) for pattern in ("services/*/migrations/*.sql", "shared/db/migrations/*.sql",
-                                                         "services/*/*.toml", "services/*/templates/**/*")
+                                                         "services/*/*.toml", "services/*/templates/**/*",
+                                                         "ops/console/templates/*", "ops/console/static/*")
               for path in ROOT.glob(pattern) if path.is_file()}
     assert needed and needed <= names, sorted(needed - names)
     assert not any(name.startswith("tests/") for name in names)
