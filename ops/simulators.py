@@ -235,6 +235,29 @@ class CustomerSimulator:
                              lines=[{"sku": sku, "quantity": 1, "reason": "CHANGED_MIND"}], exchange=exchange)
 
 
+class _Later:
+    """Messages a stand-in sends a while from now (a review, a retry), sent by `run` once due."""
+
+    def __init__(self, client: Client, tick: float = 0.1):
+        self.client = client
+        self.tick = tick
+        self._due: list[tuple[float, Contract]] = []
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, delay: float, message: Contract) -> None:
+        self._due.append((time.monotonic() + delay, message))
+
+    async def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = [message for at, message in self._due if at <= now]
+            self._due = [(at, message) for at, message in self._due if at > now]
+            await self.client.send_many(due)
+            await asyncio.sleep(self.tick)
+
+
 class HoldDesk:
     """The people reviewing held orders: every hold placed on one of its orders (those whose channel order id
     starts with `prefix`) — by command or by a rule — is released `review_seconds` after the desk hears of it,
@@ -253,13 +276,13 @@ class HoldDesk:
         self.refused: Counter[str] = Counter()
         self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
         self._heard: set[str] = set()  # envelope ids: a message relayed twice is heard once
-        self._due: list[tuple[float, ReleaseHold]] = []
+        self._releases = _Later(client)
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
 
     @property
     def pending(self) -> int:
         """Releases not sent yet."""
-        return len(self._due)
+        return len(self._releases)
 
     def summary(self) -> str:
         def listed(counts: Counter[str], how: str) -> str:
@@ -270,7 +293,7 @@ class HoldDesk:
                 f"{listed(self.refused, 'refused')}")
 
     async def run(self) -> None:
-        await asyncio.gather(_consume(self._consumer, self._hear), self._release_when_due())
+        await asyncio.gather(_consume(self._consumer, self._hear), self._releases.run())
 
     async def _hear(self, envelopes: list[dict]) -> None:
         for envelope in envelopes:
@@ -291,19 +314,12 @@ class HoldDesk:
             channel, channel_order_id = self._orders[data["order_id"]]
             release = ReleaseHold(channel=channel, channel_order_id=channel_order_id, reason=data["hold"]["reason"],
                                   released_by="hold-desk")
-            self._due.append((time.monotonic() + self.review_seconds, release))
+            self._releases.add(self.review_seconds, release)
         elif kind == OrderHoldReleased.message_type:
             self.released[data["released_by"]] += 1
         elif kind == OrderHoldRefused.message_type:
             self.refused[data["reason"]["code"]] += 1
 
-    async def _release_when_due(self) -> None:
-        while True:
-            now = time.monotonic()
-            due = [release for at, release in self._due if at <= now]
-            self._due = [(at, release) for at, release in self._due if at > now]
-            await self.client.send_many(due)
-            await asyncio.sleep(0.2)
 
 
 ADDRESS_CHECK = "address_check"
@@ -330,7 +346,7 @@ class EditDesk:
         self._orders: dict[str, dict] = {}  # order id -> its OrderAccepted data
         self._asked: dict[str, Contract] = {}  # edit id -> the edit, until answered
         self._cut: set[str] = set()  # orders whose last line is being cancelled (a split confirms once per part)
-        self._due: list[tuple[float, Contract]] = []  # edits to ask again
+        self._again = _Later(client)  # edits to ask again
         self._heard: set[str] = set()
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
 
@@ -345,15 +361,7 @@ class EditDesk:
                                                                                          else "")
 
     async def run(self) -> None:
-        await asyncio.gather(_consume(self._consumer, self._hear), self._ask_again_when_due())
-
-    async def _ask_again_when_due(self) -> None:
-        while True:
-            now = time.monotonic()
-            due = [edit for at, edit in self._due if at <= now]
-            self._due = [(at, edit) for at, edit in self._due if at > now]
-            await self.client.send_many(due)
-            await asyncio.sleep(0.1)
+        await asyncio.gather(_consume(self._consumer, self._hear), self._again.run())
 
     async def _hear(self, envelopes: list[dict]) -> None:
         edits = []
@@ -384,7 +392,7 @@ class EditDesk:
             return self._done(data["edit_id"])
         if kind == OrderEditRefused.message_type and data["edit_id"] in self._asked:
             if data["reason"]["code"] == "ORDER_BUSY":
-                self._due.append((time.monotonic() + self.retry_seconds, self._asked[data["edit_id"]]))
+                self._again.add(self.retry_seconds, self._asked[data["edit_id"]])
                 return []
             self.refused[data["reason"]["code"]] += 1
             return self._done(data["edit_id"])

@@ -42,7 +42,7 @@ async def test_the_hold_desk_releases_each_hold_it_hears_of_once_and_counts_it_o
                                          channel_order_id=order.channel_order_id,
                                          reason={"code": "NOT_HELD"}))
     await desk._hear([accepted, held, held, elsewhere, refused])  # `held` relayed twice after a crash
-    assert [release for _, release in desk._due] == [
+    assert [release for _, release in desk._releases._due] == [
         ReleaseHold(channel=order.channel, channel_order_id=order.channel_order_id, reason="manual",
                     released_by="hold-desk")]
     assert desk.summary() == "holds: 1 placed (1 load), 0 released, 1 refused (1 NOT_HELD)"
