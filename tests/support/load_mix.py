@@ -5,14 +5,11 @@ a fault is done to it; then every order settled and the invariant checker clean.
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-
 from ops import invariants, load
 from ops.client import client
 from ops.simulators import ADDRESS_CHECK, CustomerSimulator, EditDesk, HoldDesk, LocationSimulator
-from ops.waiting import eventually
 
-from .stack import Stack
+from .stack import Stack, settled_cleanly
 
 ORDERS = 150
 RATE = 40.0  # orders/s: the flow lasts long enough for the fault to land in the middle of it
@@ -57,18 +54,7 @@ async def _after(delay: float, fault: Callable[[], Awaitable[None]]) -> None:
 async def settled(oms: Stack, expected_orders: Callable[[], int]) -> invariants.Report:
     """Every order (the mix's and the exchanges' replacements, as many as `expected_orders()` says) settled, the
     invariants clean."""
-    conn = await asyncpg.connect(oms.settings.admin_dsn())
-    try:
-        async def clean_report():
-            report = await invariants.check(conn)
-            return report if report.orders == expected_orders() and not report.in_flight and report.ok else None
+    async def all_orders(_, report: invariants.Report) -> bool:
+        return report.orders == expected_orders()
 
-        try:
-            report = await eventually(clean_report, timeout=150, interval=1.0, what="every order to settle cleanly")
-        except TimeoutError:
-            print(await invariants.check(conn))
-            raise
-    finally:
-        await conn.close()
-    assert await invariants.check_topics(oms.settings) == []
-    return report
+    return await settled_cleanly(oms, all_orders, timeout=150, interval=1.0, what="every order to settle cleanly")

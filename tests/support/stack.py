@@ -4,13 +4,16 @@ and the means to hurt them (kill -9, restart, extra instances)."""
 import asyncio
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
+from ops import invariants
 from ops.processes import ServiceProcess
+from ops.waiting import eventually
 from ops.prepare import discard_topics, prepare
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
@@ -77,3 +80,24 @@ async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SE
         conn = await asyncpg.connect(settings.admin_dsn("postgres"))
         await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
         await conn.close()
+
+
+async def settled_cleanly(oms: Stack, done: Callable[[asyncpg.Connection, invariants.Report], Awaitable[bool]],
+                          *, timeout: float, interval: float, what: str) -> invariants.Report:
+    """The invariant checker's report once nothing is in flight, nothing is violated and `done` says the test's
+    own condition holds (the report printed if that never comes); then the exactly-once checks of the topics."""
+    conn = await asyncpg.connect(oms.settings.admin_dsn())
+    try:
+        async def clean():
+            report = await invariants.check(conn)
+            return report if not report.in_flight and report.ok and await done(conn, report) else None
+
+        try:
+            report = await eventually(clean, timeout=timeout, interval=interval, what=what)
+        except TimeoutError:
+            print(await invariants.check(conn))
+            raise
+    finally:
+        await conn.close()
+    assert await invariants.check_topics(oms.settings) == []
+    return report
