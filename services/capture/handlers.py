@@ -9,6 +9,7 @@ entries are written in one statement each.
 import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -52,7 +53,7 @@ from . import returns
 from . import saga as saga_steps
 from . import store
 from .edits import edited_order
-from .metrics import SagaSteps
+from .metrics import SAGA_DEADLINE_FAILURES, SagaSteps
 from .validation import order_id_for
 
 log = get_logger(__name__)
@@ -406,6 +407,9 @@ async def saga_replies(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
     await journal.flush(uow)
 
 
+FAILED_DEADLINE_RETRY_SECONDS = 300
+
+
 async def expire_deadlines(begin: Begin, interval: float = 0.5, batch: int = 200) -> None:
     """Background task: act on saga steps whose deadline passed. The deadlines live in the saga rows, so a
     restart loses none; SKIP LOCKED lets several capture instances share the work."""
@@ -418,16 +422,27 @@ async def expire_deadlines(begin: Begin, interval: float = 0.5, batch: int = 200
 
 
 async def _expire_due(begin: Begin, batch: int) -> int:
+    """A saga whose deadline cannot be acted on (a defect) is set aside for a while, logged and counted, so that
+    the others due with it still move."""
     async with begin() as uow:
         due = await store.due_sagas(uow.conn, batch)
-        journal = Journal()
+        journal, failed = Journal(), []
         for current, correlation_id, trace_context in due:
-            step = saga_steps.on_timeout(current, datetime.now(UTC))
+            try:
+                step = saga_steps.on_timeout(current, datetime.now(UTC))
+            except Exception:
+                log.exception("saga.deadline_failed", order_id=str(current.order_id), correlation_id=correlation_id,
+                              state=current.state, attempts=current.attempts)
+                failed.append(current.order_id)
+                continue
             with continuing(trace_context, "saga deadline", {"oms.order_id": str(current.order_id),
                                                              "oms.saga_state": current.state}) as trace:
                 log.warning("saga.step_timed_out", order_id=str(current.order_id), correlation_id=correlation_id,
                             trace_id=trace_id_of(trace), state=current.state, attempts=current.attempts,
                             next_state=step.saga.state)
                 journal.step(uow, step, correlation_id, None, note=f"deadline passed in {current.state}", trace=trace)
+        if failed:
+            await store.postpone_deadlines(uow.conn, failed, FAILED_DEADLINE_RETRY_SECONDS)
+            uow.after_commit.append(partial(SAGA_DEADLINE_FAILURES.inc, len(failed)))
         await journal.flush(uow)
         return len(due)

@@ -24,6 +24,9 @@ SAGAS_PAST_DEADLINE = Gauge("oms_sagas_past_deadline", "Sagas whose step deadlin
 SAGA_OLDEST_PAST_DEADLINE = Gauge("oms_saga_oldest_past_deadline_seconds", "How long the most overdue saga has "
                                   "been past its deadline (0 when none is)", registry=REGISTRY)
 
+SAGA_DEADLINE_FAILURES = Counter("oms_saga_deadline_failures", "Deadlines the scanner could not act on (a defect: "
+                                 "the saga is set aside and tried again later; its log says why)", registry=REGISTRY)
+
 
 @dataclass
 class SagaSteps:

@@ -593,7 +593,7 @@ def _amend(saga: Saga) -> Step:
     none may be picked), or, with none open (a held order), apply."""
     amendments = tuple(PartAmendment(fulfillment_order_id=saga.fulfillment_order(part), location_id=part.location_id,
                                      lines=[] if _resourced(saga.edit) else kept)
-                       for part, kept in _shrunk(saga.edit, saga.parts_in(*LIVE)))
+                       for part, kept in _what_each_keeps(saga) if isinstance(part, Part))
     if not amendments:
         return _apply_edit(saga)
     return _wait(replace(saga, state="amending", edit=replace(saga.edit, amendments=amendments)))
@@ -603,11 +603,12 @@ def _resourced(edit: Edit) -> bool:
     return bool(edit.added) or edit.rerouted
 
 
-def _shrunk(edit: Edit, served: Iterable[Part | Assignment]) -> list[tuple[Part | Assignment, list[Line]]]:
-    """Each part (or pinned assignment) with what it keeps: the units removed come off the last ones first."""
-    left = {line.sku: line.quantity for line in edit.removed}
+def _what_each_keeps(saga: Saga) -> list[tuple[Part | Assignment, list[Line]]]:
+    """Each open part, then each assignment of a pinned plan, with what it keeps of the edited order: the units
+    removed come off the last ones first (each unit once, wherever it is)."""
+    left = {line.sku: line.quantity for line in saga.edit.removed}
     kept = []
-    for part in reversed(list(served)):
+    for part in reversed([*saga.parts_in(*LIVE), *saga.plan]):
         lines = []
         for line in part.lines:
             off = min(left.get(line.sku, 0), line.quantity)
@@ -627,22 +628,17 @@ def _apply_edit(saga: Saga) -> Step:
     (ReleaseReservation), the authorisation follows the new total (AdjustAuthorization); re-sourced parts are
     un-pinned and routed anew with the units added, a held order's pinned plan likewise."""
     edit = saga.edit
-    parts, releases = list(saga.parts), []
-    for part, kept in _shrunk(edit, saga.parts_in(*LIVE)):
-        at = parts.index(part)
-        releases += _release_removed(saga, part.location_id, part.lines, kept)
-        if _resourced(edit):
-            parts[at] = replace(part, lines=tuple(kept), status="rejected" if kept else "withdrawn")
-        else:
-            parts[at] = replace(part, lines=tuple(kept), status=part.status if kept else "withdrawn")
-    plan = []
-    for assignment, kept in _shrunk(edit, saga.plan):
-        releases += _release_removed(saga, assignment.location_id, assignment.lines, kept)
-        if _resourced(edit) and kept:  # pinned there, never requested: un-pinned to be routed anew
-            parts.append(Part(assignment.location_id, tuple(kept), "rejected",
-                              round=sum(part.location_id == assignment.location_id for part in parts)))
+    parts, plan, releases = list(saga.parts), [], []
+    for served, kept in _what_each_keeps(saga):
+        releases += _release_removed(saga, served.location_id, served.lines, kept)
+        if isinstance(served, Part):
+            status = ("rejected" if _resourced(edit) else served.status) if kept else "withdrawn"
+            parts[parts.index(served)] = replace(served, lines=tuple(kept), status=status)
+        elif _resourced(edit) and kept:  # pinned there, never requested: un-pinned to be routed anew
+            parts.append(Part(served.location_id, tuple(kept), "rejected",
+                              round=sum(part.location_id == served.location_id for part in parts)))
         elif kept:
-            plan.append(Assignment(location_id=assignment.location_id, lines=kept))
+            plan.append(Assignment(location_id=served.location_id, lines=kept))
     placed = edit.placed
     edited = replace(saga, parts=tuple(parts), plan=tuple(plan), edit=None, placed=placed, placed_changed=True,
                      lines=tuple(Line(sku=line["sku"], quantity=line["quantity"]) for line in placed["lines"]),
@@ -998,6 +994,8 @@ def on_timeout(saga: Saga, now: datetime | None = None) -> Step:
     """The current step's deadline passed: ask again, or give up and compensate; a held order's holds lapse."""
     if saga.state == "held":
         return _holds_lapse(saga, now or datetime.now(UTC))
+    if not pending_commands(saga):
+        return _resume(replace(saga, attempts=0), saga.state)
     if not STEP_OF[saga.state].gives_up or saga.attempts < MAX_STEP_ATTEMPTS:
         return _wait(saga, again=True)
     command = pending_commands(saga)[0]
@@ -1020,7 +1018,10 @@ def _wait(saga: Saga, *, again: bool = False) -> Step:
     if compensation and compensation not in saga.compensations:
         saga = replace(saga, compensations=(*saga.compensations, compensation))
     waiting = replace(saga, attempts=saga.attempts + 1 if again else 1)
-    return Step(waiting, pending_commands(waiting))
+    commands = pending_commands(waiting)
+    if not commands:  # an edit or a hold took away what the step was for: on to what the parts need
+        return _resume(replace(waiting, attempts=0), waiting.state)
+    return Step(waiting, commands)
 
 
 def _cancel(saga: Saga, reason: ReasonCode) -> Step:

@@ -267,6 +267,11 @@ async def saga_states(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[U
     return {r["order_id"]: (r["state"], r["seconds"]) for r in rows}
 
 
+async def postpone_deadlines(conn: asyncpg.Connection, order_ids: list[UUID], seconds: float) -> None:
+    await conn.execute("UPDATE order_sagas SET deadline_at = now() + make_interval(secs => $2) "
+                       "WHERE order_id = ANY($1)", order_ids, seconds)
+
+
 async def past_deadline(conn: asyncpg.Connection) -> tuple[int, float]:
     """How many sagas are past their step deadline, and by how many seconds the most overdue is."""
     row = await conn.fetchrow("SELECT count(*) AS due, extract(epoch FROM now() - min(deadline_at))::float8 AS oldest "

@@ -271,3 +271,37 @@ def test_an_edit_taking_off_units_already_handed_over_is_refused():
     assert types(step) == [OrderEditRefused]
     assert (step.messages[0].reason.code, step.messages[0].reason.detail) == (
         "ALREADY_SHIPPED", "handed over already: 1 SKU-2")
+
+
+def held_with_an_open_part_and_a_pinned_plan() -> s.Saga:
+    """Held after a part was re-sourced: WH-1 fills its part, the plan for the rest waits pinned at WH-2."""
+    return replace(awaiting_shipment(), state="held", holds=(Hold(reason="manual", placed_by="ops"),),
+                   parts=(s.Part("WH-1", (Line(sku="SKU-1", quantity=2),), "open"),),
+                   plan=(Assignment(location_id="WH-2", lines=[Line(sku="SKU-1", quantity=1),
+                                                                Line(sku="SKU-2", quantity=1)]),))
+
+
+def test_an_edit_that_empties_a_held_plan_does_not_leave_the_order_waiting_for_nothing_when_released():
+    step = edit(held_with_an_open_part_and_a_pinned_plan(), cancel_lines(("SKU-2", 1)))
+    step = advance(step.saga, FulfillmentAmended(order_id=ORDER, edit_id="E1", parts=step.messages[0].parts))
+    assert step.saga.plan == (Assignment(location_id="WH-2", lines=[Line(sku="SKU-1", quantity=1)]),)
+    step = edit(step.saga, cancel_lines(("SKU-1", 1), edit_id="E2"))
+    step = advance(step.saga, FulfillmentAmended(order_id=ORDER, edit_id="E2", parts=step.messages[0].parts))
+    assert (step.saga.state, step.saga.plan) == ("held", ())
+    released = s.release_hold(step.saga, "manual", "ops")
+    assert released.saga.state == "awaiting_shipment"  # not `fulfilling` with nothing to request
+
+
+def test_units_removed_come_off_once_wherever_they_are():
+    step = edit(held_with_an_open_part_and_a_pinned_plan(), cancel_lines(("SKU-1", 1)))
+    [part] = step.messages[0].parts
+    assert part.lines == [Line(sku="SKU-1", quantity=2)]  # the pinned plan gives up the unit, not the open part
+    step = advance(step.saga, FulfillmentAmended(order_id=ORDER, edit_id="E1", parts=[part]))
+    assert step.saga.parts[0].lines == (Line(sku="SKU-1", quantity=2),)
+    assert step.saga.plan == (Assignment(location_id="WH-2", lines=[Line(sku="SKU-2", quantity=1)]),)
+    assert only(step, ReleaseReservation).lines == [Line(sku="SKU-1", quantity=1)]
+
+
+def test_a_deadline_in_a_step_left_with_nothing_to_ask_moves_the_order_on_instead_of_failing():
+    stranded = replace(awaiting_shipment(), state="reallocating", attempts=s.MAX_STEP_ATTEMPTS)
+    assert s.on_timeout(stranded).saga.state == "awaiting_shipment"
