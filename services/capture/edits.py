@@ -1,7 +1,7 @@
 """What an edit asks for, as the order it would leave: EditOrder gives the new lines, delivery or shipping;
 CancelOrderLines takes units off (a line that keeps some units keeps that share of its discount and tax)."""
 
-from shared.contracts.common import ReasonCode
+from shared.contracts.common import Line, ReasonCode
 from shared.contracts.money import share
 from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
 
@@ -9,21 +9,27 @@ from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
 def edited_order(placed: dict, cmd: EditOrder | CancelOrderLines) -> dict | ReasonCode:
     """The order (as stored) after the edit, or why it cannot be: NOT_ON_ORDER (cancelling units the order
     does not have). The channel's own totals no longer apply."""
-    order = PlaceOrder.model_validate(placed)
     if isinstance(cmd, CancelOrderLines):
-        lines = _without(order, cmd)
-        if isinstance(lines, ReasonCode):
-            return lines
-        changes = {"lines": lines}
-    else:
-        changes = {key: value for key, value in (("lines", cmd.lines), ("delivery", cmd.delivery),
-                                                  ("shipping", cmd.shipping), ("shipping_tax", cmd.shipping_tax))
-                   if value is not None}
+        return without_lines(placed, cmd.lines)
+    changes = {key: value for key, value in (("lines", cmd.lines), ("delivery", cmd.delivery),
+                                              ("shipping", cmd.shipping), ("shipping_tax", cmd.shipping_tax))
+               if value is not None}
+    return _changed(PlaceOrder.model_validate(placed), changes)
+
+
+def without_lines(placed: dict, cancelled: list[Line]) -> dict | ReasonCode:
+    """The order (as stored) without these units: a customer's cancellation, or lines the OMS could not fill."""
+    order = PlaceOrder.model_validate(placed)
+    lines = _without(order, cancelled)
+    return lines if isinstance(lines, ReasonCode) else _changed(order, {"lines": lines})
+
+
+def _changed(order: PlaceOrder, changes: dict) -> dict:
     return order.model_copy(update={**changes, "totals": None}).model_dump(mode="json")
 
 
-def _without(order: PlaceOrder, cmd: CancelOrderLines) -> list | ReasonCode:
-    cancelled = {line.sku: line.quantity for line in cmd.lines}
+def _without(order: PlaceOrder, units: list[Line]) -> list | ReasonCode:
+    cancelled = {line.sku: line.quantity for line in units}
     ordered = {line.sku: line.quantity for line in order.lines}
     beyond = sorted(sku for sku, quantity in cancelled.items() if quantity > ordered.get(sku, 0))
     if beyond:

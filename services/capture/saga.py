@@ -34,6 +34,7 @@ could otherwise ship, cancel or re-route an order with a made-up one. Everything
 loads the row, calls a function, stores the result.
 """
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -113,6 +114,8 @@ from shared.contracts.orders import (
     PricedLine,
 )
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
+
+from .edits import without_lines
 
 _DELIVERY = TypeAdapter(Delivery)
 MAX_LOCATION_ATTEMPTS = 3  # locations tried (allocation failures and rejections) before giving up
@@ -409,8 +412,10 @@ def _withdrawn(saga: Saga, reply: FulfillmentCancelled) -> Step:
         return _after_part(saga.with_part(reply.location_id, LIVE, status="cancelled"), [])
     part = saga.parts[_part_index(saga, reply.location_id, LIVE)]
     withdrawn = saga.with_part(reply.location_id, LIVE, status="withdrawn")
-    return _after_part(withdrawn, _lines_cancelled(saga, part.lines, ReasonCode(code="WITHDRAWN"),
-                                                   location_id=reply.location_id))
+    if not withdrawn.parts_in(*LIVE, *HANDED_OVER, *TO_MOVE) and not withdrawn.plan:
+        return _cancel(withdrawn, ReasonCode(code="WITHDRAWN", detail=f"by {reply.location_id}"))
+    cancelled = _lines_cancelled(withdrawn, part.lines, ReasonCode(code="WITHDRAWN"), location_id=reply.location_id)
+    return _after_part(cancelled.saga, cancelled.messages)
 
 
 def _after_part(saga: Saga, messages: list[Contract]) -> Step:
@@ -478,14 +483,34 @@ def _give_up_sourcing(saga: Saga, reason: ReasonCode) -> Step:
         return _cancel(saga, reason)
     dropped = replace(saga, state="fulfilling", plan=(), parts=tuple(
         replace(part, status="dropped") if part.status == "moving" else part for part in saga.parts))
-    return _after_part(dropped, _lines_cancelled(saga, saga.sourcing(), reason))
+    cancelled = _lines_cancelled(dropped, saga.sourcing(), reason)
+    return _after_part(cancelled.saga, cancelled.messages)
 
 
 def _lines_cancelled(saga: Saga, lines: Iterable[Line], reason: ReasonCode,
-                     location_id: str | None = None) -> list[Contract]:
+                     location_id: str | None = None) -> Step:
     lines = merge_lines(list(lines))
-    return [ReleaseReservation(order_id=saga.order_id, reason=reason.code, lines=lines, location_id=location_id),
-            OrderLinesCancelled(order_id=saga.order_id, lines=lines, reason=reason)]
+    off = _off_the_order(saga, lines, reason)
+    release = ReleaseReservation(order_id=saga.order_id, reason=reason.code, lines=lines, location_id=location_id)
+    return Step(off.saga, [release, *off.messages])
+
+
+def _off_the_order(saga: Saga, lines: list[Line], reason: ReasonCode) -> Step:
+    """Lines the OMS could not fill leave the order: its lines and totals shrink (a line keeping some units keeps
+    that share of its discount and tax), the channel is told the new totals (OrderLinesCancelled) and the
+    authorisation follows the new total."""
+    told = OrderLinesCancelled(order_id=saga.order_id, lines=lines, reason=reason)
+    placed = without_lines(saga.placed, lines) if saga.placed else None
+    if not isinstance(placed, dict) or not placed["lines"]:
+        return Step(saga, [told])
+    order = PlaceOrder.model_validate(placed)
+    totals = order.computed_totals()
+    shrunk = replace(saga, placed=placed, placed_changed=True, order_value=order_value(order.lines),
+                     lines=tuple(Line(sku=line.sku, quantity=line.quantity) for line in order.lines))
+    told = told.model_copy(update={"totals": totals, "amount_due": totals.total - captured(saga)})
+    adjustment = uuid5(saga.order_id, json.dumps([saga.placed["lines"], placed["lines"]], sort_keys=True))
+    adjusted = _adjust_authorization(shrunk, saga, f"lines-cancelled:{adjustment}", totals.total)
+    return Step(adjusted.saga, [told, *adjusted.messages])
 
 
 def _handed_over(saga: Saga, lines: Iterable[Line], at: datetime) -> Saga:
@@ -1052,11 +1077,11 @@ def _keep_what_was_handed_over(saga: Saga) -> Step:
     messages: list[Contract] = [
         ReleaseReservation(order_id=saga.order_id, reason=saga.cancel_reason.code, lines=list(part.lines),
                            location_id=None if part.status == "moving" else part.location_id) for part in undone]
-    if undone:
-        messages.append(OrderLinesCancelled(order_id=saga.order_id, reason=saga.cancel_reason,
-                                            lines=merge_lines([line for part in undone for line in part.lines])))
     kept = replace(saga, cancel_reason=None, cancel_stage=None, parts=tuple(
         replace(part, status="dropped") if part in undone else part for part in saga.parts))
+    if undone:
+        off = _off_the_order(kept, merge_lines([line for part in undone for line in part.lines]), saga.cancel_reason)
+        kept, messages = off.saga, messages + off.messages
     followed = _follow_parts(kept)
     return Step(followed.saga, messages + followed.messages)
 

@@ -200,6 +200,8 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
             view.holds.remove(data["reason"])
         case "OrderLinesCancelled":
             cancelled.update({line["sku"]: line["quantity"] for line in data["lines"]})
+            if data.get("totals"):
+                view.total = Decimal(data["totals"]["total"])
         case "ReturnApproved" if all(r.return_id != data["return_id"] for r in view.returns):
             view.returns.append(ReturnView(return_id=data["return_id"], status="approved", lines=data["lines"],
                                            return_to=data["return_to"], exchange_order_id=data.get("exchange_order_id")))

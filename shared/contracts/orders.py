@@ -343,12 +343,15 @@ class OrderShipped(Contract):
 
 @contract("oms.capture.OrderLinesCancelled.v1", topic=ORDER_EVENTS)
 class OrderLinesCancelled(Contract):
-    """Part of an order is cancelled (the location shipped the rest and could not fill these): the channel
-    refunds them, the customer is told."""
+    """Part of an order is cancelled (the location shipped the rest and could not fill these): they leave the
+    order (its totals shrink; the authorisation follows), the customer is told."""
 
     order_id: UUID
     lines: list[Line]
     reason: ReasonCode
+    totals: OrderTotals | None = Field(None, description="The order's totals without them (absent from senders "
+                                                         "that predate it)")
+    amount_due: Money | None = Field(None, description="The new total minus what was already captured")
 
 
 @contract("oms.capture.OrderBackordered.v1", topic=ORDER_EVENTS)

@@ -154,6 +154,9 @@ async def test_a_short_pick_ships_what_it_can_and_cancels_only_the_rest(driver):
 
     [cancelled] = await driver.orders.wait_for(of_type(OrderLinesCancelled, order_id))
     assert cancelled["data"]["lines"] == [{"sku": sku, "quantity": 1}]
+    assert cancelled["data"]["totals"]["total"] == cancelled["data"]["amount_due"]  # the order without it
+    assert await driver.count("SELECT (placed->'lines'->0->>'quantity')::int FROM capture.orders "
+                              "WHERE order_id = $1", order_id) == 1
     await driver.status(order_id, "shipped")
     await reservation(driver, order_id, "committed")
     assert await stock_at(driver, sku, location) == (1, 0)  # the unit it could not find is still on the books

@@ -11,7 +11,9 @@ from shared.contracts.fulfillment import (
     CancelFulfillment,
     FulfillmentAmended,
     FulfillmentAmendmentRefused,
+    FulfillmentCancelled,
     FulfillmentOrderCreated,
+    FulfillmentRejected,
     RequestFulfillment,
     ShipmentConfirmed,
     fulfillment_order_id,
@@ -28,9 +30,18 @@ from shared.contracts.inventory import (
     ReservationExtensionRefused,
     StockReserved,
 )
-from shared.contracts.orders import CancelOrderLines, EditOrder, Hold, OrderEdited, OrderEditRefused, PlaceOrder
-from shared.contracts.payments import AdjustAuthorization, AuthorizationAdjustmentFailed
-from shared.contracts.routing import OrderRouted, RouteOrder
+from shared.contracts.orders import (
+    CancelOrderLines,
+    EditOrder,
+    Hold,
+    OrderCancelled,
+    OrderEdited,
+    OrderEditRefused,
+    OrderLinesCancelled,
+    PlaceOrder,
+)
+from shared.contracts.payments import AdjustAuthorization, AuthorizationAdjustmentFailed, VoidAuthorization
+from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
 from services.capture import saga as s
@@ -305,3 +316,30 @@ def test_units_removed_come_off_once_wherever_they_are():
 def test_a_deadline_in_a_step_left_with_nothing_to_ask_moves_the_order_on_instead_of_failing():
     stranded = replace(awaiting_shipment(), state="reallocating", attempts=s.MAX_STEP_ATTEMPTS)
     assert s.on_timeout(stranded).saga.state == "awaiting_shipment"
+
+
+def test_lines_the_oms_cannot_fill_leave_the_order_and_its_authorisation():
+    shipped = advance(awaiting_shipment(), ShipmentConfirmed(
+        fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1", lines=[Line(sku="SKU-1", quantity=2)],
+        carrier="DHL", tracking_number="T1", shipped_at="2026-01-01T00:00:00Z", complete=False)).saga
+    step = advance(shipped, FulfillmentRejected(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
+                                                reason=ReasonCode(code="SHORT_PICK"),
+                                                lines=[Line(sku="SKU-2", quantity=1)]),
+                   ReservationDeallocated(order_id=ORDER, location_id="WH-1", availability=[]),
+                   RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION_WITH_STOCK")))
+    told, adjust = only(step, OrderLinesCancelled), only(step, AdjustAuthorization)
+    assert (told.lines, told.totals.total, told.amount_due) == ([Line(sku="SKU-2", quantity=1)], Decimal("20.00"),
+                                                                Decimal("20.00"))
+    assert (adjust.previous_amount, adjust.amount) == (Decimal("25.00"), Decimal("20.00"))
+    assert step.saga.lines == (Line(sku="SKU-1", quantity=2),) and step.saga.placed_changed
+    assert step.saga.state == "shipped"
+    refused = edited_order(step.saga.placed, cancel_lines(("SKU-2", 1), edit_id="E2"))
+    assert refused.code == "NOT_ON_ORDER"  # a customer cannot cancel, again, what is no longer on the order
+
+
+def test_a_location_letting_go_of_the_whole_order_cancels_it_and_voids_the_authorisation():
+    step = advance(awaiting_shipment(), FulfillmentCancelled(order_id=ORDER, location_id="WH-1",
+                                                             fulfillment_order_id=FO, existed=True))
+    assert step.saga.state == "cancelled"
+    assert only(step, OrderCancelled).reason.code == "WITHDRAWN"
+    assert only(step, VoidAuthorization).amount == Decimal("25.00")
