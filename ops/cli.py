@@ -12,6 +12,7 @@
     oms dead-letters [--replay P]  messages consumers gave up on, with reasons; replay one by its position
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
+    oms soak [--minutes M --rate R]  a long steady run: memory, latency and storage per order judged
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
     oms hold ORDER REASON [--release] [--by WHO]   hold an order back from fulfilment, or release the hold
@@ -55,7 +56,7 @@ from shared.settings import CONSOLE, kafka_password_variable, secret, settings
 from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals,
+from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals, soak,
                views, whatif)
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
@@ -521,6 +522,11 @@ def parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure the running OMS against a bare pipeline baseline")
     bn.add_argument("--orders", type=int, default=3000, help="orders in the saturation phase")
     bn.add_argument("--rate", type=float, help="steady-phase rate for latency (default: half the throughput)")
+    sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
+    sk.add_argument("--minutes", type=float, default=30)
+    sk.add_argument("--rate", type=float, default=100, help="orders per second (default 100: about half of what "
+                                                            "`oms bench` measured at full speed on 2 cores)")
+    sk.add_argument("--interval", type=float, default=30, help="seconds between samples")
     fz = sub.add_parser("fuzz", help="send hostile messages to every consumed topic and check they were all refused")
     fz.add_argument("--per-topic", type=int, default=10_000, help="hostile messages per consumed topic")
     fz.add_argument("--seed", type=int, default=1, help="the same seed sends the same messages")
@@ -614,6 +620,8 @@ def main() -> None:
         case "bench":
             print(asyncio.run(bench.bench(settings(), args.orders, args.rate)))
             code = 0
+        case "soak":
+            code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval))
         case "fuzz":
             code = asyncio.run(run_fuzz(args.per_topic, args.seed, args.timeout))
         case "check":

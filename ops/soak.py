@@ -1,0 +1,200 @@
+"""`oms soak`: the running OMS at a steady rate for a long while (30 minutes by default, at half of what it takes
+at full speed), watched for what a short bench cannot see: memory that creeps up, latency that drifts, storage
+that grows per order without bound.
+
+Every `interval` seconds it samples each service's resident memory (/proc/<pid>/status VmRSS) and the latency of
+the orders confirmed in that window (PlaceOrder published → OrderConfirmed seen, as `oms bench` measures it);
+locations ship, payments capture and customers return as in `oms load`. After a warm-up (the first fifth of the
+run) the verdict: each process's memory at the end within 10 % of where it stood after warm-up, and the p99 of
+the last third of the run within 1.5 times (plus 50 ms) that of the first third after warm-up. Storage is given
+as bytes per order per schema, with what bounds it.
+"""
+
+import asyncio
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from services.capture.validation import order_id_for
+from shared.contracts.orders import OrderConfirmed, PlaceOrder
+from shared.contracts.topics import ORDER_EVENTS
+from shared.db.bootstrap import SERVICES
+from shared.settings import Settings
+
+from . import load
+from .bench import Watcher, _wait_for_stock
+from .client import client
+from .processes import ServiceProcess
+from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator
+
+WARM_UP = 0.2  # of the run's samples
+MEMORY_GROWTH_LIMIT = 0.10
+LATENCY_DRIFT_FACTOR, LATENCY_DRIFT_SLACK_MS = 1.5, 50.0
+
+
+@dataclass
+class Sample:
+    at: float  # seconds into the run
+    rss_kib: dict[str, int]
+    latencies_ms: list[float]  # of the orders confirmed in the window that ends here
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def resident_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def judge(samples: list[Sample]) -> Verdict:
+    """Memory flat after warm-up, latency not drifting (see the module's docstring)."""
+    verdict = Verdict()
+    settled = samples[max(1, int(len(samples) * WARM_UP)):]
+    if len(settled) < 3:
+        verdict.problems.append(f"too short to judge: {len(settled)} samples after warm-up (3 needed)")
+        return verdict
+    for name in sorted(settled[0].rss_kib):
+        series = [s.rss_kib[name] for s in settled if name in s.rss_kib]
+        if len(series) != len(settled):
+            verdict.problems.append(f"{name}: not running for the whole run (restarted or stopped)")
+            continue
+        start, end = statistics.median(series[:3]), statistics.median(series[-3:])
+        growth = end / start - 1
+        verdict.lines.append(f"{name:14} RSS {start / 1024:7.1f} → {end / 1024:7.1f} MiB ({growth:+.1%})")
+        if growth > MEMORY_GROWTH_LIMIT:
+            verdict.problems.append(f"{name}: resident memory grew {growth:.1%} after warm-up "
+                                    f"(limit {MEMORY_GROWTH_LIMIT:.0%})")
+    third = max(1, len(settled) // 3)
+    early = [ms for s in settled[:third] for ms in s.latencies_ms]
+    late = [ms for s in settled[-third:] for ms in s.latencies_ms]
+    if len(early) < 2 or len(late) < 2:
+        verdict.problems.append("no orders confirmed at the start or the end of the run")
+        return verdict
+    early_p99, late_p99 = _p99(early), _p99(late)
+    verdict.lines.append(f"latency p99 {early_p99:.0f} ms after warm-up → {late_p99:.0f} ms at the end "
+                         f"(p50 {statistics.median(early):.0f} → {statistics.median(late):.0f} ms)")
+    if late_p99 > early_p99 * LATENCY_DRIFT_FACTOR + LATENCY_DRIFT_SLACK_MS:
+        verdict.problems.append(f"latency drifted: p99 {early_p99:.0f} → {late_p99:.0f} ms")
+    return verdict
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+async def schema_bytes(settings: Settings) -> dict[str, int]:
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        rows = await conn.fetch("SELECT schemaname, sum(pg_total_relation_size(relid))::bigint AS bytes "
+                                "FROM pg_stat_user_tables WHERE schemaname = ANY($1) GROUP BY 1", list(SERVICES))
+        return {r["schemaname"]: r["bytes"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def storage_lines(before: dict[str, int], after: dict[str, int], orders: int, settings: Settings) -> list[str]:
+    lines = [f"{schema:14} {(after.get(schema, 0) - before.get(schema, 0)) / max(orders, 1) / 1024:6.1f} KiB/order"
+             for schema in sorted(after)]
+    lines.append(f"bounded by: inbox keys deleted after {settings.inbox_retention_days:g} days (topics keep "
+                 f"{settings.topic_retention_days:g}); dead letters and outbox rows leave once handled; orders, "
+                 f"sagas, timelines and fulfilment records are the order history and stay (no order retention yet)")
+    return lines
+
+
+@dataclass
+class Soak:
+    settings: Settings
+    run_dir: Path
+    rate: float
+    minutes: float
+    interval: float = 30.0
+    sent: dict[str, float] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+
+    def pids(self) -> dict[str, int]:
+        return {name: pid for name in SERVICES if (pid := ServiceProcess(name, self.run_dir).pid())}
+
+    async def run(self) -> Verdict:
+        network = load.Network(load.run_tag())
+        async with client(self.settings, "channel/soak") as channel:
+            await load.seed(channel, network)
+            await _wait_for_stock(self.settings, len(network.receipts()), network.tag)
+            simulators = [LocationSimulator(self.settings, channel, group=f"oms.simulator.{network.tag}"),
+                          PaymentSimulator(self.settings, channel, group=f"oms.simulator.payments.{network.tag}"),
+                          CustomerSimulator(self.settings, channel,
+                                            group=f"oms.simulator.customers.{network.tag}")]
+            stand_ins = asyncio.gather(*(simulator.run() for simulator in simulators))
+            before = await schema_bytes(self.settings)
+            count = int(self.rate * self.minutes * 60)
+            try:
+                async with Watcher(self.settings, ORDER_EVENTS, _confirmed) as watcher:
+                    await asyncio.gather(self._publish(channel, load.orders(network, count, failures=False)),
+                                         self._sample(watcher, count))
+            finally:
+                stand_ins.cancel()
+                await asyncio.gather(stand_ins, return_exceptions=True)
+            after = await schema_bytes(self.settings)
+        verdict = judge(self.samples)
+        verdict.lines += storage_lines(before, after, len(self.sent), self.settings)
+        return verdict
+
+    async def _publish(self, channel, orders: Iterator[PlaceOrder]) -> None:
+        started, published, chunk = time.monotonic(), 0, max(1, int(self.rate / 10))
+        batch: list[PlaceOrder] = []
+        for order in orders:
+            batch.append(order)
+            if len(batch) < chunk:
+                continue
+            await channel.send_many(batch)
+            now = time.monotonic()
+            self.sent.update({str(order_id_for(o.channel, o.channel_order_id)): now for o in batch})
+            published += len(batch)
+            batch = []
+            ahead = published / self.rate - (now - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    async def _sample(self, watcher: Watcher, count: int) -> None:
+        started, seen = time.monotonic(), set()
+        while True:
+            await asyncio.sleep(self.interval)
+            window = [(key, at) for key, at in list(watcher.arrived.items()) if key not in seen and key in self.sent]
+            seen.update(key for key, _ in window)
+            pids = self.pids()
+            sample = Sample(time.monotonic() - started,
+                            {name: kib for name, pid in pids.items() if (kib := resident_kib(pid)) is not None},
+                            [(at - self.sent[key]) * 1000 for key, at in window])
+            self.samples.append(sample)
+            print(f"{sample.at:6.0f}s  {len(window):6} confirmed  "
+                  f"p50 {statistics.median(sample.latencies_ms) if window else 0:5.0f} ms  "
+                  f"RSS MiB {' '.join(f'{n}={k / 1024:.0f}' for n, k in sorted(sample.rss_kib.items()))}",
+                  flush=True)
+            if len(self.sent) >= count and sample.at >= self.minutes * 60:
+                return
+
+
+def _confirmed(envelope: dict) -> str | None:
+    return envelope["subject"] if envelope.get("type") == OrderConfirmed.message_type else None
+
+
+async def soak(settings: Settings, run_dir: Path, minutes: float, rate: float, interval: float) -> int:
+    print(f"soak: {minutes:g} minutes at {rate:g} orders/s, a sample every {interval:g} s")
+    verdict = await Soak(settings, run_dir, rate, minutes, interval).run()
+    print("\n".join(verdict.lines))
+    print("PASSED" if verdict.passed else "FAILED:\n  " + "\n  ".join(verdict.problems))
+    return 0 if verdict.passed else 1
