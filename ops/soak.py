@@ -3,11 +3,13 @@ at full speed), watched for what a short bench cannot see: memory that creeps up
 that grows per order without bound.
 
 Every `interval` seconds it samples each service's resident memory (/proc/<pid>/status VmRSS) and the latency of
-the orders confirmed in that window (PlaceOrder published → OrderConfirmed seen, as `oms bench` measures it);
+the orders confirmed in that window (PlaceOrder published → OrderConfirmed seen, as `oms bench` measures it;
+sampling goes on after the last order is sent until every order is confirmed);
 locations ship, payments capture and customers return as in `oms load`. After a warm-up (the first fifth of the
-run) the verdict: each process's memory at the end within 10 % of where it stood after warm-up, and the p99 of
-the last third of the run within 1.5 times (plus 50 ms) that of the first third after warm-up. Storage is given
-as bytes per order per schema, with what bounds it.
+run) the verdict: each process's memory at the end within 10 % of where it stood after warm-up, the p99 of the
+last third of the run within 1.5 times (plus 50 ms) that of the first third after warm-up, and every order
+settled afterwards with the invariant checker's report clean. Storage is given as bytes per order per schema,
+with what bounds it.
 """
 
 import asyncio
@@ -15,6 +17,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import asyncpg
@@ -25,15 +28,17 @@ from shared.contracts.topics import ORDER_EVENTS
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
-from . import load
+from . import invariants, load
 from .bench import Watcher, _wait_for_stock
 from .client import client
 from .processes import ServiceProcess
 from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator
+from .waiting import eventually
 
 WARM_UP = 0.2  # of the run's samples
 MEMORY_GROWTH_LIMIT = 0.10
 LATENCY_DRIFT_FACTOR, LATENCY_DRIFT_SLACK_MS = 1.5, 50.0
+DRAIN_SECONDS = 300  # after the last order is sent, how long the soak waits for the last confirmations
 
 
 @dataclass
@@ -125,6 +130,27 @@ class Soak:
     interval: float = 30.0
     sent: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
+    settled: invariants.Report | None = None
+    unsettled: int = 0  # of the soak's orders, after the drain
+
+    async def _settle(self) -> invariants.Report:
+        """The stand-ins go on until every order of the soak has settled (handed over or cancelled, its returns
+        received) with nothing violated, so that a soak leaves nothing half done; the checker's last report."""
+        conn = await asyncpg.connect(self.settings.admin_dsn())
+        order_ids = list(self.sent)
+        try:
+            async def settled():
+                report = await invariants.check(conn)
+                self.unsettled = await conn.fetchval(
+                    "SELECT count(*) FROM capture.order_sagas WHERE order_id = ANY($1::uuid[]) AND state <> ALL($2)",
+                    order_ids, list(invariants.SETTLED))
+                return report if report.ok and not self.unsettled else None
+            try:
+                return await eventually(settled, timeout=DRAIN_SECONDS, interval=2, what="the soak's orders to settle")
+            except TimeoutError:
+                return await invariants.check(conn)
+        finally:
+            await conn.close()
 
     def pids(self) -> dict[str, int]:
         return {name: pid for name in SERVICES if (pid := ServiceProcess(name, self.run_dir).pid())}
@@ -145,27 +171,26 @@ class Soak:
                 async with Watcher(self.settings, ORDER_EVENTS, _confirmed) as watcher:
                     await asyncio.gather(self._publish(channel, load.orders(network, count, failures=False)),
                                          self._sample(watcher, count))
+                self.settled = await self._settle()
             finally:
                 stand_ins.cancel()
                 await asyncio.gather(stand_ins, return_exceptions=True)
             after = await schema_bytes(self.settings)
         verdict = judge(self.samples)
         verdict.lines += storage_lines(before, after, len(self.sent), self.settings)
+        verdict.lines.append(str(self.settled))
+        if self.unsettled or not self.settled.ok:
+            verdict.problems.append(f"{self.unsettled} orders not settled {DRAIN_SECONDS} s after the last one was "
+                                    f"confirmed, or invariants violated: {self.settled}")
         return verdict
 
     async def _publish(self, channel, orders: Iterator[PlaceOrder]) -> None:
-        started, published, chunk = time.monotonic(), 0, max(1, int(self.rate / 10))
-        batch: list[PlaceOrder] = []
-        for order in orders:
-            batch.append(order)
-            if len(batch) < chunk:
-                continue
+        started, chunk = time.monotonic(), max(1, int(self.rate / 10))
+        while batch := list(islice(orders, chunk)):
             await channel.send_many(batch)
             now = time.monotonic()
             self.sent.update({str(order_id_for(o.channel, o.channel_order_id)): now for o in batch})
-            published += len(batch)
-            batch = []
-            ahead = published / self.rate - (now - started)
+            ahead = len(self.sent) / self.rate - (now - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
 
@@ -184,7 +209,8 @@ class Soak:
                   f"p50 {statistics.median(sample.latencies_ms) if window else 0:5.0f} ms  "
                   f"RSS MiB {' '.join(f'{n}={k / 1024:.0f}' for n, k in sorted(sample.rss_kib.items()))}",
                   flush=True)
-            if len(self.sent) >= count and sample.at >= self.minutes * 60:
+            if len(self.sent) >= count and sample.at >= self.minutes * 60 and (
+                    len(seen) >= count or sample.at >= self.minutes * 60 + DRAIN_SECONDS):
                 return
 
 
