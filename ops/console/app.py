@@ -306,9 +306,10 @@ def _live(sampler: Sampler) -> str:
     groups: dict[tuple[str, str, str], list] = {}
     for row in sampler.latest.lags if sampler.latest else []:
         groups.setdefault((row.group, row.service, row.topic), []).append(row)
+    instances = model.instances(sampler.latest.groups, sampler.latest.lags) if sampler.latest else []
     return TEMPLATES.get_template("_live.html").render(sample=sampler.latest, history=sampler.history,
                                                        alerts=firing(sampler), spark=model.sparkline,
-                                                       groups=sorted(groups.items()))
+                                                       groups=sorted(groups.items()), instances=instances)
 
 
 def firing(sampler: Sampler) -> list[model.Alert]:

@@ -1,4 +1,5 @@
-"""The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, the alert conditions of
+"""The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, each consumer instance's
+partitions and their lag, the alert conditions of
 deploy/prometheus/alerts.yml evaluated over the console's own samples, the order stuck orders are shown in, and
 the sparklines. Nothing here does I/O."""
 
@@ -34,6 +35,62 @@ def rate(earlier: Mapping[str, int], later: Mapping[str, int], seconds: float) -
         return {}
     return {key: (total - earlier[key]) / seconds for key, total in later.items()
             if key in earlier and total >= earlier[key]}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One consumer in a group: a service instance's (its number, from the static membership id) or another's."""
+    instance: str
+    client_id: str
+    host: str
+    partitions: tuple[tuple[str, int], ...]  # (topic without the prefix, partition) it is assigned
+
+
+@dataclass(frozen=True)
+class GroupState:
+    group: str
+    service: str | None
+    state: str  # Kafka's: Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """What one instance of a service consumes in one of its groups; `instance` None: nobody does (the group
+    has no member, its partitions wait)."""
+    service: str
+    instance: str | None
+    host: str
+    client_id: str
+    group: str
+    state: str
+    partitions: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # per topic: (partition, lag)
+    lag: int
+
+
+def instances(groups: Iterable[GroupState], lags: Iterable) -> list[InstanceRow]:
+    """Per service instance and group: the partitions it owns with their lag (`lags`: rows with group, topic,
+    partition and lag); a group without members is one row owning nothing, lagging by all its partitions'."""
+    lags = list(lags)
+    lag_of = {(row.group, row.topic, row.partition): row.lag for row in lags}
+    rows = []
+    for group in groups:
+        service = group.service or "-"
+        if not group.members:
+            waiting = sum(row.lag for row in lags if row.group == group.group)
+            rows.append(InstanceRow(service, None, "", "", group.group, group.state, (), waiting))
+        for member in group.members:
+            by_topic: dict[str, list[tuple[int, int]]] = {}
+            for topic, partition in member.partitions:
+                by_topic.setdefault(topic, []).append((partition, lag_of.get((group.group, topic, partition), 0)))
+            owned = tuple((topic, tuple(parts)) for topic, parts in sorted(by_topic.items()))
+            rows.append(InstanceRow(service, member.instance, member.host, member.client_id, group.group,
+                                    group.state, owned, sum(lag for _, parts in owned for _, lag in parts)))
+    return sorted(rows, key=lambda r: (r.service, r.instance is None, _numeric_first(r.instance), r.group))
+
+
+def _numeric_first(instance: str | None) -> tuple:
+    return (0, int(instance), "") if instance and instance.isdigit() else (1, 0, instance or "")
 
 
 @dataclass

@@ -255,3 +255,48 @@ def test_a_groups_lag_covers_the_topic_it_is_named_for_before_its_first_commit()
 def test_not_ready_before_the_first_sample(tmp_path):
     answer = app_without_backends(tmp_path).get("/health/ready")
     assert answer.status_code == 503 and answer.json() == {"ready": False, "problems": ["no sample yet"]}
+
+
+def test_a_static_members_instance_number_and_partitions_come_from_the_group_description():
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    from ops.console.sampler import member
+    group = "p.oms.notification.orders.events.v1"
+    assignment = ConsumerProtocolMemberAssignment(0, [("p.orders.events.v1", [3, 1])], b"").encode()
+    found = member(group, "p.", f"{group}-2-0f8fad5b-d9cb-469f-a165-70867728950e", "oms-notification",
+                   "/127.0.0.1", assignment)
+    assert found == model.Member("2", "oms-notification", "127.0.0.1", (("orders.events.v1", 1),
+                                                                      ("orders.events.v1", 3)))
+    dynamic = member(group, "p.", "kcat-0f8fad5b-d9cb-469f-a165-70867728950e", "kcat", "/10.0.0.7", b"")
+    assert (dynamic.instance, dynamic.partitions) == ("kcat", ())
+
+
+def test_each_instance_owns_its_partitions_and_their_lag_and_an_empty_group_waits():
+    from ops.console.sampler import GroupLag
+    group = "oms.notification.orders.events.v1"
+    lags = [GroupLag(group, "notification", "orders.events.v1", p, 0, 5, lag)
+            for p, lag in enumerate([0, 2, 0, 4, 1, 0])]
+    lags.append(GroupLag("oms.tracking.orders.events.v1", "tracking", "orders.events.v1", 0, None, 7, 7))
+    groups = [model.GroupState(group, "notification", "Stable", (
+                  model.Member("2", "c", "h", (("orders.events.v1", 3), ("orders.events.v1", 4),
+                                               ("orders.events.v1", 5))),
+                  model.Member("1", "c", "h", (("orders.events.v1", 0), ("orders.events.v1", 1),
+                                               ("orders.events.v1", 2))))),
+              model.GroupState("oms.tracking.orders.events.v1", "tracking", "Empty", ())]
+    rows = model.instances(groups, lags)
+    assert [(r.service, r.instance, r.state, r.lag) for r in rows] == [
+        ("notification", "1", "Stable", 2), ("notification", "2", "Stable", 5), ("tracking", None, "Empty", 7)]
+    assert rows[1].partitions == (("orders.events.v1", ((3, 4), (4, 1), (5, 0))),)
+    assert rows[2].partitions == ()
+
+
+def test_the_live_part_shows_each_instance_with_its_groups_state():
+    sampler = Sampler(Settings(kafka_bootstrap="127.0.0.1:1"), Path("/nonexistent"), 5)
+    sampler.latest = Sample(0.0, datetime.now(UTC), groups=[
+        model.GroupState("oms.capture.orders.commands.v1", "capture", "PreparingRebalance",
+                         (model.Member("1", "oms-capture", "127.0.0.1", (("orders.commands.v1", 0),)),
+                          model.Member("<b>2</b>", "oms-capture", "127.0.0.1", ())))])
+    from ops.console.app import _live
+    html = _live(sampler)
+    assert html.count('data-service="capture"') == 2 and 'data-state="PreparingRebalance"' in html
+    assert "&lt;b&gt;2&lt;/b&gt;" in html and "<b>2" not in html
