@@ -13,7 +13,7 @@ from ops.console.app import TEMPLATES, Console, build_app
 from ops.console.audit import AuditLog
 from ops.console.auth import COOKIE, Sessions
 from ops.console.sampler import History, Sample, Sampler, ours, service_of_group
-from ops.deadletters import Letter
+from ops.console.letters import Page, Shown
 from shared.contracts.ops import DeadLetter
 from shared.settings import Settings
 
@@ -120,22 +120,25 @@ def test_the_trace_id_is_the_traceparents_second_field():
     assert model.trace_id({}) is None
 
 
-def hostile_letter() -> Letter:
+def hostile_letter() -> Shown:
     payload = b'{"note": "<script>alert(1)</script>", "x": "\\"><img src=x onerror=alert(2)>"}'
-    return Letter(DeadLetter(consumer="oms.fulfillment.fulfillment.location-updates.v1",
+    return Shown(DeadLetter(consumer="oms.fulfillment.fulfillment.location-updates.v1",
                              source_topic="fulfillment.location-updates.v1", source_partition=0, source_offset=7,
                              reason="INVALID_ENVELOPE", detail="<b>bold</b> detail", original_key_b64=None,
                              original_value_b64=base64.b64encode(payload).decode(), original_size=len(payload),
-                             failed_at=datetime.now(UTC)))
+                             failed_at=datetime.now(UTC)), 3, 41)
 
 
 def test_dead_letter_payloads_and_details_are_escaped():
     html = TEMPLATES.get_template("dead_letters.html").render(
         session=Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD)),
-        path="/ops/dead-letters", letters=[hostile_letter()], resolved=set(), reasons=["INVALID_ENVELOPE"],
-        services=["fulfillment"], reason="", service="", show_resolved=False, audit=[], message="<i>msg</i>",
+        path="/ops/dead-letters", page=Page([hostile_letter()], None, 1, False), resolved=set(),
+        totals=[{"service": "<s>", "reason": "<r>", "letters": 1, "latest": datetime.now(UTC)}],
+        reasons=["INVALID_ENVELOPE"], services=["fulfillment"], reason="\"><x>", service="", show_resolved=False,
+        before="", older=None, audit=[], message="<i>msg</i>",
         original=lambda item: base64.b64decode(item.letter.original_value_b64))
     assert "<script>" not in html and "<img" not in html and "<b>bold" not in html and "<i>msg" not in html
+    assert "<s>" not in html and "<r>" not in html and "<x>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
 
 
