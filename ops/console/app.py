@@ -49,6 +49,7 @@ class Console:
     sessions: Sessions
     sampler: Sampler
     audit: AuditLog
+    trace_url: str | None = None  # OMS_CONSOLE_TRACE_URL: the trace backend's page of a trace, `{trace_id}` in it
     pool: asyncpg.Pool | None = None
     replaying: asyncio.Lock | None = None
 
@@ -202,7 +203,8 @@ def build_app(console: Console) -> FastAPI:
             details = None
         if details is None:
             return page(request, "search.html", session, 404, q=order_id, found=[])
-        return page(request, "order.html", session, **details)
+        return page(request, "order.html", session, trace_link=model.trace_link(console.trace_url,
+                                                                                details["trace_id"]), **details)
 
     @app.get("/ops/dead-letters")
     async def dead_letters(request: Request, reason: str = "", service: str = "", show_resolved: bool = False,

@@ -5,12 +5,14 @@ the sparklines. Nothing here does I/O."""
 
 import bisect
 import json
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 HOUR = 3600.0
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 # The thresholds of deploy/prometheus/alerts.yml (OmsSagasPastDeadline, OmsOutboxStale, OmsConsumerLagGrowing,
 # OmsDeadLetters, OmsServiceNotReady): the console fires the same conditions from what it samples itself.
@@ -253,6 +255,12 @@ def duration(seconds: float | None) -> str:
 
 
 def trace_id(trace_context: Mapping[str, str]) -> str | None:
-    """The trace id from a W3C traceparent (version-traceid-spanid-flags)."""
+    """The trace id from a W3C traceparent (version-traceid-spanid-flags): 32 hex digits, else none."""
     parts = trace_context.get("traceparent", "").split("-")
-    return parts[1] if len(parts) == 4 else None
+    return parts[1] if len(parts) == 4 and TRACE_ID.fullmatch(parts[1]) else None
+
+
+def trace_link(template: str | None, trace: str | None) -> str | None:
+    """Where the trace backend shows the trace (OMS_CONSOLE_TRACE_URL with `{trace_id}` in it, e.g. Jaeger's
+    `http://127.0.0.1:16686/trace/{trace_id}`); none without one or without a trace id."""
+    return template.replace("{trace_id}", trace) if template and "{trace_id}" in template and trace else None

@@ -118,6 +118,15 @@ def test_the_trace_id_is_the_traceparents_second_field():
     assert model.trace_id({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) == \
         "4bf92f3577b34da6a3ce929d0e0e4736"
     assert model.trace_id({}) is None
+    assert model.trace_id({"traceparent": "00-\"><script>x</script>-00f067aa0ba902b7-01"}) is None
+
+
+def test_the_trace_id_links_to_the_trace_backend_when_one_is_configured():
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert model.trace_link("http://127.0.0.1:16686/trace/{trace_id}", trace) == \
+        f"http://127.0.0.1:16686/trace/{trace}"
+    assert model.trace_link(None, trace) is None and model.trace_link("http://jaeger/", trace) is None
+    assert model.trace_link("http://127.0.0.1:16686/trace/{trace_id}", None) is None
 
 
 def hostile_letter() -> Shown:
@@ -303,3 +312,52 @@ def test_the_live_part_shows_each_instance_with_its_groups_state():
     html = _live(sampler)
     assert html.count('data-service="capture"') == 2 and 'data-state="PreparingRebalance"' in html
     assert "&lt;b&gt;2&lt;/b&gt;" in html and "<b>2" not in html
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+
+
+def render(template: str, **values) -> str:
+    session = Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD))
+    return TEMPLATES.get_template(template).render(session=session, path="/ops/x", **values)
+
+
+def assert_escaped(html: str) -> None:
+    assert "<script>alert" not in html and "<img" not in html and "onerror=alert(2)>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_an_orders_page_escapes_what_came_from_messages_and_links_its_trace():
+    now = datetime.now(UTC)
+    row = {"order_id": "o", "channel": HOSTILE, "channel_order_id": HOSTILE, "status": HOSTILE,
+           "customer_id": HOSTILE, "created_at": now}
+    html = render("order.html", order=row, saga={"state": HOSTILE, "attempts": 1, "deadline_at": None},
+                  trace_id=TRACE, trace_link=f"http://jaeger/trace/{TRACE}",
+                  view={"payment": {"status": HOSTILE, "authorised": 1, "captured": None, "refunded": None}},
+                  events=[{"at": now, "type": HOSTILE, "topic": HOSTILE, "data": {"note": HOSTILE}},
+                          {"at": now, "type": "T", "topic": "t", "data": HOSTILE}],
+                  saga_timeline=[{"at": now, "direction": "in", "message_type": HOSTILE, "saga_state": HOSTILE}],
+                  fulfilment_orders=[{"location_id": HOSTILE, "status": HOSTILE, "carrier": HOSTILE,
+                                      "tracking_number": HOSTILE, "purchase_order": HOSTILE, "updated_at": now}],
+                  shipments=[{"location_id": HOSTILE, "carrier": HOSTILE, "tracking_number": HOSTILE,
+                              "shipped_at": now}],
+                  returns=[{"return_id": HOSTILE, "status": HOSTILE, "return_to": HOSTILE, "refunded": None}],
+                  edits=[{"edit_id": HOSTILE, "created_at": now, "answer": None}],
+                  notifications=[{"kind": HOSTILE, "channel": HOSTILE, "status": HOSTILE, "created_at": now}],
+                  routing=[{"decided_at": now, "rule_set": HOSTILE, "explanation": HOSTILE}])
+    assert_escaped(html)
+    assert f'<a id="trace-id" href="http://jaeger/trace/{TRACE}"' in html
+    assert "\\u003cscript\\u003e" in html, "the JSON data: tojson escapes < too"
+
+
+def test_search_stuck_and_alerts_pages_escape_their_values():
+    now = datetime.now(UTC)
+    found = [{"order_id": "o", "channel": HOSTILE, "channel_order_id": HOSTILE, "customer_id": HOSTILE,
+              "status": HOSTILE, "created_at": now}]
+    assert_escaped(render("search.html", q=HOSTILE, found=found))
+    assert_escaped(render("search.html", q=HOSTILE, found=[]))
+    assert_escaped(render("stuck.html", orders=[model.StuckOrder("o", HOSTILE, HOSTILE, HOSTILE, 5, 5, None)],
+                          steps=[{"state": HOSTILE, "orders": 1, "oldest": 5.0}], older_than=900.0))
+    alert = model.Alert("OmsServiceNotReady", "critical", HOSTILE, HOSTILE, "firing")
+    assert_escaped(render("alerts.html", alerts=[alert], sampled=object()))
