@@ -219,8 +219,8 @@ def build_app(console: Console) -> FastAPI:
         return page(request, "dead_letters.html", session, page=found, resolved=resolved, totals=totals,
                     reasons=sorted({row["reason"] for row in totals}),
                     services=sorted({row["service"] for row in totals}), reason=reason, service=service,
-                    show_resolved=show_resolved, before=before, older=_older_link(found, reason, service,
-                                                                                   show_resolved),
+                    show_resolved=show_resolved, before=before, newest=_page_link(reason, service, show_resolved),
+                    older=found.older and _page_link(reason, service, show_resolved, found.older),
                     audit=list(reversed(console.audit.entries()))[:50], message=message, original=_original)
 
     @app.post("/ops/dead-letters/replay")
@@ -292,11 +292,11 @@ def service_of_consumer(consumer: str) -> str:
     return parts[parts.index("oms") + 1] if "oms" in parts[:-1] else consumer
 
 
-def _older_link(found: letters.Page, reason: str, service: str, show_resolved: bool) -> str | None:
-    if found.older is None:
-        return None
-    query = {"reason": reason, "service": service, "before": letters.cursor_text(found.older)}
-    return "/ops/dead-letters?" + urlencode({**query, **({"show_resolved": "1"} if show_resolved else {})})
+def _page_link(reason: str, service: str, show_resolved: bool, older: dict[int, int] | None = None) -> str:
+    """The dead letters page with these filters: its newest letters, or those older than the cursor."""
+    query = {"reason": reason, "service": service, **({"show_resolved": "1"} if show_resolved else {}),
+             **({"before": letters.cursor_text(older)} if older else {})}
+    return "/ops/dead-letters?" + urlencode(query)
 
 
 def _original(item: letters.Shown) -> bytes:

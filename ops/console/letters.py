@@ -136,19 +136,43 @@ async def page(reader: Reader, before: dict[int, int] | None, wanted: Callable[[
 
 async def at(reader: Reader, refs: list[tuple[int, int]]) -> list[Shown]:
     """The letters at these places of the topic (what a form names), with the replays that follow each in its
-    partition, up to SCAN_LIMIT records after it."""
+    partition, up to SCAN_LIMIT records after it. Places near each other (one page's) are read in one go."""
     bounds = await reader.bounds()
     found = []
-    for partition, offset in refs:
-        if partition not in bounds or not bounds[partition][0] <= offset < bounds[partition][1]:
-            continue
-        records = await reader.read(partition, offset, min(bounds[partition][1], offset + 1 + SCAN_LIMIT))
-        letter = decoded(records[0]) if records and records[0].offset == offset else None
-        if isinstance(letter, DeadLetter):
-            found.append(Shown(letter, partition, offset, [
-                m for m in map(decoded, records[1:]) if isinstance(m, DeadLetterReplayed)
-                and (m.consumer, m.position) == (letter.consumer, letter.key())]))
+    for partition, offsets in sorted(_by_partition(refs, bounds).items()):
+        for cluster in _clusters(offsets):
+            stop = min(bounds[partition][1], cluster[-1] + 1 + SCAN_LIMIT)
+            messages = {r.offset: decoded(r) for r in await reader.read(partition, cluster[0], stop)}
+            for offset in cluster:
+                if isinstance(letter := messages.get(offset), DeadLetter):
+                    found.append(Shown(letter, partition, offset, _replays_of(letter, messages, offset)))
     return found
+
+
+def _by_partition(refs: list[tuple[int, int]], bounds: dict[int, tuple[int, int]]) -> dict[int, list[int]]:
+    found: dict[int, set[int]] = defaultdict(set)
+    for partition, offset in refs:
+        if partition in bounds and bounds[partition][0] <= offset < bounds[partition][1]:
+            found[partition].add(offset)
+    return {partition: sorted(offsets) for partition, offsets in found.items()}
+
+
+def _clusters(offsets: list[int]) -> list[list[int]]:
+    """Sorted offsets split where two are more than SCAN_LIMIT apart."""
+    clusters: list[list[int]] = []
+    for offset in offsets:
+        if clusters and offset - clusters[-1][-1] <= SCAN_LIMIT:
+            clusters[-1].append(offset)
+        else:
+            clusters.append([offset])
+    return clusters
+
+
+def _replays_of(letter: DeadLetter, messages: dict[int, DeadLetter | DeadLetterReplayed | None],
+                offset: int) -> list[DeadLetterReplayed]:
+    after = (messages[o] for o in sorted(messages) if offset < o <= offset + SCAN_LIMIT)
+    return [m for m in after if isinstance(m, DeadLetterReplayed)
+            and (m.consumer, m.position) == (letter.consumer, letter.key())]
 
 
 class TopicReader:

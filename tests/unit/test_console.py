@@ -144,7 +144,7 @@ def test_dead_letter_payloads_and_details_are_escaped():
         path="/ops/dead-letters", page=Page([hostile_letter()], None, 1, False), resolved=set(),
         totals=[{"service": "<s>", "reason": "<r>", "letters": 1, "latest": datetime.now(UTC)}],
         reasons=["INVALID_ENVELOPE"], services=["fulfillment"], reason="\"><x>", service="", show_resolved=False,
-        before="", older=None, audit=[], message="<i>msg</i>",
+        before="", newest="/ops/dead-letters", older=None, audit=[], message="<i>msg</i>",
         original=lambda item: base64.b64decode(item.letter.original_value_b64))
     assert "<script>" not in html and "<img" not in html and "<b>bold" not in html and "<i>msg" not in html
     assert "<s>" not in html and "<r>" not in html and "<x>" not in html

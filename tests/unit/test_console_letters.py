@@ -126,3 +126,10 @@ def test_cursors_and_refs_from_links_and_forms():
     assert letters.cursor("") is None and letters.cursor("0:x") is None and letters.cursor("garbage") is None
     assert letters.cursor_text({1: 7, 0: 12}) == "0:12,1:7"
     assert letters.ref("3/41") == (3, 41) and letters.ref("3/x") is None and letters.ref("341") is None
+
+
+async def test_the_letters_a_form_names_on_one_page_are_read_in_one_go():
+    topic = topic_of(30, partitions=1)
+    named = await letters.at(topic, [(0, 20), (0, 25), (0, 22), (0, 25), (0, 999)])
+    assert [item.letter.source_offset for item in named] == [20, 22, 25]
+    assert topic.read_count == 10, "offsets 20 to the end, once"
