@@ -1,7 +1,6 @@
 """The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, each consumer instance's
-partitions and their lag, the alert conditions of
-deploy/prometheus/alerts.yml evaluated over the console's own samples, the order stuck orders are shown in, and
-the sparklines. Nothing here does I/O."""
+partitions and their lag, the alert conditions of deploy/prometheus/alerts.yml evaluated over the console's own
+samples, the order stuck orders are shown in, and the sparklines. Nothing here does I/O."""
 
 import bisect
 import json

@@ -1,8 +1,8 @@
 """What the console samples every few seconds, kept in memory for the last hour: end offsets of every topic of
 this OMS, the committed offsets of every service's consumer groups and each group's state and members (Kafka
-admin API, as ops: which instance owns which partitions), each service's
-/health/ready, and from the database (read-only role) each service's outbox backlog and oldest row, the sagas
-past their deadline and the latest dead letters. The topics page and the alerts are computed from it."""
+admin API, as ops: which instance owns which partitions), each service's /health/ready, and from the database
+(read-only role) each service's outbox backlog and oldest row, the sagas past their deadline and the latest
+dead letters. The topics page and the alerts are computed from it."""
 
 import asyncio
 import os
