@@ -26,15 +26,16 @@ from shared.contracts import wrap
 from shared.contracts.ops import DeadLetter
 from shared.contracts.topics import DEAD_LETTERS, ORDER_EVENTS, PARTITIONS
 from shared.messaging.service import consumer_group
+from shared.messaging.topics import ensure_topics
 
 RECORDS = 12
 
 
 @asynccontextmanager
-async def instance(config, group: str, number: int):
+async def instance(config, topic: str, group: str, number: int):
     """A consumer in notification's group as the service's instance `number` joins it (static membership),
     polling as the service does, committing nothing."""
-    consumer = AIOKafkaConsumer(config.topic(ORDER_EVENTS), **config.kafka_login().aiokafka(),
+    consumer = AIOKafkaConsumer(config.topic(topic), **config.kafka_login().aiokafka(),
                                 group_id=group, group_instance_id=f"{group}-{number}", enable_auto_commit=False,
                                 auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500)
     await consumer.start()
@@ -58,16 +59,18 @@ async def rows_of(sampler: Sampler, group: str) -> list[model.InstanceRow]:
 
 
 async def test_two_instances_of_a_service_each_show_their_partitions_and_one_stopped_disappears(config, tmp_path):
-    group = consumer_group("notification", ORDER_EVENTS)
+    topic = f"{ORDER_EVENTS}.console{uuid.uuid4().hex[:8]}"  # a channel's own: nothing else reads or writes it
+    await ensure_topics(config, names=[topic])
+    group = consumer_group("notification", topic)
     unprefixed = group[len(config.topic_prefix):]
     async with client(config, "ops/test") as ops:
         for n in range(RECORDS):
-            await ops.send_raw(ORDER_EVENTS, b"{}", f"key-{n}-{uuid.uuid4()}")
+            await ops.send_raw(topic, b"{}", f"key-{n}-{uuid.uuid4()}")
     sampler = Sampler(config, tmp_path, 1)
 
     async with AsyncExitStack() as running:
-        await running.enter_async_context(instance(config, group, 1))
-        second = await running.enter_async_context(instance(config, group, 2))
+        await running.enter_async_context(instance(config, topic, group, 1))
+        second = await running.enter_async_context(instance(config, topic, group, 2))
 
         async def both_stable():
             rows = await rows_of(sampler, unprefixed)
@@ -78,7 +81,7 @@ async def test_two_instances_of_a_service_each_show_their_partitions_and_one_sto
         assert [(r.service, r.instance) for r in rows] == [("notification", "1"), ("notification", "2")]
         owned = [p for r in rows for _, parts in r.partitions for p, _ in parts]
         assert sorted(owned) == list(range(PARTITIONS)), "every partition owned by exactly one instance"
-        assert all(topic == ORDER_EVENTS for r in rows for topic, _ in r.partitions)
+        assert all(owned_topic == topic for r in rows for owned_topic, _ in r.partitions)
         assert sum(r.lag for r in rows) == RECORDS, "nothing committed: every record waits, on its owner's row"
         assert all(r.host == "127.0.0.1" for r in rows)
 
@@ -102,8 +105,12 @@ async def test_two_instances_of_a_service_each_show_their_partitions_and_one_sto
 
 async def test_the_dead_letters_page_pages_through_the_topic_and_totals_come_from_the_services_tables(
         config, admin, tmp_path):
+    """The session's other tests write dead letters too: these come from a source topic and with reasons of
+    their own, and only they are counted."""
+    run = uuid.uuid4().hex[:8].upper()
+    source, bad, worse = f"console-test-{run}", f"INVALID_{run}", f"NOT_JSON_{run}"
     newest = int(time.time() * 1000)
-    sent = [letter(n, "INVALID_PAYLOAD" if n >= 5 else "NOT_JSON") for n in range(LETTERS)]
+    sent = [letter(n, source, bad if n >= 5 else worse) for n in range(LETTERS)]
     async with client(config, "ops/test") as ops:
         for n, item in enumerate(sent):
             envelope = wrap(item, source="ops/test", correlation_id=str(uuid.uuid4()))
@@ -117,32 +124,34 @@ async def test_the_dead_letters_page_pages_through_the_topic_and_totals_come_fro
             item.source_partition, item.source_offset, item.reason, item.detail, b"{}", item.failed_at)
 
     with console_app(config, tmp_path) as app:
-        first = app.get("/ops/dead-letters")
-        assert offsets(first.text) == list(range(LETTERS - 1, LETTERS - 1 - PAGE_SIZE, -1)), "newest first"
-        assert totals(first.text) == {("capture", "INVALID_PAYLOAD"): LETTERS - 5, ("fulfillment", "NOT_JSON"): 5}
+        first = app.get(f"/ops/dead-letters?reason={bad}")
+        assert offsets(first.text, source) == list(range(LETTERS - 1, LETTERS - 1 - PAGE_SIZE, -1)), "newest first"
+        mine = {key: n for key, n in totals(first.text).items() if key[1] in (bad, worse)}
+        assert mine == {("capture", bad): LETTERS - 5, ("fulfillment", worse): 5}
         second = app.get(older(first.text))
         third = app.get(older(second.text))
-        assert offsets(second.text) == list(range(LETTERS - 1 - PAGE_SIZE, LETTERS - 1 - 2 * PAGE_SIZE, -1))
-        assert offsets(third.text) == list(range(LETTERS - 1 - 2 * PAGE_SIZE, -1, -1))
-        assert 'id="older"' not in third.text and "Nothing older." in third.text
+        assert offsets(second.text, source) == list(range(LETTERS - 1 - PAGE_SIZE, LETTERS - 1 - 2 * PAGE_SIZE, -1))
+        assert offsets(third.text, source) == [] and "No dead letter matching older." in third.text
+        assert 'id="newest"' in third.text
 
-        not_json = app.get("/ops/dead-letters?reason=NOT_JSON")
-        assert offsets(not_json.text) == [4, 3, 2, 1, 0] and 'id="older"' not in not_json.text
-        assert offsets(app.get("/ops/dead-letters?service=fulfillment").text) == [4, 3, 2, 1, 0]
+        not_json = app.get(f"/ops/dead-letters?reason={worse}")
+        assert offsets(not_json.text, source) == [4, 3, 2, 1, 0]
+        assert offsets(app.get("/ops/dead-letters?service=fulfillment").text, source) == [4, 3, 2, 1, 0]
+        assert offsets(app.get("/ops/dead-letters").text, source)[:3] == [44, 43, 42], "unfiltered: the newest"
 
         [ref] = re.findall(r'data-ref="([^"]+)"', not_json.text)[:1]
         resolved = app.post("/ops/dead-letters/resolve", data={"letter": ref, "csrf": csrf(not_json.text),
-                                                               "reason": "NOT_JSON"})
+                                                               "reason": worse})
         assert resolved.status_code == 303 and "1+marked+resolved" in resolved.headers["location"]
-        assert offsets(app.get(resolved.headers["location"]).text) == [3, 2, 1, 0]
+        assert offsets(app.get(resolved.headers["location"]).text, source) == [3, 2, 1, 0]
 
 
 LETTERS = 45
 
 
-def letter(n: int, reason: str) -> DeadLetter:
-    service = "fulfillment" if reason == "NOT_JSON" else "capture"
-    return DeadLetter(consumer=f"oms.{service}.orders.commands.v1", source_topic="orders.commands.v1",
+def letter(n: int, source: str, reason: str) -> DeadLetter:
+    service = "fulfillment" if reason.startswith("NOT_JSON") else "capture"
+    return DeadLetter(consumer=f"oms.{service}.{source}", source_topic=source,
                       source_partition=n % PARTITIONS, source_offset=n, reason=reason, detail=f"letter {n}",
                       original_key_b64=None, original_value_b64=base64.b64encode(b"{}").decode(),
                       failed_at=datetime.now(UTC))
@@ -157,9 +166,10 @@ def console_app(config, tmp_path):
         yield app
 
 
-def offsets(html: str) -> list[int]:
-    """The source offsets of the letters listed, in their order (each letter n came from offset n)."""
-    return [int(p.rsplit("/", 1)[1]) for p in re.findall(r'data-position="([^"]+)"', html)]
+def offsets(html: str, source: str) -> list[int]:
+    """The source offsets of the letters from `source` listed, in their order (letter n came from offset n)."""
+    return [int(p.rsplit("/", 1)[1]) for p in re.findall(r'data-position="([^"]+)"', html)
+            if p.startswith(source + "/")]
 
 
 def totals(html: str) -> dict[tuple[str, str], int]:
