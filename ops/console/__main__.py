@@ -1,6 +1,7 @@
 """python -m ops.console RUN_DIR: the console on OMS_HTTP_HOST:OMS_HTTP_PORT (127.0.0.1:8081; the supervisor
 sets the port as for a service), sampling the services whose port files are in RUN_DIR; its audit file is
-RUN_DIR/console-audit.jsonl."""
+RUN_DIR/console-audit.jsonl. OMS_CONSOLE_TRACE_URL (e.g. `http://127.0.0.1:16686/trace/{trace_id}`): an order's
+trace id links there."""
 
 import asyncio
 import os
@@ -24,7 +25,7 @@ def main() -> None:
     config = settings()
     console = Console(config, Sessions(secret("OMS_CONSOLE_PASSWORD"), secret("OMS_CONSOLE_SESSION_SECRET")),
                       Sampler(config, run_dir, float(os.environ.get("OMS_CONSOLE_SAMPLE_SECONDS", 5))),
-                      AuditLog(run_dir / "console-audit.jsonl"))
+                      AuditLog(run_dir / "console-audit.jsonl"), os.environ.get("OMS_CONSOLE_TRACE_URL") or None)
     server = uvicorn.Server(uvicorn.Config(build_app(console), host=config.http_host,
                                            port=int(os.environ.get("OMS_HTTP_PORT", CONSOLE_HTTP_PORT)),
                                            log_config=None, access_log=False))

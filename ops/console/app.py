@@ -6,10 +6,11 @@ import asyncio
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -18,10 +19,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ops import deadletters
 from ops.client import client
+from shared.contracts.ops import DeadLetter
 from shared.logging import get_logger
 from shared.settings import Settings
 
-from . import model, queries
+from . import letters, model, queries
 from .audit import AuditLog
 from .auth import COOKIE, Session, Sessions
 from .sampler import Sampler
@@ -47,6 +49,7 @@ class Console:
     sessions: Sessions
     sampler: Sampler
     audit: AuditLog
+    trace_url: str | None = None  # OMS_CONSOLE_TRACE_URL: the trace backend's page of a trace, `{trace_id}` in it
     pool: asyncpg.Pool | None = None
     replaying: asyncio.Lock | None = None
 
@@ -200,21 +203,25 @@ def build_app(console: Console) -> FastAPI:
             details = None
         if details is None:
             return page(request, "search.html", session, 404, q=order_id, found=[])
-        return page(request, "order.html", session, **details)
+        return page(request, "order.html", session, trace_link=model.trace_link(console.trace_url,
+                                                                                details["trace_id"]), **details)
 
     @app.get("/ops/dead-letters")
     async def dead_letters(request: Request, reason: str = "", service: str = "", show_resolved: bool = False,
-                           message: str = "") -> Response:
+                           before: str = "", message: str = "") -> Response:
         if not (session := signed_in(request)):
             return to_login(request)
-        letters = await deadletters.read_all(console.settings)
         resolved = console.audit.resolved()
-        shown = _chosen(letters, reason, service, resolved if not show_resolved else set())
-        return page(request, "dead_letters.html", session, letters=list(reversed(shown)), resolved=resolved,
-                    reasons=sorted({item.letter.reason for item in letters}),
-                    services=sorted({_service(item) for item in letters}), reason=reason, service=service,
-                    show_resolved=show_resolved, audit=list(reversed(console.audit.entries()))[:50],
-                    message=message, original=lambda item: _original(item))
+        hidden = set() if show_resolved else resolved
+        async with letters.TopicReader(console.settings) as reader:
+            found = await letters.page(reader, letters.cursor(before), _wanted(reason, service, hidden))
+        totals = await queries.dead_letter_totals(console.pool)
+        return page(request, "dead_letters.html", session, page=found, resolved=resolved, totals=totals,
+                    reasons=sorted({row["reason"] for row in totals}),
+                    services=sorted({row["service"] for row in totals}), reason=reason, service=service,
+                    show_resolved=show_resolved, before=before, newest=_page_link(reason, service, show_resolved),
+                    older=found.older and _page_link(reason, service, show_resolved, found.older),
+                    audit=list(reversed(console.audit.entries()))[:50], message=message, original=_original)
 
     @app.post("/ops/dead-letters/replay")
     async def replay(request: Request) -> Response:
@@ -230,8 +237,7 @@ def build_app(console: Console) -> FastAPI:
         session, fields = await checked_post(request)
         if session is None:
             return PlainTextResponse("forbidden: log in again", 403, headers=HEADERS)
-        letters = await deadletters.read_all(console.settings)
-        chosen = _selected(letters, fields)
+        chosen = await _named(console, fields)
         for item in chosen:
             console.audit.append(session.operator, "resolve", item.position, item.letter.consumer, "resolved")
         return RedirectResponse(_back_to_letters(fields, f"{len(chosen)} marked resolved"), 303, headers=HEADERS)
@@ -240,13 +246,13 @@ def build_app(console: Console) -> FastAPI:
 
 
 async def _replay(console: Console, session: Session, fields: dict[str, list[str]]) -> list[str]:
-    """Each chosen letter sent back once: a letter already replayed (here or by `oms dead-letters --replay`) is
+    """Each named letter sent back once: a letter already replayed (here or by `oms dead-letters --replay`) is
     left alone and said so. One replay at a time, so two clicks cannot both find a letter not yet replayed."""
     results = []
     async with console.replaying:
-        letters = _selected(await deadletters.read_all(console.settings), fields)
+        chosen = await _named(console, fields)
         async with client(console.settings, "ops/console") as sender:
-            for item in letters:
+            for item in chosen:
                 earlier = console.audit.replayed(item.letter.consumer, item.position)
                 if earlier or item.replays:
                     who, when = ((earlier.operator, earlier.at) if earlier else
@@ -264,36 +270,43 @@ async def _replay(console: Console, session: Session, fields: dict[str, list[str
     return results
 
 
-def _selected(letters: list[deadletters.Letter], fields: dict[str, list[str]]) -> list[deadletters.Letter]:
-    """The letters a form names (`letter` = consumer|position, repeatable), or its filter (`all` with reason and
-    service: every unresolved letter matching)."""
-    if fields.get("all"):
-        first = lambda name: (fields.get(name) or [""])[0]  # noqa: E731
-        return _chosen(letters, first("reason"), first("service"), set())
-    named = set(fields.get("letter", []))
-    return [item for item in letters if f"{item.letter.consumer}|{item.position}" in named]
+async def _named(console: Console, fields: dict[str, list[str]]) -> list[letters.Shown]:
+    """The letters a form names by their place on the dead-letter topic (`letter` = partition/offset,
+    repeatable: one, or every one a page shows), read from there."""
+    refs = [found for text in fields.get("letter", []) if (found := letters.ref(text))]
+    if not refs:
+        return []
+    async with letters.TopicReader(console.settings) as reader:
+        return await letters.at(reader, refs[:letters.PAGE_SIZE])
 
 
-def _chosen(letters, reason: str, service: str, hidden: set[tuple[str, str]]) -> list[deadletters.Letter]:
-    return [item for item in letters if (not reason or item.letter.reason == reason)
-            and (not service or _service(item) == service)
-            and (item.letter.consumer, item.position) not in hidden]
+def _wanted(reason: str, service: str, hidden: set[tuple[str, str]]) -> Callable[[DeadLetter], bool]:
+    return lambda letter: ((not reason or letter.reason == reason)
+                           and (not service or service_of_consumer(letter.consumer) == service)
+                           and (letter.consumer, letter.key()) not in hidden)
 
 
-def _service(item: deadletters.Letter) -> str:
+def service_of_consumer(consumer: str) -> str:
     """The service of the consumer group (`[prefix]oms.<service>.<topic>`)."""
-    parts = item.letter.consumer.split(".")
-    return parts[parts.index("oms") + 1] if "oms" in parts[:-1] else item.letter.consumer
+    parts = consumer.split(".")
+    return parts[parts.index("oms") + 1] if "oms" in parts[:-1] else consumer
 
 
-def _original(item: deadletters.Letter) -> bytes:
+def _page_link(reason: str, service: str, show_resolved: bool, older: dict[int, int] | None = None) -> str:
+    """The dead letters page with these filters: its newest letters, or those older than the cursor."""
+    query = {"reason": reason, "service": service, **({"show_resolved": "1"} if show_resolved else {}),
+             **({"before": letters.cursor_text(older)} if older else {})}
+    return "/ops/dead-letters?" + urlencode(query)
+
+
+def _original(item: letters.Shown) -> bytes:
     return base64.b64decode(item.letter.original_value_b64)
 
 
 def _back_to_letters(fields: dict[str, list[str]], message: str) -> str:
     first = lambda name: (fields.get(name) or [""])[0]  # noqa: E731
-    return (f"/ops/dead-letters?reason={quote(first('reason'))}&service={quote(first('service'))}"
-            f"&message={quote(message[:1500])}")
+    return "/ops/dead-letters?" + urlencode({"reason": first("reason"), "service": first("service"),
+                                             "before": first("before"), "message": message[:1500]})
 
 
 def _local(target: str) -> str:
@@ -306,9 +319,10 @@ def _live(sampler: Sampler) -> str:
     groups: dict[tuple[str, str, str], list] = {}
     for row in sampler.latest.lags if sampler.latest else []:
         groups.setdefault((row.group, row.service, row.topic), []).append(row)
+    instances = model.instances(sampler.latest.groups, sampler.latest.lags) if sampler.latest else []
     return TEMPLATES.get_template("_live.html").render(sample=sampler.latest, history=sampler.history,
                                                        alerts=firing(sampler), spark=model.sparkline,
-                                                       groups=sorted(groups.items()))
+                                                       groups=sorted(groups.items()), instances=instances)
 
 
 def firing(sampler: Sampler) -> list[model.Alert]:

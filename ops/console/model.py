@@ -1,15 +1,17 @@
-"""The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, the alert conditions of
-deploy/prometheus/alerts.yml evaluated over the console's own samples, the order stuck orders are shown in, and
-the sparklines. Nothing here does I/O."""
+"""The console's arithmetic, pure: lag from offsets, rates from end-offset deltas, each consumer instance's
+partitions and their lag, the alert conditions of deploy/prometheus/alerts.yml evaluated over the console's own
+samples, the order stuck orders are shown in, and the sparklines. Nothing here does I/O."""
 
 import bisect
 import json
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 HOUR = 3600.0
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 # The thresholds of deploy/prometheus/alerts.yml (OmsSagasPastDeadline, OmsOutboxStale, OmsConsumerLagGrowing,
 # OmsDeadLetters, OmsServiceNotReady): the console fires the same conditions from what it samples itself.
@@ -34,6 +36,62 @@ def rate(earlier: Mapping[str, int], later: Mapping[str, int], seconds: float) -
         return {}
     return {key: (total - earlier[key]) / seconds for key, total in later.items()
             if key in earlier and total >= earlier[key]}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One consumer in a group: a service instance's (its number, from the static membership id) or another's."""
+    instance: str
+    client_id: str
+    host: str
+    partitions: tuple[tuple[str, int], ...]  # (topic without the prefix, partition) it is assigned
+
+
+@dataclass(frozen=True)
+class GroupState:
+    group: str
+    service: str | None
+    state: str  # Kafka's: Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """What one instance of a service consumes in one of its groups; `instance` None: nobody does (the group
+    has no member, its partitions wait)."""
+    service: str
+    instance: str | None
+    host: str
+    client_id: str
+    group: str
+    state: str
+    partitions: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]  # per topic: (partition, lag)
+    lag: int
+
+
+def instances(groups: Iterable[GroupState], lags: Iterable) -> list[InstanceRow]:
+    """Per service instance and group: the partitions it owns with their lag (`lags`: rows with group, topic,
+    partition and lag); a group without members is one row owning nothing, lagging by all its partitions'."""
+    lags = list(lags)
+    lag_of = {(row.group, row.topic, row.partition): row.lag for row in lags}
+    rows = []
+    for group in groups:
+        service = group.service or "-"
+        if not group.members:
+            waiting = sum(row.lag for row in lags if row.group == group.group)
+            rows.append(InstanceRow(service, None, "", "", group.group, group.state, (), waiting))
+        for member in group.members:
+            by_topic: dict[str, list[tuple[int, int]]] = {}
+            for topic, partition in member.partitions:
+                by_topic.setdefault(topic, []).append((partition, lag_of.get((group.group, topic, partition), 0)))
+            owned = tuple((topic, tuple(parts)) for topic, parts in sorted(by_topic.items()))
+            rows.append(InstanceRow(service, member.instance, member.host, member.client_id, group.group,
+                                    group.state, owned, sum(lag for _, parts in owned for _, lag in parts)))
+    return sorted(rows, key=lambda r: (r.service, r.instance is None, _numeric_first(r.instance), r.group))
+
+
+def _numeric_first(instance: str | None) -> tuple:
+    return (0, int(instance), "") if instance and instance.isdigit() else (1, 0, instance or "")
 
 
 @dataclass
@@ -196,6 +254,12 @@ def duration(seconds: float | None) -> str:
 
 
 def trace_id(trace_context: Mapping[str, str]) -> str | None:
-    """The trace id from a W3C traceparent (version-traceid-spanid-flags)."""
+    """The trace id from a W3C traceparent (version-traceid-spanid-flags): 32 hex digits, else none."""
     parts = trace_context.get("traceparent", "").split("-")
-    return parts[1] if len(parts) == 4 else None
+    return parts[1] if len(parts) == 4 and TRACE_ID.fullmatch(parts[1]) else None
+
+
+def trace_link(template: str | None, trace: str | None) -> str | None:
+    """Where the trace backend shows the trace (OMS_CONSOLE_TRACE_URL with `{trace_id}` in it, e.g. Jaeger's
+    `http://127.0.0.1:16686/trace/{trace_id}`); none without one or without a trace id."""
+    return template.replace("{trace_id}", trace) if template and "{trace_id}" in template and trace else None

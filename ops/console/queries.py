@@ -1,11 +1,13 @@
 """What the console reads from the database, with the read-only ops role: open sagas, an order found by id,
-channel order id or customer, and everything the services know of it."""
+channel order id or customer, everything the services know of it, and the dead letters per reason."""
 
 import json
 import uuid
 from typing import Any
 
 import asyncpg
+
+from shared.db.bootstrap import SERVICES
 
 from . import model
 
@@ -89,3 +91,11 @@ async def order(pool: asyncpg.Pool, order_id: uuid.UUID) -> dict[str, Any] | Non
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+async def dead_letter_totals(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Per service and reason: how many dead letters its consumers wrote, and the latest, from the service's own
+    `dead_letters` table (every letter, kept in the same transaction as the DeadLetter event)."""
+    return await pool.fetch(" UNION ALL ".join(
+        f"(SELECT '{service}' AS service, reason, count(*) AS letters, max(failed_at) AS latest "
+        f"FROM {service}.dead_letters GROUP BY reason)" for service in SERVICES) + " ORDER BY service, reason")

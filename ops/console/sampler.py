@@ -1,7 +1,8 @@
 """What the console samples every few seconds, kept in memory for the last hour: end offsets of every topic of
-this OMS, the committed offsets of every service's consumer groups (Kafka admin API, as ops), each service's
-/health/ready, and from the database (read-only role) each service's outbox backlog and oldest row, the sagas
-past their deadline and the latest dead letters. The topics page and the alerts are computed from it."""
+this OMS, the committed offsets of every service's consumer groups and each group's state and members (Kafka
+admin API, as ops: which instance owns which partitions), each service's /health/ready, and from the database
+(read-only role) each service's outbox backlog and oldest row, the sagas past their deadline and the latest
+dead letters. The topics page and the alerts are computed from it."""
 
 import asyncio
 import os
@@ -14,6 +15,10 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.errors import for_code
+from aiokafka.protocol.admin import DescribeGroupsRequest_v1, DescribeGroupsRequest_v2
+from aiokafka.protocol.api import Request
 
 from ops import health
 from ops.processes import ServiceProcess
@@ -25,6 +30,7 @@ from shared.messaging.service import consumer_group_prefix
 from shared.settings import Settings
 
 from . import model
+from .model import GroupState, Member
 
 log = get_logger(__name__)
 
@@ -46,6 +52,7 @@ class Sample:
     taken_at: datetime
     ends: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> end offset
     lags: list[GroupLag] = field(default_factory=list)
+    groups: list[GroupState] = field(default_factory=list)
     readiness: dict[str, tuple[bool, list[str]]] = field(default_factory=dict)
     outbox: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # service -> backlog, oldest age
     sagas_past_deadline: tuple[int, float | None] = (0, None)  # count, the oldest's seconds past
@@ -140,6 +147,46 @@ def group_lags(group: str, prefix: str, committed: dict, ends: dict[str, dict[in
             for partition, behind in model.lag(offsets, ends[topic]).items()]
 
 
+class DescribeGroups(Request[DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2]):
+    """DescribeGroups at v2 at most: aiokafka 0.14 decodes a v3 answer with v2's schema and fails on it."""
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]):
+        self.groups = groups
+
+    def build(self, request_struct_class):
+        return request_struct_class(self.groups)
+
+
+STATIC_MEMBER_SUFFIX = len("-00000000-0000-0000-0000-000000000000")  # the broker appends a UUID to the member id
+
+
+def member(group: str, prefix: str, member_id: str, client_id: str, host: str, assignment: bytes) -> Member:
+    """A member as described by the broker. A static member's id is its group instance id (`<group>-<instance
+    number>`, shared/messaging/service.py) and a UUID; another's starts with its client id."""
+    name = member_id[:-STATIC_MEMBER_SUFFIX] if len(member_id) > STATIC_MEMBER_SUFFIX else member_id
+    instance = name[len(group) + 1:] if name.startswith(group + "-") else name
+    owned = ConsumerProtocolMemberAssignment.decode(assignment).assignment if assignment else []
+    return Member(instance, client_id, host.lstrip("/"),
+                  tuple(sorted((topic[len(prefix):], p) for topic, partitions in owned for p in partitions)))
+
+
+async def describe_groups(admin: AIOKafkaAdminClient, groups: list[str], prefix: str) -> list[GroupState]:
+    by_node: dict[int, list[str]] = defaultdict(list)
+    for group in groups:
+        by_node[await admin.find_coordinator(group)].append(group)
+    found = []
+    for node, asked in by_node.items():
+        answer = await admin._send_request(DescribeGroups(asked), node)
+        for error, group, state, _, _, members in answer.groups:
+            if error:
+                raise for_code(error)(f"describing {group}")
+            found.append(GroupState(group[len(prefix):], service_of_group(group, prefix), state,
+                                    tuple(member(group, prefix, member_id, client_id, host, assignment)
+                                          for member_id, client_id, host, _, assignment in members)))
+    return sorted(found, key=lambda g: g.group)
+
+
 class Sampler:
     def __init__(self, settings: Settings, run_dir: Path, every: float):
         self.settings, self.run_dir, self.every = settings, run_dir, every
@@ -184,6 +231,7 @@ class Sampler:
         groups = [g for g, *_ in await admin.list_consumer_groups() if service_of_group(g, prefix)]
         for group in sorted(groups):
             sample.lags += group_lags(group, prefix, await admin.list_consumer_group_offsets(group), sample.ends)
+        sample.groups = await describe_groups(admin, groups, prefix) if groups else []
         sample.ends = {topic[len(prefix):]: ends for topic, ends in sample.ends.items()}
 
     async def _readiness(self, sample: Sample) -> None:

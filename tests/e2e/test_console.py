@@ -3,8 +3,9 @@ test's own with the console process beside it, reached as an operator reaches it
 /ops. Login is required (a wrong password and a channel's API key get nowhere); an order placed and delivered
 shows every step on its timeline; a location's report about a fulfilment order that does not exist yet is a dead
 letter with its reason, and once the order is placed its replay applies it once however often it is clicked; a
-payload with a script in it is shown as text; a service killed with kill -9 shows as not ready and its consumer
-lag grows. Every page is screenshotted into test-artifacts/console/."""
+payload with a script in it is shown as text; a second instance of a service shows beside the first, each with
+its partitions, and goes once stopped; a service killed with kill -9 shows as not ready, its instance gone from
+its groups and its consumer lag growing. Every page is screenshotted into test-artifacts/console/."""
 
 import asyncio
 import json
@@ -34,6 +35,7 @@ from .conftest import FRANKFURT
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "a-console-password-for-this-test"
+TRACE_URL = "http://127.0.0.1:16686/trace/{trace_id}"
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 
 
@@ -46,7 +48,7 @@ async def oms(config, tmp_path):
     """The six services and the console; tracking forwards /ops to the console's port."""
     console_port = free_port()
     env = {"OMS_CONSOLE_URL": f"http://127.0.0.1:{console_port}", "OMS_CONSOLE_SAMPLE_SECONDS": "1",
-           "OMS_CONSOLE_PASSWORD": PASSWORD}
+           "OMS_CONSOLE_PASSWORD": PASSWORD, "OMS_CONSOLE_TRACE_URL": TRACE_URL}
     async with stack(config, tmp_path, env=env) as running:
         console = ServiceProcess(CONSOLE, tmp_path, http_port=console_port)
         running.procs[CONSOLE] = console
@@ -110,6 +112,7 @@ async def test_the_console_in_chromium(oms, browser):
             waiting = await dead_letter_replayed_once(page, base, ops, db, sku, location)
             await a_script_shown_as_text(page, base, ops, dialogs)
             await stuck_orders(page, base, waiting)
+            await two_instances_then_one(page, base, running)
             await a_killed_service(page, base, running, ops, db, sku)
     finally:
         await page.close()
@@ -168,8 +171,12 @@ async def an_order_and_its_timeline(page, base, ops, db, sku) -> None:
     trace = await db.fetchval("SELECT trace_context->>'traceparent' FROM capture.order_sagas WHERE order_id = $1",
                               order_id)
     assert await page.inner_text("#trace-id") == trace.split("-")[1]
+    assert await page.get_attribute("#trace-id", "href") == TRACE_URL.format(trace_id=trace.split("-")[1])
     assert "DHL" in await page.inner_text("#shipments")
     await screenshot(page, "order")
+
+    await page.goto(f"{base}/ops/orders?q={order_id}")
+    assert page.url.endswith(f"/ops/orders/{order_id}"), "found by order id"
 
 
 async def dead_letter_replayed_once(page, base, ops, db, sku, location) -> PlaceOrder:
@@ -240,6 +247,33 @@ async def stuck_orders(page, base, waiting: PlaceOrder) -> None:
     assert await link.get_attribute("href") == f"/ops/orders/{order_id_for(waiting.channel, waiting.channel_order_id)}"
     await screenshot(page, "stuck")
 
+    await page.goto(f"{base}/ops/orders?q={waiting.customer.customer_id}")
+    assert await page.locator("#found tr").count() >= 3, "the customer's orders listed (a header and two)"
+    assert await page.locator(f"#found a:text('{waiting.channel_order_id}')").get_attribute("href") == \
+        f"/ops/orders/{order_id_for(waiting.channel, waiting.channel_order_id)}", "found by customer"
+    await screenshot(page, "search")
+
+
+NOTIFICATION_GROUP = "#instances tr[data-service=notification][data-group$='oms.notification.orders.events.v1']"
+
+
+async def two_instances_then_one(page, base, running) -> None:
+    """A second notification joins its groups: both instances listed, the group's partitions split between
+    them; stopped, it goes (once its session times out) and the first owns them all."""
+    await running.start("notification", instance=2)
+    await page.goto(f"{base}/ops/topics")
+    for instance in ("1", "2"):
+        await page.wait_for_selector(f"{NOTIFICATION_GROUP}[data-instance='{instance}'][data-state=Stable]",
+                                     timeout=60_000)
+    owned = [await page.locator(f"{NOTIFICATION_GROUP}[data-instance='{n}'] td.partitions span").count()
+             for n in ("1", "2")]
+    assert sorted(owned) == [3, 3], "six partitions, three each"
+    await screenshot(page, "topics-two-instances")
+    running.stop("notification-2")
+    await page.wait_for_selector(f"{NOTIFICATION_GROUP}[data-instance='2']", state="detached", timeout=60_000)
+    await page.wait_for_selector(f"{NOTIFICATION_GROUP}[data-instance='1'][data-state=Stable]", timeout=30_000)
+    assert await page.locator(f"{NOTIFICATION_GROUP}[data-instance='1'] td.partitions span").count() == 6
+
 
 async def a_killed_service(page, base, running, ops, db, sku) -> None:
     await page.goto(f"{base}/ops/topics")
@@ -248,6 +282,8 @@ async def a_killed_service(page, base, running, ops, db, sku) -> None:
     running.kill("notification")
     await page.wait_for_selector(f"{notification}.bad", timeout=30_000)
     assert await page.locator(f"{notification} td.ready").inner_text() == "NOT READY"
+    await page.wait_for_selector(f"{NOTIFICATION_GROUP}[data-instance=''][data-state=Empty]", timeout=60_000)
+    assert await page.locator(f"{NOTIFICATION_GROUP}[data-instance='1']").count() == 0, "its instance is gone"
 
     lag = "#lags tr[data-group$='oms.notification.orders.events.v1'][data-topic='orders.events.v1'] td.lag"
 
@@ -260,6 +296,7 @@ async def a_killed_service(page, base, running, ops, db, sku) -> None:
     await status(db, order_id_for(order.channel, order.channel_order_id), "confirmed")
     await eventually(lambda: total_lag_above(total_lag, before), timeout=30, interval=0.5,
                      what="notification's lag to grow")
+    assert int(await page.locator(f"{NOTIFICATION_GROUP} td.lag").inner_text()) > 0, "nobody owns what waits"
     orders_events = "#topics tr[data-topic='orders.events.v1']"
     assert int(await page.locator(f"{orders_events} td").nth(1).inner_text()) > 0
     assert await page.locator(f"{orders_events} svg.spark polyline").count() == 2, "messages in and out, charted"

@@ -13,7 +13,7 @@ from ops.console.app import TEMPLATES, Console, build_app
 from ops.console.audit import AuditLog
 from ops.console.auth import COOKIE, Sessions
 from ops.console.sampler import History, Sample, Sampler, ours, service_of_group
-from ops.deadletters import Letter
+from ops.console.letters import Page, Shown
 from shared.contracts.ops import DeadLetter
 from shared.settings import Settings
 
@@ -118,24 +118,36 @@ def test_the_trace_id_is_the_traceparents_second_field():
     assert model.trace_id({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) == \
         "4bf92f3577b34da6a3ce929d0e0e4736"
     assert model.trace_id({}) is None
+    assert model.trace_id({"traceparent": "00-\"><script>x</script>-00f067aa0ba902b7-01"}) is None
 
 
-def hostile_letter() -> Letter:
+def test_the_trace_id_links_to_the_trace_backend_when_one_is_configured():
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert model.trace_link("http://127.0.0.1:16686/trace/{trace_id}", trace) == \
+        f"http://127.0.0.1:16686/trace/{trace}"
+    assert model.trace_link(None, trace) is None and model.trace_link("http://jaeger/", trace) is None
+    assert model.trace_link("http://127.0.0.1:16686/trace/{trace_id}", None) is None
+
+
+def hostile_letter() -> Shown:
     payload = b'{"note": "<script>alert(1)</script>", "x": "\\"><img src=x onerror=alert(2)>"}'
-    return Letter(DeadLetter(consumer="oms.fulfillment.fulfillment.location-updates.v1",
+    return Shown(DeadLetter(consumer="oms.fulfillment.fulfillment.location-updates.v1",
                              source_topic="fulfillment.location-updates.v1", source_partition=0, source_offset=7,
                              reason="INVALID_ENVELOPE", detail="<b>bold</b> detail", original_key_b64=None,
                              original_value_b64=base64.b64encode(payload).decode(), original_size=len(payload),
-                             failed_at=datetime.now(UTC)))
+                             failed_at=datetime.now(UTC)), 3, 41)
 
 
 def test_dead_letter_payloads_and_details_are_escaped():
     html = TEMPLATES.get_template("dead_letters.html").render(
         session=Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD)),
-        path="/ops/dead-letters", letters=[hostile_letter()], resolved=set(), reasons=["INVALID_ENVELOPE"],
-        services=["fulfillment"], reason="", service="", show_resolved=False, audit=[], message="<i>msg</i>",
+        path="/ops/dead-letters", page=Page([hostile_letter()], None, 1, False), resolved=set(),
+        totals=[{"service": "<s>", "reason": "<r>", "letters": 1, "latest": datetime.now(UTC)}],
+        reasons=["INVALID_ENVELOPE"], services=["fulfillment"], reason="\"><x>", service="", show_resolved=False,
+        before="", newest="/ops/dead-letters", older=None, audit=[], message="<i>msg</i>",
         original=lambda item: base64.b64decode(item.letter.original_value_b64))
     assert "<script>" not in html and "<img" not in html and "<b>bold" not in html and "<i>msg" not in html
+    assert "<s>" not in html and "<r>" not in html and "<x>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;bold&lt;/b&gt;" in html
 
 
@@ -255,3 +267,97 @@ def test_a_groups_lag_covers_the_topic_it_is_named_for_before_its_first_commit()
 def test_not_ready_before_the_first_sample(tmp_path):
     answer = app_without_backends(tmp_path).get("/health/ready")
     assert answer.status_code == 503 and answer.json() == {"ready": False, "problems": ["no sample yet"]}
+
+
+def test_a_static_members_instance_number_and_partitions_come_from_the_group_description():
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    from ops.console.sampler import member
+    group = "p.oms.notification.orders.events.v1"
+    assignment = ConsumerProtocolMemberAssignment(0, [("p.orders.events.v1", [3, 1])], b"").encode()
+    found = member(group, "p.", f"{group}-2-0f8fad5b-d9cb-469f-a165-70867728950e", "oms-notification",
+                   "/127.0.0.1", assignment)
+    assert found == model.Member("2", "oms-notification", "127.0.0.1", (("orders.events.v1", 1),
+                                                                      ("orders.events.v1", 3)))
+    dynamic = member(group, "p.", "kcat-0f8fad5b-d9cb-469f-a165-70867728950e", "kcat", "/10.0.0.7", b"")
+    assert (dynamic.instance, dynamic.partitions) == ("kcat", ())
+
+
+def test_each_instance_owns_its_partitions_and_their_lag_and_an_empty_group_waits():
+    from ops.console.sampler import GroupLag
+    group = "oms.notification.orders.events.v1"
+    lags = [GroupLag(group, "notification", "orders.events.v1", p, 0, 5, lag)
+            for p, lag in enumerate([0, 2, 0, 4, 1, 0])]
+    lags.append(GroupLag("oms.tracking.orders.events.v1", "tracking", "orders.events.v1", 0, None, 7, 7))
+    groups = [model.GroupState(group, "notification", "Stable", (
+                  model.Member("2", "c", "h", (("orders.events.v1", 3), ("orders.events.v1", 4),
+                                               ("orders.events.v1", 5))),
+                  model.Member("1", "c", "h", (("orders.events.v1", 0), ("orders.events.v1", 1),
+                                               ("orders.events.v1", 2))))),
+              model.GroupState("oms.tracking.orders.events.v1", "tracking", "Empty", ())]
+    rows = model.instances(groups, lags)
+    assert [(r.service, r.instance, r.state, r.lag) for r in rows] == [
+        ("notification", "1", "Stable", 2), ("notification", "2", "Stable", 5), ("tracking", None, "Empty", 7)]
+    assert rows[1].partitions == (("orders.events.v1", ((3, 4), (4, 1), (5, 0))),)
+    assert rows[2].partitions == ()
+
+
+def test_the_live_part_shows_each_instance_with_its_groups_state():
+    sampler = Sampler(Settings(kafka_bootstrap="127.0.0.1:1"), Path("/nonexistent"), 5)
+    sampler.latest = Sample(0.0, datetime.now(UTC), groups=[
+        model.GroupState("oms.capture.orders.commands.v1", "capture", "PreparingRebalance",
+                         (model.Member("1", "oms-capture", "127.0.0.1", (("orders.commands.v1", 0),)),
+                          model.Member("<b>2</b>", "oms-capture", "127.0.0.1", ())))])
+    from ops.console.app import _live
+    html = _live(sampler)
+    assert html.count('data-service="capture"') == 2 and 'data-state="PreparingRebalance"' in html
+    assert "&lt;b&gt;2&lt;/b&gt;" in html and "<b>2" not in html
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+HOSTILE = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+
+
+def render(template: str, **values) -> str:
+    session = Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD))
+    return TEMPLATES.get_template(template).render(session=session, path="/ops/x", **values)
+
+
+def assert_escaped(html: str) -> None:
+    assert "<script>alert" not in html and "<img" not in html and "onerror=alert(2)>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_an_orders_page_escapes_what_came_from_messages_and_links_its_trace():
+    now = datetime.now(UTC)
+    row = {"order_id": "o", "channel": HOSTILE, "channel_order_id": HOSTILE, "status": HOSTILE,
+           "customer_id": HOSTILE, "created_at": now}
+    html = render("order.html", order=row, saga={"state": HOSTILE, "attempts": 1, "deadline_at": None},
+                  trace_id=TRACE, trace_link=f"http://jaeger/trace/{TRACE}",
+                  view={"payment": {"status": HOSTILE, "authorised": 1, "captured": None, "refunded": None}},
+                  events=[{"at": now, "type": HOSTILE, "topic": HOSTILE, "data": {"note": HOSTILE}},
+                          {"at": now, "type": "T", "topic": "t", "data": HOSTILE}],
+                  saga_timeline=[{"at": now, "direction": "in", "message_type": HOSTILE, "saga_state": HOSTILE}],
+                  fulfilment_orders=[{"location_id": HOSTILE, "status": HOSTILE, "carrier": HOSTILE,
+                                      "tracking_number": HOSTILE, "purchase_order": HOSTILE, "updated_at": now}],
+                  shipments=[{"location_id": HOSTILE, "carrier": HOSTILE, "tracking_number": HOSTILE,
+                              "shipped_at": now}],
+                  returns=[{"return_id": HOSTILE, "status": HOSTILE, "return_to": HOSTILE, "refunded": None}],
+                  edits=[{"edit_id": HOSTILE, "created_at": now, "answer": None}],
+                  notifications=[{"kind": HOSTILE, "channel": HOSTILE, "status": HOSTILE, "created_at": now}],
+                  routing=[{"decided_at": now, "rule_set": HOSTILE, "explanation": HOSTILE}])
+    assert_escaped(html)
+    assert f'<a id="trace-id" href="http://jaeger/trace/{TRACE}"' in html
+    assert "\\u003cscript\\u003e" in html, "the JSON data: tojson escapes < too"
+
+
+def test_search_stuck_and_alerts_pages_escape_their_values():
+    now = datetime.now(UTC)
+    found = [{"order_id": "o", "channel": HOSTILE, "channel_order_id": HOSTILE, "customer_id": HOSTILE,
+              "status": HOSTILE, "created_at": now}]
+    assert_escaped(render("search.html", q=HOSTILE, found=found))
+    assert_escaped(render("search.html", q=HOSTILE, found=[]))
+    assert_escaped(render("stuck.html", orders=[model.StuckOrder("o", HOSTILE, HOSTILE, HOSTILE, 5, 5, None)],
+                          steps=[{"state": HOSTILE, "orders": 1, "oldest": 5.0}], older_than=900.0))
+    alert = model.Alert("OmsServiceNotReady", "critical", HOSTILE, HOSTILE, "firing")
+    assert_escaped(render("alerts.html", alerts=[alert], sampled=object()))
