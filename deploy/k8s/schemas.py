@@ -6,8 +6,9 @@ schema does not name is an error, as `kubectl apply --validate=strict` has it):
   python schemas.py crd OUT CRD.yaml...              each version of each CustomResourceDefinition's
                                                      openAPIV3Schema
 
-OUT/core/<kind>-<group>-<version>.json and OUT/crd/<group>/<kind>_<version>.json: kubeconform's -schema-location
-templates `{{ .ResourceKind }}{{ .KindSuffix }}.json` and `{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json`.
+OUT/core/<kind>-<group>-<version>.json and OUT/crd/<group>/<kind>_<version>.json: kubeconform's
+-schema-location templates `{{ .ResourceKind }}{{ .KindSuffix }}.json` and
+`{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json`.
 """
 
 import json

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What validating deploy/k8s offline takes, fetched once from package registries into $OMS_STATE_DIR/tools/k8s
 # and printed as KEY=VALUE lines (tests/unit/test_k8s_manifests.py reads them; deploy/k8s/validate.sh uses them):
-#   KUSTOMIZE    `kubectl kustomize` when kubectl is there, else kustomize built with `go install`
+#   KUSTOMIZE    the command that renders a kustomization: `kubectl kustomize` when kubectl is there (it
+#                bundles kustomize 5.5), else `kustomize build`, kustomize 5.5 built with `go install`
 #   KUBECONFORM  kubeconform, built with `go install` (Go module proxy)
 #   SCHEMA       a kubeconform schema location (two lines):
 #                - Kubernetes' own kinds (1.32) from PyPI's kubernetes-validate wheel (pip download);
@@ -94,7 +95,7 @@ schemas() {
 
 kustomize() {
   if command -v kubectl >/dev/null 2>&1; then echo "kubectl kustomize"; return; fi
-  go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+  echo "$(go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION") build"
 }
 
 mkdir -p "$DIR"
