@@ -55,8 +55,8 @@ from shared.settings import CONSOLE, kafka_password_variable, secret, settings
 from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, k8s, load, mailsink,
-               principals, views, whatif)
+from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals,
+               views, whatif)
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -641,6 +641,8 @@ def main() -> None:
         case "rebuild-views":
             code = asyncio.run(rebuild_views())
         case "k8s":
+            from . import k8s  # a checkout's command: PyYAML is not in the image
+
             print(f"wrote {k8s.write()}")
             code = 0
         case "openapi":
