@@ -8,7 +8,8 @@
 #                - Kubernetes' own kinds (1.32) from PyPI's kubernetes-validate wheel (pip download);
 #                - CloudNativePG's and KEDA's CRDs from their Go modules (go mod download: config/crd/bases);
 #                - Strimzi's CRDs generated with Strimzi's own generator from its API classes (Maven Central,
-#                  deploy/k8s/strimzi/pom.xml): Strimzi publishes the CRD files on no package registry.
+#                  deploy/k8s/strimzi/pom.xml; the generator needs Java 21+): Strimzi publishes the CRD files
+#                  on no package registry.
 # Any of them missing is an error: the test then fails rather than validating nothing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -26,7 +27,7 @@ STRIMZI_KINDS="kafka.Kafka nodepool.KafkaNodePool topic.KafkaTopic user.KafkaUse
 DIR=$OMS_STATE_DIR/tools/k8s
 PYTHON=${PYTHON:-$OMS_ROOT/.venv/bin/python}
 SCHEMA_SOURCES="$KUBERNETES_VALIDATE_VERSION $KUBERNETES_VERSION $CORE_KINDS $CNPG_MODULE $KEDA_MODULE $(
-  sed -n 's:.*<strimzi.version>\(.*\)</strimzi.version>.*:\1:p' "$OMS_ROOT/deploy/k8s/strimzi/pom.xml") $STRIMZI_KINDS"
+  sed -n 's:.*<\(strimzi\|crd-generator\).version>\(.*\)</.*:\2:p' "$OMS_ROOT/deploy/k8s/strimzi/pom.xml") $STRIMZI_KINDS"
 
 need_go() {
   export PATH=$PATH:/usr/local/go/bin
@@ -61,14 +62,23 @@ for name in names:
 PY
 }
 
+java21() {  # a Java 21 or newer, which Strimzi's CRD generator needs
+  local candidate version
+  for candidate in "${JAVA_HOME:+$JAVA_HOME/bin/java}" "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    version=$("$candidate" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+    if [ "${version:-0}" -ge 21 ] 2>/dev/null; then echo "$candidate"; return; fi
+  done
+  die "Strimzi's CRD generator needs Java 21 or newer: none in JAVA_HOME, on PATH or in /usr/lib/jvm"
+}
+
 strimzi_crds() {  # strimzi_crds OUT: Kafka, KafkaNodePool, KafkaTopic, KafkaUser CRDs (v1beta2) into OUT
   local out=$1 kind arguments=()
   need_command mvn maven
-  need_command java openjdk-17-jre-headless
   mvn -q -B -Dstyle.color=never -f "$OMS_ROOT/deploy/k8s/strimzi/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$out/lib" -DincludeScope=runtime >&2
   for kind in $STRIMZI_KINDS; do arguments+=("io.strimzi.api.kafka.model.$kind=$out/strimzi-${kind#*.}.yaml"); done
-  java -cp "$out/lib/*" io.strimzi.crdgenerator.CrdGenerator --crd-api-version v1 --api-versions v1beta2 \
+  "$(java21)" -cp "$out/lib/*" io.strimzi.crdgenerator.CrdGenerator --crd-api-version v1 --api-versions v1beta2 \
     --storage-version v1beta2 --target-kube 1.16+ --yaml "${arguments[@]}" 2> >(grep -v '^SLF4J' >&2)
   rm -rf "$out/lib"
 }
