@@ -148,7 +148,7 @@ def database_cluster(services: list[ServiceDefinition]) -> dict[str, Any]:
         "imageName": "ghcr.io/cloudnative-pg/postgresql:15.10",
         "enableSuperuserAccess": True,  # the migrations job only: it makes each schema and grants on it
         "superuserSecret": {"name": DB_SUPERUSER_SECRET},
-        "bootstrap": {"initdb": {"database": DATABASE, "owner": "oms_admin"}},
+        "bootstrap": {"initdb": {"database": DATABASE, "owner": "oms_app"}},  # no service logs in as it
         "postgresql": {"parameters": {"max_connections": "400"}},
         "storage": {"size": "20Gi"},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
