@@ -16,8 +16,8 @@ from confluent_kafka.admin import AclBinding, AclOperation, ResourcePatternType,
 from shared.contracts.topics import PARTITIONS, SHARED_TOPICS
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import topic_configuration
-from shared.settings import (CONSOLE, OPS_PRINCIPAL, READER_ROLE, SHARED_SECRETS, Settings, owner_role,
-                             runtime_secrets, service_role)
+from shared.settings import (CONSOLE, OPS_PRINCIPAL, READER_ROLE, SHARED_SECRETS, Settings, kafka_password_variable,
+                             owner_role, runtime_secrets, service_role)
 
 from .env import ROOT
 from .prepare import service_definitions
@@ -105,7 +105,7 @@ def kafka_users(services: list[ServiceDefinition]) -> list[dict[str, Any]]:
 
 
 def kafka_user(name: str, principal: Principal | None) -> dict[str, Any]:
-    secret_name, key = secret_of(_kafka_password_variable(name))
+    secret_name, key = secret_of(kafka_password_variable(name))
     spec: dict[str, Any] = {"authentication": {"type": "scram-sha-512", "password": {
         "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}}}
     if principal is not None:
@@ -121,10 +121,6 @@ def _strimzi_acl(acl: AclBinding) -> dict[str, Any]:
     return {"resource": {"type": resource_types[acl.restype], "name": acl.name,
                          "patternType": patterns[acl.resource_pattern_type]},
             "operations": [operations[acl.operation]], "host": acl.host}
-
-
-def _kafka_password_variable(principal: str) -> str:
-    return f"OMS_{principal.upper().replace('-', '_')}_KAFKA_PASSWORD"
 
 
 # Postgres (CloudNativePG): the cluster with every role, and the migrations.
@@ -247,7 +243,7 @@ def scaled_object(service: ServiceDefinition) -> dict[str, Any]:
 
 def trigger_authentication(name: str) -> dict[str, Any]:
     """KEDA reads the lag as the service itself, which may describe its own groups and topics and nothing else."""
-    secret_name, key = secret_of(_kafka_password_variable(name))
+    secret_name, key = secret_of(kafka_password_variable(name))
     refs = [{"parameter": "username", "name": secret_name, "key": "username"},
             {"parameter": "password", "name": secret_name, "key": key},
             {"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"}]
@@ -323,7 +319,7 @@ def required_secrets(services: list[ServiceDefinition]) -> dict[str, tuple[str, 
         secrets[secret_of(variable)[0]] = ("kubernetes.io/basic-auth", {"username": role, "password": ""})
     for user in kafka_users(services):
         name = user["metadata"]["name"]
-        secrets[secret_of(_kafka_password_variable(name))[0]] = ("Opaque", {"username": name, "password": ""})
+        secrets[secret_of(kafka_password_variable(name))[0]] = ("Opaque", {"username": name, "password": ""})
     for secret_name, key in OTHER_SECRETS.values():
         secrets.setdefault(secret_name, ("Opaque", {}))[1][key] = ""
     return secrets

@@ -31,7 +31,8 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
             return
         response = await admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1,
-                      topic_configs=topic_configuration(name.removeprefix(prefix), settings.topic_retention_days)) for name in missing]
+                      topic_configs=topic_configuration(name.removeprefix(prefix), settings.topic_retention_days))
+             for name in missing]
         )
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
