@@ -61,6 +61,7 @@ from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invari
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
+from .prepare import prepare_database
 from .processes import MailSinkProcess, ServiceProcess, ServiceStatus, SupervisorProcess, all_services
 from .simulators import ADDRESS_CHECK, CustomerSimulator, EditDesk, HoldDesk, LocationSimulator, PaymentSimulator
 from .waiting import eventually
@@ -71,8 +72,8 @@ def infra(action: str) -> int:
     return max(codes)
 
 
-async def prepare() -> None:
-    await prepare_all(settings())
+async def prepare(database_only: bool = False) -> None:
+    await (prepare_database if database_only else prepare_all)(settings())
 
 
 def services(action: str) -> int:
@@ -497,7 +498,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="what is running")
     for name in ("infra", "services"):
         sub.add_parser(name).add_argument("action", choices=["start", "stop", "status"])
-    sub.add_parser("prepare", help="create the database, service roles and schemas, and the topics")
+    sub.add_parser("prepare", help="create the database, service roles and schemas, and the topics").add_argument(
+        "--database-only", action="store_true", help="roles, schemas and migrations only (Kubernetes: deploy/k8s)")
     sub.add_parser("seed", help="publish demo locations and stock")
     s = sub.add_parser("submit", help="publish a sample channel order")
     s.add_argument("--channel-order-id")
@@ -582,6 +584,7 @@ def parser() -> argparse.ArgumentParser:
     key.add_parser("add", help="a new key for CHANNEL, printed once").add_argument("channel")
     sub.add_parser("rebuild-views", help="rebuild the tracking read model from the topics and swap it in")
     sub.add_parser("openapi", help="regenerate docs/openapi.json")
+    sub.add_parser("k8s", help="regenerate deploy/k8s/base/generated (topics, users, database, services)")
     t = sub.add_parser("test", help="run the test suite (extra arguments go to pytest)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return p
@@ -604,7 +607,7 @@ def main() -> None:
         case "services":
             code = services(args.action)
         case "prepare":
-            code = asyncio.run(prepare()) or 0
+            code = asyncio.run(prepare(args.database_only)) or 0
         case "seed":
             code = asyncio.run(seed()) or 0
         case "submit":
@@ -645,6 +648,11 @@ def main() -> None:
             code = asyncio.run(add_api_key(args.channel))
         case "rebuild-views":
             code = asyncio.run(rebuild_views())
+        case "k8s":
+            from . import k8s  # a checkout's command: PyYAML is not in the image
+
+            print(f"wrote {k8s.write()}")
+            code = 0
         case "openapi":
             print(f"wrote {views.write_openapi()}")
             code = 0

@@ -10,6 +10,9 @@ DEV_ENV = ROOT / "deploy" / "dev.env"
 
 
 def load_dev_env() -> None:
+    """In a checkout only: the container image has no deploy/ (there, every setting comes from its environment)."""
+    if not DEV_ENV.is_file():
+        return
     for line in DEV_ENV.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:

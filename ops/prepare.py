@@ -23,12 +23,17 @@ def service_definitions() -> list[ServiceDefinition]:
 
 
 async def prepare(settings: Settings) -> None:
-    await bootstrap_database(settings)
-    for service in service_definitions():
-        await migrate(settings.owner_dsn(service.name), service.name, service.migrations)
+    await prepare_database(settings)
     await ensure_topics(settings)
     await add_service_users(settings, service_definitions())
     await grant(settings, default_principals(service_definitions()))
+
+
+async def prepare_database(settings: Settings) -> None:
+    """The database half alone: on Kubernetes the operators make the topics, users and ACLs (deploy/k8s)."""
+    await bootstrap_database(settings)
+    for service in service_definitions():
+        await migrate(settings.owner_dsn(service.name), service.name, service.migrations)
 
 
 async def discard_topics(settings: Settings) -> None:

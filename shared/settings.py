@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     pg_admin_password: str = ""
     topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
     log_level: str = "INFO"
-    instance_id: int = Field(1, description="This process's number among its service's instances: its static "
-                                            "consumer-group membership, so a restart gets its partitions back at once")
+    instance_id: str = Field("1", description="This process's name among its service's instances (a number under "
+                                              "`oms up`, the pod's name on Kubernetes): its static consumer-group "
+                                              "membership, so a restart gets its partitions back at once")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     return_policy: Path | None = Field(None, description="The returns policy (TOML); unset: "
@@ -180,13 +181,13 @@ def secret(name: str) -> str:
 def service_environment(env: Mapping[str, str], service: str) -> dict[str, str]:
     """What a service process is given: the environment without any password or secret but its own runtime ones
     (database and Kafka, and the shared secrets it uses)."""
-    own = _runtime_secrets(service)
+    own = runtime_secrets(service)
     return {name: value for name, value in env.items() if name in own or not _is_secret(name)}
 
 
 def supervisor_environment(env: Mapping[str, str], services: Iterable[str]) -> dict[str, str]:
     """What the supervisor is given: the runtime passwords of the services it runs, no other secret."""
-    runtime = {name for service in services for name in _runtime_secrets(service)}
+    runtime = {name for service in services for name in runtime_secrets(service)}
     return {name: value for name, value in env.items() if name in runtime or not _is_secret(name)}
 
 
@@ -197,7 +198,7 @@ SHARED_SECRETS = {"OMS_TRACKING_LINK_SECRET": ("notification", "tracking"),  # s
                   "OMS_CONSOLE_PASSWORD": (CONSOLE,), "OMS_CONSOLE_SESSION_SECRET": (CONSOLE,)}
 
 
-def _runtime_secrets(service: str) -> set[str]:
+def runtime_secrets(service: str) -> set[str]:
     shared = {name for name, services in SHARED_SECRETS.items() if service in services}
     return {f"OMS_{service.upper()}_DB_PASSWORD", kafka_password_variable(service), *shared}
 

@@ -31,7 +31,8 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
             return
         response = await admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1,
-                      topic_configs=_configuration(settings, name.removeprefix(prefix))) for name in missing]
+                      topic_configs=topic_configuration(name.removeprefix(prefix), settings.topic_retention_days))
+             for name in missing]
         )
         for name, code, *_ in response.topic_errors:
             if code not in (0, TOPIC_ALREADY_EXISTS):
@@ -42,10 +43,11 @@ async def ensure_topics(settings: Settings, prefix: str | None = None, partition
         await admin.close()
 
 
-def _configuration(settings: Settings, topic: str) -> dict[str, str]:
+def topic_configuration(topic: str, retention_days: float) -> dict[str, str]:
+    """The configs a topic is created with (here and in the Kubernetes KafkaTopics, ops/k8s.py)."""
     if topic in COMPACTED_TOPICS:
         return {"cleanup.policy": "compact", "retention.ms": "-1"}
-    return {"retention.ms": str(int(settings.topic_retention_days * 86_400_000))}
+    return {"retention.ms": str(int(retention_days * 86_400_000))}
 
 
 async def require_topics(login: KafkaLogin, names: Iterable[str], timeout: float = 30.0) -> None:
