@@ -69,13 +69,20 @@ WorkFilter = Callable[[dict], bool]  # the work items (FulfillmentRequested, Pur
 WORK = {FulfillmentRequested.message_type, PurchaseOrderIssued.message_type}
 
 
-def _consumer(settings: Settings, group: str, pattern: str) -> AIOKafkaConsumer:
+def _consumer(settings: Settings, group: str, pattern: str, from_end: bool = False) -> AIOKafkaConsumer:
     """A stand-in's consumer of the topics matching `pattern`, those made later included (a metadata refresh
-    away), from their start."""
+    away), from their start (or, `from_end`, from what is written once it has joined: a live OMS's history left
+    alone)."""
     consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), group_id=group, metadata_max_age_ms=2000,
-                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+                                auto_offset_reset="latest" if from_end else "earliest", enable_auto_commit=False,
+                                max_poll_records=500)
     consumer.subscribe(pattern=pattern)
     return consumer
+
+
+def joined(stand_in) -> bool:
+    """The stand-in's consumer has its partitions (one reading `from_end` sees what is written from now on)."""
+    return bool(stand_in._consumer.assignment())
 
 
 async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:
@@ -94,7 +101,8 @@ async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Aw
 
 class LocationSimulator:
     def __init__(self, settings: Settings, client: Client, *, reject: RejectRule = lambda _: False,
-                 handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations", deliver: bool = True):
+                 handles: WorkFilter = lambda _: True, group: str = "oms.simulator.locations", deliver: bool = True,
+                 from_end: bool = False):
         self.client = client
         self.reject = reject
         self.handles = handles
@@ -103,7 +111,8 @@ class LocationSimulator:
         self.rejected = 0
         # Every location's own work and purchase-order topics, those made later included (a metadata refresh away).
         self._consumer = _consumer(settings, group, pattern=every_party(settings.topic_prefix, FULFILLMENT_WORK,
-                                                                         FULFILLMENT_DROPSHIP_ORDERS))
+                                                                         FULFILLMENT_DROPSHIP_ORDERS),
+                                   from_end=from_end)
 
     async def run(self) -> None:
         await _consume(self._consumer, self._work)
@@ -152,10 +161,12 @@ class PaymentSimulator:
     """A payment service stand-in: captures what it is asked to (declining an authorisation whose reference
     starts with `decline`: INSUFFICIENT_FUNDS), voids what is left on cancellation, refunds returns."""
 
-    def __init__(self, settings: Settings, client: Client, *, group: str = "oms.simulator.payments"):
+    def __init__(self, settings: Settings, client: Client, *, group: str = "oms.simulator.payments",
+                 from_end: bool = False):
         self.client = client
         self.captured: dict[str, str] = {}  # capture id -> amount, as asked
-        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(PAYMENT_COMMANDS))}$")
+        self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(PAYMENT_COMMANDS))}$",
+                                   from_end=from_end)
 
     async def run(self) -> None:
         await _consume(self._consumer, lambda envelopes: self.client.send_many(self._answers(envelopes)))
@@ -192,7 +203,8 @@ class CustomerSimulator:
     size up, which costs a euro more; a return the location is told to expect arrives at once, restocked (one in
     three written off). Like the others, chosen by the order id, so redelivery changes nothing."""
 
-    def __init__(self, settings: Settings, client: Client, *, every: int = 6, group: str = "oms.simulator.customers"):
+    def __init__(self, settings: Settings, client: Client, *, every: int = 6, group: str = "oms.simulator.customers",
+                 from_end: bool = False):
         self.client = client
         self.every = every
         self.requested = 0
@@ -200,7 +212,8 @@ class CustomerSimulator:
         self._orders: dict[str, tuple[str, str, list[dict]]] = {}  # order id -> (channel, channel order id, lines)
         # The order events, and every location's own work topic (where returns are announced).
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$|"
-                                                            + every_party(settings.topic_prefix, FULFILLMENT_WORK))
+                                                            + every_party(settings.topic_prefix, FULFILLMENT_WORK),
+                                   from_end=from_end)
 
     async def run(self) -> None:
         await _consume(self._consumer, lambda envelopes: self.client.send_many(self._act(envelopes)))

@@ -5,7 +5,8 @@ that grows per order without bound.
 Every `interval` seconds it samples each service's resident memory (/proc/<pid>/status VmRSS) and the latency of
 the orders confirmed in that window (PlaceOrder published → OrderConfirmed seen, as `oms bench` measures it;
 sampling goes on after the last order is sent until every order is confirmed);
-locations ship, payments capture and customers return as in `oms load`. After a warm-up (the first fifth of the
+locations ship, payments capture and customers return as in `oms load`, but only for the soak's own orders (they
+read from the end of their topics, and its own locations only): a live OMS's history is left alone. After a warm-up (the first fifth of the
 run) the verdict: each process's memory at the end within 10 % of where it stood after warm-up, the p99 of the
 last third of the run within 1.5 times (plus 50 ms) that of the first third after warm-up, and every order
 settled afterwards with the invariant checker's report clean. Storage is given as bytes per order per schema,
@@ -32,7 +33,7 @@ from . import invariants, load
 from .bench import Watcher, _wait_for_stock
 from .client import client
 from .processes import ServiceProcess
-from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator
+from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator, joined
 from .waiting import eventually
 
 WARM_UP = 0.2  # of the run's samples
@@ -160,11 +161,15 @@ class Soak:
         async with client(self.settings, "channel/soak") as channel:
             await load.seed(channel, network)
             await _wait_for_stock(self.settings, len(network.receipts()), network.tag)
-            simulators = [LocationSimulator(self.settings, channel, group=f"oms.simulator.{network.tag}"),
-                          PaymentSimulator(self.settings, channel, group=f"oms.simulator.payments.{network.tag}"),
-                          CustomerSimulator(self.settings, channel,
-                                            group=f"oms.simulator.customers.{network.tag}")]
+            ours = {location.location_id for location in network.locations()}
+            simulators = [LocationSimulator(self.settings, channel, group=f"oms.simulator.{network.tag}",
+                                            handles=lambda work: work["location_id"] in ours, from_end=True),
+                          PaymentSimulator(self.settings, channel, group=f"oms.simulator.payments.{network.tag}",
+                                           from_end=True),
+                          CustomerSimulator(self.settings, channel, group=f"oms.simulator.customers.{network.tag}",
+                                            from_end=True)]
             stand_ins = asyncio.gather(*(simulator.run() for simulator in simulators))
+            await eventually(lambda: all(map(joined, simulators)), timeout=60, what="the stand-ins to join")
             before = await schema_bytes(self.settings)
             count = int(self.rate * self.minutes * 60)
             try:
