@@ -63,6 +63,42 @@ class Measured:
     saturated: Result
     steady: Result
     cpu: cpu.CpuPerOrder
+    database: dict[str, float]  # per order: commits, and rows written per schema
+
+
+class Meter:
+    """Reads, before and after a window, the processes' CPU time and the bench database's counters."""
+
+    def __init__(self, settings: Settings, processes: dict[str, int]):
+        self.settings = settings
+        self.sample = _sampler(processes)
+
+    async def read(self) -> tuple[dict[str, float | None], dict[str, float]]:
+        return self.sample(), await _database_counters(self.settings)
+
+    async def measured(self, saturated: Result, steady: Result, before, after) -> Measured:
+        orders = saturated.orders + steady.orders
+        return Measured(saturated, steady, cpu.per_order(before[0], after[0], orders),
+                        per_order_counts(before[1], after[1], orders))
+
+
+def per_order_counts(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
+    return {name: (after.get(name, 0) - count) / orders for name, count in before.items() if orders > 0}
+
+
+async def _database_counters(settings: Settings) -> dict[str, float]:
+    """Transactions committed in the bench's database, and rows inserted, updated or deleted per schema
+    (Postgres's statistics: flushed by each backend within a second or so, so a window is a little blurred)."""
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        counters = {"commits": await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")}
+        for row in await conn.fetch("SELECT schemaname, sum(n_tup_ins + n_tup_upd + n_tup_del) AS rows "
+                                    "FROM pg_stat_user_tables GROUP BY schemaname ORDER BY schemaname"):
+            counters[f"rows {row['schemaname']}"] = row["rows"]
+        return counters
+    finally:
+        await conn.close()
 
 
 class Watcher:
@@ -133,14 +169,14 @@ async def bench_oms(settings: Settings, count: int, rate: float | None, processe
     def order_key(order: PlaceOrder, _: str) -> str:
         return str(order_id_for(order.channel, order.channel_order_id))
 
-    sample = _sampler(processes)
+    meter = Meter(settings, processes)
     async with client(settings, "bench/channel") as sender, Watcher(settings, ORDER_EVENTS, confirmed) as watcher:
-        before = sample()
+        before = await meter.read()
         saturated = await run_phase(sender, watcher, PlaceOrder.topic, stream[:count], order_key, None)
         steady = await run_phase(sender, watcher, PlaceOrder.topic, stream[count:], order_key,
                                  rate or saturated.throughput / 2)
-        after = sample()
-    return Measured(saturated, steady, cpu.per_order(before, after, saturated.orders + steady.orders))
+        after = await meter.read()
+    return await meter.measured(saturated, steady, before, after)
 
 
 async def bench_baseline(settings: Settings, count: int, rate: float) -> Measured:
@@ -157,12 +193,12 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
         async with client(settings.model_copy(update={"topic_prefix": prefix}), "bench/channel") as sender, \
                 Watcher(settings.model_copy(update={"topic_prefix": prefix}), last_hop,
                         lambda envelope: envelope["id"]) as watcher:
-            sample = _sampler({name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
-            before = sample()
+            meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
+            before = await meter.read()
             saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
             steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
-            after = sample()
-        return Measured(saturated, steady, cpu.per_order(before, after, saturated.orders + steady.orders))
+            after = await meter.read()
+        return await meter.measured(saturated, steady, before, after)
     finally:
         for worker in workers:
             worker.terminate()
@@ -197,6 +233,9 @@ def report(oms: Measured, bare: Measured) -> str:
                  f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
     lines.append("")
     lines.append(cpu.table({name: measured.cpu for name, measured in rows}, shared=frozenset(INFRA)))
+    for name, measured in rows:
+        lines.append(f"Postgres per order, {name}: " + ", ".join(
+            f"{counter} {value:.1f}" for counter, value in measured.database.items() if value >= 0.05))
     return "\n".join(lines)
 
 

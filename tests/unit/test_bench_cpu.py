@@ -80,3 +80,11 @@ def test_running_services_are_read_from_the_run_dir_with_their_extra_instances(t
         (tmp_path / f"{label}.pid").write_text(str(os.getpid()))
     (tmp_path / "tracking.pid").write_text(str(2 ** 31 - 1))  # not running
     assert running_services(tmp_path) == {"capture": os.getpid(), "capture-2": os.getpid(), "routing": os.getpid()}
+
+
+def test_database_counters_per_order():
+    from ops.bench import per_order_counts
+
+    before = {"commits": 100, "rows capture": 50, "rows bench": 7}
+    after = {"commits": 1100, "rows capture": 2050, "rows bench": 7}
+    assert per_order_counts(before, after, 500) == {"commits": 2.0, "rows capture": 4.0, "rows bench": 0.0}
