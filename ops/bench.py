@@ -4,8 +4,8 @@ Measured from the channel's side: an order counts when its OrderConfirmed (fulfi
 the order events topic. The same run measures the bare pipeline (ops/baseline.py): the same nine Kafka hops
 and Postgres transactions with no business logic, so OMS / baseline tells how close the OMS is to what this
 machine allows. Two phases each: saturation (publish as fast as possible: throughput), then a steady rate at
-half the measured throughput (latency percentiles). Both systems' processes are charged the CPU they used over both
-phases (/proc), per order: where a change moved time (ops/cpu.py).
+half the measured throughput (latency percentiles). Each process of both systems is charged the CPU it used (/proc)
+in the saturation phase until the processes are idle again, per order: where a change moved time (ops/cpu.py).
 
 `--private` runs the bench against an OMS of its own started from this checkout (a fresh database and topic
 prefix on the running Kafka and Postgres, `--instances` of each service), removed afterwards.
@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,8 @@ class Measured:
     steady: Result
     cpu: cpu.CpuPerOrder
     database: dict[str, float]  # per order: commits, and rows written per schema
+    # Both over the saturation phase and what it left to do: per order at full batches, what the capacity model
+    # needs, and least disturbed by idle polling or by others' work slowing the run down.
 
 
 class Meter:
@@ -72,12 +74,23 @@ class Meter:
     def __init__(self, settings: Settings, processes: dict[str, int]):
         self.settings = settings
         self.sample = _sampler(processes)
+        self.own = cpu.sampler(processes)
+
+    async def drained(self, interval: float = 1.0, idle_cores: float = 0.15, timeout: float = 120) -> None:
+        """Until the processes are nearly idle: what the last orders set off downstream (notifications, the
+        read model) is done, and counted in the window."""
+        async def idle():
+            before = self.own()
+            await asyncio.sleep(interval)
+            return cpu.busy_cores(before, self.own(), interval) < idle_cores
+        with suppress(TimeoutError):  # still busy: measured as it is (other work of these processes counted too)
+            await eventually(idle, timeout=timeout, interval=0, what="the processes to be idle")
 
     async def read(self) -> tuple[dict[str, float | None], dict[str, float]]:
         return self.sample(), await _database_counters(self.settings)
 
     async def measured(self, saturated: Result, steady: Result, before, after) -> Measured:
-        orders = saturated.orders + steady.orders
+        orders = saturated.orders
         return Measured(saturated, steady, cpu.per_order(before[0], after[0], orders),
                         per_order_counts(before[1], after[1], orders))
 
@@ -173,9 +186,10 @@ async def bench_oms(settings: Settings, count: int, rate: float | None, processe
     async with client(settings, "bench/channel") as sender, Watcher(settings, ORDER_EVENTS, confirmed) as watcher:
         before = await meter.read()
         saturated = await run_phase(sender, watcher, PlaceOrder.topic, stream[:count], order_key, None)
+        await meter.drained()
+        after = await meter.read()
         steady = await run_phase(sender, watcher, PlaceOrder.topic, stream[count:], order_key,
                                  rate or saturated.throughput / 2)
-        after = await meter.read()
     return await meter.measured(saturated, steady, before, after)
 
 
@@ -196,8 +210,9 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
             meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
             before = await meter.read()
             saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
-            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
+            await meter.drained()
             after = await meter.read()
+            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
         return await meter.measured(saturated, steady, before, after)
     finally:
         for worker in workers:
@@ -232,6 +247,7 @@ def report(oms: Measured, bare: Measured) -> str:
     lines.append(f"OMS / baseline: throughput {oms.saturated.throughput / bare.saturated.throughput:.2f}, "
                  f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
     lines.append("")
+    lines.append("CPU over the saturation phase until the processes were idle again, per order:")
     lines.append(cpu.table({name: measured.cpu for name, measured in rows}, shared=frozenset(INFRA)))
     for name, measured in rows:
         lines.append(f"Postgres per order, {name}: " + ", ".join(

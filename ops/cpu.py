@@ -93,6 +93,12 @@ def per_order(before: Mapping[str, float | None], after: Mapping[str, float | No
     return CpuPerOrder({name: ms(name) for name in before})
 
 
+def busy_cores(before: Mapping[str, float | None], after: Mapping[str, float | None], seconds: float) -> float:
+    """How many cores the processes kept busy between two samples, together (one that is gone counts none)."""
+    return sum(end - start for name, start in before.items()
+               if start is not None and (end := after.get(name)) is not None and end >= start) / seconds
+
+
 def table(rows: Mapping[str, CpuPerOrder], shared: frozenset[str] = frozenset()) -> str:
     """One line per process, a column per measured system, then the totals. `shared`: processes other work
     runs on too (a shared broker or database), whose figures are upper bounds."""

@@ -88,3 +88,9 @@ def test_database_counters_per_order():
     before = {"commits": 100, "rows capture": 50, "rows bench": 7}
     after = {"commits": 1100, "rows capture": 2050, "rows bench": 7}
     assert per_order_counts(before, after, 500) == {"commits": 2.0, "rows capture": 4.0, "rows bench": 0.0}
+
+
+def test_busy_cores_adds_up_what_the_processes_used_per_second():
+    before = {"capture": 10.0, "routing": 4.0, "gone": 1.0, "restarted": 9.0}
+    after = {"capture": 10.5, "routing": 4.25, "gone": None, "restarted": 0.5}
+    assert cpu.busy_cores(before, after, seconds=0.5) == pytest.approx(1.5)
