@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -233,8 +234,8 @@ async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:
         await conn.close()
 
 
-def report(oms: Measured, bare: Measured) -> str:
-    rows = [("OMS (six services)", oms), ("bare pipeline baseline", bare)]
+def report(oms: Measured, bare: Measured | None) -> str:
+    rows = [("OMS (six services)", oms), *([("bare pipeline baseline", bare)] if bare else [])]
     lines = [
         f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, {_cpu_model()}",
@@ -244,8 +245,9 @@ def report(oms: Measured, bare: Measured) -> str:
         saturated, steady = measured.saturated, measured.steady
         lines.append(f"{name:24} {saturated.orders:>7} {saturated.throughput:>9.0f} {steady.throughput:>8.0f}/s "
                      f"{steady.percentile(50):>8.0f} {steady.percentile(95):>8.0f} {steady.percentile(99):>8.0f}")
-    lines.append(f"OMS / baseline: throughput {oms.saturated.throughput / bare.saturated.throughput:.2f}, "
-                 f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
+    if bare:
+        lines.append(f"OMS / baseline: throughput {oms.saturated.throughput / bare.saturated.throughput:.2f}, "
+                     f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
     lines.append("")
     lines.append("CPU over the saturation phase until the processes were idle again, per order:")
     lines.append(cpu.table({name: measured.cpu for name, measured in rows}, shared=frozenset(INFRA)))
@@ -263,10 +265,11 @@ def _cpu_model() -> str:
         return "unknown CPU"
 
 
-async def bench(settings: Settings, count: int, rate: float | None, processes: dict[str, int]) -> str:
+async def bench(settings: Settings, count: int, rate: float | None, processes: dict[str, int], *,
+                with_baseline: bool = True) -> str:
     """`processes`: the OMS's, by label (capture, capture-2, ...), whose CPU is measured."""
     oms = await bench_oms(settings, count, rate, processes)
-    bare = await bench_baseline(settings, count, rate or oms.saturated.throughput / 2)
+    bare = await bench_baseline(settings, count, rate or oms.saturated.throughput / 2) if with_baseline else None
     return report(oms, bare)
 
 
@@ -307,9 +310,12 @@ async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple
                 await conn.close()
 
 
-async def bench_private(base: Settings, count: int, rate: float | None, instances: int) -> str:
+async def bench_private(base: Settings, count: int, rate: float | None, instances: int, *,
+                        with_baseline: bool = True) -> str:
+    # Stopped (SIGTERM), it still stops its services and removes its database and topics.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     async with private_oms(base, instances) as (settings, processes):
-        return await bench(settings, count, rate, processes)
+        return await bench(settings, count, rate, processes, with_baseline=with_baseline)
 
 
 INFRA = ("Kafka", "Postgres")

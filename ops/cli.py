@@ -12,7 +12,8 @@
     oms dead-letters [--replay P]  messages consumers gave up on, with reasons; replay one by its position
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput, latency and CPU per order of the pipeline next to a bare baseline
-                                   (--private [--instances N]: on an OMS of its own from this checkout)
+                                   (--private [--instances N]: on an OMS of its own from this checkout;
+                                   --no-baseline: the OMS alone)
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
     oms hold ORDER REASON [--release] [--by WHO]   hold an order back from fulfilment, or release the hold
@@ -525,6 +526,7 @@ def parser() -> argparse.ArgumentParser:
     bn.add_argument("--private", action="store_true",
                     help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
     bn.add_argument("--instances", type=int, default=1, help="with --private: instances of each service")
+    bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
     fz = sub.add_parser("fuzz", help="send hostile messages to every consumed topic and check they were all refused")
     fz.add_argument("--per-topic", type=int, default=10_000, help="hostile messages per consumed topic")
     fz.add_argument("--seed", type=int, default=1, help="the same seed sends the same messages")
@@ -617,10 +619,12 @@ def main() -> None:
             code = asyncio.run(run_load(args.count, args.rate, args.ship))
         case "bench":
             if args.private:
-                print(asyncio.run(bench.bench_private(settings(), args.orders, args.rate, args.instances)))
+                print(asyncio.run(bench.bench_private(settings(), args.orders, args.rate, args.instances,
+                                                      with_baseline=not args.no_baseline)))
             else:
                 print(asyncio.run(bench.bench(settings(), args.orders, args.rate,
-                                              bench.running_services(state_dir() / "run"))))
+                                              bench.running_services(state_dir() / "run"),
+                                              with_baseline=not args.no_baseline)))
             code = 0
         case "fuzz":
             code = asyncio.run(run_fuzz(args.per_topic, args.seed, args.timeout))
