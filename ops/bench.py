@@ -65,6 +65,7 @@ class Measured:
     steady: Result
     cpu: cpu.CpuPerOrder
     database: dict[str, float]  # per order: commits, and rows written per schema
+    idle_cores: float  # what the processes used with no orders in flight, taken off `cpu`
     # Both over the saturation phase and what it left to do: per order at full batches, what the capacity model
     # needs, and least disturbed by idle polling or by others' work slowing the run down.
 
@@ -76,6 +77,13 @@ class Meter:
         self.settings = settings
         self.sample = _sampler(processes)
         self.own = cpu.sampler(processes)
+        self.idle: dict[str, float] = {}
+
+    async def measure_idle(self, seconds: float = 3.0) -> None:
+        """What each process uses with no orders in flight, taken off the window's figures."""
+        before = self.sample()
+        await asyncio.sleep(seconds)
+        self.idle = cpu.idle_cores(before, self.sample(), seconds)
 
     async def drained(self, interval: float = 1.0, idle_cores: float = 0.15, timeout: float = 120) -> None:
         """Until the processes are nearly idle: what the last orders set off downstream (notifications, the
@@ -87,13 +95,15 @@ class Meter:
         with suppress(TimeoutError):  # still busy: measured as it is (other work of these processes counted too)
             await eventually(idle, timeout=timeout, interval=0, what="the processes to be idle")
 
-    async def read(self) -> tuple[dict[str, float | None], dict[str, float]]:
-        return self.sample(), await _database_counters(self.settings)
+    async def read(self) -> tuple[dict[str, float | None], dict[str, float], float]:
+        return self.sample(), await _database_counters(self.settings), time.monotonic()
 
     async def measured(self, saturated: Result, steady: Result, before, after) -> Measured:
         orders = saturated.orders
-        return Measured(saturated, steady, cpu.per_order(before[0], after[0], orders),
-                        per_order_counts(before[1], after[1], orders))
+        return Measured(saturated, steady,
+                        cpu.per_order(before[0], after[0], orders, idle=self.idle, seconds=after[2] - before[2]),
+                        per_order_counts(before[1], after[1], orders),
+                        sum(cores for name, cores in self.idle.items() if name not in INFRA))
 
 
 def per_order_counts(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
@@ -185,6 +195,7 @@ async def bench_oms(settings: Settings, count: int, rate: float | None, processe
 
     meter = Meter(settings, processes)
     async with client(settings, "bench/channel") as sender, Watcher(settings, ORDER_EVENTS, confirmed) as watcher:
+        await meter.measure_idle()
         before = await meter.read()
         saturated = await run_phase(sender, watcher, PlaceOrder.topic, stream[:count], order_key, None)
         await meter.drained()
@@ -209,6 +220,7 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
                 Watcher(settings.model_copy(update={"topic_prefix": prefix}), last_hop,
                         lambda envelope: envelope["id"]) as watcher:
             meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
+            await meter.measure_idle()
             before = await meter.read()
             saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
             await meter.drained()
@@ -249,7 +261,8 @@ def report(oms: Measured, bare: Measured | None) -> str:
         lines.append(f"OMS / baseline: throughput {oms.saturated.throughput / bare.saturated.throughput:.2f}, "
                      f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
     lines.append("")
-    lines.append("CPU over the saturation phase until the processes were idle again, per order:")
+    lines.append("CPU over the saturation phase until the processes were idle again, less what each used idle "
+                 "(" + ", ".join(f"{name} {m.idle_cores:.2f} cores" for name, m in rows) + "), per order:")
     lines.append(cpu.table({name: measured.cpu for name, measured in rows}, shared=frozenset(INFRA)))
     for name, measured in rows:
         lines.append(f"Postgres per order, {name}: " + ", ".join(

@@ -84,13 +84,23 @@ class CpuPerOrder:
         return sum(v for v in self.ms.values() if v is not None)
 
 
-def per_order(before: Mapping[str, float | None], after: Mapping[str, float | None], orders: int) -> CpuPerOrder:
+def per_order(before: Mapping[str, float | None], after: Mapping[str, float | None], orders: int, *,
+              idle: Mapping[str, float] | None = None, seconds: float = 0.0) -> CpuPerOrder:
+    """`idle`: the cores each process keeps busy with no orders (polls, timers; others' work on a shared one),
+    taken off for the `seconds` the window lasted, so that a run slowed down by a busy machine is not charged
+    its longer idle time."""
     def ms(name: str) -> float | None:
         start, end = before.get(name), after.get(name)
         if start is None or end is None or end < start or orders <= 0:
             return None
-        return (end - start) * 1000 / orders
+        return max(0.0, end - start - (idle or {}).get(name, 0.0) * seconds) * 1000 / orders
     return CpuPerOrder({name: ms(name) for name in before})
+
+
+def idle_cores(before: Mapping[str, float | None], after: Mapping[str, float | None],
+               seconds: float) -> dict[str, float]:
+    """Each process's cores busy between two samples taken with no orders in flight."""
+    return {name: busy_cores({name: start}, after, seconds) for name, start in before.items()}
 
 
 def busy_cores(before: Mapping[str, float | None], after: Mapping[str, float | None], seconds: float) -> float:

@@ -94,3 +94,11 @@ def test_busy_cores_adds_up_what_the_processes_used_per_second():
     before = {"capture": 10.0, "routing": 4.0, "gone": 1.0, "restarted": 9.0}
     after = {"capture": 10.5, "routing": 4.25, "gone": None, "restarted": 0.5}
     assert cpu.busy_cores(before, after, seconds=0.5) == pytest.approx(1.5)
+
+
+def test_idle_use_is_taken_off_for_the_length_of_the_window():
+    idle = cpu.idle_cores({"capture": 1.0, "Kafka": 5.0}, {"capture": 1.1, "Kafka": 6.0}, seconds=2.0)
+    assert idle == {"capture": pytest.approx(0.05), "Kafka": pytest.approx(0.5)}
+    result = cpu.per_order({"capture": 10.0, "Kafka": 20.0}, {"capture": 13.0, "Kafka": 22.0}, orders=1000,
+                           idle=idle, seconds=20.0)
+    assert result.ms == {"capture": pytest.approx(2.0), "Kafka": 0.0}  # never below nothing
