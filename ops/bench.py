@@ -80,7 +80,9 @@ class Meter:
         self.idle: dict[str, float] = {}
 
     async def measure_idle(self, seconds: float = 3.0) -> None:
-        """What each process uses with no orders in flight, taken off the window's figures."""
+        """What each process uses with no orders in flight (once the seeding is done), taken off the window's
+        figures."""
+        await self.drained(timeout=60)
         before = self.sample()
         await asyncio.sleep(seconds)
         self.idle = cpu.idle_cores(before, self.sample(), seconds)
