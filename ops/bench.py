@@ -42,7 +42,7 @@ from . import baseline, cpu, health, load
 from .client import Client, client
 from .env import ROOT, state_dir
 from .prepare import discard_topics, prepare
-from .processes import ServiceProcess, free_port
+from .processes import MailSinkProcess, ServiceProcess, free_port
 from .waiting import eventually
 
 @dataclass
@@ -299,16 +299,19 @@ def running_services(run_dir: Path) -> dict[str, int]:
 @asynccontextmanager
 async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple[Settings, dict[str, int]]]:
     """The six services of this checkout (`instances` of each) on a database and topic prefix of their own, as
-    the tests' stack runs them; everything removed afterwards."""
+    the tests' stack runs them, with a mail sink of their own as `oms up` has; everything removed afterwards."""
     suffix = uuid.uuid4().hex[:6]
     settings = base.model_copy(update={"pg_database": f"{base.pg_database}_bench_{suffix}",
                                        "topic_prefix": f"{base.topic_prefix}bench{suffix}."})
     await prepare(settings)
-    env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix)
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as run_dir:
+        sink = MailSinkProcess(Path(run_dir), Path(run_dir) / "mail", free_port())
+        env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
+                   OMS_SMTP_PORT=str(sink.port))
         procs = [ServiceProcess(name, Path(run_dir), instance, http_port=free_port())
                  for name in SERVICES for instance in range(1, instances + 1)]
         try:
+            sink.start()
             for proc in procs:
                 proc.start(env)
             await eventually(lambda: all(health.readiness(proc.url())[0] for proc in procs), timeout=120,
@@ -317,6 +320,7 @@ async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple
         finally:
             for proc in procs:
                 proc.stop()
+            sink.stop()
             await discard_topics(settings)
             conn = await asyncpg.connect(settings.admin_dsn("postgres"))
             try:
