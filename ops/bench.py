@@ -303,7 +303,6 @@ async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple
     suffix = uuid.uuid4().hex[:6]
     settings = base.model_copy(update={"pg_database": f"{base.pg_database}_bench_{suffix}",
                                        "topic_prefix": f"{base.topic_prefix}bench{suffix}."})
-    await prepare(settings)
     with tempfile.TemporaryDirectory(prefix="oms-bench-") as run_dir:
         sink = MailSinkProcess(Path(run_dir), Path(run_dir) / "mail", free_port())
         env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
@@ -311,6 +310,7 @@ async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple
         procs = [ServiceProcess(name, Path(run_dir), instance, http_port=free_port())
                  for name in SERVICES for instance in range(1, instances + 1)]
         try:
+            await prepare(settings)
             sink.start()
             for proc in procs:
                 proc.start(env)
