@@ -45,7 +45,7 @@ async def prepare(dsn: str) -> None:
 
 async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, hop: int) -> None:
     source, target = hop_topic(prefix, hop), hop_topic(prefix, hop + 1)
-    consumer = AIOKafkaConsumer(source, **login.aiokafka(), group_id=f"bench-hop{hop}",
+    consumer = AIOKafkaConsumer(source, **login.aiokafka(), group_id=f"{prefix}bench-hop{hop}",
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
     await consumer.start()
     try:

@@ -4,19 +4,28 @@ Measured from the channel's side: an order counts when its OrderConfirmed (fulfi
 the order events topic. The same run measures the bare pipeline (ops/baseline.py): the same nine Kafka hops
 and Postgres transactions with no business logic, so OMS / baseline tells how close the OMS is to what this
 machine allows. Two phases each: saturation (publish as fast as possible: throughput), then a steady rate at
-half the measured throughput (latency percentiles).
+half the measured throughput (latency percentiles). Each process of both systems is charged the CPU it used (/proc)
+in the saturation phase until the processes are idle again, per order: where a change moved time (ops/cpu.py).
+
+`--private` runs the bench against an OMS of its own started from this checkout (a fresh database and topic
+prefix on the running Kafka and Postgres, `--instances` of each service), removed afterwards.
 """
 
 import asyncio
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,12 +34,15 @@ from services.capture.validation import order_id_for
 from shared.contracts import wrap
 from shared.contracts.orders import OrderConfirmed, PlaceOrder
 from shared.contracts.topics import ORDER_EVENTS, PARTITIONS
+from shared.db.bootstrap import SERVICES
 from shared.messaging.topics import delete_topics, ensure_topics
 from shared.settings import Settings
 
-from . import baseline, load
+from . import baseline, cpu, health, load
 from .client import Client, client
-from .env import ROOT
+from .env import ROOT, state_dir
+from .prepare import discard_topics, prepare
+from .processes import MailSinkProcess, ServiceProcess, free_port
 from .waiting import eventually
 
 @dataclass
@@ -45,6 +57,74 @@ class Result:
 
     def percentile(self, p: float) -> float:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
+
+
+@dataclass
+class Measured:
+    saturated: Result
+    steady: Result
+    cpu: cpu.CpuPerOrder
+    database: dict[str, float]  # per order: commits, and rows written per schema
+    idle_cores: float  # what the processes used with no orders in flight, taken off `cpu`
+    # Both over the saturation phase and what it left to do: per order at full batches, what the capacity model
+    # needs, and least disturbed by idle polling or by others' work slowing the run down.
+
+
+class Meter:
+    """Reads, before and after a window, the processes' CPU time and the bench database's counters."""
+
+    def __init__(self, settings: Settings, processes: dict[str, int]):
+        self.settings = settings
+        self.sample = _sampler(processes)
+        self.own = cpu.sampler(processes)
+        self.idle: dict[str, float] = {}
+
+    async def measure_idle(self, seconds: float = 3.0) -> None:
+        """What each process uses with no orders in flight (once the seeding is done), taken off the window's
+        figures."""
+        await self.drained(timeout=60)
+        before = self.sample()
+        await asyncio.sleep(seconds)
+        self.idle = cpu.idle_cores(before, self.sample(), seconds)
+
+    async def drained(self, interval: float = 1.0, idle_cores: float = 0.15, timeout: float = 120) -> None:
+        """Until the processes are nearly idle: what the last orders set off downstream (notifications, the
+        read model) is done, and counted in the window."""
+        async def idle():
+            before = self.own()
+            await asyncio.sleep(interval)
+            return cpu.busy_cores(before, self.own(), interval) < idle_cores
+        with suppress(TimeoutError):  # still busy: measured as it is (other work of these processes counted too)
+            await eventually(idle, timeout=timeout, interval=0, what="the processes to be idle")
+
+    async def read(self) -> tuple[dict[str, float | None], dict[str, float], float]:
+        return self.sample(), await _database_counters(self.settings), time.monotonic()
+
+    async def measured(self, saturated: Result, steady: Result, before, after) -> Measured:
+        orders = saturated.orders
+        return Measured(saturated, steady,
+                        cpu.per_order(before[0], after[0], orders, idle=self.idle, seconds=after[2] - before[2]),
+                        per_order_counts(before[1], after[1], orders),
+                        sum(cores for name, cores in self.idle.items() if name not in INFRA))
+
+
+def per_order_counts(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
+    return {name: (after.get(name, 0) - count) / orders for name, count in before.items() if orders > 0}
+
+
+async def _database_counters(settings: Settings) -> dict[str, float]:
+    """Transactions committed in the bench's database, and rows inserted, updated or deleted per schema
+    (Postgres's statistics: flushed by each backend within a second or so, so a window is a little blurred)."""
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        counters = {"commits": await conn.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")}
+        for row in await conn.fetch("SELECT schemaname, sum(n_tup_ins + n_tup_upd + n_tup_del) AS rows "
+                                    "FROM pg_stat_user_tables GROUP BY schemaname ORDER BY schemaname"):
+            counters[f"rows {row['schemaname']}"] = row["rows"]
+        return counters
+    finally:
+        await conn.close()
 
 
 class Watcher:
@@ -102,7 +182,7 @@ async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[P
     return Result(len(sent), finished - started, [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()])
 
 
-async def bench_oms(settings: Settings, count: int, rate: float | None) -> tuple[Result, Result]:
+async def bench_oms(settings: Settings, count: int, rate: float | None, processes: dict[str, int]) -> Measured:
     network = load.Network(load.run_tag())
     async with client(settings, "bench/seed") as seeder:
         await load.seed(seeder, network)
@@ -115,20 +195,25 @@ async def bench_oms(settings: Settings, count: int, rate: float | None) -> tuple
     def order_key(order: PlaceOrder, _: str) -> str:
         return str(order_id_for(order.channel, order.channel_order_id))
 
+    meter = Meter(settings, processes)
     async with client(settings, "bench/channel") as sender, Watcher(settings, ORDER_EVENTS, confirmed) as watcher:
+        await meter.measure_idle()
+        before = await meter.read()
         saturated = await run_phase(sender, watcher, PlaceOrder.topic, stream[:count], order_key, None)
+        await meter.drained()
+        after = await meter.read()
         steady = await run_phase(sender, watcher, PlaceOrder.topic, stream[count:], order_key,
                                  rate or saturated.throughput / 2)
-    return saturated, steady
+    return await meter.measured(saturated, steady, before, after)
 
 
-async def bench_baseline(settings: Settings, count: int, rate: float) -> tuple[Result, Result]:
+async def bench_baseline(settings: Settings, count: int, rate: float) -> Measured:
     prefix = f"{settings.topic_prefix}{load.run_tag().lower()}."
     names = [f"bench.hop{h}.v1" for h in range(1, baseline.HOPS + 2)]
     await ensure_topics(settings, prefix, names=names)
     await baseline.prepare(settings.admin_dsn())
-    workers = [subprocess.Popen([sys.executable, "-m", "ops.baseline", prefix, *map(str, hops)], cwd=ROOT,
-                                env=os.environ.copy())
+    env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database)
+    workers = [subprocess.Popen([sys.executable, "-m", "ops.baseline", prefix, *map(str, hops)], cwd=ROOT, env=env)
                for hops in baseline.PROCESS_HOPS.values()]
     stream = list(load.orders(load.Network(load.run_tag()), count * 2, failures=False))
     try:
@@ -136,9 +221,14 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> tuple[R
         async with client(settings.model_copy(update={"topic_prefix": prefix}), "bench/channel") as sender, \
                 Watcher(settings.model_copy(update={"topic_prefix": prefix}), last_hop,
                         lambda envelope: envelope["id"]) as watcher:
+            meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
+            await meter.measure_idle()
+            before = await meter.read()
             saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
+            await meter.drained()
+            after = await meter.read()
             steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
-        return saturated, steady
+        return await meter.measured(saturated, steady, before, after)
     finally:
         for worker in workers:
             worker.terminate()
@@ -158,18 +248,27 @@ async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:
         await conn.close()
 
 
-def report(oms: tuple[Result, Result], bare: tuple[Result, Result]) -> str:
-    rows = [("OMS (five services)", *oms), ("bare pipeline baseline", *bare)]
+def report(oms: Measured, bare: Measured | None) -> str:
+    rows = [("OMS (six services)", oms), *([("bare pipeline baseline", bare)] if bare else [])]
     lines = [
         f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, {_cpu_model()}",
         f"{'':24} {'orders':>7} {'orders/s':>9} {'steady at':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}",
     ]
-    for name, saturated, steady in rows:
+    for name, measured in rows:
+        saturated, steady = measured.saturated, measured.steady
         lines.append(f"{name:24} {saturated.orders:>7} {saturated.throughput:>9.0f} {steady.throughput:>8.0f}/s "
                      f"{steady.percentile(50):>8.0f} {steady.percentile(95):>8.0f} {steady.percentile(99):>8.0f}")
-    lines.append(f"OMS / baseline: throughput {oms[0].throughput / bare[0].throughput:.2f}, "
-                 f"p99 latency {oms[1].percentile(99) / bare[1].percentile(99):.2f}x")
+    if bare:
+        lines.append(f"OMS / baseline: throughput {oms.saturated.throughput / bare.saturated.throughput:.2f}, "
+                     f"p99 latency {oms.steady.percentile(99) / bare.steady.percentile(99):.2f}x")
+    lines.append("")
+    lines.append("CPU over the saturation phase until the processes were idle again, less what each used idle "
+                 "(" + ", ".join(f"{name} {m.idle_cores:.2f} cores" for name, m in rows) + "), per order:")
+    lines.append(cpu.table({name: measured.cpu for name, measured in rows}, shared=frozenset(INFRA)))
+    for name, measured in rows:
+        lines.append(f"Postgres per order, {name}: " + ", ".join(
+            f"{counter} {value:.1f}" for counter, value in measured.database.items() if value >= 0.05))
     return "\n".join(lines)
 
 
@@ -181,7 +280,77 @@ def _cpu_model() -> str:
         return "unknown CPU"
 
 
-async def bench(settings: Settings, count: int, rate: float | None) -> str:
-    oms = await bench_oms(settings, count, rate)
-    bare = await bench_baseline(settings, count, rate or oms[0].throughput / 2)
+async def bench(settings: Settings, count: int, rate: float | None, processes: dict[str, int], *,
+                with_baseline: bool = True) -> str:
+    """`processes`: the OMS's, by label (capture, capture-2, ...), whose CPU is measured."""
+    oms = await bench_oms(settings, count, rate, processes)
+    bare = await bench_baseline(settings, count, rate or oms.saturated.throughput / 2) if with_baseline else None
     return report(oms, bare)
+
+
+def running_services(run_dir: Path) -> dict[str, int]:
+    """The services `oms up` runs (any extra instances too), by label, from their pid files."""
+    labels = {path.stem for path in run_dir.glob("*.pid")}
+    procs = [ServiceProcess(name, run_dir, int(instance or 1))
+             for name, _, instance in (label.partition("-") for label in labels) if name in SERVICES]
+    return {proc.label: pid for proc in procs if (pid := proc.pid()) is not None}
+
+
+@asynccontextmanager
+async def private_oms(base: Settings, instances: int = 1) -> AsyncIterator[tuple[Settings, dict[str, int]]]:
+    """The six services of this checkout (`instances` of each) on a database and topic prefix of their own, as
+    the tests' stack runs them, with a mail sink of their own as `oms up` has; everything removed afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    settings = base.model_copy(update={"pg_database": f"{base.pg_database}_bench_{suffix}",
+                                       "topic_prefix": f"{base.topic_prefix}bench{suffix}."})
+    with tempfile.TemporaryDirectory(prefix="oms-bench-") as run_dir:
+        sink = MailSinkProcess(Path(run_dir), Path(run_dir) / "mail", free_port())
+        env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database, OMS_TOPIC_PREFIX=settings.topic_prefix,
+                   OMS_SMTP_PORT=str(sink.port))
+        procs = [ServiceProcess(name, Path(run_dir), instance, http_port=free_port())
+                 for name in SERVICES for instance in range(1, instances + 1)]
+        try:
+            await prepare(settings)
+            sink.start()
+            for proc in procs:
+                proc.start(env)
+            await eventually(lambda: all(health.readiness(proc.url())[0] for proc in procs), timeout=120,
+                             what="the bench's services to be ready")
+            yield settings, {proc.label: proc.pid() for proc in procs}
+        finally:
+            for proc in procs:
+                proc.stop()
+            sink.stop()
+            await discard_topics(settings)
+            conn = await asyncpg.connect(settings.admin_dsn("postgres"))
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+
+async def bench_private(base: Settings, count: int, rate: float | None, instances: int, *,
+                        with_baseline: bool = True) -> str:
+    # Stopped (SIGTERM), it still stops its services and removes its database and topics.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    async with private_oms(base, instances) as (settings, processes):
+        return await bench(settings, count, rate, processes, with_baseline=with_baseline)
+
+
+INFRA = ("Kafka", "Postgres")
+
+
+def _sampler(processes: dict[str, int]) -> cpu.Sample:
+    """The processes, and the broker's and the database's process trees (their pid files in the state dir)."""
+    return cpu.sampler(processes, {name: pid for name, pid in zip(INFRA, _infra_pids(), strict=True)
+                                   if pid is not None})
+
+
+def _infra_pids() -> tuple[int | None, int | None]:
+    def first_line(path: Path) -> int | None:
+        try:
+            return int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+    return first_line(state_dir() / "kafka" / "kafka.pid"), first_line(state_dir() / "postgres" / "data" /
+                                                                        "postmaster.pid")

@@ -11,7 +11,9 @@
     oms check                      the invariant checker: what is violated in the running system
     oms dead-letters [--replay P]  messages consumers gave up on, with reasons; replay one by its position
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
-    oms bench [--orders N]         throughput and latency of the pipeline next to a bare baseline
+    oms bench [--orders N]         throughput, latency and CPU per order of the pipeline next to a bare baseline
+                                   (--private [--instances N]: on an OMS of its own from this checkout;
+                                   --no-baseline: the OMS alone)
     oms soak [--minutes M --rate R]  a long steady run: memory, latency and storage per order judged
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
@@ -524,6 +526,10 @@ def parser() -> argparse.ArgumentParser:
     bn = sub.add_parser("bench", help="measure the running OMS against a bare pipeline baseline")
     bn.add_argument("--orders", type=int, default=3000, help="orders in the saturation phase")
     bn.add_argument("--rate", type=float, help="steady-phase rate for latency (default: half the throughput)")
+    bn.add_argument("--private", action="store_true",
+                    help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
+    bn.add_argument("--instances", type=int, default=1, help="with --private: instances of each service")
+    bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)
     sk.add_argument("--rate", type=float, default=100, help="orders per second (default 100: about half of what "
@@ -621,7 +627,13 @@ def main() -> None:
         case "load":
             code = asyncio.run(run_load(args.count, args.rate, args.ship))
         case "bench":
-            print(asyncio.run(bench.bench(settings(), args.orders, args.rate)))
+            if args.private:
+                print(asyncio.run(bench.bench_private(settings(), args.orders, args.rate, args.instances,
+                                                      with_baseline=not args.no_baseline)))
+            else:
+                print(asyncio.run(bench.bench(settings(), args.orders, args.rate,
+                                              bench.running_services(state_dir() / "run"),
+                                              with_baseline=not args.no_baseline)))
             code = 0
         case "soak":
             code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval))

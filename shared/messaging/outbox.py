@@ -22,7 +22,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from shared.contracts import Contract, Envelope, wrap
+from shared.contracts import Contract, Envelope
+from shared.contracts.base import encode
 from shared.contracts.topics import destinations
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
@@ -52,8 +53,8 @@ def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: 
           headers: dict[str, str], party: str | None = None) -> list[OutboxRow]:
     """The rows of one message, one per topic it goes to: on a topic read per party, its party's own (`party`, or
     rather the one the message names), and the topic itself unless that exists only per party. One envelope, one id."""
-    envelope = wrap(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
-    return [OutboxRow.of(envelope, topic, payload.key(), headers)
+    envelope, value = encode(payload, source=source, correlation_id=correlation_id, causation_id=causation_id)
+    return [OutboxRow(envelope.id, topic, payload.key(), value, headers)
             for topic in destinations(payload.topic, payload.party() or party)]
 
 

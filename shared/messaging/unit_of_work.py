@@ -19,7 +19,8 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from shared.contracts import Contract, Envelope
+from shared.contracts import Contract
+from shared.contracts.base import Attributes
 from shared.contracts.ops import DeadLetter
 from shared.db import ACQUIRE_TIMEOUT
 from shared.settings import Settings
@@ -39,7 +40,7 @@ class Message(Generic[P]):
     only one the broker lets write there (None for a topic of our own)."""
 
     payload: P
-    envelope: Envelope
+    envelope: Attributes  # what it came in, but its data: that is `payload`
     trace: Context
     sender: str | None = None
 

@@ -1,0 +1,104 @@
+"""CPU per order in `oms bench` (ops/cpu.py): reading /proc/<pid>/stat and the arithmetic."""
+
+import os
+
+import pytest
+
+from ops import cpu
+
+# A real line's shape: comm in parentheses (it may hold spaces and parentheses), then state, ppid, ... utime
+# (14th field), stime, cutime, cstime.
+STAT = ("4242 (python -m (odd) x) S 17 4242 4242 0 -1 4194560 30535 0 0 0 "
+        "700 300 50 25 20 0 3 0 1234 567890 1234 18446744073709551615 1 1 0 0 0 0 0 16781312 16386 0 0 0 17 1 0 0")
+
+
+def test_parse_stat_counts_fields_after_the_command_name():
+    stat = cpu.parse_stat(STAT)
+    assert stat == cpu.Stat(ppid=17, own_ticks=1000, reaped_children_ticks=75)
+
+
+def test_own_process_is_read_from_proc():
+    stat = cpu.read_stat(os.getpid())
+    assert stat is not None and stat.ppid == os.getppid()
+    assert cpu.process_seconds(os.getpid()) == pytest.approx(stat.own_ticks / cpu.TICKS_PER_SECOND, abs=1)
+
+
+def test_a_process_that_is_gone_has_no_figure():
+    assert cpu.read_stat(2 ** 31 - 1) is None
+    assert cpu.process_seconds(2 ** 31 - 1) is None
+
+
+def test_a_tree_is_the_root_its_reaped_children_and_its_living_children():
+    ticks = cpu.TICKS_PER_SECOND
+    stats = {10: cpu.Stat(ppid=1, own_ticks=2 * ticks, reaped_children_ticks=3 * ticks),
+             11: cpu.Stat(ppid=10, own_ticks=4 * ticks, reaped_children_ticks=0),
+             12: cpu.Stat(ppid=11, own_ticks=100 * ticks, reaped_children_ticks=0),  # a grandchild: not counted
+             13: cpu.Stat(ppid=1, own_ticks=100 * ticks, reaped_children_ticks=0)}
+    assert cpu.tree_seconds(10, stats) == pytest.approx(9.0)
+    assert cpu.tree_seconds(99, stats) is None
+
+
+def test_per_order_is_milliseconds_of_cpu_per_order_in_the_window():
+    result = cpu.per_order({"capture": 10.0, "routing": 2.0}, {"capture": 16.0, "routing": 2.5}, orders=2000)
+    assert result.ms == {"capture": pytest.approx(3.0), "routing": pytest.approx(0.25)}
+    assert result.total == pytest.approx(3.25)
+
+
+def test_a_process_restarted_or_gone_in_the_window_has_no_figure():
+    before = {"capture": 10.0, "routing": 5.0, "tracking": None}
+    after = {"capture": 1.0, "routing": None, "tracking": 3.0}  # capture restarted: its counter began again
+    result = cpu.per_order(before, after, orders=100)
+    assert result.ms == {"capture": None, "routing": None, "tracking": None}
+    assert result.total == 0
+
+
+def test_no_orders_no_figure():
+    assert cpu.per_order({"capture": 1.0}, {"capture": 2.0}, orders=0).ms == {"capture": None}
+
+
+def test_table_puts_systems_side_by_side_and_totals_without_shared_processes():
+    oms = cpu.CpuPerOrder({"capture": 2.0, "tracking": 1.0, "Kafka": 0.5})
+    bare = cpu.CpuPerOrder({"capture": 0.25, "Kafka": 0.5})
+    lines = cpu.table({"OMS": oms, "baseline": bare}, shared=frozenset({"Kafka"})).splitlines()
+    assert lines[0].split() == ["CPU", "ms", "per", "order", "OMS", "baseline"]
+    assert lines[1].split() == ["capture", "2.00", "0.25"]
+    assert lines[2].split() == ["tracking", "1.00"]
+    assert lines[3].split() == ["Kafka*", "0.50", "0.50"]
+    assert lines[4].split()[-2:] == ["3.00", "0.25"]
+    assert lines[5].startswith("*")
+
+
+def test_sampler_reads_named_processes_and_trees():
+    sample = cpu.sampler({"me": os.getpid()}, {"my tree": os.getpid()})()
+    assert sample["me"] is not None and sample["my tree"] >= sample["me"]
+
+
+def test_running_services_are_read_from_the_run_dir_with_their_extra_instances(tmp_path):
+    from ops.bench import running_services
+
+    for label in ("capture", "capture-2", "routing", "supervisor", "console", "mailsink"):
+        (tmp_path / f"{label}.pid").write_text(str(os.getpid()))
+    (tmp_path / "tracking.pid").write_text(str(2 ** 31 - 1))  # not running
+    assert running_services(tmp_path) == {"capture": os.getpid(), "capture-2": os.getpid(), "routing": os.getpid()}
+
+
+def test_database_counters_per_order():
+    from ops.bench import per_order_counts
+
+    before = {"commits": 100, "rows capture": 50, "rows bench": 7}
+    after = {"commits": 1100, "rows capture": 2050, "rows bench": 7}
+    assert per_order_counts(before, after, 500) == {"commits": 2.0, "rows capture": 4.0, "rows bench": 0.0}
+
+
+def test_busy_cores_adds_up_what_the_processes_used_per_second():
+    before = {"capture": 10.0, "routing": 4.0, "gone": 1.0, "restarted": 9.0}
+    after = {"capture": 10.5, "routing": 4.25, "gone": None, "restarted": 0.5}
+    assert cpu.busy_cores(before, after, seconds=0.5) == pytest.approx(1.5)
+
+
+def test_idle_use_is_taken_off_for_the_length_of_the_window():
+    idle = cpu.idle_cores({"capture": 1.0, "Kafka": 5.0}, {"capture": 1.1, "Kafka": 6.0}, seconds=2.0)
+    assert idle == {"capture": pytest.approx(0.05), "Kafka": pytest.approx(0.5)}
+    result = cpu.per_order({"capture": 10.0, "Kafka": 20.0}, {"capture": 13.0, "Kafka": 22.0}, orders=1000,
+                           idle=idle, seconds=20.0)
+    assert result.ms == {"capture": pytest.approx(2.0), "Kafka": 0.0}  # never below nothing
