@@ -297,11 +297,13 @@ class Fuzz:
 
         async def settled() -> bool:
             nonlocal pending, last_print
-            lag = await self.lag(admin, ends)
+            # Lag last: what the orders' last steps published (outbox empty) must also have been consumed
+            # (a cancelled order's customer message), not only what was published before the lag was read.
             outboxes = {s: n for s in SERVICES if (n := await conn.fetchval(f"SELECT count(*) FROM {s}.outbox"))}
             open_orders = await conn.fetchval(
                 "SELECT count(*) FROM capture.orders WHERE channel = $1 AND channel_order_id = ANY($2) "
                 "AND status = ANY($3::text[])", CHANNEL, valid_orders, list(invariants.SETTLED))
+            lag = await self.lag(admin, ends)
             unsettled = len(valid_orders) - open_orders
             pending = ", ".join([*(f"{g} lags {n}" for g, n in lag.items()), *(f"{s} outbox holds {n}" for s, n in
                                                                                outboxes.items())]
