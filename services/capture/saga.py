@@ -412,6 +412,8 @@ def _withdrawn(saga: Saga, reply: FulfillmentCancelled) -> Step:
         return _after_part(saga.with_part(reply.location_id, LIVE, status="cancelled"), [])
     part = saga.parts[_part_index(saga, reply.location_id, LIVE)]
     withdrawn = saga.with_part(reply.location_id, LIVE, status="withdrawn")
+    if not withdrawn.parts_in(*LIVE, *HANDED_OVER, *TO_MOVE) and not withdrawn.plan:
+        return _cancel(withdrawn, ReasonCode(code="WITHDRAWN", detail=f"by {reply.location_id}"))
     cancelled = _lines_cancelled(withdrawn, part.lines, ReasonCode(code="WITHDRAWN"), location_id=reply.location_id)
     return _after_part(cancelled.saga, cancelled.messages)
 

@@ -11,6 +11,7 @@ from shared.contracts.fulfillment import (
     CancelFulfillment,
     FulfillmentAmended,
     FulfillmentAmendmentRefused,
+    FulfillmentCancelled,
     FulfillmentOrderCreated,
     FulfillmentRejected,
     RequestFulfillment,
@@ -33,12 +34,13 @@ from shared.contracts.orders import (
     CancelOrderLines,
     EditOrder,
     Hold,
+    OrderCancelled,
     OrderEdited,
     OrderEditRefused,
     OrderLinesCancelled,
     PlaceOrder,
 )
-from shared.contracts.payments import AdjustAuthorization, AuthorizationAdjustmentFailed
+from shared.contracts.payments import AdjustAuthorization, AuthorizationAdjustmentFailed, VoidAuthorization
 from shared.contracts.routing import OrderRouted, RouteNotFound, RouteOrder
 
 from ops.demo import address
@@ -334,3 +336,10 @@ def test_lines_the_oms_cannot_fill_leave_the_order_and_its_authorisation():
     refused = edited_order(step.saga.placed, cancel_lines(("SKU-2", 1), edit_id="E2"))
     assert refused.code == "NOT_ON_ORDER"  # a customer cannot cancel, again, what is no longer on the order
 
+
+def test_a_location_letting_go_of_the_whole_order_cancels_it_and_voids_the_authorisation():
+    step = advance(awaiting_shipment(), FulfillmentCancelled(order_id=ORDER, location_id="WH-1",
+                                                             fulfillment_order_id=FO, existed=True))
+    assert step.saga.state == "cancelled"
+    assert only(step, OrderCancelled).reason.code == "WITHDRAWN"
+    assert only(step, VoidAuthorization).amount == Decimal("25.00")

@@ -212,6 +212,11 @@ class SagaInARandomWorld(RuleBasedStateMachine):
         if hasattr(self, "saga") and self.saga.state in s.WAITING:
             assert s.pending_commands(self.saga), self.saga
 
+    @invariant()
+    def an_order_awaiting_shipment_has_a_location_working_on_it(self):
+        if hasattr(self, "saga") and self.saga.state == "awaiting_shipment":
+            assert self.saga.parts_in(*s.LIVE), self.saga
+
 
 def _minus(lines: list[Line], taken: list[Line]) -> list[Line]:
     off = {line.sku: line.quantity for line in taken}
