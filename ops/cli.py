@@ -535,6 +535,8 @@ def parser() -> argparse.ArgumentParser:
     sk.add_argument("--rate", type=float, default=100, help="orders per second (default 100: about half of what "
                                                             "`oms bench` measured at full speed on 2 cores)")
     sk.add_argument("--interval", type=float, default=30, help="seconds between samples")
+    sk.add_argument("--private", action="store_true",
+                    help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
     fz = sub.add_parser("fuzz", help="send hostile messages to every consumed topic and check they were all refused")
     fz.add_argument("--per-topic", type=int, default=10_000, help="hostile messages per consumed topic")
     fz.add_argument("--seed", type=int, default=1, help="the same seed sends the same messages")
@@ -636,7 +638,8 @@ def main() -> None:
                                               with_baseline=not args.no_baseline)))
             code = 0
         case "soak":
-            code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval))
+            code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval,
+                                         private=args.private))
         case "fuzz":
             code = asyncio.run(run_fuzz(args.per_topic, args.seed, args.timeout))
         case "check":

@@ -14,9 +14,10 @@ with what bounds it.
 """
 
 import asyncio
+import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -30,9 +31,8 @@ from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
 from . import invariants, load
-from .bench import Watcher, _wait_for_stock
+from .bench import Watcher, _wait_for_stock, private_oms, running_services
 from .client import client
-from .processes import ServiceProcess
 from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator, joined
 from .waiting import eventually
 
@@ -125,7 +125,7 @@ def storage_lines(before: dict[str, int], after: dict[str, int], orders: int, se
 @dataclass
 class Soak:
     settings: Settings
-    run_dir: Path
+    processes: Callable[[], dict[str, int]]  # the services' pids by label, read at every sample
     rate: float
     minutes: float
     interval: float = 30.0
@@ -152,9 +152,6 @@ class Soak:
                 return await invariants.check(conn)
         finally:
             await conn.close()
-
-    def pids(self) -> dict[str, int]:
-        return {name: pid for name in SERVICES if (pid := ServiceProcess(name, self.run_dir).pid())}
 
     async def run(self) -> Verdict:
         network = load.Network(load.run_tag())
@@ -205,7 +202,7 @@ class Soak:
             await asyncio.sleep(self.interval)
             window = [(key, at) for key, at in list(watcher.arrived.items()) if key not in seen and key in self.sent]
             seen.update(key for key, _ in window)
-            pids = self.pids()
+            pids = self.processes()
             sample = Sample(time.monotonic() - started,
                             {name: kib for name, pid in pids.items() if (kib := resident_kib(pid)) is not None},
                             [(at - self.sent[key]) * 1000 for key, at in window])
@@ -223,9 +220,17 @@ def _confirmed(envelope: dict) -> str | None:
     return envelope["subject"] if envelope.get("type") == OrderConfirmed.message_type else None
 
 
-async def soak(settings: Settings, run_dir: Path, minutes: float, rate: float, interval: float) -> int:
-    print(f"soak: {minutes:g} minutes at {rate:g} orders/s, a sample every {interval:g} s")
-    verdict = await Soak(settings, run_dir, rate, minutes, interval).run()
+async def soak(settings: Settings, run_dir: Path, minutes: float, rate: float, interval: float, *,
+               private: bool = False) -> int:
+    print(f"soak: {minutes:g} minutes at {rate:g} orders/s, a sample every {interval:g} s"
+          + (", on an OMS of its own" if private else ""))
+    if private:
+        # Stopped (SIGTERM), it still stops its services and removes its database and topics.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        async with private_oms(settings) as (own, processes):
+            verdict = await Soak(own, lambda: processes, rate, minutes, interval).run()
+    else:
+        verdict = await Soak(settings, lambda: running_services(run_dir), rate, minutes, interval).run()
     print("\n".join(verdict.lines))
     print("PASSED" if verdict.passed else "FAILED:\n  " + "\n  ".join(verdict.problems))
     return 0 if verdict.passed else 1

@@ -6,6 +6,7 @@ tests/unit/test_soak.py checks the verdict's rules."""
 import pytest
 
 from ops import invariants
+from ops.bench import running_services
 from ops.soak import Soak
 from shared.db.bootstrap import SERVICES
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_a_short_soak_samples_every_service_and_passes_its_own_verdict(config, tmp_path):
     async with stack(config, tmp_path) as oms:
-        soak = Soak(oms.settings, oms.run_dir, rate=20, minutes=0.15, interval=1.0)
+        soak = Soak(oms.settings, lambda: running_services(oms.run_dir), rate=20, minutes=0.15, interval=1.0)
         verdict = await soak.run()
         assert len(soak.samples) >= 8
         assert all(set(sample.rss_kib) == set(SERVICES) for sample in soak.samples)
