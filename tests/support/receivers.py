@@ -25,14 +25,19 @@ class Hold:
 
 
 class MailServer:
-    def __init__(self) -> None:
+    """`idle_timeout`: seconds after which it drops a connection that sends nothing (aiosmtpd's default: 300)."""
+
+    def __init__(self, idle_timeout: float = 300) -> None:
         self.mails: list[EmailMessage] = []
+        self.peers: list[tuple[str, int]] = []  # the connection each mail came over
         self.holds: list[Hold] = []
         self.port = 0
+        self.idle_timeout = idle_timeout
         self._server: asyncio.Server | None = None
 
     async def start(self) -> "MailServer":
-        self._server = await asyncio.get_running_loop().create_server(lambda: SMTP(self), "127.0.0.1", 0)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(self, timeout=self.idle_timeout), "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -44,6 +49,7 @@ class MailServer:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         mail = message_from_bytes(envelope.original_content, policy=policy.default)
         self.mails.append(mail)
+        self.peers.append(session.peer)
         for hold in self.holds:
             await hold.maybe_wait(mail)
         return "250 OK"
