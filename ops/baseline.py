@@ -15,6 +15,7 @@ import sys
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from shared.db import keep_session
 from shared.messaging.outbox import make_producer
 from shared.settings import KafkaLogin, settings
 
@@ -76,7 +77,8 @@ async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, 
 
 async def main(prefix: str, hops: list[int]) -> None:
     config = settings()
-    pool = await asyncpg.create_pool(config.admin_dsn(), min_size=len(hops), max_size=len(hops) + 1)
+    pool = await asyncpg.create_pool(config.admin_dsn(), min_size=len(hops), max_size=len(hops) + 1,
+                                     reset=keep_session)  # as the services' pools
     login = config.kafka_login()
     producer = make_producer(login, "bench-baseline")
     await producer.start()

@@ -24,12 +24,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(jsontype, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A connection going back to the pool keeps its session as it is: asyncpg still rolls back a transaction
+    left open, but skips its reset statement (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL), a round trip per
+    unit of work for state our code never sets (locks are transaction-scoped, search_path a startup setting)."""
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=keep_session,
         timeout=ACQUIRE_TIMEOUT,
         command_timeout=STATEMENT_TIMEOUT,
         server_settings={"search_path": schema, "application_name": f"oms-{schema}-{os.getpid()}",

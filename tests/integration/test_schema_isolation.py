@@ -6,6 +6,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared.db import create_pool
 from shared.db.bootstrap import SERVICES
 from shared.settings import READER_ROLE, Settings, service_role
 
@@ -83,3 +84,18 @@ def test_dsns_escape_what_they_carry(monkeypatch):
     monkeypatch.setenv("OMS_ROUTING_DB_PASSWORD", "p@ss:w/rd?#%")
     dsn = Settings(kafka_bootstrap="k:1", pg_host="127.0.0.1", pg_port=5432, pg_database="oms db").service_dsn("routing")
     assert dsn == "postgresql://oms_routing:p%40ss%3Aw%2Frd%3F%23%25@127.0.0.1:5432/oms%20db"
+
+
+async def test_a_connection_back_in_the_pool_keeps_its_schema_but_not_a_transaction_left_open(config):
+    pool = await create_pool(config.service_dsn("inventory"), "inventory", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")  # left open, as a defect would leave it
+            await conn.execute("INSERT INTO inbox (message_key) VALUES ('left-open')")
+            backend = conn.get_server_pid()
+        async with pool.acquire() as again:
+            assert again.get_server_pid() == backend and not again.is_in_transaction()
+            assert await again.fetchval("SHOW search_path") == "inventory"
+            assert await again.fetchval("SELECT count(*) FROM inbox WHERE message_key = 'left-open'") == 0
+    finally:
+        await pool.close()
