@@ -532,8 +532,9 @@ def parser() -> argparse.ArgumentParser:
     bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)
-    sk.add_argument("--rate", type=float, default=100, help="orders per second (default 100: about half of what "
-                                                            "`oms bench` measured at full speed on 2 cores)")
+    sk.add_argument("--rate", type=float, default=15, help="orders per second (default 15: about half of what 2 "
+                                                           "cores take with every order shipped, paid and some "
+                                                           "returned; see docs/benchmark.md)")
     sk.add_argument("--interval", type=float, default=30, help="seconds between samples")
     sk.add_argument("--private", action="store_true",
                     help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
