@@ -133,8 +133,8 @@ class OutboxRelay:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
                 await listener.add_listener(notify_channel(self.schema), self._notified)
                 try:
-                    while True:  # a batch of this half of the slots, else of the other, else wait
-                        if not await self.publish_pending() and not await self.publish_pending():
+                    while True:
+                        if not await self._publish_round():
                             await self._wait_for_work()
                         await self._release_held()
                 finally:
@@ -144,6 +144,13 @@ class OutboxRelay:
         finally:
             with suppress(Exception):
                 await self.producer.stop()
+
+    async def _publish_round(self) -> bool:
+        """A batch of each half of the slots. True if a batch was full: there may be more at once. Otherwise
+        both halves were drained as far as this relay could see, and rows committed since have woken it (wake()
+        or NOTIFY), so it waits: claiming a drained half again costs a transaction and finds nothing."""
+        taken = [await self.publish_pending() for _ in range(2)]
+        return max(taken) >= self.batch_size
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

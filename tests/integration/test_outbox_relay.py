@@ -24,6 +24,11 @@ KEYS, PER_KEY = 40, 25
 class CountingRelay(OutboxRelay):
     published = 0
     batches = 0
+    waits = 0
+
+    async def _wait_for_work(self) -> None:
+        self.waits += 1
+        await super()._wait_for_work()
 
     async def publish_pending(self) -> int:
         self.batches += 1
@@ -78,6 +83,29 @@ async def test_two_relays_share_the_outbox_and_keep_each_keys_order(config, outb
         message = json.loads(record.value)
         by_key[message["key"]].append(message["n"])
     assert all(sequence == list(range(PER_KEY)) for sequence in by_key.values()), "each key once, in order"
+
+
+async def test_a_drained_outbox_is_not_claimed_again_until_new_rows_wake_the_relay(config, outbox):
+    """Each claim is a transaction: once a round over both halves of the slots has found them drained, the relay
+    waits for a wake (a commit that staged rows) instead of claiming them again to find nothing."""
+    pool, schema = outbox
+    staged = [OutboxRow(uuid.uuid4(), TOPIC, f"K-{uuid.uuid4().hex[:8]}", b"{}", {}) for _ in range(40)]
+    async with pool.acquire() as conn:
+        await write(conn, staged[:30], schema)  # keys of both halves of the slots
+        assert await conn.fetchval("SELECT count(DISTINCT slot < 8) FROM outbox") == 2
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-rounds"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.waits == 1, what="the relay waiting after its first round")
+        assert (relay.published, relay.batches) == (30, 2)
+        async with pool.acquire() as conn:
+            await write(conn, staged[30:], schema)  # its NOTIFY wakes the relay
+        await eventually(lambda: relay.waits == 2, what="the relay waiting after the next round")
+        assert (relay.published, relay.batches) == (40, 4)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 async def _all_waiting(relays: list[CountingRelay]) -> bool:
