@@ -14,6 +14,7 @@
     oms bench [--orders N]         throughput, latency and CPU per order of the pipeline next to a bare baseline
                                    (--private [--instances N]: on an OMS of its own from this checkout;
                                    --no-baseline: the OMS alone)
+    oms latency [--rate R]         where an order's time goes at a fixed rate, hop by hop, and its CPU per order
     oms soak [--minutes M --rate R]  a long steady run: memory, latency and storage per order judged
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
@@ -58,8 +59,8 @@ from shared.settings import CONSOLE, kafka_password_variable, secret, settings
 from services.notification.config import notification_settings
 from services.routing.rules import RuleSetError, load_rule_set, rule_set
 
-from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, load, mailsink, principals, soak,
-               views, whatif)
+from . import (asyncapi, bench, deadletters, demo, fuzz, health, history, invariants, latency, load, mailsink,
+               principals, soak, views, whatif)
 from .client import client
 from .env import ROOT, load_dev_env, state_dir
 from .prepare import prepare as prepare_all
@@ -530,6 +531,9 @@ def parser() -> argparse.ArgumentParser:
                     help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
     bn.add_argument("--instances", type=int, default=1, help="with --private: instances of each service")
     bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
+    lt = sub.add_parser("latency", help="an OMS of its own at a fixed rate: latency per hop, CPU and commits per order")
+    lt.add_argument("--rate", type=float, default=50, help="orders per second (default 50, the issue's p50 target rate)")
+    lt.add_argument("--orders", type=int, default=1000)
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)
     sk.add_argument("--rate", type=float, default=15, help="orders per second (default 15: about half of what 2 "
@@ -637,6 +641,9 @@ def main() -> None:
                 print(asyncio.run(bench.bench(settings(), args.orders, args.rate,
                                               bench.running_services(state_dir() / "run"),
                                               with_baseline=not args.no_baseline)))
+            code = 0
+        case "latency":
+            print(asyncio.run(latency.latency(settings(), args.rate, args.orders)))
             code = 0
         case "soak":
             code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval,

@@ -1,0 +1,156 @@
+"""`oms latency`: where an order's time goes at a fixed rate, hop by hop.
+
+On an OMS of its own (as `oms bench --private`), orders are published at a steady rate; then the latency of each
+(PlaceOrder published → OrderConfirmed seen), the CPU every process used per order over the run (from /proc, idle
+use included: at a fixed rate it is part of the cost), Postgres commits per order, and for each hop of the
+confirm path two delays, read from the topics afterwards:
+
+- **to the consumer**: from a message's publication (its Kafka timestamp, set by the relay's producer) until the
+  consumer staged the message it caused (the effect's envelope time): Kafka's transit, waiting for the
+  consumer's previous batch, and the handler;
+- **relay**: from a message's staging until its publication: the rest of its transaction, the commit, and the
+  relay's claim.
+
+The p50s of the hops add up to about the p50 end to end, so a change shows which step it moved. `oms bench`
+measures throughput with full batches; this shows what a rate below saturation costs, with small ones.
+"""
+
+import asyncio
+import json
+import signal
+from collections import defaultdict
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.capture.validation import order_id_for
+from shared.contracts.orders import OrderConfirmed, PlaceOrder
+from shared.contracts.topics import ORDER_EVENTS
+from shared.settings import Settings
+
+from . import cpu, load
+from .bench import Watcher, _sampler, _wait_for_stock, private_oms, run_phase
+from .client import client
+
+# The confirm path: each message and the one it causes.
+CONFIRM_PATH = [("PlaceOrder", "ReserveStock"), ("ReserveStock", "StockReserved"), ("StockReserved", "RouteOrder"),
+                ("RouteOrder", "OrderRouted"), ("OrderRouted", "AllocateReservation"),
+                ("AllocateReservation", "ReservationAllocated"), ("ReservationAllocated", "RequestFulfillment"),
+                ("RequestFulfillment", "FulfillmentOrderCreated"), ("FulfillmentOrderCreated", "OrderConfirmed")]
+
+
+@dataclass(frozen=True)
+class Delays:
+    relay: dict[str, list[float]]  # by message type: ms from staged to published
+    consumer: dict[tuple[str, str], list[float]]  # by (cause, effect): ms from the cause published to the effect staged
+
+
+def delays(records: Iterable[tuple[float, dict]]) -> Delays:
+    """`records`: (Kafka timestamp in seconds, envelope) of every message on the topics; a message published to
+    several topics (a party's copy) counts once, at its first publication."""
+    first: dict[str, tuple[float, dict]] = {}
+    for published, envelope in sorted(records, key=lambda r: r[0]):
+        first.setdefault(envelope["id"], (published, envelope))
+    relay: dict[str, list[float]] = defaultdict(list)
+    consumer: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for published, envelope in first.values():
+        staged = datetime.fromisoformat(envelope["time"]).timestamp()
+        kind = _name(envelope["type"])
+        relay[kind].append((published - staged) * 1000)
+        if (cause := first.get(envelope.get("causationid") or "")) is not None:
+            consumer[(_name(cause[1]["type"]), kind)].append((staged - cause[0]) * 1000)
+    return Delays(dict(relay), dict(consumer))
+
+
+def _name(message_type: str) -> str:
+    """oms.capture.PlaceOrder.v1 → PlaceOrder"""
+    parts = message_type.split(".")
+    return parts[-2] if len(parts) >= 2 else message_type
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def hop_table(found: Delays) -> str:
+    lines = [f"{'confirm path hop':48} {'to the consumer p50/p90 ms':>28} {'relay p50/p90 ms':>18}"]
+    total = 0.0
+    for cause, effect in CONFIRM_PATH:
+        to_consumer, relay = found.consumer.get((cause, effect), []), found.relay.get(effect, [])
+        if not to_consumer or not relay:
+            lines.append(f"{cause + ' → ' + effect:48} {'not seen':>28}")
+            continue
+        total += percentile(to_consumer, 50) + percentile(relay, 50)
+        lines.append(f"{cause + ' → ' + effect:48} {_pair(to_consumer):>28} {_pair(relay):>18}")
+    lines.append(f"{'sum of the p50s':48} {total:>28.0f}")
+    return "\n".join(lines)
+
+
+def _pair(values: list[float]) -> str:
+    return f"{percentile(values, 50):.0f} / {percentile(values, 90):.0f}"
+
+
+async def latency(base: Settings, rate: float, count: int) -> str:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    async with private_oms(base) as (settings, processes):
+        network = load.Network(load.run_tag())
+        async with client(settings, "latency/seed") as seeder:
+            await load.seed(seeder, network)
+        await _wait_for_stock(settings, len(network.receipts()), network.tag)
+        orders = list(load.orders(network, count, failures=False))
+        sample = _sampler(processes)
+        admin = await asyncpg.connect(settings.admin_dsn("postgres"))
+        try:
+            commits_before, cpu_before = await _commits(admin, settings), sample()
+            async with client(settings, "latency/channel") as sender, \
+                    Watcher(settings, ORDER_EVENTS, _confirmed) as watcher:
+                result = await run_phase(sender, watcher, PlaceOrder.topic, orders,
+                                         lambda order, _: str(order_id_for(order.channel, order.channel_order_id)),
+                                         rate)
+            commits_after, cpu_after = await _commits(admin, settings), sample()
+        finally:
+            await admin.close()
+        found = delays(await _published(settings))
+    used = cpu.per_order(cpu_before, cpu_after, count)
+    return "\n".join([
+        f"{count} orders at {rate:g}/s: p50 {result.percentile(50):.0f} ms, p95 {result.percentile(95):.0f} ms, "
+        f"p99 {result.percentile(99):.0f} ms; Postgres commits per order {(commits_after - commits_before) / count:.1f}",
+        cpu.table({"at this rate, idle use included": used}, shared=frozenset(("Kafka", "Postgres"))),
+        hop_table(found),
+    ])
+
+
+def _confirmed(envelope: dict) -> str | None:
+    return envelope["subject"] if envelope.get("type") == OrderConfirmed.message_type else None
+
+
+async def _commits(admin: asyncpg.Connection, settings: Settings) -> int:
+    return await admin.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", settings.pg_database)
+
+
+async def _published(settings: Settings) -> list[tuple[float, dict]]:
+    """Every message on the OMS's topics, from their start, until nothing more comes for two seconds."""
+    consumer = AIOKafkaConsumer(**settings.kafka_login().aiokafka(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # The topics with their partitions: aiokafka's public topics() gives only the names.
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        consumer.assign([TopicPartition(topic, partition) for topic in metadata.topics()
+                         if topic.startswith(settings.topic_prefix)
+                         for partition in metadata.partitions_for_topic(topic) or ()])
+        await consumer.seek_to_beginning()
+        found: list[tuple[float, dict]] = []
+        while batches := await consumer.getmany(timeout_ms=2000, max_records=10_000):
+            for record in (r for records in batches.values() for r in records):
+                with suppress(ValueError, TypeError):  # bytes that are not a JSON object: not ours to time
+                    envelope = json.loads(record.value)
+                    if {"id", "time", "type"} <= envelope.keys():
+                        found.append((record.timestamp / 1000, envelope))
+        return found
+    finally:
+        await consumer.stop()

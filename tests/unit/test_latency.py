@@ -1,0 +1,50 @@
+"""`oms latency`'s reading of the topics: each hop's delay to the consumer and the relay's, from Kafka timestamps
+and envelope times."""
+
+from datetime import UTC, datetime, timedelta
+
+from pytest import approx
+
+from ops.latency import CONFIRM_PATH, delays, hop_table
+
+T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+def envelope(id_: str, name: str, staged_ms: float, cause: str | None = None) -> dict:
+    return {"id": id_, "type": f"oms.test.{name}.v1", "time": (T0 + timedelta(milliseconds=staged_ms)).isoformat(),
+            "causationid": cause}
+
+
+def published(ms: float) -> float:
+    return (T0 + timedelta(milliseconds=ms)).timestamp()
+
+
+def test_each_hop_splits_into_the_relay_and_the_way_to_the_consumer():
+    records = [
+        (published(0), envelope("a", "PlaceOrder", 0)),
+        (published(30), envelope("b", "ReserveStock", 20, cause="a")),  # consumer 20 ms, relay 10 ms
+        (published(31), envelope("b", "ReserveStock", 20, cause="a")),  # a party's copy: counted once
+        (published(60), envelope("c", "StockReserved", 45, cause="b")),  # consumer 15 ms, relay 15 ms
+    ]
+    found = delays(records)
+    assert found.consumer[("PlaceOrder", "ReserveStock")] == approx([20.0], abs=0.01)
+    assert found.consumer[("ReserveStock", "StockReserved")] == approx([15.0], abs=0.01)
+    assert found.relay["ReserveStock"] == approx([10.0], abs=0.01)
+    assert found.relay["StockReserved"] == approx([15.0], abs=0.01)
+
+
+def test_a_message_whose_cause_was_not_seen_has_only_its_relay_delay():
+    found = delays([(published(50), envelope("x", "OrderRouted", 40, cause="not-on-any-topic"))])
+    assert found.relay == {"OrderRouted": approx([10.0], abs=0.01)}
+    assert found.consumer == {}
+
+
+def test_the_table_adds_up_the_confirm_paths_medians_and_names_hops_it_did_not_see():
+    records, at, previous = [], 0.0, None
+    for cause, effect in [(None, CONFIRM_PATH[0][0]), *CONFIRM_PATH[:3]]:
+        records.append((published(at + 5), envelope(effect, effect, at, cause=previous)))
+        previous, at = effect, at + 15  # 10 ms to the consumer, 5 ms relay
+    table = hop_table(delays(records))
+    assert "PlaceOrder → ReserveStock" in table and "10 / 10" in table
+    assert "not seen" in table.splitlines()[4]  # RouteOrder → OrderRouted never happened
+    assert table.splitlines()[-1].split()[-1] == str(3 * (10 + 5))
