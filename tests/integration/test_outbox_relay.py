@@ -86,26 +86,42 @@ async def test_two_relays_share_the_outbox_and_keep_each_keys_order(config, outb
 
 
 async def test_a_drained_outbox_is_not_claimed_again_until_new_rows_wake_the_relay(config, outbox):
-    """Each claim is a transaction: once a round over both halves of the slots has found them drained, the relay
-    waits for a wake (a commit that staged rows) instead of claiming them again to find nothing."""
+    """Each claim is a transaction: a round claims the first half of the slots, the other half only if rows are
+    left, and then the relay waits for a wake (a commit that staged rows) instead of claiming again."""
     pool, schema = outbox
-    staged = [OutboxRow(uuid.uuid4(), TOPIC, f"K-{uuid.uuid4().hex[:8]}", b"{}", {}) for _ in range(40)]
-    async with pool.acquire() as conn:
-        await write(conn, staged[:30], schema)  # keys of both halves of the slots
-        assert await conn.fetchval("SELECT count(DISTINCT slot < 8) FROM outbox") == 2
     relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-rounds"), schema,
                           config.topic_prefix, idle_poll_seconds=3600)
+    async with pool.acquire() as conn:
+        await write(conn, _rows(await _keys(conn, range(16), 30)), schema)  # both halves of the slots
     running = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.waits == 1, what="the relay waiting after its first round")
         assert (relay.published, relay.batches) == (30, 2)
-        async with pool.acquire() as conn:
-            await write(conn, staged[30:], schema)  # its NOTIFY wakes the relay
-        await eventually(lambda: relay.waits == 2, what="the relay waiting after the next round")
-        assert (relay.published, relay.batches) == (40, 4)
+        async with pool.acquire() as conn:  # rounds start at slot 0: the first claim takes these, none are left
+            await write(conn, _rows(await _keys(conn, range(8), 10)), schema)  # its NOTIFY wakes the relay
+        await eventually(lambda: relay.waits == 2, what="the relay waiting after the second round")
+        assert (relay.published, relay.batches) == (40, 3)
+        async with pool.acquire() as conn:  # this round starts at slot 8, where the last claim stopped: its first
+            await write(conn, _rows(await _keys(conn, range(8), 5)), schema)  # claim finds none, the second all
+        await eventually(lambda: relay.waits == 3, what="the relay waiting after the third round")
+        assert (relay.published, relay.batches) == (45, 5)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def _keys(conn, slots: range, count: int) -> list[str]:
+    """Fresh message keys whose outbox slot is one of `slots` (the outbox's generated column)."""
+    candidates = [f"K-{uuid.uuid4().hex[:8]}" for _ in range(count * 8)]
+    rows = await conn.fetch("SELECT key FROM unnest($1::text[]) AS key WHERE (hashtext(key) & 15) = ANY($2::int[])",
+                            candidates, list(slots))
+    keys = [row["key"] for row in rows][:count]
+    assert len(keys) == count, keys
+    return keys
+
+
+def _rows(keys: list[str]) -> list[OutboxRow]:
+    return [OutboxRow(uuid.uuid4(), TOPIC, key, b"{}", {}) for key in keys]
 
 
 async def _all_waiting(relays: list[CountingRelay]) -> bool:
