@@ -92,9 +92,11 @@ class Journal:
 
     async def flush(self, uow: UnitOfWork) -> None:
         if self.sagas:
-            await self.steps.count(uow)
-            await store.save_sagas(uow.conn, list(self.sagas.values()), uow.settings.saga_step_timeout_seconds)
-        await store.record(uow.conn, self.timeline)
+            before = await store.save_sagas(uow.conn, list(self.sagas.values()),
+                                            uow.settings.saga_step_timeout_seconds, self.timeline)
+            self.steps.count(uow, before)
+        else:
+            await store.record(uow.conn, self.timeline)
         await store.record_edit_answers(uow.conn, self.edit_answers)
 
 

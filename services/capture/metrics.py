@@ -37,12 +37,10 @@ class SagaSteps:
     def step(self, order_id: UUID, state: str) -> None:
         self.entered.setdefault(order_id, []).append(state)
 
-    async def count(self, uow: UnitOfWork) -> None:
-        """Call before the sagas are saved: reads the states they leave, and counts the transitions once the
-        transaction commits. A state entered and left within the batch was held for no time."""
-        if not self.entered:
-            return
-        before = await store.saga_states(uow.conn, list(self.entered))
+    def count(self, uow: UnitOfWork, before: dict[UUID, tuple[str, float]]) -> None:
+        """`before`: each stored saga's state before the batch and the seconds since it entered it (what
+        store.save_sagas returns). The transitions are counted once the transaction commits. A state entered and
+        left within the batch was held for no time."""
         transitions = []
         for order_id, states in self.entered.items():
             state, seconds = before.get(order_id, ("new", None))

@@ -1,5 +1,6 @@
 """SQL for the capture schema: orders, their sagas (with deadlines) and timelines."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -115,9 +116,11 @@ def _stored_edit(edit: Edit | None) -> dict | None:
 
 
 async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict[str, str]]],
-                     step_timeout: float) -> None:
+                     step_timeout: float, timeline: list["TimelineEntry"] = ()) -> dict[UUID, tuple[str, float]]:
     """Upsert the saga rows (with correlation id and trace context) and the status of the orders whose step
-    changed what the channel sees."""
+    changed what the channel sees, and add the timeline's entries, in one statement; returns each stored saga's
+    state before this and the seconds since it entered it (read in the statement's snapshot, before the
+    upsert)."""
     rows = [{
         "order_id": str(saga.order_id), "state": saga.state,
         "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status,
@@ -137,7 +140,7 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         "timeout": _timeout(saga, step_timeout),
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
-    await conn.execute(
+    rows_before = await conn.fetch(
         """WITH input AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS s(
                order_id uuid, state text, parts jsonb, plan jsonb, holds jsonb, captures jsonb, voided boolean,
@@ -165,13 +168,20 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
                compensations = EXCLUDED.compensations, cancel_stage = EXCLUDED.cancel_stage,
                attempts = EXCLUDED.attempts, deadline_at = EXCLUDED.deadline_at,
                trace_context = EXCLUDED.trace_context, updated_at = now()
+           ), statuses AS (
+             UPDATE orders o SET status = coalesce(i.status, o.status), placed = coalesce(i.placed, o.placed),
+                                 updated_at = now()
+             FROM input i WHERE o.order_id = i.order_id
+               AND (i.status IS NOT NULL AND o.status <> i.status OR i.placed IS NOT NULL)
+           ), entries AS (
+             INSERT INTO order_timeline (order_id, direction, message_type, message_id, saga_state)
+             SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[])
            )
-           UPDATE orders o SET status = coalesce(i.status, o.status), placed = coalesce(i.placed, o.placed),
-                               updated_at = now()
-           FROM input i WHERE o.order_id = i.order_id
-             AND (i.status IS NOT NULL AND o.status <> i.status OR i.placed IS NOT NULL)""",
-        rows,
+           SELECT s.order_id, s.state, extract(epoch FROM now() - s.state_since)::float8 AS seconds
+           FROM order_sagas s JOIN input i USING (order_id)""",
+        rows, *_timeline_columns(timeline),
     )
+    return {r["order_id"]: (r["state"], r["seconds"]) for r in rows_before}
 
 
 async def known_customers(conn: asyncpg.Connection, channel: str, customer_ids: list[str]) -> set[str]:
@@ -250,21 +260,19 @@ class TimelineEntry:
 
 
 async def record(conn: asyncpg.Connection, entries: list[TimelineEntry]) -> None:
+    """Timeline entries of a batch that saved no saga (with sagas, save_sagas writes them)."""
     if not entries:
         return
     await conn.execute(
         """INSERT INTO order_timeline (order_id, direction, message_type, message_id, saga_state)
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[])""",
-        [e.order_id for e in entries], [e.direction for e in entries], [e.message_type for e in entries],
-        [e.message_id for e in entries], [e.saga_state for e in entries],
+        *_timeline_columns(entries),
     )
 
 
-async def saga_states(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, tuple[str, float]]:
-    """Each stored saga's state and the seconds since it entered it."""
-    rows = await conn.fetch("SELECT order_id, state, extract(epoch FROM now() - state_since)::float8 AS seconds "
-                            "FROM order_sagas WHERE order_id = ANY($1::uuid[])", order_ids)
-    return {r["order_id"]: (r["state"], r["seconds"]) for r in rows}
+def _timeline_columns(entries: Sequence[TimelineEntry]) -> tuple[list, ...]:
+    return ([e.order_id for e in entries], [e.direction for e in entries], [e.message_type for e in entries],
+            [e.message_id for e in entries], [e.saga_state for e in entries])
 
 
 async def postpone_deadlines(conn: asyncpg.Connection, order_ids: list[UUID], seconds: float) -> None:

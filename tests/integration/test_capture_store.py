@@ -1,0 +1,50 @@
+"""Capture's saga store on its real schema: saving a batch's sagas writes their timeline in the same statement and
+returns the states they leave, which the step metrics count from."""
+
+import uuid
+
+import pytest
+
+from services.capture import saga as saga_steps
+from services.capture import store
+from shared.contracts.common import Line
+
+from .test_saga_deadlines import _order
+
+pytestmark = pytest.mark.integration
+
+
+async def test_saving_sagas_returns_the_states_they_leave_and_records_the_timeline(capture_pool):
+    order_id, placed_now = uuid.uuid4(), uuid.uuid4()
+    async with capture_pool.acquire() as conn:
+        forged = conn.transaction()  # rolled back: nothing forged here outlives the test
+        await forged.start()
+        try:
+            await store.insert_orders(conn, [(order_id, _order(order_id)), (placed_now, _order(placed_now))])
+            reserving = _saga(order_id, "reserving")
+            assert await store.save_sagas(conn, [(reserving, "corr-1", {})], step_timeout=60) == {}
+
+            message_id = uuid.uuid4()
+            timeline = [store.TimelineEntry(order_id, "in", "StockReserved", message_id, "routing"),
+                        store.TimelineEntry(placed_now, "note", "placed", None, "reserving")]
+            before = await store.save_sagas(conn, [(_saga(order_id, "routing"), "corr-1", {}),
+                                                   (_saga(placed_now, "reserving"), "corr-2", {})],
+                                            step_timeout=60, timeline=timeline)
+            assert set(before) == {order_id}, "a saga stored for the first time left no state"
+            state, seconds = before[order_id]
+            assert state == "reserving" and seconds >= 0
+            states = dict(await conn.fetch("SELECT order_id, state FROM order_sagas WHERE order_id = ANY($1)",
+                                           [order_id, placed_now]))
+            assert states == {order_id: "routing", placed_now: "reserving"}
+            entries = await conn.fetch("SELECT order_id, direction, message_type, message_id, saga_state "
+                                       "FROM order_timeline WHERE order_id = ANY($1) ORDER BY direction",
+                                       [order_id, placed_now])
+            assert [tuple(e) for e in entries] == [(order_id, "in", "StockReserved", message_id, "routing"),
+                                                   (placed_now, "note", "placed", None, "reserving")]
+        finally:
+            await forged.rollback()
+
+
+def _saga(order_id: uuid.UUID, state: str) -> saga_steps.Saga:
+    return saga_steps.Saga(order_id=order_id, state=state, lines=(Line(sku="SKU-1", quantity=1),),
+                           delivery=_order(order_id).delivery)
