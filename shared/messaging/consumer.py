@@ -112,12 +112,10 @@ class InvalidMessage(Exception):
 
 class Consumer:
     def __init__(self, pool: asyncpg.Pool, *, service: str, writes: frozenset[str], group: str,
-                 settings: Settings, after_commit: Callable[[], None] = lambda: None,
-                 monitor: ConsumerMonitor | None = None):
+                 settings: Settings, monitor: ConsumerMonitor | None = None):
         self.pool = pool
         self.settings = settings
         self.monitor = monitor or ConsumerMonitor(service, group)
-        self.after_commit = after_commit
         self.service = service
         self.writes = writes
         self.group = group
@@ -139,7 +137,6 @@ class Consumer:
             try:
                 await self._apply(subscription, parsed, isolate)
                 self.monitor.applied(parsed)
-                self.after_commit()
                 return
             except Exception as error:
                 self.monitor.failing(error)

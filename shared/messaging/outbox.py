@@ -96,8 +96,9 @@ UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLar
 
 class OutboxRelay:
     """Publishes a service's outbox. The outbox is split in SLOTS slots by message key (a generated column); a
-    batch publishes the rows of the slots it holds (advisory locks, taken per batch, at most half of them,
-    starting where the last batch stopped), so the relays of several instances publish at once, each a share
+    batch publishes the rows of the slots it holds (advisory locks, taken per batch on slots that have rows, at
+    most half of all slots, starting where the last batch stopped), so the relays of several instances publish
+    at once, each a share
     of the keys, and a key's messages — always in one slot, published by one relay at a time, each batch
     acknowledged before the next — keep their order. A row Kafka refuses for good (too large, invalid)
     is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it; so is
@@ -123,8 +124,8 @@ class OutboxRelay:
         await run_forever("outbox-relay", self._relay)
 
     async def _relay(self) -> None:
-        """Publish until cancelled, woken by NOTIFY from other instances' commits and by wake() from ours. The
-        listening connection goes back to the pool on every exit, failures included. Each run has a producer
+        """Publish until cancelled, woken by the NOTIFY of every commit that staged rows (this instance's and
+        the others'), and polling every `idle_poll_seconds` in case one was missed. The listening connection goes back to the pool on every exit, failures included. Each run has a producer
         of its own: after a failure the next run starts with a new one, because an idempotent producer whose
         sequence the broker lost (OutOfOrderSequenceNumber after a broker restart) never recovers."""
         self.producer = self.new_producer()
@@ -146,11 +147,10 @@ class OutboxRelay:
                 await self.producer.stop()
 
     async def _publish_round(self) -> bool:
-        """A batch of each half of the slots. True if a batch was full: there may be more at once. Otherwise
-        both halves were drained as far as this relay could see, and rows committed since have woken it (wake()
-        or NOTIFY), so it waits: claiming a drained half again costs a transaction and finds nothing. The other
-        half is claimed only if the outbox has rows left: usually the first claim took them all, and a look
-        costs one round trip where a claim costs three."""
+        """A batch, and another if rows are left (in slots the first could not take: more than half of them
+        had rows, or another instance held some); usually the first took them all, and a look costs one round
+        trip where a claim costs three. True if a batch was full: there may be more at once. Otherwise the relay
+        waits: rows committed since have woken it (NOTIFY)."""
         first = await self.publish_pending()
         second = await self.publish_pending() if await self._rows_left() else 0
         return max(first, second) >= self.batch_size
@@ -170,7 +170,7 @@ class OutboxRelay:
         self._wakeup.clear()
 
     def wake(self) -> None:
-        """Publish now: called in-process right after a transaction that staged rows has committed."""
+        """Publish now, without waiting for a NOTIFY."""
         self._wakeup.set()
 
     async def publish_pending(self) -> int:
@@ -179,12 +179,15 @@ class OutboxRelay:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
-                """WITH RECURSIVE claim(i, held) AS (  -- slots tried in turn from $3, one at a time, until half held
+                """WITH RECURSIVE occupied AS (  -- the slots that have rows, from $3 on
+                     SELECT coalesce(array_agg(slot ORDER BY (slot - $3 + $2) % $2), ARRAY[]::int[]) AS slots
+                     FROM (SELECT DISTINCT slot::int FROM outbox) AS slot
+                   ), claim(i, held) AS (  -- tried in turn, one at a time, until half of all slots are held
                      SELECT 0, ARRAY[]::int[]
                      UNION ALL
-                     SELECT i + 1, CASE WHEN pg_try_advisory_xact_lock(hashtext($4), (i + $3) % $2)
-                                        THEN held || (i + $3) % $2 ELSE held END
-                     FROM claim WHERE i < $2 AND cardinality(held) < $2 / 2
+                     SELECT i + 1, CASE WHEN pg_try_advisory_xact_lock(hashtext($4), slots[i + 1])
+                                        THEN held || slots[i + 1] ELSE held END
+                     FROM claim, occupied WHERE i < cardinality(slots) AND cardinality(held) < $2 / 2
                    ), held AS (
                      SELECT unnest(held) AS slot FROM (SELECT held FROM claim ORDER BY i DESC LIMIT 1) AS last
                    )

@@ -182,7 +182,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
             consumers[group] = Consumer(pool, service=definition.name, writes=writes, group=group,
-                                        settings=config, after_commit=relay.wake, monitor=watched.monitor)
+                                        settings=config, monitor=watched.monitor)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
         tasks += [asyncio.create_task(task(begin), name=task.__name__)

@@ -85,26 +85,25 @@ async def test_two_relays_share_the_outbox_and_keep_each_keys_order(config, outb
     assert all(sequence == list(range(PER_KEY)) for sequence in by_key.values()), "each key once, in order"
 
 
-async def test_a_drained_outbox_is_not_claimed_again_until_new_rows_wake_the_relay(config, outbox):
-    """Each claim is a transaction: a round claims the first half of the slots, the other half only if rows are
-    left, and then the relay waits for a wake (a commit that staged rows) instead of claiming again."""
+async def test_a_claim_takes_the_slots_that_have_rows_and_a_drained_outbox_waits_for_a_wake(config, outbox):
+    """Each claim is a transaction: it takes the slots that have rows (at most half of all slots), a second claim
+    follows only if rows are left, and then the relay waits for a wake (a commit that staged rows) instead of
+    claiming again to find nothing."""
     pool, schema = outbox
     relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-rounds"), schema,
                           config.topic_prefix, idle_poll_seconds=3600)
     async with pool.acquire() as conn:
-        await write(conn, _rows(await _keys(conn, range(16), 30)), schema)  # both halves of the slots
+        keys = [key for slot in range(16) for key in await _keys(conn, range(slot, slot + 1), 2)]
+        await write(conn, _rows(keys), schema)  # rows in every slot: two claims
     running = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.waits == 1, what="the relay waiting after its first round")
-        assert (relay.published, relay.batches) == (30, 2)
-        async with pool.acquire() as conn:  # rounds start at slot 0: the first claim takes these, none are left
-            await write(conn, _rows(await _keys(conn, range(8), 10)), schema)  # its NOTIFY wakes the relay
-        await eventually(lambda: relay.waits == 2, what="the relay waiting after the second round")
-        assert (relay.published, relay.batches) == (40, 3)
-        async with pool.acquire() as conn:  # this round starts at slot 8, where the last claim stopped: its first
-            await write(conn, _rows(await _keys(conn, range(8), 5)), schema)  # claim finds none, the second all
-        await eventually(lambda: relay.waits == 3, what="the relay waiting after the third round")
-        assert (relay.published, relay.batches) == (45, 5)
+        assert (relay.published, relay.batches) == (32, 2)
+        for round_, slots in enumerate([range(8, 16), range(8)], start=2):  # either half: one claim takes all
+            async with pool.acquire() as conn:
+                await write(conn, _rows(await _keys(conn, slots, 5)), schema)  # its NOTIFY wakes the relay
+            await eventually(lambda r=round_: relay.waits == r, what=f"the relay waiting after round {round_}")
+            assert (relay.published, relay.batches) == (32 + 5 * (round_ - 1), round_ + 1)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
@@ -112,7 +111,7 @@ async def test_a_drained_outbox_is_not_claimed_again_until_new_rows_wake_the_rel
 
 async def _keys(conn, slots: range, count: int) -> list[str]:
     """Fresh message keys whose outbox slot is one of `slots` (the outbox's generated column)."""
-    candidates = [f"K-{uuid.uuid4().hex[:8]}" for _ in range(count * 8)]
+    candidates = [f"K-{uuid.uuid4().hex[:8]}" for _ in range(count * 200)]
     rows = await conn.fetch("SELECT key FROM unnest($1::text[]) AS key WHERE (hashtext(key) & 15) = ANY($2::int[])",
                             candidates, list(slots))
     keys = [row["key"] for row in rows][:count]
