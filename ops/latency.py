@@ -119,7 +119,8 @@ async def latency(base: Settings, rate: float, count: int) -> str:
     used = cpu.per_order(cpu_before, cpu_after, count)
     return "\n".join([
         f"{count} orders at {rate:g}/s: p50 {result.percentile(50):.0f} ms, p95 {result.percentile(95):.0f} ms, "
-        f"p99 {result.percentile(99):.0f} ms; Postgres commits per order {(commits_after - commits_before) / count:.1f}",
+        f"p99 {result.percentile(99):.0f} ms; "
+        f"Postgres commits per order {(commits_after - commits_before) / count:.1f}",
         cpu.table({"at this rate, idle use included": used}, shared=frozenset(("Kafka", "Postgres"))),
         hop_table(found),
     ])

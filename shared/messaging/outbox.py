@@ -125,23 +125,33 @@ class OutboxRelay:
 
     async def _relay(self) -> None:
         """Publish until cancelled, woken by the NOTIFY of every commit that staged rows (this instance's and
-        the others'), and polling every `idle_poll_seconds` in case one was missed. The listening connection goes back to the pool on every exit, failures included. Each run has a producer
-        of its own: after a failure the next run starts with a new one, because an idempotent producer whose
-        sequence the broker lost (OutOfOrderSequenceNumber after a broker restart) never recovers."""
+        the others'), and polling every `idle_poll_seconds` in case one was missed. A lost listening connection
+        ends the run (run_forever starts another, listening again); it goes back to the pool on every exit,
+        failures included. Each run has a producer of its own: after a failure the next run starts with a new
+        one, because an idempotent producer whose sequence the broker lost (OutOfOrderSequenceNumber after a
+        broker restart) never recovers."""
         self.producer = self.new_producer()
         await self.producer.start()
+        lost = asyncio.Event()
+
+        def listener_lost(_: object) -> None:
+            lost.set()
+            self._wakeup.set()
+
         try:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as listener:
+                listener.add_termination_listener(listener_lost)
                 await listener.add_listener(notify_channel(self.schema), self._notified)
                 try:
-                    while True:
+                    while not lost.is_set():
                         if not await self._publish_round():
                             await self._wait_for_work()
                         await self._release_held()
+                    raise ConnectionError("the relay's LISTEN connection was lost: listening again")
                 finally:
-                    if not listener.is_closed():
-                        with suppress(Exception):
-                            await listener.remove_listener(notify_channel(self.schema), self._notified)
+                    with suppress(Exception):  # a lost connection is already detached from the pool's proxy
+                        listener.remove_termination_listener(listener_lost)
+                        await listener.remove_listener(notify_channel(self.schema), self._notified)
         finally:
             with suppress(Exception):
                 await self.producer.stop()

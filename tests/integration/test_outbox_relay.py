@@ -10,7 +10,7 @@ import pytest
 
 from ops.waiting import eventually
 from shared.db import create_pool
-from shared.messaging.outbox import OutboxRelay, OutboxRow, make_producer, write
+from shared.messaging.outbox import OutboxRelay, OutboxRow, make_producer, notify_channel, write
 from shared.messaging.topics import ensure_topics
 
 from ..support.topics import TopicWatcher
@@ -104,6 +104,29 @@ async def test_a_claim_takes_the_slots_that_have_rows_and_a_drained_outbox_waits
                 await write(conn, _rows(await _keys(conn, slots, 5)), schema)  # its NOTIFY wakes the relay
             await eventually(lambda r=round_: relay.waits == r, what=f"the relay waiting after round {round_}")
             assert (relay.published, relay.batches) == (32 + 5 * (round_ - 1), round_ + 1)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_relay_whose_listening_connection_is_lost_listens_again(config, outbox, admin):
+    """The relay learns of new rows from NOTIFY alone: if its LISTEN connection goes (terminated, a network cut),
+    it must not fall back on its idle poll (an hour here) for every message."""
+    pool, schema = outbox
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-listener"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.waits == 1, what="the relay waiting")
+        listening = f'LISTEN "{notify_channel(schema)}"'
+        terminated = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                          "WHERE query = $1", listening)
+        assert terminated == 1
+        await eventually(lambda: admin.fetchval("SELECT count(*) = 1 FROM pg_stat_activity WHERE query = $1",
+                                                listening), what="the relay listening on a new connection")
+        async with pool.acquire() as conn:
+            await write(conn, _rows(await _keys(conn, range(16), 3)), schema)
+        await eventually(lambda: relay.published == 3, timeout=20, what="the rows published, woken by NOTIFY")
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
