@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -94,6 +95,11 @@ def make_producer(login: KafkaLogin, client_id: str) -> AIOKafkaProducer:
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError)
 
 
+class Claimed(NamedTuple):
+    rows: int
+    more: bool  # rows were left behind: a full batch, or slots with rows this claim could not hold
+
+
 class OutboxRelay:
     """Publishes a service's outbox. The outbox is split in SLOTS slots by message key (a generated column); a
     batch publishes the rows of the slots it holds (advisory locks, taken per batch on slots that have rows, at
@@ -157,17 +163,13 @@ class OutboxRelay:
                 await self.producer.stop()
 
     async def _publish_round(self) -> bool:
-        """A batch, and another if rows are left (in slots the first could not take: more than half of them
-        had rows, or another instance held some); usually the first took them all, and a look costs one round
-        trip where a claim costs three. True if a batch was full: there may be more at once. Otherwise the relay
-        waits: rows committed since have woken it (NOTIFY)."""
-        first = await self.publish_pending()
-        second = await self.publish_pending() if await self._rows_left() else 0
-        return max(first, second) >= self.batch_size
-
-    async def _rows_left(self) -> bool:
-        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            return await conn.fetchval("SELECT EXISTS (SELECT FROM outbox)")
+        """A batch, and another if the first left rows behind (a full batch, or more slots had rows than it
+        could hold); usually the first took them all. True if the last batch was full: there may be more at
+        once. Otherwise the relay waits: rows committed since have woken it (NOTIFY)."""
+        claimed = await self.publish_pending()
+        if claimed.more:
+            claimed = await self.publish_pending()
+        return claimed.rows >= self.batch_size
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()
@@ -183,8 +185,8 @@ class OutboxRelay:
         """Publish now, without waiting for a NOTIFY."""
         self._wakeup.set()
 
-    async def publish_pending(self) -> int:
-        """One batch: the oldest rows of the slots this relay could take. Returns how many rows it took."""
+    async def publish_pending(self) -> "Claimed":
+        """One batch: the oldest rows of the slots this relay could take."""
         start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
@@ -203,7 +205,9 @@ class OutboxRelay:
                    )
                    DELETE FROM outbox WHERE seq IN (
                      SELECT seq FROM outbox WHERE slot IN (SELECT slot FROM held) ORDER BY seq LIMIT $1 FOR UPDATE)
-                   RETURNING seq, event_id, topic, key, value, headers, created_at""",
+                   RETURNING seq, event_id, topic, key, value, headers, created_at,
+                             (SELECT cardinality(slots) FROM occupied) AS occupied,
+                             (SELECT count(*) FROM held) AS held""",
                 self.batch_size, self.SLOTS, start, f"outbox:{self.schema}"), key=lambda r: r["seq"])
             sendable, held = await self.party_topics.sort_out(conn, self.producer, rows)
             refused = await self._publish(sendable)
@@ -212,7 +216,8 @@ class OutboxRelay:
         unsent = {row["seq"] for row, _ in refused}
         for topic, count in Counter(r["topic"] for r in sendable if r["seq"] not in unsent).items():
             MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
-        return len(rows)
+        more = len(rows) >= self.batch_size or bool(rows) and rows[0]["occupied"] > rows[0]["held"]
+        return Claimed(len(rows), more)
 
     async def _release_held(self, every_seconds: float = 5.0) -> None:
         now = asyncio.get_running_loop().time()
