@@ -148,9 +148,9 @@ async def _published(settings: Settings) -> list[tuple[float, dict]]:
         found: list[tuple[float, dict]] = []
         while batches := await consumer.getmany(timeout_ms=2000, max_records=10_000):
             for record in (r for records in batches.values() for r in records):
-                with suppress(ValueError, TypeError):  # bytes that are not a JSON object: not ours to time
+                with suppress(ValueError, TypeError):  # bytes that are not JSON: not ours to time
                     envelope = json.loads(record.value)
-                    if {"id", "time", "type"} <= envelope.keys():
+                    if isinstance(envelope, dict) and {"id", "time", "type"} <= envelope.keys():
                         found.append((record.timestamp / 1000, envelope))
         return found
     finally:

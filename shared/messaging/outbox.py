@@ -104,9 +104,8 @@ class OutboxRelay:
     """Publishes a service's outbox. The outbox is split in SLOTS slots by message key (a generated column); a
     batch publishes the rows of the slots it holds (advisory locks, taken per batch on slots that have rows, at
     most half of all slots, starting where the last batch stopped), so the relays of several instances publish
-    at once, each a share
-    of the keys, and a key's messages — always in one slot, published by one relay at a time, each batch
-    acknowledged before the next — keep their order. A row Kafka refuses for good (too large, invalid)
+    at once, each a share of the keys, and a key's messages — always in one slot, published by one relay at a
+    time, each batch acknowledged before the next — keep their order. A row Kafka refuses for good (too large, invalid)
     is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it; so is
     one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
 
@@ -185,7 +184,7 @@ class OutboxRelay:
         """Publish now, without waiting for a NOTIFY."""
         self._wakeup.set()
 
-    async def publish_pending(self) -> "Claimed":
+    async def publish_pending(self) -> Claimed:
         """One batch: the oldest rows of the slots this relay could take."""
         start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
