@@ -532,7 +532,8 @@ def parser() -> argparse.ArgumentParser:
     bn.add_argument("--instances", type=int, default=1, help="with --private: instances of each service")
     bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
     lt = sub.add_parser("latency", help="an OMS of its own at a fixed rate: latency per hop, CPU and commits per order")
-    lt.add_argument("--rate", type=float, default=50, help="orders per second (default 50, the issue's p50 target rate)")
+    lt.add_argument("--rate", type=float, default=50,
+                    help="orders per second (default 50, the issue's p50 target rate)")
     lt.add_argument("--orders", type=int, default=1000)
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)

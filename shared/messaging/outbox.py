@@ -105,9 +105,9 @@ class OutboxRelay:
     batch publishes the rows of the slots it holds (advisory locks, taken per batch on slots that have rows, at
     most half of all slots, starting where the last batch stopped), so the relays of several instances publish
     at once, each a share of the keys, and a key's messages — always in one slot, published by one relay at a
-    time, each batch acknowledged before the next — keep their order. A row Kafka refuses for good (too large, invalid)
-    is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind it; so is
-    one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
+    time, each batch acknowledged before the next — keep their order. A row Kafka refuses for good (too large,
+    invalid) is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind
+    it; so is one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
 
     SLOTS = 16  # as the outbox's generated `slot` column (shared/db/migrations/0006_outbox_slots.sql)
 
