@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     topic_retention_days: float = Field(7.0, gt=0, description="retention.ms of the topics the OMS creates")
     routing_rules: Path | None = Field(None, description="The routing rule set (TOML); default "
                                                          "services/routing/rules.toml")
+    history_quiet_seconds: float = Field(5.0, gt=0, description="How long an order's events must have been quiet "
+                                                                "before tracking publishes its history (or ten "
+                                                                "times that since its first unpublished event)")
     inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
                                                           "the topics' retention, or a redelivery could apply twice")
 
@@ -76,6 +79,13 @@ class Settings(BaseSettings):
     def inbox_outlives_topics(self) -> "Settings":
         if self.inbox_retention_days <= self.topic_retention_days:
             raise ValueError("OMS_INBOX_RETENTION_DAYS must be greater than OMS_TOPIC_RETENTION_DAYS")
+        return self
+
+    @model_validator(mode="after")
+    def histories_published_within_retention(self) -> "Settings":
+        if self.history_quiet_seconds * 10 >= self.topic_retention_days * 86_400:
+            raise ValueError("OMS_HISTORY_QUIET_SECONDS must be far below OMS_TOPIC_RETENTION_DAYS: a rebuild finds "
+                             "an event not yet in an order's history only on its own topic")
         return self
 
     @model_validator(mode="after")

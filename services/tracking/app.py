@@ -28,5 +28,6 @@ SERVICE = ServiceDefinition(
     subscriptions=[_everything_on(topic) for topic in TIMELINE_TOPICS],
     publishes=(TRACKING_ORDER_HISTORY,),
     publishes_for_parties=(ORDER_COMMANDS,),
+    background=[handlers.publish_histories],
     api=build_api,
 )

@@ -1,6 +1,8 @@
-"""Tracking handlers: every event of an order's life goes on its timeline, its view is recomputed, and its history
-so far is published on the compacted history topic (what rebuilds read once the other topics have let it go)."""
+"""Tracking handlers: every event of an order's life goes on its timeline and its view is recomputed; once the
+order's events have been quiet for a while, its history so far is published on the compacted history topic (what
+rebuilds read once the other topics have let it go)."""
 
+import asyncio
 from datetime import datetime
 from uuid import UUID
 
@@ -8,7 +10,9 @@ from shared.contracts import Contract
 from shared.contracts.order_rules import order_id_for
 from shared.contracts.orders import OrderRejected
 from shared.contracts.tracking import OrderHistory, TrackedEvent
-from shared.messaging.unit_of_work import Message, UnitOfWork
+from shared.messaging.retry import run_forever
+from shared.messaging.tracing import continuing, headers_of
+from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
 from . import store
 from .domain import TimelineEvent, redacted
@@ -18,8 +22,32 @@ async def record_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> None
     events = [timeline_event(m.payload, m.envelope.id, m.envelope.time) for m in batch]
     changed = await store.record_events(uow.conn, events)
     last_cause = {event.order_id: message for event, message in zip(events, batch, strict=True)}
-    for order_id, history in changed.items():
-        uow.reply(history_of(order_id, history), last_cause[order_id])
+    if changed:
+        await store.history_changed(uow.conn, [
+            store.HistoryDue(order_id, last_cause[order_id].correlation_id, last_cause[order_id].envelope.id,
+                             headers_of(last_cause[order_id].trace)) for order_id in changed])
+
+
+async def publish_histories(begin: Begin, interval: float = 1.0, batch: int = 500) -> None:
+    """Background task: publish the history of each order whose events have been quiet (OMS_HISTORY_QUIET_SECONDS),
+    once for all the events since its last publication. Several tracking instances may run it."""
+    async def publish() -> None:
+        while True:
+            if await _publish_due(begin, batch) < batch:
+                await asyncio.sleep(interval)
+
+    await run_forever("history-publication", publish)
+
+
+async def _publish_due(begin: Begin, batch: int) -> int:
+    async with begin() as uow:
+        due = await store.claim_due_histories(uow.conn, uow.settings.history_quiet_seconds, batch)
+        histories = await store.events_by_order(uow.conn, [d.order_id for d in due])
+        for d in due:
+            with continuing(d.headers, "tracking history", {"oms.order_id": str(d.order_id)}) as trace:
+                uow.emit(history_of(d.order_id, histories[d.order_id]), correlation_id=d.correlation_id,
+                         causation_id=str(d.causation_id), trace=trace)
+    return len(due)
 
 
 def timeline_event(payload: Contract, event_id: UUID, at: datetime) -> TimelineEvent:

@@ -21,10 +21,9 @@ class Tables:
 LIVE = Tables()
 
 
-async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent],
-                        tables: Tables = LIVE) -> dict[UUID, list[TimelineEvent]]:
-    """Keep the events (each once) and recompute the view of every order they belong to; returns the events of
-    each order that got new ones."""
+async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent], tables: Tables = LIVE) -> set[UUID]:
+    """Keep the events (each once) and recompute the view of every order they belong to; returns the orders that
+    got new ones."""
     await _lock_orders(conn, {e.order_id for e in events})
     new = await conn.fetch(
         f"""INSERT INTO {tables.events} (event_id, order_id, at, type, topic, data)
@@ -32,19 +31,15 @@ async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent],
             ON CONFLICT DO NOTHING RETURNING order_id""",
         [e.event_id for e in events], [e.order_id for e in events], [e.at for e in events],
         [e.type for e in events], [e.topic for e in events], [e.data for e in events])
-    histories = await refresh_views(conn, list({e.order_id for e in events}), tables)
-    return {order_id: histories[order_id] for order_id in {row["order_id"] for row in new}}
+    await refresh_views(conn, list({e.order_id for e in events}), tables)
+    return {row["order_id"] for row in new}
 
 
-async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID],
-                        tables: Tables = LIVE) -> dict[UUID, list[TimelineEvent]]:
-    rows = await conn.fetch(f"SELECT * FROM {tables.events} WHERE order_id = ANY($1::uuid[])", order_ids)
-    by_order: dict[UUID, list[TimelineEvent]] = {}
-    for row in rows:
-        by_order.setdefault(row["order_id"], []).append(_event(row))
+async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID], tables: Tables = LIVE) -> None:
+    by_order = await events_by_order(conn, order_ids, tables)
     views = [view for events in by_order.values() if (view := project(events)) is not None]
     if not views:
-        return by_order
+        return
     await conn.execute(
         f"""INSERT INTO {tables.orders} (order_id, channel, channel_order_id, customer_id, status, placed_at,
                                          updated_at, view)
@@ -55,7 +50,50 @@ async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID],
         [v.order_id for v in views], [v.channel for v in views], [v.channel_order_id for v in views],
         [v.customer_id for v in views], [v.status for v in views], [v.placed_at for v in views],
         [v.updated_at for v in views], [v.model_dump(mode="json") for v in views])
+
+
+async def events_by_order(conn: asyncpg.Connection, order_ids: list[UUID],
+                          tables: Tables = LIVE) -> dict[UUID, list[TimelineEvent]]:
+    rows = await conn.fetch(f"SELECT * FROM {tables.events} WHERE order_id = ANY($1::uuid[])", order_ids)
+    by_order: dict[UUID, list[TimelineEvent]] = {}
+    for row in rows:
+        by_order.setdefault(row["order_id"], []).append(_event(row))
     return by_order
+
+
+@dataclass(frozen=True)
+class HistoryDue:
+    """An order whose history changed since it was last published, and the change that came last."""
+
+    order_id: UUID
+    correlation_id: str
+    causation_id: UUID
+    headers: dict[str, str]  # the trace context of that change
+
+
+async def history_changed(conn: asyncpg.Connection, changes: list[HistoryDue]) -> None:
+    """Mark the orders' histories for publication. Updating a mark that is there locks it until this commits, so a
+    publication that starts meanwhile leaves it for the next round instead of publishing without these events."""
+    await conn.execute(
+        """INSERT INTO history_due (order_id, correlation_id, causation_id, headers)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::jsonb[])
+           ON CONFLICT (order_id) DO UPDATE SET correlation_id = excluded.correlation_id,
+               causation_id = excluded.causation_id, headers = excluded.headers, last_change = now()""",
+        [c.order_id for c in changes], [c.correlation_id for c in changes], [c.causation_id for c in changes],
+        [c.headers for c in changes])
+
+
+async def claim_due_histories(conn: asyncpg.Connection, quiet_seconds: float, limit: int) -> list[HistoryDue]:
+    """Take the marks of orders quiet for `quiet_seconds` (or waiting ten times that), oldest first; marks a
+    transaction still holds are skipped."""
+    rows = await conn.fetch(
+        """DELETE FROM history_due WHERE order_id IN (
+               SELECT order_id FROM history_due
+               WHERE last_change < now() - make_interval(secs => $1)
+                  OR first_change < now() - make_interval(secs => $1 * 10)
+               ORDER BY first_change LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING order_id, correlation_id, causation_id, headers""", quiet_seconds, limit)
+    return [HistoryDue(r["order_id"], r["correlation_id"], r["causation_id"], r["headers"]) for r in rows]
 
 
 ORDER_LOCKS = 7306  # the advisory lock class of tracking's orders (two-key locks: apart from every one-key lock)

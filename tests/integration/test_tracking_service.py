@@ -287,7 +287,8 @@ async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_t
                 order_id, _ = await tell(own.settings, channel)
                 await told(own_api, key, order_id)
             await eventually(lambda: caught_up(own.settings), what="tracking to read every timeline topic to its end")
-            await eventually(lambda: db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.outbox)"),
+            await eventually(lambda: db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.history_due) "
+                                                 "AND NOT EXISTS (SELECT FROM tracking.outbox)"),
                              what="every order's history to be published")
             live = await snapshot(db)
             await forget_everything_on(own.settings, TIMELINE_TOPICS)  # as retention would, after 7 days
