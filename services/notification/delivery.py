@@ -2,8 +2,9 @@
 
 Due deliveries are claimed (FOR UPDATE SKIP LOCKED, so several instances never take the same one), each attempt
 counted and a lease set (twice the send timeout plus this attempt's backoff) in a short transaction; then each is
-sent on its own, outside any transaction, and its outcome recorded in another: sent (NotificationDelivered), due
-again after the backoff, or failed after the last attempt (NotificationFailed, with the reason). A sender that dies
+sent on its own, outside any transaction, and the outcomes of those that finished are recorded together in another:
+sent (NotificationDelivered), due again after the backoff, or failed after the last attempt (NotificationFailed,
+with the reason). A sender that dies
 between sending and recording leaves the delivery pending: when its lease runs out it is sent again with the same
 Message-ID / webhook-id, which is the one duplicate possible, and the receiver can tell it by that id.
 
@@ -68,35 +69,52 @@ async def deliver_notifications(begin: Begin) -> None:
 
 
 async def send_due(begin: Begin, config: NotificationSettings) -> None:
-    """Keep up to IN_FLIGHT deliveries going, each sent and recorded on its own: a slow receiver holds up only its
-    own deliveries."""
-    in_flight: set[asyncio.Task] = set()
+    """Keep up to IN_FLIGHT deliveries going, each sent on its own (a slow receiver holds up only its own
+    deliveries); whenever some have finished, their outcomes are recorded in one transaction (one per delivery was
+    most of what a delivery cost)."""
+    in_flight: dict[asyncio.Task, Claimed] = {}
     async with Senders(config) as senders:
         try:
             while True:
                 room = IN_FLIGHT - len(in_flight)
-                claimed = await _claim(begin, config, room) if room else []
-                for item in claimed:
-                    task = asyncio.create_task(_deliver(begin, item, config, senders),
+                for item in await _claim(begin, config, room) if room else []:
+                    task = asyncio.create_task(_attempt(item, config, senders),
                                                name=f"delivery-{item.row['delivery_id']}")
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                if not claimed:
+                    in_flight[task] = item
+                if not in_flight:
                     await asyncio.sleep(config.notification_poll_seconds)
-        except asyncio.CancelledError:
-            for task in in_flight:  # stopping: what was cut short is due again when its lease runs out
+                    continue
+                done, _ = await asyncio.wait(in_flight, timeout=config.notification_poll_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                await _record_outcomes(begin, [(in_flight.pop(task), task) for task in done], config)
+        finally:  # stopping, or the claim failed: what was cut short is due again when its lease runs out
+            for task in in_flight:
                 task.cancel()
-            raise
 
 
-async def _deliver(begin: Begin, item: Claimed, config: NotificationSettings, senders: "Senders") -> None:
-    error = await _attempt(item, config, senders)
+async def _record_outcomes(begin: Begin, finished: list[tuple[Claimed, asyncio.Task]],
+                           config: NotificationSettings) -> None:
+    outcomes = _outcomes(finished)
     try:
         async with begin() as uow:
-            await _record(uow, item, error, config)
-    except Exception:  # the database is away: the delivery is due again when its lease runs out
-        log.exception("notification.unrecorded", order_id=str(item.row["order_id"]),
-                      delivery_id=str(item.row["delivery_id"]), sent=error is None)
+            await _record(uow, outcomes, config)
+    except Exception:  # the database is away: the deliveries are due again when their leases run out
+        for item, error in outcomes:
+            log.exception("notification.unrecorded", order_id=str(item.row["order_id"]),
+                          delivery_id=str(item.row["delivery_id"]), sent=error is None)
+
+
+def _outcomes(finished: list[tuple[Claimed, asyncio.Task]]) -> list[tuple[Claimed, str | None]]:
+    """What each attempt came to (None: sent; else what went wrong). One that broke off unexpectedly is left out:
+    its delivery comes due again when its lease runs out."""
+    outcomes = []
+    for item, task in finished:
+        try:
+            outcomes.append((item, task.result()))
+        except Exception:
+            log.exception("notification.attempt_broke_off", order_id=str(item.row["order_id"]),
+                          delivery_id=str(item.row["delivery_id"]))
+    return outcomes
 
 
 async def _claim(begin: Begin, config: NotificationSettings, limit: int) -> list[Claimed]:
@@ -173,24 +191,27 @@ def describe(error: Exception) -> str:
     return type(error).__name__
 
 
-async def _record(uow: UnitOfWork, item: Claimed, error: str | None, config: NotificationSettings) -> None:
-    row, attempts = item.row, item.attempts
-    ids = {"delivery_id": row["delivery_id"], "notification_id": row["notification_id"], "order_id": row["order_id"],
-           "kind": row["kind"], "channel": row["channel"], "attempts": attempts}
-    logged = {"order_id": str(row["order_id"]), "delivery_id": str(row["delivery_id"]), "channel": row["channel"],
-              "kind": row["kind"], "attempts": attempts, "correlation_id": row["correlation_id"]}
-    if error is None:
-        if await store.record_sent(uow.conn, row["delivery_id"], attempts):
-            _emit(uow, row, NotificationDelivered(**ids))
-            log.info("notification.sent", **logged)
-    elif gives_up(attempts, config.notification_max_attempts):
-        if await store.record_failed(uow.conn, row["delivery_id"], attempts, error):
-            _emit(uow, row, NotificationFailed(**ids, reason=ReasonCode(code="DELIVERY_FAILED", detail=error)))
-            log.warning("notification.failed", error=error, **logged)
-    else:
-        delay = _backoff(attempts, config)
-        await store.record_retry(uow.conn, row["delivery_id"], attempts, error, delay)
-        log.info("notification.retry", error=error, retry_in_seconds=delay, **logged)
+async def _record(uow: UnitOfWork, outcomes: list[tuple[Claimed, str | None]], config: NotificationSettings) -> None:
+    sent = await store.record_sent(uow.conn, {item.row["delivery_id"]: item.attempts
+                                              for item, error in outcomes if error is None})
+    for item, error in outcomes:
+        row, attempts = item.row, item.attempts
+        ids = {"delivery_id": row["delivery_id"], "notification_id": row["notification_id"],
+               "order_id": row["order_id"], "kind": row["kind"], "channel": row["channel"], "attempts": attempts}
+        logged = {"order_id": str(row["order_id"]), "delivery_id": str(row["delivery_id"]), "channel": row["channel"],
+                  "kind": row["kind"], "attempts": attempts, "correlation_id": row["correlation_id"]}
+        if error is None:
+            if row["delivery_id"] in sent:
+                _emit(uow, row, NotificationDelivered(**ids))
+                log.info("notification.sent", **logged)
+        elif gives_up(attempts, config.notification_max_attempts):
+            if await store.record_failed(uow.conn, row["delivery_id"], attempts, error):
+                _emit(uow, row, NotificationFailed(**ids, reason=ReasonCode(code="DELIVERY_FAILED", detail=error)))
+                log.warning("notification.failed", error=error, **logged)
+        else:
+            delay = _backoff(attempts, config)
+            await store.record_retry(uow.conn, row["delivery_id"], attempts, error, delay)
+            log.info("notification.retry", error=error, retry_in_seconds=delay, **logged)
 
 
 def _emit(uow: UnitOfWork, row: asyncpg.Record, event: NotificationDelivered | NotificationFailed) -> None:

@@ -168,12 +168,17 @@ async def lease(conn: asyncpg.Connection, leases: dict[uuid.UUID, float]) -> Non
         list(leases), list(leases.values()))
 
 
-async def record_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int) -> bool:
-    """False if another sender has taken the delivery since (this attempt's lease ran out)."""
-    return await conn.fetchval(
-        """UPDATE deliveries SET status = 'sent', finished_at = now(), last_error = NULL
-           WHERE delivery_id = $1 AND attempts = $2 AND status = 'pending' RETURNING true""",
-        delivery_id, attempts) or False
+async def record_sent(conn: asyncpg.Connection, attempts: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+    """Record deliveries sent, each by the attempt that sent it; returns those recorded (not those another sender
+    has taken since, this attempt's lease having run out)."""
+    if not attempts:
+        return set()
+    rows = await conn.fetch(
+        """UPDATE deliveries d SET status = 'sent', finished_at = now(), last_error = NULL
+           FROM unnest($1::uuid[], $2::int[]) AS sent(id, attempts)
+           WHERE d.delivery_id = sent.id AND d.attempts = sent.attempts AND d.status = 'pending'
+           RETURNING d.delivery_id""", list(attempts), list(attempts.values()))
+    return {row["delivery_id"] for row in rows}
 
 
 async def record_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, error: str,

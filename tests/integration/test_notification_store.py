@@ -1,5 +1,6 @@
-"""The notification sender's store on real Postgres: two senders never claim the same delivery, and bodies are
-cleared once their retention has passed, leaving the record of who was told what, when."""
+"""The notification sender's store on real Postgres: two senders never claim the same delivery, sent deliveries are
+recorded together (each by its own attempt), and bodies are cleared once their retention has passed, leaving the
+record of who was told what, when."""
 
 import uuid
 
@@ -72,3 +73,16 @@ async def test_bodies_are_cleared_after_retention_and_the_record_stays(pool):
         assert rows[old_sent]["body_cleared_at"] is not None
         assert rows[old_pending]["body_text"] == "Body", "a delivery still to be sent keeps what it will say"
         assert rows[recent]["body_text"] == "Body"
+
+
+async def test_sent_deliveries_are_recorded_together_each_by_the_attempt_that_sent_it(pool):
+    async with pool.acquire() as conn:
+        email, webhook = await _message(conn)
+        [taken_since] = await _message(conn, channels=("email",))
+        await store.lease(conn, {email: 30, webhook: 30, taken_since: 30})
+        await store.lease(conn, {taken_since: 30})  # its lease ran out and another sender counted a second attempt
+        recorded = await store.record_sent(conn, {email: 1, webhook: 1, taken_since: 1})
+        assert recorded == {email, webhook}, "an attempt whose lease another sender has taken since records nothing"
+        statuses = dict(await conn.fetch("SELECT delivery_id, status FROM deliveries WHERE delivery_id = ANY($1)",
+                                         [email, webhook, taken_since]))
+        assert statuses == {email: "sent", webhook: "sent", taken_since: "pending"}
