@@ -42,6 +42,8 @@ async def publish_histories(begin: Begin, interval: float = 1.0, batch: int = 50
 async def _publish_due(begin: Begin, batch: int) -> int:
     async with begin() as uow:
         due = await store.claim_due_histories(uow.conn, uow.settings.history_quiet_seconds, batch)
+        if not due:
+            return 0
         histories = await store.events_by_order(uow.conn, [d.order_id for d in due])
         for d in due:
             with continuing(d.headers, "tracking history", {"oms.order_id": str(d.order_id)}) as trace:
