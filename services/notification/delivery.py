@@ -4,9 +4,9 @@ Due deliveries are claimed (FOR UPDATE SKIP LOCKED, so several instances never t
 counted and a lease set (twice the send timeout plus this attempt's backoff) in a short transaction; then each is
 sent on its own, outside any transaction, and the outcomes of those that finished are recorded together in another:
 sent (NotificationDelivered), due again after the backoff, or failed after the last attempt (NotificationFailed,
-with the reason). A sender that dies
-between sending and recording leaves the delivery pending: when its lease runs out it is sent again with the same
-Message-ID / webhook-id, which is the one duplicate possible, and the receiver can tell it by that id.
+with the reason). A sender that dies between sending and recording leaves the delivery pending: when its lease
+runs out it is sent again with the same Message-ID / webhook-id, which is the one duplicate possible, and the
+receiver can tell it by that id.
 
 Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when
 the delivery comes due: such a delivery is recorded as skipped, never sent."""
