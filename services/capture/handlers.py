@@ -6,7 +6,6 @@ message is applied in order to the sagas in memory (pure functions, saga.py), an
 entries are written in one statement each.
 """
 
-import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -45,7 +44,7 @@ from shared.contracts.inventory import ReceiveStock
 from shared.contracts.money import ShipmentAmounts
 from shared.contracts.payments import PaymentRefunded
 from shared.logging import get_logger
-from shared.messaging.retry import run_forever
+from shared.messaging.retry import run_in_batches
 from shared.messaging.tracing import continuing, headers_of, trace_id_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
@@ -415,12 +414,7 @@ FAILED_DEADLINE_RETRY_SECONDS = 300
 async def expire_deadlines(begin: Begin, interval: float = 0.5, batch: int = 200) -> None:
     """Background task: act on saga steps whose deadline passed. The deadlines live in the saga rows, so a
     restart loses none; SKIP LOCKED lets several capture instances share the work."""
-    async def scan() -> None:
-        while True:
-            if await _expire_due(begin, batch) < batch:
-                await asyncio.sleep(interval)
-
-    await run_forever("saga-deadlines", scan)
+    await run_in_batches("saga-deadlines", lambda: _expire_due(begin, batch), batch, interval)
 
 
 async def _expire_due(begin: Begin, batch: int) -> int:

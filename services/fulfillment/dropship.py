@@ -1,12 +1,10 @@
 """The acknowledgement deadline of dropship purchase orders: a vendor that has not acknowledged (nor rejected) a
 purchase order within OMS_DROPSHIP_ACK_SECONDS is taken to have rejected it."""
 
-import asyncio
-
 from shared.contracts.common import ReasonCode
 from shared.contracts.fulfillment import FulfillmentRejected, PurchaseOrderCancelled
 from shared.logging import get_logger
-from shared.messaging.retry import run_forever
+from shared.messaging.retry import run_in_batches
 from shared.messaging.unit_of_work import Begin
 
 log = get_logger(__name__)
@@ -16,12 +14,7 @@ async def withdraw_unacknowledged(begin: Begin, interval: float = 1.0, batch: in
     """Background task: the vendor is told its purchase order is cancelled and the saga hears a rejection
     (NOT_ACKNOWLEDGED), so it goes elsewhere like any rejected work; a late acknowledgement changes nothing.
     SKIP LOCKED lets several fulfillment instances share the work."""
-    async def scan() -> None:
-        while True:
-            if await _withdraw_unacknowledged(begin, batch) < batch:
-                await asyncio.sleep(interval)
-
-    await run_forever("withdraw-unacknowledged", scan)
+    await run_in_batches("withdraw-unacknowledged", lambda: _withdraw_unacknowledged(begin, batch), batch, interval)
 
 
 async def _withdraw_unacknowledged(begin: Begin, batch: int) -> int:

@@ -1,7 +1,6 @@
 """Fulfillment handlers: create and withdraw work for a location (a purchase order for a dropship vendor); turn
 its reports into ERP events."""
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -43,7 +42,7 @@ from shared.contracts.fulfillment import (
 from shared.contracts.money import Billing, ShipmentAmounts, shipment_amounts
 from shared.contracts.routing import LocationRegistered
 from shared.logging import get_logger
-from shared.messaging.retry import run_forever
+from shared.messaging.retry import run_in_batches
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
 from .domain import CANCELLABLE, advances, belongs, is_purchase_order, ship_by, status_after
@@ -360,12 +359,7 @@ async def expire_uncollected(begin: Begin, interval: float = 1.0, batch: int = 1
     """Background task: cancels pickup orders not collected within the hold period. The store puts the goods
     back (FulfillmentWithdrawn); the saga cancels the order (NOT_COLLECTED) and releases its stock. SKIP LOCKED
     lets several fulfillment instances share the work."""
-    async def scan() -> None:
-        while True:
-            if await _expire_uncollected(begin, batch) < batch:
-                await asyncio.sleep(interval)
-
-    await run_forever("expire-uncollected", scan)
+    await run_in_batches("expire-uncollected", lambda: _expire_uncollected(begin, batch), batch, interval)
 
 
 async def _expire_uncollected(begin: Begin, batch: int) -> int:

@@ -24,7 +24,7 @@ from shared.contracts.inventory import (
     StockAdjusted,
 )
 from shared.logging import get_logger
-from shared.messaging.retry import run_forever
+from shared.messaging.retry import run_forever, run_in_batches
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
 from . import store
@@ -134,12 +134,7 @@ def _ignored(message: Message, why: str, inventory: Inventory) -> None:
 async def expire_reservations(begin: Begin, interval: float = 0.5, batch: int = 100) -> None:
     """Background task: release reservations held (never allocated) for longer than the TTL and tell the saga.
     Several inventory instances may run it: each expiry is decided again once the order is locked."""
-    async def scan() -> None:
-        while True:
-            if await _expire_due(begin, batch) < batch:
-                await asyncio.sleep(interval)
-
-    await run_forever("reservation-expiry", scan)
+    await run_in_batches("reservation-expiry", lambda: _expire_due(begin, batch), batch, interval)
 
 
 async def _expire_due(begin: Begin, batch: int) -> int:

@@ -2,7 +2,6 @@
 order's events have been quiet for a while, its history so far is published on the compacted history topic (what
 rebuilds read once the other topics have let it go)."""
 
-import asyncio
 from datetime import datetime
 from uuid import UUID
 
@@ -10,7 +9,7 @@ from shared.contracts import Contract
 from shared.contracts.order_rules import order_id_for
 from shared.contracts.orders import OrderRejected
 from shared.contracts.tracking import OrderHistory, TrackedEvent
-from shared.messaging.retry import run_forever
+from shared.messaging.retry import run_in_batches
 from shared.messaging.tracing import continuing, headers_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
@@ -31,12 +30,7 @@ async def record_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> None
 async def publish_histories(begin: Begin, interval: float = 1.0, batch: int = 500) -> None:
     """Background task: publish the history of each order whose events have been quiet (OMS_HISTORY_QUIET_SECONDS),
     once for all the events since its last publication. Several tracking instances may run it."""
-    async def publish() -> None:
-        while True:
-            if await _publish_due(begin, batch) < batch:
-                await asyncio.sleep(interval)
-
-    await run_forever("history-publication", publish)
+    await run_in_batches("history-publication", lambda: _publish_due(begin, batch), batch, interval)
 
 
 async def _publish_due(begin: Begin, batch: int) -> int:

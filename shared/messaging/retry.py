@@ -68,3 +68,14 @@ async def run_forever(name: str, work: Worker, on_failure: Callable[[BaseExcepti
             else:
                 log.exception("worker.failed", worker=name)
             await backoff.sleep()
+
+
+async def run_in_batches(name: str, step: Callable[[], Awaitable[int]], batch: int, interval: float) -> None:
+    """A background worker that works through what is due a batch at a time: `step` handles at most `batch` items
+    and says how many it did; it runs again at once after a full batch, else after `interval`; in run_forever."""
+    async def drain() -> None:
+        while True:
+            if await step() < batch:
+                await asyncio.sleep(interval)
+
+    await run_forever(name, drain)

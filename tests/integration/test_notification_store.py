@@ -10,29 +10,17 @@ from services.notification import store
 from services.notification.domain import delivery_id, notification_id
 from services.notification.store import NewDelivery, NewNotification
 
-from shared.db import create_pool
-from shared.db.bootstrap import service_role
+from ..support.schemas import own_copy
 
 pytestmark = pytest.mark.integration
-OWN_SCHEMA = "notification_store_test"
 
 
 @pytest.fixture(scope="module")
 async def pool(config, admin):
-    """The notification runtime role on copies of the store's tables in a schema of this module's own: the
-    session's notification service (running for the end-to-end tests) sends whatever is due in its schema, and
-    would take the rows from under these tests."""
-    async with admin.acquire() as conn:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}")
-        for table in ("notifications", "deliveries"):
-            await conn.execute(f"CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.{table} "
-                               f"(LIKE notification.{table} INCLUDING ALL)")
-        await conn.execute(f"GRANT USAGE ON SCHEMA {OWN_SCHEMA} TO {service_role('notification')}")
-        await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {OWN_SCHEMA} "
-                           f"TO {service_role('notification')}")
-    pool = await create_pool(config.service_dsn("notification"), OWN_SCHEMA)
-    yield pool
-    await pool.close()
+    """The notification runtime role on copies of the store's tables: the session's notification service (running
+    for the end-to-end tests) sends whatever is due in its schema."""
+    async with own_copy(config, admin, "notification", ("notifications", "deliveries")) as pool:
+        yield pool
 
 
 async def _message(conn, *, channels=("email", "webhook")) -> list[uuid.UUID]:

@@ -13,32 +13,20 @@ from shared.contracts import Contract, Envelope
 from shared.contracts.base import Attributes
 from shared.contracts.topics import TRACKING_ORDER_HISTORY
 from shared.contracts.tracking import OrderHistory
-from shared.db import create_pool
-from shared.db.bootstrap import service_role
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
+from ..support.schemas import own_copy
 from ..unit.test_tracking import story
 
 pytestmark = pytest.mark.integration
-OWN_SCHEMA = "tracking_history_test"
 
 
 @pytest.fixture(scope="module")
 async def pool(config, admin):
-    """The tracking runtime role on copies of its tables in a schema of this module's own: the session's tracking
-    service publishes whatever is due in its schema, and would take the marks from under these tests."""
-    async with admin.acquire() as conn:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}")
-        for table in ("events", "orders", "history_due", "outbox"):
-            await conn.execute(f"CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.{table} (LIKE tracking.{table} INCLUDING ALL)")
-        await conn.execute(f"GRANT USAGE ON SCHEMA {OWN_SCHEMA} TO {service_role('tracking')}")
-        await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {OWN_SCHEMA} "
-                           f"TO {service_role('tracking')}")
-    pool = await create_pool(config.service_dsn("tracking"), OWN_SCHEMA)
-    yield pool
-    await pool.close()
-    async with admin.acquire() as conn:
-        await conn.execute(f"DROP SCHEMA {OWN_SCHEMA} CASCADE")
+    """The tracking runtime role on copies of its tables: the session's tracking service publishes whatever is due
+    in its schema."""
+    async with own_copy(config, admin, "tracking", ("events", "orders", "history_due", "outbox")) as pool:
+        yield pool
 
 
 @pytest.fixture
@@ -61,7 +49,7 @@ def _message(payload: Contract) -> Message:
 
 
 async def _published(pool, order_id: uuid.UUID) -> list[OrderHistory]:
-    rows = await pool.fetch(f"SELECT value FROM {OWN_SCHEMA}.outbox WHERE key = $1 ORDER BY seq", str(order_id))
+    rows = await pool.fetch("SELECT value FROM outbox WHERE key = $1 ORDER BY seq", str(order_id))
     return [OrderHistory.model_validate(Envelope.model_validate_json(row["value"]).data) for row in rows]
 
 
@@ -80,7 +68,7 @@ async def test_a_burst_of_events_is_published_as_one_history_once_the_order_is_q
     await _publish_all(begin)
     [history] = await _published(pool, order_id)
     assert [e.event_id for e in history.events] == [e.envelope.id for e in events]
-    assert await pool.fetchval(f"SELECT count(*) FROM {OWN_SCHEMA}.history_due WHERE order_id = $1", order_id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM history_due WHERE order_id = $1", order_id) == 0
 
 
 async def test_an_event_committed_while_a_publication_runs_is_in_the_next_one(pool, begin):
