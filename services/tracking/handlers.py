@@ -23,8 +23,8 @@ async def record_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> None
     last_cause = {event.order_id: message for event, message in zip(events, batch, strict=True)}
     if changed:
         await store.history_changed(uow.conn, [
-            store.HistoryDue(order_id, last_cause[order_id].correlation_id, last_cause[order_id].envelope.id,
-                             headers_of(last_cause[order_id].trace)) for order_id in changed])
+            store.HistoryDue(order_id, cause.correlation_id, cause.envelope.id, headers_of(cause.trace))
+            for order_id, cause in last_cause.items() if order_id in changed])
 
 
 async def publish_histories(begin: Begin, interval: float = 1.0, batch: int = 500) -> None:
