@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from shared.contracts import Contract
 from shared.contracts.common import Line, ReasonCode
@@ -86,17 +87,48 @@ def joined(stand_in) -> bool:
 
 
 async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:
-    """The stand-ins' loop: each batch's envelopes handled, then its offsets committed."""
+    """The stand-ins' loop: each batch's envelopes handled, then its offsets committed. A commit that fails (the
+    group rebalanced meanwhile, as when the broker restarts) is let go: the batch comes again, and what was heard
+    already — so too a message relayed twice — is skipped."""
+    heard = _Heard()
     await consumer.start()
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
-                await handle([json.loads(r.value) for r in records])
+                envelopes = heard.new([json.loads(record.value) for record in records])
+                await handle(envelopes)
+                heard.add(envelopes)
             if batches:
-                await consumer.commit()
+                try:
+                    await consumer.commit()
+                except KafkaError as error:
+                    log.warning("stand_in.commit_failed", error=repr(error))
     finally:
         await consumer.stop()
+
+
+class _Heard:
+    """The ids of the envelopes handled lately: the latest `keep` to `2 * keep` of them (a long load run hears
+    millions; a redelivery or a relay's repeat comes within seconds)."""
+
+    def __init__(self, keep: int = 100_000):
+        self.keep = keep
+        self._recent: set[str] = set()
+        self._older: set[str] = set()
+
+    def new(self, envelopes: list[dict]) -> list[dict]:
+        """Those not heard yet, each id once."""
+        unheard = {}
+        for envelope in envelopes:
+            if envelope.get("id") not in self._recent and envelope.get("id") not in self._older:
+                unheard.setdefault(envelope.get("id"), envelope)
+        return list(unheard.values())
+
+    def add(self, envelopes: list[dict]) -> None:
+        self._recent.update(envelope.get("id") for envelope in envelopes)
+        if len(self._recent) >= self.keep:
+            self._older, self._recent = self._recent, set()
 
 
 class LocationSimulator:
@@ -288,7 +320,6 @@ class HoldDesk:
         self.released: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._orders: dict[str, tuple[str, str]] = {}  # order id -> (channel, channel order id)
-        self._heard: set[str] = set()  # envelope ids: a message relayed twice is heard once
         self._releases = _Later(client)
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
 
@@ -310,9 +341,6 @@ class HoldDesk:
 
     async def _hear(self, envelopes: list[dict]) -> None:
         for envelope in envelopes:
-            if envelope.get("id") in self._heard:
-                continue
-            self._heard.add(envelope.get("id"))
             data, kind = envelope.get("data", {}), envelope.get("type")
             if kind == OrderAccepted.message_type and data["channel_order_id"].startswith(self.prefix):
                 self._orders[data["order_id"]] = (data["channel"], data["channel_order_id"])
@@ -360,7 +388,6 @@ class EditDesk:
         self._asked: dict[str, Contract] = {}  # edit id -> the edit, until answered
         self._cut: set[str] = set()  # orders whose last line is being cancelled (a split confirms once per part)
         self._again = _Later(client)  # edits to ask again
-        self._heard: set[str] = set()
         self._consumer = _consumer(settings, group, pattern=f"^{re.escape(settings.topic(ORDER_EVENTS))}$")
 
     @property
@@ -379,9 +406,6 @@ class EditDesk:
     async def _hear(self, envelopes: list[dict]) -> None:
         edits = []
         for envelope in envelopes:
-            if envelope.get("id") in self._heard:
-                continue
-            self._heard.add(envelope.get("id"))
             data, kind = envelope.get("data", {}), envelope.get("type")
             if kind == OrderAccepted.message_type and data["channel_order_id"].startswith(self.prefix):
                 self._orders[data["order_id"]] = data

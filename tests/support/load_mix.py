@@ -32,8 +32,14 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> t
         edits = EditDesk(oms.settings, channel, prefix=network.tag, group=f"edits-{network.tag}")
         stand_ins = asyncio.gather(simulator.run(), customers.run(), desk.run(), edits.run())
         try:
+            # The fault is never cut short (a broker left stopped would fail every later test).
             await asyncio.gather(load.publish(channel, stream, RATE), _after(1.0, fault))
-            report = await settled(oms, lambda: ORDERS + customers.exchanges)
+            try:
+                report = await _unless_stopped(settled(oms, lambda: ORDERS + customers.exchanges), stand_ins)
+            except TimeoutError as timed_out:
+                raise TimeoutError(f"{timed_out}; stand-ins: {desk.summary()}, {desk.pending} releases to send; "
+                                   f"{edits.summary()}, {edits.pending} unanswered; {simulator.handled} location "
+                                   f"updates sent, {customers.requested} returns asked") from None
         finally:
             stand_ins.cancel()
             await asyncio.gather(stand_ins, return_exceptions=True)
@@ -44,6 +50,17 @@ async def flow_with_fault(oms: Stack, fault: Callable[[], Awaitable[None]]) -> t
     assert desk.placed["load"] and desk.released["hold-desk"], "some orders were held by command and released"
     assert edits.applied, f"some orders were edited ({edits.summary()})"
     return report, desk
+
+
+async def _unless_stopped(work: Awaitable, stand_ins: asyncio.Future):
+    """`work`'s result; but a stand-in that stopped (it may only be cancelled) fails the test at once with its
+    error: the orders waiting on it would never settle."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait({task, stand_ins}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        raise AssertionError("a stand-in stopped") from stand_ins.exception()
+    return task.result()
 
 
 async def _after(delay: float, fault: Callable[[], Awaitable[None]]) -> None:

@@ -94,10 +94,23 @@ async def settled_cleanly(oms: Stack, done: Callable[[asyncpg.Connection, invari
 
         try:
             report = await eventually(clean, timeout=timeout, interval=interval, what=what)
-        except TimeoutError:
-            print(await invariants.check(conn))
-            raise
+        except TimeoutError as timed_out:
+            raise TimeoutError(f"{timed_out}; {await _unsettled(conn)}") from None
     finally:
         await conn.close()
     assert await invariants.check_topics(oms.settings) == []
     return report
+
+
+async def _unsettled(conn: asyncpg.Connection) -> str:
+    """On one line (a CI summary shows the first): the report, and the orders in flight longest with their holds
+    and last messages."""
+    report = "; ".join(str(await invariants.check(conn)).splitlines())
+    stuck = await conn.fetch(
+        """SELECT s.order_id, s.state, ARRAY(SELECT h->>'reason' FROM jsonb_array_elements(s.holds) h) AS holds,
+                  ARRAY(SELECT t.direction || ' ' || t.message_type FROM capture.order_timeline t
+                        WHERE t.order_id = s.order_id ORDER BY t.entry_id DESC LIMIT 4) AS latest
+           FROM capture.order_sagas s WHERE s.state <> ALL($1::text[]) ORDER BY s.state_since LIMIT 5""",
+        list(invariants.SETTLED))
+    return report + "".join(f"; order {r['order_id']} {r['state']} holds {r['holds']} latest first {r['latest']}"
+                            for r in stuck)

@@ -4,7 +4,7 @@ and the hold desk that releases them and counts what it heard once."""
 import uuid
 
 from ops import load
-from ops.simulators import HoldDesk
+from ops.simulators import HoldDesk, _Heard
 from shared.contracts.orders import HoldOrder, OrderAccepted, OrderHeld, OrderHoldRefused, PlaceOrder, ReleaseHold
 from shared.settings import Settings
 
@@ -41,7 +41,8 @@ async def test_the_hold_desk_releases_each_hold_it_hears_of_once_and_counts_it_o
     refused = _envelope(OrderHoldRefused(order_id=order_id, channel=order.channel,
                                          channel_order_id=order.channel_order_id,
                                          reason={"code": "NOT_HELD"}))
-    await desk._hear([accepted, held, held, elsewhere, refused])  # `held` relayed twice after a crash
+    # as the stand-ins' loop hands it over: `held` relayed twice after a crash
+    await desk._hear(_Heard().new([accepted, held, held, elsewhere, refused]))
     assert [release for _, release in desk._releases._due] == [
         ReleaseHold(channel=order.channel, channel_order_id=order.channel_order_id, reason="manual",
                     released_by="hold-desk")]
