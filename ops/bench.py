@@ -87,13 +87,20 @@ class Meter:
         await asyncio.sleep(seconds)
         self.idle = cpu.idle_cores(before, self.sample(), seconds)
 
-    async def drained(self, interval: float = 1.0, idle_cores: float = 0.15, timeout: float = 120) -> None:
-        """Until the processes are nearly idle: what the last orders set off downstream (notifications, the
-        read model) is done, and counted in the window."""
+    @property
+    def services_idle(self) -> float:
+        return sum(cores for name, cores in self.idle.items() if name not in INFRA)
+
+    async def drained(self, interval: float = 1.0, timeout: float = 120) -> None:
+        """Until the services are idle again (cpu.back_to_idle): what the last orders set off downstream
+        (notifications, the read model) is done, and counted in the window."""
+        levels: list[float] = []
+
         async def idle():
             before = self.own()
             await asyncio.sleep(interval)
-            return cpu.busy_cores(before, self.own(), interval) < idle_cores
+            levels.append(cpu.busy_cores(before, self.own(), interval))
+            return cpu.back_to_idle(levels, self.services_idle if self.idle else None)
         with suppress(TimeoutError):  # still busy: measured as it is (other work of these processes counted too)
             await eventually(idle, timeout=timeout, interval=0, what="the processes to be idle")
 
@@ -104,8 +111,7 @@ class Meter:
         orders = saturated.orders
         return Measured(saturated, steady,
                         cpu.per_order(before[0], after[0], orders, idle=self.idle, seconds=after[2] - before[2]),
-                        per_order_counts(before[1], after[1], orders),
-                        sum(cores for name, cores in self.idle.items() if name not in INFRA))
+                        per_order_counts(before[1], after[1], orders), self.services_idle)
 
 
 def per_order_counts(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:

@@ -5,7 +5,7 @@ is not charged for the wait.
 """
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,19 @@ def busy_cores(before: Mapping[str, float | None], after: Mapping[str, float | N
     """How many cores the processes kept busy between two samples, together (one that is gone counts none)."""
     return sum(end - start for name, start in before.items()
                if start is not None and (end := after.get(name)) is not None and end >= start) / seconds
+
+
+def back_to_idle(levels: Sequence[float], idle: float | None, *, margin: float = 0.15, flat_for: int = 3,
+                 ceiling: float = 1.0) -> bool:
+    """Whether processes whose busy cores per second were `levels` (oldest first) are idle again after a burst of
+    work: within `margin` of their `idle` use; or, before that is known, `flat_for` seconds within `margin` of each
+    other and under `ceiling` (a lag being worked through keeps a core or more busy)."""
+    if not levels:
+        return False
+    if idle is not None:
+        return levels[-1] < idle + margin
+    last = levels[-flat_for:]
+    return len(last) == flat_for and max(last) < ceiling and max(last) - min(last) < margin
 
 
 def table(rows: Mapping[str, CpuPerOrder], shared: frozenset[str] = frozenset()) -> str:

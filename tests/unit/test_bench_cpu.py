@@ -102,3 +102,13 @@ def test_idle_use_is_taken_off_for_the_length_of_the_window():
     result = cpu.per_order({"capture": 10.0, "Kafka": 20.0}, {"capture": 13.0, "Kafka": 22.0}, orders=1000,
                            idle=idle, seconds=20.0)
     assert result.ms == {"capture": pytest.approx(2.0), "Kafka": 0.0}  # never below nothing
+
+
+def test_processes_are_idle_again_near_their_idle_use_or_once_flat_and_low_before_it_is_known():
+    assert not cpu.back_to_idle([], idle=0.3)
+    assert not cpu.back_to_idle([1.9, 1.2, 0.5], idle=0.3), "still working through what the orders set off"
+    assert cpu.back_to_idle([1.9, 1.2, 0.4], idle=0.3)
+    assert not cpu.back_to_idle([0.4, 0.35], idle=None), "too short to tell"
+    assert not cpu.back_to_idle([1.5, 1.5, 1.55], idle=None), "a lag worked through at a steady pace"
+    assert not cpu.back_to_idle([0.9, 0.6, 0.4], idle=None), "still falling"
+    assert cpu.back_to_idle([1.8, 0.45, 0.35, 0.4], idle=None), "idle polling: 0.2 to 0.45 cores on this machine"
