@@ -31,6 +31,9 @@ class MailServer:
         self.mails: list[EmailMessage] = []
         self.peers: list[tuple[str, int]] = []  # the connection each mail came over
         self.holds: list[Hold] = []
+        self.quits = 0  # QUITs received; answered once `answer_quits` is set (it is, unless a test clears it)
+        self.answer_quits = asyncio.Event()
+        self.answer_quits.set()
         self.port = 0
         self.idle_timeout = idle_timeout
         self._server: asyncio.Server | None = None
@@ -44,7 +47,13 @@ class MailServer:
     async def stop(self) -> None:
         for hold in self.holds:
             hold.release.set()
+        self.answer_quits.set()
         self._server.close()
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quits += 1
+        await self.answer_quits.wait()
+        return "221 Bye"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         mail = message_from_bytes(envelope.original_content, policy=policy.default)
@@ -72,6 +81,9 @@ class WebhookReceiver:
         self.requests: list[Request] = []
         self.status: dict[str, int] = {}
         self.holds: list[Hold] = []
+        self.quits = 0  # QUITs received; answered once `answer_quits` is set (it is, unless a test clears it)
+        self.answer_quits = asyncio.Event()
+        self.answer_quits.set()
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -83,6 +95,7 @@ class WebhookReceiver:
     async def stop(self) -> None:
         for hold in self.holds:
             hold.release.set()
+        self.answer_quits.set()
         self._server.close()
 
     def url(self, path: str) -> str:

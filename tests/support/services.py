@@ -1,6 +1,8 @@
 """Running OMS services as real processes in a test, with their logs kept for a failing test's report."""
 
+import asyncio
 import os
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,8 +34,13 @@ async def running(names: tuple[str, ...], run_dir: Path, env: dict[str, str] | N
             await wait_started(proc)
         yield procs
     finally:
-        for proc in procs.values():
-            proc.stop()
+        await stop_all(procs.values())
+
+
+async def stop_all(procs: Iterable[ServiceProcess]) -> None:
+    """At once, and off the event loop: the test's own servers (mail, webhooks) run on it, and a stopping service
+    may still be talking to them (a blocked loop held notification's QUIT until it was killed)."""
+    await asyncio.gather(*(asyncio.to_thread(proc.stop) for proc in procs))
 
 
 @asynccontextmanager
@@ -49,7 +56,7 @@ async def supervised(names: tuple[str, ...], run_dir: Path, env: dict[str, str])
             await wait_started(proc)
         yield procs
     finally:
-        supervisor.stop()
+        await asyncio.to_thread(supervisor.stop)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

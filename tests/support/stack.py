@@ -18,7 +18,7 @@ from ops.prepare import discard_topics, prepare
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
-from .services import wait_started
+from .services import stop_all, wait_started
 
 
 @dataclass
@@ -74,8 +74,7 @@ async def stack(base: Settings, run_dir: Path, *, services: tuple[str, ...] = SE
             await wait_started(proc)
         yield oms
     finally:
-        for proc in oms.procs.values():
-            proc.stop()
+        await stop_all(oms.procs.values())
         await discard_topics(settings)
         conn = await asyncpg.connect(settings.admin_dsn("postgres"))
         await conn.execute(f'DROP DATABASE IF EXISTS "{settings.pg_database}" WITH (FORCE)')
