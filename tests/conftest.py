@@ -16,6 +16,7 @@ from ops.waiting import eventually
 from shared.messaging.outbox import make_producer
 from shared.settings import Settings, kafka_password_variable, settings
 
+from .support import runs
 from .support.infra import infra, isolate_run
 from .support.kcat import Kcat, current_librdkafka
 
@@ -32,13 +33,17 @@ def run_id():
 async def config(run_id) -> Settings:
     settings.cache_clear()
     config = settings()
-    await prepare(config)
-    yield config
-    await discard_topics(config)
-    if os.environ.get("OMS_TEST_KEEP_DATABASE") != "1":
-        conn = await asyncpg.connect(config.admin_dsn("postgres"))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{config.pg_database}" WITH (FORCE)')
-        await conn.close()
+    async with runs.alive(config, run_id):
+        await runs.sweep_dead_runs(config)
+        await prepare(config)
+        yield config
+        await discard_topics(config)
+        if os.environ.get("OMS_TEST_KEEP_DATABASE") == "1":
+            await runs.keep(config)
+        else:
+            conn = await asyncpg.connect(config.admin_dsn("postgres"))
+            await conn.execute(f'DROP DATABASE IF EXISTS "{config.pg_database}" WITH (FORCE)')
+            await conn.close()
 
 
 @pytest.fixture(scope="session")
