@@ -13,7 +13,7 @@
     oms load [--count N --rate R]  a channel simulator: a realistic order mix, locations that ship
     oms bench [--orders N]         throughput, latency and CPU per order of the pipeline next to a bare baseline
                                    (--private [--instances N]: on an OMS of its own from this checkout;
-                                   --no-baseline: the OMS alone)
+                                   --no-baseline: the OMS alone; --runs 3: their spread, the targets judged)
     oms latency [--rate R]         where an order's time goes at a fixed rate, hop by hop, and its CPU per order
     oms soak [--minutes M --rate R]  a long steady run: memory, latency and storage per order judged
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
@@ -531,6 +531,8 @@ def parser() -> argparse.ArgumentParser:
                     help="start an OMS of its own (this checkout, own database and topics) instead of the running one")
     bn.add_argument("--instances", type=int, default=1, help="with --private: instances of each service")
     bn.add_argument("--no-baseline", action="store_true", help="only the OMS (comparing two versions of it)")
+    bn.add_argument("--runs", type=int, default=1,
+                    help="runs in a row, then their spread and issue 12's targets judged on the medians")
     lt = sub.add_parser("latency", help="an OMS of its own at a fixed rate: latency per hop, CPU and commits per order")
     lt.add_argument("--rate", type=float, default=50,
                     help="orders per second (default 50, the issue's p50 target rate)")
@@ -637,11 +639,11 @@ def main() -> None:
         case "bench":
             if args.private:
                 print(asyncio.run(bench.bench_private(settings(), args.orders, args.rate, args.instances,
-                                                      with_baseline=not args.no_baseline)))
+                                                      with_baseline=not args.no_baseline, runs=args.runs)))
             else:
                 print(asyncio.run(bench.bench(settings(), args.orders, args.rate,
                                               bench.running_services(state_dir() / "run"),
-                                              with_baseline=not args.no_baseline)))
+                                              with_baseline=not args.no_baseline, runs=args.runs)))
             code = 0
         case "latency":
             print(asyncio.run(latency.latency(settings(), args.rate, args.orders)))

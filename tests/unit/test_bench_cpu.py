@@ -112,3 +112,32 @@ def test_processes_are_idle_again_near_their_idle_use_or_once_flat_and_low_befor
     assert not cpu.back_to_idle([1.5, 1.5, 1.55], idle=None), "a lag worked through at a steady pace"
     assert not cpu.back_to_idle([0.9, 0.6, 0.4], idle=None), "still falling"
     assert cpu.back_to_idle([1.8, 0.45, 0.35, 0.4], idle=None), "idle polling: 0.2 to 0.45 cores on this machine"
+
+
+def _measured(throughput: float, steady_rate: float, p99_ms: float, cpu_ms: float):
+    from ops.bench import Measured, Result
+    latencies = [p99_ms / 2] * 98 + [p99_ms] * 2
+    return Measured(Result(int(throughput * 10), 10.0, []), Result(int(steady_rate * 10), 10.0, latencies),
+                    cpu.CpuPerOrder({"capture": cpu_ms}), {}, 0.1)
+
+
+def test_several_runs_give_each_figure_as_median_and_range_and_judge_the_targets_on_the_medians():
+    from ops.bench import spread
+    runs = [(_measured(900, 500, 450, 2.0), _measured(1200, 500, 100, 1.0)),
+            (_measured(1100, 510, 480, 2.2), _measured(1300, 500, 100, 1.0)),
+            (_measured(1050, 505, 700, 2.1), _measured(1400, 500, 100, 1.0))]
+    text = spread(runs)
+    assert "OMS: 1050 (900–1100) orders/s saturated" in text
+    assert "service CPU 2.10 (2.00–2.20) ms per order" in text
+    assert "OMS / baseline 0.75 (0.75–0.85)" in text
+    assert ">= 1,000 orders/s saturated: 1050, met" in text
+    assert "OMS / baseline >= 0.7: 0.75, met" in text
+    assert "p99 <= 500 ms at 500 orders/s: 480 ms, met" in text
+
+
+def test_the_p99_target_is_judged_only_at_its_rate():
+    from ops.bench import spread
+    text = spread([(_measured(250, 120, 3000, 6.0), None), (_measured(240, 118, 3200, 6.2), None)])
+    assert ">= 1,000 orders/s saturated: 245, not met" in text
+    assert "baseline" not in text
+    assert "p99 <= 500 ms at 500 orders/s: not judged, steady at 119/s" in text
