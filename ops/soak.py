@@ -132,20 +132,23 @@ class Soak:
     sent: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     settled: invariants.Report | None = None
-    unsettled: int = 0  # of the soak's orders, after the drain
+    unsettled: int = 0  # of the soak's orders and their exchanges, after the drain
 
-    async def _settle(self) -> invariants.Report:
-        """The stand-ins go on until every order of the soak has settled (handed over or cancelled, its returns
-        received) with nothing violated, so that a soak leaves nothing half done; the checker's last report."""
+    async def _settle(self, tag: str) -> invariants.Report:
+        """The stand-ins go on until every order of the soak (its channel order ids start with the run's tag, the
+        exchanges its returns led to included) has settled — handed over or cancelled — with nothing violated, so
+        that a soak leaves nothing half done; the checker's last report."""
         conn = await asyncpg.connect(self.settings.admin_dsn())
-        order_ids = list(self.sent)
         try:
             async def settled():
-                report = await invariants.check(conn)
                 self.unsettled = await conn.fetchval(
-                    "SELECT count(*) FROM capture.order_sagas WHERE order_id = ANY($1::uuid[]) AND state <> ALL($2)",
-                    order_ids, list(invariants.SETTLED))
-                return report if report.ok and not self.unsettled else None
+                    """SELECT count(*) FROM capture.order_sagas s JOIN capture.orders o USING (order_id)
+                       WHERE o.channel_order_id LIKE $1 AND s.state <> ALL($2)""",
+                    f"{tag}-%", list(invariants.SETTLED))
+                if self.unsettled:
+                    return None
+                report = await invariants.check(conn)  # after: its first query is older than its last
+                return report if report.ok else None
             try:
                 return await eventually(settled, timeout=DRAIN_SECONDS, interval=2, what="the soak's orders to settle")
             except TimeoutError:
@@ -173,7 +176,7 @@ class Soak:
                 async with Watcher(self.settings, ORDER_EVENTS, _confirmed) as watcher:
                     await asyncio.gather(self._publish(channel, load.orders(network, count, failures=False)),
                                          self._sample(watcher, count))
-                self.settled = await self._settle()
+                self.settled = await self._settle(network.tag)
             finally:
                 stand_ins.cancel()
                 await asyncio.gather(stand_ins, return_exceptions=True)
