@@ -18,6 +18,7 @@ from faststream.asgi import AsgiResponse, get
 from prometheus_client import make_asgi_app
 
 from shared.db import ACQUIRE_TIMEOUT
+from shared.logging import get_logger
 
 from .monitor import (
     CHECK_OK,
@@ -30,6 +31,8 @@ from .monitor import (
     ConsumerMonitor,
 )
 from .retry import run_forever
+
+log = get_logger(__name__)
 
 PROBE_INTERVAL = 2.0
 FAILING_TOO_LONG = 10.0  # seconds a consumer may retry one batch (an outage blip) before it is not ready
@@ -68,6 +71,8 @@ class Health:
                           on_failure=lambda error: setattr(self, "problems", [f"health probe: {error!r}"]))
 
     async def _problems(self) -> list[str]:
+        for watched in self.consumers:
+            revive_coordination(watched.kafka(), watched.monitor.topic)
         database = await self._database_problems()
         consumers = [problem for watched in self.consumers for problem in _consumer_problems(watched)]
         checks = {"database": not any(problem.startswith("database:") for problem in database),
@@ -126,6 +131,22 @@ def _consumer_problems(watched: Watched) -> list[str]:
     if behind and idle > STALLED_AFTER:
         return [f"consumer {monitor.topic}: {behind} records behind and no batch finished for {idle:.0f}s"]
     return []
+
+
+def revive_coordination(consumer: AIOKafkaConsumer | None, topic: str) -> bool:
+    """aiokafka's group coordination can end for good on an assertion of its own (`assignment is not None and
+    assignment.active`: a pattern subscription's topics changed while the group rejoined after a broker restart);
+    its consumer then fails every fetch with that error and never consumes again, in a process that looks alive.
+    Found by the broker-restart fault test: fulfillment stopped reading location updates. The routine is started
+    again, rejoining the group (offsets are committed only after the effect: nothing is lost or applied twice)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_coordination_task", None)
+    if task is None or not task.done() or task.cancelled() or task.exception() is None:
+        return False
+    log.error("consumer.coordination_revived", topic=topic, error=repr(task.exception()))
+    coordinator.request_rejoin()
+    coordinator._coordination_task = asyncio.get_running_loop().create_task(coordinator._coordination_routine())
+    return True
 
 
 def _lag(consumer: AIOKafkaConsumer | None, monitor: ConsumerMonitor) -> int:
