@@ -26,10 +26,10 @@ class Client:
     `patience` seconds. Consumers deduplicate by envelope id whatever had arrived the first time. What Kafka refuses
     for good (a message too large, a topic this principal may not write) fails at once."""
 
-    def __init__(self, producer: AIOKafkaProducer, new_producer: Callable[[], AIOKafkaProducer], settings: Settings,
-                 source: str, patience: float = 120.0):
-        self.producer = producer
+    def __init__(self, new_producer: Callable[[], AIOKafkaProducer], settings: Settings, source: str,
+                 patience: float = 120.0):
         self.new_producer = new_producer
+        self.producer = new_producer()
         self.settings = settings
         self.source = source
         self.patience = patience
@@ -94,7 +94,7 @@ async def client(settings: Settings, source: str, principal: str = OPS_PRINCIPAL
     def new_producer() -> AIOKafkaProducer:
         return make_producer(settings.kafka_login(principal), source.replace("/", "-"))
 
-    sender = Client(new_producer(), new_producer, settings, source)
+    sender = Client(new_producer, settings, source)
     await sender.producer.start()
     try:
         yield sender

@@ -103,7 +103,8 @@ class Producer:
 
 
 def _client(first: Producer, then: list[Producer], patience: float = 60.0) -> Client:
-    client = Client(first, lambda: then.pop(0), Settings(kafka_bootstrap="localhost:9092"), "test/stand-in",
+    producers = [first, *then]
+    client = Client(lambda: producers.pop(0), Settings(kafka_bootstrap="localhost:9092"), "test/stand-in",
                     patience=patience)
     return client
 
