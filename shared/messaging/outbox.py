@@ -190,9 +190,10 @@ class OutboxRelay:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
             rows = sorted(await conn.fetch(
-                """WITH RECURSIVE occupied AS (  -- the slots that have rows, from $3 on
-                     SELECT coalesce(array_agg(slot ORDER BY (slot - $3 + $2) % $2), ARRAY[]::int[]) AS slots
-                     FROM (SELECT DISTINCT slot::int FROM outbox) AS slot
+                """WITH RECURSIVE occupied AS (  -- the slots that have rows, from $3 on (a probe of the index each)
+                     SELECT coalesce(array_agg(s.slot ORDER BY (s.slot - $3 + $2) % $2), ARRAY[]::int[]) AS slots
+                     FROM generate_series(0, $2 - 1) AS s(slot)
+                     WHERE EXISTS (SELECT FROM outbox o WHERE o.slot = s.slot)
                    ), claim(i, held) AS (  -- tried in turn, one at a time, until half of all slots are held
                      SELECT 0, ARRAY[]::int[]
                      UNION ALL
@@ -201,9 +202,12 @@ class OutboxRelay:
                      FROM claim, occupied WHERE i < cardinality(slots) AND cardinality(held) < $2 / 2
                    ), held AS (
                      SELECT unnest(held) AS slot FROM (SELECT held FROM claim ORDER BY i DESC LIMIT 1) AS last
+                   ), oldest AS (  -- each held slot's oldest rows, read along the index, then the oldest of all
+                     SELECT picked.seq FROM held, LATERAL (
+                       SELECT seq FROM outbox WHERE outbox.slot = held.slot ORDER BY seq LIMIT $1 FOR UPDATE) AS picked
+                     ORDER BY picked.seq LIMIT $1
                    )
-                   DELETE FROM outbox WHERE seq IN (
-                     SELECT seq FROM outbox WHERE slot IN (SELECT slot FROM held) ORDER BY seq LIMIT $1 FOR UPDATE)
+                   DELETE FROM outbox WHERE seq IN (SELECT seq FROM oldest)
                    RETURNING seq, event_id, topic, key, value, headers, created_at,
                              (SELECT cardinality(slots) FROM occupied) AS occupied,
                              (SELECT count(*) FROM held) AS held""",
