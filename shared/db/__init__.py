@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from shared.logging import get_logger
 from shared.settings import service_role
@@ -19,9 +20,20 @@ ACQUIRE_TIMEOUT = 10.0
 STATEMENT_TIMEOUT = 30.0
 
 
+def encode_json(value: object) -> str:
+    """orjson writes JSON about ten times faster than the standard library (capture's saga rows, written on every
+    reply, were 10 % of its CPU); what it refuses — integers past 64 bits, keys that are not strings — the
+    standard library writes as before."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Read with the standard library: orjson would turn an integer past 64 bits into a float, silently.
     for jsontype in ("json", "jsonb"):
-        await conn.set_type_codec(jsontype, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(jsontype, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
