@@ -1,9 +1,13 @@
 """The bare pipeline for `oms bench`: the OMS's Kafka hops and Postgres transactions with no business logic.
 
-Each hop consumes a batch, records the message ids in an inbox and the forwarded messages in an outbox in one
-transaction, then publishes the outbox rows and deletes them in a second one (the relay's work), then commits
-the offsets — what every OMS consumer does, minus validation, domain rules and the framework. Hops are spread
-over processes as the saga's hops are spread over the services.
+Each hop consumes a batch, records in one transaction the message ids in an inbox, the state the message changes
+(an upsert of its order's row and two journal rows: the OMS writes about three rows of domain state per hop on
+this path — saga, timeline, order status, ledger, reservation, decision, fulfilment order) and the messages it
+sends in an outbox, then publishes the outbox rows and deletes them in a second one (the relay's work), then
+commits the offsets — what every OMS consumer does, minus validation, domain rules and the framework. The hops
+that stand for capture's also send the events capture adds (the order accepted and confirmed, and each one's copy
+for the channel), to a topic nobody reads. Hops are spread over processes as the saga's hops are spread over the
+services.
 
     python -m ops.baseline PREFIX HOP [HOP ...]
 """
@@ -24,10 +28,15 @@ from .env import load_dev_env
 HOPS = 9  # PlaceOrder, ReserveStock, StockReserved, RouteOrder, OrderRouted, AllocateReservation,
 #           ReservationAllocated, RequestFulfillment, FulfillmentOrderCreated
 PROCESS_HOPS = {"capture": (1, 3, 5, 7, 9), "inventory": (2, 6), "routing": (4,), "fulfillment": (8,)}
+EVENTS = {1: 2, 9: 2}  # OrderAccepted and OrderConfirmed, each with its copy on the channel's own topic
+EVENTS_TOPIC = "bench.events.v1"
 SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS bench;
-CREATE TABLE IF NOT EXISTS bench.inbox (message_key text PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS bench.outbox (seq bigserial PRIMARY KEY, topic text, key bytea, value bytea);
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.inbox (message_key text PRIMARY KEY);
+CREATE TABLE bench.state (key bytea PRIMARY KEY, hop int, updated_at timestamptz DEFAULT now());
+CREATE TABLE bench.journal (seq bigserial PRIMARY KEY, key bytea, hop int, at timestamptz DEFAULT now());
+CREATE TABLE bench.outbox (seq bigserial PRIMARY KEY, hop int, topic text, key bytea, value bytea);
 """
 
 
@@ -39,13 +48,12 @@ async def prepare(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(SCHEMA)
-        await conn.execute("TRUNCATE bench.inbox, bench.outbox")
     finally:
         await conn.close()
 
 
 async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, hop: int) -> None:
-    source, target = hop_topic(prefix, hop), hop_topic(prefix, hop + 1)
+    source, target, events = hop_topic(prefix, hop), hop_topic(prefix, hop + 1), prefix + EVENTS_TOPIC
     consumer = AIOKafkaConsumer(source, **login.aiokafka(), group_id=f"{prefix}bench-hop{hop}",
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
     await consumer.start()
@@ -61,18 +69,28 @@ async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, 
                     fresh = {row[0] for row in await conn.fetch(
                         "INSERT INTO bench.inbox SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING 1", keys)}
                     if fresh:
-                        await conn.executemany("INSERT INTO bench.outbox (topic, key, value) VALUES ($1, $2, $3)",
-                                               [(target, r.key, r.value) for r in records])
+                        await _change_state(conn, hop, [r.key for r in records])
+                        sends = [(target, r.key, r.value) for r in records]
+                        sends += [(events, r.key, r.value) for r in records for _ in range(EVENTS.get(hop, 0))]
+                        await conn.executemany(
+                            "INSERT INTO bench.outbox (hop, topic, key, value) VALUES ($1, $2, $3, $4)",
+                            [(hop, *send) for send in sends])
                 async with conn.transaction():
                     rows = await conn.fetch(
-                        "SELECT seq, topic, key, value FROM bench.outbox WHERE topic = $1 ORDER BY seq FOR UPDATE",
-                        target)
+                        "SELECT seq, topic, key, value FROM bench.outbox WHERE hop = $1 ORDER BY seq FOR UPDATE", hop)
                     sends = [await producer.send(r["topic"], r["value"], r["key"]) for r in rows]
                     await asyncio.gather(*sends)
                     await conn.execute("DELETE FROM bench.outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
             await consumer.commit()
     finally:
         await consumer.stop()
+
+
+async def _change_state(conn: asyncpg.Connection, hop: int, keys: list[bytes]) -> None:
+    await conn.execute("INSERT INTO bench.state (key, hop) SELECT DISTINCT unnest($1::bytea[]), $2::int "
+                       "ON CONFLICT (key) DO UPDATE SET hop = excluded.hop, updated_at = now()", keys, hop)
+    await conn.execute("INSERT INTO bench.journal (key, hop) SELECT k, $2::int FROM unnest($1::bytea[]) AS k, "
+                       "generate_series(1, 2)", keys, hop)
 
 
 async def main(prefix: str, hops: list[int]) -> None:

@@ -215,7 +215,7 @@ async def bench_oms(settings: Settings, count: int, rate: float | None, processe
 
 async def bench_baseline(settings: Settings, count: int, rate: float) -> Measured:
     prefix = f"{settings.topic_prefix}{load.run_tag().lower()}."
-    names = [f"bench.hop{h}.v1" for h in range(1, baseline.HOPS + 2)]
+    names = [f"bench.hop{h}.v1" for h in range(1, baseline.HOPS + 2)] + [baseline.EVENTS_TOPIC]
     await ensure_topics(settings, prefix, names=names)
     await baseline.prepare(settings.admin_dsn())
     env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database)
