@@ -74,6 +74,14 @@ class Replayed:
         return self.bytes.get(topic, 0) / self.orders if self.orders else 0.0
 
 
+async def _keep_storage_parameters(conn: asyncpg.Connection, fresh: dict[str, str]) -> None:
+    """LIKE ... INCLUDING ALL leaves out the table's storage parameters (the views' fillfactor): set them too."""
+    for live, new in fresh.items():
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)", live)
+        if options:
+            await conn.execute(f"ALTER TABLE {new} SET ({', '.join(options)})")
+
+
 async def rebuild(settings: Settings) -> Replayed:
     pool = await create_pool(settings.owner_dsn("tracking"), "tracking", min_size=1, max_size=1)
     replayed = Replayed()
@@ -82,6 +90,7 @@ async def rebuild(settings: Settings) -> Replayed:
             await conn.execute(f"""DROP TABLE IF EXISTS {FRESH.events}, {FRESH.orders};
                                    CREATE TABLE {FRESH.events} (LIKE events INCLUDING ALL);
                                    CREATE TABLE {FRESH.orders} (LIKE orders INCLUDING ALL)""")
+            await _keep_storage_parameters(conn, {"events": FRESH.events, "orders": FRESH.orders})
             started = {topic: await history.end_offsets(settings, topic) for topic in TIMELINE_TOPICS}
             for topic in (TRACKING_ORDER_HISTORY, *TIMELINE_TOPICS):
                 await _replay(conn, settings, topic, None, replayed)
