@@ -59,6 +59,14 @@ class Result:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
 
 
+@dataclass(frozen=True)
+class Statement:
+    calls: float
+    milliseconds: float  # executing, waits for locks included
+    blocks: float  # shared buffers hit or read
+    query: str
+
+
 @dataclass
 class Measured:
     saturated: Result
@@ -66,6 +74,7 @@ class Measured:
     cpu: cpu.CpuPerOrder
     database: dict[str, float]  # per order: commits, and rows written per schema
     idle_cores: float  # what the processes used with no orders in flight, taken off `cpu`
+    statements: list[Statement]  # the database's costliest statements in the window, per order
     # Both over the saturation phase and what it left to do: per order at full batches, what the capacity model
     # needs, and least disturbed by idle polling or by others' work slowing the run down.
 
@@ -104,18 +113,47 @@ class Meter:
         with suppress(TimeoutError):  # still busy: measured as it is (other work of these processes counted too)
             await eventually(idle, timeout=timeout, interval=0, what="the processes to be idle")
 
-    async def read(self) -> tuple[dict[str, float | None], dict[str, float], float]:
-        return self.sample(), await _database_counters(self.settings), time.monotonic()
+    async def read(self) -> tuple[dict[str, float | None], dict[str, float], float, dict[int, Statement]]:
+        return (self.sample(), await _database_counters(self.settings), time.monotonic(),
+                await _statements(self.settings))
 
     async def measured(self, saturated: Result, steady: Result, before, after) -> Measured:
         orders = saturated.orders
         return Measured(saturated, steady,
                         cpu.per_order(before[0], after[0], orders, idle=self.idle, seconds=after[2] - before[2]),
-                        per_order_counts(before[1], after[1], orders), self.services_idle)
+                        per_order_counts(before[1], after[1], orders), self.services_idle,
+                        costliest_statements(before[3], after[3], orders))
 
 
 def per_order_counts(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, float]:
     return {name: (after.get(name, 0) - count) / orders for name, count in before.items() if orders > 0}
+
+
+async def _statements(settings: Settings) -> dict[int, Statement]:
+    """The bench database's statements so far (pg_stat_statements), by query id; none where the extension is not
+    loaded (`shared_preload_libraries`, set by deploy/postgres.sh)."""
+    conn = await asyncpg.connect(settings.admin_dsn())
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rows = await conn.fetch(
+            """SELECT queryid, calls, total_exec_time, shared_blks_hit + shared_blks_read AS blocks, query
+               FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND queryid IS NOT NULL""")
+        return {r["queryid"]: Statement(r["calls"], r["total_exec_time"], r["blocks"], r["query"]) for r in rows}
+    except asyncpg.PostgresError:
+        return {}
+    finally:
+        await conn.close()
+
+
+def costliest_statements(before: dict[int, Statement], after: dict[int, Statement], orders: int,
+                         top: int = 8) -> list[Statement]:
+    """The statements that took the most time between two readings, per order."""
+    zero = Statement(0, 0, 0, "")
+    window = [Statement((s.calls - was.calls) / orders, (s.milliseconds - was.milliseconds) / orders,
+                        (s.blocks - was.blocks) / orders, " ".join(s.query.split()))
+              for query_id, s in after.items() if (was := before.get(query_id, zero)) and orders > 0]
+    return sorted(window, key=lambda s: s.milliseconds, reverse=True)[:top]
 
 
 async def _database_counters(settings: Settings) -> dict[str, float]:
@@ -275,6 +313,10 @@ def report(oms: Measured, bare: Measured | None) -> str:
     for name, measured in rows:
         lines.append(f"Postgres per order, {name}: " + ", ".join(
             f"{counter} {value:.1f}" for counter, value in measured.database.items() if value >= 0.05))
+    if oms.statements:
+        lines.append("The OMS's costliest statements (pg_stat_statements), per order: calls, ms (lock waits "
+                     "included), buffers")
+        lines += [f"{s.calls:6.2f} {s.milliseconds:6.3f} {s.blocks:7.1f}  {s.query[:100]}" for s in oms.statements]
     return "\n".join(lines)
 
 

@@ -118,7 +118,7 @@ def _measured(throughput: float, steady_rate: float, p99_ms: float, cpu_ms: floa
     from ops.bench import Measured, Result
     latencies = [p99_ms / 2] * 98 + [p99_ms] * 2
     return Measured(Result(int(throughput * 10), 10.0, []), Result(int(steady_rate * 10), 10.0, latencies),
-                    cpu.CpuPerOrder({"capture": cpu_ms, "Postgres": 3.0}), {}, 0.1)
+                    cpu.CpuPerOrder({"capture": cpu_ms, "Postgres": 3.0}), {}, 0.1, [])
 
 
 def test_several_runs_give_each_figure_as_median_and_range_and_judge_the_targets_on_the_medians():
@@ -141,3 +141,12 @@ def test_the_p99_target_is_judged_only_at_its_rate():
     assert ">= 1,000 orders/s saturated: 245, not met" in text
     assert "baseline" not in text
     assert "p99 <= 500 ms at 500 orders/s: not judged, steady at 119/s" in text
+
+
+def test_the_costliest_statements_are_those_that_took_the_most_time_in_the_window_per_order():
+    from ops.bench import Statement, costliest_statements
+    before = {1: Statement(10, 100.0, 50, "SELECT 1"), 2: Statement(0, 0, 0, "x")}
+    after = {1: Statement(30, 120.0, 250, "SELECT  1"), 2: Statement(5, 500.0, 10, "UPDATE\n  t"),
+             3: Statement(20, 40.0, 20, "INSERT")}
+    assert costliest_statements(before, after, orders=10) == [
+        Statement(0.5, 50.0, 1.0, "UPDATE t"), Statement(2.0, 4.0, 2.0, "INSERT"), Statement(2.0, 2.0, 20.0, "SELECT 1")]
