@@ -137,8 +137,8 @@ def revive_coordination(consumer: AIOKafkaConsumer | None, topic: str) -> bool:
     """aiokafka's group coordination can end for good on an assertion of its own (`assignment is not None and
     assignment.active`: a pattern subscription's topics changed while the group rejoined after a broker restart);
     its consumer then fails every fetch with that error and never consumes again, in a process that looks alive.
-    Found by the broker-restart fault test: fulfillment stopped reading location updates; reported upstream as
-    aio-libs/aiokafka#796 (open since 2021). The routine is started again, rejoining the group (offsets are
+    Found by the broker-restart fault test: fulfillment stopped reading location updates; the same assertion is
+    reported upstream, aio-libs/aiokafka#796 (open since 2021). The routine is started again, rejoining the group (offsets are
     committed only after the effect: nothing is lost or applied twice). Drop this once a fixed aiokafka is pinned."""
     coordinator = getattr(consumer, "_coordinator", None)
     task = getattr(coordinator, "_coordination_task", None)
