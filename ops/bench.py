@@ -149,10 +149,13 @@ async def _statements(settings: Settings) -> dict[int, Statement]:
 def costliest_statements(before: dict[int, Statement], after: dict[int, Statement], orders: int,
                          top: int = 8) -> list[Statement]:
     """The statements that took the most time between two readings, per order."""
-    zero = Statement(0, 0, 0, "")
-    window = [Statement((s.calls - was.calls) / orders, (s.milliseconds - was.milliseconds) / orders,
-                        (s.blocks - was.blocks) / orders, " ".join(s.query.split()))
-              for query_id, s in after.items() if (was := before.get(query_id, zero)) and orders > 0]
+    if orders <= 0:
+        return []
+    window = []
+    for query_id, now in after.items():
+        was = before.get(query_id, Statement(0, 0, 0, ""))
+        window.append(Statement((now.calls - was.calls) / orders, (now.milliseconds - was.milliseconds) / orders,
+                                (now.blocks - was.blocks) / orders, " ".join(now.query.split())))
     return sorted(window, key=lambda s: s.milliseconds, reverse=True)[:top]
 
 
