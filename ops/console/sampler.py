@@ -243,7 +243,7 @@ class Sampler:
         pool = await self._database_pool()
         rows = await pool.fetch(" UNION ALL ".join(
             f"SELECT '{s}' AS service, (SELECT count(*) FROM {s}.outbox) AS backlog, "
-            f"(SELECT extract(epoch FROM now() - min(created_at))::float8 FROM {s}.outbox) AS oldest, "
+            f"(SELECT extract(epoch FROM now() - created_at)::float8 FROM {s}.outbox ORDER BY seq LIMIT 1) AS oldest, "
             f"(SELECT array_agg(failed_at) FROM {s}.dead_letters WHERE failed_at > now() - interval '1 hour') "
             f"AS dead_letters" for s in SERVICES))
         for row in rows:

@@ -83,11 +83,14 @@ class Health:
         return database + consumers
 
     async def _database_problems(self) -> list[str]:
+        # The oldest row by `seq`, read along the primary key (min(created_at) scanned the whole outbox, which
+        # at saturation holds thousands of dead rows); rows are numbered as they are staged, so it is the oldest
+        # within a transaction's length.
         try:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 backlog, oldest, parked = await conn.fetchrow(
                     "SELECT (SELECT count(*) FROM outbox), "
-                    "       (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM outbox), "
+                    "       (SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox ORDER BY seq LIMIT 1), "
                     "       (SELECT count(*) FROM outbox_parked)", timeout=5)
         except Exception as error:
             return [f"database: {error!r}"[:300]]
@@ -138,8 +141,9 @@ def revive_coordination(consumer: AIOKafkaConsumer | None, topic: str) -> bool:
     assignment.active`: a pattern subscription's topics changed while the group rejoined after a broker restart);
     its consumer then fails every fetch with that error and never consumes again, in a process that looks alive.
     Found by the broker-restart fault test: fulfillment stopped reading location updates; the same assertion is
-    reported upstream, aio-libs/aiokafka#796 (open since 2021). The routine is started again, rejoining the group (offsets are
-    committed only after the effect: nothing is lost or applied twice). Drop this once a fixed aiokafka is pinned."""
+    reported upstream, aio-libs/aiokafka#796 (open since 2021). The routine is started again, rejoining the group
+    (offsets are committed only after the effect: nothing is lost or applied twice). Drop this once a fixed
+    aiokafka is pinned."""
     coordinator = getattr(consumer, "_coordinator", None)
     task = getattr(coordinator, "_coordination_task", None)
     if task is None or not task.done() or task.cancelled() or task.exception() is None:
