@@ -206,7 +206,11 @@ class Watcher:
 
 
 async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[PlaceOrder],
-                    key_of_order: Callable[[PlaceOrder, str], str], rate: float | None) -> Result:
+                    key_of_order: Callable[[PlaceOrder, str], str], rate: float | None,
+                    still_running: Callable[[], None] = lambda: None) -> Result:
+    """Send the orders (at `rate`, or as fast as the producer takes them) and wait for each flow's last message;
+    `still_running` raises if what is measured has stopped, so that a dead worker fails the phase at once instead
+    of after the wait's five minutes."""
     sent: dict[str, float] = {}
     chunk = 200 if rate is None else max(1, int(rate / 50))
     started = time.monotonic()
@@ -223,8 +227,11 @@ async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[P
             ahead = (i + len(part)) / rate - (now - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
-    await eventually(lambda: all(k in watcher.arrived for k in sent), timeout=300, interval=0.05,
-                     what=f"{len(sent)} flows to finish")
+    def finished() -> bool:
+        still_running()
+        return all(k in watcher.arrived for k in sent)
+
+    await eventually(finished, timeout=300, interval=0.05, what=f"{len(sent)} flows to finish")
     finished = max(watcher.arrived[k] for k in sent)
     return Result(len(sent), finished - started, [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()])
 
@@ -271,10 +278,12 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
             meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
             await meter.measure_idle()
             before = await meter.read()
-            saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None)
+            saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None,
+                                        lambda: _workers_running(workers))
             await meter.drained()
             after = await meter.read()
-            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate)
+            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate,
+                                     lambda: _workers_running(workers))
         return await meter.measured(saturated, steady, before, after)
     finally:
         for worker in workers:
@@ -282,6 +291,12 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
         for worker in workers:
             worker.wait(timeout=10)
         await delete_topics(settings, prefix, names=names)
+
+
+def _workers_running(workers: list[subprocess.Popen]) -> None:
+    if stopped := [w for w in workers if w.poll() is not None]:
+        raise RuntimeError("the baseline stopped: " + ", ".join(
+            f"hops {' '.join(map(str, w.args[4:]))} exited with {w.returncode}" for w in stopped))
 
 
 async def _wait_for_stock(settings: Settings, receipts: int, tag: str) -> None:

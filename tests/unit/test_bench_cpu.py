@@ -1,5 +1,6 @@
 """CPU per order in `oms bench` (ops/cpu.py): reading /proc/<pid>/stat and the arithmetic."""
 
+import asyncio
 import os
 
 import pytest
@@ -150,3 +151,24 @@ def test_the_costliest_statements_are_those_that_took_the_most_time_in_the_windo
              3: Statement(20, 40.0, 20, "INSERT")}
     assert costliest_statements(before, after, orders=10) == [
         Statement(0.5, 50.0, 1.0, "UPDATE t"), Statement(2.0, 4.0, 2.0, "INSERT"), Statement(2.0, 2.0, 20.0, "SELECT 1")]
+
+
+async def test_a_baseline_worker_that_dies_fails_the_phase_at_once_instead_of_after_the_five_minute_wait():
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from ops.bench import _workers_running, run_phase
+    from ops.demo import sample_order
+
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)", "prefix.", "2", "6"])
+    dead.wait()
+
+    async def accepted(*_):
+        return asyncio.sleep(0)
+
+    sender = SimpleNamespace(producer=SimpleNamespace(send=accepted), settings=SimpleNamespace(topic=str))
+    never_arrives = SimpleNamespace(arrived={})
+    with pytest.raises(RuntimeError, match="hops 2 6 exited with 3"):
+        await asyncio.wait_for(run_phase(sender, never_arrives, "bench.hop1.v1", [sample_order()],
+                                         lambda _, i: i, None, lambda: _workers_running([dead])), timeout=10)
