@@ -227,11 +227,12 @@ async def run_phase(sender: Client, watcher: Watcher, topic: str, orders: list[P
             ahead = (i + len(part)) / rate - (now - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
-    def finished() -> bool:
+
+    def all_arrived() -> bool:
         still_running()
         return all(k in watcher.arrived for k in sent)
 
-    await eventually(finished, timeout=300, interval=0.05, what=f"{len(sent)} flows to finish")
+    await eventually(all_arrived, timeout=300, interval=0.05, what=f"{len(sent)} flows to finish")
     finished = max(watcher.arrived[k] for k in sent)
     return Result(len(sent), finished - started, [(watcher.arrived[k] - t) * 1000 for k, t in sent.items()])
 
@@ -367,11 +368,6 @@ TARGET_RATIO = 0.7  # OMS / bare baseline throughput
 TARGET_P99_MS, TARGET_P99_RATE = 500.0, 500.0  # p99 at that steady rate
 
 
-def _services_ms(used: cpu.CpuPerOrder) -> float:
-    """The tables' total: the broker and the database are shared with whatever else runs, so left out."""
-    return sum(ms for name, ms in used.ms.items() if name not in INFRA and ms is not None)
-
-
 def spread(measured: list[tuple[Measured, Measured | None]]) -> str:
     """Median (lowest–highest) of each figure over the runs, and the targets judged on the medians."""
     def figure(values: list[float], digits: int = 0) -> str:
@@ -387,7 +383,7 @@ def spread(measured: list[tuple[Measured, Measured | None]]) -> str:
     lines = [f"over {len(measured)} runs, median (lowest–highest):",
              f"OMS: {figure(throughput)} orders/s saturated; steady at {figure([o.steady.throughput for o in oms])}/s "
              f"p50 {figure([o.steady.percentile(50) for o in oms])} ms, p99 {figure(p99)} ms; service CPU "
-             f"{figure([_services_ms(o.cpu) for o in oms], 2)} ms per order",
+             f"{figure([o.cpu.total_without(INFRA) for o in oms], 2)} ms per order",
              "targets, on the medians:",
              f"  >= {TARGET_THROUGHPUT:,.0f} orders/s saturated: {statistics.median(throughput):.0f}, "
              + judged(statistics.median(throughput) >= TARGET_THROUGHPUT)]

@@ -5,7 +5,7 @@ is not charged for the wait.
 """
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +81,11 @@ class CpuPerOrder:
 
     @property
     def total(self) -> float:
-        return sum(v for v in self.ms.values() if v is not None)
+        return self.total_without(frozenset())
+
+    def total_without(self, shared: Collection[str]) -> float:
+        """The processes' total, leaving out `shared` ones (a broker or database others use too)."""
+        return sum(v for name, v in self.ms.items() if v is not None and name not in shared)
 
 
 def per_order(before: Mapping[str, float | None], after: Mapping[str, float | None], orders: int, *,
@@ -132,8 +136,7 @@ def table(rows: Mapping[str, CpuPerOrder], shared: frozenset[str] = frozenset())
         label = f"{name}*" if name in shared else name
         lines.append(f"{label:<{width}}" + "".join(f"{_ms(row.ms.get(name, float('nan'))):>24}"
                                                      for row in rows.values()))
-    own = {system: sum(v for k, v in row.ms.items() if v is not None and k not in shared)
-           for system, row in rows.items()}
+    own = {system: row.total_without(shared) for system, row in rows.items()}
     lines.append(f"{TOTAL:<{width}}" + "".join(f"{own[system]:>24.2f}" for system in rows))
     if shared:
         lines.append("* shared with whatever else runs on this machine: an upper bound")
