@@ -2,10 +2,10 @@
 and an HTTP side (uvicorn, through FastStream's ASGI app) with /health/live, /health/ready and /metrics.
 
 Subscribers take raw records (our own decoder) so that bytes that are not JSON, or not a valid envelope,
-reach the dead-letter path instead of failing inside the framework. Offsets are committed by FastStream
-(AckPolicy.NACK_ON_ERROR) only when the handler returns, which is after every record of the batch has its
-effect or its dead letter committed; if the handler ever raises (only on shutdown), FastStream seeks back
-and the batch is redelivered, never committed past.
+reach the dead-letter path instead of failing inside the framework. A batch's offsets are noted as applied
+only when the handler returns, which is after every record of the batch has its effect or its dead letter
+committed, and committed beside consuming (offsets.py); if the handler ever raises (only on shutdown), the
+consumer seeks back and the batch is read again, never committed past.
 """
 
 import asyncio
@@ -34,6 +34,7 @@ from shared.settings import DEFAULT_HTTP_PORTS, settings
 from .consumer import Consumer, Subscription
 from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
+from .offsets import OffsetCommitter, rewind
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
 from .tracing import configure_tracing
@@ -162,8 +163,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     health = Health(definition.name)
     # The service's topics, unprefixed in its definition; the router puts a test run's prefix before each.
     router = KafkaRouter(prefix=config.topic_prefix)
-    for subscription in definition.subscriptions:
-        _subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
+    committers = [_subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
+                  for subscription in definition.subscriptions]
     broker.include_router(router)
     pool: asyncpg.Pool | None = None
 
@@ -187,6 +188,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                  asyncio.create_task(health.watch(), name="health")]
         tasks += [asyncio.create_task(task(begin), name=task.__name__)
                   for task in [prune_inbox, *definition.background]]
+        tasks += [asyncio.create_task(committer.run(), name=f"offsets-{committer.group}") for committer in committers]
         log.info("service.started", topics=[s.topic for s in definition.subscriptions])
         try:
             yield
@@ -206,11 +208,17 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
 
 
 def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],
-               health: Health, max_records: int) -> None:
+               health: Health, max_records: int) -> OffsetCommitter:
     group = consumer_group(service, subscription.topic)
+    committer = OffsetCommitter(lambda: subscriber.consumer, group)
 
     async def consume(records: Any) -> None:
-        await consumers[group].process(subscription, records)
+        try:
+            await consumers[group].process(subscription, records)
+        except BaseException:
+            rewind(subscriber.consumer, records)
+            raise
+        committer.applied(records)
 
     consume.__name__ = f"consume_{subscription.topic.replace('.', '_').replace('-', '_')}"
     subscriber = router.subscriber(
@@ -224,7 +232,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         max_records=max_records,
         batch_timeout_ms=20,
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,  # offsets.py commits what was applied
         parser=without_headers,
         decoder=raw_records,
         title=f"{service}:{subscription.topic}",
@@ -235,6 +243,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         kafka=lambda: subscriber.consumer,
         running=lambda: subscriber.running and all(not task.done() for task in subscriber.tasks),
     ))
+    return committer
 
 
 def _topics(subscription: Subscription) -> list[Topic]:
