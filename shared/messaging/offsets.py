@@ -6,15 +6,16 @@ subscriber notes what it has applied — only after `Consumer.process` returned,
 dead letter is durable — and a task commits those exact offsets at most every COMMIT_INTERVAL_SECONDS, the
 next batch not waiting for it.
 
-What this gives up is where a restarted or rebalanced consumer resumes: up to an interval's records before the
-last it applied, delivered again and skipped by the inbox (claimed by event id in the effect's transaction), as
-after any crash. Never past a record not yet applied: the offsets committed are those noted, not the
-consumer's position."""
+What this gives up is where a restarted consumer resumes: up to an interval's records before the last it
+applied, delivered again and skipped by the inbox (claimed by event id in the effect's transaction), as after
+any crash. Before a rebalance takes partitions away, what was applied is committed first, so their next owner
+starts where this one stopped. Never past a record not yet applied: the offsets committed are those noted, not
+the consumer's position."""
 
 import asyncio
 from collections.abc import Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from shared.logging import get_logger
@@ -66,6 +67,17 @@ class OffsetCommitter:
                 self.pending[partition] = max(self.pending.get(partition, 0), offset)
             self._due.set()
             log.warning("consumer.offset_commit_failed", group=self.group, error=repr(error))
+
+
+class CommitBeforeRevocation(ConsumerRebalanceListener):
+    def __init__(self, committer: OffsetCommitter):
+        self.committer = committer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.committer.commit()  # still this generation's member: the broker takes the commit
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 def rewind(consumer: AIOKafkaConsumer | None, records: Iterable[ConsumerRecord]) -> None:

@@ -34,7 +34,7 @@ from shared.settings import DEFAULT_HTTP_PORTS, settings
 from .consumer import Consumer, Subscription
 from .health import Health, Watched
 from .monitor import REGISTRY, ConsumerMonitor
-from .offsets import OffsetCommitter, rewind
+from .offsets import CommitBeforeRevocation, OffsetCommitter, rewind
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
 from .tracing import configure_tracing
@@ -232,6 +232,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         max_records=max_records,
         batch_timeout_ms=20,
         auto_offset_reset="earliest",
+        listener=CommitBeforeRevocation(committer),
         ack_policy=AckPolicy.MANUAL,  # offsets.py commits what was applied
         parser=without_headers,
         decoder=raw_records,

@@ -1,6 +1,6 @@
 """Offsets committed beside consuming (shared/messaging/offsets.py), on a real broker: what is committed is what
 was applied, never the consumer's position past it; notes made within an interval go in one commit; a batch
-that was not applied is read again."""
+that was not applied is read again; before a rebalance takes partitions away, what was applied is committed."""
 
 import asyncio
 import uuid
@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ops.waiting import eventually
-from shared.messaging.offsets import OffsetCommitter, rewind
+from shared.messaging.offsets import CommitBeforeRevocation, OffsetCommitter, rewind
 from shared.messaging.outbox import make_producer
 from shared.messaging.topics import delete_topics, ensure_topics
 
@@ -76,5 +76,46 @@ async def test_what_was_applied_is_committed_in_one_commit_and_an_unapplied_batc
     finally:
         await admin.close()
         await consumer.stop()
+        await producer.stop()
+        await delete_topics(config, names=[TOPIC])
+
+
+async def test_before_a_rebalance_takes_partitions_away_what_was_applied_is_committed(config):
+    await ensure_topics(config, names=[TOPIC])
+    group = f"offsets-{uuid.uuid4().hex[:6]}"
+    login = config.kafka_login().aiokafka()
+    first = AIOKafkaConsumer(**login, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+    committer = OffsetCommitter(lambda: first, group, interval=3600)  # no commit but the rebalance's
+    first.subscribe([config.topic(TOPIC)], listener=CommitBeforeRevocation(committer))
+    second = AIOKafkaConsumer(config.topic(TOPIC), **login, group_id=group, auto_offset_reset="earliest",
+                              enable_auto_commit=False)
+    producer = make_producer(config.kafka_login(), "test-offsets")
+    admin = AIOKafkaAdminClient(**login)
+    await producer.start()
+    await first.start()
+    await admin.start()
+    try:
+        for n in range(5):
+            await producer.send_and_wait(config.topic(TOPIC), str(n).encode(), b"one-key")
+        records = []
+
+        async def all_read() -> bool:
+            records.extend(r for batch in (await first.getmany(timeout_ms=500)).values() for r in batch)
+            return len(records) == 5
+        await eventually(all_read, timeout=30, what="the five records")
+        committer.applied(records[:3])
+        partition = TopicPartition(records[0].topic, records[0].partition)
+
+        await second.start()  # joins the group: the first gives up its partitions, or some of them
+
+        async def committed() -> bool:
+            await first.getmany(timeout_ms=100)  # keeps the first in the group while it rebalances
+            offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
+            return partition in offsets and offsets[partition].offset == records[2].offset + 1
+        await eventually(committed, timeout=60, what="the applied offsets committed at the rebalance")
+    finally:
+        await admin.close()
+        await second.stop()
+        await first.stop()
         await producer.stop()
         await delete_topics(config, names=[TOPIC])
