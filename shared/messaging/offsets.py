@@ -26,6 +26,8 @@ COMMIT_INTERVAL_SECONDS = 0.5
 
 
 class OffsetCommitter:
+    """One consumer's applied offsets, and the task that commits them."""
+
     def __init__(self, consumer: Callable[[], AIOKafkaConsumer | None], group: str,
                  interval: float = COMMIT_INTERVAL_SECONDS):
         self.consumer = consumer
@@ -36,7 +38,7 @@ class OffsetCommitter:
 
     def applied(self, records: Iterable[ConsumerRecord]) -> None:
         for record in records:
-            partition = TopicPartition(record.topic, record.partition)
+            partition = _partition(record)
             self.pending[partition] = max(self.pending.get(partition, 0), record.offset + 1)
         self._due.set()
 
@@ -86,9 +88,13 @@ def rewind(consumer: AIOKafkaConsumer | None, records: Iterable[ConsumerRecord])
         return
     earliest: dict[TopicPartition, int] = {}
     for record in records:
-        partition = TopicPartition(record.topic, record.partition)
+        partition = _partition(record)
         earliest[partition] = min(earliest.get(partition, record.offset), record.offset)
     assigned = consumer.assignment()
     for partition, offset in earliest.items():
         if partition in assigned:
             consumer.seek(partition, offset)
+
+
+def _partition(record: ConsumerRecord) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
