@@ -25,6 +25,7 @@ from ops.processes import ServiceProcess
 from shared.contracts.topics import ALL_TOPICS, PARTITIONS
 from shared.db.bootstrap import SERVICES
 from shared.logging import get_logger
+from shared.messaging.outbox import backlog_sql
 from shared.messaging.retry import run_forever
 from shared.messaging.service import consumer_group_prefix
 from shared.settings import Settings
@@ -242,8 +243,7 @@ class Sampler:
     async def _database(self, sample: Sample) -> None:
         pool = await self._database_pool()
         rows = await pool.fetch(" UNION ALL ".join(
-            f"SELECT '{s}' AS service, (SELECT count(*) FROM {s}.outbox) AS backlog, "
-            f"(SELECT extract(epoch FROM now() - created_at)::float8 FROM {s}.outbox ORDER BY seq LIMIT 1) AS oldest, "
+            f"SELECT '{s}' AS service, {backlog_sql(f'{s}.outbox')}, "
             f"(SELECT array_agg(failed_at) FROM {s}.dead_letters WHERE failed_at > now() - interval '1 hour') "
             f"AS dead_letters" for s in SERVICES))
         for row in rows:

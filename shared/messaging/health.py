@@ -30,6 +30,7 @@ from .monitor import (
     REGISTRY,
     ConsumerMonitor,
 )
+from .outbox import backlog_sql
 from .retry import run_forever
 
 log = get_logger(__name__)
@@ -83,15 +84,10 @@ class Health:
         return database + consumers
 
     async def _database_problems(self) -> list[str]:
-        # The oldest row by `seq`, read along the primary key (min(created_at) scanned the whole outbox, which
-        # at saturation holds thousands of dead rows); rows are numbered as they are staged, so it is the oldest
-        # within a transaction's length.
         try:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 backlog, oldest, parked = await conn.fetchrow(
-                    "SELECT (SELECT count(*) FROM outbox), "
-                    "       (SELECT extract(epoch FROM now() - created_at)::float8 FROM outbox ORDER BY seq LIMIT 1), "
-                    "       (SELECT count(*) FROM outbox_parked)", timeout=5)
+                    f"SELECT {backlog_sql()}, (SELECT count(*) FROM outbox_parked)", timeout=5)
         except Exception as error:
             return [f"database: {error!r}"[:300]]
         OUTBOX_BACKLOG.labels(self.service).set(backlog)

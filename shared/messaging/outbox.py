@@ -74,6 +74,15 @@ async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) ->
     )
 
 
+def backlog_sql(outbox: str = "outbox") -> str:
+    """A select list of an outbox's rows waiting (`backlog`) and the seconds since the oldest was staged
+    (`oldest`, NULL when none waits): the oldest by `seq`, read along the primary key (min(created_at) scanned the
+    whole outbox, which at saturation holds thousands of dead rows); rows are numbered as they are staged, so it
+    is the oldest within a transaction's length."""
+    return (f"(SELECT count(*) FROM {outbox}) AS backlog, "
+            f"(SELECT extract(epoch FROM now() - created_at)::float8 FROM {outbox} ORDER BY seq LIMIT 1) AS oldest")
+
+
 def notify_channel(schema: str) -> str:
     return f"oms_outbox_{schema}"
 
