@@ -37,6 +37,7 @@ CREATE TABLE bench.inbox (message_key text PRIMARY KEY);
 CREATE TABLE bench.state (key bytea PRIMARY KEY, hop int, updated_at timestamptz DEFAULT now());
 CREATE TABLE bench.journal (seq bigserial PRIMARY KEY, key bytea, hop int, at timestamptz DEFAULT now());
 CREATE TABLE bench.outbox (seq bigserial PRIMARY KEY, hop int, topic text, key bytea, value bytea);
+CREATE INDEX ON bench.outbox (hop, seq);
 """
 
 
