@@ -12,7 +12,7 @@ and cause), so the counters always equal the ledger's sums.
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from uuid import UUID
 
@@ -86,6 +86,12 @@ class Reservation:
     def held(self) -> list[Line]:
         """The units reserved and pinned nowhere."""
         return subtract_lines(self.lines, [line for pinned in self.pins.values() for line in pinned]) or []
+
+    def copy(self) -> "Reservation":
+        """A copy to change: new lists and maps, the lines themselves (immutable) shared. A deep copy walked every
+        line's model: an eighth of inventory's CPU at saturation."""
+        return replace(self, lines=list(self.lines), pins={at: list(lines) for at, lines in self.pins.items()},
+                       committed={at: list(lines) for at, lines in self.committed.items()})
 
     def settle(self) -> None:
         """The status the units say: committed once nothing is left, allocated while some are pinned."""

@@ -7,7 +7,6 @@ Orders are locked with transaction-scoped advisory locks rather than their reser
 reservation yet has no row to lock, and inserting one at the end (after the SKU locks) could wait on a
 transaction that holds that order and waits for our SKUs."""
 
-import copy
 from uuid import UUID
 
 import asyncpg
@@ -45,7 +44,7 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         inventory = Inventory(
             skus={r["sku"]: SkuStock(r["sku"], r["on_hand"], r["reserved"], r["backordered"]) for r in sku_rows},
             locations={},
-            reservations={k: copy.deepcopy(v) for k, v in reservations.items()},
+            reservations={k: v.copy() for k, v in reservations.items()},
             location_safety=dict(location_safety), sku_safety=dict(sku_safety),
             expected={sku: list(dates) for sku, dates in expected.items()},
         )

@@ -52,6 +52,21 @@ def test_allocation_pins_units_at_one_location_or_fails_without_changes():
     assert inv.locations[("AA", "WH2")].allocated == 2
 
 
+def test_a_reservation_copy_changes_apart_from_the_original():
+    """The store keeps an untouched copy of what it loaded to tell what changed."""
+    inv = inventory(AA={"WH1": 5, "WH2": 5})
+    order = uuid.uuid4()
+    inv.reserve(order, [Line(sku="AA", quantity=4)])
+    inv.allocate(order, "WH1", [Assignment(location_id="WH1", lines=[Line(sku="AA", quantity=1)])])
+    untouched = inv.reservations[order].copy()
+    assert untouched == inv.reservations[order]
+    inv.allocate(order, "WH2", [Assignment(location_id="WH2", lines=[Line(sku="AA", quantity=1)])])
+    inv.commit(order, [Line(sku="AA", quantity=1)], "WH1")
+    assert untouched.pins == {"WH1": [Line(sku="AA", quantity=1)]} and untouched.committed == {}
+    assert untouched.lines == [Line(sku="AA", quantity=4)]
+    assert untouched != inv.reservations[order]
+
+
 def test_release_undoes_everything_and_commit_consumes_stock():
     inv = inventory(AA={"WH1": 5})
     released, shipped = uuid.uuid4(), uuid.uuid4()
