@@ -213,11 +213,13 @@ class OutboxRelay:
                      SELECT unnest(held) AS slot FROM (SELECT held FROM claim ORDER BY i DESC LIMIT 1) AS last
                    ), oldest AS (  -- each held slot's oldest rows, read along the index, then the oldest of all
                      SELECT picked.seq FROM held, LATERAL (
-                       SELECT seq FROM outbox WHERE outbox.slot = held.slot ORDER BY seq LIMIT $1 FOR UPDATE) AS picked
+                       SELECT seq FROM outbox WHERE outbox.slot = held.slot ORDER BY seq LIMIT $1) AS picked
                      ORDER BY picked.seq LIMIT $1
-                   )
+                   )  -- not locked before the delete: a row another relay deleted since this statement's snapshot
+                      -- (it held the slot until it committed) is skipped by the DELETE, which returns only its own
                    DELETE FROM outbox WHERE seq IN (SELECT seq FROM oldest)
                    RETURNING seq, event_id, topic, key, value, headers, created_at,
+                             (SELECT count(*) FROM oldest) AS picked,
                              (SELECT cardinality(slots) FROM occupied) AS occupied,
                              (SELECT count(*) FROM held) AS held""",
                 self.batch_size, self.SLOTS, start, f"outbox:{self.schema}"), key=lambda r: r["seq"])
@@ -228,7 +230,7 @@ class OutboxRelay:
         unsent = {row["seq"] for row, _ in refused}
         for topic, count in Counter(r["topic"] for r in sendable if r["seq"] not in unsent).items():
             MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
-        more = len(rows) >= self.batch_size or bool(rows) and rows[0]["occupied"] > rows[0]["held"]
+        more = bool(rows) and (rows[0]["picked"] >= self.batch_size or rows[0]["occupied"] > rows[0]["held"])
         return Claimed(len(rows), more)
 
     async def _release_held(self, every_seconds: float = 5.0) -> None:
