@@ -6,6 +6,7 @@ import uuid
 import asyncpg
 
 from ops.prepare import discard_topics
+from ops.waiting import eventually
 from shared.messaging.topics import ensure_topics
 
 from ..support import runs
@@ -33,3 +34,35 @@ async def test_a_starting_session_sweeps_the_runs_nobody_holds_and_nothing_else(
             await conn.execute(f'DROP DATABASE IF EXISTS "oms_test_{run}" WITH (FORCE)')
         await conn.close()
         await discard_topics(config.model_copy(update={"topic_prefix": f"test-{living}."}))
+
+
+async def test_a_session_takes_its_lock_again_when_its_connection_is_lost(config):
+    """A test restarting the database server ends every connection, the one holding the session's lock with it:
+    without taking it again, a session starting later would sweep this one's databases and topics mid-run."""
+    run = uuid.uuid4().hex[:8]
+    conn = await asyncpg.connect(config.admin_dsn("postgres"))
+
+    async def holder() -> int | None:
+        return await conn.fetchval("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+                                   "AND objid = $1 AND objsubid = 1 AND granted", int(run, 16))
+
+    try:
+        async with runs.alive(config, run):
+            first = await holder()
+            assert first is not None
+            await conn.execute("SELECT pg_terminate_backend($1)", first)
+            second = await eventually(lambda: _other_than(first, holder), timeout=10, what="the lock taken again")
+            assert not await conn.fetchval("SELECT pg_try_advisory_lock($1)", int(run, 16))
+        assert await eventually(lambda: _released(holder), timeout=10, what="the lock released at the end")
+        assert second != first
+    finally:
+        await conn.close()
+
+
+async def _other_than(first: int, holder) -> int | None:
+    pid = await holder()
+    return pid if pid not in (None, first) else None
+
+
+async def _released(holder) -> bool:
+    return await holder() is None

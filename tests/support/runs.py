@@ -3,8 +3,9 @@ databases, topics and ACLs behind (dozens of topics each, hundreds of partitions
 session holds a lock named after its run for as long as it lives; a session starting sweeps the runs whose lock
 nobody holds. A database kept for a look afterwards (OMS_TEST_KEEP_DATABASE=1) is marked and left alone."""
 
+import asyncio
 import re
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,13 +24,46 @@ def _key(run_id: str) -> int:
 
 @asynccontextmanager
 async def alive(settings: Settings, run_id: str):
-    """The run's lock, held by a connection of its own until the session ends (or its process dies)."""
+    """The run's lock, held by a connection of its own until the session ends (or its process dies). Taken again
+    when that connection is lost: a test restarting the database server ends every connection, and a session
+    starting later would otherwise sweep this one's databases and topics mid-run."""
+    holding = asyncio.create_task(_hold(settings, run_id, await _lock(settings, run_id)))
+    try:
+        yield
+    finally:
+        holding.cancel()
+        with suppress(asyncio.CancelledError):
+            await holding
+
+
+async def _lock(settings: Settings, run_id: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(settings.admin_dsn("postgres"))
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _key(run_id))
-        yield
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _hold(settings: Settings, run_id: str, conn: asyncpg.Connection) -> None:
+    try:
+        while True:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _: lost.set())
+            if not conn.is_closed():
+                await lost.wait()
+            conn = await _lock_once_reachable(settings, run_id)
     finally:
         await conn.close()
+
+
+async def _lock_once_reachable(settings: Settings, run_id: str) -> asyncpg.Connection:
+    while True:
+        try:
+            return await _lock(settings, run_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # the server restarting
+            await asyncio.sleep(0.5)
 
 
 async def keep(settings: Settings) -> None:
