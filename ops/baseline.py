@@ -17,6 +17,7 @@ import json
 import sys
 
 import asyncpg
+import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from shared.db import keep_session
@@ -110,4 +111,4 @@ async def main(prefix: str, hops: list[int]) -> None:
 
 if __name__ == "__main__":
     load_dev_env()
-    asyncio.run(main(sys.argv[1], [int(h) for h in sys.argv[2:]]))
+    uvloop.run(main(sys.argv[1], [int(h) for h in sys.argv[2:]]))  # the services' loop: like for like

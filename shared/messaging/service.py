@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
+import uvloop
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -264,7 +265,9 @@ def http_port(service: str) -> int:
 
 
 def run(definition: ServiceDefinition) -> None:
+    """On uvloop (libuv, by asyncpg's authors): every hop is socket round trips to Kafka and Postgres, which it
+    serves with less CPU than asyncio's own loop (docs/benchmark.md)."""
     app = build_app(definition)
-    asyncio.run(app.run(log_level=logging.WARNING,
-                        run_extra_options={"host": settings().http_host, "port": http_port(definition.name),
-                                           "log_config": None}))  # uvicorn logs through our JSON handler
+    uvloop.run(app.run(log_level=logging.WARNING,
+                       run_extra_options={"host": settings().http_host, "port": http_port(definition.name),
+                                          "log_config": None}))  # uvicorn logs through our JSON handler
