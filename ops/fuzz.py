@@ -73,6 +73,7 @@ class Sent:
     partition: int
     offset: int
     envelope_id: str | None
+    message_type: str | None
     ref: tuple[str, str] | None
     preview: bytes
 
@@ -262,7 +263,7 @@ class Fuzz:
                 elif original.kind.startswith(VALID_RECEIPT):
                     message = self.valid_message(VALID_RECEIPT, original.envelope_id)
                 else:
-                    message = self.hostile.under_id(topic, original.envelope_id)
+                    message = self.hostile.under_id(topic, original.envelope_id, original.message_type)
                 message.kind, message.expect, message.partition = "duplicate id", DEDUPLICATED, original.partition
                 yield message
 
@@ -279,7 +280,8 @@ class Fuzz:
         for message, delivery in chunk:
             meta = await delivery
             self.sent.append(Sent(message.topic, message.kind, message.expect, meta.partition, meta.offset,
-                                  message.envelope_id, message.ref, (message.value or b"")[:160]))
+                                  message.envelope_id, message.message_type, message.ref,
+                                  (message.value or b"")[:160]))
 
     # --- waiting ---------------------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ class Message:
     envelope_id: str | None = None  # set when the value is a valid envelope, whose id a duplicate can reuse
     ref: tuple[str, str] | None = None  # (channel, channel order id) or ("receipt", receipt id) to find the effect by
     partition: int | None = None
+    message_type: str | None = None  # a valid envelope's type, which a duplicate keeps (the same consumers read it)
 
 
 def sample(model: type[BaseModel], new_id: Callable[[], uuid.UUID]) -> dict[str, Any]:
@@ -276,11 +277,12 @@ class HostileGenerator:
         return self.with_envelope(topic, "NUL in an otherwise valid order",
                                   self.envelope(topic, data, message_type=PlaceOrder.message_type))
 
-    def under_id(self, topic: str, envelope_id: str) -> Message:
-        """New hostile content in a valid envelope carrying an id already used on this topic."""
+    def under_id(self, topic: str, envelope_id: str, message_type: str) -> Message:
+        """New hostile content in a valid envelope carrying an id and type already used on this topic. (Under
+        another type, a consumer that skipped the first as another service's would rightly read it as new.)"""
         while True:
-            message = self.with_envelope(topic, "duplicate id",
-                                         self.envelope(topic, self.invalid_data(topic), id=envelope_id))
+            message = self.with_envelope(topic, "duplicate id", self.envelope(
+                topic, self.invalid_data(topic), message_type=message_type, id=envelope_id))
             if message.envelope_id == envelope_id:
                 message.key = self.hostile_key()
                 return message
@@ -302,7 +304,7 @@ class HostileGenerator:
             parsed = Envelope.model_validate_json(value)
         except ValidationError:
             return message
-        message.envelope_id = str(parsed.id)
+        message.envelope_id, message.message_type = str(parsed.id), parsed.type
         model = REGISTRY.get(parsed.type)
         error = _payload_error(model, parsed.data) if model in self.handled[topic] else None
         answers = self.answers[topic](parsed, error) if error and topic in self.answers else []

@@ -3,7 +3,9 @@
 For each batch, in one unit of work (one Postgres transaction):
   1. parse every record into its contract; one that is not a valid envelope or payload, of an unknown type or
      on the wrong topic becomes a dead letter (original bytes + reason);
-  2. claim the inbox keys; records already processed are skipped (redelivery does nothing);
+  2. claim the inbox keys; records already processed are skipped (redelivery does nothing). A record of a type
+     another service consumes from this topic is skipped without a claim: it has no effect to deduplicate, so a
+     batch of nothing else needs no transaction at all;
   3. hand each run of consecutive messages that share a handler to that handler, typed;
   4. write the staged events and dead letters, commit.
 Only then does `process` return, and only then are the Kafka offsets committed; `process` never returns
@@ -32,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.contracts import REGISTRY, Contract, Envelope
 from shared.contracts.base import Attributes, printable, refuse_nul_characters, typed_envelope
@@ -75,7 +77,7 @@ class Subscription:
 @dataclass
 class _Parsed:
     record: ConsumerRecord
-    inbox_key: str
+    inbox_key: str | None  # None: another service's message, skipped without a claim
     envelope: Attributes | None = None  # an Envelope unless read by _decoded
     message: Message | None = None
     dead_letter: tuple[str, str] | None = None  # (reason, detail)
@@ -160,9 +162,14 @@ class Consumer:
         return parsed
 
     def _read(self, subscription: Subscription, record: ConsumerRecord) -> tuple[_Parsed, Contract | None]:
-        if (decoded := _decoded(subscription, record.value)) is not None:
-            envelope, payload = decoded
-            return _Parsed(record, str(envelope.id), envelope), payload
+        model = _named_model(record.value)
+        if model is not None and model.topic == subscription.topic:
+            if model not in subscription.handlers:
+                if _is_of_type(model, record.value):
+                    return _Parsed(record, None), None
+            elif (decoded := _decoded(model, record.value)) is not None:
+                envelope, payload = decoded
+                return _Parsed(record, str(envelope.id), envelope), payload
         return self._read_any(subscription, record)
 
     def _read_any(self, subscription: Subscription, record: ConsumerRecord) -> tuple[_Parsed, Contract | None]:
@@ -178,7 +185,9 @@ class Consumer:
             parsed.dead_letter = ("UNKNOWN_TYPE", f"no contract named {printable(envelope.type, 200)!r}")
         elif model.topic != subscription.topic:
             parsed.dead_letter = ("WRONG_TOPIC", f"{envelope.type} belongs on {model.topic}")
-        elif model in subscription.handlers:
+        elif model not in subscription.handlers:
+            parsed.inbox_key = None  # another service's message
+        else:
             try:
                 payload = model.model_validate(envelope.data)
                 if b"\\u0000" in record.value:  # cheap test first: NUL is legal JSON, but no field may hold it
@@ -190,6 +199,8 @@ class Consumer:
         return parsed, None
 
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
+        if all(item.inbox_key is None for item in batch):
+            return  # nothing but other services' messages
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             uow = await self._apply_in_transaction(conn, subscription, batch, isolate)
         uow.committed()
@@ -198,9 +209,11 @@ class Consumer:
                                     batch: list[_Parsed], isolate: bool) -> UnitOfWork:
         async with conn.transaction():
             uow = UnitOfWork(conn, self.service, self.writes, self.settings)
-            fresh = await uow.claim([p.inbox_key for p in batch])
+            fresh = await uow.claim([p.inbox_key for p in batch if p.inbox_key is not None])
             todo: list[_Parsed] = []
             for item in batch:
+                if item.inbox_key is None:
+                    continue
                 item.duplicate = item.inbox_key not in fresh
                 if not item.duplicate:
                     fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
@@ -302,24 +315,39 @@ def _bound(item: _Parsed) -> Iterator[None]:
 
 
 # Where an envelope names its type: found in the bytes, without parsing them, to know which model to parse them
-# with. A wrong find (a payload field named type, say) fails that model's validation, and the general path reads it.
+# with. A wrong find (a payload field named type, say) fails that model's validation, or is not the envelope's
+# type, and the general path reads it.
 MESSAGE_TYPE = re.compile(rb'"type"\s*:\s*"([^"\\]{1,200})"')
 
 
-def _decoded(subscription: Subscription, value: bytes | None) -> tuple[Attributes, Contract] | None:
+def _named_model(value: bytes | None) -> type[Contract] | None:
+    if not value or b"\\u0000" in value or (found := MESSAGE_TYPE.search(value)) is None:
+        return None
+    return REGISTRY.get(found.group(1).decode(errors="replace"))
+
+
+def _decoded(model: type[Contract], value: bytes) -> tuple[Attributes, Contract] | None:
     """The common case, cheaply: a valid envelope of a type the subscription handles, parsed and validated with
     its payload in one pass (pydantic-core, from the bytes). Anything else (None) is read by _read_any, which says
     what is wrong with it exactly as it always has."""
-    if not value or b"\\u0000" in value or (found := MESSAGE_TYPE.search(value)) is None:
-        return None
-    model = REGISTRY.get(found.group(1).decode(errors="replace"))
-    if model is None or model.topic != subscription.topic or model not in subscription.handlers:
-        return None
     try:
         envelope = typed_envelope(model).model_validate_json(value)
     except ValidationError:
         return None
     return envelope, envelope.data
+
+
+class _TypeOnly(BaseModel):
+    type: str
+
+
+def _is_of_type(model: type[Contract], value: bytes) -> bool:
+    """Whether the record is JSON whose envelope's type is `model`'s, read without building the rest of it: a
+    message the service has no handler for needs nothing more (its consumer judges the rest)."""
+    try:
+        return _TypeOnly.model_validate_json(value).type == model.message_type
+    except ValidationError:
+        return False
 
 
 def _envelope(value: bytes | None) -> Envelope:

@@ -1,6 +1,7 @@
 """The consumer runtime on a real database, fed records directly: whatever fails about one message — its
 handler, or the messages it staged — that message alone is dead-lettered, the rest of the batch applied; a
-message the handler refuses is dead-lettered with the handler's reason code."""
+message the handler refuses is dead-lettered with the handler's reason code; another service's messages are
+skipped without a claim, and a batch of nothing else without a transaction."""
 
 import json
 import uuid
@@ -10,7 +11,7 @@ from aiokafka.structs import ConsumerRecord
 
 from shared.contracts import wrap
 from shared.contracts.common import Coordinates
-from shared.contracts.routing import LocationRegistered, RegisterLocation
+from shared.contracts.routing import LocationRegistered, RegisterLocation, RouteOrder
 from shared.contracts.topics import DEAD_LETTERS, ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Consumer, Subscription
 from shared.messaging.unit_of_work import Message, UnitOfWork
@@ -41,7 +42,18 @@ async def misbehaving(uow: UnitOfWork, batch: list[Message[RegisterLocation]]) -
 def record(offset: int, name: str) -> ConsumerRecord:
     command = RegisterLocation(location_id=f"L-{uuid.uuid4().hex[:8]}", name=name, kind="warehouse",
                                coordinates=Coordinates(lat=50.0, lon=8.0))
-    value = wrap(command, source="test", correlation_id=f"c-{name}").model_dump_json().encode()
+    return raw_record(offset, wrap(command, source="test", correlation_id=f"c-{name}").model_dump_json().encode())
+
+
+def someone_elses(offset: int, **envelope) -> ConsumerRecord:
+    """A message of a type on this topic that only another service handles (routing's own RouteOrder stands in
+    for it: the subscriptions below handle RegisterLocation alone)."""
+    fields = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": RouteOrder.message_type, "source": "test",
+              "correlationid": "c-other", "data": {"not": "validated by a service that does not handle it"}}
+    return raw_record(offset, json.dumps({**fields, **envelope}).encode())
+
+
+def raw_record(offset: int, value: bytes) -> ConsumerRecord:
     return ConsumerRecord(topic=f"runtime-{uuid.uuid4().hex[:6]}", partition=0, offset=offset, timestamp=0,
                           timestamp_type=0, key=b"k", value=value, checksum=None, serialized_key_size=1,
                           serialized_value_size=len(value), headers=[])
@@ -79,6 +91,47 @@ async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config
     assert [offset for offset in range(len(names)) if answered(values, offset)] == oks
     assert await admin.fetchval("SELECT count(*) FROM routing.inbox WHERE message_key = ANY($1)",
                                 [_id_of(r) for r in records]) == len(records), "every record claimed, once"
+
+
+class CountingPool:
+    """The real pool, counting the connections taken from it."""
+
+    def __init__(self, pool):
+        self.pool, self.acquired = pool, 0
+
+    def acquire(self, **kwargs):
+        self.acquired += 1
+        return self.pool.acquire(**kwargs)
+
+
+async def test_another_services_messages_are_skipped_without_a_claim_and_alone_without_a_transaction(
+        config, admin, routing_pool):
+    pool = CountingPool(routing_pool)
+    consumer = Consumer(pool, service="routing", writes=frozenset({ROUTING_EVENTS, DEAD_LETTERS}),
+                        group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
+    subscription = Subscription(ROUTING_COMMANDS, {RegisterLocation: misbehaving})
+    others = [someone_elses(0), someone_elses(1, id="not a uuid")]  # its own consumer judges the rest
+    await consumer.process(subscription, others)
+    assert pool.acquired == 0
+
+    mixed = [someone_elses(0), record(1, "ok"), someone_elses(2)]
+    await consumer.process(subscription, mixed)
+    claimed = await admin.fetch("SELECT message_key FROM routing.inbox WHERE message_key = ANY($1)",
+                                [_id_of(r) for r in others + mixed])
+    assert [r["message_key"] for r in claimed] == [_id_of(mixed[1])]
+    assert pool.acquired == 1
+
+
+async def test_a_record_that_only_seems_to_be_another_services_is_read_as_usual(config, admin, routing_pool):
+    """The type found first in its bytes is another service's, but its envelope's is ours: not skipped."""
+    consumer = Consumer(routing_pool, service="routing", writes=frozenset({ROUTING_EVENTS, DEAD_LETTERS}),
+                        group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
+    envelope = _envelope(record(0, "ok"))
+    disguised = {"data": {"type": RouteOrder.message_type, **envelope.pop("data")}, **envelope}
+    await consumer.process(Subscription(ROUTING_COMMANDS, {RegisterLocation: misbehaving}),
+                           [raw_record(0, json.dumps(disguised).encode())])
+    letters = await admin.fetch("SELECT reason, detail FROM routing.dead_letters WHERE consumer = $1", consumer.group)
+    assert [r["reason"] for r in letters] == ["INVALID_PAYLOAD"] and "type" in letters[0]["detail"]
 
 
 @pytest.fixture
