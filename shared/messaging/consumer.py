@@ -114,8 +114,10 @@ class InvalidMessage(Exception):
 
 class Consumer:
     def __init__(self, pool: asyncpg.Pool, *, service: str, writes: frozenset[str], group: str,
-                 settings: Settings, monitor: ConsumerMonitor | None = None):
+                 settings: Settings, monitor: ConsumerMonitor | None = None,
+                 wake_relay: Callable[[], None] | None = None):
         self.pool = pool
+        self.wake_relay = wake_relay  # the relay of this process (UnitOfWork.wake_relay)
         self.settings = settings
         self.monitor = monitor or ConsumerMonitor(service, group)
         self.service = service
@@ -208,7 +210,7 @@ class Consumer:
     async def _apply_in_transaction(self, conn: asyncpg.Connection, subscription: Subscription,
                                     batch: list[_Parsed], isolate: bool) -> UnitOfWork:
         async with conn.transaction():
-            uow = UnitOfWork(conn, self.service, self.writes, self.settings)
+            uow = UnitOfWork(conn, self.service, self.writes, self.settings, wake_relay=self.wake_relay)
             fresh = await uow.claim([p.inbox_key for p in batch if p.inbox_key is not None])
             todo: list[_Parsed] = []
             for item in batch:

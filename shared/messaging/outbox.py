@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import NamedTuple
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -59,19 +59,21 @@ def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: 
             for topic in destinations(payload.topic, payload.party() or party)]
 
 
-async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str) -> None:
-    """Stage rows in the caller's transaction; the relay is notified when it commits."""
+async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *, notify: bool = True) -> None:
+    """Stage rows in the caller's transaction. `notify`: wake the service's relays with a NOTIFY when it commits,
+    for a writer outside the relay's process; one inside it wakes its relay itself (OutboxRelay.wake), which
+    spares every other listening backend of the database the signal a NOTIFY sends them (docs/benchmark.md)."""
     if not rows:
         return
-    await conn.execute(
-        """WITH staged AS (
-             INSERT INTO outbox (event_id, topic, key, value, headers)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) RETURNING 1
-           )
-           SELECT pg_notify($6, ''), (SELECT count(*) FROM staged)""",
-        [r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
-        [r.headers for r in rows], notify_channel(schema),
-    )
+    columns = ([r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
+               [r.headers for r in rows])
+    insert = """INSERT INTO outbox (event_id, topic, key, value, headers)
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])"""
+    if notify:
+        await conn.execute(f"WITH staged AS ({insert} RETURNING 1) SELECT pg_notify($6, ''), "
+                           "(SELECT count(*) FROM staged)", *columns, notify_channel(schema))
+    else:
+        await conn.execute(insert, *columns)
 
 
 def backlog_sql(outbox: str = "outbox") -> str:
@@ -114,9 +116,12 @@ class OutboxRelay:
     batch publishes the rows of the slots it holds (advisory locks, taken per batch on slots that have rows, at
     most half of all slots, starting where the last batch stopped), so the relays of several instances publish
     at once, each a share of the keys, and a key's messages — always in one slot, published by one relay at a
-    time, each batch acknowledged before the next — keep their order. A row Kafka refuses for good (too large,
-    invalid) is set aside in `outbox_parked` with the reason, for ops to see, and never blocks the rows behind
-    it; so is one for a party whose own topic does not exist yet, until it does (party_topics.py)."""
+    time, each batch acknowledged before the next — keep their order. A relay that finds rows in a slot another
+    holds (it is publishing, and its claim may have been made before those rows committed) tells the others
+    with a NOTIFY, so that the holder claims again; its own NOTIFY does not wake itself. A row Kafka refuses for
+    good (too large, invalid) is set aside in `outbox_parked` with the reason, for ops to see, and never blocks
+    the rows behind it; so is one for a party whose own topic does not exist yet, until it does
+    (party_topics.py)."""
 
     SLOTS = 16  # as the outbox's generated `slot` column (shared/db/migrations/0006_outbox_slots.sql)
 
@@ -133,14 +138,16 @@ class OutboxRelay:
         self.party_topics = PartyTopics(schema, topic_prefix)
         self._released_at = float("-inf")
         self._next_slot = 0
+        self._token = uuid4().hex  # the payload of this relay's own NOTIFY, which it ignores
 
     async def run(self) -> None:
         await run_forever("outbox-relay", self._relay)
 
     async def _relay(self) -> None:
-        """Publish until cancelled, woken by the NOTIFY of every commit that staged rows (this instance's and
-        the others'), and polling every `idle_poll_seconds` in case one was missed. A lost listening connection
-        ends the run (run_forever starts another, listening again); it goes back to the pool on every exit,
+        """Publish until cancelled, woken by this process's commits that staged rows (`wake`), by the NOTIFY of
+        a writer outside it and of another instance's relay that found rows in slots this one held, and polling
+        every `idle_poll_seconds` in case one was missed. A lost listening connection ends the run (run_forever
+        starts another, listening again); it goes back to the pool on every exit,
         failures included. Each run has a producer of its own: after a failure the next run starts with a new
         one, because an idempotent producer whose sequence the broker lost (OutOfOrderSequenceNumber after a
         broker restart) never recovers."""
@@ -179,8 +186,9 @@ class OutboxRelay:
             claimed = await self.publish_pending()
         return claimed.rows >= self.batch_size
 
-    def _notified(self, *_: object) -> None:
-        self._wakeup.set()
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._token:
+            self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
         try:
@@ -190,7 +198,7 @@ class OutboxRelay:
         self._wakeup.clear()
 
     def wake(self) -> None:
-        """Publish now, without waiting for a NOTIFY."""
+        """Publish now: rows were staged in this process (or may wait), without a NOTIFY."""
         self._wakeup.set()
 
     async def publish_pending(self) -> Claimed:
@@ -198,7 +206,7 @@ class OutboxRelay:
         start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back.
-            rows = sorted(await conn.fetch(
+            claimed = await conn.fetch(
                 """WITH RECURSIVE occupied AS (  -- the slots that have rows, from $3 on (a probe of the index each)
                      SELECT coalesce(array_agg(s.slot ORDER BY (s.slot - $3 + $2) % $2), ARRAY[]::int[]) AS slots
                      FROM generate_series(0, $2 - 1) AS s(slot)
@@ -209,20 +217,30 @@ class OutboxRelay:
                      SELECT i + 1, CASE WHEN pg_try_advisory_xact_lock(hashtext($4), slots[i + 1])
                                         THEN held || slots[i + 1] ELSE held END
                      FROM claim, occupied WHERE i < cardinality(slots) AND cardinality(held) < $2 / 2
+                   ), last AS (
+                     SELECT i AS tried, held FROM claim ORDER BY i DESC LIMIT 1
                    ), held AS (
-                     SELECT unnest(held) AS slot FROM (SELECT held FROM claim ORDER BY i DESC LIMIT 1) AS last
+                     SELECT unnest(held) AS slot FROM last
                    ), oldest AS (  -- each held slot's oldest rows, read along the index, then the oldest of all
                      SELECT picked.seq FROM held, LATERAL (
                        SELECT seq FROM outbox WHERE outbox.slot = held.slot ORDER BY seq LIMIT $1) AS picked
                      ORDER BY picked.seq LIMIT $1
-                   )  -- not locked before the delete: a row another relay deleted since this statement's snapshot
-                      -- (it held the slot until it committed) is skipped by the DELETE, which returns only its own
-                   DELETE FROM outbox WHERE seq IN (SELECT seq FROM oldest)
-                   RETURNING seq, event_id, topic, key, value, headers, created_at,
-                             (SELECT count(*) FROM oldest) AS picked,
-                             (SELECT cardinality(slots) FROM occupied) AS occupied,
-                             (SELECT count(*) FROM held) AS held""",
-                self.batch_size, self.SLOTS, start, f"outbox:{self.schema}"), key=lambda r: r["seq"])
+                   ), deleted AS (  -- not locked before: a row another relay deleted since this statement's
+                                    -- snapshot (it held the slot until it committed) is skipped by the DELETE,
+                                    -- which returns only its own
+                     DELETE FROM outbox WHERE seq IN (SELECT seq FROM oldest)
+                     RETURNING seq, event_id, topic, key, value, headers, created_at
+                   )  -- the claim's figures, with its rows or (none) alone
+                   SELECT deleted.*, (SELECT count(*) FROM oldest) AS picked,
+                          (SELECT cardinality(slots) FROM occupied) AS occupied,
+                          (SELECT cardinality(held) FROM last) AS held,
+                          (SELECT tried - cardinality(held) FROM last) AS contended
+                   FROM (SELECT) AS figures LEFT JOIN deleted ON true""",
+                self.batch_size, self.SLOTS, start, f"outbox:{self.schema}")
+            figures = claimed[0]
+            if figures["contended"]:
+                await conn.execute("SELECT pg_notify($1, $2)", notify_channel(self.schema), self._token)
+            rows = sorted((r for r in claimed if r["seq"] is not None), key=lambda r: r["seq"])
             sendable, held = await self.party_topics.sort_out(conn, self.producer, rows)
             refused = await self._publish(sendable)
             if refused or held:
@@ -230,7 +248,7 @@ class OutboxRelay:
         unsent = {row["seq"] for row, _ in refused}
         for topic, count in Counter(r["topic"] for r in sendable if r["seq"] not in unsent).items():
             MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
-        more = bool(rows) and (rows[0]["picked"] >= self.batch_size or rows[0]["occupied"] > rows[0]["held"])
+        more = bool(rows) and (figures["picked"] >= self.batch_size or figures["occupied"] > figures["held"])
         return Claimed(len(rows), more)
 
     async def _release_held(self, every_seconds: float = 5.0) -> None:

@@ -67,6 +67,9 @@ class UnitOfWork:
     # last flush (undone with a savepoint), and those flushed.
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     flushed: list[Callable[[], None]] = field(default_factory=list)
+    # The relay of this process, woken once a commit has staged rows; without one (a unit of work outside the
+    # service's process), the commit wakes the service's relays with a NOTIFY.
+    wake_relay: Callable[[], None] | None = None
 
     @property
     def source(self) -> str:
@@ -111,11 +114,14 @@ class UnitOfWork:
 
     async def flush(self) -> None:
         """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
-        await outbox.write(self.conn, self.staged + [row for row, _, _ in self.dead_letters], self.service)
+        rows = self.staged + [row for row, _, _ in self.dead_letters]
+        await outbox.write(self.conn, rows, self.service, notify=self.wake_relay is None)
         if self.dead_letters:
             await _keep_dead_letters(self.conn, self.dead_letters)
         self.staged, self.dead_letters = [], []
         self.flushed += [partial(count_committed, self.emitted), *self.after_commit]
+        if rows and self.wake_relay is not None:
+            self.flushed.append(self.wake_relay)
         self.emitted, self.after_commit = [], []
 
     def discard_staged(self) -> None:
@@ -133,13 +139,14 @@ Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]
 Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-def units_of_work(pool: asyncpg.Pool, service: str, writes: frozenset[str], settings: Settings) -> Begin:
+def units_of_work(pool: asyncpg.Pool, service: str, writes: frozenset[str], settings: Settings,
+                  wake_relay: Callable[[], None] | None = None) -> Begin:
     """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
     that writes what was staged and commits on exit."""
     @asynccontextmanager
     async def begin() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, service, writes, settings)
+            uow = UnitOfWork(conn, service, writes, settings, wake_relay=wake_relay)
             yield uow
             await uow.flush()
         uow.committed()

@@ -12,6 +12,7 @@ from ops.waiting import eventually
 from shared.db import create_pool
 from shared.messaging.outbox import OutboxRelay, OutboxRow, make_producer, notify_channel, write
 from shared.messaging.topics import ensure_topics
+from shared.messaging.unit_of_work import UnitOfWork
 
 from ..support.topics import TopicWatcher
 
@@ -130,6 +131,77 @@ async def test_a_relay_whose_listening_connection_is_lost_listens_again(config, 
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_relay_is_woken_by_its_own_process_commits_without_a_notify(config, outbox):
+    """A unit of work in the relay's process wakes the relay itself: no NOTIFY, which would signal every
+    listening backend of the database (every service's relay), and the rows still go at once (the idle poll is an
+    hour here)."""
+    pool, schema = outbox
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-woken"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    running = asyncio.create_task(relay.run())
+    async with Notifications(pool, schema) as heard:
+        try:
+            await eventually(lambda: relay.waits == 1, what="the relay waiting")
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    uow = UnitOfWork(conn, schema, frozenset({TOPIC}), config, wake_relay=relay.wake)
+                    uow.staged += _rows(await _keys(conn, range(16), 3))
+                    await uow.flush()
+                uow.committed()
+            await eventually(lambda: relay.published == 3, what="the rows published, the relay woken in-process")
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    assert heard.payloads == []
+
+
+async def test_a_relay_that_finds_rows_in_a_slot_another_holds_wakes_the_other(config, outbox, admin):
+    """The other relay may have claimed before those rows committed: told, it claims again. Two relays, both
+    polling once an hour; the test holds one slot's lock as a relay in the middle of a round would."""
+    pool, schema = outbox
+    relays = [CountingRelay(pool, lambda: make_producer(config.kafka_login(), f"relay-told-{i}"), schema,
+                            config.topic_prefix, idle_poll_seconds=3600) for i in range(2)]
+    running = [asyncio.create_task(relay.run()) for relay in relays]
+    async with Notifications(pool, schema) as heard, admin.acquire() as holder:
+        try:
+            await eventually(lambda: _all_waiting(relays), what="both relays waiting")
+            holding = holder.transaction()
+            await holding.start()
+            await holder.execute("SELECT pg_advisory_xact_lock(hashtext($1), 3)", f"outbox:{schema}")
+            async with pool.acquire() as conn:
+                held, free = await _keys(conn, range(3, 4), 1), await _keys(conn, range(9, 10), 1)
+                await write(conn, _rows(held + free), schema, notify=False)
+            relays[0].wake()
+            await eventually(lambda: relays[0]._token in heard.payloads, what="the first relay telling the others")
+            assert sum(relay.published for relay in relays) == 1  # the free slot's row
+            await holding.commit()
+            await eventually(lambda: sum(relay.published for relay in relays) == 2,
+                             what="the held slot's row published once its holder let it go")
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+class Notifications:
+    """What is NOTIFYed on the outbox's channel while it is open."""
+
+    def __init__(self, pool, schema: str):
+        self.pool, self.channel, self.payloads = pool, notify_channel(schema), []
+
+    async def __aenter__(self) -> "Notifications":
+        self.conn = await self.pool.acquire()
+        await self.conn.add_listener(self.channel, self._heard)
+        return self
+
+    def _heard(self, _connection, _pid, _channel, payload: str) -> None:
+        self.payloads.append(payload)
+
+    async def __aexit__(self, *_) -> None:
+        await self.conn.remove_listener(self.channel, self._heard)
+        await self.pool.release(self.conn)
 
 
 async def _keys(conn, slots: range, count: int) -> list[str]:
