@@ -1050,11 +1050,16 @@ def _wait(saga: Saga, *, again: bool = False) -> Step:
 
 
 def _cancel(saga: Saga, reason: ReasonCode) -> Step:
-    """Cancel (an edit under way is refused: the order is going)."""
+    """Cancel (an edit under way is refused: the order is going). Re-sourced lines whose allocation has not
+    answered may be pinned at the new location by now: they are un-pinned first, so that the release of only those
+    lines (the order keeps its other parts) finds them held either way; without other parts, the whole
+    reservation is released, pins and all."""
     cancelling = replace(saga, cancel_reason=reason, cancel_stage=saga.state, plan=(), edit=None)
     told = [_edit_refused(saga, saga.edit.edit_id, "ALREADY_CANCELLED")] if saga.edit else []
+    unpinned = [DeallocateReservation(order_id=saga.order_id, location_id=assignment.location_id)
+                for assignment in saga.plan] if saga.state == "allocating" and saga.parts else []
     step = _wait(replace(cancelling, state="cancelling")) if saga.parts_in(*LIVE) else _finish_cancel(cancelling)
-    return Step(step.saga, told + step.messages)
+    return Step(step.saga, told + unpinned + step.messages)
 
 
 def _finish_cancel(saga: Saga) -> Step:

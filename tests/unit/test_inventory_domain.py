@@ -117,6 +117,22 @@ def test_a_reservation_is_committed_shipment_by_shipment_and_a_release_after_one
     assert (stock.on_hand, stock.allocated, network.on_hand, network.reserved) == (4, 0, 4, 0)
 
 
+def test_a_late_allocation_of_re_sourced_units_is_undone_by_un_pinning_then_releasing_them():
+    """What capture sends when a re-sourced part's allocation never answered and the rest of the order shipped
+    (tests/unit/test_saga.py): a release of those lines alone finds nothing held once the late allocation pinned
+    them; un-pinned first, they are released."""
+    inv, order, one = inventory(AA={"WH1": 5, "WH2": 5, "WH3": 5}), uuid.uuid4(), [Line(sku="AA", quantity=1)]
+    inv.reserve(order, [Line(sku="AA", quantity=2)])
+    inv.allocate(order, "WH1", [Assignment(location_id="WH1", lines=one), Assignment(location_id="WH2", lines=one)])
+    inv.commit(order, one, "WH1")  # one part shipped
+    inv.deallocate(order, "WH2")  # the other rejected there, re-sourced
+    inv.allocate(order, "WH3", [Assignment(location_id="WH3", lines=one)])  # answered too late
+    assert inv.release(order, one) is None  # the release alone: nothing held to release
+    assert kind(inv.deallocate(order, "WH3")) == "ReservationDeallocated"
+    assert kind(inv.release(order, one)) == "ReservationReleased"
+    assert (inv.locations[("AA", "WH3")].allocated, inv.skus["AA"].reserved) == (0, 0)
+
+
 def waiting_network(on_hand: int = 0) -> Inventory:
     return Inventory(skus={"BK": SkuStock("BK", on_hand, 0)},
                      locations={("BK", "WH"): LocationStock("BK", "WH", on_hand, 0)}, reservations={})

@@ -452,6 +452,30 @@ def test_a_split_part_rejected_is_re_sourced_while_the_other_ships():
     assert (step.saga.state, types(step)) == ("partially_shipped", [OrderConfirmed])
 
 
+def test_a_re_sourced_part_whose_allocation_never_answered_is_released_where_it_may_have_been_pinned():
+    """Found by the broker-restart fault test: inventory's consumer stalled for half a minute, the allocation at the
+    new location timed out, the order kept its shipped part — and the allocation, done late, was never undone
+    (inventory releases lines from what is held, and they were pinned). Un-pinning the location first makes the
+    release find them, whether the allocation happened or not (one partition: inventory applies them in order)."""
+    step = s.advance(to_split_awaiting_shipment(), FulfillmentRejected(
+        fulfillment_order_id=fulfillment_order_id(ORDER, "WH-2"), order_id=ORDER, location_id="WH-2",
+        reason=ReasonCode(code="DAMAGED")))
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-2", availability=[]))
+    step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-3", explanation="x"))
+    step = s.advance(step.saga, parcel(1, complete=True, location="WH-1"))
+    saga = step.saga
+    assert (saga.state, [a.location_id for a in saga.plan]) == ("allocating", ["WH-3"])
+    for _ in range(s.MAX_STEP_ATTEMPTS):
+        step = s.on_timeout(saga)
+        saga = step.saga
+    assert saga.state == "shipped"
+    undo = [(type(m), m.location_id) for m in step.messages
+            if isinstance(m, (DeallocateReservation, ReleaseReservation))]
+    assert undo == [(DeallocateReservation, "WH-3"), (ReleaseReservation, None)]
+    assert step.messages[[type(m) for m in step.messages].index(ReleaseReservation)].lines == [
+        Line(sku="SKU-1", quantity=1)]
+
+
 def test_a_cancel_overtaken_by_one_parts_shipment_cancels_only_the_other_part():
     step = s.request_cancel(to_split_awaiting_shipment(), "changed my mind")
     assert (step.saga.state, [m.location_id for m in step.messages]) == ("cancelling", ["WH-1", "WH-2"])
