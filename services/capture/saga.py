@@ -22,7 +22,8 @@ with the rest cancelled (OrderLinesCancelled).
 A part a location rejects (all of it, or the rest after a short pick) is re-sourced: its units are un-pinned
 there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
 after MAX_LOCATION_ATTEMPTS tried locations, or no route, only those lines are cancelled (the whole order if
-nothing else of it is being served). A pickup order's store is the customer's choice: a rejection there cancels
+nothing else of it is being served). A cancel while they are being pinned elsewhere un-pins them there first:
+an allocation that did not answer in time may still have happened. A pickup order's store is the customer's choice: a rejection there cancels
 the order (PICKUP_REJECTED).
 
 Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the
