@@ -147,10 +147,9 @@ class OutboxRelay:
         """Publish until cancelled, woken by this process's commits that staged rows (`wake`), by the NOTIFY of
         a writer outside it and of another instance's relay that found rows in slots this one held, and polling
         every `idle_poll_seconds` in case one was missed. A lost listening connection ends the run (run_forever
-        starts another, listening again); it goes back to the pool on every exit,
-        failures included. Each run has a producer of its own: after a failure the next run starts with a new
-        one, because an idempotent producer whose sequence the broker lost (OutOfOrderSequenceNumber after a
-        broker restart) never recovers."""
+        starts another, listening again); it goes back to the pool on every exit, failures included. Each run has
+        a producer of its own: after a failure the next run starts with a new one, because an idempotent producer
+        whose sequence the broker lost (OutOfOrderSequenceNumber after a broker restart) never recovers."""
         self.producer = self.new_producer()
         await self.producer.start()
         lost = asyncio.Event()
@@ -198,7 +197,7 @@ class OutboxRelay:
         self._wakeup.clear()
 
     def wake(self) -> None:
-        """Publish now: rows were staged in this process (or may wait), without a NOTIFY."""
+        """Publish now, without waiting for a NOTIFY: this process has staged rows (or rows may be waiting)."""
         self._wakeup.set()
 
     async def publish_pending(self) -> Claimed:
