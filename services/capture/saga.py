@@ -23,8 +23,8 @@ A part a location rejects (all of it, or the rest after a short pick) is re-sour
 there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
 after MAX_LOCATION_ATTEMPTS tried locations, or no route, only those lines are cancelled (the whole order if
 nothing else of it is being served). A cancel while they are being pinned elsewhere un-pins them there first:
-an allocation that did not answer in time may still have happened. A pickup order's store is the customer's choice: a rejection there cancels
-the order (PICKUP_REJECTED).
+an allocation that did not answer in time may still have happened. A pickup order's store is the customer's
+choice: a rejection there cancels the order (PICKUP_REJECTED).
 
 Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the
 command is sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling`
