@@ -158,21 +158,56 @@ def redacted(type_: str, data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+@dataclass(frozen=True)
+class Projection:
+    """An order's view and where it stands: the last event applied (its sort key) and the units cancelled so far
+    (the view shows them shared out over its lines), so that later events can be applied to it as it stands."""
+
+    view: OrderView
+    last: tuple
+    cancelled: Counter[str]
+
+    def progress(self) -> dict[str, Any]:
+        """Where it stands, as the `orders.progress` column keeps it beside the view."""
+        at, topic, event_id = self.last
+        return {"at": at.isoformat(), "topic": topic, "event_id": event_id, "cancelled": dict(self.cancelled)}
+
+
 def project(events: list[TimelineEvent]) -> OrderView | None:
     """The order's view from its events; None while no event has told which channel's order it is."""
+    projected = projection(events)
+    return None if projected is None else projected.view
+
+
+def projection(events: list[TimelineEvent]) -> Projection | None:
     ordered = sorted({e.event_id: e for e in events}.values(), key=TimelineEvent.sort_key)  # each event once
     start = next((e for e in ordered if e.type in ("OrderAccepted", "OrderRejected")), None)
     if start is None:
         return None
     view = OrderView(order_id=start.order_id, channel=start.data["channel"],
                      channel_order_id=start.data["channel_order_id"], status="accepted", placed_at=start.at,
-                     updated_at=ordered[-1].at)
-    cancelled: Counter[str] = Counter()
+                     updated_at=start.at)
+    return _applied(view, Counter(), ordered)
+
+
+def advance(view: dict[str, Any], progress: dict[str, Any], new_events: list[TimelineEvent]) -> Projection | None:
+    """The view after events not applied yet, from the view as stored (its JSON) and where it stands: the same as
+    projecting all the events again, as long as none of the new ones sorts before the last one applied. If one
+    does (a late event), None: only projecting them all places it."""
+    ordered = sorted({e.event_id: e for e in new_events}.values(), key=TimelineEvent.sort_key)
+    last = (datetime.fromisoformat(progress["at"]), progress["topic"], progress["event_id"])
+    if not ordered or ordered[0].sort_key() <= last:
+        return None
+    return _applied(OrderView.model_validate(view), Counter(progress["cancelled"]), ordered)
+
+
+def _applied(view: OrderView, cancelled: Counter[str], ordered: list[TimelineEvent]) -> Projection:
     for event in ordered:
         _apply(view, event, cancelled)
-    view.lines = _line_statuses(view, cancelled)
+    view.updated_at = ordered[-1].at
+    view.lines = _line_statuses(view, cancelled.copy())
     view.payment.status = _payment_status(view.payment, view.total)
-    return view
+    return Projection(view, ordered[-1].sort_key(), cancelled)
 
 
 def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from .domain import OrderView, TimelineEvent, project
+from .domain import OrderView, Projection, TimelineEvent, advance, projection
 
 
 @dataclass(frozen=True)
@@ -22,34 +22,58 @@ LIVE = Tables()
 
 
 async def record_events(conn: asyncpg.Connection, events: list[TimelineEvent], tables: Tables = LIVE) -> set[UUID]:
-    """Keep the events (each once) and recompute the view of every order they belong to; returns the orders that
-    got new ones."""
+    """Keep the events (each once) and bring the view of every order that got new ones up to date; returns those
+    orders. An order's new events are applied to its view as it stands (`advance`); its view is projected from
+    all its events again only when it has none yet, or when a new event sorts before the last one applied."""
     await _lock_orders(conn, {e.order_id for e in events})
     new = await conn.fetch(
         f"""INSERT INTO {tables.events} (event_id, order_id, at, type, topic, data)
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::jsonb[])
-            ON CONFLICT DO NOTHING RETURNING order_id""",
+            ON CONFLICT DO NOTHING RETURNING event_id""",
         [e.event_id for e in events], [e.order_id for e in events], [e.at for e in events],
         [e.type for e in events], [e.topic for e in events], [e.data for e in events])
-    await refresh_views(conn, list({e.order_id for e in events}), tables)
-    return {row["order_id"] for row in new}
+    kept = {row["event_id"] for row in new}
+    new_by_order: dict[UUID, list[TimelineEvent]] = {}
+    for event in events:
+        if event.event_id in kept:
+            new_by_order.setdefault(event.order_id, []).append(event)
+    if not new_by_order:
+        return set()
+    standing = await _stored_views(conn, list(new_by_order), tables)
+    advanced = {order_id: advance(*standing[order_id], new_events) if order_id in standing else None
+                for order_id, new_events in new_by_order.items()}
+    again = [order_id for order_id, projected in advanced.items() if projected is None]
+    if again:
+        advanced.update({order_id: projection(order_events)
+                         for order_id, order_events in (await events_by_order(conn, again, tables)).items()})
+    await _store_projections(conn, [p for p in advanced.values() if p is not None], tables)
+    return set(new_by_order)
 
 
-async def refresh_views(conn: asyncpg.Connection, order_ids: list[UUID], tables: Tables = LIVE) -> None:
-    by_order = await events_by_order(conn, order_ids, tables)
-    views = [view for events in by_order.values() if (view := project(events)) is not None]
-    if not views:
+async def _stored_views(conn: asyncpg.Connection, order_ids: list[UUID],
+                        tables: Tables) -> dict[UUID, tuple[dict, dict]]:
+    """The orders' views as stored, and where each stands (those that have one and know it)."""
+    rows = await conn.fetch(f"SELECT order_id, view, progress FROM {tables.orders} "
+                            "WHERE order_id = ANY($1::uuid[]) AND progress IS NOT NULL", order_ids)
+    return {row["order_id"]: (row["view"], row["progress"]) for row in rows}
+
+
+async def _store_projections(conn: asyncpg.Connection, projections: list[Projection], tables: Tables) -> None:
+    if not projections:
         return
+    views = [p.view for p in projections]
     await conn.execute(
         f"""INSERT INTO {tables.orders} (order_id, channel, channel_order_id, customer_id, status, placed_at,
-                                         updated_at, view)
+                                         updated_at, view, progress)
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                                 $7::timestamptz[], $8::jsonb[])
+                                 $7::timestamptz[], $8::jsonb[], $9::jsonb[])
             ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id, status = excluded.status,
-                placed_at = excluded.placed_at, updated_at = excluded.updated_at, view = excluded.view""",
+                placed_at = excluded.placed_at, updated_at = excluded.updated_at, view = excluded.view,
+                progress = excluded.progress""",
         [v.order_id for v in views], [v.channel for v in views], [v.channel_order_id for v in views],
         [v.customer_id for v in views], [v.status for v in views], [v.placed_at for v in views],
-        [v.updated_at for v in views], [v.model_dump(mode="json") for v in views])
+        [v.updated_at for v in views], [v.model_dump(mode="json") for v in views],
+        [p.progress() for p in projections])
 
 
 async def events_by_order(conn: asyncpg.Connection, order_ids: list[UUID],

@@ -1,17 +1,19 @@
 """The tracking read model's rules (pure), its OpenAPI document and its Kafka rights."""
 
+import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
 from ops.demo import sample_order
 from ops.prepare import service_definitions
 from ops.principals import service_principal
 from ops.views import OPENAPI_PATH, render_openapi
-from services.tracking.domain import project
+from services.tracking.domain import Projection, advance, project, projection
 from services.tracking.handlers import timeline_event
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.fulfillment import (FulfillmentAmended, FulfillmentOrderCreated, PartAmendment, ReturnedLine,
@@ -97,6 +99,69 @@ def test_the_view_is_the_same_whatever_order_and_however_often_its_events_arrive
     events = events_of(story(uuid.uuid4()))
     shuffled = events + random.Random(7).sample(events, len(events))
     assert project(shuffled) == project(events)
+
+
+def whole_life(order_id: uuid.UUID):
+    """Held, edited, released, confirmed, amended, shipped in two parcels with a short pick, paid, voided, told,
+    returned and refunded, a capture answered twice: every kind of change the view shows."""
+    place = sample_order(lines=[("CAP-BLACK", 2), ("TSHIRT-RED-M", 1), ("MUG-WHITE", 1)])
+    accepted, confirmed, created, *shipping = story(order_id, place)
+    hold = Hold(reason="fraud_review", placed_by="rule")
+    edited = place.model_copy(update={"lines": [place.lines[0].model_copy(update={"quantity": 3}), *place.lines[1:]]})
+    edit = OrderEdited(order_id=order_id, channel=place.channel, channel_order_id=place.channel_order_id,
+                       edit_id="E1", lines=edited.lines, currency="EUR", delivery=place.delivery,
+                       added=[Line(sku="CAP-BLACK", quantity=1)], totals=edited.computed_totals(),
+                       amount_due=edited.computed_totals().total)
+    amended = FulfillmentAmended(order_id=order_id, edit_id="E1", parts=[PartAmendment(
+        fulfillment_order_id=uuid.uuid4(), location_id="WH-MUNICH", lines=[])])
+    refund = ShipmentAmounts(channel="web", channel_order_id="W-1", currency="EUR", lines=[], shipping=0,
+                             shipping_tax=0, tax=0, total=Decimal("9.99"), prices_include_tax=False)
+    captured_again = next(e for e in shipping if isinstance(e, PaymentCaptured)).model_copy()
+    return [accepted, OrderHeld(order_id=order_id, hold=hold), edit,
+            AuthorizationAdjusted(order_id=order_id, adjustment_id="E1", amount=Decimal("99.95")),
+            OrderHoldReleased(order_id=order_id, reason="fraud_review", released_by="ops"), confirmed, created,
+            amended, *shipping, captured_again,
+            ReturnApproved(order_id=order_id, return_id="R1", return_to="WH-BERLIN",
+                           lines=[{"sku": "CAP-BLACK", "quantity": 1, "reason": "TOO_SMALL"}]),
+            ReturnReceived(order_id=order_id, return_id="R1", location_id="WH-BERLIN", received_at=START,
+                           lines=[ReturnedLine(sku="CAP-BLACK", quantity=1, condition="restock")]),
+            ReturnRefunded(order_id=order_id, return_id="R1", location_id="WH-BERLIN", refund=refund,
+                           restocked=[Line(sku="CAP-BLACK", quantity=1)], disposed=[]),
+            PaymentRefunded(order_id=order_id, refund_id="R1", amount=Decimal("9.99"))]
+
+
+def cancelled_life(order_id: uuid.UUID):
+    accepted, confirmed, created = story(order_id)[:3]
+    return [accepted, confirmed, created, OrderLinesCancelled(order_id=order_id, reason=ReasonCode(code="SHORT_PICK"),
+                                                              lines=[Line(sku="MUG-WHITE", quantity=1)]),
+            OrderCancelled(order_id=order_id, reason=ReasonCode(code="CUSTOMER_CANCELLED"), stage="awaiting_shipment"),
+            AuthorizationVoided(order_id=order_id, amount=Decimal("79.96"))]
+
+
+def stored(projected: Projection) -> tuple[dict, dict]:
+    """As the orders table keeps it: the view and where it stands, through JSON."""
+    return (json.loads(json.dumps(projected.view.model_dump(mode="json"))),
+            json.loads(json.dumps(projected.progress())))
+
+
+@pytest.mark.parametrize("life", [whole_life, cancelled_life, lambda order_id: story(order_id)])
+def test_events_applied_to_the_stored_view_one_by_one_or_together_show_what_projecting_them_all_shows(life):
+    events = events_of(life(uuid.uuid4()))
+    standing = projection(events[:1])
+    for arrived in range(2, len(events) + 1):
+        standing = advance(*stored(standing), [events[arrived - 1]])
+        assert standing.view == project(events[:arrived]), f"after {events[arrived - 1].type}"
+    for split in range(1, len(events)):
+        assert advance(*stored(projection(events[:split])), events[split:]).view == project(events)
+
+
+def test_an_event_that_sorts_before_what_the_view_has_applied_is_left_to_projecting_them_all():
+    events = events_of(story(uuid.uuid4()))
+    late = events[3]
+    standing = stored(projection([e for e in events if e is not late]))
+    assert advance(*standing, [late]) is None
+    assert advance(*standing, [late, events[-1]]) is None
+    assert advance(*standing, [events[-1]]) is None, "already applied: it does not sort after itself"
 
 
 def test_a_cancelled_order_cancels_what_did_not_ship_and_says_why():
