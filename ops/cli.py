@@ -15,6 +15,7 @@
                                    (--private [--instances N]: on an OMS of its own from this checkout;
                                    --no-baseline: the OMS alone; --runs 3: their spread, the targets judged)
     oms latency [--rate R]         where an order's time goes at a fixed rate, hop by hop, and its CPU per order
+                                   (--runs 3: their spread, the p50 target judged)
     oms soak [--minutes M --rate R]  a long steady run: memory, latency and storage per order judged
     oms fuzz [--per-topic N]       hostile messages at volume: all refused, valid traffic unharmed, invariants hold
     oms cancel ORDER [SKU:QTY ...] the channel asks to cancel an order, or only these units of it
@@ -537,6 +538,8 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--rate", type=float, default=50,
                     help="orders per second (default 50, the issue's p50 target rate)")
     lt.add_argument("--orders", type=int, default=1000)
+    lt.add_argument("--runs", type=int, default=1,
+                    help="runs in a row, each on a fresh OMS, then their spread and the p50 target judged")
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)
     sk.add_argument("--rate", type=float, default=15, help="orders per second (default 15: about half of what 2 "
@@ -646,7 +649,7 @@ def main() -> None:
                                               with_baseline=not args.no_baseline, runs=args.runs)))
             code = 0
         case "latency":
-            print(asyncio.run(latency.latency(settings(), args.rate, args.orders)))
+            print(asyncio.run(latency.latency(settings(), args.rate, args.orders, args.runs)))
             code = 0
         case "soak":
             code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval,

@@ -18,6 +18,7 @@ measures throughput with full batches; this shows what a rate below saturation c
 import asyncio
 import json
 import signal
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import suppress
@@ -95,8 +96,66 @@ def _pair(values: list[float]) -> str:
     return f"{percentile(values, 50):.0f} / {percentile(values, 90):.0f}"
 
 
-async def latency(base: Settings, rate: float, count: int) -> str:
+# Issue 12's target at a fixed rate: the p50 end to end at 50 orders/s.
+TARGET_P50_MS, TARGET_P50_RATE = 100.0, 50.0
+SHARED = frozenset(("Kafka", "Postgres"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run at a fixed rate: end-to-end latencies, CPU per order, commits per order, and the hops' delays."""
+
+    rate: float
+    count: int
+    p50: float
+    p95: float
+    p99: float
+    commits_per_order: float
+    cpu: cpu.CpuPerOrder
+    hops: Delays
+
+    def report(self) -> str:
+        return "\n".join([
+            f"{self.count} orders at {self.rate:g}/s: p50 {self.p50:.0f} ms, p95 {self.p95:.0f} ms, "
+            f"p99 {self.p99:.0f} ms; Postgres commits per order {self.commits_per_order:.1f}",
+            cpu.table({"at this rate, idle use included": self.cpu}, shared=SHARED),
+            hop_table(self.hops),
+        ])
+
+
+async def latency(base: Settings, rate: float, count: int, runs: int = 1) -> str:
+    """Each run on a fresh OMS of its own; with several, their spread and the p50 target judged on the median."""
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    measured = [await measure(base, rate, count) for _ in range(runs)]
+    if runs == 1:
+        return measured[0].report()
+    return "\n\n".join([*(f"run {number} of {runs}\n{run.report()}" for number, run in enumerate(measured, 1)),
+                        spread(measured)])
+
+
+def spread(runs: list[Run]) -> str:
+    def figure(values: list[float], digits: int = 0) -> str:
+        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+    p50 = statistics.median(run.p50 for run in runs)
+    rate = runs[0].rate
+    if rate == TARGET_P50_RATE:
+        verdict = f"{p50:.0f} ms, " + ("met" if p50 <= TARGET_P50_MS else "not met")
+    else:
+        verdict = f"not judged at {rate:g}/s (the default rate, {TARGET_P50_RATE:g}/s, is the target's)"
+    return "\n".join([
+        f"over {len(runs)} runs at {rate:g}/s, median (lowest–highest):",
+        f"p50 {figure([r.p50 for r in runs])} ms, p99 {figure([r.p99 for r in runs])} ms; service CPU "
+        f"{figure([r.cpu.total_without(SHARED) for r in runs], 2)} ms per order, Postgres "
+        f"{figure([r.cpu.ms.get('Postgres') or 0.0 for r in runs], 2)}, Kafka "
+        f"{figure([r.cpu.ms.get('Kafka') or 0.0 for r in runs], 2)}; commits per order "
+        f"{figure([r.commits_per_order for r in runs], 1)}",
+        "target, on the median:",
+        f"  p50 <= {TARGET_P50_MS:.0f} ms at {TARGET_P50_RATE:g} orders/s: {verdict}",
+    ])
+
+
+async def measure(base: Settings, rate: float, count: int) -> Run:
     async with private_oms(base) as (settings, processes):
         network = load.Network(load.run_tag())
         async with client(settings, "latency/seed") as seeder:
@@ -116,14 +175,8 @@ async def latency(base: Settings, rate: float, count: int) -> str:
         finally:
             await admin.close()
         found = delays(await _published(settings))
-    used = cpu.per_order(cpu_before, cpu_after, count)
-    return "\n".join([
-        f"{count} orders at {rate:g}/s: p50 {result.percentile(50):.0f} ms, p95 {result.percentile(95):.0f} ms, "
-        f"p99 {result.percentile(99):.0f} ms; "
-        f"Postgres commits per order {(commits_after - commits_before) / count:.1f}",
-        cpu.table({"at this rate, idle use included": used}, shared=frozenset(("Kafka", "Postgres"))),
-        hop_table(found),
-    ])
+    return Run(rate, count, result.percentile(50), result.percentile(95), result.percentile(99),
+               (commits_after - commits_before) / count, cpu.per_order(cpu_before, cpu_after, count), found)
 
 
 def _confirmed(envelope: dict) -> str | None:

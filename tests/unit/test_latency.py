@@ -48,3 +48,24 @@ def test_the_table_adds_up_the_confirm_paths_medians_and_names_hops_it_did_not_s
     assert "PlaceOrder → ReserveStock" in table and "10 / 10" in table
     assert "not seen" in table.splitlines()[4]  # RouteOrder → OrderRouted never happened
     assert table.splitlines()[-1].split()[-1] == str(3 * (10 + 5))
+
+
+def _run(rate: float, p50: float, p99: float, services_ms: float):
+    from ops.cpu import CpuPerOrder
+    from ops.latency import Delays, Run
+    return Run(rate, 1000, p50, p99 * 0.9, p99, 7.0,
+               CpuPerOrder({"capture": services_ms, "Postgres": 9.0, "Kafka": 4.0}), Delays({}, {}))
+
+
+def test_several_runs_give_each_figure_as_median_and_range_and_judge_the_p50_target_on_the_median():
+    from ops.latency import spread
+    text = spread([_run(50, 90, 300, 20.0), _run(50, 120, 400, 22.0), _run(50, 95, 350, 21.0)])
+    assert "p50 95 (90–120) ms, p99 350 (300–400) ms; service CPU 21.00 (20.00–22.00) ms per order" in text
+    assert "Postgres 9.00 (9.00–9.00), Kafka 4.00 (4.00–4.00)" in text
+    assert "p50 <= 100 ms at 50 orders/s: 95 ms, met" in text
+    assert "p50 <= 100 ms at 50 orders/s: 700 ms, not met" in spread([_run(50, 700, 1200, 22.0)] * 2)
+
+
+def test_the_p50_target_is_judged_only_at_its_rate():
+    from ops.latency import spread
+    assert "not judged at 20/s" in spread([_run(20, 250, 500, 55.0)] * 3)
