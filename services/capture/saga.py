@@ -248,8 +248,24 @@ def _expired(saga: Saga, reply: ReservationExpired) -> Step:
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
+    """Pinned next. Where routing already asked inventory to pin it there (`_routing_pins`), only the answer is
+    awaited; on the step's deadline AllocateReservation is sent as usual."""
     plan = reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())]
-    return _wait(replace(saga, state="allocating", plan=tuple(plan)))
+    allocating = replace(saga, state="allocating", plan=tuple(plan))
+    return Step(replace(allocating, attempts=1)) if _routing_pins(saga) else _wait(allocating)
+
+
+def _routing_pins(saga: Saga) -> bool:
+    """On an order's first sourcing (nothing served or pinned yet) routing has inventory pin the reservation where
+    it routes it (RouteOrder.allocate): a round trip less, and an answer from inventory can only be about what
+    routing chose. Re-sourcing, and routing after an edit, ask for the pinning themselves."""
+    return not saga.parts and not saga.plan
+
+
+def _pinned_before_routed(saga: Saga, reply: ReservationAllocated) -> Step:
+    """Inventory's answer to routing's pinning came before routing's decision: it names the plan."""
+    plan = reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())]
+    return _allocated(replace(saga, plan=tuple(plan)), reply)
 
 
 def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
@@ -292,7 +308,7 @@ def _route(saga: Saga) -> RouteOrder:
     excluded = list(dict.fromkeys([*saga.excluded_locations, *saga.serving()]))
     return RouteOrder(order_id=saga.order_id, lines=saga.sourcing(), delivery=saga.delivery,
                       availability=list(saga.availability), exclude_locations=excluded,
-                      order_value=saga.order_value)
+                      order_value=saga.order_value, allocate=_routing_pins(saga))
 
 
 def _allocate(saga: Saga) -> AllocateReservation:
@@ -850,8 +866,13 @@ STEPS = (
     SagaStep("backordered", replies={
         StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={
-        OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location(s)"),
+        OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location(s) (on the first "
+                                   "sourcing routing has asked for it: only its answer is awaited)"),
         RouteNotFound: Then(_no_route, GIVE_UP),
+        ReservationAllocated: Then(_pinned_before_routed, "first sourcing, inventory's answer to routing's pinning "
+                                                          "came first: as from allocating"),
+        AllocationFailed: Then(_allocation_failed, "first sourcing, the chosen location is short (LOCATION_SHORT): "
+                                                   "as from allocating"),
         ReservationExpired: EXPIRED}),
     SagaStep("allocating", command=_allocate, replies={
         ReservationAllocated: Then(_allocated, "fulfilling: a part per location, then RequestFulfillment for each"),
@@ -990,7 +1011,12 @@ def _part_for(saga: Saga, reply: Contract) -> Part | None:
 
 
 def claims_hold(saga: Saga, reply: Contract) -> bool:
-    """A sourcing reply names the location the saga asked about."""
+    """A sourcing reply names the location the saga asked about; while routing, one routing asked for on the
+    order's first sourcing (a decision made again on a deadline may have been pinned first: a location that
+    cannot pin because the units are pinned elsewhere changes nothing)."""
+    if isinstance(reply, (ReservationAllocated, AllocationFailed)) and saga.state == "routing":
+        pinned_or_short = isinstance(reply, ReservationAllocated) or reply.reason.code == "LOCATION_SHORT"
+        return _routing_pins(saga) and pinned_or_short
     if isinstance(reply, ReservationAllocated):
         return bool(saga.plan) and reply.location_id == saga.plan[0].location_id
     if isinstance(reply, AllocationFailed):

@@ -1,11 +1,11 @@
 """Routing service: consumes routing commands and the fulfilment events that use and free location capacity,
-answers on the routing events topic."""
+answers on the routing events topic (and asks inventory to pin an order where it routed it, when asked to)."""
 
 from pathlib import Path
 
 from shared.contracts import fulfillment as fulfillment_events
 from shared.contracts import routing as contracts
-from shared.contracts.topics import FULFILLMENT_EVENTS, ROUTING_COMMANDS, ROUTING_EVENTS
+from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -31,5 +31,5 @@ SERVICE = ServiceDefinition(
             },
         ),
     ],
-    publishes=(ROUTING_EVENTS,),
+    publishes=(ROUTING_EVENTS, INVENTORY_COMMANDS),  # AllocateReservation, when RouteOrder asks for it
 )

@@ -1,8 +1,10 @@
-"""Routing handlers: location master data, one explained sourcing decision per RouteOrder, and the daily
-capacity of each location, counted from the fulfilment orders it is given and given back when they end."""
+"""Routing handlers: location master data, one explained sourcing decision per RouteOrder (with, when asked,
+inventory's pinning of the order where it is routed), and the daily capacity of each location, counted from the
+fulfilment orders it is given and given back when they end."""
 
-from shared.contracts.common import ReasonCode
+from shared.contracts.common import Assignment, ReasonCode
 from shared.contracts.fulfillment import FulfillmentCancelled, FulfillmentOrderCreated, FulfillmentRejected
+from shared.contracts.inventory import AllocateReservation
 from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteNotFound, RouteOrder
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
@@ -31,17 +33,24 @@ async def route_orders(uow: UnitOfWork, batch: list[Message[RouteOrder]]) -> Non
         decision = choose(Order(cmd.delivery, cmd.lines, cmd.availability, frozenset(cmd.exclude_locations),
                                 cmd.order_value), network, rules)
         decisions.append((cmd.order_id, decision))
-        uow.reply(_answer(cmd, decision), message)
+        for answer in _answers(cmd, decision):
+            uow.reply(answer, message)
     await store.record_decisions(uow.conn, decisions)
 
 
-def _answer(cmd: RouteOrder, decision: Decision) -> OrderRouted | RouteNotFound:
+def _answers(cmd: RouteOrder, decision: Decision) -> list[OrderRouted | RouteNotFound | AllocateReservation]:
+    """The decision; routed with `allocate`, also inventory's pinning of the reservation there, which saves the
+    saga the round trip of asking for it once it has the decision."""
     if decision.location_id is None:
-        return RouteNotFound(order_id=cmd.order_id, details=decision.details,
-                             reason=ReasonCode(code=decision.reason_code, detail=decision.explanation))
-    return OrderRouted(order_id=cmd.order_id, location_id=decision.location_id, explanation=decision.explanation,
-                       distance_km=decision.distance_km, assignments=list(decision.assignments),
-                       details=decision.details)
+        return [RouteNotFound(order_id=cmd.order_id, details=decision.details,
+                              reason=ReasonCode(code=decision.reason_code, detail=decision.explanation))]
+    routed = OrderRouted(order_id=cmd.order_id, location_id=decision.location_id, explanation=decision.explanation,
+                         distance_km=decision.distance_km, assignments=list(decision.assignments),
+                         details=decision.details)
+    if not cmd.allocate:
+        return [routed]
+    plan = routed.assignments or [Assignment(location_id=decision.location_id, lines=cmd.lines)]
+    return [routed, AllocateReservation(order_id=cmd.order_id, location_id=decision.location_id, assignments=plan)]
 
 
 async def count_capacity(uow: UnitOfWork, batch: list[Message[FulfillmentOrderCreated]]) -> None:

@@ -70,6 +70,8 @@ class RouteOrder(Contract):
     exclude_locations: list[LocationId] = Field(default_factory=list, description="Locations that already failed")
     order_value: Decimal | None = Field(None, ge=0, description="Goods value; a split needs it to reach the rule "
                                                                 "set's minimum")
+    allocate: bool = Field(False, description="Routed: also ask inventory to pin the reservation where it is routed "
+                                              "(AllocateReservation), whose answer goes to the asker")
 
 
 class Candidate(Value):

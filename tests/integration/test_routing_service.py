@@ -18,9 +18,9 @@ from shared.contracts.fulfillment import (
     FulfillmentRejected,
     fulfillment_order_id,
 )
-from shared.contracts.inventory import LocationAvailability
+from shared.contracts.inventory import AllocateReservation, LocationAvailability
 from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteOrder
-from shared.contracts.topics import FULFILLMENT_EVENTS, ROUTING_EVENTS
+from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_COMMANDS, ROUTING_EVENTS
 
 from ..support.services import running
 from ..support.topics import TopicWatcher, of_type
@@ -99,16 +99,32 @@ async def used(admin, location_id: str) -> int | None:
     return await admin.fetchval("SELECT used FROM routing.capacity_usage WHERE location_id = $1", location_id)
 
 
-async def route(ops, events, *locations: str) -> dict:
+async def route(ops, events, *locations: str, allocate: bool = False) -> dict:
     order_id = uuid.uuid4()
     address = Address(name="A", line1="Street 1", city="Frankfurt", postal_code="60311", country="DE",
                       coordinates=FRANKFURT)
     await ops.send(RouteOrder(order_id=order_id, lines=[Line(sku="SKU-1", quantity=1)],
-                              delivery=ShipTo(address=address),
+                              delivery=ShipTo(address=address), allocate=allocate,
                               availability=[LocationAvailability(location_id=loc, sku="SKU-1", available=5)
                                             for loc in locations]))
     [routed] = await events.wait_for(of_type(OrderRouted, order_id))
     return routed
+
+
+async def test_asked_to_allocate_routing_has_inventory_pin_the_order_where_it_routed_it(config, routing_service):
+    warehouse = f"WH-PIN-{tag()}"
+    async with client(config, "test/ops") as ops, TopicWatcher(config, ROUTING_EVENTS) as events, \
+            TopicWatcher(config, INVENTORY_COMMANDS) as inventory:
+        await ops.send(RegisterLocation(location_id=warehouse, name=warehouse, kind="warehouse", coordinates=BERLIN))
+        await events.wait_for(lambda e: of_type(LocationRegistered)(e) and e["data"]["location_id"] == warehouse)
+        only_routed = await route(ops, events, warehouse)
+        routed = await route(ops, events, warehouse, allocate=True)
+        order_id = routed["data"]["order_id"]
+        [pin] = await inventory.wait_for(of_type(AllocateReservation, uuid.UUID(order_id)))
+    assert pin["data"]["location_id"] == warehouse
+    assert pin["data"]["assignments"] == [{"location_id": warehouse, "lines": [{"sku": "SKU-1", "quantity": 1}]}]
+    assert pin["causationid"] == routed["causationid"] and pin["correlationid"] == routed["correlationid"]
+    assert not inventory.envelopes(lambda e: e["data"].get("order_id") == only_routed["data"]["order_id"])
 
 
 async def test_an_invalid_rule_file_stops_the_service_at_start_up_with_the_reason(tmp_path):

@@ -115,8 +115,9 @@ def test_happy_path_runs_every_step_in_order():
     saga = s.start(new_saga()).saga
     step = s.advance(saga, reserved())
     assert (step.saga.state, types(step)) == ("routing", [RouteOrder])
+    assert step.messages[0].allocate, "routing has inventory pin the first sourcing where it routes it"
     step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="nearest"))
-    assert (step.saga.state, types(step)) == ("allocating", [AllocateReservation])
+    assert (step.saga.state, types(step)) == ("allocating", [])  # routing asked for the pinning already
     step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
     assert (step.saga.state, types(step)) == ("fulfilling", [RequestFulfillment])
     step = s.advance(step.saga, FulfillmentOrderCreated(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
@@ -178,9 +179,42 @@ def test_failed_allocation_reroutes_without_that_location_then_gives_up():
 def test_replies_the_state_does_not_expect_change_nothing():
     saga = through(reserved())
     assert s.advance(saga, reserved()) is None  # duplicate
-    assert s.advance(saga, ReservationAllocated(order_id=ORDER, location_id="WH-1")) is None  # out of order
+    pinned_elsewhere = AllocationFailed(order_id=ORDER, location_id="WH-2",
+                                        reason=ReasonCode(code="RESERVATION_NOT_HELD"))
+    assert s.advance(saga, pinned_elsewhere) is None  # a decision made again found it pinned by the first
     cancelled = s.advance(saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="X"))).saga
     assert s.advance(cancelled, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="late")) is None
+
+
+def test_on_the_first_sourcing_routing_asks_for_the_pinning_and_the_saga_only_waits_for_its_answer():
+    routing = through(reserved())
+    assert s.pending_commands(routing)[0].allocate
+    allocating = s.advance(routing, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x")).saga
+    step = s.on_timeout(allocating)  # no answer: the saga asks for the pinning itself
+    assert (step.saga.state, types(step), step.messages[0].assignments) == (
+        "allocating", [AllocateReservation], [Assignment(location_id="WH-1", lines=list(LINES))])
+
+
+def test_inventorys_answer_to_routings_pinning_may_come_before_the_decision():
+    step = s.advance(through(reserved()), ReservationAllocated(order_id=ORDER, location_id="WH-2", assignments=SPLIT))
+    assert (step.saga.state, step.saga.parts) == ("fulfilling", (
+        s.Part("WH-1", (Line(sku="SKU-1", quantity=1),), "requested"),
+        s.Part("WH-2", (Line(sku="SKU-1", quantity=1),), "requested")))
+    assert s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="late")) is None
+    short = s.advance(through(reserved()), AllocationFailed(order_id=ORDER, location_id="WH-1",
+                                                            reason=ReasonCode(code="LOCATION_SHORT")))
+    assert (short.saga.state, short.saga.excluded_locations, types(short)) == ("routing", ("WH-1",), [RouteOrder])
+
+
+def test_re_sourcing_asks_for_the_pinning_itself():
+    saga = to_awaiting_shipment()
+    rejected = s.advance(saga, FulfillmentRejected(fulfillment_order_id=FO, order_id=ORDER, location_id="WH-1",
+                                                   reason=ReasonCode(code="DAMAGED"))).saga
+    routing = s.advance(rejected, ReservationDeallocated(order_id=ORDER, location_id="WH-1", availability=[])).saga
+    assert routing.state == "routing" and not s.pending_commands(routing)[0].allocate
+    assert s.advance(routing, ReservationAllocated(order_id=ORDER, location_id="WH-2")) is None
+    step = s.advance(routing, OrderRouted(order_id=ORDER, location_id="WH-2", explanation="x"))
+    assert (step.saga.state, types(step)) == ("allocating", [AllocateReservation])
 
 
 def test_a_part_is_recorded_before_its_fulfilment_is_requested_so_a_cancel_withdraws_it():
@@ -412,7 +446,7 @@ def created(location: str, quantity: int = 1) -> FulfillmentOrderCreated:
 def to_split_awaiting_shipment() -> s.Saga:
     step = s.advance(through(reserved()), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="split",
                                                       assignments=SPLIT))
-    assert (step.saga.state, step.messages[0].assignments) == ("allocating", SPLIT)
+    assert (step.saga.state, step.saga.plan, step.messages) == ("allocating", tuple(SPLIT), [])
     step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1", assignments=SPLIT))
     assert [(type(m), m.location_id) for m in step.messages] == [(RequestFulfillment, "WH-1"),
                                                                 (RequestFulfillment, "WH-2")]
