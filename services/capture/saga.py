@@ -19,6 +19,9 @@ RequestFulfillment goes out, so cancelling withdraws (CancelFulfillment) every p
 part is withdrawn or handed over: a part that has shipped cannot be cancelled, and an order with one ends shipped
 with the rest cancelled (OrderLinesCancelled).
 
+On an order's first sourcing routing has inventory pin the plan where it routes it (`RouteOrder.allocate`): the
+saga enters `allocating` on the decision without sending AllocateReservation, only on the step's deadline.
+
 A part a location rejects (all of it, or the rest after a short pick) is re-sourced: its units are un-pinned
 there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
 after MAX_LOCATION_ATTEMPTS tried locations, or no route, only those lines are cancelled (the whole order if
