@@ -1016,10 +1016,11 @@ def _part_for(saga: Saga, reply: Contract) -> Part | None:
 def claims_hold(saga: Saga, reply: Contract) -> bool:
     """A sourcing reply names the location the saga asked about; while routing, one routing asked for on the
     order's first sourcing (a decision made again on a deadline may have been pinned first: a location that
-    cannot pin because the units are pinned elsewhere changes nothing)."""
+    cannot pin because the units are pinned elsewhere, or one found short already, changes nothing)."""
     if isinstance(reply, (ReservationAllocated, AllocationFailed)) and saga.state == "routing":
-        pinned_or_short = isinstance(reply, ReservationAllocated) or reply.reason.code == "LOCATION_SHORT"
-        return _routing_pins(saga) and pinned_or_short
+        pinned_or_newly_short = isinstance(reply, ReservationAllocated) or (
+            reply.reason.code == "LOCATION_SHORT" and reply.location_id not in saga.excluded_locations)
+        return _routing_pins(saga) and pinned_or_newly_short
     if isinstance(reply, ReservationAllocated):
         return bool(saga.plan) and reply.location_id == saga.plan[0].location_id
     if isinstance(reply, AllocationFailed):

@@ -204,6 +204,8 @@ def test_inventorys_answer_to_routings_pinning_may_come_before_the_decision():
     short = s.advance(through(reserved()), AllocationFailed(order_id=ORDER, location_id="WH-1",
                                                             reason=ReasonCode(code="LOCATION_SHORT")))
     assert (short.saga.state, short.saga.excluded_locations, types(short)) == ("routing", ("WH-1",), [RouteOrder])
+    again = AllocationFailed(order_id=ORDER, location_id="WH-1", reason=ReasonCode(code="LOCATION_SHORT"))
+    assert s.advance(short.saga, again) is None, "a decision made again on a deadline, found short again"
 
 
 def test_re_sourcing_asks_for_the_pinning_itself():
