@@ -253,8 +253,7 @@ def _expired(saga: Saga, reply: ReservationExpired) -> Step:
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
     """Pinned next. Where routing already asked inventory to pin it there (`_routing_pins`), only the answer is
     awaited; on the step's deadline AllocateReservation is sent as usual."""
-    plan = reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())]
-    allocating = replace(saga, state="allocating", plan=tuple(plan))
+    allocating = replace(saga, state="allocating", plan=_plan(saga, reply))
     return Step(replace(allocating, attempts=1)) if _routing_pins(saga) else _wait(allocating)
 
 
@@ -267,8 +266,12 @@ def _routing_pins(saga: Saga) -> bool:
 
 def _pinned_before_routed(saga: Saga, reply: ReservationAllocated) -> Step:
     """Inventory's answer to routing's pinning came before routing's decision: it names the plan."""
-    plan = reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())]
-    return _allocated(replace(saga, plan=tuple(plan)), reply)
+    return _allocated(replace(saga, plan=_plan(saga, reply)), reply)
+
+
+def _plan(saga: Saga, reply: OrderRouted | ReservationAllocated) -> tuple[Assignment, ...]:
+    """The locations and their lines a reply names; one location alone serves all the lines being sourced."""
+    return tuple(reply.assignments or [Assignment(location_id=reply.location_id, lines=saga.sourcing())])
 
 
 def _no_route(saga: Saga, reply: RouteNotFound) -> Step:
