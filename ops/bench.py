@@ -368,11 +368,13 @@ TARGET_RATIO = 0.7  # OMS / bare baseline throughput
 TARGET_P99_MS, TARGET_P99_RATE = 500.0, 500.0  # p99 at that steady rate
 
 
+def figure(values: list[float], digits: int = 0) -> str:
+    """A figure over several runs: its median (lowest–highest)."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
 def spread(measured: list[tuple[Measured, Measured | None]]) -> str:
     """Median (lowest–highest) of each figure over the runs, and the targets judged on the medians."""
-    def figure(values: list[float], digits: int = 0) -> str:
-        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
-
     def judged(met: bool) -> str:
         return "met" if met else "not met"
 

@@ -34,7 +34,7 @@ from shared.contracts.topics import ORDER_EVENTS
 from shared.settings import Settings
 
 from . import cpu, load
-from .bench import Watcher, _sampler, _wait_for_stock, private_oms, run_phase
+from .bench import Watcher, _sampler, _wait_for_stock, figure, private_oms, run_phase
 from .client import client
 
 # The confirm path: each message and the one it causes (routing asks inventory to pin an order's first sourcing
@@ -135,9 +135,6 @@ async def latency(base: Settings, rate: float, count: int, runs: int = 1) -> str
 
 
 def spread(runs: list[Run]) -> str:
-    def figure(values: list[float], digits: int = 0) -> str:
-        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
-
     p50 = statistics.median(run.p50 for run in runs)
     rate = runs[0].rate
     if rate == TARGET_P50_RATE:
