@@ -6,7 +6,7 @@ using every compression codec this machine can encode, shuffled together with va
 receipts; then a twentieth of each topic's count again as duplicates: new content under an envelope id
 already used on that partition. A location simulator ships the valid orders. When every consumer group has
 committed up to the end of every partition, every outbox is empty and every valid order has settled, each
-message is judged by what the OMS did with it (a dead letter at its position, an OrderRejected, its effect in
+message is judged by what the OMS did with it (a dead letter at its position, an answer to the channel, its effect in
 the database, or nothing for a duplicate), the invariant checker runs, and the services' processes and error
 log lines are looked at.
 """
@@ -28,13 +28,14 @@ from aiokafka import codec as kafka_codecs
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
-from services.capture.saga import REPLY_TYPES
-from shared.contracts import Contract, Envelope, wrap
+from services.capture.saga import ANSWERED_ELSEWHERE, REPLY_TYPES
+from shared.contracts import REGISTRY, Contract, Envelope, wrap
 from shared.contracts.common import Coordinates
 from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.inventory import ReceiveStock
 from shared.contracts.ops import DeadLetter
-from shared.contracts.orders import OrderCancelled, OrderConfirmed, OrderRejected, OrderShipped, PlaceOrder
+from shared.contracts.orders import (OrderCancelled, OrderConfirmed, OrderEditRefused, OrderRejected, OrderShipped,
+                                     PlaceOrder)
 from shared.contracts.routing import RegisterLocation
 from shared.contracts.topics import (
     DEAD_LETTERS,
@@ -51,7 +52,7 @@ from shared.settings import Settings
 
 from . import demo, history, invariants
 from .client import client
-from .hostile import DEAD_LETTER, DEDUPLICATED, EFFECT, REJECTED, HostileGenerator, Message
+from .hostile import DEAD_LETTER, DEDUPLICATED, EFFECT, REJECTED, HostileGenerator, Message, answer_key
 from .principals import register_locations
 from .processes import ServiceProcess
 from .simulators import LocationSimulator
@@ -157,6 +158,9 @@ class ValidTraffic:
                             location_id=self.location.location_id, quantity=rng.randint(1, 50))
 
 
+ANSWERS = {OrderRejected.message_type, OrderEditRefused.message_type}  # capture's answers to a refused message
+
+
 class Fuzz:
     def __init__(self, settings: Settings, per_topic: int, seed: int, processes: Iterable[ServiceProcess] = ()):
         self.settings = settings
@@ -169,7 +173,7 @@ class Fuzz:
         handled = {topic: {model for _, sub in self.subscriptions if sub.topic == topic for model in sub.handlers}
                    for topic in self.topics}
         answers = {sub.topic: sub.on_invalid_payload for _, sub in self.subscriptions if sub.on_invalid_payload}
-        self.hostile = HostileGenerator(self.rng, self.tag, handled, lookups(), answers)
+        self.hostile = HostileGenerator(self.rng, self.tag, handled, lookups(), answers, ANSWERED_ELSEWHERE)
         self.pids = {p: pid for p in processes if (pid := p.pid()) is not None}
         self.codecs = [name for name, available in CODECS.items() if available()]
         self.report = Report(per_topic, seed, self.codecs)
@@ -362,16 +366,16 @@ class Fuzz:
                 letters[letter.key()] = letter.reason
         return letters
 
-    async def rejections(self, since: dict[int, int]) -> set[tuple[str, str]]:
-        """(channel, channel order id) of every OrderRejected capture wrote since the run began."""
+    async def rejections(self, since: dict[int, int]) -> set[tuple[str, ...]]:
+        """The answer_key of every OrderRejected and OrderEditRefused capture wrote since the run began."""
         found = set()
         async for record in history.records(self.settings, ORDER_EVENTS, since):
             try:
                 envelope = Envelope.model_validate_json(record.value or b"")
             except ValidationError:
                 continue  # the run's own hostile messages are on this topic too
-            if envelope.type == OrderRejected.message_type and envelope.source == "oms/capture":
-                found.add((envelope.data["channel"], envelope.data["channel_order_id"]))
+            if envelope.type in ANSWERS and envelope.source == "oms/capture":
+                found.add(answer_key(REGISTRY[envelope.type].model_validate(envelope.data)))
         return found
 
     async def effects(self) -> tuple[dict[str, str], set[str]]:
@@ -430,7 +434,7 @@ def _judge(sent: Sent, reason: str | None, rejections: set[tuple[str, str]], ord
         return f"dead-lettered {reason}, but an order was created", False
     if sent.expect == REJECTED:
         rejected = sent.ref in rejections
-        return f"dead-lettered {reason} + {'' if rejected else 'NO '}OrderRejected", rejected
+        return f"dead-lettered {reason} + {'' if rejected else 'NO '}{sent.ref[2]}", rejected
     assert sent.expect == DEAD_LETTER
     return f"dead-lettered {reason}", True
 

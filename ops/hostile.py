@@ -24,12 +24,12 @@ from pydantic import BaseModel, ValidationError
 
 from shared.contracts import REGISTRY, Contract, Envelope
 from shared.contracts.base import refuse_nul_characters
-from shared.contracts.orders import PlaceOrder
+from shared.contracts.orders import OrderEditRefused, OrderRejected, PlaceOrder
 from shared.messaging.consumer import InvalidPayloadHook
 
-# Effects a message must have: applied (valid), dead-lettered, dead-lettered and answered with an OrderRejected,
-# or nothing at all because its envelope id was already used.
-EFFECT, DEAD_LETTER, REJECTED, DEDUPLICATED = "effect", "dead letter", "OrderRejected", "deduplicated"
+# Effects a message must have: applied (valid), dead-lettered, dead-lettered and answered to the channel (an
+# OrderRejected, or an edit's OrderEditRefused), or nothing at all because its envelope id was already used.
+EFFECT, DEAD_LETTER, REJECTED, DEDUPLICATED = "effect", "dead letter", "answered", "deduplicated"
 
 MAX_VALUE_BYTES = 1_000_000  # under the broker's 1 MiB record limit, with room for key, headers and overhead
 HUGE_BYTES = (100_000, 900_000)
@@ -56,7 +56,7 @@ class Message:
     key: bytes | None = None
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
     envelope_id: str | None = None  # set when the value is a valid envelope, whose id a duplicate can reuse
-    ref: tuple[str, str] | None = None  # (channel, channel order id) or ("receipt", receipt id) to find the effect by
+    ref: tuple[str, ...] | None = None  # (channel, channel order id[, answer_key's rest]) or ("receipt", receipt id)
     partition: int | None = None
     message_type: str | None = None  # a valid envelope's type, which a duplicate keeps (the same consumers read it)
 
@@ -86,6 +86,11 @@ def _sample_value(name: str, annotation: Any, new_id: Callable[[], uuid.UUID]) -
     if annotation in simple:
         return simple[annotation]()
     return FIELD_VALUES.get(name, f"fuzz-{name}")
+
+
+def answer_key(answer: OrderRejected | OrderEditRefused) -> tuple[str, str, str, str]:
+    """What tells one answer to a refused message from another: the order, the answer's type, an edit's id."""
+    return answer.channel, answer.channel_order_id, answer.message_type, getattr(answer, "edit_id", "")
 
 
 def refused_by_contracts(topic: str, handled: set[type[Contract]], value: bytes | None) -> bool:
@@ -119,16 +124,20 @@ class HostileGenerator:
     `handled` maps each consumed topic to the contracts its consumer handles; `lookups` maps a topic to the
     contracts whose handler must find an existing order (a well-formed one about an unknown order is refused);
     `answers` maps a topic to its consumer's hook that answers an invalid payload (capture's OrderRejected).
+    `unread_when` names the payload flag under which a looked-up contract's consumer skips it (Subscription.
+    skipped_when): off in a message about an unknown order, which must be read to be refused.
     `tag` names what a run creates (channel order ids): unique per run, like the envelope ids.
     """
 
     def __init__(self, rng: random.Random, tag: str, handled: dict[str, set[type[Contract]]],
-                 lookups: dict[str, list[type[Contract]]], answers: dict[str, InvalidPayloadHook]):
+                 lookups: dict[str, list[type[Contract]]], answers: dict[str, InvalidPayloadHook],
+                 unread_when: dict[type[Contract], str] | None = None):
         self.rng = rng
         self.tag = tag
         self.salt = uuid.uuid4().int  # ids differ per run (consumers remember ids), all else follows the seed
         self.handled = handled
         self.lookups = lookups
+        self.unread_when = unread_when or {}
         self.answers = answers
         self.serial = 0
         self.kinds: dict[str, tuple[float, Callable[[str], Message]]] = {
@@ -222,7 +231,10 @@ class HostileGenerator:
 
     def unknown_order(self, topic: str) -> Message:
         model = self.rng.choice(self.lookups[topic])
-        envelope = self.envelope(topic, sample(model, self.new_id), message_type=model.message_type)
+        data = sample(model, self.new_id)
+        if model in self.unread_when:
+            data[self.unread_when[model]] = False
+        envelope = self.envelope(topic, data, message_type=model.message_type)
         return self.with_envelope(topic, "unknown order", envelope)
 
     def empty(self, topic: str) -> Message:
@@ -310,7 +322,7 @@ class HostileGenerator:
         answers = self.answers[topic](parsed, error) if error and topic in self.answers else []
         if answers:
             message.expect = REJECTED
-            message.ref = (answers[0].channel, answers[0].channel_order_id)
+            message.ref = answer_key(answers[0])
         return message
 
     def handled_type(self, topic: str) -> type[Contract]:

@@ -30,14 +30,15 @@ from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers, metrics
-from .saga import REPLY_TYPES
+from .saga import ANSWERED_ELSEWHERE, REPLY_TYPES
 from .validation import rejection
 
 
 def _replies_on(topic: str, others: dict | None = None) -> Subscription:
     """The saga's replies on the topic, and handlers of the `others` there."""
     replies = {reply: handlers.saga_replies for reply in REPLY_TYPES if reply.topic == topic}
-    return Subscription(topic=topic, handlers={**replies, **(others or {})})
+    unread = {reply: flag for reply, flag in ANSWERED_ELSEWHERE.items() if reply.topic == topic}
+    return Subscription(topic=topic, handlers={**replies, **(others or {})}, skipped_when=unread)
 
 
 SERVICE = ServiceDefinition(

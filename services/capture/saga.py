@@ -251,10 +251,11 @@ def _expired(saga: Saga, reply: ReservationExpired) -> Step:
 
 
 def _routed(saga: Saga, reply: OrderRouted) -> Step:
-    """Pinned next. Where routing already asked inventory to pin it there (`_routing_pins`), only the answer is
-    awaited; on the step's deadline AllocateReservation is sent as usual."""
+    """Pinned next. Where routing has asked inventory to pin it there already, only the answer is awaited; on
+    the step's deadline AllocateReservation is sent as usual. (Such a decision is not even read, ANSWERED_ELSEWHERE:
+    inventory's answer names the plan.)"""
     allocating = replace(saga, state="allocating", plan=_plan(saga, reply))
-    return Step(replace(allocating, attempts=1)) if _routing_pins(saga) else _wait(allocating)
+    return Step(replace(allocating, attempts=1)) if reply.allocation_requested else _wait(allocating)
 
 
 def _routing_pins(saga: Saga) -> bool:
@@ -264,8 +265,8 @@ def _routing_pins(saga: Saga) -> bool:
     return not saga.parts and not saga.plan
 
 
-def _pinned_before_routed(saga: Saga, reply: ReservationAllocated) -> Step:
-    """Inventory's answer to routing's pinning came before routing's decision: it names the plan."""
+def _pinned_by_routing(saga: Saga, reply: ReservationAllocated) -> Step:
+    """Inventory's answer to the pinning routing asked for (its decision is not read): it names the plan."""
     return _allocated(replace(saga, plan=_plan(saga, reply)), reply)
 
 
@@ -873,10 +874,11 @@ STEPS = (
         StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={
         OrderRouted: Then(_routed, "allocating: AllocateReservation at the chosen location(s) (on the first "
-                                   "sourcing routing has asked for it: only its answer is awaited)"),
+                                   "sourcing routing has asked for it, and the decision is not read: inventory's "
+                                   "answer names the plan)"),
         RouteNotFound: Then(_no_route, GIVE_UP),
-        ReservationAllocated: Then(_pinned_before_routed, "first sourcing, inventory's answer to routing's pinning "
-                                                          "came first: as from allocating"),
+        ReservationAllocated: Then(_pinned_by_routing, "first sourcing, inventory's answer to the pinning routing "
+                                                       "asked for (which names the plan): as from allocating"),
         AllocationFailed: Then(_allocation_failed, "first sourcing, the chosen location is short (LOCATION_SHORT): "
                                                    "as from allocating"),
         ReservationExpired: EXPIRED}),
@@ -956,6 +958,8 @@ STEP_OF = {step.state: step for step in STEPS}
 TRANSITIONS = {(step.state, reply): then.apply for step in STEPS for reply, then in step.replies.items()}
 PART_TRANSITIONS = {(step.status, reply): then.apply for step in PART_STEPS for reply, then in step.replies.items()}
 REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS) | frozenset(PART_STATUSES_FOR) | frozenset(PAYMENT_REPLIES)
+# Replies not read when this field is true: the saga awaits another's answer instead (the consumer skips them).
+ANSWERED_ELSEWHERE = {OrderRouted: "allocation_requested"}
 WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
 
 

@@ -46,7 +46,7 @@ def _answers(cmd: RouteOrder, decision: Decision) -> list[OrderRouted | RouteNot
                               reason=ReasonCode(code=decision.reason_code, detail=decision.explanation))]
     routed = OrderRouted(order_id=cmd.order_id, location_id=decision.location_id, explanation=decision.explanation,
                          distance_km=decision.distance_km, assignments=list(decision.assignments),
-                         details=decision.details)
+                         details=decision.details, allocation_requested=cmd.allocate)
     if not cmd.allocate:
         return [routed]
     plan = routed.assignments or [Assignment(location_id=decision.location_id, lines=cmd.lines)]

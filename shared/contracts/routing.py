@@ -107,6 +107,9 @@ class OrderRouted(Contract):
     assignments: list[Assignment] = Field(default_factory=list,
                                           description="Location and lines; more than one: a split shipment")
     details: RoutingExplanation | None = Field(None, description="The explanation, structured")
+    allocation_requested: bool = Field(False, description="Routing has also asked inventory to pin the reservation "
+                                                          "as routed (RouteOrder.allocate): the asker awaits "
+                                                          "inventory's answer, which names the plan, not this")
 
 
 @contract("oms.routing.RouteNotFound.v1", topic=ROUTING_EVENTS)

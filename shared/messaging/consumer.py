@@ -68,6 +68,14 @@ class Subscription:
     handlers: dict[type[Contract], Handler]
     on_invalid_payload: InvalidPayloadHook | None = None
     per_party: bool = False
+    skipped_when: dict[type[Contract], str] = field(default_factory=dict)
+    """A handled type whose messages are skipped, without a claim, when this boolean field of their payload is
+    true: the service has asked for the answer to come from elsewhere. They are read in full all the same (the
+    service may be their only reader), so a malformed one is dead-lettered as usual."""
+
+    def awaits_elsewhere(self, payload: Contract) -> bool:
+        flag = self.skipped_when.get(type(payload))
+        return flag is not None and getattr(payload, flag) is True
 
     def sender(self, record_topic: str, topic_prefix: str) -> str | None:
         party_topic_start = f"{topic_prefix}{self.topic}."
@@ -171,6 +179,8 @@ class Consumer:
                     return _Parsed(record, None), None
             elif (decoded := _decoded(model, record.value)) is not None:
                 envelope, payload = decoded
+                if subscription.awaits_elsewhere(payload):
+                    return _Parsed(record, None, envelope), None
                 return _Parsed(record, str(envelope.id), envelope), payload
         return self._read_any(subscription, record)
 
@@ -194,6 +204,9 @@ class Consumer:
                 payload = model.model_validate(envelope.data)
                 if b"\\u0000" in record.value:  # cheap test first: NUL is legal JSON, but no field may hold it
                     refuse_nul_characters(model, envelope.data)
+                if subscription.awaits_elsewhere(payload):
+                    parsed.inbox_key = None
+                    return parsed, None
                 return parsed, payload
             except ValidationError as error:
                 parsed.dead_letter = ("INVALID_PAYLOAD", _describe(error))

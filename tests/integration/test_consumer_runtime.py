@@ -11,7 +11,8 @@ from aiokafka.structs import ConsumerRecord
 
 from shared.contracts import wrap
 from shared.contracts.common import Coordinates
-from shared.contracts.routing import LocationRegistered, RegisterLocation, RouteOrder
+from services.capture.app import SERVICE as CAPTURE
+from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteOrder
 from shared.contracts.topics import DEAD_LETTERS, ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import Consumer, Subscription
 from shared.messaging.unit_of_work import Message, UnitOfWork
@@ -120,6 +121,31 @@ async def test_another_services_messages_are_skipped_without_a_claim_and_alone_w
                                 [_id_of(r) for r in others + mixed])
     assert [r["message_key"] for r in claimed] == [_id_of(mixed[1])]
     assert pool.acquired == 1
+
+
+async def test_a_decision_capture_awaits_from_inventory_is_skipped_without_a_claim_or_a_transaction(config, admin):
+    """On a first sourcing routing has inventory pin what it decides, and the saga awaits inventory's answer:
+    capture skips the decision itself. One it asked for is read (here: about an unknown order, refused)."""
+    pool = CountingPool(await service_pool(config, "capture"))
+    try:
+        consumer = Consumer(pool, service="capture", writes=frozenset(CAPTURE.publishes) | {DEAD_LETTERS},
+                            group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
+        subscription = next(sub for sub in CAPTURE.subscriptions if sub.topic == ROUTING_EVENTS)
+        decisions = [raw_record(offset, wrap(OrderRouted(order_id=uuid.uuid4(), location_id="WH-1", explanation="x",
+                                                         allocation_requested=asked),
+                                             source="oms/routing", correlation_id="c").model_dump_json().encode())
+                     for offset, asked in enumerate([True, False])]
+        await consumer.process(subscription, decisions[:1])
+        assert pool.acquired == 0
+        await consumer.process(subscription, decisions)
+        claimed = await admin.fetch("SELECT message_key FROM capture.inbox WHERE message_key = ANY($1)",
+                                    [_id_of(r) for r in decisions])
+        assert [r["message_key"] for r in claimed] == [_id_of(decisions[1])] and pool.acquired == 1
+        letters = await admin.fetch("SELECT source_offset, reason FROM capture.dead_letters WHERE consumer = $1",
+                                    consumer.group)
+        assert [(r["source_offset"], r["reason"]) for r in letters] == [(1, "UNKNOWN_ORDER")]
+    finally:
+        await pool.pool.close()
 
 
 async def test_a_record_that_only_seems_to_be_another_services_is_read_as_usual(config, admin, routing_pool):

@@ -125,6 +125,8 @@ async def test_asked_to_allocate_routing_has_inventory_pin_the_order_where_it_ro
     assert pin["data"]["assignments"] == [{"location_id": warehouse, "lines": [{"sku": "SKU-1", "quantity": 1}]}]
     assert pin["causationid"] == routed["causationid"] and pin["correlationid"] == routed["correlationid"]
     assert not inventory.envelopes(lambda e: e["data"].get("order_id") == only_routed["data"]["order_id"])
+    assert (routed["data"]["allocation_requested"], only_routed["data"]["allocation_requested"]) == (True, False), \
+        "the decision says so, and the saga, awaiting inventory's answer, skips it"
 
 
 async def test_an_invalid_rule_file_stops_the_service_at_start_up_with_the_reason(tmp_path):

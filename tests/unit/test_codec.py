@@ -10,8 +10,11 @@ from aiokafka.structs import ConsumerRecord
 
 from ops.fuzz import lookups, subscriptions
 from ops.hostile import HostileGenerator, sample
+from services.capture.saga import ANSWERED_ELSEWHERE
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.base import encode
+from shared.contracts.routing import OrderRouted
+from shared.contracts.topics import ROUTING_EVENTS
 from shared.messaging.consumer import Consumer
 
 CONTRACTS = sorted(REGISTRY.values(), key=lambda m: m.message_type)
@@ -75,7 +78,7 @@ def test_hostile_messages_read_as_before():
     about an unknown order) read the same by both."""
     handled = {sub.topic: set(sub.handlers) for sub in SUBSCRIPTIONS}
     answers = {sub.topic: sub.on_invalid_payload for sub in SUBSCRIPTIONS if sub.on_invalid_payload}
-    hostile = HostileGenerator(random.Random(11), "CODEC", handled, lookups(), answers)
+    hostile = HostileGenerator(random.Random(11), "CODEC", handled, lookups(), answers, ANSWERED_ELSEWHERE)
     fast = 0
     for subscription in SUBSCRIPTIONS:
         for kind, _ in hostile.kinds_for(subscription.topic):
@@ -83,6 +86,23 @@ def test_hostile_messages_read_as_before():
                 message = hostile.make(subscription.topic, kind)
                 fast += _same_reading(subscription, message.value)
     assert fast > 0
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_a_decision_awaited_from_elsewhere_is_skipped_by_both_paths_and_read_otherwise(asked):
+    """Capture reads routing's decision unless routing has asked inventory to pin it (its answer names the plan)."""
+    capture = next(sub for sub in SUBSCRIPTIONS if sub.topic == ROUTING_EVENTS and OrderRouted in sub.handlers)
+    decision = OrderRouted.model_validate({**sample(OrderRouted, uuid.uuid4), "allocation_requested": asked})
+    _, value = encode(decision, source="oms/routing", correlation_id="c")
+    (fast, fast_payload), (parsed, payload) = _read(capture, value), _read(capture, value, general=True)
+    if asked:
+        assert (fast.inbox_key, fast_payload, parsed.inbox_key, payload) == (None, None, None, None)
+    else:
+        assert fast_payload == payload == decision and fast.inbox_key == parsed.inbox_key == str(parsed.envelope.id)
+    broken = json.loads(value)
+    broken["data"]["location_id"] = None
+    parsed, _ = _read(capture, json.dumps(broken).encode())
+    assert parsed.dead_letter[0] == "INVALID_PAYLOAD", "read in full: capture may be its only reader"
 
 
 @pytest.mark.parametrize("value", [

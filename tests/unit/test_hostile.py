@@ -7,8 +7,10 @@ import uuid
 import pytest
 
 from ops.fuzz import lookups, subscriptions
+from services.capture.saga import ANSWERED_ELSEWHERE
 from ops.hostile import DEAD_LETTER, REJECTED, HostileGenerator, refused_by_contracts, sample
 from shared.contracts import REGISTRY
+from shared.contracts.orders import PlaceOrder
 
 
 @pytest.mark.parametrize("model", sorted(REGISTRY.values(), key=lambda m: m.message_type), ids=lambda m: m.__name__)
@@ -20,7 +22,15 @@ def generator() -> HostileGenerator:
     subs = subscriptions()
     handled = {sub.topic: set(sub.handlers) for _, sub in subs}
     answers = {sub.topic: sub.on_invalid_payload for _, sub in subs if sub.on_invalid_payload}
-    return HostileGenerator(random.Random(7), "FZ-TEST", handled, lookups(), answers)
+    return HostileGenerator(random.Random(7), "FZ-TEST", handled, lookups(), answers, ANSWERED_ELSEWHERE)
+
+
+def test_a_message_about_an_unknown_order_is_one_its_consumer_reads():
+    """The sample sets every flag; a decision capture awaits from inventory instead would not be read at all."""
+    hostile = generator()
+    for _ in range(40):
+        data = json.loads(hostile.unknown_order("routing.events.v1").value)["data"]
+        assert data.get("allocation_requested", False) is False
 
 
 def test_every_kind_on_every_consumed_topic_is_refused_by_the_contracts():
@@ -35,11 +45,17 @@ def test_every_kind_on_every_consumed_topic_is_refused_by_the_contracts():
                     assert refused_by_contracts(topic, hostile.handled[topic], message.value), (topic, kind)
 
 
-def test_an_invalid_order_that_names_itself_expects_an_order_rejected_naming_it():
+def test_an_invalid_order_or_edit_that_names_itself_expects_the_answer_naming_it():
+    """An order is answered with OrderRejected; an edit of one, with OrderEditRefused naming the edit."""
     hostile = generator()
-    messages = [hostile.make("orders.commands.v1", "invalid payload") for _ in range(200)]
-    rejected = [m for m in messages if m.expect == REJECTED]
-    assert rejected
-    for message in rejected:
-        data = json.loads(message.value)["data"]
-        assert message.ref == (data["channel"], data["channel_order_id"])
+    messages = [hostile.make("orders.commands.v1", kind) for kind in ("invalid payload", "NUL and control characters")
+                for _ in range(200)]
+    answered = {}
+    for message in (m for m in messages if m.expect == REJECTED):
+        envelope = json.loads(message.value)
+        data, answer = envelope["data"], ("OrderRejected" if envelope["type"] == PlaceOrder.message_type
+                                          else "OrderEditRefused")
+        edit_id = data["edit_id"] if answer == "OrderEditRefused" else ""
+        assert message.ref == (data["channel"], data["channel_order_id"], f"oms.capture.{answer}.v1", edit_id)
+        answered[answer] = answered.get(answer, 0) + 1
+    assert set(answered) == {"OrderRejected", "OrderEditRefused"}

@@ -116,7 +116,8 @@ def test_happy_path_runs_every_step_in_order():
     step = s.advance(saga, reserved())
     assert (step.saga.state, types(step)) == ("routing", [RouteOrder])
     assert step.messages[0].allocate, "routing has inventory pin the first sourcing where it routes it"
-    step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="nearest"))
+    step = s.advance(step.saga, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="nearest",
+                                            allocation_requested=True))
     assert (step.saga.state, types(step)) == ("allocating", [])  # routing asked for the pinning already
     step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
     assert (step.saga.state, types(step)) == ("fulfilling", [RequestFulfillment])
@@ -189,10 +190,15 @@ def test_replies_the_state_does_not_expect_change_nothing():
 def test_on_the_first_sourcing_routing_asks_for_the_pinning_and_the_saga_only_waits_for_its_answer():
     routing = through(reserved())
     assert s.pending_commands(routing)[0].allocate
-    allocating = s.advance(routing, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x")).saga
-    step = s.on_timeout(allocating)  # no answer: the saga asks for the pinning itself
+    again = s.on_timeout(routing)  # neither answer: routing is asked again, and again to have it pinned
+    assert (again.saga.state, types(again), again.messages[0].allocate) == ("routing", [RouteOrder], True)
+    allocating = s.advance(routing, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x",
+                                                allocation_requested=True)).saga
+    step = s.on_timeout(allocating)  # the decision read, but no answer from inventory: the saga asks itself
     assert (step.saga.state, types(step), step.messages[0].assignments) == (
         "allocating", [AllocateReservation], [Assignment(location_id="WH-1", lines=list(LINES))])
+    unasked = s.advance(routing, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="x"))
+    assert types(unasked) == [AllocateReservation], "a decision whose routing did not ask for the pinning"
 
 
 def test_inventorys_answer_to_routings_pinning_may_come_before_the_decision():
@@ -447,7 +453,7 @@ def created(location: str, quantity: int = 1) -> FulfillmentOrderCreated:
 
 def to_split_awaiting_shipment() -> s.Saga:
     step = s.advance(through(reserved()), OrderRouted(order_id=ORDER, location_id="WH-1", explanation="split",
-                                                      assignments=SPLIT))
+                                                      assignments=SPLIT, allocation_requested=True))
     assert (step.saga.state, step.saga.plan, step.messages) == ("allocating", tuple(SPLIT), [])
     step = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1", assignments=SPLIT))
     assert [(type(m), m.location_id) for m in step.messages] == [(RequestFulfillment, "WH-1"),
