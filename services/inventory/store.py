@@ -1,6 +1,6 @@
 """SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order:
 orders, then SKUs, then locations, so concurrent batches cannot deadlock), and write back what the domain
-changed, one statement per table, with its ledger entries. CHECK constraints make over-reservation or negative
+changed with its ledger entries, in one statement (rows created and safety stocks apart). CHECK constraints make over-reservation or negative
 stock impossible whatever runs concurrently.
 
 Orders are locked with transaction-scoped advisory locks rather than their reservation rows: an order without a
@@ -14,7 +14,7 @@ import asyncpg
 from shared.contracts.common import Line, merge_lines
 from shared.contracts.inventory import Atp
 
-from .domain import Inventory, LocationStock, Reservation, SkuStock
+from .domain import Inventory, LedgerEntry, LocationStock, Reservation, SkuStock
 
 
 async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
@@ -29,16 +29,7 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
     location_rows = await conn.fetch(
         "SELECT * FROM location_stock WHERE sku = ANY($1) ORDER BY sku, location_id FOR UPDATE", skus)
     locations = sorted(set(locations) | {r["location_id"] for r in location_rows})
-    location_safety = dict(await conn.fetch(
-        "SELECT location_id, quantity FROM location_safety_stock WHERE location_id = ANY($1)", locations))
-    sku_safety = {(r["sku"], r["location_id"]): r["quantity"] for r in await conn.fetch(
-        "SELECT sku, location_id, quantity FROM sku_safety_stock WHERE sku = ANY($1) OR location_id = ANY($2)",
-        skus, locations)}
-
-    expected: dict[str, list[tuple]] = {}
-    for r in await conn.fetch("SELECT sku, expected_on, quantity FROM expected_receipts WHERE sku = ANY($1) "
-                              "AND NOT received ORDER BY sku, expected_on", skus):
-        expected.setdefault(r["sku"], []).append((r["expected_on"], r["quantity"]))
+    location_safety, sku_safety, expected = await _settings(conn, skus, locations)
 
     def build() -> Inventory:
         inventory = Inventory(
@@ -55,6 +46,22 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
         return inventory
 
     return build(), build()
+
+
+async def _settings(conn: asyncpg.Connection, skus: list[str], locations: list[str]) -> tuple[dict, dict, dict]:
+    """Safety stocks and announced receipts for these SKUs and locations, in one statement. Read after the locks
+    (never in the statement that takes them), so that a change committed while the batch waited for them is seen."""
+    location_safety, sku_safety, receipts = await conn.fetchrow(
+        """SELECT (SELECT array_agg((location_id, quantity)) FROM location_safety_stock WHERE location_id = ANY($2)),
+                  (SELECT array_agg((sku, location_id, quantity)) FROM sku_safety_stock
+                    WHERE sku = ANY($1) OR location_id = ANY($2)),
+                  (SELECT array_agg((sku, expected_on, quantity) ORDER BY sku, expected_on) FROM expected_receipts
+                    WHERE sku = ANY($1) AND NOT received)""", skus, locations)
+    expected: dict[str, list[tuple]] = {}
+    for sku, expected_on, quantity in receipts or ():
+        expected.setdefault(sku, []).append((expected_on, quantity))
+    return (dict(location_safety or ()), {(sku, location): quantity for sku, location, quantity in sku_safety or ()},
+            expected)
 
 
 def _reservation(row: asyncpg.Record) -> Reservation:
@@ -97,53 +104,54 @@ async def skus_at(conn: asyncpg.Connection, location_id: str) -> set[str]:
     return {r["sku"] for r in await conn.fetch("SELECT sku FROM location_stock WHERE location_id = $1", location_id)}
 
 
+FLUSH = """
+WITH skus AS (
+    UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved, backordered = s.backordered
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS s(sku, on_hand, reserved, backordered)
+    WHERE t.sku = s.sku),
+locations AS (
+    UPDATE location_stock t SET on_hand = s.on_hand, allocated = s.allocated
+    FROM unnest($5::text[], $6::text[], $7::int[], $8::int[]) AS s(sku, location_id, on_hand, allocated)
+    WHERE t.sku = s.sku AND t.location_id = s.location_id),
+reservations AS (
+    INSERT INTO reservations (order_id, status, lines, committed_lines, location_id, correlation_id, backordered_at)
+    SELECT order_id, status, lines, committed_lines, location_id, correlation_id,
+           CASE WHEN status = 'backordered' THEN clock_timestamp() END
+    FROM jsonb_to_recordset($9::jsonb) AS r(order_id uuid, status text, lines jsonb, committed_lines jsonb,
+                                            location_id text, correlation_id text)
+    ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
+      lines = EXCLUDED.lines, committed_lines = EXCLUDED.committed_lines, updated_at = now()),
+ledger AS (
+    INSERT INTO stock_ledger (sku, location_id, kind, on_hand, reserved, allocated, cause, order_id, document_id)
+    SELECT * FROM jsonb_to_recordset($10::jsonb) AS e(sku text, location_id text, kind text, on_hand int,
+      reserved int, allocated int, cause text, order_id uuid, document_id text))
+SELECT 1"""
+
+
 async def flush(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
-    await _flush_skus(conn, inventory, loaded)
-    await _flush_locations(conn, inventory, loaded)
+    """What the batch changed: the counters of the rows it loaded (and locked), its reservations and ledger
+    entries in one statement; rows it created (a first receipt) and safety stocks, seldom changed, apart."""
+    changed_skus = [s for key, s in inventory.skus.items()
+                    if key in loaded.skus and _sku_counters(s) != _sku_counters(loaded.skus[key])]
+    changed_locations = [s for key, s in inventory.locations.items()
+                         if key in loaded.locations and _counters(s) != _counters(loaded.locations[key])]
+    reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
+    if changed_skus or changed_locations or reservations or inventory.ledger:
+        await conn.execute(FLUSH, *_sku_columns(changed_skus), *_columns(changed_locations),
+                           [_stored_reservation(r) for r in reservations],
+                           [_ledger_entry(e) for e in inventory.ledger])
+    await _insert_new_stock(conn, inventory, loaded)
     await _flush_safety(conn, inventory, loaded)
-    await _flush_reservations(conn, inventory)
-    await _append_ledger(conn, inventory)
     inventory.ledger, inventory.changed_reservations = [], set()
 
 
-async def _flush_skus(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
-    """Rows loaded (and locked) are set; rows the batch created (a first receipt) are inserted, or added to if
-    another transaction created them meanwhile."""
-    def counters(s: SkuStock) -> tuple[int, int, int]:
-        return s.on_hand, s.reserved, s.backordered
-
-    changed = [s for key, s in inventory.skus.items() if key in loaded.skus and counters(s) != counters(loaded.skus[key])]
-    new = [s for key, s in inventory.skus.items() if key not in loaded.skus]
-    if changed:
-        await conn.execute(
-            "UPDATE sku_stock t SET on_hand = s.on_hand, reserved = s.reserved, backordered = s.backordered "
-            "FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS s(sku, on_hand, reserved, backordered) "
-            "WHERE t.sku = s.sku", *zip(*map(lambda s: (s.sku, *counters(s)), changed)))
-    if new:
-        await conn.execute(
-            "INSERT INTO sku_stock (sku, on_hand, reserved, backordered) "
-            "SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) "
-            "ON CONFLICT (sku) DO UPDATE SET on_hand = sku_stock.on_hand + EXCLUDED.on_hand, "
-            "reserved = sku_stock.reserved + EXCLUDED.reserved, "
-            "backordered = sku_stock.backordered + EXCLUDED.backordered",
-            *zip(*map(lambda s: (s.sku, *counters(s)), new)))
+def _sku_counters(s: SkuStock) -> tuple[int, int, int]:
+    return s.on_hand, s.reserved, s.backordered
 
 
-async def _flush_locations(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
-    changed = [s for key, s in inventory.locations.items()
-               if key in loaded.locations and _counters(s) != _counters(loaded.locations[key])]
-    new = [s for key, s in inventory.locations.items() if key not in loaded.locations]
-    if changed:
-        await conn.execute(
-            "UPDATE location_stock t SET on_hand = s.on_hand, allocated = s.allocated "
-            "FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS s(sku, location_id, on_hand, allocated) "
-            "WHERE t.sku = s.sku AND t.location_id = s.location_id", *_columns(changed))
-    if new:
-        await conn.execute(
-            "INSERT INTO location_stock (sku, location_id, on_hand, allocated) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) "
-            "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand, "
-            "allocated = location_stock.allocated + EXCLUDED.allocated", *_columns(new))
+def _sku_columns(rows: list[SkuStock]) -> tuple[list, ...]:
+    return ([s.sku for s in rows], [s.on_hand for s in rows], [s.reserved for s in rows],
+            [s.backordered for s in rows])
 
 
 def _counters(stock: LocationStock) -> tuple[int, int]:
@@ -152,6 +160,25 @@ def _counters(stock: LocationStock) -> tuple[int, int]:
 
 def _columns(rows: list[LocationStock]) -> tuple[list, ...]:
     return [s.sku for s in rows], [s.location_id for s in rows], [s.on_hand for s in rows], [s.allocated for s in rows]
+
+
+async def _insert_new_stock(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
+    """Rows the batch created (a first receipt), added to if another transaction created them meanwhile."""
+    new_skus = [s for key, s in inventory.skus.items() if key not in loaded.skus]
+    new_locations = [s for key, s in inventory.locations.items() if key not in loaded.locations]
+    if new_skus:
+        await conn.execute(
+            "INSERT INTO sku_stock (sku, on_hand, reserved, backordered) "
+            "SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) "
+            "ON CONFLICT (sku) DO UPDATE SET on_hand = sku_stock.on_hand + EXCLUDED.on_hand, "
+            "reserved = sku_stock.reserved + EXCLUDED.reserved, "
+            "backordered = sku_stock.backordered + EXCLUDED.backordered", *_sku_columns(new_skus))
+    if new_locations:
+        await conn.execute(
+            "INSERT INTO location_stock (sku, location_id, on_hand, allocated) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) "
+            "ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = location_stock.on_hand + EXCLUDED.on_hand, "
+            "allocated = location_stock.allocated + EXCLUDED.allocated", *_columns(new_locations))
 
 
 async def _flush_safety(conn: asyncpg.Connection, inventory: Inventory, loaded: Inventory) -> None:
@@ -172,36 +199,15 @@ async def _flush_safety(conn: asyncpg.Connection, inventory: Inventory, loaded: 
                 quantity)
 
 
-async def _flush_reservations(conn: asyncpg.Connection, inventory: Inventory) -> None:
-    reservations = [inventory.reservations[order_id] for order_id in inventory.changed_reservations]
-    if reservations:
-        await conn.execute(
-            """INSERT INTO reservations (order_id, status, lines, committed_lines, location_id, correlation_id,
-                                       backordered_at)
-               SELECT order_id, status, lines, committed_lines, location_id, correlation_id,
-                      CASE WHEN status = 'backordered' THEN clock_timestamp() END
-               FROM jsonb_to_recordset($1::jsonb) AS r(order_id uuid, status text, lines jsonb, committed_lines jsonb,
-                                                       location_id text, correlation_id text)
-               ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, location_id = EXCLUDED.location_id,
-                 lines = EXCLUDED.lines, committed_lines = EXCLUDED.committed_lines, updated_at = now()""",
-            [{"order_id": str(r.order_id), "status": r.status, "location_id": min(r.pins, default=None),
-              "correlation_id": r.correlation_id, "lines": _stored_lines(r), "committed_lines": _stored_committed(r)}
-             for r in reservations],
-        )
+def _stored_reservation(r: Reservation) -> dict:
+    return {"order_id": str(r.order_id), "status": r.status, "location_id": min(r.pins, default=None),
+            "correlation_id": r.correlation_id, "lines": _stored_lines(r), "committed_lines": _stored_committed(r)}
 
 
-async def _append_ledger(conn: asyncpg.Connection, inventory: Inventory) -> None:
-    if inventory.ledger:
-        await conn.execute(
-            """INSERT INTO stock_ledger (sku, location_id, kind, on_hand, reserved, allocated, cause, order_id,
-                                         document_id)
-               SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(sku text, location_id text, kind text, on_hand int,
-                 reserved int, allocated int, cause text, order_id uuid, document_id text)""",
-            [{"sku": e.sku, "location_id": e.location_id, "kind": e.kind, "on_hand": e.on_hand,
-              "reserved": e.reserved, "allocated": e.allocated, "cause": e.cause,
-              "order_id": str(e.order_id) if e.order_id else None, "document_id": e.document_id}
-             for e in inventory.ledger],
-        )
+def _ledger_entry(e: LedgerEntry) -> dict:
+    return {"sku": e.sku, "location_id": e.location_id, "kind": e.kind, "on_hand": e.on_hand, "reserved": e.reserved,
+            "allocated": e.allocated, "cause": e.cause, "order_id": str(e.order_id) if e.order_id else None,
+            "document_id": e.document_id}
 
 
 async def claim_receipt(conn: asyncpg.Connection, receipt_id: str, sku: str, location_id: str, quantity: int) -> bool:

@@ -9,6 +9,8 @@ from services.inventory import store
 from shared.contracts.common import Line
 from shared.contracts.inventory import StockReserved, StockUnavailable
 
+from ops.waiting import eventually
+
 pytestmark = pytest.mark.integration
 
 
@@ -57,3 +59,24 @@ async def test_a_multi_line_reservation_is_all_or_nothing(inventory_pool):
     async with inventory_pool.acquire() as conn:
         reserved = await conn.fetchval("SELECT sum(reserved) FROM sku_stock WHERE sku = ANY($1)", [plenty, scarce])
     assert reserved == 0
+
+
+async def test_a_safety_stock_set_while_a_reservation_waits_for_its_locks_is_kept_back(inventory_pool):
+    """The batch that set it held the SKU's lock; the reservation waiting for that lock reads safety stocks only
+    once it has it (in a statement after the locking one), so it keeps back what was set meanwhile."""
+    sku = f"SAFE-{uuid.uuid4().hex[:8].upper()}"
+    await receive(inventory_pool, sku, "WH-1", 5)
+    async with inventory_pool.acquire() as setter:
+        setting = setter.transaction()
+        await setting.start()
+        await setter.execute("SELECT 1 FROM sku_stock WHERE sku = $1 FOR UPDATE", sku)
+        await setter.execute("INSERT INTO sku_safety_stock (sku, location_id, quantity) VALUES ($1, 'WH-1', 4)", sku)
+        waiting = asyncio.create_task(reserve(inventory_pool, [Line(sku=sku, quantity=2)]))
+        async with inventory_pool.acquire() as observer:
+            async def blocked() -> bool:
+                return await observer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                               "AND query LIKE '%FROM sku_stock%FOR UPDATE%'") > 0
+            await eventually(blocked, what="the reservation waiting for the SKU's lock")
+        await setting.commit()
+    answer = await waiting
+    assert isinstance(answer, StockUnavailable) and [(s.sku, s.available) for s in answer.shortages] == [(sku, 1)]
