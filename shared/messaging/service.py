@@ -11,6 +11,7 @@ consumer seeks back and the batch is read again, never committed past.
 import asyncio
 import logging
 import re
+from itertools import chain
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from urllib.parse import unquote
 
 import asyncpg
 import uvloop
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -57,6 +59,9 @@ SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
 # How often a client refreshes its metadata, and so how soon a per-party subscription sees a new party's topic.
 PARTY_TOPIC_DISCOVERY_MS = 5_000
+# How long one poll waits for records when there are none; it returns as soon as some arrive. Longer waits cost
+# an idle consumer fewer wake-ups (at 5 orders/s the services' CPU per order: 20 ms 89, 200 ms 70, 500 ms 65).
+POLL_WAIT_MS = 500
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         batch=True,
         max_records=max_records,
-        batch_timeout_ms=20,
+        batch_timeout_ms=POLL_WAIT_MS,
         auto_offset_reset="earliest",
         listener=CommitBeforeRevocation(committer),
         ack_policy=AckPolicy.MANUAL,  # offsets.py commits what was applied
@@ -240,12 +245,24 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         title=f"{service}:{subscription.topic}",
     )
     subscriber(consume)
+    subscriber.get_msg = polled_back_to_back(subscriber)
     health.consumers.append(Watched(
         ConsumerMonitor(service, subscription.topic),
         kafka=lambda: subscriber.consumer,
         running=lambda: subscriber.running and all(not task.done() for task in subscriber.tasks),
     ))
     return committer
+
+
+def polled_back_to_back(subscriber: Any) -> Callable[[AIOKafkaConsumer], Awaitable[tuple[ConsumerRecord, ...]]]:
+    """The subscriber's poll without FastStream's sleep after an empty one (0.7.8: as long as the poll's wait),
+    during which a record that arrives waits for the sleep to end: up to that long on every hop (end to end at 5
+    orders/s, p50 100 → 51 ms; docs/benchmark.md). aiokafka's getmany itself waits for records, up to
+    POLL_WAIT_MS, and returns as soon as some arrive, so polls back to back neither spin nor delay a record."""
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
+        return tuple(chain.from_iterable(batches.values()))
+    return get_msg
 
 
 def _topics(subscription: Subscription) -> list[Topic]:

@@ -1,0 +1,71 @@
+"""Consumers poll back to back: FastStream's batch subscriber sleeps after an empty poll, and a record arriving
+meanwhile would wait for the sleep to end on every hop (shared/messaging/service.py, polled_back_to_back)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from faststream.kafka import KafkaRouter
+from faststream.kafka.subscriber import usecase
+
+from shared.messaging.service import POLL_WAIT_MS, polled_back_to_back
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Consumer:
+    """An aiokafka consumer as the poll sees it: what each getmany returns, and how it was asked."""
+
+    def __init__(self, *answers: dict):
+        self.answers, self.asked = list(answers), []
+
+    async def getmany(self, timeout_ms: int, max_records: int | None = None) -> dict:
+        self.asked.append((timeout_ms, max_records))
+        return self.answers.pop(0)
+
+
+def record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord("t", 0, offset, 0, 0, None, b"v", None, 0, 1, [])
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(usecase.anyio, "sleep", sleep)
+    return slept
+
+
+def subscriber():
+    return KafkaRouter().subscriber("t", batch=True, batch_timeout_ms=POLL_WAIT_MS, max_records=7)
+
+
+async def test_faststreams_own_poll_sleeps_after_an_empty_one(sleeps):
+    """What the override is for; when FastStream stops sleeping, this fails and the override can go."""
+    assert await subscriber().get_msg(Consumer({})) == ()
+    assert sleeps == [POLL_WAIT_MS / 1000]
+
+
+async def test_polled_back_to_back_an_empty_poll_returns_at_once_and_records_come_in_order(sleeps):
+    consumer = Consumer({}, {TopicPartition("t", 0): [record(1), record(2)], TopicPartition("t", 1): [record(3)]})
+    poll = polled_back_to_back(subscriber())
+    assert await poll(consumer) == ()
+    assert [r.offset for r in await poll(consumer)] == [1, 2, 3]
+    assert sleeps == [] and consumer.asked == [(POLL_WAIT_MS, 7)] * 2
+
+
+def test_every_subscriber_of_a_service_polls_back_to_back():
+    """Built as the service builds itself (in a process of its own: building sets up logging and tracing)."""
+    script = ("from shared.messaging.service import build_app\n"
+              "from services.capture.app import SERVICE\n"
+              "print(sorted({s.get_msg.__qualname__ for s in build_app(SERVICE).broker.subscribers}))")
+    env = {**os.environ, "OMS_KAFKA_BOOTSTRAP": "127.0.0.1:1", "OMS_CAPTURE_KAFKA_PASSWORD": "unused"}
+    built = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    assert built.stdout.strip().splitlines()[-1] == "['polled_back_to_back.<locals>.get_msg']", built.stderr[-2000:]
