@@ -42,4 +42,5 @@ SERVICE = ServiceDefinition(
     ],
     background=[delivery.deliver_notifications, delivery.clear_old_bodies],
     publishes=(NOTIFICATION_EVENTS,),
+    batch_wait_ms=200,  # off the order's way: read in larger batches, up to 200 ms later
 )

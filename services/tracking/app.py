@@ -30,4 +30,5 @@ SERVICE = ServiceDefinition(
     publishes_for_parties=(ORDER_COMMANDS,),
     background=[handlers.publish_histories],
     api=build_api,
+    batch_wait_ms=200,  # off the order's way: read in larger batches, up to 200 ms later
 )

@@ -1,6 +1,8 @@
-"""Consumers poll back to back: FastStream's batch subscriber sleeps after an empty poll, and a record arriving
-meanwhile would wait for the sleep to end on every hop (shared/messaging/service.py, polled_back_to_back)."""
+"""How consumers poll: back to back (FastStream's batch subscriber sleeps after an empty poll, and a record arriving
+meanwhile would wait for the sleep to end on every hop: shared/messaging/service.py, polled_back_to_back), and
+only the services off the order's way to fulfilment wait for larger batches (ServiceDefinition.batch_wait_ms)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,8 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaRouter
 from faststream.kafka.subscriber import usecase
 
-from shared.messaging.service import POLL_WAIT_MS, polled_back_to_back
+from shared.db.bootstrap import SERVICES
+from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, polled_back_to_back
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,12 +63,25 @@ async def test_polled_back_to_back_an_empty_poll_returns_at_once_and_records_com
     assert sleeps == [] and consumer.asked == [(POLL_WAIT_MS, 7)] * 2
 
 
-def test_every_subscriber_of_a_service_polls_back_to_back():
-    """Built as the service builds itself (in a process of its own: building sets up logging and tracing)."""
-    script = ("from shared.messaging.service import build_app\n"
-              "from services.capture.app import SERVICE\n"
-              "print(sorted({s.get_msg.__qualname__ for s in build_app(SERVICE).broker.subscribers}))")
-    env = {**os.environ, "OMS_KAFKA_BOOTSTRAP": "127.0.0.1:1", "OMS_CAPTURE_KAFKA_PASSWORD": "unused"}
-    built = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
-                           timeout=60)
-    assert built.stdout.strip().splitlines()[-1] == "['polled_back_to_back.<locals>.get_msg']", built.stderr[-2000:]
+def built(service: str) -> list[dict]:
+    """How each subscriber of the service polls, built as the service builds itself (in a process of its own:
+    building sets up logging and tracing)."""
+    script = (f"import json\nfrom shared.messaging.service import build_app\n"
+              f"from services.{service}.app import SERVICE\n"
+              "print(json.dumps([{'poll': s.get_msg.__qualname__, 'wait_ms': s._connection_args['fetch_max_wait_ms'],"
+              " 'min_bytes': s._connection_args['fetch_min_bytes']} for s in build_app(SERVICE).broker.subscribers]))")
+    env = {**os.environ, "OMS_KAFKA_BOOTSTRAP": "127.0.0.1:1", f"OMS_{service.upper()}_KAFKA_PASSWORD": "unused",
+           "OMS_TRACKING_LINK_SECRET": "a-link-secret-of-thirty-two-chars"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_subscriber_polls_back_to_back_and_only_the_services_off_the_orders_way_wait_for_batches(service):
+    subscribers = built(service)
+    assert {s["poll"] for s in subscribers} == {"polled_back_to_back.<locals>.get_msg"}
+    batching = service in ("tracking", "notification")
+    assert {(s["wait_ms"], s["min_bytes"]) for s in subscribers} == (
+        {(200, BATCH_BYTES)} if batching else {(500, 1)}), "aiokafka's defaults: a fetch answered on its first record"
