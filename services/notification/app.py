@@ -5,7 +5,7 @@ from pathlib import Path
 
 from shared.contracts import notification, orders
 from shared.contracts.topics import NOTIFICATION_COMMANDS, NOTIFICATION_EVENTS, ORDER_EVENTS
-from shared.messaging.consumer import Subscription
+from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import delivery, handlers
@@ -30,6 +30,7 @@ SERVICE = ServiceDefinition(
                 orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,
             },
+            batch_wait_ms=OFF_THE_WAY_WAIT_MS,
         ),
         Subscription(
             topic=NOTIFICATION_COMMANDS,
@@ -38,9 +39,9 @@ SERVICE = ServiceDefinition(
                 notification.SetCustomerPreference: handlers.commands,
                 notification.RecordBounce: handlers.commands,
             },
+            batch_wait_ms=OFF_THE_WAY_WAIT_MS,
         ),
     ],
     background=[delivery.deliver_notifications, delivery.clear_old_bodies],
     publishes=(NOTIFICATION_EVENTS,),
-    batch_wait_ms=200,  # off the order's way: read in larger batches, up to 200 ms later
 )

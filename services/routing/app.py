@@ -6,7 +6,7 @@ from pathlib import Path
 from shared.contracts import fulfillment as fulfillment_events
 from shared.contracts import routing as contracts
 from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, ROUTING_EVENTS
-from shared.messaging.consumer import Subscription
+from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers
@@ -29,6 +29,7 @@ SERVICE = ServiceDefinition(
                 fulfillment_events.FulfillmentCancelled: handlers.give_back_capacity,
                 fulfillment_events.FulfillmentRejected: handlers.give_back_capacity,
             },
+            batch_wait_ms=OFF_THE_WAY_WAIT_MS,  # capacity is counted from these anyway, hops after a decision
         ),
     ],
     publishes=(ROUTING_EVENTS, INVENTORY_COMMANDS),  # AllocateReservation, when RouteOrder asks for it

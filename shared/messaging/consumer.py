@@ -53,6 +53,8 @@ log = get_logger(__name__)
 MAX_DETAIL = 2000
 
 InvalidPayloadHook = Callable[[Envelope, ValidationError], list[Contract]]
+# How much later a subscription off the order's way to fulfilment reads, for larger batches (batch_wait_ms).
+OFF_THE_WAY_WAIT_MS = 200
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class Subscription:
     handlers: dict[type[Contract], Handler]
     on_invalid_payload: InvalidPayloadHook | None = None
     per_party: bool = False
+    batch_wait_ms: int | None = None
+    """Off the order's way to fulfilment (a read side, customer messages, counts): the broker holds each fetch
+    until this long has passed or a megabyte has come, so the service reads larger batches, at a fraction of the
+    CPU per message, and is up to this much later. None: each record as soon as it comes."""
     skipped_when: dict[type[Contract], str] = field(default_factory=dict)
     """A handled type whose messages are skipped, without a claim, when this boolean field of their payload is
     true: the service has asked for the answer to come from elsewhere. They are read in full all the same (the

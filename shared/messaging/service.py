@@ -62,7 +62,7 @@ PARTY_TOPIC_DISCOVERY_MS = 5_000
 # How long one poll waits for records when there are none; it returns as soon as some arrive. Longer waits cost
 # an idle consumer fewer wake-ups (at 5 orders/s the services' CPU per order: 20 ms 89, 200 ms 70, 500 ms 65).
 POLL_WAIT_MS = 500
-BATCH_BYTES = 1 << 20  # what ends a batching service's fetch early (ServiceDefinition.batch_wait_ms)
+BATCH_BYTES = 1 << 20  # what ends a batching subscription's fetch early (Subscription.batch_wait_ms)
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,6 @@ class ServiceDefinition:
     publishes_for_parties: tuple[str, ...] = ()
     # An HTTP API of its own beside /health and /metrics, built once with the means to reach the pool.
     api: Callable[[Callable[[], asyncpg.Pool | None]], Any] | None = None
-    # Off the order's way to fulfilment (a read side, customer messages): the broker holds each fetch until this
-    # long has passed or a megabyte has come, so the service reads larger batches, at a few percent of the CPU
-    # per event, and is up to this much later. None: each record as soon as it comes.
-    batch_wait_ms: int | None = None
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -174,8 +170,8 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     health = Health(definition.name)
     # The service's topics, unprefixed in its definition; the router puts a test run's prefix before each.
     router = KafkaRouter(prefix=config.topic_prefix)
-    committers = [_subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records,
-                             definition.batch_wait_ms) for subscription in definition.subscriptions]
+    committers = [_subscribe(router, definition.name, subscription, consumers, health, config.consumer_max_records)
+                  for subscription in definition.subscriptions]
     broker.include_router(router)
     pool: asyncpg.Pool | None = None
 
@@ -219,7 +215,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
 
 
 def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, consumers: dict[str, Consumer],
-               health: Health, max_records: int, batch_wait_ms: int | None) -> OffsetCommitter:
+               health: Health, max_records: int) -> OffsetCommitter:
     group = consumer_group(service, subscription.topic)
     committer = OffsetCommitter(lambda: subscriber.consumer, group)
 
@@ -242,7 +238,8 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         batch=True,
         max_records=max_records,
         batch_timeout_ms=POLL_WAIT_MS,
-        **({"fetch_min_bytes": BATCH_BYTES, "fetch_max_wait_ms": batch_wait_ms} if batch_wait_ms else {}),
+        **({"fetch_min_bytes": BATCH_BYTES, "fetch_max_wait_ms": subscription.batch_wait_ms}
+           if subscription.batch_wait_ms else {}),
         auto_offset_reset="earliest",
         listener=CommitBeforeRevocation(committer),
         ack_policy=AckPolicy.MANUAL,  # offsets.py commits what was applied

@@ -1,7 +1,8 @@
 """How consumers poll: back to back (FastStream's batch subscriber sleeps after an empty poll, and a record arriving
 meanwhile would wait for the sleep to end on every hop: shared/messaging/service.py, polled_back_to_back), and
-only the services off the order's way to fulfilment wait for larger batches (ServiceDefinition.batch_wait_ms)."""
+only the subscriptions off the order's way to fulfilment wait for larger batches (Subscription.batch_wait_ms)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,7 +14,11 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaRouter
 from faststream.kafka.subscriber import usecase
 
+from ops.fuzz import subscriptions
+from services.tracking.app import TIMELINE_TOPICS
+from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS
 from shared.db.bootstrap import SERVICES
+from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS
 from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, polled_back_to_back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,10 +83,23 @@ def built(service: str) -> list[dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+OFF_THE_WAY = {("tracking", topic) for topic in TIMELINE_TOPICS} | {
+    ("notification", ORDER_EVENTS), ("notification", NOTIFICATION_COMMANDS), ("routing", FULFILLMENT_EVENTS)}
+
+
+def test_only_subscriptions_off_the_orders_way_wait_for_batches():
+    """Reading 200 ms later costs them nothing (a read side, customer messages, capacity counts); the CPU they
+    save goes to the confirm path's services, whose every record is read as soon as it comes."""
+    waiting = {(name, sub.topic) for name, sub in subscriptions() if sub.batch_wait_ms}
+    assert waiting == OFF_THE_WAY
+    assert {sub.batch_wait_ms for name, sub in subscriptions() if sub.batch_wait_ms} == {OFF_THE_WAY_WAIT_MS}
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_subscriber_polls_back_to_back_and_only_the_services_off_the_orders_way_wait_for_batches(service):
+def test_every_subscriber_polls_back_to_back_with_its_subscriptions_fetch_settings(service):
     subscribers = built(service)
+    definition = importlib.import_module(f"services.{service}.app").SERVICE
     assert {s["poll"] for s in subscribers} == {"polled_back_to_back.<locals>.get_msg"}
-    batching = service in ("tracking", "notification")
-    assert {(s["wait_ms"], s["min_bytes"]) for s in subscribers} == (
-        {(200, BATCH_BYTES)} if batching else {(500, 1)}), "aiokafka's defaults: a fetch answered on its first record"
+    assert sorted((s["wait_ms"], s["min_bytes"]) for s in subscribers) == sorted(
+        (sub.batch_wait_ms, BATCH_BYTES) if sub.batch_wait_ms else (500, 1)  # aiokafka's: answered on a first record
+        for sub in definition.subscriptions)
