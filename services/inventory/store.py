@@ -1,7 +1,7 @@
 """SQL for the inventory schema: load the rows a batch of commands touches (locked, always in the same order:
 orders, then SKUs, then locations, so concurrent batches cannot deadlock), and write back what the domain
-changed with its ledger entries, in one statement (rows created and safety stocks apart). CHECK constraints make over-reservation or negative
-stock impossible whatever runs concurrently.
+changed with its ledger entries, in one statement (rows created and safety stocks apart). CHECK constraints
+make over-reservation or negative stock impossible whatever runs concurrently.
 
 Orders are locked with transaction-scoped advisory locks rather than their reservation rows: an order without a
 reservation yet has no row to lock, and inserting one at the end (after the SKU locks) could wait on a

@@ -11,10 +11,10 @@ consumer seeks back and the batch is read again, never committed past.
 import asyncio
 import logging
 import re
-from itertools import chain
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
