@@ -6,9 +6,9 @@ using every compression codec this machine can encode, shuffled together with va
 receipts; then a twentieth of each topic's count again as duplicates: new content under an envelope id
 already used on that partition. A location simulator ships the valid orders. When every consumer group has
 committed up to the end of every partition, every outbox is empty and every valid order has settled, each
-message is judged by what the OMS did with it (a dead letter at its position, an answer to the channel, its effect in
-the database, or nothing for a duplicate), the invariant checker runs, and the services' processes and error
-log lines are looked at.
+message is judged by what the OMS did with it (a dead letter at its position, an answer to the channel, its
+effect in the database, or nothing for a duplicate), the invariant checker runs, and the services' processes and
+error log lines are looked at.
 """
 
 import asyncio
@@ -413,7 +413,7 @@ class Fuzz:
                 self.report.notes.append(f"{proc.name} logged {n} x {event}")
 
 
-def _judge(sent: Sent, reason: str | None, rejections: set[tuple[str, str]], orders: dict[str, str],
+def _judge(sent: Sent, reason: str | None, rejections: set[tuple[str, ...]], orders: dict[str, str],
            receipts: set[str]) -> tuple[str, bool]:
     """What happened to one message, and whether that is what had to happen."""
     applied = sent.ref is not None and (sent.ref[1] in receipts if sent.ref[0] == "receipt" else sent.ref[1] in orders)

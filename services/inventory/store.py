@@ -29,7 +29,7 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
     location_rows = await conn.fetch(
         "SELECT * FROM location_stock WHERE sku = ANY($1) ORDER BY sku, location_id FOR UPDATE", skus)
     locations = sorted(set(locations) | {r["location_id"] for r in location_rows})
-    location_safety, sku_safety, expected = await _settings(conn, skus, locations)
+    location_safety, sku_safety, expected = await _safety_stocks_and_receipts(conn, skus, locations)
 
     def build() -> Inventory:
         inventory = Inventory(
@@ -48,7 +48,8 @@ async def load(conn: asyncpg.Connection, order_ids: set[UUID], skus: set[str],
     return build(), build()
 
 
-async def _settings(conn: asyncpg.Connection, skus: list[str], locations: list[str]) -> tuple[dict, dict, dict]:
+async def _safety_stocks_and_receipts(conn: asyncpg.Connection, skus: list[str],
+                                      locations: list[str]) -> tuple[dict, dict, dict]:
     """Safety stocks and announced receipts for these SKUs and locations, in one statement. Read after the locks
     (never in the statement that takes them), so that a change committed while the batch waited for them is seen."""
     location_safety, sku_safety, receipts = await conn.fetchrow(
