@@ -6,6 +6,7 @@ from pathlib import Path
 
 import asyncpg
 import orjson
+import pydantic_core
 
 from shared.logging import get_logger
 from shared.settings import service_role
@@ -30,10 +31,19 @@ def encode_json(value: object) -> str:
         return json.dumps(value)
 
 
+def decode_json(text: str) -> object:
+    """pydantic-core's parser (jiter) reads JSON about twice as fast as the standard library (capture reads its
+    sagas' rows on every reply: the standard library's JSON was a tenth of its CPU) and, unlike orjson, keeps an
+    integer past 64 bits an integer; what it refuses, the standard library reads as before."""
+    try:
+        return pydantic_core.from_json(text)
+    except ValueError:
+        return json.loads(text)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Read with the standard library: orjson would turn an integer past 64 bits into a float, silently.
     for jsontype in ("json", "jsonb"):
-        await conn.set_type_codec(jsontype, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(jsontype, encoder=encode_json, decoder=decode_json, schema="pg_catalog")
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
