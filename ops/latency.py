@@ -37,12 +37,11 @@ from . import cpu, load
 from .bench import Watcher, _sampler, _wait_for_stock, figure, private_oms, run_phase
 from .client import client
 
-# The confirm path: each message and the one it causes (routing asks inventory to pin an order's first sourcing
-# itself, so OrderRouted is off the path).
-CONFIRM_PATH = [("PlaceOrder", "ReserveStock"), ("ReserveStock", "StockReserved"), ("StockReserved", "RouteOrder"),
-                ("RouteOrder", "AllocateReservation"), ("AllocateReservation", "ReservationAllocated"),
-                ("ReservationAllocated", "RequestFulfillment"), ("RequestFulfillment", "FulfillmentOrderCreated"),
-                ("FulfillmentOrderCreated", "OrderConfirmed")]
+# The confirm path: each message and the one it causes (on an order's first sourcing inventory asks routing itself
+# and routing has inventory pin the order, so StockReserved and OrderRouted are off the path).
+CONFIRM_PATH = [("PlaceOrder", "ReserveStock"), ("ReserveStock", "RouteOrder"), ("RouteOrder", "AllocateReservation"),
+                ("AllocateReservation", "ReservationAllocated"), ("ReservationAllocated", "RequestFulfillment"),
+                ("RequestFulfillment", "FulfillmentOrderCreated"), ("FulfillmentOrderCreated", "OrderConfirmed")]
 
 
 @dataclass(frozen=True)

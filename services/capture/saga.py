@@ -19,8 +19,10 @@ RequestFulfillment goes out, so cancelling withdraws (CancelFulfillment) every p
 part is withdrawn or handed over: a part that has shipped cannot be cancelled, and an order with one ends shipped
 with the rest cancelled (OrderLinesCancelled).
 
-On an order's first sourcing routing has inventory pin the plan where it routes it (`RouteOrder.allocate`): the
-saga enters `allocating` on the decision without sending AllocateReservation, only on the step's deadline.
+On an order's first sourcing the services pass it on themselves: inventory, once it holds the lines, asks routing
+(`ReserveStock.route`), and routing has inventory pin the plan where it routes it (`RouteOrder.allocate`). The
+saga enters `routing` on the reservation without sending RouteOrder, and waits there for inventory's answer to
+the pinning; RouteOrder is sent only on the step's deadline.
 
 A part a location rejects (all of it, or the rest after a short pick) is re-sourced: its units are un-pinned
 there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
@@ -86,6 +88,7 @@ from shared.contracts.inventory import (
     DeallocateReservation,
     ExtendReservation,
     LocationAvailability,
+    OnwardRouting,
     ReleaseReservation,
     ReservationAllocated,
     ReservationDeallocated,
@@ -232,7 +235,10 @@ def start(saga: Saga) -> Step:
 # --- sourcing: reserve, route, pin, request -------------------------------------------------------------------
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
-    return _wait(replace(saga, state="routing", availability=tuple(reply.availability)))
+    """Routed next. Where inventory has asked routing already (ReserveStock's `route`), only the answers are
+    awaited; on the step's deadline RouteOrder is sent as usual."""
+    routing = replace(saga, state="routing", availability=tuple(reply.availability))
+    return Step(replace(routing, attempts=1)) if reply.routing_requested else _wait(routing)
 
 
 def _backordered(saga: Saga, reply: StockBackordered) -> Step:
@@ -308,7 +314,9 @@ def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
 
 
 def _reserve(saga: Saga) -> ReserveStock:
-    return ReserveStock(order_id=saga.order_id, lines=list(saga.lines), backorder_skus=list(saga.backorder_skus))
+    """Inventory asks routing itself once the lines are held: a round trip less on the way to fulfilment."""
+    return ReserveStock(order_id=saga.order_id, lines=list(saga.lines), backorder_skus=list(saga.backorder_skus),
+                        route=OnwardRouting(delivery=saga.delivery, order_value=saga.order_value))
 
 
 def _route(saga: Saga) -> RouteOrder:
@@ -867,9 +875,12 @@ GIVE_UP = ("cancelled: run the compensations, OrderCancelled (re-sourcing a part
            "OrderLinesCancelled)")
 STEPS = (
     SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
-        StockReserved: Then(_reserved, "routing: RouteOrder"),
+        StockReserved: Then(_reserved, "routing (inventory has asked routing itself, ReserveStock's `route`; "
+                                       "RouteOrder only on the deadline)"),
         StockBackordered: Then(_backordered, "backordered: OrderBackordered (the channel let it wait)"),
-        StockUnavailable: Then(_unavailable, CANCELLED)}),
+        StockUnavailable: Then(_unavailable, CANCELLED),
+        RouteNotFound: Then(_no_route, "cancelled (routing's answer to inventory's request read before the "
+                                       "reservation): run the compensations, OrderCancelled")}),
     SagaStep("backordered", replies={
         StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={

@@ -1,9 +1,10 @@
-"""Inventory service: consumes inventory commands, answers on the inventory events topic, announces availability
-changes to channels, expires reservations held too long, and answers ATP queries over HTTP."""
+"""Inventory service: consumes inventory commands, answers on the inventory events topic (and asks routing where to
+send an order it has just held, when asked to), announces availability changes to channels, expires reservations
+held too long, and answers ATP queries over HTTP."""
 
 from pathlib import Path
 
-from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS
+from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS, ROUTING_COMMANDS
 from shared.messaging.consumer import Subscription
 from shared.messaging.service import ServiceDefinition
 
@@ -17,6 +18,6 @@ SERVICE = ServiceDefinition(
                      handlers={command: handlers.inventory_commands for command in handlers.COMMANDS})
     ],
     background=[handlers.expire_reservations, handlers.fill_backorders],
-    publishes=(INVENTORY_EVENTS, INVENTORY_AVAILABILITY),
+    publishes=(INVENTORY_EVENTS, INVENTORY_AVAILABILITY, ROUTING_COMMANDS),  # RouteOrder, when ReserveStock asks
     queries={"/atp/": queries.atp},
 )

@@ -22,7 +22,9 @@ from shared.contracts.inventory import (
     ReservationExtensionRefused,
     SetSafetyStock,
     StockAdjusted,
+    StockReserved,
 )
+from shared.contracts.routing import RouteOrder
 from shared.logging import get_logger
 from shared.messaging.retry import run_forever, run_in_batches
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
@@ -54,6 +56,9 @@ async def inventory_commands(uow: UnitOfWork, batch: list[Message[Contract]]) ->
     for message in batch:
         inventory.cause = str(message.envelope.id)
         answer = await _apply(uow, inventory, message)
+        if isinstance(answer, StockReserved) and (onward := _onward_routing(inventory, message.payload, answer)):
+            answer = answer.model_copy(update={"routing_requested": True})
+            uow.reply(onward, message)
         if answer is not None:
             uow.reply(answer, message)
         for change in inventory.availability_changes():
@@ -96,6 +101,15 @@ async def _apply(uow: UnitOfWork, inventory: Inventory, message: Message) -> Con
             return await _extend(uow, inventory, cmd)
     answer = RESERVATIONS[type(cmd)](inventory, message)
     return answer if answer is not None else _ignored(message, "nothing to do in this state", inventory)
+
+
+def _onward_routing(inventory: Inventory, cmd: ReserveStock, reserved: StockReserved) -> RouteOrder | None:
+    """Held and not yet pinned, as `route` asks: routing is asked from here, which saves the saga the round trip
+    of asking once it has the answer. Its answers (and inventory's to the pinning it asks for) go to the saga."""
+    if cmd.route is None or inventory.reservations[cmd.order_id].status != "held":
+        return None
+    return RouteOrder(order_id=cmd.order_id, lines=cmd.lines, delivery=cmd.route.delivery,
+                      availability=reserved.availability, order_value=cmd.route.order_value, allocate=True)
 
 
 async def _adjust(uow: UnitOfWork, inventory: Inventory, message: Message) -> Contract | None:

@@ -2,7 +2,8 @@
 
 A reservation is made in two steps: `ReserveStock` holds units against the whole network (all-or-nothing over
 the order's lines), `AllocateReservation` pins the held units to the location routing chose (a split: each
-location its lines, all or none). `DeallocateReservation` un-pins a location's units when it rejects the work,
+location its lines, all or none); on an order's first sourcing `ReserveStock` says what routing needs (`route`),
+and inventory asks routing (`RouteOrder`) in the transaction that holds the lines. `DeallocateReservation` un-pins a location's units when it rejects the work,
 `ReleaseReservation` undoes the reservation (or only some lines of it), `CommitReservation` consumes the units
 of a location when they ship. A reservation still only held (never
 allocated) after the TTL expires: `ReservationExpired`.
@@ -14,13 +15,14 @@ safety stock (`SetSafetyStock`), receive stock (`ReceiveStock`), count it (`Reco
 """
 
 from datetime import date
+from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import Assignment, Line, LocationId, ReasonCode, Sku, Value
+from .common import Assignment, Delivery, Line, LocationId, ReasonCode, Sku, Value
 from .topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS
 
 
@@ -36,6 +38,14 @@ class Shortage(Value):
     available: int
 
 
+class OnwardRouting(Value):
+    """What routing needs besides the lines and where they are, for inventory to ask it once they are held."""
+
+    delivery: Delivery
+    order_value: Decimal | None = Field(None, ge=0, description="Goods value; a split needs it to reach the rule "
+                                                                "set's minimum")
+
+
 @contract("oms.inventory.ReserveStock.v1", topic=INVENTORY_COMMANDS)
 class ReserveStock(Contract):
     """Hold the lines against network ATP. If some are short and every short SKU may wait (`backorder_skus`),
@@ -44,6 +54,8 @@ class ReserveStock(Contract):
     order_id: UUID
     lines: list[Line] = Field(min_length=1)
     backorder_skus: list[Sku] = Field(default_factory=list, description="SKUs the channel lets this order wait for")
+    route: OnwardRouting | None = Field(None, description="Held now: also ask routing where to send the lines "
+                                                          "(RouteOrder, with `allocate`), whose answers go to the asker")
 
 
 @contract("oms.inventory.AllocateReservation.v1", topic=INVENTORY_COMMANDS)
@@ -170,6 +182,8 @@ class StockReserved(Contract):
     order_id: UUID
     lines: list[Line]
     availability: list[LocationAvailability] = Field(description="Where the reserved SKUs are, for routing")
+    routing_requested: bool = Field(False, description="Inventory has asked routing itself, as ReserveStock's "
+                                                       "`route` asked")
 
 
 @contract("oms.inventory.StockBackordered.v1", topic=INVENTORY_EVENTS)

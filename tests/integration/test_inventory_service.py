@@ -2,15 +2,27 @@
 
 import base64
 import uuid
+from decimal import Decimal
 
 import pytest
 
 from ops.client import client
+from ops.demo import address
 from shared.contracts import wrap
-from shared.contracts.common import Line
-from shared.contracts.inventory import ReceiveStock, ReserveStock, StockReceived, StockReserved
+from shared.contracts.common import Line, ShipTo
+from shared.contracts.inventory import (
+    AllocateReservation,
+    LocationAvailability,
+    OnwardRouting,
+    ReceiveStock,
+    ReservationAllocated,
+    ReserveStock,
+    StockReceived,
+    StockReserved,
+)
 from shared.contracts.ops import DeadLetter
-from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS
+from shared.contracts.routing import RouteOrder
+from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS, ROUTING_COMMANDS
 
 from ..support.services import running
 from ..support.topics import TopicWatcher, of_type
@@ -74,3 +86,27 @@ async def test_a_bad_message_is_dead_lettered_and_the_next_one_processed(config,
         return await admin.fetchval("SELECT on_hand FROM inventory.sku_stock WHERE sku = $1", sku)
 
     assert await eventually(received, what="the next message to be processed") == 1
+
+
+async def test_held_as_asked_inventory_asks_routing_itself_and_once_pinned_no_more(config, inventory_service):
+    sku = f"RT-{uuid.uuid4().hex[:8].upper()}"
+    order_id = uuid.uuid4()
+    route = OnwardRouting(delivery=ShipTo(address=address()), order_value=Decimal("19.90"))
+    reserve = ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=2)], route=route)
+    async with (client(config, "test/saga") as saga, TopicWatcher(config, INVENTORY_EVENTS) as events,
+                TopicWatcher(config, ROUTING_COMMANDS) as routing):
+        await saga.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=5))
+        await events.wait_for(of_type(StockReceived, sku))
+        await saga.send(reserve, correlation_id="saga-1")
+        [reserved] = await events.wait_for(of_type(StockReserved, order_id))
+        [asked] = await routing.wait_for(of_type(RouteOrder, order_id))
+        assert reserved["data"]["routing_requested"]
+        assert RouteOrder.model_validate(asked["data"]) == RouteOrder(
+            order_id=order_id, lines=reserve.lines, delivery=route.delivery, order_value=route.order_value,
+            availability=[LocationAvailability(location_id="WH-1", sku=sku, available=5)], allocate=True)
+        assert asked["correlationid"] == "saga-1", "routing's answers belong to the saga's flow"
+        await saga.send(AllocateReservation(order_id=order_id, location_id="WH-1"))
+        await events.wait_for(of_type(ReservationAllocated, order_id))
+        await saga.send(reserve)  # asked again (a deadline): the same answer, but routing is not asked again
+        [_, again] = await events.wait_for(of_type(StockReserved, order_id), count=2)
+    assert not again["data"]["routing_requested"]

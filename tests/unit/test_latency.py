@@ -46,7 +46,7 @@ def test_the_table_adds_up_the_confirm_paths_medians_and_names_hops_it_did_not_s
         previous, at = effect, at + 15  # 10 ms to the consumer, 5 ms relay
     table = hop_table(delays(records))
     assert "PlaceOrder → ReserveStock" in table and "10 / 10" in table
-    assert "not seen" in table.splitlines()[4]  # RouteOrder → AllocateReservation never happened
+    assert "not seen" in table.splitlines()[4]  # AllocateReservation → ReservationAllocated never happened
     assert table.splitlines()[-1].split()[-1] == str(3 * (10 + 5))
 
 

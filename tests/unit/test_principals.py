@@ -9,7 +9,7 @@ from ops.principals import (PARTY_KINDS, Principal, default_principals, party_pr
                             service_principal)
 from shared.contracts.topics import (DEAD_LETTERS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_LOCATION_UPDATES,
                                      FULFILLMENT_WORK, INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, ORDER_COMMANDS,
-                                     ORDER_EVENTS, PARTY_READ_TOPICS)
+                                     ORDER_EVENTS, PARTY_READ_TOPICS, ROUTING_COMMANDS)
 from shared.messaging.service import consumer_group
 from shared.settings import settings
 
@@ -43,8 +43,9 @@ def test_each_service_may_use_the_groups_it_joins_and_no_two_principals_share_a_
     assert not [(a, b) for a in prefixes for b in prefixes if a != b and a.startswith(b)]
 
 
-# Topics more than one service writes, by design: routing has inventory pin an order where it routes it.
-SHARED_BY_SERVICES = {INVENTORY_COMMANDS: {"capture", "routing"}}
+# Topics more than one service writes, by design: on an order's first sourcing inventory asks routing where to
+# send what it has held, and routing has inventory pin it there.
+SHARED_BY_SERVICES = {INVENTORY_COMMANDS: {"capture", "routing"}, ROUTING_COMMANDS: {"capture", "inventory"}}
 
 
 def test_every_service_may_dead_letter_and_only_the_outside_writers_of_the_topic_table_share_its_topics():

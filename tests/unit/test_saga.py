@@ -27,6 +27,7 @@ from shared.contracts.inventory import (
     CommitReservation,
     DeallocateReservation,
     LocationAvailability,
+    OnwardRouting,
     ReleaseReservation,
     ReservationAllocated,
     ReservationDeallocated,
@@ -185,6 +186,25 @@ def test_replies_the_state_does_not_expect_change_nothing():
     assert s.advance(saga, pinned_elsewhere) is None  # a decision made again found it pinned by the first
     cancelled = s.advance(saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="X"))).saga
     assert s.advance(cancelled, OrderRouted(order_id=ORDER, location_id="WH-1", explanation="late")) is None
+
+
+def test_on_the_first_sourcing_inventory_asks_routing_and_the_saga_only_waits_for_the_answers():
+    step = s.start(replace(new_saga(), order_value=Decimal("40.00")))
+    assert step.messages[0].route == OnwardRouting(delivery=step.saga.delivery, order_value=Decimal("40.00"))
+    step = s.advance(step.saga, reserved().model_copy(update={"routing_requested": True}))
+    assert (step.saga.state, step.saga.attempts, types(step)) == ("routing", 1, [])
+    assert step.saga.availability == tuple(reserved().availability)
+    again = s.on_timeout(step.saga)  # no answer: the saga asks routing itself, with what inventory told it
+    assert (again.saga.state, types(again)) == ("routing", [RouteOrder])
+    assert again.messages[0].allocate and again.messages[0].availability == reserved().availability
+    pinned = s.advance(step.saga, ReservationAllocated(order_id=ORDER, location_id="WH-1"))
+    assert (pinned.saga.state, types(pinned)) == ("fulfilling", [RequestFulfillment])
+
+
+def test_routings_answer_to_inventorys_request_may_be_read_before_the_reservation():
+    step = s.advance(s.start(new_saga()).saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION")))
+    assert step.saga.state == "cancelled" and ReleaseReservation in types(step)
+    assert s.advance(step.saga, reserved().model_copy(update={"routing_requested": True})) is None
 
 
 def test_on_the_first_sourcing_routing_asks_for_the_pinning_and_the_saga_only_waits_for_its_answer():
