@@ -26,10 +26,10 @@ from shared.settings import KafkaLogin, settings
 
 from .env import load_dev_env
 
-HOPS = 9  # PlaceOrder, ReserveStock, StockReserved, RouteOrder, OrderRouted, AllocateReservation,
+HOPS = 7  # the OMS's confirm path: PlaceOrder, ReserveStock, RouteOrder, AllocateReservation,
 #           ReservationAllocated, RequestFulfillment, FulfillmentOrderCreated
-PROCESS_HOPS = {"capture": (1, 3, 5, 7, 9), "inventory": (2, 6), "routing": (4,), "fulfillment": (8,)}
-EVENTS = {1: 2, 9: 2}  # OrderAccepted and OrderConfirmed, each with its copy on the channel's own topic
+PROCESS_HOPS = {"capture": (1, 5, 7), "inventory": (2, 4), "routing": (3,), "fulfillment": (6,)}
+EVENTS = {1: 2, 7: 2}  # OrderAccepted and OrderConfirmed, each with its copy on the channel's own topic
 EVENTS_TOPIC = "bench.events.v1"
 SCHEMA = """
 DROP SCHEMA IF EXISTS bench CASCADE;
