@@ -257,8 +257,9 @@ class Inventory:
 
     def release(self, order_id: UUID, lines: list[Line] | None = None,
                 location_id: str | None = None) -> Contract | None:
-        """Undo the reservation, or only `lines` of it (held ones, or those pinned at `location_id`). Without a
-        reservation, leave a tombstone so a later ReserveStock is refused."""
+        """Undo the reservation, or only `lines` of it (held ones, or those pinned at `location_id`: held ones when
+        they were un-pinned there since). Without a reservation, leave a tombstone so a later ReserveStock is
+        refused."""
         existing = self.reservations.get(order_id)
         if existing is not None and existing.status == "committed":
             return None
@@ -281,6 +282,9 @@ class Inventory:
         return ReservationReleased(order_id=order_id, previous_status=previous if previous in LIVE else "none")
 
     def _release_some(self, existing: Reservation, lines: list[Line], location_id: str | None) -> bool:
+        if location_id and subtract_lines(existing.pins.get(location_id, []), lines) is None:
+            location_id = None  # un-pinned there already: a DeallocateReservation sent before overtook the saga's
+            # giving up on these lines (it did not see the answer), and they are held, pinned nowhere
         pool = existing.pins.get(location_id, []) if location_id else existing.held
         left = subtract_lines(pool, lines)
         if left is None:

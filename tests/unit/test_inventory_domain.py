@@ -224,3 +224,19 @@ def test_a_short_picked_rest_moves_to_another_location_or_only_it_is_released():
     reservation = inventory.reservations[order]
     assert (reservation.status, reservation.lines) == ("committed", [])
     assert (inventory.skus["AA"].on_hand, inventory.skus["AA"].reserved) == (3, 0)
+
+
+def test_a_release_where_the_lines_were_pinned_finds_them_held_when_their_un_pinning_came_first():
+    """The saga gave up on a short-picked rest whose DeallocateReservation was never answered (a broker restart)
+    and releases it at its location; the un-pinning, sent before, is applied first."""
+    inventory, order = split_network(), uuid.uuid4()
+    inventory.reserve(order, [Line(sku="AA", quantity=2)])
+    inventory.allocate(order, "WH1")
+    inventory.commit(order, [Line(sku="AA", quantity=1)], "WH1")
+    inventory.deallocate(order, "WH1")
+    released = inventory.release(order, [Line(sku="AA", quantity=1)], "WH1")
+    assert kind(released) == "ReservationReleased"
+    reservation = inventory.reservations[order]
+    assert (reservation.status, reservation.lines) == ("committed", [])
+    assert (inventory.skus["AA"].on_hand, inventory.skus["AA"].reserved) == (3, 0)
+    assert inventory.release(order, [Line(sku="AA", quantity=1)], "WH2") is None  # held nowhere, pinned nowhere
