@@ -21,8 +21,9 @@ with the rest cancelled (OrderLinesCancelled).
 
 On an order's first sourcing the services pass it on themselves: inventory, once it holds the lines, asks routing
 (`ReserveStock.route`), and routing has inventory pin the plan where it routes it (`RouteOrder.allocate`). The
-saga enters `routing` on the reservation without sending RouteOrder, and waits there for inventory's answer to
-the pinning; RouteOrder is sent only on the step's deadline.
+saga waits in `reserving` for inventory's answer to the pinning (the reservation itself is not even read,
+ANSWERED_ELSEWHERE); a location found short is excluded and ReserveStock sent again, and on the step's deadline
+too: inventory asks routing again with where the lines are then.
 
 A part a location rejects (all of it, or the rest after a short pick) is re-sourced: its units are un-pinned
 there, routed anew without that location (nor those already serving the order), pinned and requested elsewhere;
@@ -235,8 +236,9 @@ def start(saga: Saga) -> Step:
 # --- sourcing: reserve, route, pin, request -------------------------------------------------------------------
 
 def _reserved(saga: Saga, reply: StockReserved) -> Step:
-    """Routed next. Where inventory has asked routing already (ReserveStock's `route`), only the answers are
-    awaited; on the step's deadline RouteOrder is sent as usual."""
+    """Routed next. Where inventory has asked routing already (ReserveStock's `route`) the reservation is not
+    even read (ANSWERED_ELSEWHERE); read anyway, only the answers are awaited, and on the step's deadline RouteOrder
+    is sent as usual."""
     routing = replace(saga, state="routing", availability=tuple(reply.availability))
     return Step(replace(routing, attempts=1)) if reply.routing_requested else _wait(routing)
 
@@ -305,6 +307,12 @@ def _allocation_failed(saga: Saga, reply: AllocationFailed) -> Step:
     return _try_elsewhere(replace(saga, plan=()), reply.location_id)
 
 
+def _short_on_first_sourcing(saga: Saga, reply: AllocationFailed) -> Step:
+    """The location routing chose through inventory is short: inventory is asked again, without it (it knows where
+    the lines are now; the saga never read where they were)."""
+    return _try_elsewhere(replace(saga, plan=()), reply.location_id, then="reserving")
+
+
 def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
     moving = replace(saga.with_part(reply.location_id, ["rejected"], status="moving"),
                      availability=tuple(reply.availability))
@@ -314,9 +322,11 @@ def _deallocated(saga: Saga, reply: ReservationDeallocated) -> Step:
 
 
 def _reserve(saga: Saga) -> ReserveStock:
-    """Inventory asks routing itself once the lines are held: a round trip less on the way to fulfilment."""
+    """Inventory asks routing itself once the lines are held (again, when they are: the same answer), without the
+    locations tried: two round trips less on the way to fulfilment."""
     return ReserveStock(order_id=saga.order_id, lines=list(saga.lines), backorder_skus=list(saga.backorder_skus),
-                        route=OnwardRouting(delivery=saga.delivery, order_value=saga.order_value))
+                        route=OnwardRouting(delivery=saga.delivery, order_value=saga.order_value,
+                                            exclude_locations=list(saga.excluded_locations)))
 
 
 def _route(saga: Saga) -> RouteOrder:
@@ -500,12 +510,12 @@ def _move(saga: Saga, failed_location: str) -> Step:
     return _after_part(replace(saga, excluded_locations=(*saga.excluded_locations, failed_location)), [])
 
 
-def _try_elsewhere(saga: Saga, failed_location: str) -> Step:
+def _try_elsewhere(saga: Saga, failed_location: str, then: str = "routing") -> Step:
     tried = replace(saga, excluded_locations=(*saga.excluded_locations, failed_location))
     if len(tried.excluded_locations) >= MAX_LOCATION_ATTEMPTS:
         return _give_up_sourcing(tried, ReasonCode(
             code="NO_ROUTE", detail=f"tried and failed at {', '.join(tried.excluded_locations)}"))
-    return _wait(replace(tried, state="routing"))
+    return _wait(replace(tried, state=then))
 
 
 def _give_up_sourcing(saga: Saga, reason: ReasonCode) -> Step:
@@ -875,12 +885,17 @@ GIVE_UP = ("cancelled: run the compensations, OrderCancelled (re-sourcing a part
            "OrderLinesCancelled)")
 STEPS = (
     SagaStep("reserving", command=_reserve, compensation=RELEASE, replies={
-        StockReserved: Then(_reserved, "routing (inventory has asked routing itself, ReserveStock's `route`; "
-                                       "RouteOrder only on the deadline)"),
+        StockReserved: Then(_reserved, "routing: RouteOrder (where inventory has asked routing itself, "
+                                       "ReserveStock's `route`, it is not read: the answers below come)"),
         StockBackordered: Then(_backordered, "backordered: OrderBackordered (the channel let it wait)"),
         StockUnavailable: Then(_unavailable, CANCELLED),
-        RouteNotFound: Then(_no_route, "cancelled (routing's answer to inventory's request read before the "
-                                       "reservation): run the compensations, OrderCancelled")}),
+        ReservationAllocated: Then(_pinned_by_routing, "inventory's answer to the pinning routing asked for, "
+                                                       "which names the plan: as from allocating"),
+        AllocationFailed: Then(_short_on_first_sourcing, "the chosen location is short (LOCATION_SHORT): "
+                                                         "ReserveStock again without it (at most 3 tried); then "
+                                                         "as no route"),
+        RouteNotFound: Then(_no_route, CANCELLED),
+        ReservationExpired: EXPIRED}),
     SagaStep("backordered", replies={
         StockReserved: Then(_reserved, "routing: RouteOrder (arrivals covered it, in its turn)")}),
     SagaStep("routing", command=_route, replies={
@@ -970,7 +985,7 @@ TRANSITIONS = {(step.state, reply): then.apply for step in STEPS for reply, then
 PART_TRANSITIONS = {(step.status, reply): then.apply for step in PART_STEPS for reply, then in step.replies.items()}
 REPLY_TYPES = frozenset(reply for _, reply in TRANSITIONS) | frozenset(PART_STATUSES_FOR) | frozenset(PAYMENT_REPLIES)
 # Replies not read when this field is true: the saga awaits another's answer instead (the consumer skips them).
-ANSWERED_ELSEWHERE = {OrderRouted: "allocation_requested"}
+ANSWERED_ELSEWHERE = {StockReserved: "routing_requested", OrderRouted: "allocation_requested"}
 WAITING = frozenset(step.state for step in STEPS if step.command)  # the states with a deadline
 
 
@@ -1032,10 +1047,10 @@ def _part_for(saga: Saga, reply: Contract) -> Part | None:
 
 
 def claims_hold(saga: Saga, reply: Contract) -> bool:
-    """A sourcing reply names the location the saga asked about; while routing, one routing asked for on the
-    order's first sourcing (a decision made again on a deadline may have been pinned first: a location that
-    cannot pin because the units are pinned elsewhere, or one found short already, changes nothing)."""
-    if isinstance(reply, (ReservationAllocated, AllocationFailed)) and saga.state == "routing":
+    """A sourcing reply names the location the saga asked about; on the order's first sourcing (reserving, or
+    routing), one routing asked for (a decision made again on a deadline may have been pinned first: a location
+    that cannot pin because the units are pinned elsewhere, or one found short already, changes nothing)."""
+    if isinstance(reply, (ReservationAllocated, AllocationFailed)) and saga.state in ("reserving", "routing"):
         pinned_or_newly_short = isinstance(reply, ReservationAllocated) or (
             reply.reason.code == "LOCATION_SHORT" and reply.location_id not in saga.excluded_locations)
         return _routing_pins(saga) and pinned_or_newly_short

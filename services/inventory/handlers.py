@@ -109,7 +109,8 @@ def _onward_routing(inventory: Inventory, cmd: ReserveStock, reserved: StockRese
     if cmd.route is None or inventory.reservations[cmd.order_id].status != "held":
         return None
     return RouteOrder(order_id=cmd.order_id, lines=cmd.lines, delivery=cmd.route.delivery,
-                      availability=reserved.availability, order_value=cmd.route.order_value, allocate=True)
+                      availability=reserved.availability, exclude_locations=cmd.route.exclude_locations,
+                      order_value=cmd.route.order_value, allocate=True)
 
 
 async def _adjust(uow: UnitOfWork, inventory: Inventory, message: Message) -> Contract | None:

@@ -44,6 +44,7 @@ class OnwardRouting(Value):
     delivery: Delivery
     order_value: Decimal | None = Field(None, ge=0, description="Goods value; a split needs it to reach the rule "
                                                                 "set's minimum")
+    exclude_locations: list[LocationId] = Field(default_factory=list, description="Locations that already failed")
 
 
 @contract("oms.inventory.ReserveStock.v1", topic=INVENTORY_COMMANDS)

@@ -42,8 +42,9 @@ async def test_safety_stock_is_never_promised_nor_routed_to(driver):
 
 
 async def test_a_reservation_that_expires_before_confirmation_cancels_the_order(config, tmp_path):
-    """Routing is not running: the order waits, held, in `routing` (its step deadline far off) until the
-    reservation's TTL passes; inventory releases it and the saga cancels with RESERVATION_EXPIRED."""
+    """Routing is not running: the order waits, held, in `reserving` (its step deadline far off; inventory has
+    asked routing) until the reservation's TTL passes; inventory releases it and the saga cancels with
+    RESERVATION_EXPIRED."""
     async with stack(config, tmp_path, services=("capture", "inventory"), step_timeout=120.0,
                      env={"OMS_RESERVATION_TTL_SECONDS": "2"}) as oms, \
             TopicWatcher(oms.settings, INVENTORY_EVENTS) as inventory, \
@@ -60,7 +61,7 @@ async def test_a_reservation_that_expires_before_confirmation_cancels_the_order(
         await inventory.wait_for(of_type(ReservationExpired, order_id), timeout=30)
         [cancelled] = await orders.wait_for(of_type(OrderCancelled, order_id), timeout=30)
         assert cancelled["data"]["reason"]["code"] == "RESERVATION_EXPIRED"
-        assert cancelled["data"]["stage"] == "routing"
+        assert cancelled["data"]["stage"] == "reserving"
         db = await asyncpg.connect(oms.settings.admin_dsn())
         try:
             assert await db.fetchval("SELECT reserved FROM inventory.sku_stock WHERE sku = 'EXPIRING-SKU'") == 0

@@ -49,7 +49,7 @@ async def test_an_order_flowing_moves_the_order_saga_and_handler_metrics(driver,
         ("oms_handler_duration_seconds_count", (("service", "capture"),
                                                 ("message_type", PlaceOrder.message_type))): 2,
         ("oms_saga_transitions_total", (("from_state", "new"), ("to_state", "reserving"))): 2,
-        ("oms_saga_transitions_total", (("from_state", "reserving"), ("to_state", "routing"))): 1,
+        ("oms_saga_transitions_total", (("from_state", "reserving"), ("to_state", "fulfilling"))): 1,
         ("oms_saga_step_duration_seconds_count", (("state", "reserving"),)): 2,
     }
 

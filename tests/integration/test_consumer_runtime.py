@@ -10,7 +10,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from shared.contracts import wrap
-from shared.contracts.common import Coordinates
+from shared.contracts.common import Coordinates, Line
+from shared.contracts.inventory import StockReserved
 from services.capture.app import SERVICE as CAPTURE
 from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteOrder
 from shared.contracts.topics import DEAD_LETTERS, ROUTING_COMMANDS, ROUTING_EVENTS
@@ -123,17 +124,27 @@ async def test_another_services_messages_are_skipped_without_a_claim_and_alone_w
     assert pool.acquired == 1
 
 
-async def test_a_decision_capture_awaits_from_inventory_is_skipped_without_a_claim_or_a_transaction(config, admin):
-    """On a first sourcing routing has inventory pin what it decides, and the saga awaits inventory's answer:
-    capture skips the decision itself. One it asked for is read (here: about an unknown order, refused)."""
+def _routed(asked: bool) -> OrderRouted:
+    return OrderRouted(order_id=uuid.uuid4(), location_id="WH-1", explanation="x", allocation_requested=asked)
+
+
+def _reserved(asked: bool) -> StockReserved:
+    return StockReserved(order_id=uuid.uuid4(), lines=[Line(sku="SKU-1", quantity=1)], availability=[],
+                         routing_requested=asked)
+
+
+@pytest.mark.parametrize("reply", [_routed, _reserved], ids=["routing's decision", "inventory's reservation"])
+async def test_a_reply_capture_awaits_an_answer_to_is_skipped_without_a_claim_or_a_transaction(config, admin, reply):
+    """On a first sourcing inventory asks routing, routing has inventory pin what it decides, and the saga awaits
+    inventory's answer to that: capture skips the reservation and the decision. One that asked nobody is read
+    (here: about an unknown order, refused)."""
     pool = CountingPool(await service_pool(config, "capture"))
     try:
         consumer = Consumer(pool, service="capture", writes=frozenset(CAPTURE.publishes) | {DEAD_LETTERS},
                             group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
-        subscription = next(sub for sub in CAPTURE.subscriptions if sub.topic == ROUTING_EVENTS)
-        decisions = [raw_record(offset, wrap(OrderRouted(order_id=uuid.uuid4(), location_id="WH-1", explanation="x",
-                                                         allocation_requested=asked),
-                                             source="oms/routing", correlation_id="c").model_dump_json().encode())
+        subscription = next(sub for sub in CAPTURE.subscriptions if sub.topic == reply(True).topic)
+        decisions = [raw_record(offset, wrap(reply(asked), source="oms/other",
+                                             correlation_id="c").model_dump_json().encode())
                      for offset, asked in enumerate([True, False])]
         await consumer.process(subscription, decisions[:1])
         assert pool.acquired == 0

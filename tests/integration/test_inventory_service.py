@@ -91,7 +91,7 @@ async def test_a_bad_message_is_dead_lettered_and_the_next_one_processed(config,
 async def test_held_as_asked_inventory_asks_routing_itself_and_once_pinned_no_more(config, inventory_service):
     sku = f"RT-{uuid.uuid4().hex[:8].upper()}"
     order_id = uuid.uuid4()
-    route = OnwardRouting(delivery=ShipTo(address=address()), order_value=Decimal("19.90"))
+    route = OnwardRouting(delivery=ShipTo(address=address()), order_value=Decimal("19.90"), exclude_locations=["WH-9"])
     reserve = ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=2)], route=route)
     async with (client(config, "test/saga") as saga, TopicWatcher(config, INVENTORY_EVENTS) as events,
                 TopicWatcher(config, ROUTING_COMMANDS) as routing):
@@ -103,7 +103,8 @@ async def test_held_as_asked_inventory_asks_routing_itself_and_once_pinned_no_mo
         assert reserved["data"]["routing_requested"]
         assert RouteOrder.model_validate(asked["data"]) == RouteOrder(
             order_id=order_id, lines=reserve.lines, delivery=route.delivery, order_value=route.order_value,
-            availability=[LocationAvailability(location_id="WH-1", sku=sku, available=5)], allocate=True)
+            availability=[LocationAvailability(location_id="WH-1", sku=sku, available=5)], exclude_locations=["WH-9"],
+            allocate=True)
         assert asked["correlationid"] == "saga-1", "routing's answers belong to the saga's flow"
         await saga.send(AllocateReservation(order_id=order_id, location_id="WH-1"))
         await events.wait_for(of_type(ReservationAllocated, order_id))

@@ -201,6 +201,34 @@ def test_on_the_first_sourcing_inventory_asks_routing_and_the_saga_only_waits_fo
     assert (pinned.saga.state, types(pinned)) == ("fulfilling", [RequestFulfillment])
 
 
+def test_on_the_first_sourcing_the_saga_waits_in_reserving_for_the_pinning_without_reading_the_reservation():
+    assert s.ANSWERED_ELSEWHERE[StockReserved] == "routing_requested"
+    reserving = s.start(new_saga()).saga
+    step = s.advance(reserving, ReservationAllocated(order_id=ORDER, location_id="WH-2", assignments=SPLIT))
+    assert (step.saga.state, types(step)) == ("fulfilling", [RequestFulfillment, RequestFulfillment])
+    assert [p.location_id for p in step.saga.parts] == ["WH-1", "WH-2"]
+    again = s.on_timeout(reserving)  # nothing back: inventory is asked again, and asks routing again
+    assert (again.saga.state, types(again), again.messages[0].route.exclude_locations) == (
+        "reserving", [ReserveStock], [])
+    expired = s.advance(reserving, ReservationExpired(order_id=ORDER, lines=list(LINES)))
+    assert expired.saga.state == "cancelled"
+
+
+def test_a_location_short_on_the_first_sourcing_is_left_out_when_inventory_is_asked_again():
+    saga = s.start(new_saga()).saga
+    for tried, location in enumerate(["WH-1", "WH-2"], start=1):
+        step = s.advance(saga, AllocationFailed(order_id=ORDER, location_id=location,
+                                                reason=ReasonCode(code="LOCATION_SHORT")))
+        saga = step.saga
+        assert (saga.state, saga.attempts, types(step)) == ("reserving", 1, [ReserveStock])
+        assert step.messages[0].route.exclude_locations == ["WH-1", "WH-2"][:tried]
+    assert s.advance(saga, AllocationFailed(order_id=ORDER, location_id="WH-1",
+                                            reason=ReasonCode(code="LOCATION_SHORT"))) is None  # tried already
+    given_up = s.advance(saga, AllocationFailed(order_id=ORDER, location_id="WH-3",
+                                                reason=ReasonCode(code="LOCATION_SHORT")))
+    assert (given_up.saga.state, given_up.saga.cancel_reason.code) == ("cancelled", "NO_ROUTE")
+
+
 def test_routings_answer_to_inventorys_request_may_be_read_before_the_reservation():
     step = s.advance(s.start(new_saga()).saga, RouteNotFound(order_id=ORDER, reason=ReasonCode(code="NO_LOCATION")))
     assert step.saga.state == "cancelled" and ReleaseReservation in types(step)
