@@ -3,9 +3,10 @@
 Measured from the channel's side: an order counts when its OrderConfirmed (fulfilment requested) is seen on
 the order events topic. The same run measures the bare pipeline (ops/baseline.py): the confirm path's seven
 Kafka hops and their Postgres transactions with no business logic, so OMS / baseline tells how close the OMS is
-to what this machine allows. Two phases each: saturation (publish as fast as possible: throughput), then a steady rate at
-half the measured throughput (latency percentiles). Each process of both systems is charged the CPU it used (/proc)
-in the saturation phase until the processes are idle again, per order: where a change moved time (ops/cpu.py).
+to what this machine allows. Two phases each: saturation (publish as fast as possible: throughput), then a
+steady rate at half the measured throughput (latency percentiles). Each process of both systems is charged the
+CPU it used (/proc) in the saturation phase until the processes are idle again, per order: where a change moved
+time (ops/cpu.py).
 
 `--private` runs the bench against an OMS of its own started from this checkout (a fresh database and topic
 prefix on the running Kafka and Postgres, `--instances` of each service), removed afterwards.

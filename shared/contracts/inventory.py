@@ -3,10 +3,10 @@
 A reservation is made in two steps: `ReserveStock` holds units against the whole network (all-or-nothing over
 the order's lines), `AllocateReservation` pins the held units to the location routing chose (a split: each
 location its lines, all or none); on an order's first sourcing `ReserveStock` says what routing needs (`route`),
-and inventory asks routing (`RouteOrder`) in the transaction that holds the lines. `DeallocateReservation` un-pins a location's units when it rejects the work,
-`ReleaseReservation` undoes the reservation (or only some lines of it), `CommitReservation` consumes the units
-of a location when they ship. A reservation still only held (never
-allocated) after the TTL expires: `ReservationExpired`.
+and inventory asks routing (`RouteOrder`) in the transaction that holds the lines. `DeallocateReservation`
+un-pins a location's units when it rejects the work, `ReleaseReservation` undoes the reservation (or only some
+lines of it), `CommitReservation` consumes the units of a location when they ship. A reservation still only held
+(never allocated) after the TTL expires: `ReservationExpired`.
 
 Available to promise (ATP) = on hand - reserved - safety stock, per location and for the network. ERP/ops set
 safety stock (`SetSafetyStock`), receive stock (`ReceiveStock`), count it (`RecordCycleCount`) and correct it
@@ -56,7 +56,8 @@ class ReserveStock(Contract):
     lines: list[Line] = Field(min_length=1)
     backorder_skus: list[Sku] = Field(default_factory=list, description="SKUs the channel lets this order wait for")
     route: OnwardRouting | None = Field(None, description="Held now: also ask routing where to send the lines "
-                                                          "(RouteOrder, with `allocate`), whose answers go to the asker")
+                                                          "(RouteOrder, with `allocate`); its answers go to the "
+                                                          "asker")
 
 
 @contract("oms.inventory.AllocateReservation.v1", topic=INVENTORY_COMMANDS)
