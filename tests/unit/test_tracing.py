@@ -2,8 +2,10 @@
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from shared.messaging.tracing import extract, headers_of
+from shared.messaging.tracing import extract, headers_of, unrecorded_child
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -23,3 +25,31 @@ def test_a_traceparent_header_is_the_remote_parent_and_is_sent_on_as_it_came():
                                      [("traceparent", b"00-00000000000000000000000000000000-b7ad6b7169203331-01")]])
 def test_no_usable_traceparent_means_no_parent(headers):
     assert not remote_span(headers).is_valid
+
+
+@pytest.mark.parametrize("headers", [
+    [],
+    [("traceparent", TRACEPARENT.encode()), ("tracestate", b"vendor=1,other=2")],
+    [("traceparent", TRACEPARENT[:-2].encode() + b"00")],
+    [("traceparent", TRACEPARENT[:-2].encode() + b"03")],  # sampled, with a random trace id (W3C level 2)
+    [("traceparent", b"00-00000000000000000000000000000000-b7ad6b7169203331-01")],
+])
+def test_a_records_unrecorded_span_is_the_one_the_sdk_would_start_when_it_samples_nothing(headers):
+    """Made directly while the process records nothing (consuming): what a record's answers carry must not
+    differ from what the SDK's span under an ALWAYS_OFF sampler would give them, but its span id."""
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    parent = extract(headers)
+    by_the_sdk = provider.get_tracer("test").start_span("x", context=parent).get_span_context()
+    made = unrecorded_child(parent, provider)
+    ours = made.get_span_context()
+    assert not made.is_recording()
+    assert (ours.trace_flags, ours.trace_state, ours.is_remote) == (
+        by_the_sdk.trace_flags, by_the_sdk.trace_state, by_the_sdk.is_remote)
+    assert ours.is_valid and ours.span_id != remote_span(headers).span_id
+    if remote_span(headers).is_valid:
+        assert ours.trace_id == by_the_sdk.trace_id
+    else:
+        assert ours.trace_id != by_the_sdk.trace_id  # a new trace each
+    header_names = set(headers_of(trace.set_span_in_context(made)))
+    assert header_names == set(headers_of(trace.set_span_in_context(
+        provider.get_tracer("test").start_span("x", context=parent))))
