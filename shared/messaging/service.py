@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,16 @@ async def without_headers(records: tuple[ConsumerRecord, ...],
     a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's result
     to the topic a `reply_to` header names. Our runtime still gets the records whole, headers included: it reads
     the trace context from them itself, whatever bytes they hold."""
-    message = await parse(tuple(replace(record, headers=[]) for record in records))
+    message = await parse(tuple(map(_headless, records)))
     message.raw_message = records
     return message
+
+
+def _headless(record: ConsumerRecord) -> ConsumerRecord:
+    """The record without its headers (dataclasses.replace takes six times as long)."""
+    return ConsumerRecord(record.topic, record.partition, record.offset, record.timestamp, record.timestamp_type,
+                          record.key, record.value, record.checksum, record.serialized_key_size,
+                          record.serialized_value_size, headers=[])
 
 
 def consumer_group(service: str, topic: str) -> str:

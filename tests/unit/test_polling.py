@@ -2,6 +2,7 @@
 meanwhile would wait for the sleep to end on every hop: shared/messaging/service.py, polled_back_to_back), and
 only the subscriptions off the order's way to fulfilment wait for larger batches (Subscription.batch_wait_ms)."""
 
+import dataclasses
 import importlib
 import json
 import os
@@ -19,7 +20,7 @@ from services.tracking.app import TIMELINE_TOPICS
 from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS
 from shared.db.bootstrap import SERVICES
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS
-from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, polled_back_to_back
+from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, _headless, polled_back_to_back
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,3 +104,10 @@ def test_every_subscriber_polls_back_to_back_with_its_subscriptions_fetch_settin
     assert sorted((s["wait_ms"], s["min_bytes"]) for s in subscribers) == sorted(
         (sub.batch_wait_ms, BATCH_BYTES) if sub.batch_wait_ms else (500, 1)  # aiokafka's: answered on a first record
         for sub in definition.subscriptions)
+
+
+def test_faststream_is_given_each_record_whole_but_for_its_headers():
+    """What FastStream parses (service.without_headers): a record built field by field, not by dataclasses.replace."""
+    record = ConsumerRecord("orders.commands.v1", 3, 17, 1_700_000_000_000, 0, b"key", b"value", 12345, 3, 5,
+                            [("traceparent", b"\xff")])
+    assert _headless(record) == dataclasses.replace(record, headers=[])
