@@ -26,7 +26,7 @@ from shared.contracts.topics import (
     ROUTING_COMMANDS,
     ROUTING_EVENTS,
 )
-from shared.messaging.consumer import Subscription
+from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers, metrics
@@ -34,11 +34,12 @@ from .saga import ANSWERED_ELSEWHERE, REPLY_TYPES
 from .validation import rejection
 
 
-def _replies_on(topic: str, others: dict | None = None) -> Subscription:
+def _replies_on(topic: str, others: dict | None = None, batch_wait_ms: int | None = None) -> Subscription:
     """The saga's replies on the topic, and handlers of the `others` there."""
     replies = {reply: handlers.saga_replies for reply in REPLY_TYPES if reply.topic == topic}
     unread = {reply: flag for reply, flag in ANSWERED_ELSEWHERE.items() if reply.topic == topic}
-    return Subscription(topic=topic, handlers={**replies, **(others or {})}, skipped_when=unread)
+    return Subscription(topic=topic, handlers={**replies, **(others or {})}, skipped_when=unread,
+                        batch_wait_ms=batch_wait_ms)
 
 
 SERVICE = ServiceDefinition(
@@ -52,7 +53,9 @@ SERVICE = ServiceDefinition(
                                CancelOrderLines: handlers.edit_orders},
                      on_invalid_payload=rejection, per_party=True),
         _replies_on(INVENTORY_EVENTS),
-        _replies_on(ROUTING_EVENTS),
+        # Off the way: a first sourcing's decision is not read (inventory's answer follows it); what is read —
+        # no route, a part re-sourced — may come later. Without the wait, each order's decision woke capture alone.
+        _replies_on(ROUTING_EVENTS, batch_wait_ms=OFF_THE_WAY_WAIT_MS),
         _replies_on(FULFILLMENT_EVENTS, {ReturnReceived: handlers.returns_received}),
         _replies_on(PAYMENT_EVENTS, {PaymentRefunded: handlers.refunds_paid}),
     ],

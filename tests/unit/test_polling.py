@@ -17,7 +17,7 @@ from faststream.kafka.subscriber import usecase
 
 from ops.fuzz import subscriptions
 from services.tracking.app import TIMELINE_TOPICS
-from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS
+from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS, ROUTING_EVENTS
 from shared.db.bootstrap import SERVICES
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS
 from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, _headless, polled_back_to_back
@@ -85,12 +85,14 @@ def built(service: str) -> list[dict]:
 
 
 OFF_THE_WAY = {("tracking", topic) for topic in TIMELINE_TOPICS} | {
-    ("notification", ORDER_EVENTS), ("notification", NOTIFICATION_COMMANDS), ("routing", FULFILLMENT_EVENTS)}
+    ("notification", ORDER_EVENTS), ("notification", NOTIFICATION_COMMANDS), ("routing", FULFILLMENT_EVENTS),
+    ("capture", ROUTING_EVENTS)}
 
 
 def test_only_subscriptions_off_the_orders_way_wait_for_batches():
-    """Reading 200 ms later costs them nothing (a read side, customer messages, capacity counts); the CPU they
-    save goes to the confirm path's services, whose every record is read as soon as it comes."""
+    """Reading 200 ms later costs them nothing (a read side, customer messages, capacity counts, routing's
+    decisions that capture does not read on a first sourcing); the CPU they save goes to the confirm path's
+    services, whose every record on it is read as soon as it comes."""
     waiting = {(name, sub.topic) for name, sub in subscriptions() if sub.batch_wait_ms}
     assert waiting == OFF_THE_WAY
     assert {sub.batch_wait_ms for name, sub in subscriptions() if sub.batch_wait_ms} == {OFF_THE_WAY_WAIT_MS}
