@@ -1,8 +1,8 @@
 """Builds a service's FastStream app: topics, pool, migrations, outbox relay, one batch subscriber per topic,
 and an HTTP side (uvicorn, through FastStream's ASGI app) with /health/live, /health/ready and /metrics.
 
-Subscribers take raw records (our own decoder) so that bytes that are not JSON, or not a valid envelope,
-reach the dead-letter path instead of failing inside the framework. A batch's offsets are noted as applied
+Subscribers hand their polled records to the runtime as they came (handed_over), so that bytes that are not
+JSON, or not a valid envelope, reach the dead-letter path instead of failing inside the framework. A batch's offsets are noted as applied
 only when the handler returns, which is after every record of the batch has its effect or its dead letter
 committed, and committed beside consuming (offsets.py); if the handler ever raises (only on shutdown), the
 consumer seeks back and the batch is read again, never committed past.
@@ -25,8 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, Topic
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka import KafkaBroker, KafkaRouter, Topic
 from pydantic import BaseModel
 
 from shared.contracts.topics import DEAD_LETTERS, PER_PARTY_ONLY
@@ -36,7 +35,7 @@ from shared.settings import DEFAULT_HTTP_PORTS, settings
 
 from .consumer import Consumer, Subscription
 from .health import Health, Watched
-from .monitor import REGISTRY, ConsumerMonitor
+from .monitor import ConsumerMonitor
 from .offsets import CommitBeforeRevocation, OffsetCommitter, rewind
 from .outbox import OutboxRelay, make_producer
 from .retention import prune_inbox
@@ -90,28 +89,6 @@ class ServiceDefinition:
     def writes(self) -> tuple[str, ...]:
         """What it publishes, and the dead letters every consumer may write."""
         return (*self.publishes, DEAD_LETTERS)
-
-
-async def raw_records(message: KafkaMessage) -> Any:
-    return list(message.raw_message)
-
-
-async def without_headers(records: tuple[ConsumerRecord, ...],
-                          parse: Callable[[Any], Awaitable[KafkaMessage]]) -> KafkaMessage:
-    """FastStream must not read our headers: its parser decodes every header value as UTF-8 (one that is not, or
-    a null one, fails the whole batch, which is then skipped unprocessed), and it publishes the handler's result
-    to the topic a `reply_to` header names. Our runtime still gets the records whole, headers included: it reads
-    the trace context from them itself, whatever bytes they hold."""
-    message = await parse(tuple(map(_headless, records)))
-    message.raw_message = records
-    return message
-
-
-def _headless(record: ConsumerRecord) -> ConsumerRecord:
-    """The record without its headers (dataclasses.replace takes six times as long)."""
-    return ConsumerRecord(record.topic, record.partition, record.offset, record.timestamp, record.timestamp_type,
-                          record.key, record.value, record.checksum, record.serialized_key_size,
-                          record.serialized_value_size, headers=[])
 
 
 def consumer_group(service: str, topic: str) -> str:
@@ -170,9 +147,7 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
     login = config.kafka_login(definition.name)
     broker = KafkaBroker(login.bootstrap, client_id=f"oms-{definition.name}",
                          security=login.faststream(), metadata_max_age_ms=PARTY_TOPIC_DISCOVERY_MS,
-                         logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG,
-                         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=definition.name,
-                                                                metrics_prefix="oms_faststream")])
+                         logger=logging.getLogger("faststream.oms"), log_level=logging.DEBUG)
     consumers: dict[str, Consumer] = {}
     health = Health(definition.name)
     # The service's topics, unprefixed in its definition; the router puts a test run's prefix before each.
@@ -226,7 +201,7 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
     group = consumer_group(service, subscription.topic)
     committer = OffsetCommitter(lambda: subscriber.consumer, group)
 
-    async def consume(records: Any) -> None:
+    async def consume(records: tuple[ConsumerRecord, ...]) -> None:
         try:
             await consumers[group].process(subscription, records)
         except BaseException:
@@ -250,12 +225,11 @@ def _subscribe(router: KafkaRouter, service: str, subscription: Subscription, co
         auto_offset_reset="earliest",
         listener=CommitBeforeRevocation(committer),
         ack_policy=AckPolicy.MANUAL,  # offsets.py commits what was applied
-        parser=without_headers,
-        decoder=raw_records,
         title=f"{service}:{subscription.topic}",
     )
-    subscriber(consume)
+    subscriber(consume)  # FastStream runs a subscriber's poll loop only once it has a handler
     subscriber.get_msg = polled_back_to_back(subscriber)
+    subscriber.consume_one = handed_over(subscriber, consume)
     health.consumers.append(Watched(
         ConsumerMonitor(service, subscription.topic),
         kafka=lambda: subscriber.consumer,
@@ -273,6 +247,26 @@ def polled_back_to_back(subscriber: Any) -> Callable[[AIOKafkaConsumer], Awaitab
         batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
         return tuple(chain.from_iterable(batches.values()))
     return get_msg
+
+
+def handed_over(subscriber: Any, consume: Callable[[tuple[ConsumerRecord, ...]], Awaitable[None]]
+                ) -> Callable[[tuple[ConsumerRecord, ...]], Awaitable[None]]:
+    """Each polled batch straight to the runtime, not through FastStream's per-message stack (context scopes,
+    middlewares, its parser and decoder, dependency injection): for the batch of a record or two that every hop
+    reads below saturation, that stack took three times the CPU of the runtime's own work on a record it skips
+    (docs/benchmark.md). Kept from it: no batch is taken once the subscriber is stopping, a stop waits for the
+    batch under way (the subscriber's lock, up to the broker's graceful timeout), and a failure is logged and the
+    polls go on (the batch was rewound: it is read again). FastStream never parses a record, so a header value
+    that is not UTF-8 cannot fail a batch, nor a `reply_to` header send the handler's result anywhere."""
+    async def consume_one(records: tuple[ConsumerRecord, ...]) -> None:
+        if not subscriber.running:
+            return
+        with subscriber.lock:
+            try:
+                await consume(records)
+            except Exception:
+                log.exception("consumer.batch_failed", topic=records[0].topic, records=len(records))
+    return consume_one
 
 
 def _topics(subscription: Subscription) -> list[Topic]:

@@ -80,7 +80,7 @@ async def test_metrics_are_served_in_the_prometheus_format(config, inventory):
     async with client(config, "test/erp") as erp:
         await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=1))
     names = ("oms_messages_consumed_total", "oms_messages_published_total", "oms_outbox_backlog",
-             "oms_consumer_lag", "oms_faststream_received_messages_total")
+             "oms_consumer_lag", "oms_handler_duration_seconds")
 
     async def exposed():
         status, body = get(f"{inventory.url()}/metrics")
