@@ -2,10 +2,10 @@
 and an HTTP side (uvicorn, through FastStream's ASGI app) with /health/live, /health/ready and /metrics.
 
 Subscribers hand their polled records to the runtime as they came (handed_over), so that bytes that are not
-JSON, or not a valid envelope, reach the dead-letter path instead of failing inside the framework. A batch's offsets are noted as applied
-only when the handler returns, which is after every record of the batch has its effect or its dead letter
-committed, and committed beside consuming (offsets.py); if the handler ever raises (only on shutdown), the
-consumer seeks back and the batch is read again, never committed past.
+JSON, or not a valid envelope, reach the dead-letter path instead of failing inside the framework. A batch's
+offsets are noted as applied only when the handler returns, which is after every record of the batch has its
+effect or its dead letter committed, and committed beside consuming (offsets.py); if the handler ever raises
+(only on shutdown), the consumer seeks back and the batch is read again, never committed past.
 """
 
 import asyncio

@@ -108,7 +108,6 @@ def test_every_subscriber_polls_back_to_back_with_its_subscriptions_fetch_settin
         for sub in definition.subscriptions)
 
 
-
 async def test_each_polled_batch_goes_to_the_runtime_as_it_came_and_a_failure_does_not_stop_the_polls():
     """FastStream's poll loop hands each batch to `consume_one` (when it stops, this fails): handed_over gives it
     to the runtime without FastStream's per-message stack, which would parse the headers (one that is not UTF-8
