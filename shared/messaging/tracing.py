@@ -30,7 +30,7 @@ KafkaHeaders = Sequence[tuple[str, bytes | None]]
 
 _W3C = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("oms.messaging")
-_unrecorded_ids: TracerProvider | None = None  # set while the process records no span: see consuming()
+_provider_recording_nothing: TracerProvider | None = None  # the process exports no span: see consuming()
 
 
 class _KafkaHeaderGetter(Getter[KafkaHeaders]):
@@ -57,16 +57,16 @@ def configure_tracing(service: str) -> TracerProvider:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     if trace.get_tracer_provider() is provider:  # a process keeps its first provider
-        global _unrecorded_ids
-        _unrecorded_ids = provider if sampler is ALWAYS_OFF else None
+        global _provider_recording_nothing
+        _provider_recording_nothing = provider if sampler is ALWAYS_OFF else None
     return provider
 
 
 def consuming(record: ConsumerRecord, group: str, envelope: Envelope | None, order_id: UUID | None) -> Span:
     """The span of one consumed record, child of the context its producer sent (if any)."""
     parent = extract(record.headers or ())
-    if _unrecorded_ids is not None:
-        return unrecorded_child(parent, _unrecorded_ids)
+    if _provider_recording_nothing is not None:
+        return unrecorded_child(parent, _provider_recording_nothing)
     attributes = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
