@@ -157,6 +157,39 @@ async def test_a_relay_is_woken_by_its_own_process_commits_without_a_notify(conf
     assert heard.payloads == []
 
 
+async def test_a_claim_commits_without_waiting_for_the_disk_and_leaves_the_pool_durable(config, outbox):
+    """A claim's transaction only deletes rows that Kafka has acknowledged: losing it in a database crash means
+    publishing them again, which consumers skip. So it commits asynchronously — that transaction alone: the
+    connection goes back to the pool committing durably, as every consumer's effect must."""
+    pool, schema = outbox
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-async"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    during_claim: list[tuple[int, str]] = []
+    sort_out = relay.party_topics.sort_out
+
+    async def observed(conn, producer, rows):
+        during_claim.append((conn.get_server_pid(), await conn.fetchval("SHOW synchronous_commit")))
+        return await sort_out(conn, producer, rows)
+
+    relay.party_topics.sort_out = observed
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.waits == 1, what="the relay waiting")
+        async with pool.acquire() as conn:
+            await write(conn, _rows(await _keys(conn, range(16), 3)), schema)
+        await eventually(lambda: relay.published == 3, what="the rows published")
+        await eventually(lambda: relay.waits == 2, what="the relay waiting again, its claim's connection released")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    claimed_on = {pid for pid, _ in during_claim}
+    assert {setting for _, setting in during_claim} == {"off"}
+    async with pool.acquire() as first, pool.acquire() as second:
+        after = {conn.get_server_pid(): await conn.fetchval("SHOW synchronous_commit") for conn in (first, second)}
+    assert claimed_on <= after.keys(), (claimed_on, after)
+    assert set(after.values()) == {"on"}
+
+
 async def test_a_relay_that_finds_rows_in_a_slot_another_holds_wakes_the_other(config, outbox, admin):
     """The other relay may have claimed before those rows committed: told, it claims again. Two relays, both
     polling once an hour; the test holds one slot's lock as a relay in the middle of a round would."""
