@@ -147,6 +147,7 @@ class Part:
     lines: tuple[Line, ...]
     status: str  # LIVE, HANDED_OVER, TO_MOVE or GONE
     round: int = 0  # earlier parts of the order at this location (an edit may route it back there)
+    location_kind: str | None = None  # as routing planned it (RequestFulfillment.location_kind)
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def _release_to_fulfilment(saga: Saga) -> Step:
     """The parts being moved are replaced by the plan's, each recorded before it is requested."""
     parts = [replace(part, status="moved") if part.status == "moving" else part for part in saga.parts]
     for a in saga.plan:
-        parts.append(Part(a.location_id, tuple(a.lines), "requested",
+        parts.append(Part(a.location_id, tuple(a.lines), "requested", location_kind=a.location_kind,
                           round=sum(part.location_id == a.location_id for part in parts)))
     return _wait(replace(saga, state="fulfilling", parts=tuple(parts), plan=(), unplaced=()))
 
@@ -344,7 +345,7 @@ def _allocate(saga: Saga) -> AllocateReservation:
 def _request_fulfilment(saga: Saga) -> list[RequestFulfillment]:
     charges = billing(saga)
     return [RequestFulfillment(order_id=saga.order_id, location_id=part.location_id, lines=list(part.lines),
-                               delivery=saga.delivery, billing=charges,
+                               delivery=saga.delivery, billing=charges, location_kind=part.location_kind,
                                fulfillment_order_id=saga.fulfillment_order(part) if part.round else None)
             for part in saga.parts_in("requested")]
 
@@ -705,7 +706,7 @@ def _apply_edit(saga: Saga) -> Step:
             parts.append(Part(served.location_id, tuple(kept), "rejected",
                               round=sum(part.location_id == served.location_id for part in parts)))
         elif kept:
-            plan.append(Assignment(location_id=served.location_id, lines=kept))
+            plan.append(Assignment(location_id=served.location_id, lines=kept, location_kind=served.location_kind))
     placed = edit.placed
     edited = replace(saga, parts=tuple(parts), plan=tuple(plan), edit=None, placed=placed, placed_changed=True,
                      lines=tuple(Line(sku=line["sku"], quantity=line["quantity"]) for line in placed["lines"]),

@@ -76,8 +76,8 @@ def _saga(row: asyncpg.Record) -> Saga:
         delivery=_delivery.validate_python(row["placed"]["delivery"]),
         channel=row["channel"],
         channel_order_id=row["channel_order_id"],
-        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"], p.get("round", 0))
-                    for p in row["parts"]),
+        parts=tuple(Part(p["location_id"], tuple(Line(**line) for line in p["lines"]), p["status"], p.get("round", 0),
+                         p.get("location_kind")) for p in row["parts"]),
         plan=tuple(Assignment(**a) for a in row["plan"]),
         availability=tuple(LocationAvailability(**a) for a in row["availability"]),
         excluded_locations=tuple(row["excluded_locations"]),
@@ -125,7 +125,7 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     rows = [{
         "order_id": str(saga.order_id), "state": saga.state,
         "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status,
-                   "round": p.round} for p in saga.parts],
+                   "round": p.round, "location_kind": p.location_kind} for p in saga.parts],
         "plan": [a.model_dump() for a in saga.plan],
         "availability": [a.model_dump() for a in saga.availability],
         "excluded_locations": list(saga.excluded_locations), "compensations": list(saga.compensations),

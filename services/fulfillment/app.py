@@ -1,5 +1,9 @@
 """Fulfillment service: requests from the saga, progress from locations, location kinds from routing; publishes
-work, dropship purchase orders and ERP events."""
+work, dropship purchase orders and ERP events.
+
+A request names its location's kind (routing's plan); the kinds routing registers are for requests from senders
+that predate that field, so they are read in batches, like anything off an order's way: most of that topic is
+routing's decisions, which fulfillment skips."""
 
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from shared.contracts.topics import (
     FULFILLMENT_WORK,
     ROUTING_EVENTS,
 )
-from shared.messaging.consumer import Subscription
+from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import dropship, handlers
@@ -30,7 +34,8 @@ SERVICE = ServiceDefinition(
         Subscription(topic=FULFILLMENT_LOCATION_UPDATES,
                      handlers={contracts.LocationUpdate: handlers.location_updates,
                                contracts.ReturnReceipt: handlers.return_receipts}, per_party=True),
-        Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds}),
+        Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds},
+                     batch_wait_ms=OFF_THE_WAY_WAIT_MS),
     ],
     background=[handlers.expire_uncollected, dropship.withdraw_unacknowledged],
     publishes=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS),

@@ -55,12 +55,14 @@ log = get_logger(__name__)
 
 async def request_fulfillment(uow: UnitOfWork, batch: list[Message[RequestFulfillment]]) -> None:
     """Create the batch's fulfilment orders in one statement; a repeated request finds its existing one. A
-    dropship vendor's goes out as a purchase order, anyone else's as a work item."""
-    kinds = await _location_kinds(uow, {m.payload.location_id for m in batch})
+    dropship vendor's goes out as a purchase order, anyone else's as a work item: the location's kind as the
+    request gives it (routing's plan), or for a sender that predates that, as routing last registered it."""
+    kinds = await _location_kinds(uow, {m.payload.location_id for m in batch if m.payload.location_kind is None})
     requests = []
     for m in batch:
         fo_id = m.payload.fulfillment_order_id or fulfillment_order_id(m.payload.order_id, m.payload.location_id)
-        dropship = is_purchase_order(kinds.get(m.payload.location_id), m.payload.delivery.type)
+        kind = m.payload.location_kind or kinds.get(m.payload.location_id)
+        dropship = is_purchase_order(kind, m.payload.delivery.type)
         requests.append((m, fo_id, purchase_order_number(fo_id) if dropship else None))
     created = await uow.conn.fetch(
         """INSERT INTO fulfillment_orders (fulfillment_order_id, order_id, location_id, status, lines, delivery,
@@ -98,6 +100,8 @@ def _work(cmd: RequestFulfillment, fo_id, purchase_order: str | None) -> Contrac
 
 
 async def _location_kinds(uow: UnitOfWork, location_ids: set[str]) -> dict[str, str]:
+    if not location_ids:
+        return {}
     rows = await uow.conn.fetch("SELECT location_id, kind FROM location_kinds WHERE location_id = ANY($1)",
                                 list(location_ids))
     return {r["location_id"]: r["kind"] for r in rows}

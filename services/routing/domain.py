@@ -112,7 +112,7 @@ def _pickup(order: Order, store_id: str, network: Network, rules: RuleSet) -> De
     if verdict.rejected:
         return Decision((), f"pickup store {store_id} cannot fill every line ({verdict.detail})", details,
                         "PICKUP_STORE_NO_STOCK")
-    return Decision((Assignment(location_id=store_id, lines=list(order.lines)),),
+    return Decision((Assignment(location_id=store_id, lines=list(order.lines), location_kind=store.kind),),
                     f"customer collects at {store_id}, which has every line", details)
 
 
@@ -194,7 +194,8 @@ def _ship_lines(order: Order, address: Address, network: Network, rules: RuleSet
     details = _details(rules, routed_by, [verdicts[i] for i in sorted(verdicts)], limit)
     if plan is None:
         return Decision((), _no_route_text(details, address), details, "NO_LOCATION_WITH_STOCK")
-    assignments = tuple(Assignment(location_id=location_id, lines=[order.lines[i] for i in sorted(indices)])
+    assignments = tuple(Assignment(location_id=location_id, lines=[order.lines[i] for i in sorted(indices)],
+                                   location_kind=eligible[location_id].location.kind)
                         for location_id, indices in plan)
     return Decision(assignments, _routed_text(plan, eligible, details, routed_by, order), details,
                     distance_km=_rounded(eligible[plan[0][0]].distance_km))

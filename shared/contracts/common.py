@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,39}$")]
 LocationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+LocationKind = Literal["warehouse", "store", "dropship"]
 
 # ISO 4217 codes the OMS accepts; a channel sending another currency gets UNKNOWN_CURRENCY.
 CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "CAD", "AUD", "JPY"})
@@ -61,6 +62,8 @@ class Assignment(Value):
 
     location_id: LocationId
     lines: list[Line]
+    location_kind: LocationKind | None = Field(None, description="What the location is, as routing knows it "
+                                                                 "(absent from senders that predate it)")
 
 
 def merge_lines(lines: list[Line]) -> list[Line]:

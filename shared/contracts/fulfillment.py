@@ -7,7 +7,7 @@ from uuid import UUID, uuid5
 from pydantic import Field, model_validator
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
-from .common import Address, Delivery, Line, LocationId, ReasonCode, Value
+from .common import Address, Delivery, Line, LocationId, LocationKind, ReasonCode, Value
 from .money import Billing, ShipmentAmounts
 from .topics import (FULFILLMENT_COMMANDS, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS,
                      FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK)
@@ -40,6 +40,10 @@ class RequestFulfillment(Contract):
                                                                 "location (fulfillment_order_id(order, location))")
     billing: Billing | None = Field(None, description="The order's charges, to price each shipment for the ERP "
                                                       "(absent from senders that predate it: no amounts)")
+    location_kind: LocationKind | None = Field(None, description="The location's kind as routing chose it (a "
+                                                                 "dropship vendor gets a purchase order); absent "
+                                                                 "from senders that predate it: the kind "
+                                                                 "fulfillment last heard of (LocationRegistered)")
 
 
 @contract("oms.fulfillment.CancelFulfillment.v1", topic=FULFILLMENT_COMMANDS)

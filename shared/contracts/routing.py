@@ -7,11 +7,9 @@ from uuid import UUID
 from pydantic import Field
 
 from .base import Contract, contract
-from .common import Assignment, Coordinates, Delivery, Line, LocationId, ReasonCode, Value
+from .common import Assignment, Coordinates, Delivery, Line, LocationId, LocationKind, ReasonCode, Value
 from .inventory import LocationAvailability
 from .topics import ROUTING_COMMANDS, ROUTING_EVENTS
-
-LocationKind = Literal["warehouse", "store", "dropship"]
 
 # Why a candidate location was not chosen (RoutingExplanation.candidates[].rejected).
 Rejection = Literal[

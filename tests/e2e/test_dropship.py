@@ -99,6 +99,23 @@ async def test_a_vendor_acknowledges_and_ships_its_purchase_order(driver, purcha
     assert driver.work.envelopes(of_type(FulfillmentRequested, order_id)) == [], "a vendor gets no work item"
 
 
+async def test_a_vendor_gets_a_purchase_order_before_fulfillment_has_heard_what_it_is(driver, purchase_orders):
+    """Fulfillment learns a location's kind from routing's LocationRegistered, on a topic of its own, read in
+    batches; an order routed to a vendor registered just before may be requested first. The request carries
+    the kind routing planned with, so the vendor still gets a purchase order, not a warehouse's work item."""
+    sku = await vendor_sku(driver, 5)
+    forgotten = await driver.db.execute("DELETE FROM fulfillment.location_kinds WHERE location_id = $1", VENDOR)
+    assert forgotten == "DELETE 1"
+    try:
+        order = driver.order([(sku, 1)], city="Leipzig")
+        po = await purchase_order_for(driver, purchase_orders, order)
+        assert po["location_id"] == VENDOR
+        assert driver.work.envelopes(of_type(FulfillmentRequested, driver.order_id(order))) == []
+    finally:
+        await driver.db.execute("INSERT INTO fulfillment.location_kinds (location_id, kind) VALUES ($1, 'dropship') "
+                                "ON CONFLICT (location_id) DO UPDATE SET kind = 'dropship'", VENDOR)
+
+
 async def test_a_vendor_acknowledged_purchase_order_shrinks_when_the_customer_cancels_a_unit(driver, purchase_orders):
     sku = await vendor_sku(driver, 5)
     order = driver.order([(sku, 3)], city="Leipzig")

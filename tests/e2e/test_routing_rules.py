@@ -172,7 +172,8 @@ async def test_every_routing_decision_carries_its_explanation(driver, decisions,
     [command] = await commands.wait_for(of_type(RouteOrder, driver.order_id(routed)))
     assert command["data"]["order_value"] == "19.99", "the saga tells routing what the order is worth"
     ok = await decision_for(decisions, driver.order_id(routed))
-    assert ok["assignments"] == [{"location_id": warehouse, "lines": [{"sku": sku, "quantity": 1}]}]
+    assert ok["assignments"] == [{"location_id": warehouse, "lines": [{"sku": sku, "quantity": 1}],
+                                  "location_kind": "warehouse"}]
     assert candidate(ok, warehouse)["chosen"] and candidate(ok, warehouse)["distance_km"] is not None
     none = await decision_for(decisions, driver.order_id(not_routed))
     assert none["reason"]["code"] == "NO_LOCATION_WITH_STOCK"

@@ -2,12 +2,13 @@
 returns the states they leave, which the step metrics count from."""
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from services.capture import saga as saga_steps
 from services.capture import store
-from shared.contracts.common import Line
+from shared.contracts.common import Assignment, Line
 
 from .test_saga_deadlines import _order
 
@@ -41,6 +42,30 @@ async def test_saving_sagas_returns_the_states_they_leave_and_records_the_timeli
                                        [order_id, placed_now])
             assert [tuple(e) for e in entries] == [(order_id, "in", "StockReserved", message_id, "routing"),
                                                    (placed_now, "note", "placed", None, "reserving")]
+        finally:
+            await forged.rollback()
+
+
+async def test_a_saga_keeps_the_kind_of_each_location_it_plans_and_requests(capture_pool):
+    """What routing says a location is travels on with the saga's plan and parts (RequestFulfillment's
+    location_kind), across steps and so across saves; parts stored before the field read back without one."""
+    order_id = uuid.uuid4()
+    plan = (Assignment(location_id="WH-1", lines=[Line(sku="SKU-1", quantity=1)], location_kind="warehouse"),)
+    parts = (saga_steps.Part("DS-1", (Line(sku="SKU-1", quantity=1),), "requested", location_kind="dropship"),
+             saga_steps.Part("ST-1", (Line(sku="SKU-1", quantity=1),), "rejected"))
+    async with capture_pool.acquire() as conn:
+        forged = conn.transaction()
+        await forged.start()
+        try:
+            await store.insert_orders(conn, [(order_id, _order(order_id))])
+            saved = replace(_saga(order_id, "fulfilling"), plan=plan, parts=parts)
+            await store.save_sagas(conn, [(saved, "corr-1", {})], step_timeout=60)
+            [(loaded, _)] = (await store.load_sagas(conn, [order_id])).values()
+            assert (loaded.plan, loaded.parts) == (plan, parts)
+            await conn.execute("UPDATE order_sagas SET parts = (SELECT jsonb_agg(p - 'location_kind') FROM "
+                               "jsonb_array_elements(parts) AS p) WHERE order_id = $1", order_id)
+            [(older, _)] = (await store.load_sagas(conn, [order_id])).values()
+            assert [p.location_kind for p in older.parts] == [None, None]
         finally:
             await forged.rollback()
 

@@ -77,7 +77,8 @@ async def test_capacity_is_counted_and_given_back_once_per_fulfilment_order(conf
                                "WHERE location_id = ANY($1) ORDER BY decision_id", [near, far])
     assert [r["location_id"] for r in stored] == [far, near]
     assert all(r["rule_set"] == "default@v1" and r["details"] for r in stored)
-    assert json.loads(stored[1]["assignments"]) == [{"location_id": near, "lines": [{"sku": "SKU-1", "quantity": 1}]}]
+    assert json.loads(stored[1]["assignments"]) == [{"location_id": near, "lines": [{"sku": "SKU-1", "quantity": 1}],
+                                                     "location_kind": "warehouse"}]
 
 
 async def deliver_repeatedly(ops, event) -> None:
@@ -122,7 +123,8 @@ async def test_asked_to_allocate_routing_has_inventory_pin_the_order_where_it_ro
         order_id = routed["data"]["order_id"]
         [pin] = await inventory.wait_for(of_type(AllocateReservation, uuid.UUID(order_id)))
     assert pin["data"]["location_id"] == warehouse
-    assert pin["data"]["assignments"] == [{"location_id": warehouse, "lines": [{"sku": "SKU-1", "quantity": 1}]}]
+    assert pin["data"]["assignments"] == [{"location_id": warehouse, "lines": [{"sku": "SKU-1", "quantity": 1}],
+                                           "location_kind": "warehouse"}], "inventory, and so the saga, learn its kind"
     assert pin["causationid"] == routed["causationid"] and pin["correlationid"] == routed["correlationid"]
     assert not inventory.envelopes(lambda e: e["data"].get("order_id") == only_routed["data"]["order_id"])
     assert (routed["data"]["allocation_requested"], only_routed["data"]["allocation_requested"]) == (True, False), \

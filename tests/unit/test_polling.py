@@ -86,12 +86,13 @@ def built(service: str) -> list[dict]:
 
 OFF_THE_WAY = {("tracking", topic) for topic in TIMELINE_TOPICS} | {
     ("notification", ORDER_EVENTS), ("notification", NOTIFICATION_COMMANDS), ("routing", FULFILLMENT_EVENTS),
-    ("capture", ROUTING_EVENTS)}
+    ("capture", ROUTING_EVENTS), ("fulfillment", ROUTING_EVENTS)}
 
 
 def test_only_subscriptions_off_the_orders_way_wait_for_batches():
     """Reading 200 ms later costs them nothing (a read side, customer messages, capacity counts, routing's
-    decisions that capture does not read on a first sourcing); the CPU they save goes to the confirm path's
+    decisions that capture does not read on a first sourcing, the location kinds a request now carries itself);
+    the CPU they save goes to the confirm path's
     services, whose every record on it is read as soon as it comes."""
     waiting = {(name, sub.topic) for name, sub in subscriptions() if sub.batch_wait_ms}
     assert waiting == OFF_THE_WAY

@@ -120,6 +120,7 @@ def test_dropship_vendors_serve_only_their_skus():
     vendor_line = [Line(sku="VEND-42", quantity=1)]
     decision = decide(ship("Munich", vendor_line, stock("DS-1", VEND_42=9) + stock("WH-BERLIN", VEND_42=9)), vendors)
     assert decision.location_id == "DS-1"
+    assert [a.location_kind for a in decision.assignments] == ["dropship"], "the plan says what the location is"
     other = decide(ship("Munich", LINES, stock("DS-1", SKU_1=9, SKU_2=9) + stock("WH-BERLIN", SKU_1=9, SKU_2=9)),
                    vendors)
     assert other.location_id == "WH-BERLIN"
@@ -143,6 +144,7 @@ def test_pickup_goes_to_the_pickup_store_only():
     availability = stock("ST-MUNICH", SKU_1=5, SKU_2=5) + stock("WH-MUNICH", SKU_1=9, SKU_2=9)
     pickup = decide(Order(PickupInStore(store_id="ST-MUNICH"), LINES, availability))
     assert pickup.location_id == "ST-MUNICH"
+    assert [a.location_kind for a in pickup.assignments] == ["store"]
     assert verdict(pickup, "WH-MUNICH").rejected == "NOT_PICKUP_STORE" and pickup.details.routed_by == "pickup"
     short = decide(Order(PickupInStore(store_id="ST-MUNICH"), LINES, stock("ST-MUNICH", SKU_1=1)))
     assert short.reason_code == "PICKUP_STORE_NO_STOCK"

@@ -105,6 +105,17 @@ def to_awaiting_shipment() -> s.Saga:
                                            lines=list(LINES)))
 
 
+def test_a_fulfilment_request_names_the_kind_of_location_routing_planned_with():
+    """Fulfillment tells a dropship vendor's purchase order from a warehouse's work item by the kind; the
+    request carries routing's word for it, through inventory's pinning, so it need not wait to hear it."""
+    plan = [Assignment(location_id="DS-1", lines=list(LINES), location_kind="dropship")]
+    routing = s.advance(s.start(new_saga()).saga, reserved()).saga
+    step = s.advance(routing, ReservationAllocated(order_id=ORDER, location_id="DS-1", assignments=plan))
+    [request] = step.messages
+    assert (request.location_id, request.location_kind) == ("DS-1", "dropship")
+    assert [p.location_kind for p in step.saga.parts] == ["dropship"]
+
+
 def test_start_registers_the_release_before_reserving_stock():
     step = s.start(new_saga())
     assert step.saga.state == "reserving"
