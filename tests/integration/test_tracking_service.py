@@ -251,29 +251,40 @@ async def test_a_cancellation_goes_to_the_channels_topic_for_an_order_the_channe
                            )).status_code == 404
 
 
-async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(config, admin, api, channels):
-    (channel, key), _ = channels
-    order_id, _ = await tell(config, channel)
-    await told(api, key, order_id)
-    await eventually(lambda: caught_up(config), what="tracking to read every timeline topic to its end")
-    live = await snapshot(admin)
-    replayed = await views.rebuild(config)
-    assert await snapshot(admin) == live
-    assert await admin.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'tracking.orders'::regclass") == [
-        "fillfactor=70"]  # the swapped-in table keeps the live one's room for HOT updates
-    assert replayed.orders == len({order for order, *_ in live[1].values()})
-    assert replayed.bytes_per_order(ORDER_EVENTS) > 0
-    late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=order_id, location_id="WH-BERLIN",
-                             lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
-    async with client(config, "test/fulfillment") as fulfillment:
-        await fulfillment.send(late)
+async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(config, tmp_path):
+    """On a tracking of its own (database and topics): the session's other services go on publishing to the
+    shared topics (a saga's deadline, a pickup's expiry), and one event between the live view's snapshot and the
+    replay would tell the two apart."""
+    async with stack(config, tmp_path, services=("tracking",)) as own:
+        channel = f"t{uuid.uuid4().hex[:8]}"
+        key = await views.add_key(own.settings, channel)
+        db = await asyncpg.connect(own.settings.admin_dsn())
+        try:
+            async with httpx.AsyncClient(base_url=own.procs["tracking"].url(), timeout=10) as own_api:
+                order_id, _ = await tell(own.settings, channel)
+                await told(own_api, key, order_id)
+                await eventually(lambda: caught_up(own.settings),
+                                 what="tracking to read every timeline topic to its end")
+                live = await snapshot(db)
+                replayed = await views.rebuild(own.settings)
+                assert await snapshot(db) == live
+                assert await db.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'tracking.orders'::regclass") == [
+                    "fillfactor=70"]  # the swapped-in table keeps the live one's room for HOT updates
+                assert replayed.orders == len({order for order, *_ in live[1].values()}) == 1
+                assert replayed.bytes_per_order(ORDER_EVENTS) > 0
+                late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=order_id, location_id="WH-BERLIN",
+                                         lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
+                async with client(own.settings, "test/fulfillment") as fulfillment:
+                    await fulfillment.send(late)
 
-    async def parcels():
-        shown = (await api.get(f"/orders/{order_id}/shipments", headers=auth(key))).json()
-        return [s["tracking_number"] for s in shown] if len(shown) == 3 else None
+                async def parcels():
+                    shown = (await own_api.get(f"/orders/{order_id}/shipments", headers=auth(key))).json()
+                    return [s["tracking_number"] for s in shown] if len(shown) == 3 else None
 
-    assert await eventually(parcels, what="the live consumer to go on into the swapped tables") == ["T-1", "T-2",
-                                                                                                      "T-9"]
+                assert await eventually(parcels, what="the live consumer to go on into the swapped tables") == [
+                    "T-1", "T-2", "T-9"]
+        finally:
+            await db.close()
 
 
 async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_the_order_history(config,
