@@ -8,6 +8,9 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from shared.contracts.topics import (FULFILLMENT_LOCATION_UPDATES, ORDER_COMMAND
 from services.tracking.app import TIMELINE_TOPICS
 from shared.messaging.service import consumer_group_prefix
 from shared.messaging.topics import delete_topics
+from shared.settings import Settings
 
 from ..support.services import running
 from ..support.stack import stack
@@ -251,65 +255,71 @@ async def test_a_cancellation_goes_to_the_channels_topic_for_an_order_the_channe
                            )).status_code == 404
 
 
-async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(config, tmp_path):
-    """On a tracking of its own (database and topics): the session's other services go on publishing to the
-    shared topics (a saga's deadline, a pickup's expiry), and one event between the live view's snapshot and the
-    replay would tell the two apart."""
+@dataclass(frozen=True)
+class OwnTracking:
+    settings: Settings
+    db: asyncpg.Connection
+    api: httpx.AsyncClient
+    key: str
+    order_id: uuid.UUID
+
+
+@asynccontextmanager
+async def own_tracking_told_an_order(config, tmp_path) -> AsyncIterator[OwnTracking]:
+    """A tracking of its own (database and topics) that has read one order's story to the end of every topic."""
     async with stack(config, tmp_path, services=("tracking",)) as own:
         channel = f"t{uuid.uuid4().hex[:8]}"
         key = await views.add_key(own.settings, channel)
         db = await asyncpg.connect(own.settings.admin_dsn())
         try:
-            async with httpx.AsyncClient(base_url=own.procs["tracking"].url(), timeout=10) as own_api:
+            async with httpx.AsyncClient(base_url=own.procs["tracking"].url(), timeout=10) as api:
                 order_id, _ = await tell(own.settings, channel)
-                await told(own_api, key, order_id)
+                await told(api, key, order_id)
                 await eventually(lambda: caught_up(own.settings),
                                  what="tracking to read every timeline topic to its end")
-                live = await snapshot(db)
-                replayed = await views.rebuild(own.settings)
-                assert await snapshot(db) == live
-                assert await db.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'tracking.orders'::regclass") == [
-                    "fillfactor=70"]  # the swapped-in table keeps the live one's room for HOT updates
-                assert replayed.orders == len({order for order, *_ in live[1].values()}) == 1
-                assert replayed.bytes_per_order(ORDER_EVENTS) > 0
-                late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=order_id, location_id="WH-BERLIN",
-                                         lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
-                async with client(own.settings, "test/fulfillment") as fulfillment:
-                    await fulfillment.send(late)
-
-                async def parcels():
-                    shown = (await own_api.get(f"/orders/{order_id}/shipments", headers=auth(key))).json()
-                    return [s["tracking_number"] for s in shown] if len(shown) == 3 else None
-
-                assert await eventually(parcels, what="the live consumer to go on into the swapped tables") == [
-                    "T-1", "T-2", "T-9"]
+                yield OwnTracking(own.settings, db, api, key, order_id)
         finally:
             await db.close()
+
+
+async def test_the_view_rebuilt_by_replaying_the_topics_equals_the_live_one(config, tmp_path):
+    """On a tracking of its own: the session's other services go on publishing to the shared topics (a saga's
+    deadline, a pickup's expiry), and one event between the live view's snapshot and the replay would tell the
+    two apart."""
+    async with own_tracking_told_an_order(config, tmp_path) as own:
+        live = await snapshot(own.db)
+        replayed = await views.rebuild(own.settings)
+        assert await snapshot(own.db) == live
+        assert await own.db.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'tracking.orders'::regclass") == [
+            "fillfactor=70"]  # the swapped-in table keeps the live one's room for HOT updates
+        assert replayed.orders == len({order for order, *_ in live[1].values()}) == 1
+        assert replayed.bytes_per_order(ORDER_EVENTS) > 0
+        late = ShipmentConfirmed(fulfillment_order_id=uuid.uuid4(), order_id=own.order_id, location_id="WH-BERLIN",
+                                 lines=[], carrier="UPS", tracking_number="T-9", shipped_at=datetime.now(UTC))
+        async with client(own.settings, "test/fulfillment") as fulfillment:
+            await fulfillment.send(late)
+
+        async def parcels():
+            shown = (await own.api.get(f"/orders/{own.order_id}/shipments", headers=auth(own.key))).json()
+            return [s["tracking_number"] for s in shown] if len(shown) == 3 else None
+
+        assert await eventually(parcels, what="the live consumer to go on into the swapped tables") == [
+            "T-1", "T-2", "T-9"]
 
 
 async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_the_order_history(config,
                                                                                                   tmp_path):
-    """On a tracking of its own (database and topics): forgetting every record of the session's shared topics
-    would take other modules' orders' stories away from the services that run after this one."""
-    async with stack(config, tmp_path, services=("tracking",)) as own:
-        channel = f"t{uuid.uuid4().hex[:8]}"
-        key = await views.add_key(own.settings, channel)
-        db = await asyncpg.connect(own.settings.admin_dsn())
-        try:
-            async with httpx.AsyncClient(base_url=own.procs["tracking"].url(), timeout=10) as own_api:
-                order_id, _ = await tell(own.settings, channel)
-                await told(own_api, key, order_id)
-            await eventually(lambda: caught_up(own.settings), what="tracking to read every timeline topic to its end")
-            await eventually(lambda: db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.history_due) "
+    """On a tracking of its own: forgetting every record of the session's shared topics would take other
+    modules' orders' stories away from the services that run after this one."""
+    async with own_tracking_told_an_order(config, tmp_path) as own:
+        await eventually(lambda: own.db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.history_due) "
                                                  "AND NOT EXISTS (SELECT FROM tracking.outbox)"),
-                             what="every order's history to be published")
-            live = await snapshot(db)
-            await forget_everything_on(own.settings, TIMELINE_TOPICS)  # as retention would, after 7 days
-            replayed = await views.rebuild(own.settings)
-            assert await snapshot(db) == live
-            assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
-        finally:
-            await db.close()
+                         what="every order's history to be published")
+        live = await snapshot(own.db)
+        await forget_everything_on(own.settings, TIMELINE_TOPICS)  # as retention would, after 7 days
+        replayed = await views.rebuild(own.settings)
+        assert await snapshot(own.db) == live
+        assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
 
 
 async def caught_up(config) -> bool:
