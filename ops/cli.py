@@ -540,6 +540,8 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--orders", type=int, default=1000)
     lt.add_argument("--runs", type=int, default=1,
                     help="runs in a row, each on a fresh OMS, then their spread and the p50 target judged")
+    lt.add_argument("--warmup", type=int,
+                    help="orders sent first at the same rate and not measured (default: 5 seconds' worth)")
     sk = sub.add_parser("soak", help="the running OMS at a steady rate for a long while: memory, latency, storage")
     sk.add_argument("--minutes", type=float, default=30)
     sk.add_argument("--rate", type=float, default=15, help="orders per second (default 15: about half of what 2 "
@@ -649,7 +651,7 @@ def main() -> None:
                                               with_baseline=not args.no_baseline, runs=args.runs)))
             code = 0
         case "latency":
-            print(asyncio.run(latency.latency(settings(), args.rate, args.orders, args.runs)))
+            print(asyncio.run(latency.latency(settings(), args.rate, args.orders, args.runs, args.warmup)))
             code = 0
         case "soak":
             code = asyncio.run(soak.soak(settings(), state_dir() / "run", args.minutes, args.rate, args.interval,

@@ -13,12 +13,17 @@ confirm path two delays, read from the topics afterwards:
 
 The p50s of the hops add up to about the p50 end to end, so a change shows which step it moved. `oms bench`
 measures throughput with full batches; this shows what a rate below saturation costs, with small ones.
+
+Each run first sends a few seconds' worth of orders at the same rate to warm up (`warmup`), and measures only
+what follows: a fresh OMS's first orders wait for connections, prepared statements and a broker that has not
+yet compiled the paths it takes; their p50 is printed beside the run's, not mixed into it.
 """
 
 import asyncio
 import json
 import signal
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import suppress
@@ -50,12 +55,14 @@ class Delays:
     consumer: dict[tuple[str, str], list[float]]  # by (cause, effect): ms from the cause published to the effect staged
 
 
-def delays(records: Iterable[tuple[float, dict]]) -> Delays:
+def delays(records: Iterable[tuple[float, dict]], since: float = 0.0) -> Delays:
     """`records`: (Kafka timestamp in seconds, envelope) of every message on the topics; a message published to
-    several topics (a party's copy) counts once, at its first publication."""
+    several topics (a party's copy) counts once, at its first publication, and only if that was at `since` or
+    later (the warm-up's messages, all published before the measured orders, are left out)."""
     first: dict[str, tuple[float, dict]] = {}
     for published, envelope in sorted(records, key=lambda r: r[0]):
         first.setdefault(envelope["id"], (published, envelope))
+    first = {id_: record for id_, record in first.items() if record[0] >= since}
     relay: dict[str, list[float]] = defaultdict(list)
     consumer: dict[tuple[str, str], list[float]] = defaultdict(list)
     for published, envelope in first.values():
@@ -98,6 +105,7 @@ def _pair(values: list[float]) -> str:
 
 # Issue 12's target at a fixed rate: the p50 end to end at 50 orders/s.
 TARGET_P50_MS, TARGET_P50_RATE = 100.0, 50.0
+WARMUP_SECONDS = 5.0
 SHARED = frozenset(("Kafka", "Postgres"))
 
 
@@ -113,20 +121,26 @@ class Run:
     commits_per_order: float
     cpu: cpu.CpuPerOrder
     hops: Delays
+    warmup: int = 0
+    warmup_p50: float | None = None
 
     def report(self) -> str:
+        warmed = (f" (after {self.warmup} to warm up, whose p50 was {self.warmup_p50:.0f} ms)"
+                  if self.warmup_p50 is not None else "")
         return "\n".join([
-            f"{self.count} orders at {self.rate:g}/s: p50 {self.p50:.0f} ms, p95 {self.p95:.0f} ms, "
+            f"{self.count} orders at {self.rate:g}/s{warmed}: p50 {self.p50:.0f} ms, p95 {self.p95:.0f} ms, "
             f"p99 {self.p99:.0f} ms; Postgres commits per order {self.commits_per_order:.1f}",
             cpu.table({"at this rate, idle use included": self.cpu}, shared=SHARED),
             hop_table(self.hops),
         ])
 
 
-async def latency(base: Settings, rate: float, count: int, runs: int = 1) -> str:
-    """Each run on a fresh OMS of its own; with several, their spread and the p50 target judged on the median."""
+async def latency(base: Settings, rate: float, count: int, runs: int = 1, warmup: int | None = None) -> str:
+    """Each run on a fresh OMS of its own; with several, their spread and the p50 target judged on the median.
+    `warmup`: orders sent first and not measured (default: WARMUP_SECONDS' worth at `rate`)."""
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
-    measured = [await measure(base, rate, count) for _ in range(runs)]
+    warmup = round(rate * WARMUP_SECONDS) if warmup is None else warmup
+    measured = [await measure(base, rate, count, warmup) for _ in range(runs)]
     if runs == 1:
         return measured[0].report()
     return "\n\n".join([*(f"run {number} of {runs}\n{run.report()}" for number, run in enumerate(measured, 1)),
@@ -152,28 +166,33 @@ def spread(runs: list[Run]) -> str:
     ])
 
 
-async def measure(base: Settings, rate: float, count: int) -> Run:
+async def measure(base: Settings, rate: float, count: int, warmup: int = 0) -> Run:
     async with private_oms(base) as (settings, processes):
         network = load.Network(load.run_tag())
         async with client(settings, "latency/seed") as seeder:
             await load.seed(seeder, network)
         await _wait_for_stock(settings, len(network.receipts()), network.tag)
-        orders = list(load.orders(network, count, failures=False))
+        orders = list(load.orders(network, warmup + count, failures=False))
         sample = _sampler(processes)
         admin = await asyncpg.connect(settings.admin_dsn("postgres"))
         try:
-            commits_before, cpu_before = await _commits(admin, settings), sample()
             async with client(settings, "latency/channel") as sender, \
                     Watcher(settings, ORDER_EVENTS, _confirmed) as watcher:
-                result = await run_phase(sender, watcher, PlaceOrder.topic, orders,
-                                         lambda order, _: str(order_id_for(order.channel, order.channel_order_id)),
-                                         rate)
-            commits_after, cpu_after = await _commits(admin, settings), sample()
+                warmed = await run_phase(sender, watcher, PlaceOrder.topic, orders[:warmup], _order_key, rate) \
+                    if warmup else None
+                started, commits_before, cpu_before = time.time(), await _commits(admin, settings), sample()
+                result = await run_phase(sender, watcher, PlaceOrder.topic, orders[warmup:], _order_key, rate)
+                commits_after, cpu_after = await _commits(admin, settings), sample()
         finally:
             await admin.close()
-        found = delays(await _published(settings))
+        found = delays(await _published(settings), since=started)
     return Run(rate, count, result.percentile(50), result.percentile(95), result.percentile(99),
-               (commits_after - commits_before) / count, cpu.per_order(cpu_before, cpu_after, count), found)
+               (commits_after - commits_before) / count, cpu.per_order(cpu_before, cpu_after, count), found,
+               warmup, warmed.percentile(50) if warmed else None)
+
+
+def _order_key(order: PlaceOrder, _: str) -> str:
+    return str(order_id_for(order.channel, order.channel_order_id))
 
 
 def _confirmed(envelope: dict) -> str | None:

@@ -69,3 +69,15 @@ def test_several_runs_give_each_figure_as_median_and_range_and_judge_the_p50_tar
 def test_the_p50_target_is_judged_only_at_its_rate():
     from ops.latency import spread
     assert "not judged at 20/s" in spread([_run(20, 250, 500, 55.0)] * 3)
+
+
+def test_messages_published_before_the_measured_orders_are_left_out():
+    records = [
+        (published(0), envelope("w", "PlaceOrder", 0)),  # a warm-up order's
+        (published(30), envelope("x", "ReserveStock", 20, cause="w")),
+        (published(100), envelope("a", "PlaceOrder", 100)),
+        (published(130), envelope("b", "ReserveStock", 115, cause="a")),
+    ]
+    found = delays(records, since=published(100))
+    assert found.consumer == {("PlaceOrder", "ReserveStock"): approx([15.0], abs=0.01)}
+    assert found.relay["ReserveStock"] == approx([15.0], abs=0.01)
