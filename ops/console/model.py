@@ -242,9 +242,11 @@ def pretty_payload(raw: bytes) -> str:
     result is untrusted text: the templates escape it."""
     text = raw.decode("utf-8", errors="replace")
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
         return text
+    # JSON may escape half a surrogate pair ("\udfff"), which no UTF-8 page can hold: shown as it was written
+    return pretty.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def duration(seconds: float | None) -> str:

@@ -361,3 +361,9 @@ def test_search_stuck_and_alerts_pages_escape_their_values():
                           steps=[{"state": HOSTILE, "orders": 1, "oldest": 5.0}], older_than=900.0))
     alert = model.Alert("OmsServiceNotReady", "critical", HOSTILE, HOSTILE, "firing")
     assert_escaped(render("alerts.html", alerts=[alert], sampled=object()))
+
+
+def test_a_payload_escaping_half_a_surrogate_pair_is_shown_as_written_on_a_utf8_page():
+    """A hostile sender's `"\\udfff"` decodes to a string UTF-8 cannot encode: the dead-letters page answered 500."""
+    shown = model.pretty_payload(b'{"name": "a\\udfff", "city": "K\xc3\xb6ln"}')
+    assert shown.encode("utf-8").decode("utf-8") == '{\n  "name": "a\\udfff",\n  "city": "K\u00f6ln"\n}'
