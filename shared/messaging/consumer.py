@@ -44,6 +44,7 @@ from shared.logging import get_logger
 from shared.settings import Settings
 
 from .monitor import HANDLER_DURATION, ConsumerMonitor
+from .outbox import OutboxRelay
 from .retry import Backoff, is_transient
 from .tracing import consuming, trace_id_of
 from .unit_of_work import Handler, Message, UnitOfWork
@@ -129,9 +130,9 @@ class InvalidMessage(Exception):
 class Consumer:
     def __init__(self, pool: asyncpg.Pool, *, service: str, writes: frozenset[str], group: str,
                  settings: Settings, monitor: ConsumerMonitor | None = None,
-                 wake_relay: Callable[[], None] | None = None):
+                 relay: OutboxRelay | None = None):
         self.pool = pool
-        self.wake_relay = wake_relay  # the relay of this process (UnitOfWork.wake_relay)
+        self.relay = relay  # the relay of this process (UnitOfWork.relay)
         self.settings = settings
         self.monitor = monitor or ConsumerMonitor(service, group)
         self.service = service
@@ -222,14 +223,16 @@ class Consumer:
     async def _apply(self, subscription: Subscription, batch: list[_Parsed], isolate: bool) -> None:
         if all(item.inbox_key is None for item in batch):
             return  # nothing but other services' messages
+        if self.relay is not None:
+            await self.relay.joined()  # no rows while another instance's relay hands off (OutboxRelay)
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             uow = await self._apply_in_transaction(conn, subscription, batch, isolate)
-        uow.committed()
+            uow.committed()  # before the connection goes back: the relay is handed the rows in commit order
 
     async def _apply_in_transaction(self, conn: asyncpg.Connection, subscription: Subscription,
                                     batch: list[_Parsed], isolate: bool) -> UnitOfWork:
         async with conn.transaction():
-            uow = UnitOfWork(conn, self.service, self.writes, self.settings, wake_relay=self.wake_relay)
+            uow = UnitOfWork(conn, self.service, self.writes, self.settings, relay=self.relay)
             fresh = await uow.claim([p.inbox_key for p in batch if p.inbox_key is not None])
             todo: list[_Parsed] = []
             for item in batch:
@@ -278,6 +281,7 @@ class Consumer:
         """One message in a savepoint with its own outbox rows; if anything about it fails, only its dead
         letter is written (without the answers it would have sent, which may be what failed)."""
         with _bound(item):
+            flushed_before = len(uow.flushed)
             try:
                 async with uow.conn.transaction():
                     await self._apply_together(uow, subscription, [item])
@@ -286,7 +290,7 @@ class Consumer:
                 if is_transient(error):
                     raise
                 log.exception("consumer.message_failed")
-                uow.discard_staged()  # undone with the savepoint
+                uow.discard_staged(flushed_before)  # undone with the savepoint: nothing of it handed to the relay
                 item.dead_letter = item.dead_letter or ("HANDLER_ERROR", repr(error))
             async with uow.conn.transaction():
                 self._dead_letter(uow, subscription, item, *item.dead_letter, answer=False)

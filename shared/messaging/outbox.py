@@ -4,6 +4,10 @@ The relay takes unsent rows (never by a high-water mark, which would skip rows c
 deletes them and publishes them with an idempotent acks=all producer in one transaction, which commits only
 after Kafka has acknowledged every one. A crash in between, or a database crash that loses that commit (it does
 not wait for the disk), leaves the rows to be published again; consumers deduplicate by event id.
+
+A relay that is the only one of its service hands off instead: its own process's units of work give it the rows
+they have just committed, which it publishes without claiming them, and deletes in batches once acknowledged
+(OutboxRelay, "Handing off").
 """
 
 import asyncio
@@ -11,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 from uuid import UUID, uuid4
 
@@ -25,7 +30,7 @@ from aiokafka.errors import (
 
 from shared.contracts import Contract, Envelope
 from shared.contracts.base import encode
-from shared.contracts.topics import destinations
+from shared.contracts.topics import destinations, read_per_party
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import KafkaLogin
@@ -50,6 +55,12 @@ class OutboxRow:
         return cls(envelope.id, topic, key, envelope.model_dump_json().encode(), headers)
 
 
+class Staged(NamedTuple):
+    """A row as written, numbered: what a unit of work hands its relay once committed."""
+    seq: int
+    row: OutboxRow
+
+
 def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: str | None = None,
           headers: dict[str, str], party: str | None = None) -> list[OutboxRow]:
     """The rows of one message, one per topic it goes to: on a topic read per party, its party's own (`party`, or
@@ -59,12 +70,14 @@ def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: 
             for topic in destinations(payload.topic, payload.party() or party)]
 
 
-async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *, notify: bool = True) -> None:
+async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *,
+                notify: bool = True) -> list[Staged]:
     """Stage rows in the caller's transaction. `notify`: wake the service's relays with a NOTIFY when it commits,
-    for a writer outside the relay's process; one inside it wakes its relay itself (OutboxRelay.wake), which
-    spares every other listening backend of the database the signal a NOTIFY sends them (docs/benchmark.md)."""
+    for a writer outside the relay's process. One inside it tells its relay itself once it has committed
+    (OutboxRelay.committed), which spares every other listening backend of the database the signal a NOTIFY
+    sends them (docs/benchmark.md), and is handed the rows as staged, numbered, for that."""
     if not rows:
-        return
+        return []
     columns = ([r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
                [r.headers for r in rows])
     insert = """INSERT INTO outbox (event_id, topic, key, value, headers)
@@ -72,8 +85,11 @@ async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *,
     if notify:
         await conn.execute(f"WITH staged AS ({insert} RETURNING 1) SELECT pg_notify($6, ''), "
                            "(SELECT count(*) FROM staged)", *columns, notify_channel(schema))
-    else:
-        await conn.execute(insert, *columns)
+        return []
+    numbered = {(r["event_id"], r["topic"]): r["seq"]
+                for r in await conn.fetch(f"{insert} RETURNING seq, event_id, topic", *columns)}
+    return [Staged(numbered[row.event_id, row.topic], row) for row in rows]
+
 
 
 def backlog_sql(outbox: str = "outbox") -> str:
@@ -121,9 +137,25 @@ class OutboxRelay:
     with a NOTIFY, so that the holder claims again; its own NOTIFY does not wake itself. A row Kafka refuses for
     good (too large, invalid) is set aside in `outbox_parked` with the reason, for ops to see, and never blocks
     the rows behind it; so is one for a party whose own topic does not exist yet, until it does
-    (party_topics.py)."""
+    (party_topics.py).
+
+    Handing off. A claim costs a transaction per batch, and a Postgres process busy with it, on every hop of an
+    order (docs/benchmark.md). A relay that knows it is the only one of its service publishes instead what its own
+    process's units of work have just committed, as they hand it over (`committed`), without claiming, and
+    deletes those rows in batches (every DELETE_SECONDS) once Kafka has acknowledged them. Knowing it is alone:
+    every relay holds the PRESENCE advisory lock shared for as long as it runs, on its listening connection; a
+    relay whose claim found nothing to publish takes it exclusive, which it gets only if no other relay holds it,
+    publishes what was committed before (claims, until none is left), and from then on hands off. A relay that
+    starts asks the one handing off to stop (a NOTIFY) and waits for the lock shared; the other publishes what it
+    was handed, deletes it, and lets go of the exclusive lock: then both claim. The service applies nothing
+    before its relay holds the lock (`joined`), so no other instance writes rows while one hands off, and a key's
+    messages keep their order. Rows on a party's own topic, and rows other processes stage (with a NOTIFY), are
+    still claimed; a failure anywhere ends the run, and the next one starts by claiming what was left."""
 
     SLOTS = 16  # as the outbox's generated `slot` column (shared/db/migrations/0006_outbox_slots.sql)
+    PRESENCE = -1  # the second key of the advisory lock every relay holds while it runs; slots are 0..SLOTS-1
+    DELETE_SECONDS = 0.2  # how long rows published by hand-off may wait to be deleted, in one statement
+    ALONE_CHECK_SECONDS = 1.0  # how often a claiming relay tries the lock exclusive, when the outbox is drained
 
     def __init__(self, pool: asyncpg.Pool, new_producer: Callable[[], AIOKafkaProducer], schema: str,
                  topic_prefix: str, batch_size: int = 1000, idle_poll_seconds: float = 1.0):
@@ -139,17 +171,45 @@ class OutboxRelay:
         self._released_at = float("-inf")
         self._next_slot = 0
         self._token = uuid4().hex  # the payload of this relay's own NOTIFY, which it ignores
+        self._lock_key = f"outbox:{schema}"
+        self._joined = asyncio.Event()
+        self.handing_off = False
+        self._handed: list[Staged] = []  # committed by this process, to publish
+        self._published: list[int] = []  # handed rows acknowledged by Kafka, to delete
+        self._deleted_at = 0.0
+        self._claimed_at = float("-inf")
+        self._claim_due = False  # rows the hand-off does not carry may be waiting (a NOTIFY, the idle poll)
+        self._joiner = False  # another relay has asked to share
+        self._tried_alone_at = float("-inf")
 
     async def run(self) -> None:
         await run_forever("outbox-relay", self._relay)
 
+    async def joined(self) -> None:
+        """Returns once this relay holds its PRESENCE lock: from then on another relay hands off no more."""
+        await self._joined.wait()
+
+    def committed(self, rows: list[Staged]) -> None:
+        """This process has committed `rows`: handed off if this relay is, else claimed at once."""
+        if self.handing_off:
+            handed = [staged for staged in rows if not read_per_party(staged.row.topic)]
+            self._handed += handed
+            self._claim_due = self._claim_due or len(handed) < len(rows)
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        """Publish now, without waiting for a NOTIFY: rows may be waiting."""
+        self._claim_due = True
+        self._wakeup.set()
+
     async def _relay(self) -> None:
-        """Publish until cancelled, woken by this process's commits that staged rows (`wake`), by the NOTIFY of
-        a writer outside it and of another instance's relay that found rows in slots this one held, and polling
-        every `idle_poll_seconds` in case one was missed. A lost listening connection ends the run (run_forever
-        starts another, listening again); it goes back to the pool on every exit, failures included. Each run has
-        a producer of its own: after a failure the next run starts with a new one, because an idempotent producer
-        whose sequence the broker lost (OutOfOrderSequenceNumber after a broker restart) never recovers."""
+        """Publish until cancelled, woken by this process's commits (`committed`), by the NOTIFY of a writer
+        outside it and of another instance's relay (that found rows in slots this one held, or asks to share),
+        and polling every `idle_poll_seconds` in case one was missed. A lost listening connection ends the run
+        (run_forever starts another, listening again); it goes back to the pool on every exit, failures included,
+        its locks let go. Each run has a producer of its own: after a failure the next run starts with a new one,
+        because an idempotent producer whose sequence the broker lost (OutOfOrderSequenceNumber after a broker
+        restart) never recovers."""
         self.producer = self.new_producer()
         await self.producer.start()
         lost = asyncio.Event()
@@ -163,12 +223,14 @@ class OutboxRelay:
                 listener.add_termination_listener(listener_lost)
                 await listener.add_listener(notify_channel(self.schema), self._notified)
                 try:
+                    await self._join(listener)
                     while not lost.is_set():
-                        if not await self._publish_round():
+                        if not await self._step(listener):
                             await self._wait_for_work()
                         await self._release_held()
                     raise ConnectionError("the relay's LISTEN connection was lost: listening again")
                 finally:
+                    await self._leave(listener)
                     with suppress(Exception):  # a lost connection is already detached from the pool's proxy
                         listener.remove_termination_listener(listener_lost)
                         await listener.remove_listener(notify_channel(self.schema), self._notified)
@@ -176,32 +238,144 @@ class OutboxRelay:
             with suppress(Exception):
                 await self.producer.stop()
 
-    async def _publish_round(self) -> bool:
+    async def _join(self, listener: asyncpg.Connection) -> None:
+        """Take the PRESENCE lock shared; while a relay hands off (holds it exclusive), ask it to share, again
+        every idle poll, the request queued meanwhile so that the other cannot take the lock back."""
+        presence = (self._lock_key, self.PRESENCE)
+        if not await listener.fetchval("SELECT pg_try_advisory_lock_shared(hashtext($1), $2)", *presence):
+            locking = asyncio.ensure_future(
+                listener.execute("SELECT pg_advisory_lock_shared(hashtext($1), $2)", *presence))
+            try:
+                while not locking.done():
+                    async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                        await conn.execute("SELECT pg_notify($1, $2)", notify_channel(self.schema),
+                                           f"join:{self._token}")
+                    await asyncio.wait({locking}, timeout=self.idle_poll_seconds)
+            finally:
+                locking.cancel()
+            locking.result()
+        self._joined.set()
+        self._tried_alone_at = float("-inf")
+        log.info("outbox.relay_joined", schema=self.schema)
+
+    async def _leave(self, listener: asyncpg.Connection) -> None:
+        """What was handed and not published stays in the outbox, claimed by the next run (or another relay)."""
+        self._joined.clear()
+        self.handing_off, self._handed = False, []
+        with suppress(Exception):
+            await asyncio.wait_for(self._delete_published(force=True), ACQUIRE_TIMEOUT)
+        try:  # the pool keeps sessions as they are: the locks go here, or with the session
+            await listener.execute("SELECT pg_advisory_unlock_all()")
+        except Exception:
+            with suppress(Exception):  # a lost connection is already detached from the pool's proxy
+                listener.terminate()
+
+    async def _step(self, listener: asyncpg.Connection) -> bool:
+        """One round; True if there may be more to publish at once."""
+        if not self.handing_off:
+            self._joiner = False
+            claimed = await self._publish_round()
+            if not claimed.more and claimed.rows < self.batch_size:
+                await self._try_alone(listener)
+            return claimed.rows >= self.batch_size
+        if self._joiner:
+            await self._share(listener)
+            return True
+        await self._publish_handed()
+        more = False
+        if self._claim_due or self._loop_time() - self._claimed_at >= self.idle_poll_seconds:
+            more = (await self._publish_round()).rows >= self.batch_size
+        await self._delete_published()
+        return more or bool(self._handed)
+
+    async def _try_alone(self, listener: asyncpg.Connection) -> None:
+        """Hand off from now on if no other relay runs: what was committed before is claimed first."""
+        if self._loop_time() - self._tried_alone_at < self.ALONE_CHECK_SECONDS:
+            return
+        self._tried_alone_at = self._loop_time()
+        if not await listener.fetchval("SELECT pg_try_advisory_lock(hashtext($1), $2)",
+                                       self._lock_key, self.PRESENCE):
+            return
+        self.handing_off = True
+        while (await self.publish_pending()).rows:
+            pass
+        log.info("outbox.handing_off", schema=self.schema)
+
+    async def _share(self, listener: asyncpg.Connection) -> None:
+        """Another relay has joined: publish what was handed, and claim from now on, as it will."""
+        self.handing_off = False
+        await self._publish_handed()
+        await self._delete_published(force=True)
+        await listener.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", self._lock_key, self.PRESENCE)
+        self._joiner = False
+        log.info("outbox.sharing", schema=self.schema)
+
+    async def _publish_round(self) -> Claimed:
         """A batch, and another if the first left rows behind (a full batch, or more slots had rows than it
-        could hold); usually the first took them all. True if the last batch was full: there may be more at
-        once. Otherwise the relay waits: rows committed since have woken it (NOTIFY)."""
+        could hold); usually the first took them all. The last batch's figures: if it was full, there may be more
+        at once; otherwise the relay waits: rows committed since have woken it."""
+        self._claim_due, self._claimed_at = False, self._loop_time()
         claimed = await self.publish_pending()
         if claimed.more:
             claimed = await self.publish_pending()
-        return claimed.rows >= self.batch_size
+        return claimed
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        if payload != self._token:
-            self._wakeup.set()
+        if payload == f"join:{self._token}" or payload == self._token:
+            return
+        if payload.startswith("join:"):
+            self._joiner = True
+        else:
+            self._claim_due = True
+        self._wakeup.set()
 
     async def _wait_for_work(self) -> None:
+        timeout = self.DELETE_SECONDS if self._published else self.idle_poll_seconds
         try:
-            await asyncio.wait_for(self._wakeup.wait(), self.idle_poll_seconds)
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
         except TimeoutError:
             pass
         self._wakeup.clear()
 
-    def wake(self) -> None:
-        """Publish now, without waiting for a NOTIFY: this process has staged rows (or rows may be waiting)."""
-        self._wakeup.set()
+    async def _publish_handed(self) -> None:
+        rows, self._handed = sorted(self._handed), []
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        records = [{"seq": seq, "event_id": row.event_id, "topic": row.topic, "key": row.key, "value": row.value,
+                    "headers": row.headers, "created_at": now} for seq, row in rows]
+        refused = await self._publish(records)
+        if refused:
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+                await _park(conn, [(row, repr(error)[:1000]) for row, error in refused])
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
+                                   [row["seq"] for row, _ in refused])
+        unsent = {row["seq"] for row, _ in refused}
+        self._published += [seq for seq, _ in rows if seq not in unsent]
+        _count_published(self.schema, [r for r in records if r["seq"] not in unsent])
+
+    async def _delete_published(self, force: bool = False) -> None:
+        """Delete the rows handed off and published: in one statement, committed without waiting for the disk
+        (as a claim's: a row brought back by a crash is published again, and skipped by its consumers)."""
+        due = self._loop_time() - self._deleted_at >= self.DELETE_SECONDS or len(self._published) >= self.batch_size
+        if not self._published or not (due or force):
+            return
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            await conn.execute(
+                """WITH deleted AS (DELETE FROM outbox WHERE seq = ANY($1::bigint[]) RETURNING 1)
+                   SELECT set_config('synchronous_commit', 'off', true), (SELECT count(*) FROM deleted)""",
+                self._published)
+        self._published, self._deleted_at = [], self._loop_time()
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     async def publish_pending(self) -> Claimed:
-        """One batch: the oldest rows of the slots this relay could take."""
+        """One batch: the oldest rows of the slots this relay could take, but those it was handed and has
+        published already. Those it was handed and has not are taken too (and published twice, skipped by
+        consumers the second time): rows committed after them may be among those taken (committed, not yet handed
+        over), and must not go first."""
         start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back. Its commit
@@ -213,7 +387,7 @@ class OutboxRelay:
                 """WITH RECURSIVE occupied AS (  -- the slots that have rows, from $3 on (a probe of the index each)
                      SELECT coalesce(array_agg(s.slot ORDER BY (s.slot - $3 + $2) % $2), ARRAY[]::int[]) AS slots
                      FROM generate_series(0, $2 - 1) AS s(slot)
-                     WHERE EXISTS (SELECT FROM outbox o WHERE o.slot = s.slot)
+                     WHERE EXISTS (SELECT FROM outbox o WHERE o.slot = s.slot AND o.seq <> ALL($5::bigint[]))
                    ), claim(i, held) AS (  -- tried in turn, one at a time, until half of all slots are held
                      SELECT 0, ARRAY[]::int[]
                      UNION ALL
@@ -226,7 +400,8 @@ class OutboxRelay:
                      SELECT unnest(held) AS slot FROM last
                    ), oldest AS (  -- each held slot's oldest rows, read along the index, then the oldest of all
                      SELECT picked.seq FROM held, LATERAL (
-                       SELECT seq FROM outbox WHERE outbox.slot = held.slot ORDER BY seq LIMIT $1) AS picked
+                       SELECT seq FROM outbox WHERE outbox.slot = held.slot AND seq <> ALL($5::bigint[])
+                       ORDER BY seq LIMIT $1) AS picked
                      ORDER BY picked.seq LIMIT $1
                    ), deleted AS (  -- not locked before: a row another relay deleted since this statement's
                                     -- snapshot (it held the slot until it committed) is skipped by the DELETE,
@@ -240,7 +415,7 @@ class OutboxRelay:
                           (SELECT tried - cardinality(held) FROM last) AS contended
                    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS figures  -- this transaction's
                      LEFT JOIN deleted ON true""",
-                self.batch_size, self.SLOTS, start, f"outbox:{self.schema}")
+                self.batch_size, self.SLOTS, start, self._lock_key, self._published)
             figures = claimed[0]
             if figures["contended"]:
                 await conn.execute("SELECT pg_notify($1, $2)", notify_channel(self.schema), self._token)
@@ -250,8 +425,7 @@ class OutboxRelay:
             if refused or held:
                 await _park(conn, [(row, repr(error)[:1000]) for row, error in refused] + held)
         unsent = {row["seq"] for row, _ in refused}
-        for topic, count in Counter(r["topic"] for r in sendable if r["seq"] not in unsent).items():
-            MESSAGES_PUBLISHED.labels(self.schema, topic).inc(count)
+        _count_published(self.schema, [r for r in sendable if r["seq"] not in unsent])
         more = bool(rows) and (figures["picked"] >= self.batch_size or figures["occupied"] > figures["held"])
         return Claimed(len(rows), more)
 
@@ -285,6 +459,11 @@ class OutboxRelay:
             except UNPUBLISHABLE as error:
                 refused.append((row, error))
         return refused
+
+
+def _count_published(schema: str, rows: list) -> None:
+    for topic, count in Counter(r["topic"] for r in rows).items():
+        MESSAGES_PUBLISHED.labels(schema, topic).inc(count)
 
 
 async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:

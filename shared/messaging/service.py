@@ -168,11 +168,11 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
                             definition.name, config.topic_prefix)
         health.pool = pool
         writes = frozenset(definition.writes)
-        begin = units_of_work(pool, definition.name, writes, config, wake_relay=relay.wake)
+        begin = units_of_work(pool, definition.name, writes, config, relay=relay)
         for watched, subscription in zip(health.consumers, definition.subscriptions, strict=True):
             group = consumer_group(definition.name, subscription.topic)
             consumers[group] = Consumer(pool, service=definition.name, writes=writes, group=group,
-                                        settings=config, monitor=watched.monitor, wake_relay=relay.wake)
+                                        settings=config, monitor=watched.monitor, relay=relay)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
                  asyncio.create_task(health.watch(), name="health")]
         tasks += [asyncio.create_task(task(begin), name=task.__name__)

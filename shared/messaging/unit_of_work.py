@@ -27,7 +27,7 @@ from shared.settings import Settings
 
 from . import outbox
 from .monitor import count_committed
-from .outbox import OutboxRow
+from .outbox import OutboxRelay, OutboxRow
 from .tracing import headers_of, trace_id_of
 
 P = TypeVar("P", bound=Contract)
@@ -67,9 +67,9 @@ class UnitOfWork:
     # last flush (undone with a savepoint), and those flushed.
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     flushed: list[Callable[[], None]] = field(default_factory=list)
-    # The relay of this process, woken once a commit has staged rows; without one (a unit of work outside the
-    # service's process), the commit wakes the service's relays with a NOTIFY.
-    wake_relay: Callable[[], None] | None = None
+    # The relay of this process, handed the rows once they are committed; without one (a unit of work outside
+    # the service's process), the commit wakes the service's relays with a NOTIFY.
+    relay: OutboxRelay | None = None
 
     @property
     def source(self) -> str:
@@ -115,18 +115,21 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
         rows = self.staged + [row for row, _, _ in self.dead_letters]
-        await outbox.write(self.conn, rows, self.service, notify=self.wake_relay is None)
+        written = await outbox.write(self.conn, rows, self.service, notify=self.relay is None)
         if self.dead_letters:
             await _keep_dead_letters(self.conn, self.dead_letters)
         self.staged, self.dead_letters = [], []
         self.flushed += [partial(count_committed, self.emitted), *self.after_commit]
-        if rows and self.wake_relay is not None:
-            self.flushed.append(self.wake_relay)
+        if written and self.relay is not None:
+            self.flushed.append(partial(self.relay.committed, written))
         self.emitted, self.after_commit = [], []
 
-    def discard_staged(self) -> None:
-        """What was staged since the last flush, undone (its savepoint rolled back)."""
+    def discard_staged(self, flushed_before: int | None = None) -> None:
+        """What was staged since the last flush, undone (its savepoint rolled back); and, if the savepoint's
+        work was flushed, what was flushed in it (`flushed_before`: how much had been before it)."""
         self.staged, self.dead_letters, self.refused, self.emitted, self.after_commit = [], [], [], [], []
+        if flushed_before is not None:
+            del self.flushed[flushed_before:]
 
     def committed(self) -> None:
         """Called once the transaction has committed: only then does what it did count."""
@@ -140,16 +143,19 @@ Begin = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
 def units_of_work(pool: asyncpg.Pool, service: str, writes: frozenset[str], settings: Settings,
-                  wake_relay: Callable[[], None] | None = None) -> Begin:
+                  relay: OutboxRelay | None = None) -> Begin:
     """How work that no message started (deadlines, retention) opens a unit of work: a transaction of its own
-    that writes what was staged and commits on exit."""
+    that writes what was staged and commits on exit (once the process's relay has joined: OutboxRelay)."""
     @asynccontextmanager
     async def begin() -> AsyncIterator[UnitOfWork]:
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            uow = UnitOfWork(conn, service, writes, settings, wake_relay=wake_relay)
-            yield uow
-            await uow.flush()
-        uow.committed()
+        if relay is not None:
+            await relay.joined()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            async with conn.transaction():
+                uow = UnitOfWork(conn, service, writes, settings, relay=relay)
+                yield uow
+                await uow.flush()
+            uow.committed()  # before the connection goes back: the relay is handed the rows in commit order
 
     return begin
 

@@ -117,11 +117,13 @@ async def test_a_silent_step_is_retried_then_compensated_even_across_a_crash(con
         await oms.restart("capture")
         [cancelled] = await events.wait_for(of_type(OrderCancelled, order_id), timeout=30)
         assert cancelled["data"]["reason"]["code"] == "STEP_TIMEOUT"
-        assert len(commands.envelopes(of_type(ReserveStock, order_id))) == 3
+        # Each once, by event id: one published just before the kill may be published again by the restarted
+        # capture (its row not yet deleted: the relay deletes what it handed off in batches), as at-least-once allows.
+        assert len({e["id"] for e in commands.envelopes(of_type(ReserveStock, order_id))}) == 3
         await commands.wait_for(of_type(ReleaseReservation, order_id))
         # OrderAccepted and the first ReserveStock, two more on deadlines, ReleaseReservation and OrderCancelled
-        sent = [record for watcher in (commands, events)
-                for _, record in watcher.matching(lambda e: e.get("subject") == str(order_id))]
+        sent = list({envelope["id"]: record for watcher in (commands, events)
+                     for envelope, record in watcher.matching(lambda e: e.get("subject") == str(order_id))}.values())
         traceparents = [value.decode() for record in sent for name, value in record.headers if name == "traceparent"]
         assert len(traceparents) == len(sent) == 6, "every message carries a trace context"
         assert len({tp.split("-")[1] for tp in traceparents}) == 1, "the order's trace, kept in its saga row"

@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from ops.waiting import eventually
 from shared.db import create_pool
@@ -99,12 +100,12 @@ async def test_a_claim_takes_the_slots_that_have_rows_and_a_drained_outbox_waits
     running = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.waits == 1, what="the relay waiting after its first round")
-        assert (relay.published, relay.batches) == (32, 2)
+        assert (relay.published, relay.batches) == (32, 3)  # and a third as it found itself alone (OutboxRelay)
         for round_, slots in enumerate([range(8, 16), range(8)], start=2):  # either half: one claim takes all
             async with pool.acquire() as conn:
                 await write(conn, _rows(await _keys(conn, slots, 5)), schema)  # its NOTIFY wakes the relay
             await eventually(lambda r=round_: relay.waits == r, what=f"the relay waiting after round {round_}")
-            assert (relay.published, relay.batches) == (32 + 5 * (round_ - 1), round_ + 1)
+            assert (relay.published, relay.batches) == (32 + 5 * (round_ - 1), round_ + 2)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
@@ -119,12 +120,10 @@ async def test_a_relay_whose_listening_connection_is_lost_listens_again(config, 
     running = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: relay.waits == 1, what="the relay waiting")
-        listening = f'LISTEN "{notify_channel(schema)}"'
-        terminated = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                          "WHERE query = $1", listening)
-        assert terminated == 1
-        await eventually(lambda: admin.fetchval("SELECT count(*) = 1 FROM pg_stat_activity WHERE query = $1",
-                                                listening), what="the relay listening on a new connection")
+        [listener] = await _listeners(admin, schema)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", listener)
+        await eventually(lambda: _listening_again(admin, schema, listener),
+                         what="the relay listening on a new connection")
         async with pool.acquire() as conn:
             await write(conn, _rows(await _keys(conn, range(16), 3)), schema)
         await eventually(lambda: relay.published == 3, timeout=20, what="the rows published, woken by NOTIFY")
@@ -146,7 +145,7 @@ async def test_a_relay_is_woken_by_its_own_process_commits_without_a_notify(conf
             await eventually(lambda: relay.waits == 1, what="the relay waiting")
             async with pool.acquire() as conn:
                 async with conn.transaction():
-                    uow = UnitOfWork(conn, schema, frozenset({TOPIC}), config, wake_relay=relay.wake)
+                    uow = UnitOfWork(conn, schema, frozenset({TOPIC}), config, relay=relay)
                     uow.staged += _rows(await _keys(conn, range(16), 3))
                     await uow.flush()
                 uow.committed()
@@ -216,6 +215,152 @@ async def test_a_relay_that_finds_rows_in_a_slot_another_holds_wakes_the_other(c
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+
+async def test_a_relay_alone_hands_off_what_its_process_commits_and_claims_what_others_stage(config, outbox):
+    """The only relay of its outbox publishes the rows its own process commits as they are handed over, without a
+    claim, and deletes them once acknowledged; rows another process stages (with a NOTIFY) are still claimed."""
+    pool, schema = outbox
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-alone"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.handing_off and relay.waits >= 1, what="the relay alone, handing off")
+        claims = relay.batches
+        await _commit(pool, schema, relay, _rows(await _keys_of(pool, range(16), 5)))
+        await eventually(lambda: relay.published == 5, what="the rows handed over published")
+        await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="the rows deleted")
+        assert relay.batches == claims, "published without a claim"
+        async with pool.acquire() as conn:
+            await write(conn, _rows(await _keys(conn, range(16), 3)), schema)
+        await eventually(lambda: relay.published == 8, what="the rows another process staged, claimed")
+        assert relay.batches > claims
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_relay_joining_one_that_hands_off_waits_until_it_shares_and_each_keys_order_holds(config, outbox):
+    """A second instance starts while the first hands off, and writes the same keys once its relay has joined (a
+    rebalance gave it their partitions): the first has published what it was handed and claims from then on, so
+    each key's messages are on the topic in the order they were committed. When the second stops, the first is
+    alone again and hands off again."""
+    pool, schema = outbox
+    first, second = [CountingRelay(pool, lambda i=i: make_producer(config.kafka_login(), f"relay-join-{i}"), schema,
+                                   config.topic_prefix, idle_poll_seconds=0.2) for i in range(2)]
+    keys = await _keys_of(pool, range(16), 24)
+    written: dict[str, int] = defaultdict(int)
+
+    async def write_round(relay: OutboxRelay) -> None:
+        await relay.joined()
+        rows = [OutboxRow(uuid.uuid4(), TOPIC, key, json.dumps({"key": key, "n": written[key]}).encode(), {})
+                for key in keys]
+        await _commit(pool, schema, relay, rows)
+        for key in keys:
+            written[key] += 1
+
+    async with TopicWatcher(config, TOPIC) as topic:
+        running = [asyncio.create_task(first.run())]
+        try:
+            await eventually(lambda: first.handing_off, what="the first relay alone, handing off")
+            for _ in range(5):
+                await write_round(first)
+            running.append(asyncio.create_task(second.run()))
+            while not second._joined.is_set():
+                await write_round(first)  # committed while the second waits: handed off, or claimed once shared
+            assert not first.handing_off, "the second relay joined while the first still handed off"
+            for round_ in range(10):
+                await write_round([first, second][round_ % 2])
+            assert not (first.handing_off or second.handing_off)
+            running.pop().cancel()
+            await eventually(lambda: first.handing_off, what="the first relay alone again, handing off")
+            await write_round(first)
+            await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="the outbox published")
+            records = await eventually(lambda: _ours(topic, set(keys), sum(written.values())),
+                                       what="every message on the topic")
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+    assert _first_seen_in_order(records) == {key: list(range(written[key])) for key in keys}
+
+
+async def test_a_hand_off_that_fails_leaves_its_rows_to_be_claimed_in_order(config, outbox):
+    """Kafka fails the relay while it publishes what it was handed: the run ends, the rows stay in the outbox, the
+    rows committed meanwhile too (not handed: the relay has left), and the next run claims them all, in order,
+    before it hands off again."""
+    pool, schema = outbox
+    relay = FailingOnceRelay(pool, lambda: make_producer(config.kafka_login(), "relay-fails"), schema,
+                             config.topic_prefix, idle_poll_seconds=3600)
+    keys = await _keys_of(pool, range(16), 24)
+    rounds = 12
+    async with TopicWatcher(config, TOPIC) as topic:
+        running = asyncio.create_task(relay.run())
+        try:
+            await eventually(lambda: relay.handing_off, what="the relay alone, handing off")
+            for n in range(rounds):
+                rows = [OutboxRow(uuid.uuid4(), TOPIC, key, json.dumps({"key": key, "n": n}).encode(), {})
+                        for key in keys]
+                relay.fail_next = n == 3
+                await _commit(pool, schema, relay, rows)
+                if n == 3:
+                    await eventually(lambda: relay.failed, what="the hand-off failed")
+            await eventually(lambda: relay.handing_off, what="the relay handing off again")
+            await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="the outbox published")
+            records = await eventually(lambda: _ours(topic, set(keys), len(keys) * rounds),
+                                       what="every message on the topic")
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    assert _first_seen_in_order(records) == {key: list(range(rounds)) for key in keys}
+
+
+class FailingOnceRelay(CountingRelay):
+    fail_next = False
+    failed = False
+
+    async def _publish(self, rows):
+        if self.fail_next:
+            self.fail_next, self.failed = False, True
+            raise KafkaConnectionError("the broker went away (test)")
+        return await super()._publish(rows)
+
+
+async def _commit(pool, schema: str, relay: OutboxRelay, rows: list[OutboxRow]) -> None:
+    """Stage rows as a unit of work in the relay's process does, and hand them over once committed."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            uow = UnitOfWork(conn, schema, frozenset({TOPIC}), None, relay=relay)
+            uow.staged += rows
+            await uow.flush()
+        uow.committed()
+
+
+async def _keys_of(pool, slots: range, count: int) -> list[str]:
+    async with pool.acquire() as conn:
+        return await _keys(conn, slots, count)
+
+
+def _first_seen_in_order(records) -> dict[str, list[int]]:
+    """Each key's message numbers as consumers apply them: in topic order, a message seen before skipped."""
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        message = json.loads(record.value)
+        if message["n"] not in by_key[message["key"]]:
+            by_key[message["key"]].append(message["n"])
+    return dict(by_key)
+
+
+async def _listeners(admin, schema: str) -> list[int]:
+    """The backends of the relays running on `schema`: each holds its PRESENCE lock on its listening connection."""
+    return [r["pid"] for r in await admin.fetch(
+        """SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+           AND classid = hashtext($1)::oid AND objid = $2::int4::oid""", f"outbox:{schema}", OutboxRelay.PRESENCE)]
+
+
+async def _listening_again(admin, schema: str, lost: int) -> bool:
+    """A relay listens before it takes its PRESENCE lock: holding it on another connection, it listens again."""
+    return [pid for pid in await _listeners(admin, schema) if pid != lost] != []
 
 
 class Notifications:
