@@ -30,13 +30,13 @@ from aiokafka.errors import (
 
 from shared.contracts import Contract, Envelope
 from shared.contracts.base import encode
-from shared.contracts.topics import destinations, read_per_party
+from shared.contracts.topics import destinations
 from shared.db import ACQUIRE_TIMEOUT
 from shared.logging import get_logger
 from shared.settings import KafkaLogin
 
 from .monitor import MESSAGES_PUBLISHED
-from .party_topics import PartyTopics, release
+from .party_topics import PartyTopics, only_per_party, release
 from .retry import run_forever
 
 log = get_logger(__name__)
@@ -149,8 +149,8 @@ class OutboxRelay:
     starts asks the one handing off to stop (a NOTIFY) and waits for the lock shared; the other publishes what it
     was handed, deletes it, and lets go of the exclusive lock: then both claim. The service applies nothing
     before its relay holds the lock (`joined`), so no other instance writes rows while one hands off, and a key's
-    messages keep their order. Rows on a party's own topic, and rows other processes stage (with a NOTIFY), are
-    still claimed; a failure anywhere ends the run, and the next one starts by claiming what was left."""
+    messages keep their order. Rows other processes stage (with a NOTIFY) are still claimed; a failure anywhere
+    ends the run, and the next one starts by claiming what was left."""
 
     SLOTS = 16  # as the outbox's generated `slot` column (shared/db/migrations/0006_outbox_slots.sql)
     PRESENCE = -1  # the second key of the advisory lock every relay holds while it runs; slots are 0..SLOTS-1
@@ -192,9 +192,7 @@ class OutboxRelay:
     def committed(self, rows: list[Staged]) -> None:
         """This process has committed `rows`: handed off if this relay is, else claimed at once."""
         if self.handing_off:
-            handed = [staged for staged in rows if not read_per_party(staged.row.topic)]
-            self._handed += handed
-            self._claim_due = self._claim_due or len(handed) < len(rows)
+            self._handed += rows
         self._wakeup.set()
 
     def wake(self) -> None:
@@ -344,15 +342,23 @@ class OutboxRelay:
         now = datetime.now(UTC)
         records = [{"seq": seq, "event_id": row.event_id, "topic": row.topic, "key": row.key, "value": row.value,
                     "headers": row.headers, "created_at": now} for seq, row in rows]
-        refused = await self._publish(records)
-        if refused:
+        sendable, held = await self._sort_out(records)
+        refused = await self._publish(sendable)
+        parked = [(row, repr(error)[:1000]) for row, error in refused] + held
+        if parked:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-                await _park(conn, [(row, repr(error)[:1000]) for row, error in refused])
-                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
-                                   [row["seq"] for row, _ in refused])
-        unsent = {row["seq"] for row, _ in refused}
-        self._published += [seq for seq, _ in rows if seq not in unsent]
-        _count_published(self.schema, [r for r in records if r["seq"] not in unsent])
+                await _park(conn, parked)
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [row["seq"] for row, _ in parked])
+        unsent = {row["seq"] for row, _ in parked}
+        self._published += [seq for seq, _ in rows if seq not in unsent]  # and the party copies skipped
+        _count_published(self.schema, [r for r in sendable if r["seq"] not in unsent])
+
+    async def _sort_out(self, records: list[dict]) -> tuple[list[dict], list[tuple[dict, str]]]:
+        """As a claim's rows (party_topics.py): whether a party's topic holds messages back is in the database."""
+        if any(only_per_party(r["topic"]) for r in records):
+            async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                return await self.party_topics.sort_out(conn, self.producer, records)
+        return await self.party_topics.sort_out(None, self.producer, records)
 
     async def _delete_published(self, force: bool = False) -> None:
         """Delete the rows handed off and published: in one statement, committed without waiting for the disk

@@ -47,9 +47,10 @@ class PartyTopics:
         self._refreshed_at = float("-inf")
         self._skipping: set[str] = set()
 
-    async def sort_out(self, conn: asyncpg.Connection, producer: AIOKafkaProducer,
+    async def sort_out(self, conn: asyncpg.Connection | None, producer: AIOKafkaProducer,
                        rows: list[asyncpg.Record]) -> tuple[list[asyncpg.Record], list[tuple[asyncpg.Record, str]]]:
-        """The rows to send, and those to hold with the reason; copies for a channel without a topic are dropped."""
+        """The rows to send, and those to hold with the reason; copies for a channel without a topic are dropped.
+        `conn` is needed only if a row is for a topic that exists only per party (held_topics)."""
         topics = {row["topic"] for row in rows}
         absent = await self.absent(producer, topics)
         held = {t for t in absent if only_per_party(t)} | await held_topics(conn, topics)

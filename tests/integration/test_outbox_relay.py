@@ -10,6 +10,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from ops.waiting import eventually
+from shared.contracts.topics import FULFILLMENT_WORK, ORDER_EVENTS, party_topic_of
 from shared.db import create_pool
 from shared.messaging.outbox import OutboxRelay, OutboxRow, make_producer, notify_channel, write
 from shared.messaging.topics import ensure_topics
@@ -240,6 +241,30 @@ async def test_a_relay_alone_hands_off_what_its_process_commits_and_claims_what_
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def test_a_relay_handing_off_holds_work_for_a_party_without_a_topic_and_skips_its_copies(config, outbox):
+    """What a claim does with a party's rows, the hand-off does too: work for a location whose topic does not
+    exist yet is held (parked, NO_PARTY_TOPIC), a channel's copy of an event without a topic of its own skipped;
+    both leave the outbox."""
+    pool, schema = outbox
+    relay = CountingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-parties"), schema,
+                          config.topic_prefix, idle_poll_seconds=3600)
+    party = f"NOPE{uuid.uuid4().hex[:6].upper()}"
+    work, copy = party_topic_of(FULFILLMENT_WORK, party), party_topic_of(ORDER_EVENTS, party)
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.handing_off and relay.waits >= 1, what="the relay alone, handing off")
+        claims = relay.batches
+        await _commit(pool, schema, relay, [OutboxRow(uuid.uuid4(), topic, "K-1", b"{}", {}) for topic in (work, copy)],
+                      writes={work, copy})
+        await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox"), what="the rows gone from the outbox")
+        parked = await pool.fetch("SELECT topic, reason FROM outbox_parked")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert [(r["topic"], r["reason"].split(":")[0]) for r in parked] == [(work, "NO_PARTY_TOPIC")]
+    assert (relay.published, relay.batches) == (0, claims)
+
+
 async def test_a_relay_joining_one_that_hands_off_waits_until_it_shares_and_each_keys_order_holds(config, outbox):
     """A second instance starts while the first hands off, and writes the same keys once its relay has joined (a
     rebalance gave it their partitions): the first has published what it was handed and claims from then on, so
@@ -326,11 +351,11 @@ class FailingOnceRelay(CountingRelay):
         return await super()._publish(rows)
 
 
-async def _commit(pool, schema: str, relay: OutboxRelay, rows: list[OutboxRow]) -> None:
+async def _commit(pool, schema: str, relay: OutboxRelay, rows: list[OutboxRow], writes=frozenset({TOPIC})) -> None:
     """Stage rows as a unit of work in the relay's process does, and hand them over once committed."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            uow = UnitOfWork(conn, schema, frozenset({TOPIC}), None, relay=relay)
+            uow = UnitOfWork(conn, schema, frozenset(writes), None, relay=relay)
             uow.staged += rows
             await uow.flush()
         uow.committed()
