@@ -91,7 +91,6 @@ async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *,
     return [Staged(numbered[row.event_id, row.topic], row) for row in rows]
 
 
-
 def backlog_sql(outbox: str = "outbox") -> str:
     """A select list of an outbox's rows waiting (`backlog`) and the seconds since the oldest was staged
     (`oldest`, NULL when none waits): the oldest by `seq`, read along the primary key (min(created_at) scanned the
@@ -279,12 +278,12 @@ class OutboxRelay:
         if self._joiner:
             await self._share(listener)
             return True
-        await self._publish_handed()
         more = False
         if self._claim_due or self._loop_time() - self._claimed_at >= self.idle_poll_seconds:
             more = (await self._publish_round()).rows >= self.batch_size
+        await self._publish_handed()
         await self._delete_published()
-        return more or bool(self._handed)
+        return more
 
     async def _try_alone(self, listener: asyncpg.Connection) -> None:
         """Hand off from now on if no other relay runs: what was committed before is claimed first."""
@@ -348,7 +347,8 @@ class OutboxRelay:
         if parked:
             async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
                 await _park(conn, parked)
-                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [row["seq"] for row, _ in parked])
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])",
+                                   [row["seq"] for row, _ in parked])
         unsent = {row["seq"] for row, _ in parked}
         self._published += [seq for seq, _ in rows if seq not in unsent]  # and the party copies skipped
         _count_published(self.schema, [r for r in sendable if r["seq"] not in unsent])
@@ -363,8 +363,9 @@ class OutboxRelay:
     async def _delete_published(self, force: bool = False) -> None:
         """Delete the rows handed off and published: in one statement, committed without waiting for the disk
         (as a claim's: a row brought back by a crash is published again, and skipped by its consumers)."""
-        due = self._loop_time() - self._deleted_at >= self.DELETE_SECONDS or len(self._published) >= self.batch_size
-        if not self._published or not (due or force):
+        due = force or len(self._published) >= self.batch_size or \
+            self._loop_time() - self._deleted_at >= self.DELETE_SECONDS
+        if not self._published or not due:
             return
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             await conn.execute(
@@ -379,9 +380,9 @@ class OutboxRelay:
 
     async def publish_pending(self) -> Claimed:
         """One batch: the oldest rows of the slots this relay could take, but those it was handed and has
-        published already. Those it was handed and has not are taken too (and published twice, skipped by
-        consumers the second time): rows committed after them may be among those taken (committed, not yet handed
-        over), and must not go first."""
+        published already. Those it was handed and has not are taken too, and not handed any more: rows committed
+        after them may be among those taken (committed, not yet handed over), and must not go first; rows put
+        back in the outbox for a party whose topic now exists (party_topics.release) go before what follows them."""
         start, self._next_slot = self._next_slot, (self._next_slot + self.SLOTS // 2) % self.SLOTS
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             # Deleted inside the transaction: if publishing fails, the rollback brings every row back. Its commit
@@ -430,6 +431,8 @@ class OutboxRelay:
             refused = await self._publish(sendable)
             if refused or held:
                 await _park(conn, [(row, repr(error)[:1000]) for row, error in refused] + held)
+        taken = {row["seq"] for row in rows}
+        self._handed = [staged for staged in self._handed if staged.seq not in taken]
         unsent = {row["seq"] for row, _ in refused}
         _count_published(self.schema, [r for r in sendable if r["seq"] not in unsent])
         more = bool(rows) and (figures["picked"] >= self.batch_size or figures["occupied"] > figures["held"])

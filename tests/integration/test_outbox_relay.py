@@ -265,6 +265,46 @@ async def test_a_relay_handing_off_holds_work_for_a_party_without_a_topic_and_sk
     assert (relay.published, relay.batches) == (0, claims)
 
 
+async def test_work_held_for_a_party_goes_out_before_work_handed_off_after_its_topic_exists(config, outbox):
+    """Work for a location without a topic is held; once ops has created the topic, what was held is put back in
+    the outbox and goes out first, even when more work is handed off at that very moment."""
+    pool, schema = outbox
+    relay = ReleasingRelay(pool, lambda: make_producer(config.kafka_login(), "relay-release"), schema,
+                           config.topic_prefix, idle_poll_seconds=3600)
+    work = party_topic_of(FULFILLMENT_WORK, f"NEW{uuid.uuid4().hex[:6].upper()}")
+
+    def numbered(n: int) -> list[OutboxRow]:
+        return [OutboxRow(uuid.uuid4(), work, "K-1", json.dumps({"key": "K-1", "n": n}).encode(), {})]
+
+    relay.after_release = lambda: _commit(pool, schema, relay, numbered(2), writes={work})
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.handing_off and relay.waits >= 1, what="the relay alone, handing off")
+        for n in range(2):
+            await _commit(pool, schema, relay, numbered(n), writes={work})
+        await eventually(lambda: pool.fetchval("SELECT count(*) = 2 FROM outbox_parked"), what="both held")
+        await ensure_topics(config, names=[work])
+        relay.wake()  # a round, as its idle poll (an hour here) would bring
+        async with TopicWatcher(config, work) as topic:
+            await eventually(lambda: relay.published == 3, what="the held work and the new, published")
+            records = await eventually(lambda: _ours(topic, {"K-1"}, 3), what="the work on the topic")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert _first_seen_in_order(records) == {"K-1": [0, 1, 2]}
+
+
+class ReleasingRelay(CountingRelay):
+    """Tries to release held work every round, and commits more work the moment some was released."""
+    after_release = None
+
+    async def _release_held(self, every_seconds: float = 5.0) -> None:
+        await super()._release_held(every_seconds=0)
+        if self._claim_due and self.after_release is not None:
+            commit, self.after_release = self.after_release, None
+            await commit()
+
+
 async def test_a_relay_joining_one_that_hands_off_waits_until_it_shares_and_each_keys_order_holds(config, outbox):
     """A second instance starts while the first hands off, and writes the same keys once its relay has joined (a
     rebalance gave it their partitions): the first has published what it was handed and claims from then on, so
