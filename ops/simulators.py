@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer
@@ -81,9 +81,12 @@ def _consumer(settings: Settings, group: str, pattern: str, from_end: bool = Fal
     return consumer
 
 
-def joined(stand_in) -> bool:
-    """The stand-in's consumer has its partitions (one reading `from_end` sees what is written from now on)."""
-    return bool(stand_in._consumer.assignment())
+def joined(stand_in, topics: Iterable[str] = ()) -> bool:
+    """The stand-in's consumer has its partitions, of each of `topics` among them (one reading `from_end` sees what
+    is written from now on; a pattern finds a topic made just before only at its next metadata refresh, and until
+    then a consumer with partitions of older topics has joined all the same)."""
+    assigned = {partition.topic for partition in stand_in._consumer.assignment()}
+    return bool(assigned) and set(topics) <= assigned
 
 
 async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:

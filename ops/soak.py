@@ -26,7 +26,7 @@ import asyncpg
 
 from services.capture.validation import order_id_for
 from shared.contracts.orders import OrderConfirmed, PlaceOrder
-from shared.contracts.topics import ORDER_EVENTS
+from shared.contracts.topics import FULFILLMENT_WORK, ORDER_EVENTS, party_topic_of
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 
@@ -169,7 +169,9 @@ class Soak:
                           CustomerSimulator(self.settings, channel, group=f"oms.simulator.customers.{network.tag}",
                                             from_end=True)]
             stand_ins = asyncio.gather(*(simulator.run() for simulator in simulators))
-            await eventually(lambda: all(map(joined, simulators)), timeout=60, what="the stand-ins to join")
+            work = {self.settings.topic(party_topic_of(FULFILLMENT_WORK, location)) for location in ours}
+            await eventually(lambda: joined(simulators[0], work) and all(map(joined, simulators[1:])), timeout=60,
+                             what="the stand-ins to join, the locations' with this network's work topics")
             before = await schema_bytes(self.settings)
             count = int(self.rate * self.minutes * 60)
             try:

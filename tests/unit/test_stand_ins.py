@@ -8,6 +8,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
     KafkaTimeoutError,
@@ -17,7 +18,7 @@ from aiokafka.errors import (
 )
 
 from ops.client import Client
-from ops.simulators import _consume, _Heard
+from ops.simulators import _consume, _Heard, joined
 from shared.contracts.orders import ReleaseHold
 from shared.settings import Settings
 
@@ -135,3 +136,18 @@ async def test_the_client_gives_up_after_its_patience_and_never_retries_what_kaf
 
 async def _no_wait(_) -> None:
     return None
+
+
+def test_a_stand_in_reading_from_the_end_has_joined_only_once_it_has_partitions_of_the_topics_it_must_see():
+    """The soak's location stand-in had partitions of older networks' work topics, so it had joined; the new
+    network's topics came at its next metadata refresh, and the work written meanwhile was skipped (19 orders
+    never shipped in a 30-minute soak against a running OMS)."""
+    class StandIn:
+        def __init__(self, *topics: str):
+            self._consumer = SimpleNamespace(assignment=lambda: {TopicPartition(t, 0) for t in topics})
+
+    new_work = {"fulfillment.work.v1.NEW-WH1", "fulfillment.work.v1.NEW-WH2"}
+    assert not joined(StandIn(), new_work)
+    assert not joined(StandIn("fulfillment.work.v1.OLD-WH1", "fulfillment.work.v1.NEW-WH1"), new_work)
+    assert joined(StandIn("fulfillment.work.v1.OLD-WH1", *new_work), new_work)
+    assert joined(StandIn("payments.commands.v1"))
