@@ -19,6 +19,11 @@ log = get_logger(__name__)
 Message = tuple[str, bytes, bytes | None]  # topic, value, key
 
 
+# An attempt's longest wait for its acknowledgements: after a broker restart an aiokafka producer could leave one
+# unanswered for good (the broker-restart fault test: its orders stopped half way, the services idle).
+ATTEMPT_SECONDS = 20.0
+
+
 class Client:
     """Sends as a real client would: what the broker did not take — an outage longer than the producer's own
     retries, or a producer whose sequence the broker lost (OutOfOrderSequenceNumber after a broker restart: an
@@ -58,11 +63,12 @@ class Client:
         while True:
             producer = self.producer
             try:
-                deliveries = [await producer.send(topic, value, key) for topic, value, key in messages]
-                for delivery in deliveries:
-                    await delivery
+                async with asyncio.timeout(ATTEMPT_SECONDS):
+                    deliveries = [await producer.send(topic, value, key) for topic, value, key in messages]
+                    for delivery in deliveries:
+                        await delivery
                 return
-            except KafkaError as error:
+            except (KafkaError, TimeoutError) as error:
                 if not _worth_again(error) or asyncio.get_running_loop().time() >= deadline:
                     raise
                 log.warning("client.send_failed", source=self.source, error=repr(error))
@@ -82,10 +88,10 @@ class Client:
                 await self.producer.start()
 
 
-def _worth_again(error: KafkaError) -> bool:
-    """An outage or a lost producer sequence; never what Kafka refuses for good (a message too large, a topic this
-    principal may not write)."""
-    return is_transient(error) or isinstance(error, OutOfOrderSequenceNumber)
+def _worth_again(error: KafkaError | TimeoutError) -> bool:
+    """An outage, a lost producer sequence, an attempt that never ended; never what Kafka refuses for good (a
+    message too large, a topic this principal may not write)."""
+    return isinstance(error, TimeoutError) or is_transient(error) or isinstance(error, OutOfOrderSequenceNumber)
 
 
 @asynccontextmanager

@@ -59,6 +59,7 @@ from shared.contracts.payments import (
 from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_WORK, ORDER_EVENTS, PAYMENT_COMMANDS,
                                      every_party)
 from shared.logging import get_logger
+from shared.messaging.health import revive_coordination
 from shared.settings import Settings
 
 from .client import Client
@@ -92,11 +93,14 @@ def joined(stand_in, topics: Iterable[str] = ()) -> bool:
 async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:
     """The stand-ins' loop: each batch's envelopes handled, then its offsets committed. A commit that fails (the
     group rebalanced meanwhile, as when the broker restarts) is let go: the batch comes again, and what was heard
-    already — so too a message relayed twice — is skipped."""
+    already — so too a message relayed twice — is skipped. A group coordination that aiokafka's own assertion
+    ended after a broker restart is started again, as the services' (health.revive_coordination): a location
+    stand-in with a pattern subscription stopped reading work that way in the broker-restart fault test."""
     heard = _Heard()
     await consumer.start()
     try:
         while True:
+            revive_coordination(consumer, "stand-in")
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 envelopes = heard.new([json.loads(record.value) for record in records])

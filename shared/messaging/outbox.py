@@ -155,6 +155,7 @@ class OutboxRelay:
     PRESENCE = -1  # the second key of the advisory lock every relay holds while it runs; slots are 0..SLOTS-1
     DELETE_SECONDS = 0.2  # how long rows published by hand-off may wait to be deleted, in one statement
     ALONE_CHECK_SECONDS = 1.0  # how often a claiming relay tries the lock exclusive, when the outbox is drained
+    PUBLISH_SECONDS = 60.0  # a batch's longest wait for its acknowledgements (aiokafka's own time out sooner)
 
     def __init__(self, pool: asyncpg.Pool, new_producer: Callable[[], AIOKafkaProducer], schema: str,
                  topic_prefix: str, batch_size: int = 1000, idle_poll_seconds: float = 1.0):
@@ -452,21 +453,23 @@ class OutboxRelay:
 
     async def _publish(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, BaseException]]:
         """Send in order, then await every acknowledgement. A row Kafka can never take is returned with the
-        reason; any other failure raises (the whole batch comes back and is sent again; consumers deduplicate)."""
+        reason; any other failure raises (the whole batch comes back and is sent again; consumers deduplicate),
+        as does a batch not acknowledged within PUBLISH_SECONDS: the run ends, the next has a new producer."""
         refused: list[tuple[asyncpg.Record, BaseException]] = []
         deliveries = []
-        for row in rows:
-            try:
-                deliveries.append((row, await self.producer.send(
-                    self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode(),
-                    headers=[(name, value.encode()) for name, value in row["headers"].items()])))
-            except UNPUBLISHABLE as error:  # refused before sending, e.g. larger than max_request_size
-                refused.append((row, error))
-        for row, delivery in deliveries:
-            try:
-                await delivery
-            except UNPUBLISHABLE as error:
-                refused.append((row, error))
+        async with asyncio.timeout(self.PUBLISH_SECONDS):
+            for row in rows:
+                try:
+                    deliveries.append((row, await self.producer.send(
+                        self.topic_prefix + row["topic"], value=row["value"], key=row["key"].encode(),
+                        headers=[(name, value.encode()) for name, value in row["headers"].items()])))
+                except UNPUBLISHABLE as error:  # refused before sending, e.g. larger than max_request_size
+                    refused.append((row, error))
+            for row, delivery in deliveries:
+                try:
+                    await delivery
+                except UNPUBLISHABLE as error:
+                    refused.append((row, error))
         return refused
 
 
