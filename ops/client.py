@@ -19,8 +19,8 @@ log = get_logger(__name__)
 Message = tuple[str, bytes, bytes | None]  # topic, value, key
 
 
-# An attempt's longest wait for its acknowledgements: after a broker restart an aiokafka producer could leave one
-# unanswered for good (the broker-restart fault test: its orders stopped half way, the services idle).
+# An attempt's longest wait for its acknowledgements, then a new producer and the same envelopes again: the
+# broker-restart fault test hung once with its orders stopped half way in this client and the services idle.
 ATTEMPT_SECONDS = 20.0
 
 

@@ -94,8 +94,8 @@ async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Aw
     """The stand-ins' loop: each batch's envelopes handled, then its offsets committed. A commit that fails (the
     group rebalanced meanwhile, as when the broker restarts) is let go: the batch comes again, and what was heard
     already — so too a message relayed twice — is skipped. A group coordination that aiokafka's own assertion
-    ended after a broker restart is started again, as the services' (health.revive_coordination): a location
-    stand-in with a pattern subscription stopped reading work that way in the broker-restart fault test."""
+    ended after a broker restart is started again, as the services' (health.revive_coordination): suspected when
+    the broker-restart fault test hung once with work on the topics that the location stand-in never handled."""
     heard = _Heard()
     await consumer.start()
     try:
