@@ -90,6 +90,14 @@ def joined(stand_in, topics: Iterable[str] = ()) -> bool:
     return bool(assigned) and set(topics) <= assigned
 
 
+async def positioned(stand_in) -> None:
+    """The stand-in's consumer knows where it reads each of its partitions from: one reading `from_end` looks the
+    end up only when it first fetches, and skips what was written before that (the soak's first orders)."""
+    consumer = stand_in._consumer
+    for partition in consumer.assignment():
+        await consumer.position(partition)
+
+
 async def _consume(consumer: AIOKafkaConsumer, handle: Callable[[list[dict]], Awaitable[object]]) -> None:
     """The stand-ins' loop: each batch's envelopes handled, then its offsets committed. A commit that fails (the
     group rebalanced meanwhile, as when the broker restarts) is let go: the batch comes again, and what was heard

@@ -33,7 +33,7 @@ from shared.settings import Settings
 from . import invariants, load
 from .bench import Watcher, _wait_for_stock, private_oms, running_services
 from .client import client
-from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator, joined
+from .simulators import CustomerSimulator, LocationSimulator, PaymentSimulator, joined, positioned
 from .waiting import eventually
 
 WARM_UP = 0.2  # of the run's samples
@@ -172,6 +172,8 @@ class Soak:
             work = {self.settings.topic(party_topic_of(FULFILLMENT_WORK, location)) for location in ours}
             await eventually(lambda: joined(simulators[0], work) and all(map(joined, simulators[1:])), timeout=60,
                              what="the stand-ins to join, the locations' with this network's work topics")
+            for simulator in simulators:
+                await positioned(simulator)
             before = await schema_bytes(self.settings)
             count = int(self.rate * self.minutes * 60)
             try:
