@@ -28,8 +28,9 @@ class Client:
     """Sends as a real client would: what the broker did not take — an outage longer than the producer's own
     retries, or a producer whose sequence the broker lost (OutOfOrderSequenceNumber after a broker restart: an
     idempotent producer never recovers from it) — is sent again, the same envelopes, by a new producer, for up to
-    `patience` seconds. Consumers deduplicate by envelope id whatever had arrived the first time. What Kafka refuses
-    for good (a message too large, a topic this principal may not write) fails at once."""
+    `patience` seconds; so is what was under way on a producer another send replaced. Consumers deduplicate by
+    envelope id whatever had arrived the first time. What Kafka refuses for good (a message too large, a topic this
+    principal may not write) fails at once."""
 
     def __init__(self, new_producer: Callable[[], AIOKafkaProducer], settings: Settings, source: str,
                  patience: float = 120.0):
@@ -69,7 +70,9 @@ class Client:
                         await delivery
                 return
             except (KafkaError, TimeoutError) as error:
-                if not _worth_again(error) or asyncio.get_running_loop().time() >= deadline:
+                # A producer another send replaced meanwhile fails what was under way on it (ProducerClosed).
+                replaced = self.producer is not producer
+                if not (replaced or _worth_again(error)) or asyncio.get_running_loop().time() >= deadline:
                     raise
                 log.warning("client.send_failed", source=self.source, error=repr(error))
             await backoff.sleep()

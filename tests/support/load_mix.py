@@ -59,7 +59,8 @@ async def _unless_stopped(work: Awaitable, stand_ins: asyncio.Future):
     await asyncio.wait({task, stand_ins}, return_when=asyncio.FIRST_COMPLETED)
     if not task.done():
         task.cancel()
-        raise AssertionError("a stand-in stopped") from stand_ins.exception()
+        stopped = stand_ins.exception()
+        raise AssertionError(f"a stand-in stopped: {stopped!r}") from stopped
     return task.result()
 
 

@@ -14,6 +14,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
+    ProducerClosed,
     TopicAuthorizationFailedError,
 )
 
@@ -120,6 +121,40 @@ async def test_a_send_the_broker_lost_goes_again_by_a_new_producer_with_the_same
     envelopes = await client.send_many([RELEASE, RELEASE])
     assert lost.stopped and fresh.started and client.producer is fresh
     assert [json.loads(value)["id"] for _, value, _ in fresh.sent] == [str(e.id) for e in envelopes]
+
+
+class Holding(Producer):
+    """Holds every delivery until the test settles it; stopping fails those still held, as aiokafka's producer
+    does to the sends under way when it closes."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: list[asyncio.Future] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None) -> asyncio.Future:
+        self.held.append(asyncio.get_running_loop().create_future())
+        return self.held[-1]
+
+    async def stop(self) -> None:
+        self.stopped = True
+        for delivery in self.held:
+            if not delivery.done():
+                delivery.set_exception(ProducerClosed())
+
+
+async def test_a_send_whose_producer_another_send_replaced_goes_again_by_the_new_one(monkeypatch):
+    """The broker-restart fault test: the stand-ins share their client's producer; one send's failure replaced
+    it while another's was under way, which then failed ProducerClosed and stopped its stand-in."""
+    monkeypatch.setattr("ops.client.Backoff.sleep", _no_wait)
+    shared, fresh = Holding(), Producer()
+    client = _client(shared, [fresh])
+    both = asyncio.gather(client.send_many([RELEASE]), client.send_many([RELEASE]))
+    while len(shared.held) < 2:
+        await asyncio.sleep(0)
+    shared.held[0].set_exception(OutOfOrderSequenceNumber())
+    first, second = await both
+    assert shared.stopped and client.producer is fresh
+    assert sorted(json.loads(value)["id"] for _, value, _ in fresh.sent) == sorted(str(e.id) for e in first + second)
 
 
 async def test_the_client_gives_up_after_its_patience_and_never_retries_what_kafka_refuses(monkeypatch):
