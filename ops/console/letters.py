@@ -62,6 +62,7 @@ class Page:
     older: dict[int, int] | None  # the cursor of the next page; None: nothing older is left
     scanned: int
     bounded: bool  # the scan stopped at SCAN_LIMIT before the page was full
+    unreadable: int = 0  # records read that are not dead letters (nor replays): not shown, only counted
 
 
 def cursor(text: str) -> dict[int, int] | None:
@@ -105,7 +106,7 @@ async def page(reader: Reader, before: dict[int, int] | None, wanted: Callable[[
     letters: list[Shown] = []
     replays: dict[tuple[str, str], list[DeadLetterReplayed]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
-    scanned = 0
+    scanned = unreadable = 0
     while len(letters) < size and scanned < scan_limit:
         for partition, (first, _) in bounds.items():
             while not buffers.get(partition) and upper[partition] > first:
@@ -122,7 +123,9 @@ async def page(reader: Reader, before: dict[int, int] | None, wanted: Callable[[
         upper[partition] = record.offset
         scanned += 1
         message = decoded(record)
-        if isinstance(message, DeadLetterReplayed):
+        if message is None:
+            unreadable += 1
+        elif isinstance(message, DeadLetterReplayed):
             replays[(message.consumer, message.position)].append(message)
         elif isinstance(message, DeadLetter) and (key := (message.consumer, message.key())) not in seen:
             seen.add(key)  # a relay's re-send is the same letter
@@ -131,7 +134,7 @@ async def page(reader: Reader, before: dict[int, int] | None, wanted: Callable[[
     for shown in letters:
         shown.replays = sorted(replays[(shown.letter.consumer, shown.position)], key=lambda r: r.replayed_at)
     left = any(upper[p] > first for p, (first, _) in bounds.items())
-    return Page(letters, dict(upper) if left else None, scanned, len(letters) < size and left)
+    return Page(letters, dict(upper) if left else None, scanned, len(letters) < size and left, unreadable)
 
 
 async def at(reader: Reader, refs: list[tuple[int, int]]) -> list[Shown]:

@@ -138,13 +138,24 @@ def hostile_letter() -> Shown:
                              failed_at=datetime.now(UTC)), 3, 41)
 
 
+def _dead_letters_page(page: Page, **overrides) -> str:
+    return TEMPLATES.get_template("dead_letters.html").render(**{
+        "session": Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD)),
+        "path": "/ops/dead-letters", "page": page, "resolved": set(), "totals": [], "reasons": [], "services": [],
+        "reason": "", "service": "", "show_resolved": False, "before": "", "newest": "/ops/dead-letters",
+        "older": None, "audit": [], "message": None, "original": lambda item: b"", **overrides})
+
+
+def test_a_dead_letters_page_says_how_many_records_it_could_not_read():
+    assert 'id="unreadable">2 of them were not readable' in _dead_letters_page(Page([], None, 3, False, 2))
+    assert 'id="unreadable"' not in _dead_letters_page(Page([], None, 3, False))
+
+
 def test_dead_letter_payloads_and_details_are_escaped():
-    html = TEMPLATES.get_template("dead_letters.html").render(
-        session=Sessions(PASSWORD, SECRET).session(Sessions(PASSWORD, SECRET).login("x", PASSWORD)),
-        path="/ops/dead-letters", page=Page([hostile_letter()], None, 1, False), resolved=set(),
+    html = _dead_letters_page(
+        Page([hostile_letter()], None, 1, False),
         totals=[{"service": "<s>", "reason": "<r>", "letters": 1, "latest": datetime.now(UTC)}],
-        reasons=["INVALID_ENVELOPE"], services=["fulfillment"], reason="\"><x>", service="", show_resolved=False,
-        before="", newest="/ops/dead-letters", older=None, audit=[], message="<i>msg</i>",
+        reasons=["INVALID_ENVELOPE"], services=["fulfillment"], reason="\"><x>", message="<i>msg</i>",
         original=lambda item: base64.b64decode(item.letter.original_value_b64))
     assert "<script>" not in html and "<img" not in html and "<b>bold" not in html and "<i>msg" not in html
     assert "<s>" not in html and "<r>" not in html and "<x>" not in html

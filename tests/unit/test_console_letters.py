@@ -133,3 +133,13 @@ async def test_the_letters_a_form_names_on_one_page_are_read_in_one_go():
     named = await letters.at(topic, [(0, 20), (0, 25), (0, 22), (0, 25), (0, 999)])
     assert [item.letter.source_offset for item in named] == [20, 22, 25]
     assert topic.read_count == 10, "offsets 20 to the end, once"
+
+
+async def test_a_page_counts_the_records_it_could_not_read_as_dead_letters():
+    """Only the services write the topic; a record that is not a dead letter (a foreign writer, a JSON escape of
+    half a surrogate pair) is not shown, but the page says how many there were rather than hiding them."""
+    topic = topic_of(4, partitions=1)
+    for n, value in enumerate([b"not json", b'{"specversion":"1.0","data":{"detail":"\\udfff"}}']):
+        topic.records[0].append(Record(0, 4 + n, int((T0 + timedelta(seconds=4 + n)).timestamp() * 1000), value))
+    found = await letters.page(topic, None, everything)
+    assert numbers(found) == [3, 2, 1, 0] and found.unreadable == 2
