@@ -102,14 +102,21 @@ async def settled_cleanly(oms: Stack, done: Callable[[asyncpg.Connection, invari
 
 
 async def _unsettled(conn: asyncpg.Connection) -> str:
-    """On one line (a CI summary shows the first): the report, and the orders in flight longest with their holds
-    and last messages."""
+    """On one line (a CI summary shows the first): the report, and the orders in flight longest with their holds,
+    parts (location and status), step attempts, inventory's reservation and last messages (what is enough to tell
+    a lost message from an answer never given)."""
     report = "; ".join(str(await invariants.check(conn)).splitlines())
     stuck = await conn.fetch(
-        """SELECT s.order_id, s.state, ARRAY(SELECT h->>'reason' FROM jsonb_array_elements(s.holds) h) AS holds,
-                  ARRAY(SELECT t.direction || ' ' || t.message_type FROM capture.order_timeline t
-                        WHERE t.order_id = s.order_id ORDER BY t.entry_id DESC LIMIT 4) AS latest
+        """SELECT s.order_id, s.state, s.attempts,
+                  ARRAY(SELECT h->>'reason' FROM jsonb_array_elements(s.holds) h) AS holds,
+                  ARRAY(SELECT p->>'location_id' || ' ' || (p->>'status') FROM jsonb_array_elements(s.parts) p)
+                      AS parts,
+                  (SELECT r.status FROM inventory.reservations r WHERE r.order_id = s.order_id) AS reservation,
+                  ARRAY(SELECT replace(t.direction || ' ' || t.message_type, 'oms.', '')
+                        FROM capture.order_timeline t
+                        WHERE t.order_id = s.order_id ORDER BY t.entry_id DESC LIMIT 12) AS latest
            FROM capture.order_sagas s WHERE s.state <> ALL($1::text[]) ORDER BY s.state_since LIMIT 5""",
         list(invariants.SETTLED))
-    return report + "".join(f"; order {r['order_id']} {r['state']} holds {r['holds']} latest first {r['latest']}"
+    return report + "".join(f"; order {r['order_id']} {r['state']} (attempt {r['attempts']}) holds {r['holds']} "
+                            f"parts {r['parts']} reservation {r['reservation']} latest first {r['latest']}"
                             for r in stuck)
