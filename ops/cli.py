@@ -611,10 +611,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _starts_an_oms_of_its_own(args: argparse.Namespace) -> bool:
+    """The measurements that start their own services need only Kafka and Postgres: started here if they are not
+    running, as `oms test` does."""
+    return args.command == "latency" or (args.command in ("bench", "soak") and args.private)
+
+
 def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `oms order X | head` ends quietly
     load_dev_env()
     args = parser().parse_args()
+    if _starts_an_oms_of_its_own(args) and infra("start"):
+        sys.exit(1)
     match args.command:
         case "up":
             code = up()
