@@ -80,15 +80,18 @@ class Client:
 
     async def _replace(self, broken: AIOKafkaProducer) -> None:
         """A new producer instead of `broken`, unless another send has replaced it already. If the new one cannot
-        start (the broker still away), it stays the current one: the next send fails and replaces it again."""
+        start (the broker still away), it stays the current one: the next send fails and replaces it again.
+        `broken` is stopped only once the new one is current: the sends still under way on it fail while it
+        stops, and must see it replaced to go again."""
         async with self._replacing:
             if self.producer is not broken:
                 return
+            fresh = self.new_producer()
+            with suppress(KafkaError):
+                await fresh.start()
+            self.producer = fresh
             with suppress(Exception):
                 await broken.stop()
-            self.producer = self.new_producer()
-            with suppress(KafkaError):
-                await self.producer.start()
 
 
 def _worth_again(error: KafkaError | TimeoutError) -> bool:

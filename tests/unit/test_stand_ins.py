@@ -140,6 +140,8 @@ class Holding(Producer):
         for delivery in self.held:
             if not delivery.done():
                 delivery.set_exception(ProducerClosed())
+        for _ in range(10):  # the sends it failed run on while it is still stopping, as aiokafka's do
+            await asyncio.sleep(0)
 
 
 async def test_a_send_whose_producer_another_send_replaced_goes_again_by_the_new_one(monkeypatch):
