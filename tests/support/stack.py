@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 
 from ops import invariants
+from ops.prepare import discard_topics, prepare
 from ops.processes import ServiceProcess
 from ops.waiting import eventually
-from ops.prepare import discard_topics, prepare
 from shared.db.bootstrap import SERVICES
 from shared.settings import Settings
 

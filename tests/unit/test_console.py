@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from ops.console import model
 from ops.console.app import TEMPLATES, Console, build_app
 from ops.console.audit import AuditLog
-from ops.console.auth import COOKIE, Sessions
-from ops.console.sampler import History, Sample, Sampler, ours, service_of_group
+from ops.console.auth import Sessions
 from ops.console.letters import Page, Shown
+from ops.console.sampler import History, Sample, Sampler, ours, service_of_group
 from shared.contracts.ops import DeadLetter
 from shared.settings import Settings
 
