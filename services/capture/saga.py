@@ -190,6 +190,7 @@ class Saga:
     unplaced: tuple[Line, ...] = ()  # held units no part has yet (an edit added them), to be routed
     edit: Edit | None = None
     placed_changed: bool = field(default=False, compare=False)  # an edit changed `placed`: store it
+    sent: bool = field(default=False, compare=False)  # the step's command(s) went out: its deadline starts again
 
     def fulfillment_order(self, part: Part) -> UUID:
         return fulfillment_order_id(self.order_id, part.location_id, part.round)
@@ -507,8 +508,12 @@ def _all_shipped(saga: Saga) -> bool:
 
 
 def _move(saga: Saga, failed_location: str) -> Step:
-    """Re-source a rejected part: now, or once the step under way is done."""
-    return _after_part(replace(saga, excluded_locations=(*saga.excluded_locations, failed_location)), [])
+    """Re-source a rejected part: now, or once the step under way is done; while other parts are being un-pinned,
+    it is un-pinned at once too (that step asks only for the parts rejected when it began)."""
+    moved = replace(saga, excluded_locations=(*saga.excluded_locations, failed_location))
+    if moved.state == "reallocating":
+        return Step(moved, [DeallocateReservation(order_id=saga.order_id, location_id=failed_location)])
+    return _after_part(moved, [])
 
 
 def _try_elsewhere(saga: Saga, failed_location: str, then: str = "routing") -> Step:
@@ -1107,7 +1112,7 @@ def _wait(saga: Saga, *, again: bool = False) -> Step:
     compensation = STEP_OF[saga.state].compensation
     if compensation and compensation not in saga.compensations:
         saga = replace(saga, compensations=(*saga.compensations, compensation))
-    waiting = replace(saga, attempts=saga.attempts + 1 if again else 1)
+    waiting = replace(saga, attempts=saga.attempts + 1 if again else 1, sent=True)
     commands = pending_commands(waiting)
     if not commands:  # an edit or a hold took away what the step was for: on to what the parts need
         return _resume(replace(waiting, attempts=0), waiting.state)

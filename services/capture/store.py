@@ -121,7 +121,9 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
     changed what the channel sees, and add the timeline's entries, in one statement; returns each stored saga's
     state before this and the seconds since it entered it (read in the statement's snapshot, before the
     upsert). The orders and sagas are looked up by their ids, an index's work: joined to the input alone, which the
-    planner takes for a hundred rows, they were read whole on every save."""
+    planner takes for a hundred rows, they were read whole on every save. A saga still in the step it was in, whose
+    command did not go out now, keeps its deadline: other messages (an edit refused while the order is busy) would
+    otherwise put it off for ever."""
     rows = [{
         "order_id": str(saga.order_id), "state": saga.state,
         "parts": [{"location_id": p.location_id, "lines": [line.model_dump() for line in p.lines], "status": p.status,
@@ -139,6 +141,7 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
         "unplaced": [line.model_dump() for line in saga.unplaced], "edit": _stored_edit(saga.edit),
         "placed": saga.placed if saga.placed_changed else None,
         "timeout": _timeout(saga, step_timeout),
+        "keeps_deadline": saga.state in WAITING and not saga.sent,
         "status": ORDER_STATUS.get(saga.state),
     } for saga, correlation_id, trace_context in sagas]
     rows_before = await conn.fetch(
@@ -148,7 +151,14 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
                shipped jsonb, handed_over_at timestamptz, unplaced jsonb, edit jsonb, placed jsonb,
                availability jsonb,
                excluded_locations text[], compensations text[], cancel_reason jsonb, cancel_stage text,
-               attempts int, correlation_id text, trace_context jsonb, timeout float8, status text)
+               attempts int, correlation_id text, trace_context jsonb, timeout float8, keeps_deadline boolean,
+               status text)
+           ), timed AS (
+             SELECT i.*, coalesce(CASE WHEN i.keeps_deadline THEN (
+                                     SELECT s.deadline_at FROM order_sagas s
+                                     WHERE s.order_id = i.order_id AND s.state = i.state) END,
+                                   now() + make_interval(secs => i.timeout)) AS deadline_at
+             FROM input i
            ), saved AS (
              INSERT INTO order_sagas (order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at,
                                       unplaced, edit, availability,
@@ -157,9 +167,8 @@ async def save_sagas(conn: asyncpg.Connection, sagas: list[tuple[Saga, str, dict
              SELECT order_id, state, parts, plan, holds, captures, voided, shipped, handed_over_at, unplaced, edit,
                     availability,
                     excluded_locations,
-                    cancel_reason, compensations, cancel_stage, attempts,
-                    now() + make_interval(secs => timeout), correlation_id, trace_context
-             FROM input
+                    cancel_reason, compensations, cancel_stage, attempts, deadline_at, correlation_id, trace_context
+             FROM timed
              ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, parts = EXCLUDED.parts,
                plan = EXCLUDED.plan, holds = EXCLUDED.holds, captures = EXCLUDED.captures,
                voided = EXCLUDED.voided, shipped = EXCLUDED.shipped, handed_over_at = EXCLUDED.handed_over_at,

@@ -94,6 +94,6 @@ async def test_saving_a_saga_reads_its_order_and_saga_by_key_however_many_orders
             await store.save_sagas(conn, [(_saga(order_id, "routing"), "corr", {})], step_timeout=60,
                                    timeline=[store.TimelineEntry(order_id, "note", "test", None, "routing")])
             after = dict(await conn.fetch(scans, ["orders", "order_sagas"]))
-            assert after == before, "no table read whole"
+            assert after == before, f"no table read whole: {before} {after}"
         finally:
             await forged.rollback()

@@ -1,5 +1,6 @@
 """Capture's deadline scanner on its real schema: a saga it cannot act on (a defect) does not hold back the others
-due with it; it is set aside for a while and counted."""
+due with it; it is set aside for a while and counted. A step's deadline runs from its command's sending, whatever
+else the saga hears meanwhile."""
 
 import uuid
 
@@ -72,6 +73,24 @@ async def test_a_saga_the_scanner_cannot_act_on_is_set_aside_and_the_others_move
     again = await _deadlines(capture_pool, broken, fine)
     assert {k: (r["attempts"], r["deadline_at"]) for k, r in again.items()} == {
         k: (r["attempts"], r["deadline_at"]) for k, r in rows.items()}  # neither was due again
+
+
+async def test_a_message_that_moves_no_step_does_not_put_off_the_steps_deadline(config, capture_pool):
+    """Found by the broker-restart fault test: an order waited in `reallocating` for an answer that never came, and
+    its DeallocateReservation was never sent again: every refused edit (ORDER_BUSY, a few seconds apart) saved the
+    saga, and every save set its deadline afresh."""
+    order_id = uuid.uuid4()
+    async with capture_pool.acquire() as conn:
+        await _routing_past_its_deadline(conn, order_id)
+        waiting = saga_steps.Saga(order_id=order_id, state="routing", lines=(Line(sku="SKU-1", quantity=1),),
+                                  delivery=_order(order_id).delivery, attempts=1)
+        await store.save_sagas(conn, [(waiting, f"corr-{order_id}", {})], step_timeout=600)  # an edit refused
+    begin = units_of_work(capture_pool, "capture", frozenset(SERVICE.writes), config)
+
+    await handlers._expire_due(begin, batch=1000)
+    sent_again = (await _deadlines(capture_pool, order_id))[order_id]
+    assert sent_again["attempts"] == 2  # RouteOrder sent again, on the deadline of the first sending
+    assert sent_again["left"].total_seconds() > 0  # the second sending has a deadline of its own
 
 
 async def _deadlines(pool, *order_ids: uuid.UUID) -> dict:

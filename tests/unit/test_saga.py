@@ -553,6 +553,24 @@ def test_a_split_part_rejected_is_re_sourced_while_the_other_ships():
     assert (step.saga.state, types(step)) == ("partially_shipped", [OrderConfirmed])
 
 
+def test_a_part_rejected_while_another_is_being_un_pinned_is_un_pinned_at_once_too():
+    """Found by the broker-restart fault test: the second rejection waited for "the step under way" — the
+    un-pinning of the first, which never asks for the second — so its DeallocateReservation went out only when
+    the step's deadline passed."""
+    step = s.advance(to_split_awaiting_shipment(), FulfillmentRejected(
+        fulfillment_order_id=fulfillment_order_id(ORDER, "WH-2"), order_id=ORDER, location_id="WH-2",
+        reason=ReasonCode(code="DAMAGED")))
+    step = s.advance(step.saga, FulfillmentRejected(
+        fulfillment_order_id=fulfillment_order_id(ORDER, "WH-1"), order_id=ORDER, location_id="WH-1",
+        reason=ReasonCode(code="DAMAGED")))
+    assert (step.saga.state, [(type(m), m.location_id) for m in step.messages]) == (
+        "reallocating", [(DeallocateReservation, "WH-1")])
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-2", availability=[]))
+    assert (step.saga.state, step.messages) == ("reallocating", [])
+    step = s.advance(step.saga, ReservationDeallocated(order_id=ORDER, location_id="WH-1", availability=[]))
+    assert (step.saga.state, types(step)) == ("routing", [RouteOrder])
+
+
 def test_a_re_sourced_part_whose_allocation_never_answered_is_released_where_it_may_have_been_pinned():
     """Found by the broker-restart fault test: inventory's consumer stalled for half a minute, the allocation at the
     new location timed out, the order kept its shipped part — and the allocation, done late, was never undone
