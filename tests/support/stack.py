@@ -4,6 +4,7 @@ and the means to hurt them (kill -9, restart, extra instances)."""
 import asyncio
 import os
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -103,20 +104,27 @@ async def settled_cleanly(oms: Stack, done: Callable[[asyncpg.Connection, invari
 
 async def _unsettled(conn: asyncpg.Connection) -> str:
     """On one line (a CI summary shows the first): the report, and the orders in flight longest with their holds,
-    parts (location and status), step attempts, inventory's reservation and last messages (what is enough to tell
-    a lost message from an answer never given)."""
+    parts (location and status), step attempts and deadline, inventory's reservation and last messages (what is
+    enough to tell a lost message from an answer never given)."""
     report = "; ".join(str(await invariants.check(conn)).splitlines())
     stuck = await conn.fetch(
-        """SELECT s.order_id, s.state, s.attempts,
+        """SELECT s.order_id, s.state, s.attempts, round(extract(epoch FROM s.deadline_at - now())) AS deadline_in,
                   ARRAY(SELECT h->>'reason' FROM jsonb_array_elements(s.holds) h) AS holds,
                   ARRAY(SELECT p->>'location_id' || ' ' || (p->>'status') FROM jsonb_array_elements(s.parts) p)
                       AS parts,
                   (SELECT r.status FROM inventory.reservations r WHERE r.order_id = s.order_id) AS reservation,
                   ARRAY(SELECT replace(t.direction || ' ' || t.message_type, 'oms.', '')
                         FROM capture.order_timeline t
-                        WHERE t.order_id = s.order_id ORDER BY t.entry_id DESC LIMIT 12) AS latest
+                        WHERE t.order_id = s.order_id ORDER BY t.entry_id DESC LIMIT 60) AS latest
            FROM capture.order_sagas s WHERE s.state <> ALL($1::text[]) ORDER BY s.state_since LIMIT 5""",
         list(invariants.SETTLED))
-    return report + "".join(f"; order {r['order_id']} {r['state']} (attempt {r['attempts']}) holds {r['holds']} "
-                            f"parts {r['parts']} reservation {r['reservation']} latest first {r['latest']}"
-                            for r in stuck)
+    return report + "".join(f"; order {r['order_id']} {r['state']} (attempt {r['attempts']}, deadline in "
+                            f"{r['deadline_in']} s) holds {r['holds']} parts {r['parts']} "
+                            f"reservation {r['reservation']} latest first {_counted(r['latest'])[:12]}" for r in stuck)
+
+
+def _counted(messages: list[str]) -> list[str]:
+    """Each message once, latest first, with how many times it came: an edit refused again and again would
+    otherwise hide the messages that tell why an order is stuck."""
+    counts = Counter(messages)
+    return [f"{message} x{counts[message]}" if counts[message] > 1 else message for message in dict.fromkeys(messages)]
