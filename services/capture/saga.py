@@ -32,7 +32,8 @@ nothing else of it is being served). A cancel while they are being pinned elsewh
 an allocation that did not answer in time may still have happened. A pickup order's store is the customer's
 choice: a rejection there cancels the order (PICKUP_REJECTED).
 
-Every step that sends a command has a deadline (kept in the saga row by the store). When it passes, the
+Every step that sends a command has a deadline (kept in the saga row by the store), counted from the sending:
+messages that leave the saga in its step do not put it off. When it passes, the
 command is sent again, up to MAX_STEP_ATTEMPTS times; then the saga cancels with STEP_TIMEOUT. `cancelling`
 never gives up: undoing must finish. A reply that the current state does not expect (late, duplicate, out of
 order) changes nothing, and so does a reply whose ids are not the saga's own: a location it did not choose, a
