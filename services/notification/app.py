@@ -5,7 +5,7 @@ from pathlib import Path
 
 from shared.contracts import notification, orders
 from shared.contracts.topics import NOTIFICATION_COMMANDS, NOTIFICATION_EVENTS, ORDER_EVENTS
-from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
+from shared.messaging.consumer import READ_SIDE_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import delivery, handlers
@@ -30,7 +30,7 @@ SERVICE = ServiceDefinition(
                 orders.OrderPickedUp: handlers.lifecycle_events,
                 orders.OrderCancelled: handlers.lifecycle_events,
             },
-            batch_wait_ms=OFF_THE_WAY_WAIT_MS,
+            batch_wait_ms=READ_SIDE_WAIT_MS,
         ),
         Subscription(
             topic=NOTIFICATION_COMMANDS,
@@ -39,7 +39,7 @@ SERVICE = ServiceDefinition(
                 notification.SetCustomerPreference: handlers.commands,
                 notification.RecordBounce: handlers.commands,
             },
-            batch_wait_ms=OFF_THE_WAY_WAIT_MS,
+            batch_wait_ms=READ_SIDE_WAIT_MS,
         ),
     ],
     background=[delivery.deliver_notifications, delivery.clear_old_bodies],

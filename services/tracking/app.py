@@ -7,7 +7,7 @@ from pathlib import Path
 from shared.contracts import REGISTRY
 from shared.contracts.topics import (FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, ORDER_COMMANDS, ORDER_EVENTS,
                                      PAYMENT_EVENTS, TRACKING_ORDER_HISTORY)
-from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
+from shared.messaging.consumer import READ_SIDE_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers
@@ -19,7 +19,7 @@ TIMELINE_TOPICS = (ORDER_EVENTS, FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, PAYMEN
 
 def _everything_on(topic: str) -> Subscription:
     return Subscription(topic=topic, handlers={model: handlers.record_events for model in REGISTRY.values()
-                                               if model.topic == topic}, batch_wait_ms=OFF_THE_WAY_WAIT_MS)
+                                               if model.topic == topic}, batch_wait_ms=READ_SIDE_WAIT_MS)
 
 
 SERVICE = ServiceDefinition(

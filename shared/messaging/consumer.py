@@ -56,6 +56,9 @@ MAX_DETAIL = 2000
 InvalidPayloadHook = Callable[[Envelope, ValidationError], list[Contract]]
 # How much later a subscription off the order's way to fulfilment reads, for larger batches (batch_wait_ms).
 OFF_THE_WAY_WAIT_MS = 200
+# How much later the read side reads (order views and histories, customer messages): a second staler at most,
+# for a fifth of its CPU per order (docs/benchmark.md).
+READ_SIDE_WAIT_MS = 1000
 
 
 @dataclass(frozen=True)
