@@ -154,9 +154,9 @@ async def an_order_and_its_timeline(page, base, ops, db, sku) -> None:
     async def every_event_in_the_view():
         events = await db.fetch("SELECT type FROM tracking.events WHERE order_id = $1", order_id)
         types = {row["type"] for row in events}
-        return types if {"OrderDelivered", "DeliveryConfirmed"} <= types else None
+        return types if {"OrderDelivered", "DeliveryConfirmed", "CustomerNotified"} <= types else None
 
-    types = await eventually(every_event_in_the_view, what="the delivery in the read model")
+    types = await eventually(every_event_in_the_view, what="the delivery and a mail in the read model")
     saga_steps = await db.fetchval("SELECT count(*) FROM capture.order_timeline WHERE order_id = $1", order_id)
 
     await page.goto(f"{base}/ops/orders")
