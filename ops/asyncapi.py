@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from services.capture import saga
 from shared.contracts import REGISTRY, Envelope
 from shared.contracts.common import Address
-from shared.contracts.orders import Customer
+from shared.contracts.orders import CustomerOnRecord
 from shared.contracts.topics import ALL_TOPICS, DESCRIPTIONS, PARTY_READ_TOPICS, PER_PARTY_ONLY
 
 from .env import ROOT
@@ -52,7 +52,7 @@ def carries_pii(model: type[BaseModel]) -> bool:
 
 
 def _holds_pii(annotation: object) -> bool:
-    if annotation is EmailStr or isinstance(annotation, type) and issubclass(annotation, Customer | Address):
+    if annotation is EmailStr or isinstance(annotation, type) and issubclass(annotation, CustomerOnRecord | Address):
         return True
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return carries_pii(annotation)

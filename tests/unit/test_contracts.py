@@ -1,11 +1,16 @@
 from typing import get_args
 
-from services.notification.templates import Templates
-from shared.contracts.notification import NotificationKind
-from shared.contracts import REGISTRY, Envelope, wrap
-from shared.contracts.topics import ALL_TOPICS
+import pytest
+from pydantic import ValidationError
+
+from ops.asyncapi import carries_pii
 from ops.demo import sample_order
 from services.fulfillment.domain import advances, belongs
+from services.notification.templates import Templates
+from shared.contracts import REGISTRY, Envelope, wrap
+from shared.contracts.notification import NotificationKind
+from shared.contracts.orders import CustomerOnRecord, OrderAccepted, PlaceOrder
+from shared.contracts.topics import ALL_TOPICS
 
 
 def test_every_contract_is_versioned_and_on_a_known_topic():
@@ -49,3 +54,18 @@ def test_a_location_may_not_report_a_step_of_the_other_kind_of_delivery():
 
 def test_every_customer_message_template_is_a_kind_the_contract_names():
     assert Templates().kinds() == set(get_args(NotificationKind))
+
+
+def test_an_address_is_checked_when_the_order_is_placed_and_passed_on_as_it_was_checked():
+    placed = sample_order("W-1").model_dump(mode="json")
+    with pytest.raises(ValidationError, match="email"):
+        PlaceOrder.model_validate(placed | {"customer": placed["customer"] | {"email": "no at sign"}})
+    anna = placed["customer"] | {"email": "Anna@Example.COM"}
+    customer = PlaceOrder.model_validate(placed | {"customer": anna}).customer
+    assert customer.email == "Anna@example.com"  # normalised once, at intake
+
+    passed_on = CustomerOnRecord.model_validate_json(customer.model_dump_json())
+    assert passed_on.model_dump() == customer.model_dump()
+    # Readers of OrderAccepted do not run email-validator again: they take what capture checked.
+    assert CustomerOnRecord(customer_id="C-1", email="no at sign", name="A").email == "no at sign"
+    assert carries_pii(OrderAccepted)  # still marked as personal data in the AsyncAPI document
