@@ -9,6 +9,7 @@ import pytest
 from services.capture import saga as saga_steps
 from services.capture import store
 from shared.contracts.common import Assignment, Line
+from shared.db import create_pool
 
 from .test_saga_deadlines import _order
 
@@ -75,12 +76,21 @@ def _saga(order_id: uuid.UUID, state: str) -> saga_steps.Saga:
                            delivery=_order(order_id).delivery)
 
 
-async def test_saving_a_saga_reads_its_order_and_saga_by_key_however_many_orders_there_are(capture_pool):
+@pytest.fixture
+async def unused_capture_pool(config):
+    """Connections that have prepared no statement yet, so hold no plan cached on other tests' data."""
+    pool = await create_pool(config.service_dsn("capture"), "capture", min_size=1, max_size=1)
+    yield pool
+    await pool.close()
+
+
+async def test_saving_a_saga_reads_its_order_and_saga_by_key_however_many_orders_there_are(unused_capture_pool):
     """A batch's saga save once joined its input (which the planner takes for 100 rows) to every order and every
     saga: two sequential scans per save, growing with the orders ever taken (183 buffers a save after a 6,000-order
-    bench)."""
+    bench). On a connection of its own: one that has saved sagas before may hold a plan it cached when the tables
+    were nearly empty (statements are prepared, and after five runs Postgres may keep a generic plan)."""
     order_id = uuid.uuid4()
-    async with capture_pool.acquire() as conn:
+    async with unused_capture_pool.acquire() as conn:
         forged = conn.transaction()  # rolled back: nothing forged here outlives the test
         await forged.start()
         try:
