@@ -1,6 +1,7 @@
 """Configuration from the environment, validated at start-up so a missing value fails fast with a clear message."""
 
 import os
+import socket
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,9 +47,14 @@ class Settings(BaseSettings):
     pg_admin_password: str = ""
     topic_prefix: str = Field("", description="Prepended to every topic name; isolates test runs on a shared broker")
     log_level: str = "INFO"
-    instance_id: str = Field("1", description="This process's name among its service's instances (a number under "
-                                              "`oms up`, the pod's name on Kubernetes): its static consumer-group "
-                                              "membership, so a restart gets its partitions back at once")
+    # Two live processes with one id fence each other out of their groups for as long as both run, so the default
+    # is the host's name: a container's own under `docker compose up --scale`, which cannot give each replica an
+    # environment of its own (it was "1" for all of them).
+    instance_id: str = Field(default_factory=socket.gethostname,
+                             description="This process's name among its service's instances (by default the host's "
+                                         "name: a container's or a pod's own; a number under `oms up`): its static "
+                                         "consumer-group membership, so a restart gets its partitions back at once. "
+                                         "Two processes on one host need one each")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     return_policy: Path | None = Field(None, description="The returns policy (TOML); unset: "

@@ -98,4 +98,9 @@ def isolate_run() -> str:
     run_id = uuid.uuid4().hex[:8]
     os.environ["OMS_PG_DATABASE"] = f"oms_test_{run_id}"
     os.environ["OMS_TOPIC_PREFIX"] = f"test-{run_id}."
+    # The services tests run in-process are instance 1 of their service, as the first process of each service a
+    # stack starts (ops/processes.py): one that follows another of the same service on the session's topics (a
+    # module's, then the session's) takes over its static group membership at once, instead of finding it held
+    # for the session timeout (no LeaveGroup for static members) — as it did when 1 was the default.
+    os.environ.setdefault("OMS_INSTANCE_ID", "1")
     return run_id

@@ -4,6 +4,7 @@ checked for readiness — and the package it installs built as pip builds it, ca
 read at run time."""
 
 import re
+import socket
 import subprocess
 import sys
 import zipfile
@@ -14,6 +15,7 @@ from dockerfile_parse import DockerfileParser
 
 from ops.env import ROOT
 from shared.db.bootstrap import SERVICES
+from shared.settings import Settings
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
@@ -55,6 +57,21 @@ def test_compose_runs_every_service_and_prepare_from_the_image():
         assert (service["image"], service["build"]["dockerfile"]) == ("oms:dev", "deploy/Dockerfile"), name
         assert "pip" not in " ".join(service["command"]) and "volumes" not in service, name
     assert [compose[name]["command"] for name in SERVICES] == [[f"services.{name}"] for name in SERVICES]
+
+
+def test_replicas_of_a_compose_service_each_have_a_static_membership_of_their_own(monkeypatch):
+    """`docker compose up --scale capture=2` starts two containers from one definition: had it pinned
+    OMS_INSTANCE_ID, or had the default been one value for all ("1" until 2026-11-30), both would join capture's
+    groups as the same static member and fence each other out for as long as both ran. Each container has a host
+    name of its own, the default."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in SERVICES:
+        assert "OMS_INSTANCE_ID" not in (compose[name].get("environment") or {}), name
+    assert "OMS_INSTANCE_ID" not in (ROOT / "deploy" / "dev.env").read_text()
+    monkeypatch.delenv("OMS_INSTANCE_ID", raising=False)
+    assert Settings(kafka_bootstrap="kafka:9092").instance_id == socket.gethostname()  # a container's its own
+    monkeypatch.setenv("OMS_INSTANCE_ID", "2")  # `oms up` numbers the processes it starts on one host
+    assert Settings(kafka_bootstrap="kafka:9092").instance_id == "2"
 
 
 def test_the_installed_package_carries_what_the_services_read_at_run_time(tmp_path):
