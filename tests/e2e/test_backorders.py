@@ -3,6 +3,7 @@ waiting longer first, and learn when announced receipts will cover them."""
 
 from datetime import date
 
+from ops.waiting import eventually
 from shared.contracts.inventory import ExpectReceipt, ReceiveStock
 from shared.contracts.orders import OrderBackordered, OrderCancelled, OrderConfirmed
 
@@ -13,8 +14,13 @@ from .conftest import FRANKFURT
 async def test_waiting_orders_are_filled_by_receipts_in_arrival_order(driver):
     location, sku = driver.unique("WH"), driver.unique("PRE")
     await driver.location(location, FRANKFURT)
-    await driver.channel.send(ExpectReceipt(receipt_id=driver.unique("PO"), sku=sku, location_id=location,
-                                            quantity=3, expected_on=date(2027, 3, 1)))
+    announced = ExpectReceipt(receipt_id=driver.unique("PO"), sku=sku, location_id=location, quantity=3,
+                              expected_on=date(2027, 3, 1))
+    await driver.channel.send(announced)
+    # Inventory must know the SKU before the orders reach it: the announcement and a reservation travel on
+    # different partitions, and one batch holding both may apply the reservation first (UNKNOWN_SKU).
+    await eventually(lambda: driver.db.fetchval("SELECT 1 FROM inventory.expected_receipts WHERE receipt_id = $1",
+                                                announced.receipt_id), what="the receipt announced")
     first, second = (driver.order([(sku, 2)]).model_copy(update={"allow_backorder": True}) for _ in range(2))
     impatient = driver.order([(sku, 1)])  # may not wait
     for order in (first, second):
