@@ -335,10 +335,7 @@ class Fuzz:
         for service, sub in self.subscriptions:
             group = consumer_group(service, sub.topic)
             partitions = [TopicPartition(self.settings.topic(sub.topic), p) for p in range(PARTITIONS)]
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            end = await ends.end_offsets(partitions)
-            behind = sum(end[tp] - max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions)
-            if behind:
+            if behind := await history.records_behind(admin, group, await ends.end_offsets(partitions)):
                 lag[group] = behind
         return lag
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from shared.contracts.topics import PARTITIONS
@@ -43,6 +44,12 @@ async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def records_behind(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPartition, int]) -> int:
+    """How many of the records before `ends` the consumer group has yet to commit (having applied them)."""
+    committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+    return sum(max(end - max(committed[tp].offset if tp in committed else 0, 0), 0) for tp, end in ends.items())
 
 
 async def offsets_at(settings: Settings, topic: str, when: datetime, principal: str | None = None) -> dict[int, int]:

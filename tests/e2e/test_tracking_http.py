@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ops import views
+from ops.history import records_behind
 from ops.principals import party_topic
 from ops.waiting import eventually
 from services.tracking.app import TIMELINE_TOPICS
@@ -129,14 +130,10 @@ async def tracking_has_read_its_topics_as_they_are_now(config) -> None:
     await ends_reader.start()
     await kafka_admin.start()
     try:
-        ends = await ends_reader.end_offsets([tp for partitions in by_group.values() for tp in partitions])
+        ends = {group: await ends_reader.end_offsets(partitions) for group, partitions in by_group.items()}
 
         async def applied() -> bool:
-            for group, partitions in by_group.items():
-                committed = await kafka_admin.list_consumer_group_offsets(group, partitions=partitions)
-                if any(ends[tp] and (tp not in committed or committed[tp].offset < ends[tp]) for tp in partitions):
-                    return False
-            return True
+            return not any([await records_behind(kafka_admin, group, ends[group]) for group in by_group])
         await eventually(applied, what="tracking to apply what its topics hold")
     finally:
         await ends_reader.stop()
