@@ -190,22 +190,22 @@ def projection(events: list[TimelineEvent]) -> Projection | None:
     return _applied(view, Counter(), ordered)
 
 
-def advance(view: dict[str, Any], progress: dict[str, Any], new_events: list[TimelineEvent]) -> Projection | None:
-    """The view after events not applied yet, from the view as stored (its JSON) and where it stands: the same as
+def advance(view: str, progress: dict[str, Any], new_events: list[TimelineEvent]) -> Projection | None:
+    """The view after events not applied yet, from the view as stored (its JSON text) and where it stands: the same as
     projecting all the events again, as long as none of the new ones sorts before the last one applied. If one
     does (a late event), None: only projecting them all places it."""
     ordered = sorted({e.event_id: e for e in new_events}.values(), key=TimelineEvent.sort_key)
     last = (datetime.fromisoformat(progress["at"]), progress["topic"], progress["event_id"])
     if not ordered or ordered[0].sort_key() <= last:
         return None
-    return _applied(OrderView.model_validate(view), Counter(progress["cancelled"]), ordered)
+    return _applied(OrderView.model_validate_json(view), Counter(progress["cancelled"]), ordered)
 
 
 def _applied(view: OrderView, cancelled: Counter[str], ordered: list[TimelineEvent]) -> Projection:
     for event in ordered:
         _apply(view, event, cancelled)
     view.updated_at = ordered[-1].at
-    view.lines = _line_statuses(view, cancelled.copy())
+    _share_out_line_statuses(view, cancelled.copy())
     view.payment.status = _payment_status(view.payment, view.total)
     return Projection(view, ordered[-1].sort_key(), cancelled)
 
@@ -350,22 +350,20 @@ def _fulfillment_order(view: OrderView, data: dict[str, Any]) -> FulfillmentOrde
     return found
 
 
-def _line_statuses(view: OrderView, cancelled: Counter[str]) -> list[LineView]:
-    """Each line's units shipped and cancelled, shared out over the order's lines of that SKU, and its status."""
+def _share_out_line_statuses(view: OrderView, cancelled: Counter[str]) -> None:
+    """Each line's units shipped and cancelled, shared out over the order's lines of that SKU, and its status (set
+    on the lines in place: a copy of each line was a third of what applying an event cost)."""
     shipped: Counter[str] = Counter()
     for shipment in view.shipments:
         shipped.update({line["sku"]: line["quantity"] for line in shipment.lines})
-    lines = []
     for line in view.lines:
         line_shipped = min(line.quantity, shipped[line.sku])
         shipped[line.sku] -= line_shipped
         rest = line.quantity - line_shipped
         line_cancelled = rest if view.status == "cancelled" else min(rest, cancelled[line.sku])
         cancelled[line.sku] -= line_cancelled
-        lines.append(line.model_copy(update={"shipped": line_shipped, "cancelled": line_cancelled,
-                                             "status": _line_status(view.status, line.quantity, line_shipped,
-                                                                    line_cancelled)}))
-    return lines
+        line.shipped, line.cancelled = line_shipped, line_cancelled
+        line.status = _line_status(view.status, line.quantity, line_shipped, line_cancelled)
 
 
 def _line_status(order_status: str, quantity: int, shipped: int, cancelled: int) -> str:

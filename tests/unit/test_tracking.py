@@ -138,10 +138,9 @@ def cancelled_life(order_id: uuid.UUID):
             AuthorizationVoided(order_id=order_id, amount=Decimal("79.96"))]
 
 
-def stored(projected: Projection) -> tuple[dict, dict]:
-    """As the orders table keeps it: the view and where it stands, through JSON."""
-    return (json.loads(json.dumps(projected.view.model_dump(mode="json"))),
-            json.loads(json.dumps(projected.progress())))
+def stored(projected: Projection) -> tuple[str, dict]:
+    """As the orders table keeps it: the view (read as JSON text) and where it stands, through JSON."""
+    return projected.view.model_dump_json(), json.loads(json.dumps(projected.progress()))
 
 
 @pytest.mark.parametrize("life", [whole_life, cancelled_life, lambda order_id: story(order_id)])
