@@ -12,12 +12,12 @@ Whether a customer opted out, an address bounced or the channel turned the deliv
 the delivery comes due: such a delivery is recorded as skipped, never sent."""
 
 import asyncio
+import io
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-import io
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
