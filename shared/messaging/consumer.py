@@ -174,7 +174,7 @@ class Consumer:
     def _parse(self, subscription: Subscription, record: ConsumerRecord) -> _Parsed:
         """Read the record, then open its span (knowing what the record is) and hand its message that span."""
         parsed, payload = self._read(subscription, record)
-        span = consuming(record, self.group, parsed.envelope, getattr(payload, "order_id", None))
+        span = consuming(record, self.group, parsed.envelope, payload.field("order_id") if payload else None)
         parsed.trace = trace.set_span_in_context(span)
         if payload is not None:
             sender = subscription.sender(record.topic, self.settings.topic_prefix) if subscription.per_party else None

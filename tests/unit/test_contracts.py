@@ -1,3 +1,4 @@
+import uuid
 from typing import get_args
 
 import pytest
@@ -9,7 +10,7 @@ from services.fulfillment.domain import advances, belongs
 from services.notification.templates import Templates
 from shared.contracts import REGISTRY, Envelope, wrap
 from shared.contracts.notification import NotificationKind
-from shared.contracts.orders import CustomerOnRecord, OrderAccepted, PlaceOrder
+from shared.contracts.orders import CustomerOnRecord, OrderAccepted, OrderConfirmed, PlaceOrder
 from shared.contracts.topics import ALL_TOPICS
 
 
@@ -69,3 +70,11 @@ def test_an_address_is_checked_when_the_order_is_placed_and_passed_on_as_it_was_
     # Readers of OrderAccepted do not run email-validator again: they take what capture checked.
     assert CustomerOnRecord(customer_id="C-1", email="no at sign", name="A").email == "no at sign"
     assert carries_pii(OrderAccepted)  # still marked as personal data in the AsyncAPI document
+
+
+def test_a_contracts_field_is_read_by_name_and_one_it_lacks_is_none():
+    place = sample_order(lines=[("CAP-BLACK", 1)])
+    assert place.field("channel") == place.channel
+    assert place.field("order_id") is None and place.field("no_such_field") is None
+    confirmed = OrderConfirmed(order_id=uuid.uuid4(), location_id="WH-1", fulfillment_order_id=uuid.uuid4())
+    assert confirmed.field("order_id") == confirmed.order_id
