@@ -68,17 +68,26 @@ class Assignment(Value):
 
 def merge_lines(lines: list[Line]) -> list[Line]:
     """One line per SKU, sorted by SKU."""
-    totals: Counter[str] = Counter()
-    for line in lines:
-        totals[line.sku] += line.quantity
-    return [Line(sku=sku, quantity=qty) for sku, qty in sorted(totals.items())]
+    return _lines_of(_units(lines))
 
 
 def subtract_lines(lines: list[Line], taken: list[Line]) -> list[Line] | None:
     """What is left of `lines` once `taken` is out, or None if `taken` holds more of a SKU than `lines` does."""
-    left = Counter({line.sku: line.quantity for line in merge_lines(lines)})
-    for line in merge_lines(taken):
-        if left[line.sku] < line.quantity:
+    left = _units(lines)
+    for sku, quantity in _units(taken).items():
+        if left[sku] < quantity:
             return None
-        left[line.sku] -= line.quantity
-    return [Line(sku=sku, quantity=qty) for sku, qty in sorted(left.items()) if qty]
+        left[sku] -= quantity
+    return _lines_of(left)
+
+
+def _units(lines: list[Line]) -> Counter[str]:
+    """Units per SKU (counted, not built as lines: inventory merges and subtracts lines on every command)."""
+    units: Counter[str] = Counter()
+    for line in lines:
+        units[line.sku] += line.quantity
+    return units
+
+
+def _lines_of(units: Counter[str]) -> list[Line]:
+    return [Line(sku=sku, quantity=quantity) for sku, quantity in sorted(units.items()) if quantity]
