@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import NamedTuple
 from uuid import UUID, uuid4
 
@@ -27,6 +28,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from shared.contracts import Contract, Envelope
 from shared.contracts.base import encode
@@ -104,10 +106,27 @@ def notify_channel(schema: str) -> str:
     return f"oms_outbox_{schema}"
 
 
+@lru_cache(maxsize=4096)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key)
+
+
+def _partition_by_key(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Kafka's default partitioner (murmur2 of the key, as the Java client's), each key's hash computed once:
+    aiokafka's murmur2 is pure Python (~5 µs a message), and an order's messages leave a service in a row."""
+    if key is None:
+        return _KAFKA_DEFAULT(key, all_partitions, available)
+    return all_partitions[(_key_hash(key) & 0x7FFFFFFF) % len(all_partitions)]
+
+
+_KAFKA_DEFAULT = DefaultPartitioner()
+
+
 def make_producer(login: KafkaLogin, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **login.aiokafka(),
         client_id=client_id,
+        partitioner=_partition_by_key,
         acks="all",
         enable_idempotence=True,
         compression_type="snappy",  # least CPU per batch of the codecs on a CPU-bound host: docs/benchmark.md

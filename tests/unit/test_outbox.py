@@ -1,4 +1,6 @@
-"""What the relay sets aside and what it retries."""
+"""What the relay sets aside and what it retries, and the partition it sends a key to."""
+
+import uuid
 
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -8,8 +10,9 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAuthorizationFailedError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 
-from shared.messaging.outbox import UNPUBLISHABLE
+from shared.messaging.outbox import UNPUBLISHABLE, _partition_by_key
 
 
 def test_only_what_is_wrong_with_the_message_itself_sets_it_aside():
@@ -22,3 +25,11 @@ def test_a_lost_producer_sequence_an_outage_or_a_missing_right_is_retried():
     replies a broker restart caught in flight: the orders behind them never settled."""
     for error in (OutOfOrderSequenceNumber(), ProducerFenced(), KafkaConnectionError(), TopicAuthorizationFailedError()):
         assert not isinstance(error, UNPUBLISHABLE), error
+
+
+def test_a_key_goes_to_the_partition_kafkas_default_partitioner_picks_however_often_it_is_sent():
+    keys = [str(uuid.uuid4()).encode() for _ in range(500)] + [b"", b"web/W-1", "ü".encode()]
+    for partitions in (list(range(1)), list(range(6)), list(range(12))):
+        for key in keys * 2:  # the second time from the cache
+            assert _partition_by_key(key, partitions, partitions) == DefaultPartitioner()(key, partitions, partitions)
+    assert _partition_by_key(None, [0, 1, 2], [2]) == 2  # no key: one of the available partitions
