@@ -62,6 +62,12 @@ def configure_tracing(service: str) -> TracerProvider:
     return provider
 
 
+def recording() -> bool:
+    """Whether this process records spans (it exports them); when it does not, a span nothing else carries (a
+    record skipped as another service's business) need not be made at all."""
+    return _provider_recording_nothing is None
+
+
 def consuming(record: ConsumerRecord, group: str, envelope: Envelope | None, order_id: UUID | None) -> Span:
     """The span of one consumed record, child of the context its producer sent (if any)."""
     parent = extract(record.headers or ())

@@ -1,11 +1,21 @@
-"""Reading the W3C trace context from Kafka headers as they come: valid, absent, or hostile."""
+"""Reading the W3C trace context from Kafka headers as they come: valid, absent, or hostile; which records get a
+span."""
+
+import json
+import uuid
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
+from shared.contracts.routing import RegisterLocation, RouteOrder
+from shared.contracts.topics import ROUTING_COMMANDS
+from shared.messaging import tracing
+from shared.messaging.consumer import Consumer, Subscription
 from shared.messaging.tracing import extract, headers_of, unrecorded_child
+from shared.settings import settings
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -53,3 +63,19 @@ def test_a_records_unrecorded_span_is_the_one_the_sdk_would_start_when_it_sample
     header_names = set(headers_of(trace.set_span_in_context(made)))
     assert header_names == set(headers_of(trace.set_span_in_context(
         provider.get_tracer("test").start_span("x", context=parent))))
+
+
+@pytest.mark.parametrize("records_spans", [False, True])
+def test_a_record_skipped_as_another_services_gets_a_span_only_where_spans_are_recorded(monkeypatch, records_spans):
+    monkeypatch.setattr(tracing, "_provider_recording_nothing",
+                        None if records_spans else TracerProvider(sampler=ALWAYS_OFF))
+    consumer = Consumer(None, service="routing", writes=frozenset(), group="g", settings=settings())
+    subscription = Subscription(ROUTING_COMMANDS, {RegisterLocation: None})
+    others = {"specversion": "1.0", "id": str(uuid.uuid4()), "type": RouteOrder.message_type, "source": "test",
+              "correlationid": "c-1", "data": {}}
+    record = ConsumerRecord(topic=ROUTING_COMMANDS, partition=0, offset=0, timestamp=0, timestamp_type=0, key=b"k",
+                            value=json.dumps(others).encode(), checksum=None, serialized_key_size=1,
+                            serialized_value_size=1, headers=[("traceparent", TRACEPARENT.encode())])
+    parsed = consumer._parse(subscription, record)
+    assert parsed.payload is None and parsed.dead_letter is None  # skipped
+    assert parsed.span.get_span_context().is_valid is records_spans
