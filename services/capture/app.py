@@ -39,7 +39,7 @@ def _replies_on(topic: str, others: dict | None = None, batch_wait_ms: int | Non
     replies = {reply: handlers.saga_replies for reply in REPLY_TYPES if reply.topic == topic}
     unread = {reply: flag for reply, flag in ANSWERED_ELSEWHERE.items() if reply.topic == topic}
     return Subscription(topic=topic, handlers={**replies, **(others or {})}, skipped_when=unread,
-                        batch_wait_ms=batch_wait_ms)
+                        batch_wait_ms=batch_wait_ms, locks_first=handlers.lock_sagas)
 
 
 SERVICE = ServiceDefinition(
@@ -51,7 +51,7 @@ SERVICE = ServiceDefinition(
                                HoldOrder: handlers.hold_commands, ReleaseHold: handlers.hold_commands,
                                RequestReturn: handlers.request_returns, EditOrder: handlers.edit_orders,
                                CancelOrderLines: handlers.edit_orders},
-                     on_invalid_payload=rejection, per_party=True),
+                     on_invalid_payload=rejection, per_party=True, locks_first=handlers.lock_sagas),
         _replies_on(INVENTORY_EVENTS),
         # Off the way: a first sourcing's decision is not read (inventory's answer follows it); what is read —
         # no route, a part re-sourced — may come later. Without the wait, each order's decision woke capture alone.

@@ -99,6 +99,25 @@ class Journal:
         await store.record_edit_answers(uow.conn, self.edit_answers)
 
 
+async def lock_sagas(uow: UnitOfWork, batch: list[Message]) -> None:
+    """The sagas of a batch's orders, locked in id order before its handlers run (`Subscription.locks_first`):
+    those of commands and returns lock them message by message. Not needed for a batch that only places orders
+    (nothing there yet to lock) or only answers sagas (`saga_replies` locks them all in one statement)."""
+    if all(isinstance(m.payload, PlaceOrder) for m in batch):
+        return
+    if all(type(m.payload) in saga_steps.REPLY_TYPES for m in batch):
+        return
+    await store.lock_sagas(uow.conn, list({order_id for m in batch if (order_id := _order_of(m.payload))}))
+
+
+def _order_of(payload: Contract) -> UUID | None:
+    """The order a message is about: named, or (a channel's command) the one its channel order id maps to."""
+    if (order_id := payload.field("order_id")) is not None:
+        return order_id
+    channel_order_id = payload.field("channel_order_id")
+    return order_id_for(payload.field("channel"), channel_order_id) if channel_order_id else None
+
+
 def _own_channels_only(uow: UnitOfWork, batch: list[Message[PlaceOrder | CancelOrder]]) -> list[Message]:
     """A channel writing on its own topic may speak only for itself: a message claiming another channel is
     refused. Messages on the shared topic come from ops, who may speak for any channel."""

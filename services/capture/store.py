@@ -38,6 +38,10 @@ async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, Place
 _SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id FROM order_sagas s JOIN orders o USING (order_id)"""
 
 
+async def lock_sagas(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
+    await conn.execute("SELECT FROM order_sagas WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE", order_ids)
+
+
 async def load_sagas(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, tuple[Saga, str]]:
     """The sagas, locked for this transaction (in id order, so concurrent batches cannot deadlock), with their
     correlation ids."""

@@ -23,7 +23,7 @@ effect is committed; answers to the record carry that span's context, dead lette
 import base64
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +82,11 @@ class Subscription:
     """A handled type whose messages are skipped, without a claim, when this boolean field of their payload is
     true: the service has asked for the answer to come from elsewhere. They are read in full all the same (the
     service may be their only reader), so a malformed one is dead-lettered as usual."""
+
+    locks_first: Callable[[UnitOfWork, list[Message]], Awaitable[None]] | None = None
+    """Takes the locks the batch's handlers will take, in one order, before any of them runs. Handlers run one
+    after another (and may go message by message), each locking what it touches as it comes to it: a batch
+    could hold one order and wait for another that a concurrent batch holds while waiting for the first."""
 
     def awaits_elsewhere(self, payload: Contract) -> bool:
         flag = self.skipped_when.get(type(payload))
@@ -247,6 +252,8 @@ class Consumer:
                 if not item.duplicate:
                     fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
                     todo.append(item)
+            if subscription.locks_first and (messages := [item.message for item in todo if item.message is not None]):
+                await subscription.locks_first(uow, messages)
             if isolate:
                 for item in todo:
                     await self._apply_alone(uow, subscription, item)
