@@ -95,6 +95,34 @@ async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config
                                 [_id_of(r) for r in records]) == len(records), "every record claimed, once"
 
 
+async def test_a_batch_met_before_whole_or_in_part_has_each_message_applied_once(config, admin, routing_pool):
+    """A batch is claimed with its outbox rows, once applied; one that holds a message met before is undone and
+    applied again, claimed first: what each message does is done once."""
+    table = f"applied_{uuid.uuid4().hex[:8]}"
+    async with routing_pool.acquire() as conn:
+        role = await conn.fetchval("SELECT current_user")
+    await admin.execute(f"CREATE TABLE routing.{table} (message_key text NOT NULL)")
+    await admin.execute(f'GRANT INSERT ON routing.{table} TO "{role}"')
+
+    async def applying(uow: UnitOfWork, batch: list[Message[RegisterLocation]]) -> None:
+        await uow.conn.executemany(f"INSERT INTO {table} VALUES ($1)", [(str(m.envelope.id),) for m in batch])
+        for message in batch:
+            uow.reply(LocationRegistered(location_id=message.payload.location_id, kind="warehouse"), message)
+
+    try:
+        consumer = Consumer(routing_pool, service="routing", writes=frozenset({ROUTING_EVENTS, DEAD_LETTERS}),
+                            group=f"runtime-test-{uuid.uuid4().hex[:6]}", settings=config)
+        subscription = Subscription(ROUTING_COMMANDS, {RegisterLocation: applying})
+        first, second = record(0, "first"), record(1, "second")
+        await consumer.process(subscription, [first])
+        await consumer.process(subscription, [first, second])  # redelivered with the next one
+        await consumer.process(subscription, [first, second])  # redelivered whole
+        applied = await admin.fetch(f"SELECT message_key, count(*) FROM routing.{table} GROUP BY 1")
+        assert dict(applied) == {_id_of(first): 1, _id_of(second): 1}
+    finally:
+        await admin.execute(f"DROP TABLE routing.{table}")
+
+
 class CountingPool:
     """The real pool, counting the connections taken from it."""
 
