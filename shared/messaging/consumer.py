@@ -47,7 +47,7 @@ from .monitor import HANDLER_DURATION, ConsumerMonitor
 from .outbox import OutboxRelay
 from .retry import Backoff, is_transient
 from .tracing import consuming, recording, trace_id_of
-from .unit_of_work import Handler, Message, Redelivered, UnitOfWork
+from .unit_of_work import Handler, Message, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -236,25 +236,22 @@ class Consumer:
         if self.relay is not None:
             await self.relay.joined()  # no rows while another instance's relay hands off (OutboxRelay)
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-            try:
-                uow = await self._apply_in_transaction(conn, subscription, batch, isolate, claim_last=not isolate)
-            except Redelivered:
-                uow = await self._apply_in_transaction(conn, subscription, batch, isolate, claim_last=False)
+            uow = await self._apply_in_transaction(conn, subscription, batch, isolate)
             uow.committed()  # before the connection goes back: the relay is handed the rows in commit order
 
     async def _apply_in_transaction(self, conn: asyncpg.Connection, subscription: Subscription,
-                                    batch: list[_Parsed], isolate: bool, claim_last: bool) -> UnitOfWork:
-        """The batch applied in one transaction. Its messages are claimed in the inbox first, and those met before
-        left out; or, `claim_last`, all applied and claimed with the outbox rows (one statement less), the whole
-        undone (Redelivered) if any was met before."""
+                                    batch: list[_Parsed], isolate: bool) -> UnitOfWork:
         async with conn.transaction():
             uow = UnitOfWork(conn, self.service, self.writes, self.settings, relay=self.relay)
-            keys = [p.inbox_key for p in batch if p.inbox_key is not None]
-            if claim_last and len(set(keys)) == len(keys):
-                uow.claims_last = keys
-                todo = [item for item in batch if item.inbox_key is not None]
-            else:
-                todo = _unseen(batch, await uow.claim(keys))
+            fresh = await uow.claim([p.inbox_key for p in batch if p.inbox_key is not None])
+            todo: list[_Parsed] = []
+            for item in batch:
+                if item.inbox_key is None:
+                    continue
+                item.duplicate = item.inbox_key not in fresh
+                if not item.duplicate:
+                    fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
+                    todo.append(item)
             if subscription.locks_first and (messages := [item.message for item in todo if item.message is not None]):
                 await subscription.locks_first(uow, messages)
             if isolate:
@@ -338,19 +335,6 @@ class Consumer:
         if answer and subscription.on_invalid_payload and item.envelope and item.validation_error:
             for reply in subscription.on_invalid_payload(item.envelope, item.validation_error):
                 uow.emit(reply, correlation_id=correlation, causation_id=causation, trace=item.trace)
-
-
-def _unseen(batch: list[_Parsed], fresh: set[str]) -> list[_Parsed]:
-    """The batch's messages its claim found new (the others marked duplicates), each once."""
-    todo = []
-    for item in batch:
-        if item.inbox_key is None:
-            continue
-        item.duplicate = item.inbox_key not in fresh
-        if not item.duplicate:
-            fresh.discard(item.inbox_key)  # the same message twice in one batch is applied once
-            todo.append(item)
-    return todo
 
 
 def _handler(subscription: Subscription, message: Message) -> Handler:

@@ -72,34 +72,25 @@ def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: 
             for topic in destinations(payload.topic, payload.party() or party)]
 
 
-async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *, notify: bool = True,
-                claims: list[str] | None = None) -> tuple[list[Staged], int]:
+async def write(conn: asyncpg.Connection, rows: list[OutboxRow], schema: str, *,
+                notify: bool = True) -> list[Staged]:
     """Stage rows in the caller's transaction. `notify`: wake the service's relays with a NOTIFY when it commits,
     for a writer outside the relay's process. One inside it tells its relay itself once it has committed
     (OutboxRelay.committed), which spares every other listening backend of the database the signal a NOTIFY
-    sends them (docs/benchmark.md), and is handed the rows as staged, numbered, for that.
-    `claims`: inbox keys recorded in the same statement (a consumer that claims its batch last); returns the
-    number recorded now, those recorded before left out."""
-    if not rows and not claims:
-        return [], 0
+    sends them (docs/benchmark.md), and is handed the rows as staged, numbered, for that."""
+    if not rows:
+        return []
     columns = ([r.event_id for r in rows], [r.topic for r in rows], [r.key for r in rows], [r.value for r in rows],
                [r.headers for r in rows])
     insert = """INSERT INTO outbox (event_id, topic, key, value, headers)
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])"""
-    claim = ("claimed AS (INSERT INTO inbox (message_key) SELECT unnest($6::text[]) ON CONFLICT DO NOTHING "
-             "RETURNING 1), " if claims else "")
-    claimed = "(SELECT count(*) FROM claimed)" if claims else "0"
-    claim_args = (claims,) if claims else ()
     if notify:
-        count = await conn.fetchval(f"WITH {claim}staged AS ({insert} RETURNING 1) SELECT {claimed}, "
-                                    f"(SELECT pg_notify(${6 + len(claim_args)}, '') FROM staged LIMIT 1)",
-                                    *columns, *claim_args, notify_channel(schema))
-        return [], count
-    written = await conn.fetch(f"WITH {claim}staged AS ({insert} RETURNING seq, event_id, topic) "
-                               f"SELECT {claimed} AS claimed, staged.* FROM (VALUES (1)) AS one "
-                               "LEFT JOIN staged ON true", *columns, *claim_args)
-    numbered = {(r["event_id"], r["topic"]): r["seq"] for r in written}
-    return [Staged(numbered[row.event_id, row.topic], row) for row in rows], written[0]["claimed"]
+        await conn.execute(f"WITH staged AS ({insert} RETURNING 1) SELECT pg_notify($6, ''), "
+                           "(SELECT count(*) FROM staged)", *columns, notify_channel(schema))
+        return []
+    numbered = {(r["event_id"], r["topic"]): r["seq"]
+                for r in await conn.fetch(f"{insert} RETURNING seq, event_id, topic", *columns)}
+    return [Staged(numbered[row.event_id, row.topic], row) for row in rows]
 
 
 def backlog_sql(outbox: str = "outbox") -> str:

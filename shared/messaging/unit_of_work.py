@@ -70,9 +70,6 @@ class UnitOfWork:
     # The relay of this process, handed the rows once they are committed; without one (a unit of work outside
     # the service's process), the commit wakes the service's relays with a NOTIFY.
     relay: OutboxRelay | None = None
-    # Inbox keys claimed with the outbox rows at the flush rather than first (the consumer's common path): one
-    # statement less; if any was claimed before, the flush raises Redelivered and the transaction is undone.
-    claims_last: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -118,11 +115,7 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Write what was staged: the outbox rows, and each dead letter with all its original bytes."""
         rows = self.staged + [row for row, _, _ in self.dead_letters]
-        claims, self.claims_last = self.claims_last, []
-        written, claimed = await outbox.write(self.conn, rows, self.service, notify=self.relay is None,
-                                              claims=claims)
-        if claimed < len(claims):
-            raise Redelivered(f"{len(claims) - claimed} of the batch's {len(claims)} messages were applied before")
+        written = await outbox.write(self.conn, rows, self.service, notify=self.relay is None)
         if self.dead_letters:
             await _keep_dead_letters(self.conn, self.dead_letters)
         self.staged, self.dead_letters = [], []
@@ -143,11 +136,6 @@ class UnitOfWork:
         for count in self.flushed:
             count()
         self.flushed = []
-
-
-class Redelivered(Exception):
-    """A batch claimed last holds messages applied before (redelivered after a crash or a rebalance): its
-    transaction is undone, and the batch applied again, claimed first."""
 
 
 Handler = Callable[[UnitOfWork, list[Message]], Awaitable[None]]

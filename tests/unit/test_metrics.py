@@ -59,9 +59,6 @@ class FakeConnection:
     async def execute(self, *args):
         return None
 
-    async def fetchval(self, *args):
-        return 0
-
 
 async def test_events_count_once_committed_and_not_when_their_savepoint_rolled_back():
     uow = UnitOfWork(FakeConnection(), "capture", frozenset({ORDER_EVENTS}), settings=None)
