@@ -348,10 +348,11 @@ class OutboxRelay:
 
     async def _wait_for_work(self) -> None:
         timeout = self.DELETE_SECONDS if self._published else self.idle_poll_seconds
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that comes with the wake (the relay of a
+        # stopping service would go on); asyncio.timeout tells its own cancellation from another's.
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
         self._wakeup.clear()
 
     async def _publish_handed(self) -> None:
