@@ -1,10 +1,9 @@
-"""What the relay sets aside and what it retries, and the partition it sends a key to."""
+"""What the relay sets aside and what it retries, the partition it sends a key to, and that it stops when told."""
 
 import asyncio
 import uuid
 
 import pytest
-
 from aiokafka.errors import (
     KafkaConnectionError,
     MessageSizeTooLargeError,
