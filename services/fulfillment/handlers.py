@@ -144,16 +144,19 @@ AMENDMENT_REFUSALS = {"picked": "ALREADY_PICKED", "packed": "ALREADY_PICKED", "r
                       **HANDED_OVER, "rejected": "FULFILLMENT_CLOSED", "cancelled": "FULFILLMENT_CLOSED"}
 
 
-async def _lock_orders(uow: UnitOfWork, batch: list[Message]) -> None:
-    """The batch's orders locked, in one order: a shipment is priced from the order's earlier ones (whichever
-    location shipped them), an amendment changes several of its fulfilment orders at once."""
+async def lock_orders(uow: UnitOfWork, batch: list[Message]) -> None:
+    """The batch's orders locked, in one order, before its handlers run (`Subscription.locks_first`): a shipment
+    is priced from the order's earlier ones (whichever location shipped them), an amendment changes several of
+    its fulfilment orders at once, and cancellations and updates lock their rows message by message. A batch of
+    new requests alone needs none: it locks no row there already."""
+    if all(isinstance(m.payload, RequestFulfillment) for m in batch):
+        return
     keys = sorted({int.from_bytes(m.payload.order_id.bytes[:4], "big", signed=True) for m in batch})
     await uow.conn.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
                            ORDER_LOCKS, keys)
 
 
 async def amend_fulfillment(uow: UnitOfWork, batch: list[Message[AmendFulfillment]]) -> None:
-    await _lock_orders(uow, batch)
     for message in batch:
         await _amend(uow, message)
 
@@ -205,8 +208,7 @@ async def _apply_amendment(uow: UnitOfWork, message: Message, part: PartAmendmen
 
 
 async def location_updates(uow: UnitOfWork, batch: list[Message[LocationUpdate]]) -> None:
-    """The batch's orders are locked first, then each report is applied."""
-    await _lock_orders(uow, batch)
+    """Each report applied in turn, the batch's orders locked first (lock_orders)."""
     for message in batch:
         await _location_update(uow, message)
 
