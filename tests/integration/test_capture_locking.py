@@ -50,7 +50,7 @@ async def forged_orders(capture_pool):
         await conn.execute("DELETE FROM outbox WHERE key = ANY($1)", [str(o) for o in forged])
 
 
-def _command(offset: int, payload) -> object:
+def command(offset: int, payload) -> object:
     return raw_record(offset, wrap(payload, source="test", correlation_id="c-locking").model_dump_json().encode())
 
 
@@ -86,8 +86,9 @@ async def test_a_batch_of_commands_never_holds_one_order_while_waiting_for_anoth
         async with replies.transaction():
             await store.load_sagas(replies, [lower])
             applying = asyncio.create_task(consumer.process(
-                commands, [_command(0, first_command), _command(1, _hold(lower_channel_id))]))
-            await eventually(lambda: _waiting_for_a_lock(admin, replies), what="the commands waiting for an order")
+                commands, [command(0, first_command), command(1, _hold(lower_channel_id))]))
+            await eventually(lambda: waiting_for_a_lock(admin, replies, "order_sagas"),
+                             what="the commands waiting for an order")
             await store.load_sagas(replies, [higher])  # would deadlock if the commands held it
         await asyncio.wait_for(applying, 30)
     assert monitor.failures == [], "the batch failed (a deadlock) and was applied again"
@@ -96,7 +97,8 @@ async def test_a_batch_of_commands_never_holds_one_order_while_waiting_for_anoth
     assert {r["order_id"] for r in states if r["holds"]} >= {lower}, "the batch was applied"
 
 
-async def _waiting_for_a_lock(admin, other) -> bool:
+async def waiting_for_a_lock(admin, other, table: str) -> bool:
+    """Whether a session but `other` waits for a row of `table` or an advisory lock."""
     return await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> $1 "
-        "AND query LIKE '%order_sagas%'", other.get_server_pid()) > 0
+        "AND (query LIKE '%' || $2 || '%' OR wait_event = 'advisory')", other.get_server_pid(), table) > 0

@@ -96,8 +96,7 @@ async def test_one_failing_message_is_dead_lettered_alone_whatever_failed(config
 
 
 async def test_a_batch_met_before_whole_or_in_part_has_each_message_applied_once(config, admin, routing_pool):
-    """A batch is claimed with its outbox rows, once applied; one that holds a message met before is undone and
-    applied again, claimed first: what each message does is done once."""
+    """A message redelivered, with the next one or with the whole batch again: what each does is done once."""
     table = f"applied_{uuid.uuid4().hex[:8]}"
     async with routing_pool.acquire() as conn:
         role = await conn.fetchval("SELECT current_user")

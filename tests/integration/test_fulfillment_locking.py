@@ -11,15 +11,13 @@ from ops.demo import address
 from ops.waiting import eventually
 from services.fulfillment.app import SERVICE as FULFILLMENT
 from services.fulfillment.handlers import ORDER_LOCKS
-from shared.contracts import wrap
 from shared.contracts.common import Line, ShipTo
 from shared.contracts.fulfillment import CancelFulfillment, RequestFulfillment, fulfillment_order_id
 from shared.contracts.topics import DEAD_LETTERS, FULFILLMENT_COMMANDS
 from shared.messaging.consumer import Consumer
 
 from .conftest import service_pool
-from .test_capture_locking import FailuresKept
-from .test_consumer_runtime import raw_record
+from .test_capture_locking import FailuresKept, command, waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +38,7 @@ async def requested(config, fulfillment_pool):
     consumer = Consumer(fulfillment_pool, service="fulfillment", group=f"locking-test-{uuid.uuid4().hex[:6]}",
                         writes=frozenset(FULFILLMENT.publishes) | {DEAD_LETTERS}, settings=config)
     delivery = ShipTo(type="ship", address=address())
-    requests = [_command(offset, RequestFulfillment(order_id=order_id, location_id=LOCATION, delivery=delivery,
+    requests = [command(offset, RequestFulfillment(order_id=order_id, location_id=LOCATION, delivery=delivery,
                                                     lines=[Line(sku="SKU-1", quantity=1)],
                                                     location_kind="warehouse"))
                 for offset, order_id in enumerate(orders)]
@@ -53,10 +51,6 @@ async def requested(config, fulfillment_pool):
 
 def _commands():
     return next(sub for sub in FULFILLMENT.subscriptions if sub.topic == FULFILLMENT_COMMANDS)
-
-
-def _command(offset: int, payload) -> object:
-    return raw_record(offset, wrap(payload, source="test", correlation_id="c-locking").model_dump_json().encode())
 
 
 async def test_a_batch_of_cancellations_never_holds_one_order_while_waiting_for_another(config, fulfillment_pool,
@@ -75,10 +69,11 @@ async def test_a_batch_of_cancellations_never_holds_one_order_while_waiting_for_
             await updates.execute("SELECT count(pg_advisory_xact_lock($1, key)) FROM unnest($2::int4[]) AS key",
                                   ORDER_LOCKS, keys)
             await updates.execute(row, fulfillment_order_id(first, LOCATION))
-            cancellations = [_command(offset, CancelFulfillment(order_id=order_id, location_id=LOCATION))
+            cancellations = [command(offset, CancelFulfillment(order_id=order_id, location_id=LOCATION))
                              for offset, order_id in enumerate([second, first])]
             applying = asyncio.create_task(consumer.process(_commands(), cancellations))
-            await eventually(lambda: _waiting(admin, updates), what="the cancellations waiting")
+            await eventually(lambda: waiting_for_a_lock(admin, updates, "fulfillment_orders"),
+                             what="the cancellations waiting")
             await updates.execute(row, fulfillment_order_id(second, LOCATION))  # deadlocked if they held it
         await asyncio.wait_for(applying, 30)
     assert monitor.failures == [], "the batch failed (a deadlock) and was applied again"
@@ -86,8 +81,3 @@ async def test_a_batch_of_cancellations_never_holds_one_order_while_waiting_for_
                                  requested)
     assert [r["status"] for r in statuses] == ["cancelled", "cancelled"]
 
-
-async def _waiting(admin, other) -> bool:
-    return await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> $1 "
-                                "AND (query LIKE '%fulfillment_orders%' OR wait_event = 'advisory')",
-                                other.get_server_pid()) > 0
