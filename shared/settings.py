@@ -55,6 +55,8 @@ class Settings(BaseSettings):
                                          "name: a container's or a pod's own; a number under `oms up`): its static "
                                          "consumer-group membership, so a restart gets its partitions back at once. "
                                          "Two processes on one host need one each")
+    instance_wait_seconds: float = Field(30.0, ge=0, description="How long a starting process waits for another "
+                                                                 "holding its instance id to go before it stops")
     consumer_max_records: int = 500
     saga_step_timeout_seconds: float = Field(30.0, description="First deadline of a saga step; doubles per retry")
     return_policy: Path | None = Field(None, description="The returns policy (TOML); unset: "

@@ -35,6 +35,7 @@ from shared.settings import DEFAULT_HTTP_PORTS, settings
 
 from .consumer import Consumer, Subscription
 from .health import Health, Watched
+from .instance import sole_instance
 from .monitor import ConsumerMonitor
 from .offsets import CommitBeforeRevocation, OffsetCommitter, rewind
 from .outbox import OutboxRelay, make_producer
@@ -94,6 +95,11 @@ class ServiceDefinition:
 def consumer_group(service: str, topic: str) -> str:
     """Prefixed like the topics: test runs share the broker, and their static members must not fence each other."""
     return f"{settings().topic_prefix}{consumer_group_prefix(service)}{topic}"
+
+
+def instance_name(service: str) -> str:
+    """What makes each of the service's static group memberships its own, as consumer_group's prefix does."""
+    return f"{settings().topic_prefix}{consumer_group_prefix(service)}{settings().instance_id}"
 
 
 def consumer_group_prefix(service: str) -> str:
@@ -159,6 +165,12 @@ def build_app(definition: ServiceDefinition) -> AsgiFastStream:
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        async with sole_instance(config.service_dsn(definition.name), instance_name(definition.name),
+                                 config.instance_wait_seconds), serving():
+            yield
+
+    @asynccontextmanager
+    async def serving() -> AsyncIterator[None]:
         nonlocal pool
         await require_topics(login, [config.topic(t) for t in {*definition.reads, *definition.writes}
                                      if t not in PER_PARTY_ONLY])  # a party's own are made with the party
