@@ -160,9 +160,9 @@ def build_app(console: Console) -> FastAPI:
         async def events():
             while not await request.is_disconnected():
                 yield f"event: sample\ndata: {json.dumps({'html': _live(console.sampler)})}\n\n"
-                try:
-                    async with console.sampler.changed:
-                        await asyncio.wait_for(console.sampler.changed.wait(), timeout=15)
+                try:  # not asyncio.wait_for: on Python 3.11 it drops a cancellation that comes with the wake
+                    async with asyncio.timeout(15), console.sampler.changed:
+                        await console.sampler.changed.wait()
                 except TimeoutError:
                     yield ": still here\n\n"
 
