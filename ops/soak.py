@@ -214,8 +214,11 @@ class Soak:
                             {name: kib for name, pid in pids.items() if (kib := resident_kib(pid)) is not None},
                             [(at - self.sent[key]) * 1000 for key, at in window])
             self.samples.append(sample)
-            print(f"{sample.at:6.0f}s  {len(window):6} confirmed  "
-                  f"p50 {statistics.median(sample.latencies_ms) if window else 0:5.0f} ms  "
+            latencies = sample.latencies_ms
+            # The time of day too: a slow window is then found in Postgres's, the broker's and the services' logs.
+            print(f"{time.strftime('%H:%M:%S')} {sample.at:6.0f}s  {len(window):6} confirmed  "
+                  f"p50 {statistics.median(latencies) if window else 0:5.0f} ms  "
+                  f"p99 {_p99(latencies) if len(window) > 1 else max(latencies, default=0):5.0f} ms  "
                   f"RSS MiB {' '.join(f'{n}={k / 1024:.0f}' for n, k in sorted(sample.rss_kib.items()))}",
                   flush=True)
             if len(self.sent) >= count and sample.at >= self.minutes * 60 and (
