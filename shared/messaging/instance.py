@@ -6,16 +6,21 @@ as long as it runs, and a second process that cannot get it stops before it join
 
 A holder that dies closes its connection, and Postgres lets the lock go at once; one that vanishes with its host
 is noticed by the connection's keepalives (about 25 seconds), which is why a starting process waits a little.
+A session of a live holder can end too (Postgres restarted, the session terminated): the holder takes the lock
+again as soon as it can connect, and if another process has taken it meanwhile, the holder stops, saying why.
 """
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 
 from shared.logging import get_logger
+
+from .retry import Backoff
 
 log = get_logger(__name__)
 
@@ -32,15 +37,68 @@ class InstanceInUse(SystemExit):
 
 @asynccontextmanager
 async def sole_instance(dsn: str, name: str, wait_seconds: float) -> AsyncIterator[None]:
-    """Holds `name` while the block runs; raises InstanceInUse if another session holds it for `wait_seconds`."""
-    conn = await asyncpg.connect(dsn, server_settings={**KEEPALIVES, "application_name": f"instance {name}"})
+    """Holds `name` while the block runs; raises InstanceInUse if another session holds it for `wait_seconds`.
+    Should the lock's session end while the block runs and another process take the lock before this one has
+    it again, the process is stopped as it would be by a SIGTERM."""
+    lock = _InstanceLock(dsn, name, wait_seconds)
+    await lock.take()
+    keeper = asyncio.create_task(lock.keep(), name="instance-lock")
     try:
-        deadline = time.monotonic() + wait_seconds
-        while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"instance:{name}"):
-            if time.monotonic() >= deadline:
-                log.error("service.instance_id_in_use", instance=name)
-                raise InstanceInUse(name)
-            await asyncio.sleep(RETRY_SECONDS)
         yield
     finally:
-        await conn.close()
+        keeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await keeper
+        await lock.release()
+
+
+class _InstanceLock:
+    def __init__(self, dsn: str, name: str, wait_seconds: float):
+        self.dsn = dsn
+        self.name = name
+        self.wait_seconds = wait_seconds
+        self.conn: asyncpg.Connection | None = None
+
+    async def take(self) -> None:
+        conn = await asyncpg.connect(self.dsn,
+                                     server_settings={**KEEPALIVES, "application_name": f"instance {self.name}"})
+        try:
+            deadline = time.monotonic() + self.wait_seconds
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                                          f"instance:{self.name}"):
+                if time.monotonic() >= deadline:
+                    log.error("service.instance_id_in_use", instance=self.name)
+                    raise InstanceInUse(self.name)
+                await asyncio.sleep(RETRY_SECONDS)
+        except BaseException:
+            await conn.close()
+            raise
+        self.conn = conn
+
+    async def keep(self) -> None:
+        """Takes the lock again each time its session ends: a process given the id meanwhile would find it free."""
+        while True:
+            ended = asyncio.Event()
+            self.conn.add_termination_listener(lambda _: ended.set())
+            await ended.wait()
+            log.warning("service.instance_lock_lost", instance=self.name)
+            try:
+                await self._take_again()
+            except InstanceInUse:
+                signal.raise_signal(signal.SIGTERM)  # the service's own graceful stop
+                return
+            log.info("service.instance_lock_taken_again", instance=self.name)
+
+    async def _take_again(self) -> None:
+        backoff = Backoff(first=RETRY_SECONDS)
+        while True:
+            try:
+                await self.take()
+                return
+            except Exception as error:  # Postgres not back yet, or refusing: the process goes on meanwhile
+                log.warning("service.instance_lock_retry", instance=self.name, error=repr(error)[:300])
+            await backoff.sleep()
+
+    async def release(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()

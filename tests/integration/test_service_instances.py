@@ -7,13 +7,14 @@ import os
 import pytest
 
 from ops.processes import ServiceProcess
+from ops.waiting import eventually
 
 from ..support.services import running, wait_started
 
 pytestmark = pytest.mark.integration
 
 
-async def test_a_process_given_a_live_instance_id_stops_and_the_first_keeps_its_members(tmp_path):
+async def test_a_process_given_a_live_instance_id_stops_and_the_first_keeps_its_members(tmp_path, config):
     async with running(("routing",), tmp_path / "first") as procs:
         first = procs["routing"]
         twin = ServiceProcess("routing", tmp_path / "twin")  # the same instance id, a pid file and log of its own
@@ -32,3 +33,52 @@ async def test_a_process_given_a_live_instance_id_stops_and_the_first_keeps_its_
         await wait_started(twin)
     finally:
         twin.stop()
+
+
+HOLDER = """SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+            WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1"""
+
+
+def guard_session(config, proc: ServiceProcess) -> str:
+    return f"instance {config.topic_prefix}oms.{proc.name}.{proc.instance}"
+
+
+async def test_a_process_whose_lock_session_ended_takes_it_again_and_a_twin_still_stops(tmp_path, config, admin):
+    """Postgres restarted, or the session terminated: the lock went with the session, and a twin started then
+    would have found the id free."""
+    async with running(("routing",), tmp_path / "first") as procs:
+        first = procs["routing"]
+        session = guard_session(config, first)
+        holder = await eventually(lambda: admin.fetchval(HOLDER, session), what="the id's lock held")
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", holder)
+
+        await eventually(lambda: admin.fetchval(f"{HOLDER} AND a.pid <> $2", session, holder),
+                         what="the id's lock taken again by a new session")
+        twin = ServiceProcess("routing", tmp_path / "twin")
+        process = twin.spawn({**os.environ, "OMS_INSTANCE_WAIT_SECONDS": "1"})
+        assert await asyncio.to_thread(process.wait, 60) != 0
+        assert '"service.instance_id_in_use"' in twin.logfile.read_text()
+        assert first.pid() is not None
+        assert '"service.instance_lock_taken_again"' in first.logfile.read_text()
+
+
+async def test_a_process_that_finds_its_id_taken_when_its_lock_session_ended_stops_saying_why(tmp_path, config,
+                                                                                            admin):
+    async with running(("routing",), tmp_path, {"OMS_INSTANCE_WAIT_SECONDS": "1"}) as procs:
+        first = procs["routing"]
+        session = guard_session(config, first)
+        holder = await eventually(lambda: admin.fetchval(HOLDER, session), what="the id's lock held")
+        async with admin.acquire() as other:
+            key = f"instance:{config.topic_prefix}oms.routing.{first.instance}"
+            waiting = asyncio.create_task(other.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key))
+            await eventually(lambda: admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"), what="a waiter queued")
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", holder)
+            await waiting  # Postgres hands the lock to the session queued for it as the holder's ends
+
+            await eventually(lambda: first.pid() is None, timeout=30, what="the process to stop")
+            await other.execute("SELECT pg_advisory_unlock_all()")
+        log = first.logfile.read_text()
+        assert '"service.instance_lock_lost"' in log
+        assert '"service.instance_id_in_use"' in log
+        assert '"service.stopped"' in log
