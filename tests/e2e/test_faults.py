@@ -5,9 +5,11 @@ import asyncio
 import os
 import subprocess
 
+import asyncpg
 import pytest
 
 from ops.env import ROOT
+from ops.waiting import eventually
 from shared.db.bootstrap import SERVICES
 
 from ..support.load_mix import ORDERS, flow_with_fault
@@ -43,6 +45,21 @@ async def test_restart_of_shared_infrastructure(oms, script):
         await asyncio.to_thread(_deploy, script, "start")
 
     await flow_with_fault(oms, restart)
+    if script == "postgres.sh":  # the services' instance locks went with their sessions: each holds its own again
+        await eventually(lambda: _all_instance_locks_held(oms), what="every instance lock held again")
+
+
+async def _all_instance_locks_held(oms) -> bool:
+    expected = {f"instance {oms.settings.topic_prefix}oms.{proc.name}.{proc.instance}"[:63]
+                for proc in oms.procs.values()}
+    conn = await asyncpg.connect(oms.settings.admin_dsn())
+    try:
+        held = {row["application_name"] for row in await conn.fetch(
+            """SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'instance %'""")}
+    finally:
+        await conn.close()
+    return expected <= held
 
 
 async def test_rebalance_when_instances_join_and_leave(oms):
