@@ -29,6 +29,11 @@ KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_
 RETRY_SECONDS = 0.5
 
 
+def session_name(name: str) -> str:
+    """The application name of the session that holds `name` (Postgres keeps its first 63 bytes)."""
+    return f"instance {name}"[:63]
+
+
 class InstanceInUse(SystemExit):
     def __init__(self, name: str):
         super().__init__(f"instance id {name!r} is held by another live process: give each process of a service "
@@ -61,7 +66,7 @@ class _InstanceLock:
 
     async def take(self) -> None:
         conn = await asyncpg.connect(self.dsn,
-                                     server_settings={**KEEPALIVES, "application_name": f"instance {self.name}"})
+                                     server_settings={**KEEPALIVES, "application_name": session_name(self.name)})
         try:
             deadline = time.monotonic() + self.wait_seconds
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",

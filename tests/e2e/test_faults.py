@@ -11,8 +11,10 @@ import pytest
 from ops.env import ROOT
 from ops.waiting import eventually
 from shared.db.bootstrap import SERVICES
+from shared.messaging.instance import session_name
 
 from ..support.load_mix import ORDERS, flow_with_fault
+from ..support.services import instance_lock_holders, instance_lock_name
 from ..support.stack import stack
 
 pytestmark = pytest.mark.e2e
@@ -50,16 +52,12 @@ async def test_restart_of_shared_infrastructure(oms, script):
 
 
 async def _all_instance_locks_held(oms) -> bool:
-    expected = {f"instance {oms.settings.topic_prefix}oms.{proc.name}.{proc.instance}"[:63]
-                for proc in oms.procs.values()}
     conn = await asyncpg.connect(oms.settings.admin_dsn())
     try:
-        held = {row["application_name"] for row in await conn.fetch(
-            """SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-               WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'instance %'""")}
+        held = await instance_lock_holders(conn)
     finally:
         await conn.close()
-    return expected <= held
+    return all(session_name(instance_lock_name(oms.settings, proc)) in held for proc in oms.procs.values())
 
 
 async def test_rebalance_when_instances_join_and_leave(oms):

@@ -9,7 +9,7 @@ import pytest
 from ops.processes import ServiceProcess
 from ops.waiting import eventually
 
-from ..support.services import running, wait_started
+from ..support.services import instance_lock_holder, instance_lock_name, running, wait_started
 
 pytestmark = pytest.mark.integration
 
@@ -35,25 +35,18 @@ async def test_a_process_given_a_live_instance_id_stops_and_the_first_keeps_its_
         twin.stop()
 
 
-HOLDER = """SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-            WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1"""
-
-
-def guard_session(config, proc: ServiceProcess) -> str:
-    return f"instance {config.topic_prefix}oms.{proc.name}.{proc.instance}"
-
-
 async def test_a_process_whose_lock_session_ended_takes_it_again_and_a_twin_still_stops(tmp_path, config, admin):
     """Postgres restarted, or the session terminated: the lock went with the session, and a twin started then
     would have found the id free."""
     async with running(("routing",), tmp_path / "first") as procs:
         first = procs["routing"]
-        session = guard_session(config, first)
-        holder = await eventually(lambda: admin.fetchval(HOLDER, session), what="the id's lock held")
+        holder = await eventually(lambda: instance_lock_holder(admin, config, first), what="the id's lock held")
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", holder)
 
-        await eventually(lambda: admin.fetchval(f"{HOLDER} AND a.pid <> $2", session, holder),
-                         what="the id's lock taken again by a new session")
+        async def held_by_a_new_session() -> bool:
+            return await instance_lock_holder(admin, config, first) not in (None, holder)
+
+        await eventually(held_by_a_new_session, what="the id's lock taken again by a new session")
         twin = ServiceProcess("routing", tmp_path / "twin")
         process = twin.spawn({**os.environ, "OMS_INSTANCE_WAIT_SECONDS": "1"})
         assert await asyncio.to_thread(process.wait, 60) != 0
@@ -66,10 +59,9 @@ async def test_a_process_that_finds_its_id_taken_when_its_lock_session_ended_sto
                                                                                             admin):
     async with running(("routing",), tmp_path, {"OMS_INSTANCE_WAIT_SECONDS": "1"}) as procs:
         first = procs["routing"]
-        session = guard_session(config, first)
-        holder = await eventually(lambda: admin.fetchval(HOLDER, session), what="the id's lock held")
+        holder = await eventually(lambda: instance_lock_holder(admin, config, first), what="the id's lock held")
         async with admin.acquire() as other:
-            key = f"instance:{config.topic_prefix}oms.routing.{first.instance}"
+            key = f"instance:{instance_lock_name(config, first)}"
             waiting = asyncio.create_task(other.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key))
             await eventually(lambda: admin.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"), what="a waiter queued")

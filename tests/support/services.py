@@ -6,9 +6,13 @@ from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ops.processes import ServiceProcess, SupervisorProcess
+import asyncpg
 
+from ops.processes import ServiceProcess, SupervisorProcess
 from ops.waiting import eventually
+from shared.messaging.instance import session_name
+from shared.messaging.service import consumer_group_prefix
+from shared.settings import Settings
 
 
 async def wait_started(proc: ServiceProcess, timeout: float = 60, *, runs: int = 1) -> None:
@@ -64,3 +68,19 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def instance_lock_name(settings: Settings, proc: ServiceProcess) -> str:
+    """What the process holds while it runs (shared/messaging/instance.py), as service.instance_name makes it."""
+    return f"{settings.topic_prefix}{consumer_group_prefix(proc.name)}{proc.instance}"
+
+
+async def instance_lock_holders(db: asyncpg.Pool | asyncpg.Connection) -> dict[str, int]:
+    """The sessions holding an instance lock: application name -> backend pid."""
+    rows = await db.fetch("""SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'instance %'""")
+    return {row["application_name"]: row["pid"] for row in rows}
+
+
+async def instance_lock_holder(db: asyncpg.Pool, settings: Settings, proc: ServiceProcess) -> int | None:
+    return (await instance_lock_holders(db)).get(session_name(instance_lock_name(settings, proc)))
