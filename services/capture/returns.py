@@ -21,6 +21,9 @@ from functools import cache
 from typing import Literal
 from pathlib import Path
 
+import pydantic.dataclasses
+from pydantic import ConfigDict
+
 from shared.contracts.common import Line, ReasonCode, merge_lines, subtract_lines
 from shared.contracts.money import Billing, ShipmentAmounts, shipment_amounts
 from shared.contracts.orders import RequestReturn
@@ -28,13 +31,18 @@ from shared.contracts.orders import RequestReturn
 DEFAULT_POLICY = Path(__file__).with_name("returns.toml")
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=True))
 class ReturnPolicy:
     default_window_days: int = 30
     channel_window_days: dict[str, int] = field(default_factory=dict)
     sku_prefix_window_days: dict[str, int] = field(default_factory=dict)
     returns_centre: str | None = None
     refund_shipping: Literal["never", "when_everything_returned"] = "when_everything_returned"
+
+    @property
+    def longest_window_days(self) -> int:
+        return max([self.default_window_days, *self.channel_window_days.values(),
+                    *self.sku_prefix_window_days.values()])
 
     def window(self, channel: str, sku: str) -> timedelta:
         prefixes = [p for p in self.sku_prefix_window_days if sku.startswith(p)]
@@ -45,6 +53,7 @@ class ReturnPolicy:
 
 @cache
 def return_policy(path: Path | None = None) -> ReturnPolicy:
+    """The policy file, checked: a setting of the wrong type or in the wrong table is refused with its name."""
     return ReturnPolicy(**tomllib.loads((path or DEFAULT_POLICY).read_text()))
 
 

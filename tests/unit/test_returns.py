@@ -3,7 +3,10 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.capture.returns import OrderSoFar, ReturnPolicy, refund, refusal, return_policy, return_to
+import pytest
+from pydantic import ValidationError
+
+from services.capture.returns import DEFAULT_POLICY, OrderSoFar, ReturnPolicy, refund, refusal, return_policy, return_to
 from shared.contracts.common import Line
 from shared.contracts.money import Billing, ChargedLine
 from shared.contracts.orders import RequestReturn
@@ -68,3 +71,15 @@ def test_shipping_comes_back_with_the_last_unit_shipped_unless_the_policy_or_an_
 
 def test_the_shipped_policy_file_is_valid():
     assert return_policy().window("web", "FINAL-SALE-1") == timedelta(0)
+
+
+def test_the_shipped_policy_file_says_what_it_means_and_a_misplaced_setting_is_refused(tmp_path):
+    """A key written below a table belongs to that table in TOML: `refund_shipping` after
+    `[sku_prefix_window_days]` was read as the window of SKUs starting "refund_shipping"."""
+    shipped = return_policy(DEFAULT_POLICY)
+    assert shipped.sku_prefix_window_days == {"FINAL-SALE-": 0}
+    assert shipped.refund_shipping == "when_everything_returned" and shipped.longest_window_days == 30
+    misplaced = tmp_path / "returns.toml"
+    misplaced.write_text('[sku_prefix_window_days]\n"FINAL-" = 0\nrefund_shipping = "never"\n')
+    with pytest.raises(ValidationError, match="sku_prefix_window_days"):
+        return_policy(misplaced)
