@@ -30,7 +30,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from shared.contracts.routing import RegisterLocation
 from shared.contracts.topics import (FULFILLMENT_EVENTS, FULFILLMENT_LOCATION_UPDATES, INVENTORY_AVAILABILITY,
-                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS, PARTY_READ_TOPICS,
+                                     INVENTORY_COMMANDS, ORDER_COMMANDS, ORDER_EVENTS, ORDER_PURGES, PARTY_READ_TOPICS,
                                      PAYMENT_COMMANDS, PAYMENT_EVENTS, PER_PARTY_ONLY, party_topic_of)
 from shared.messaging.service import ServiceDefinition, consumer_group_prefix
 from shared.messaging.topics import ensure_topics
@@ -84,7 +84,7 @@ PARTY_KINDS = {
     "channel": PartyKind(reads=(INVENTORY_AVAILABILITY,), own_topic=ORDER_COMMANDS,
                          name_pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),  # a channel's name in PlaceOrder
     "location": PartyKind(reads=(), own_topic=FULFILLMENT_LOCATION_UPDATES),  # a LocationId
-    "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS), writes=(INVENTORY_COMMANDS,)),
+    "erp": PartyKind(reads=(FULFILLMENT_EVENTS, ORDER_EVENTS, ORDER_PURGES), writes=(INVENTORY_COMMANDS,)),
     "payments": PartyKind(reads=(PAYMENT_COMMANDS,), writes=(PAYMENT_EVENTS,)),  # the payment service
 }
 

@@ -10,8 +10,10 @@ rebuild already holds change nothing (events are kept once, views recomputed fro
 import json
 import re
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 from pydantic import ValidationError
@@ -69,6 +71,9 @@ class Replayed:
     events: int = 0
     orders: int = 0
     bytes: dict[str, int] = field(default_factory=dict)
+    # Orders whose last record on the history topic is a tombstone (purged after their retention): the topic may
+    # not have been compacted yet, so their earlier histories were read too, and are dropped again.
+    purged: set[UUID] = field(default_factory=set)
 
     def bytes_per_order(self, topic: str) -> float:
         return self.bytes.get(topic, 0) / self.orders if self.orders else 0.0
@@ -94,6 +99,8 @@ async def rebuild(settings: Settings) -> Replayed:
             started = {topic: await history.end_offsets(settings, topic) for topic in TIMELINE_TOPICS}
             for topic in (TRACKING_ORDER_HISTORY, *TIMELINE_TOPICS):
                 await _replay(conn, settings, topic, None, replayed)
+                if topic == TRACKING_ORDER_HISTORY:
+                    await _drop_purged(conn, replayed.purged)
             async with conn.transaction():
                 await conn.execute("LOCK TABLE events, orders IN EXCLUSIVE MODE")  # the live consumer waits
                 for topic in TIMELINE_TOPICS:
@@ -116,6 +123,8 @@ async def _replay(conn: asyncpg.Connection, settings: Settings, topic: str, sinc
         if since is None:  # the catch-up may read some records again
             replayed.bytes[topic] = replayed.bytes.get(topic, 0) + len(record.key or b"") + len(
                 record.value or b"") + sum(len(name) + len(value or b"") for name, value in record.headers)
+        if topic == TRACKING_ORDER_HISTORY:
+            _note_purge(record.key, record.value, replayed.purged)
         chunk += _events_in(topic, record.value)
         if len(chunk) >= CHUNK:
             await record_events(conn, chunk, FRESH)
@@ -124,6 +133,17 @@ async def _replay(conn: asyncpg.Connection, settings: Settings, topic: str, sinc
     if chunk:
         await record_events(conn, chunk, FRESH)
         replayed.events += len(chunk)
+
+
+def _note_purge(key: bytes | None, value: bytes | None, purged: set[UUID]) -> None:
+    with suppress(ValueError, AttributeError):  # a key that is no order id: only tracking writes the topic
+        order_id = UUID(key.decode())
+        (purged.add if value is None else purged.discard)(order_id)
+
+
+async def _drop_purged(conn: asyncpg.Connection, order_ids: set[UUID]) -> None:
+    await conn.execute(f"""WITH timeline AS (DELETE FROM {FRESH.events} WHERE order_id = ANY($1::uuid[]))
+                           DELETE FROM {FRESH.orders} WHERE order_id = ANY($1::uuid[])""", list(order_ids))
 
 
 def _events_in(topic: str, value: bytes | None) -> list[TimelineEvent]:

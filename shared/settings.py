@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     history_quiet_seconds: float = Field(5.0, gt=0, description="How long an order's events must have been quiet "
                                                                 "before tracking publishes its history (or ten "
                                                                 "times that since its first unpublished event)")
+    order_retention_days: float = Field(365.0, gt=0, description="How long an order is kept once closed "
+                                                                 "(delivered, collected, shipped or cancelled, no "
+                                                                 "return open) before every service forgets it; "
+                                                                 "must exceed the longest return window")
+    order_purge_interval_seconds: float = Field(3600.0, gt=0, description="How often capture looks for orders past "
+                                                                          "their retention")
     inbox_retention_days: float = Field(14.0, description="How long consumers remember a message id; must exceed "
                                                           "the topics' retention, or a redelivery could apply twice")
 

@@ -21,6 +21,7 @@ from shared.contracts.topics import (
     INVENTORY_EVENTS,
     ORDER_COMMANDS,
     ORDER_EVENTS,
+    ORDER_PURGES,
     PAYMENT_COMMANDS,
     PAYMENT_EVENTS,
     ROUTING_COMMANDS,
@@ -29,7 +30,7 @@ from shared.contracts.topics import (
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from shared.messaging.service import ServiceDefinition
 
-from . import handlers, metrics
+from . import handlers, metrics, retention
 from .saga import ANSWERED_ELSEWHERE, REPLY_TYPES
 from .validation import rejection
 
@@ -59,6 +60,7 @@ SERVICE = ServiceDefinition(
         _replies_on(FULFILLMENT_EVENTS, {ReturnReceived: handlers.returns_received}),
         _replies_on(PAYMENT_EVENTS, {PaymentRefunded: handlers.refunds_paid}),
     ],
-    background=[handlers.expire_deadlines, metrics.watch_deadlines],
-    publishes=(ORDER_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS, PAYMENT_COMMANDS),
+    background=[handlers.expire_deadlines, metrics.watch_deadlines, retention.purge_closed_orders],
+    publishes=(ORDER_EVENTS, ORDER_PURGES, INVENTORY_COMMANDS, ROUTING_COMMANDS, FULFILLMENT_COMMANDS,
+               PAYMENT_COMMANDS),
 )

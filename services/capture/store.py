@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
@@ -299,3 +300,41 @@ async def past_deadline(conn: asyncpg.Connection) -> tuple[int, float]:
     row = await conn.fetchrow("SELECT count(*) AS due, extract(epoch FROM now() - min(deadline_at))::float8 AS oldest "
                               "FROM order_sagas WHERE deadline_at <= now()")
     return row["due"], row["oldest"] or 0.0
+
+
+CLOSED_STATES = ("delivered", "picked_up", "shipped", "cancelled")
+
+
+class Purged(NamedTuple):
+    order_id: UUID
+    closed_as: str
+    closed_at: datetime
+    correlation_id: str
+
+
+async def purge_closed(conn: asyncpg.Connection, retention_days: float, limit: int) -> list[Purged]:
+    """Delete up to `limit` orders closed for longer than the retention — in a closed state, no return open, the
+    last return's change older too — with everything capture keeps of them, oldest first; locked sagas are
+    skipped (a reply under way). Parents and children go in one statement: the foreign keys are checked at
+    its end."""
+    rows = await conn.fetch(
+        """WITH closed AS (
+               SELECT s.order_id, s.state, s.correlation_id,
+                      greatest(s.state_since, (SELECT max(greatest(r.approved_at, r.received_at))
+                                               FROM returns r WHERE r.order_id = s.order_id)) AS closed_at
+               FROM order_sagas s
+               WHERE s.state = ANY($3::text[]) AND s.state_since < now() - make_interval(secs => $1)
+                 AND NOT EXISTS (SELECT FROM returns r WHERE r.order_id = s.order_id
+                                   AND (r.status = 'approved' OR r.refund IS NOT NULL AND r.refunded IS NULL
+                                        OR greatest(r.approved_at, r.received_at)
+                                           >= now() - make_interval(secs => $1)))
+               ORDER BY s.state_since LIMIT $2
+               FOR UPDATE OF s SKIP LOCKED),
+           timeline AS (DELETE FROM order_timeline t USING closed c WHERE t.order_id = c.order_id),
+           gone_returns AS (DELETE FROM returns r USING closed c WHERE r.order_id = c.order_id),
+           edits AS (DELETE FROM order_edits e USING closed c WHERE e.order_id = c.order_id),
+           sagas AS (DELETE FROM order_sagas s USING closed c WHERE s.order_id = c.order_id),
+           orders AS (DELETE FROM orders o USING closed c WHERE o.order_id = c.order_id)
+           SELECT order_id, state, closed_at, correlation_id FROM closed""",
+        retention_days * 86400, limit, list(CLOSED_STATES))
+    return [Purged(r["order_id"], r["state"], r["closed_at"], r["correlation_id"]) for r in rows]

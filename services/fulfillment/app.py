@@ -18,6 +18,7 @@ from shared.contracts.topics import (
     ROUTING_EVENTS,
 )
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
+from shared.messaging.retention import order_purges
 from shared.messaging.service import ServiceDefinition
 
 from . import dropship, handlers
@@ -38,6 +39,7 @@ SERVICE = ServiceDefinition(
                      locks_first=handlers.lock_orders),
         Subscription(topic=ROUTING_EVENTS, handlers={LocationRegistered: handlers.record_location_kinds},
                      batch_wait_ms=OFF_THE_WAY_WAIT_MS),
+        order_purges(handlers.forget_orders),
     ],
     background=[handlers.expire_uncollected, dropship.withdraw_unacknowledged],
     publishes=(FULFILLMENT_WORK, FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_EVENTS),

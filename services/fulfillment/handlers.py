@@ -40,8 +40,10 @@ from shared.contracts.fulfillment import (
     shipment_id,
 )
 from shared.contracts.money import Billing, ShipmentAmounts, shipment_amounts
+from shared.contracts.orders import OrderPurged
 from shared.contracts.routing import LocationRegistered
 from shared.logging import get_logger
+from shared.messaging.retention import purged_order_ids
 from shared.messaging.retry import run_in_batches
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
@@ -399,3 +401,13 @@ async def _set_status(uow: UnitOfWork, fo_id, status: str, update: LocationUpdat
         fo_id, status, update and update.carrier, update and update.tracking_number, update and update.reason,
         [line.model_dump() for line in parcel] if parcel else None,
     )
+
+
+async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
+    """Orders past their retention: their fulfilment orders, shipments and expected returns."""
+    await uow.conn.execute(
+        """WITH gone AS (SELECT fulfillment_order_id FROM fulfillment_orders WHERE order_id = ANY($1::uuid[])),
+                parcels AS (DELETE FROM shipments s USING gone g WHERE s.fulfillment_order_id = g.fulfillment_order_id),
+                returns AS (DELETE FROM expected_returns WHERE order_id = ANY($1::uuid[]))
+           DELETE FROM fulfillment_orders f USING gone g WHERE f.fulfillment_order_id = g.fulfillment_order_id""",
+        purged_order_ids(batch))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shared.contracts.topics import INVENTORY_AVAILABILITY, INVENTORY_COMMANDS, INVENTORY_EVENTS, ROUTING_COMMANDS
 from shared.messaging.consumer import Subscription
+from shared.messaging.retention import order_purges
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers, queries
@@ -15,7 +16,8 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
         Subscription(topic=INVENTORY_COMMANDS,
-                     handlers={command: handlers.inventory_commands for command in handlers.COMMANDS})
+                     handlers={command: handlers.inventory_commands for command in handlers.COMMANDS}),
+        order_purges(handlers.forget_orders),
     ],
     background=[handlers.expire_reservations, handlers.fill_backorders],
     publishes=(INVENTORY_EVENTS, INVENTORY_AVAILABILITY, ROUTING_COMMANDS),  # RouteOrder, when ReserveStock asks

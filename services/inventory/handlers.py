@@ -24,8 +24,10 @@ from shared.contracts.inventory import (
     StockAdjusted,
     StockReserved,
 )
+from shared.contracts.orders import OrderPurged
 from shared.contracts.routing import RouteOrder
 from shared.logging import get_logger
+from shared.messaging.retention import purged_order_ids
 from shared.messaging.retry import run_forever, run_in_batches
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
 
@@ -200,3 +202,9 @@ async def _fill(begin: Begin, batch: int) -> None:
         for change in inventory.availability_changes():
             uow.emit(change, correlation_id=change.sku)
         await store.flush(uow.conn, inventory, loaded)
+
+
+async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
+    still_holding = await store.forget_orders(uow.conn, purged_order_ids(batch))
+    for order_id in still_holding:
+        log.warning("inventory.purged_order_still_holds_units", order_id=str(order_id))

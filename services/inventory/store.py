@@ -288,3 +288,18 @@ async def waiting_orders(conn: asyncpg.Connection, limit: int) -> list[UUID]:
     return [r["order_id"] for r in await conn.fetch(
         "SELECT order_id FROM reservations WHERE status = 'backordered' ORDER BY backordered_at, order_id LIMIT $1",
         limit)]
+
+
+async def forget_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> list[UUID]:
+    """Orders past their retention: their reservations that hold nothing any more, and their edits' answers.
+    The stock ledger is the stock's account and stays. Returns the orders whose reservation still holds units
+    (kept: releasing them is not this path's business)."""
+    rows = await conn.fetch(
+        """WITH gone AS (DELETE FROM reservations
+                         WHERE order_id = ANY($1::uuid[])
+                           AND (status IN ('released', 'expired') OR status = 'committed' AND lines = '[]')
+                         RETURNING order_id),
+                extensions AS (DELETE FROM reservation_extensions WHERE order_id = ANY($1::uuid[]))
+           SELECT order_id FROM reservations WHERE order_id = ANY($1::uuid[])
+             AND order_id NOT IN (SELECT order_id FROM gone)""", order_ids)
+    return [row["order_id"] for row in rows]

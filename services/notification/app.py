@@ -6,6 +6,7 @@ from pathlib import Path
 from shared.contracts import notification, orders
 from shared.contracts.topics import NOTIFICATION_COMMANDS, NOTIFICATION_EVENTS, ORDER_EVENTS
 from shared.messaging.consumer import READ_SIDE_WAIT_MS, Subscription
+from shared.messaging.retention import order_purges
 from shared.messaging.service import ServiceDefinition
 
 from . import delivery, handlers
@@ -41,6 +42,7 @@ SERVICE = ServiceDefinition(
             },
             batch_wait_ms=READ_SIDE_WAIT_MS,
         ),
+        order_purges(handlers.forget_orders),
     ],
     background=[delivery.deliver_notifications, delivery.clear_old_bodies],
     publishes=(NOTIFICATION_EVENTS,),

@@ -12,8 +12,9 @@ import asyncpg
 
 from shared.contracts import Contract
 from shared.contracts.notification import ConfigureChannel, CustomerNotified, RecordBounce, SetCustomerPreference
-from shared.contracts.orders import OrderAccepted
+from shared.contracts.orders import OrderAccepted, OrderPurged
 from shared.logging import get_logger
+from shared.messaging.retention import purged_order_ids
 from shared.messaging.tracing import headers_of
 from shared.messaging.unit_of_work import Message, UnitOfWork
 from shared.tracking_links import tracking_links
@@ -114,3 +115,7 @@ def _webhook_payload(notification: NewNotification, recipient: asyncpg.Record, a
             "data": {"notification_id": str(notification.notification_id), "order_id": str(notification.order_id),
                      "channel_order_id": recipient["channel_order_id"], "customer_id": recipient["customer_id"],
                      "kind": notification.kind, **values, "subject": rendered.subject, "tracking_url": tracking_url}}
+
+
+async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
+    await store.forget_orders(uow.conn, purged_order_ids(batch))

@@ -210,3 +210,11 @@ async def clear_bodies(conn: asyncpg.Connection, retention_days: float) -> int:
              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.notification_id
                              AND d.body_cleared_at IS NULL)""", retention_days * 86400)
     return len(cleared)
+
+
+async def forget_orders(conn: asyncpg.Connection, order_ids: list[uuid.UUID]) -> None:
+    """Orders past their retention: their recipients (personal data), messages and deliveries; a customer's
+    preferences and bounced addresses are the customer's, not the order's, and stay."""
+    await conn.execute("""WITH sent AS (DELETE FROM deliveries WHERE order_id = ANY($1::uuid[])),
+                               recipients AS (DELETE FROM recipients WHERE order_id = ANY($1::uuid[]))
+                          DELETE FROM notifications WHERE order_id = ANY($1::uuid[])""", order_ids)

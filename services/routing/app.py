@@ -7,6 +7,7 @@ from shared.contracts import fulfillment as fulfillment_events
 from shared.contracts import routing as contracts
 from shared.contracts.topics import FULFILLMENT_EVENTS, INVENTORY_COMMANDS, ROUTING_COMMANDS, ROUTING_EVENTS
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, Subscription
+from shared.messaging.retention import order_purges
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers
@@ -31,6 +32,7 @@ SERVICE = ServiceDefinition(
             },
             batch_wait_ms=OFF_THE_WAY_WAIT_MS,  # capacity is counted from these anyway, hops after a decision
         ),
+        order_purges(handlers.forget_orders),
     ],
     publishes=(ROUTING_EVENTS, INVENTORY_COMMANDS),  # AllocateReservation, when RouteOrder asks for it
 )

@@ -5,7 +5,9 @@ fulfilment orders it is given and given back when they end."""
 from shared.contracts.common import Assignment, ReasonCode
 from shared.contracts.fulfillment import FulfillmentCancelled, FulfillmentOrderCreated, FulfillmentRejected
 from shared.contracts.inventory import AllocateReservation
+from shared.contracts.orders import OrderPurged
 from shared.contracts.routing import LocationRegistered, OrderRouted, RegisterLocation, RouteNotFound, RouteOrder
+from shared.messaging.retention import purged_order_ids
 from shared.messaging.unit_of_work import Message, UnitOfWork
 
 from . import store
@@ -68,3 +70,7 @@ async def give_back_capacity(uow: UnitOfWork,
         if isinstance(event, FulfillmentRejected) and event.shipped:
             continue
         await store.release_capacity(uow.conn, event.fulfillment_order_id)
+
+
+async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
+    await store.forget_orders(uow.conn, purged_order_ids(batch))

@@ -78,3 +78,9 @@ def _location(row: asyncpg.Record) -> Location:
     return Location(row["location_id"], row["kind"], Coordinates(lat=row["lat"], lon=row["lon"]),
                     row["ships_to_customers"], row["accepts_pickup"], row["daily_capacity"],
                     tuple(Zone.model_validate(z) for z in row["zones"]))
+
+
+async def forget_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
+    """Orders past their retention: their decisions and capacity claims (the days' counts stay)."""
+    await conn.execute("""WITH decided AS (DELETE FROM decisions WHERE order_id = ANY($1::uuid[]))
+                          DELETE FROM capacity_claims WHERE order_id = ANY($1::uuid[])""", order_ids)

@@ -8,6 +8,7 @@ from shared.contracts import REGISTRY
 from shared.contracts.topics import (FULFILLMENT_EVENTS, NOTIFICATION_EVENTS, ORDER_COMMANDS, ORDER_EVENTS,
                                      PAYMENT_EVENTS, TRACKING_ORDER_HISTORY)
 from shared.messaging.consumer import READ_SIDE_WAIT_MS, Subscription
+from shared.messaging.retention import order_purges
 from shared.messaging.service import ServiceDefinition
 
 from . import handlers
@@ -25,7 +26,7 @@ def _everything_on(topic: str) -> Subscription:
 SERVICE = ServiceDefinition(
     name="tracking",
     migrations=Path(__file__).parent / "migrations",
-    subscriptions=[_everything_on(topic) for topic in TIMELINE_TOPICS],
+    subscriptions=[*(_everything_on(topic) for topic in TIMELINE_TOPICS), order_purges(handlers.forget_orders)],
     publishes=(TRACKING_ORDER_HISTORY,),
     publishes_for_parties=(ORDER_COMMANDS,),
     background=[handlers.publish_histories],

@@ -7,8 +7,10 @@ from uuid import UUID
 
 from shared.contracts import Contract
 from shared.contracts.order_rules import order_id_for
-from shared.contracts.orders import OrderRejected
+from shared.contracts.orders import OrderPurged, OrderRejected
+from shared.contracts.topics import TRACKING_ORDER_HISTORY
 from shared.contracts.tracking import OrderHistory, TrackedEvent
+from shared.messaging.retention import purged_order_ids
 from shared.messaging.retry import run_in_batches
 from shared.messaging.tracing import continuing, headers_of
 from shared.messaging.unit_of_work import Begin, Message, UnitOfWork
@@ -44,6 +46,15 @@ async def _publish_due(begin: Begin, batch: int) -> int:
                 uow.emit(history_of(d.order_id, histories[d.order_id]), correlation_id=d.correlation_id,
                          causation_id=str(d.causation_id), trace=trace)
     return len(due)
+
+
+async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
+    """Orders past their retention leave the read model, and their histories the compacted topic (a tombstone
+    each), so that no rebuild brings them back."""
+    order_ids = purged_order_ids(batch)
+    await store.forget_orders(uow.conn, order_ids)
+    for order_id in order_ids:
+        uow.forget(TRACKING_ORDER_HISTORY, str(order_id))
 
 
 def timeline_event(payload: Contract, event_id: UUID, at: datetime) -> TimelineEvent:

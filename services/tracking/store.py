@@ -227,3 +227,13 @@ async def channel_order_id_of(pool: asyncpg.Pool, channel: str, order_id: UUID) 
         """SELECT channel_order_id FROM orders WHERE order_id = $1 AND channel = $2
            UNION ALL SELECT channel_order_id FROM intake_requests WHERE order_id = $1 AND channel = $2 LIMIT 1""",
         order_id, channel)
+
+
+async def forget_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
+    """Orders past their retention: their timelines, views, histories due and intake records (locked first, as
+    an event's recording locks them)."""
+    await _lock_orders(conn, set(order_ids))
+    await conn.execute("""WITH timeline AS (DELETE FROM events WHERE order_id = ANY($1::uuid[])),
+                               due AS (DELETE FROM history_due WHERE order_id = ANY($1::uuid[])),
+                               intake AS (DELETE FROM intake_requests WHERE order_id = ANY($1::uuid[]))
+                          DELETE FROM orders WHERE order_id = ANY($1::uuid[])""", order_ids)

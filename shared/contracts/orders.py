@@ -13,7 +13,7 @@ from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Delivery, Line, ReasonCode, Value
 from .money import Billing, ChargedLine, Money, OrderTotals, ShipmentAmounts, order_totals
 from .payments import Authorization
-from .topics import ORDER_COMMANDS, ORDER_EVENTS
+from .topics import ORDER_COMMANDS, ORDER_EVENTS, ORDER_PURGES
 
 
 class CustomerOnRecord(Value):
@@ -408,6 +408,18 @@ class OrderPickedUp(Contract):
 class OrderDelivered(Contract):
     order_id: UUID
     fulfillment_order_id: UUID
+
+
+@contract("oms.capture.OrderPurged.v1", topic=ORDER_PURGES)
+class OrderPurged(Contract):
+    """The order was closed (delivered, collected, shipped or cancelled, no return open) for longer than the
+    retention: capture has deleted its records of it, and every service deletes its own on reading this. What the
+    ERP was told about the order stays the ERP's."""
+
+    order_id: UUID
+    closed_as: Literal["delivered", "picked_up", "shipped", "cancelled"] = Field(
+        description="The state it was closed in")
+    closed_at: datetime
 
 
 @contract("oms.capture.OrderCancelled.v1", topic=ORDER_EVENTS)

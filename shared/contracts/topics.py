@@ -4,6 +4,7 @@ import re
 
 ORDER_COMMANDS = "orders.commands.v1"  # sales channels -> capture
 ORDER_EVENTS = "orders.events.v1"  # capture -> notification, ERP; each channel's own copy: orders.events.v1.<channel>
+ORDER_PURGES = "orders.purges.v1"  # capture -> every service, ERP: orders past their retention, to be forgotten
 INVENTORY_COMMANDS = "inventory.commands.v1"  # saga, ERP/WMS -> inventory
 INVENTORY_EVENTS = "inventory.events.v1"  # inventory -> saga
 INVENTORY_AVAILABILITY = "inventory.availability.v1"  # inventory -> channels
@@ -24,6 +25,7 @@ DEAD_LETTERS = "ops.dead-letters.v1"  # any consumer -> ops: messages that could
 ALL_TOPICS = (
     ORDER_COMMANDS,
     ORDER_EVENTS,
+    ORDER_PURGES,
     INVENTORY_COMMANDS,
     INVENTORY_EVENTS,
     INVENTORY_AVAILABILITY,
@@ -49,6 +51,8 @@ DESCRIPTIONS = {
     ORDER_COMMANDS: "Sales channels place orders here. Keyed by channel/channel_order_id.",
     ORDER_EVENTS: "Order lifecycle: accepted or rejected (reason codes), confirmed, shipped, cancelled (reason code). "
                   "Every channel's orders; each channel reads its own on orders.events.v1.<channel>.",
+    ORDER_PURGES: "Orders closed for longer than their retention (OMS_ORDER_RETENTION_DAYS): capture has deleted "
+                  "its records of them, and every service deletes its own. Keyed by order id.",
     INVENTORY_COMMANDS: "Reservation commands from the order saga; stock receipts, counts, adjustments and safety "
                         "stock from ERP/WMS.",
     INVENTORY_EVENTS: "Answers to reservation commands, expired reservations, booked receipts and adjustments.",

@@ -49,7 +49,7 @@ class OutboxRow:
     event_id: UUID
     topic: str
     key: str
-    value: bytes
+    value: bytes | None  # None: a tombstone, which removes the key's record from a compacted topic
     headers: dict[str, str]  # sent as Kafka record headers: the W3C trace context of the step that staged it
 
     @classmethod
@@ -61,6 +61,12 @@ class Staged(NamedTuple):
     """A row as written, numbered: what a unit of work hands its relay once committed."""
     seq: int
     row: OutboxRow
+
+
+def tombstone(topic: str, key: str, headers: dict[str, str]) -> OutboxRow:
+    """A record with the key and no value: a compacted topic then forgets the key (after its
+    delete.retention.ms, readers of the topic's start included)."""
+    return OutboxRow(uuid4(), topic, key, None, headers)
 
 
 def stage(payload: Contract, *, source: str, correlation_id: str, causation_id: str | None = None,
@@ -501,7 +507,7 @@ def _count_published(schema: str, rows: list) -> None:
 async def _park(conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:
     for row, reason in refused:
         log.error("outbox.message_parked", event_id=str(row["event_id"]), topic=row["topic"],
-                  size=len(row["value"]), error=reason[:500])
+                  size=len(row["value"] or b""), error=reason[:500])
     await conn.execute(
         """INSERT INTO outbox_parked (event_id, topic, key, value, headers, created_at, reason)
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::timestamptz[],

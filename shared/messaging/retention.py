@@ -1,4 +1,5 @@
-"""Inbox retention: message keys older than the window are deleted, in small chunks, once an hour.
+"""Inbox retention: message keys older than the window are deleted, in small chunks, once an hour. And how a
+service hears of orders past their retention (`order_purges`), which it then deletes its records of.
 
 Safe because the window is longer than the topics' retention (checked at start-up, settings.py): a message can
 only be delivered again while its topic still holds it, so a key older than the topic's retention can never be
@@ -6,12 +7,16 @@ needed to recognise a redelivery. Replays of dead letters carry ids of their own
 """
 
 import asyncio
+from uuid import UUID
 
+from shared.contracts.orders import OrderPurged
+from shared.contracts.topics import ORDER_PURGES
 from shared.logging import get_logger
 from shared.settings import settings
 
+from .consumer import OFF_THE_WAY_WAIT_MS, Subscription
 from .retry import run_forever
-from .unit_of_work import Begin
+from .unit_of_work import Begin, Handler, Message
 
 log = get_logger(__name__)
 
@@ -43,3 +48,13 @@ async def prune_once(begin: Begin, retention_days: float) -> int:
             if pruned:
                 log.info("inbox.pruned", keys=pruned, retention_days=retention_days)
             return pruned
+
+
+def order_purges(forget: Handler) -> Subscription:
+    """The subscription by which a service forgets orders capture purged (services/capture/retention.py): `forget`
+    deletes the service's records of the batch's orders."""
+    return Subscription(topic=ORDER_PURGES, handlers={OrderPurged: forget}, batch_wait_ms=OFF_THE_WAY_WAIT_MS)
+
+
+def purged_order_ids(batch: list[Message[OrderPurged]]) -> list[UUID]:
+    return [message.payload.order_id for message in batch]

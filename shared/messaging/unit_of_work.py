@@ -87,6 +87,12 @@ class UnitOfWork:
         self.emitted.append(payload)
         return rows[0]
 
+    def forget(self, topic: str, key: str) -> None:
+        """Stage a tombstone for the key on a compacted topic this service writes."""
+        if topic not in self.writes:
+            raise ValueError(f"{self.service} does not publish to {topic}")
+        self.staged.append(outbox.tombstone(topic, key, headers_of(otel_context.get_current())))
+
     def reply(self, payload: Contract, to: Message, *, correlation_id: str | None = None) -> OutboxRow:
         """Stage a message caused by `to`: it carries `to`'s trace, and `to`'s correlation id unless the flow it
         belongs to has another (a saga's own)."""

@@ -61,7 +61,8 @@ def notification_env(mail_server, tracking_port):
     env = {"OMS_SMTP_PORT": str(mail_server.port), "OMS_NOTIFICATION_RETRY_SECONDS": "0.2",
            "OMS_NOTIFICATION_RETRY_MAX_SECONDS": "1", "OMS_NOTIFICATION_MAX_ATTEMPTS": "3",
            "OMS_NOTIFICATION_SEND_TIMEOUT_SECONDS": "2", "OMS_NOTIFICATION_POLL_SECONDS": "0.1",
-           "OMS_TRACKING_PAGE_URL": f"http://127.0.0.1:{tracking_port}"}
+           "OMS_TRACKING_PAGE_URL": f"http://127.0.0.1:{tracking_port}",
+           "OMS_ORDER_PURGE_INTERVAL_SECONDS": "0.5"}  # test_retention.py dates orders back
     os.environ.update(env)
     return env
 

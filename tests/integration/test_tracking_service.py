@@ -33,7 +33,7 @@ from services.capture.validation import rejection
 from shared.contracts import Envelope
 from shared.contracts.base import refuse_nul_characters
 from shared.contracts.fulfillment import ShipmentConfirmed
-from shared.contracts.orders import CancelOrder, PlaceOrder
+from shared.contracts.orders import CancelOrder, OrderPurged, PlaceOrder
 from shared.contracts.order_rules import order_id_for
 from shared.contracts.topics import (FULFILLMENT_LOCATION_UPDATES, ORDER_COMMANDS, ORDER_EVENTS,
                                      TRACKING_ORDER_HISTORY)
@@ -320,6 +320,26 @@ async def test_once_the_topics_let_an_orders_events_go_a_rebuild_finds_them_in_t
         replayed = await views.rebuild(own.settings)
         assert await snapshot(own.db) == live
         assert replayed.bytes_per_order(ORDER_EVENTS) == 0 and replayed.bytes_per_order(TRACKING_ORDER_HISTORY) > 0
+
+
+async def test_a_purged_order_leaves_the_read_model_and_no_rebuild_brings_it_back(config, tmp_path):
+    """Its history is still on the compacted topic before the tombstone (the topic's active segment is never
+    compacted), so the rebuild must read the tombstone as the order's end."""
+    async with own_tracking_told_an_order(config, tmp_path) as own:
+        await eventually(lambda: own.db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.history_due) "
+                                                 "AND NOT EXISTS (SELECT FROM tracking.outbox)"),
+                         what="every order's history to be published")
+        async with client(own.settings, "test/capture") as capture:
+            await capture.send(OrderPurged(order_id=own.order_id, closed_as="delivered", closed_at=datetime.now(UTC)))
+        await eventually(lambda: own.db.fetchval("SELECT NOT EXISTS (SELECT FROM tracking.orders) AND NOT EXISTS "
+                                                 "(SELECT FROM tracking.events) AND NOT EXISTS "
+                                                 "(SELECT FROM tracking.outbox)"),
+                         what="the order forgotten and its tombstone published")
+        assert (await own.api.get(f"/orders/{own.order_id}", headers=auth(own.key))).status_code == 404
+        await forget_everything_on(own.settings, TIMELINE_TOPICS)
+        replayed = await views.rebuild(own.settings)
+        assert replayed.purged == {own.order_id} and replayed.orders == 0
+        assert await snapshot(own.db) == ({}, {})
 
 
 async def caught_up(config) -> bool:

@@ -17,7 +17,8 @@ from faststream.kafka.subscriber import usecase
 
 from ops.fuzz import subscriptions
 from services.tracking.app import TIMELINE_TOPICS
-from shared.contracts.topics import FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS, ROUTING_EVENTS
+from shared.contracts.topics import (FULFILLMENT_EVENTS, NOTIFICATION_COMMANDS, ORDER_EVENTS, ORDER_PURGES,
+                                     ROUTING_EVENTS)
 from shared.db.bootstrap import SERVICES
 from shared.messaging.consumer import OFF_THE_WAY_WAIT_MS, READ_SIDE_WAIT_MS
 from shared.messaging.service import BATCH_BYTES, POLL_WAIT_MS, handed_over, polled_back_to_back
@@ -84,9 +85,11 @@ def built(service: str) -> list[dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+PURGING = ("inventory", "routing", "fulfillment", "notification", "tracking")
 OFF_THE_WAY = {("tracking", topic) for topic in TIMELINE_TOPICS} | {
     ("notification", ORDER_EVENTS), ("notification", NOTIFICATION_COMMANDS), ("routing", FULFILLMENT_EVENTS),
-    ("capture", ROUTING_EVENTS), ("fulfillment", ROUTING_EVENTS)}
+    ("capture", ROUTING_EVENTS), ("fulfillment", ROUTING_EVENTS),
+    *((name, ORDER_PURGES) for name in PURGING)}
 
 
 def test_only_subscriptions_off_the_orders_way_wait_for_batches():
@@ -96,9 +99,10 @@ def test_only_subscriptions_off_the_orders_way_wait_for_batches():
     is read as soon as it comes."""
     waits = {(name, sub.topic): sub.batch_wait_ms for name, sub in subscriptions() if sub.batch_wait_ms}
     assert waits.keys() == OFF_THE_WAY
-    assert {(name, wait) for (name, _), wait in waits.items()} == {
+    assert {(name, wait) for (name, topic), wait in waits.items() if topic != ORDER_PURGES} == {
         ("tracking", READ_SIDE_WAIT_MS), ("notification", READ_SIDE_WAIT_MS), ("routing", OFF_THE_WAY_WAIT_MS),
         ("capture", OFF_THE_WAY_WAIT_MS), ("fulfillment", OFF_THE_WAY_WAIT_MS)}
+    assert {waits[name, ORDER_PURGES] for name in PURGING} == {OFF_THE_WAY_WAIT_MS}
 
 
 @pytest.mark.parametrize("service", SERVICES)
