@@ -30,8 +30,11 @@ WITH receipts AS (
     SELECT r.status, l->>'location_id' AS location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
     FROM inventory.reservations r, jsonb_array_elements(r.lines) l
 ), shipped AS (
-    SELECT l->>'location_id' AS location_id, l->>'sku' AS sku, sum((l->>'quantity')::int) AS shipped
-    FROM inventory.reservations r, jsonb_array_elements(r.committed_lines) l GROUP BY 1, 2
+    SELECT location_id, sku, sum(quantity) AS shipped FROM (
+        SELECT l->>'location_id' AS location_id, l->>'sku' AS sku, (l->>'quantity')::int AS quantity
+        FROM inventory.reservations r, jsonb_array_elements(r.committed_lines) l
+        UNION ALL SELECT location_id, sku, quantity FROM inventory.purged_shipments) committed
+    GROUP BY 1, 2
 ), allocated AS (
     SELECT sku, location_id, sum(quantity) AS allocated FROM lines
     WHERE status = 'allocated' AND location_id IS NOT NULL GROUP BY 1, 2

@@ -117,8 +117,9 @@ def storage_lines(before: dict[str, int], after: dict[str, int], orders: int, se
     lines = [f"{schema:14} {(after.get(schema, 0) - before.get(schema, 0)) / max(orders, 1) / 1024:6.1f} KiB/order"
              for schema in sorted(after)]
     lines.append(f"bounded by: inbox keys deleted after {settings.inbox_retention_days:g} days (topics keep "
-                 f"{settings.topic_retention_days:g}); dead letters and outbox rows leave once handled; orders, "
-                 f"sagas, timelines and fulfilment records are the order history and stay (no order retention yet)")
+                 f"{settings.topic_retention_days:g}); dead letters and outbox rows leave once handled; an order's "
+                 f"records in every schema once it has been closed for {settings.order_retention_days:g} days "
+                 f"(OrderPurged), but for inventory's stock ledger, the stock's account")
     return lines
 
 

@@ -291,14 +291,19 @@ async def waiting_orders(conn: asyncpg.Connection, limit: int) -> list[UUID]:
 
 
 async def forget_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> list[UUID]:
-    """Orders past their retention: their reservations that hold nothing any more, and their edits' answers.
-    The stock ledger is the stock's account and stays. Returns the orders whose reservation still holds units
-    (kept: releasing them is not this path's business)."""
+    """Orders past their retention: their reservations that hold nothing any more (what they shipped added to
+    `purged_shipments`), and their edits' answers. The stock ledger is the stock's account and stays. Returns the
+    orders whose reservation still holds units (kept: releasing them is not this path's business)."""
     rows = await conn.fetch(
         """WITH gone AS (DELETE FROM reservations
                          WHERE order_id = ANY($1::uuid[])
                            AND (status IN ('released', 'expired') OR status = 'committed' AND lines = '[]')
-                         RETURNING order_id),
+                         RETURNING order_id, committed_lines),
+                shipped AS (INSERT INTO purged_shipments (sku, location_id, quantity)
+                            SELECT l->>'sku', l->>'location_id', sum((l->>'quantity')::int)
+                            FROM gone, jsonb_array_elements(gone.committed_lines) l GROUP BY 1, 2
+                            ON CONFLICT (sku, location_id)
+                            DO UPDATE SET quantity = purged_shipments.quantity + excluded.quantity),
                 extensions AS (DELETE FROM reservation_extensions WHERE order_id = ANY($1::uuid[]))
            SELECT order_id FROM reservations WHERE order_id = ANY($1::uuid[])
              AND order_id NOT IN (SELECT order_id FROM gone)""", order_ids)

@@ -81,6 +81,14 @@ def _location(row: asyncpg.Record) -> Location:
 
 
 async def forget_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
-    """Orders past their retention: their decisions and capacity claims (the days' counts stay)."""
-    await conn.execute("""WITH decided AS (DELETE FROM decisions WHERE order_id = ANY($1::uuid[]))
-                          DELETE FROM capacity_claims WHERE order_id = ANY($1::uuid[])""", order_ids)
+    """Orders past their retention: their decisions and capacity claims, a claim still counted taken off its
+    day's count (a day long past: only today's counts route), and a past day counting nothing any more with it."""
+    await conn.execute(
+        """WITH decided AS (DELETE FROM decisions WHERE order_id = ANY($1::uuid[])),
+                claims AS (DELETE FROM capacity_claims WHERE order_id = ANY($1::uuid[])
+                           RETURNING location_id, day, released_at)
+           UPDATE capacity_usage u SET used = u.used - c.counted
+           FROM (SELECT location_id, day, count(*) AS counted FROM claims WHERE released_at IS NULL
+                 GROUP BY 1, 2) c
+           WHERE u.location_id = c.location_id AND u.day = c.day""", order_ids)
+    await conn.execute(f"DELETE FROM capacity_usage WHERE used = 0 AND day < {TODAY}")

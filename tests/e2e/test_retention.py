@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from ops import invariants
 from ops.waiting import eventually
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
 from shared.contracts.orders import OrderDelivered, OrderPurged, RequestReturn, ReturnApproved
@@ -27,7 +28,8 @@ ORDER_ROWS = [("capture.orders", "order_id"), ("capture.order_sagas", "order_id"
 
 
 async def test_an_order_past_its_retention_is_forgotten_everywhere_and_a_recent_one_kept(driver, kcat):
-    (old, _), (recent, _), (returning, order) = [await delivered_order(driver) for _ in range(3)]
+    (old, old_order, old_location), (recent, *_), (returning, order, _) = [await delivered_order(driver)
+                                                                            for _ in range(3)]
     await driver.channel.send(RequestReturn(channel=order.channel, channel_order_id=order.channel_order_id,
                                             return_id="RMA-1", lines=[{"sku": order.lines[0].sku, "quantity": 1,
                                                                        "reason": "TOO_SMALL"}]))
@@ -46,6 +48,10 @@ async def test_an_order_past_its_retention_is_forgotten_everywhere_and_a_recent_
     assert purged["data"]["closed_as"] == "delivered"
 
     await eventually(lambda: _forgotten(driver, old), what="every service to forget the order", timeout=30)
+    async with driver.db.acquire() as conn:
+        report = await invariants.check(conn)
+    sku, location = old_order.lines[0].sku, old_location
+    assert not [v for v in report.violations if sku in v or location in v]  # its stock and capacity still add up
     for kept in (recent, returning):
         assert await rows_of(driver, kept) == {table: True for table, _ in ORDER_ROWS}
         assert not purges.envelopes(of_type(OrderPurged, kept))
@@ -71,7 +77,7 @@ async def delivered_order(driver: Driver):
     await driver.channel.send(LocationUpdate(**ids, status="shipped", carrier="DHL", tracking_number="R1"))
     await driver.channel.send(LocationUpdate(**ids, status="delivered"))
     await driver.orders.wait_for(of_type(OrderDelivered, order_id))
-    return order_id, order
+    return order_id, order, work["data"]["location_id"]
 
 
 async def history_published(driver: Driver, order_id) -> None:
