@@ -404,10 +404,18 @@ async def _set_status(uow: UnitOfWork, fo_id, status: str, update: LocationUpdat
 
 
 async def forget_orders(uow: UnitOfWork, batch: list[Message[OrderPurged]]) -> None:
-    """Orders past their retention: their fulfilment orders, shipments and expected returns."""
-    await uow.conn.execute(
-        """WITH gone AS (SELECT fulfillment_order_id FROM fulfillment_orders WHERE order_id = ANY($1::uuid[])),
+    """Orders past their retention: their fulfilment orders, shipments and expected returns; an order with work
+    still open at a location (a defect elsewhere: capture closed it) is kept whole, and logged."""
+    still_open = await uow.conn.fetch(
+        """WITH open AS (SELECT DISTINCT order_id FROM fulfillment_orders
+                         WHERE order_id = ANY($1::uuid[]) AND status = ANY($2::text[])),
+                gone AS (SELECT fulfillment_order_id FROM fulfillment_orders
+                         WHERE order_id = ANY($1::uuid[]) AND order_id NOT IN (SELECT order_id FROM open)),
                 parcels AS (DELETE FROM shipments s USING gone g WHERE s.fulfillment_order_id = g.fulfillment_order_id),
-                returns AS (DELETE FROM expected_returns WHERE order_id = ANY($1::uuid[]))
-           DELETE FROM fulfillment_orders f USING gone g WHERE f.fulfillment_order_id = g.fulfillment_order_id""",
-        purged_order_ids(batch))
+                returns AS (DELETE FROM expected_returns
+                            WHERE order_id = ANY($1::uuid[]) AND order_id NOT IN (SELECT order_id FROM open)),
+                orders AS (DELETE FROM fulfillment_orders f USING gone g
+                           WHERE f.fulfillment_order_id = g.fulfillment_order_id)
+           SELECT order_id FROM open""", purged_order_ids(batch), list(CANCELLABLE))
+    for row in still_open:
+        log.warning("fulfillment.purged_order_still_open", order_id=str(row["order_id"]))

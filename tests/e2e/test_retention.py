@@ -63,8 +63,29 @@ async def test_an_order_past_its_retention_is_forgotten_everywhere_and_a_recent_
     assert await asyncio.to_thread(last_history_record, kcat, driver, recent) > 0
     erp_reads = await asyncio.to_thread(kcat.run, driver.config, "-C", "-t", driver.config.topic(ORDER_PURGES),
                                         "-o", "beginning", "-e", "-q", "-f", "%k\n", principal="erp",
-                                        capture_output=True, text=True, timeout=30, check=True)
-    assert str(old) in erp_reads.stdout.split()
+                                        capture_output=True, timeout=30, check=True)
+    assert str(old).encode() in erp_reads.stdout.split(b"\n")  # bytes: other tests write garbage to every topic
+
+
+async def test_an_order_purged_with_work_still_open_keeps_its_work_and_its_units(driver):
+    """A defect elsewhere (capture closed an order whose location still works on it): fulfillment keeps the work
+    and inventory the units, rather than lose track of them."""
+    sku = await driver.stocked_sku(1)
+    order = driver.order([(sku, 1)])
+    order_id = driver.order_id(order)
+    async with TopicWatcher(driver.config, ORDER_PURGES) as purges:
+        await driver.channel.send(order)
+        await driver.work.wait_for(of_type(FulfillmentRequested, order_id))
+        await driver.status(order_id, "confirmed")
+        await driver.db.execute("UPDATE capture.order_sagas SET state = 'cancelled' WHERE order_id = $1", order_id)
+        await closed_ago(driver, order_id, timedelta(days=400))  # apart: a change of state sets state_since
+        [purged] = await purges.wait_for(of_type(OrderPurged, order_id))
+    for service in ("fulfillment", "inventory"):
+        await eventually(lambda: driver.count(f"SELECT EXISTS (SELECT FROM {service}.inbox WHERE message_key = $1)",
+                                              purged["id"]), what=f"{service} to read the OrderPurged")
+    assert await driver.count("SELECT status FROM fulfillment.fulfillment_orders WHERE order_id = $1",
+                              order_id) == "requested"
+    assert await driver.count("SELECT status FROM inventory.reservations WHERE order_id = $1", order_id) == "allocated"
 
 
 async def delivered_order(driver: Driver):
@@ -108,7 +129,7 @@ async def _forgotten(driver: Driver, order_id) -> bool:
 def last_history_record(kcat, driver: Driver, order_id) -> int | None:
     """The size of the last record of the order on the history topic as kcat reads it (-1: no value), or None."""
     read = kcat.run(driver.config, "-C", "-t", driver.config.topic(TRACKING_ORDER_HISTORY), "-o", "beginning", "-e",
-                    "-q", "-f", "%k %S\n", capture_output=True, text=True, timeout=30, check=True)
-    sizes = [int(size) for key, size in (line.split() for line in read.stdout.splitlines() if line.strip())
-             if key == str(order_id)]
+                    "-q", "-f", "%k %S\n", capture_output=True, timeout=30, check=True)
+    key = f"{order_id} ".encode()
+    sizes = [int(line.removeprefix(key)) for line in read.stdout.split(b"\n") if line.startswith(key)]
     return sizes[-1] if sizes else None

@@ -2,6 +2,7 @@
 
 import base64
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,14 +16,17 @@ from shared.contracts.inventory import (
     LocationAvailability,
     OnwardRouting,
     ReceiveStock,
+    ReleaseReservation,
     ReservationAllocated,
+    ReservationReleased,
     ReserveStock,
     StockReceived,
     StockReserved,
 )
 from shared.contracts.ops import DeadLetter
+from shared.contracts.orders import OrderPurged
 from shared.contracts.routing import RouteOrder
-from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS, ROUTING_COMMANDS
+from shared.contracts.topics import DEAD_LETTERS, INVENTORY_COMMANDS, INVENTORY_EVENTS, ORDER_PURGES, ROUTING_COMMANDS
 
 from ..support.services import running
 from ..support.topics import TopicWatcher, of_type
@@ -111,3 +115,26 @@ async def test_held_as_asked_inventory_asks_routing_itself_and_once_pinned_no_mo
         await saga.send(reserve)  # asked again (a deadline): the same answer, but routing is not asked again
         [_, again] = await events.wait_for(of_type(StockReserved, order_id), count=2)
     assert not again["data"]["routing_requested"]
+
+
+async def test_a_purged_orders_reservation_goes_unless_it_still_holds_units(config, admin, inventory_service):
+    """Order retention: a reservation that holds nothing any more is deleted; one still holding units (a defect
+    elsewhere, capture closed its order) is kept, its units still reserved."""
+    sku = f"PG-{uuid.uuid4().hex[:8].upper()}"
+    released, holding = uuid.uuid4(), uuid.uuid4()
+    async with client(config, "test/saga") as saga, TopicWatcher(config, INVENTORY_EVENTS) as events:
+        await saga.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=10))
+        for order_id in (released, holding):
+            await saga.send(ReserveStock(order_id=order_id, lines=[Line(sku=sku, quantity=3)]))
+            await events.wait_for(of_type(StockReserved, order_id))
+        await saga.send(ReleaseReservation(order_id=released, reason="CANCELLED"))
+        await events.wait_for(of_type(ReservationReleased, released))
+        one_partition = str(uuid.uuid4())
+        for order_id in (holding, released):  # in this order, on one partition
+            purged = OrderPurged(order_id=order_id, closed_as="cancelled", closed_at=datetime.now(UTC))
+            await saga.send_raw(ORDER_PURGES, wrap(purged, source="test/capture", correlation_id="c")
+                                .model_dump_json().encode(), one_partition)
+    await eventually(lambda: admin.fetchval("SELECT NOT EXISTS (SELECT FROM inventory.reservations "
+                                            "WHERE order_id = $1)", released), what="the released one deleted")
+    assert await admin.fetchval("SELECT status FROM inventory.reservations WHERE order_id = $1", holding) == "held"
+    assert await admin.fetchval("SELECT reserved FROM inventory.sku_stock WHERE sku = $1", sku) == 3
