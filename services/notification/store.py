@@ -215,6 +215,8 @@ async def clear_bodies(conn: asyncpg.Connection, retention_days: float) -> int:
 async def forget_orders(conn: asyncpg.Connection, order_ids: list[uuid.UUID]) -> None:
     """Orders past their retention: their recipients (personal data), messages and deliveries; a customer's
     preferences and bounced addresses are the customer's, not the order's, and stay."""
-    await conn.execute("""WITH sent AS (DELETE FROM deliveries WHERE order_id = ANY($1::uuid[])),
-                               recipients AS (DELETE FROM recipients WHERE order_id = ANY($1::uuid[]))
-                          DELETE FROM notifications WHERE order_id = ANY($1::uuid[])""", order_ids)
+    await conn.execute("""WITH told AS (DELETE FROM notifications WHERE order_id = ANY($1::uuid[])
+                                       RETURNING notification_id),
+                               sent AS (DELETE FROM deliveries d USING told t  -- by its indexed notification
+                                        WHERE d.notification_id = t.notification_id)
+                          DELETE FROM recipients WHERE order_id = ANY($1::uuid[])""", order_ids)
