@@ -8,6 +8,9 @@ A holder that dies closes its connection, and Postgres lets the lock go at once;
 is noticed by the connection's keepalives (about 25 seconds), which is why a starting process waits a little.
 A session of a live holder can end too (Postgres restarted, the session terminated): the holder takes the lock
 again as soon as it can connect, and if another process has taken it meanwhile, the holder stops, saying why.
+A session that stops answering without closing (the database's host gone, a network partition: half-open) would
+be noticed only by the client's next write, so the holder asks it something every PROBE_SECONDS and takes a
+session that does not answer in PROBE_TIMEOUT_SECONDS for ended (the server drops it after its keepalives).
 """
 
 import asyncio
@@ -27,6 +30,7 @@ log = get_logger(__name__)
 # What a vanished holder's session is given before Postgres drops it (idle, interval, count): 10 + 3 × 5 seconds.
 KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 RETRY_SECONDS = 0.5
+PROBE_SECONDS, PROBE_TIMEOUT_SECONDS = 10.0, 5.0
 
 
 def session_name(name: str) -> str:
@@ -85,7 +89,7 @@ class _InstanceLock:
         while True:
             ended = asyncio.Event()
             self.conn.add_termination_listener(lambda _: ended.set())
-            await ended.wait()
+            await self._until_ended(ended)
             log.warning("service.instance_lock_lost", instance=self.name)
             try:
                 await self._take_again()
@@ -93,6 +97,19 @@ class _InstanceLock:
                 signal.raise_signal(signal.SIGTERM)  # the service's own graceful stop
                 return
             log.info("service.instance_lock_taken_again", instance=self.name)
+
+    async def _until_ended(self, ended: asyncio.Event) -> None:
+        while True:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(PROBE_SECONDS):
+                    await ended.wait()
+                return
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                    await self.conn.fetchval("SELECT 1")
+            except Exception as error:  # no answer in time, or broken: this session is gone for this process
+                log.warning("service.instance_session_silent", instance=self.name, error=repr(error)[:300])
+                self.conn.terminate()  # which ends it here, the termination listener included
 
     async def _take_again(self) -> None:
         backoff = Backoff(first=RETRY_SECONDS)

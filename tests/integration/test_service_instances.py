@@ -3,6 +3,7 @@ two static members with one id fence each other for as long as both run."""
 
 import asyncio
 import os
+import signal
 
 import pytest
 
@@ -74,3 +75,25 @@ async def test_a_process_that_finds_its_id_taken_when_its_lock_session_ended_sto
         assert '"service.instance_lock_lost"' in log
         assert '"service.instance_id_in_use"' in log
         assert '"service.stopped"' in log
+
+
+async def test_a_lock_session_that_stops_answering_is_taken_for_ended_and_the_lock_taken_again(tmp_path, config,
+                                                                                              admin):
+    """Half-open: the session's backend frozen (SIGSTOP), as behind a partition, answers nothing and closes
+    nothing; without asking it something the process would hold a lock it may no longer have for good."""
+    async with running(("routing",), tmp_path) as procs:
+        first = procs["routing"]
+        holder = await eventually(lambda: instance_lock_holder(admin, config, first), what="the id's lock held")
+        os.kill(holder, signal.SIGSTOP)
+        try:
+            await eventually(lambda: '"service.instance_session_silent"' in first.logfile.read_text(), timeout=40,
+                             what="the silent session taken for ended")
+        finally:
+            os.kill(holder, signal.SIGCONT)  # it then finds its client gone, and its lock goes with it
+
+        async def held_by_a_new_session() -> bool:
+            return await instance_lock_holder(admin, config, first) not in (None, holder)
+
+        await eventually(held_by_a_new_session, what="the id's lock taken again by a new session")
+        assert first.pid() is not None
+        assert '"service.instance_lock_taken_again"' in first.logfile.read_text()
