@@ -374,8 +374,8 @@ async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]
         amounts = returns.refund(saga_steps.billing(saga), received, refunded_before, list(saga.shipped),
                                  returns.return_policy(uow.settings.return_policy),
                                  exchange=this["exchange_order_id"] is not None)
-        restocked = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "restock"])
-        disposed = merge_lines([Line(sku=l.sku, quantity=l.quantity) for l in event.lines if l.condition == "dispose"])
+        restocked = merge_lines([Line(sku=r.sku, quantity=r.quantity) for r in event.lines if r.condition == "restock"])
+        disposed = merge_lines([Line(sku=d.sku, quantity=d.quantity) for d in event.lines if d.condition == "dispose"])
         difference = await _price_difference(uow, this["exchange_order_id"], amounts)
         await store.record_receipt(uow.conn, event.order_id, event.return_id, received,
                                    amounts.model_dump(mode="json"), event.received_at, difference)

@@ -142,7 +142,10 @@ async def test_a_commands_span_is_exported_in_the_senders_trace_and_its_answer_c
 
 async def test_a_dead_letter_stays_in_the_trace_and_its_log_line_names_it(inventory):
     order_id = uuid.uuid4()
-    about_order = lambda e: e["type"] == DeadLetter.message_type and e["correlationid"] == f"c-{order_id}"
+
+    def about_order(e):
+        return e["type"] == DeadLetter.message_type and e["correlationid"] == f"c-{order_id}"
+
     async with TopicWatcher(inventory.settings, DEAD_LETTERS) as dead_letters:
         trace_id, _, _ = await inventory.send(reserve(order_id, -3), str(order_id))
         await dead_letters.wait_for(about_order)

@@ -57,8 +57,10 @@ def test_templates_fall_back_from_channel_and_locale_to_channel_to_locale_to_def
         for part in ("subject.txt", "text.txt", "html"):
             (tmp_path / folder / f"order_confirmed.{part}").write_text(text)
     templates = Templates(tmp_path)
-    subject = lambda channel, locale: templates.render("order_confirmed", channel=channel, locale=locale,
-                                                       channel_order_id="W-1").subject
+
+    def subject(channel, locale):
+        return templates.render("order_confirmed", channel=channel, locale=locale, channel_order_id="W-1").subject
+
     assert subject("shop", "de") == "Shop-Bestellung W-1"
     assert subject("web", "de") == "Bestellung W-1"
     assert subject("shop", "en") == "Order W-1"

@@ -252,7 +252,7 @@ def test_no_minimum_means_any_order_may_split():
 def test_an_order_no_single_location_serves_is_split_and_explained():
     availability = stock("WH-BERLIN", SKU_1=5) + stock("WH-MUNICH", SKU_2=5)
     decision = decide(ship("Munich", availability=availability, order_value=Decimal(100)), rules=SPLITTING)
-    assert [(a.location_id, [l.sku for l in a.lines]) for a in decision.assignments] == [
+    assert [(a.location_id, [line.sku for line in a.lines]) for a in decision.assignments] == [
         ("WH-MUNICH", ["SKU-2"]), ("WH-BERLIN", ["SKU-1"])]
     assert decision.location_id == "WH-MUNICH" and decision.details.split_limit == 3
     assert all(c.chosen for c in decision.details.candidates if c.location_id.startswith("WH"))
