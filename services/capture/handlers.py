@@ -9,7 +9,7 @@ entries are written in one statement each.
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from opentelemetry.context import Context
@@ -53,6 +53,7 @@ from . import saga as saga_steps
 from . import store
 from .edits import edited_order
 from .metrics import SAGA_DEADLINE_FAILURES, SagaSteps
+from .retention import retention_days
 from .validation import order_id_for
 
 log = get_logger(__name__)
@@ -146,6 +147,30 @@ def _totals_agree(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Mes
     return agreed
 
 
+async def _not_past_retention(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> list[Message[PlaceOrder]]:
+    """An order sent longer ago than the order retention (a channel's topic replayed, a year-old retry), which
+    capture does not know, is rejected (ORDER_TOO_OLD): it may be an order already purged, which would otherwise be
+    placed, and shipped, again. One it still knows is a duplicate as any other."""
+    days = retention_days(uow.settings)
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    stale = [m for m in batch if m.envelope.time < cutoff]
+    if not stale:
+        return batch
+    known = await store.known_orders(uow.conn, [_order_id(m.payload) for m in stale])
+    too_old = [m for m in stale if _order_id(m.payload) not in known]
+    for message in too_old:
+        reason = ReasonCode(code="ORDER_TOO_OLD", detail=f"sent {message.envelope.time.isoformat()}, longer ago than "
+                                                         f"the order retention ({days:g} days): it may have been "
+                                                         "purged")
+        uow.reply(OrderRejected(order_id=_order_id(message.payload), channel=message.payload.channel,
+                                channel_order_id=message.payload.channel_order_id, reasons=[reason]), message)
+    return [m for m in batch if not any(m is old for old in too_old)]
+
+
+def _order_id(cmd: PlaceOrder) -> UUID:
+    return order_id_for(cmd.channel, cmd.channel_order_id)
+
+
 async def _held_by_rule(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> set[str]:
     """The channel orders a rule holds: a first order (of a customer new to the channel) worth more than
     OMS_HOLD_NEW_CUSTOMER_ABOVE waits for a fraud review."""
@@ -165,7 +190,7 @@ NEW_CUSTOMER_HOLD = Hold(reason="fraud_review", placed_by="rule:new-customer-ord
 
 
 async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> None:
-    batch = _totals_agree(uow, _own_channels_only(uow, batch))
+    batch = await _not_past_retention(uow, _totals_agree(uow, _own_channels_only(uow, batch)))
     held = await _held_by_rule(uow, batch)
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])

@@ -36,6 +36,11 @@ async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, Place
     return {r["order_id"] for r in rows}
 
 
+async def known_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> set[UUID]:
+    rows = await conn.fetch("SELECT order_id FROM orders WHERE order_id = ANY($1)", order_ids)
+    return {r["order_id"] for r in rows}
+
+
 _SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id FROM order_sagas s JOIN orders o USING (order_id)"""
 
 

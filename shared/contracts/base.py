@@ -7,10 +7,10 @@ also the Kafka key, so all work for one order stays on one partition, in order.
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .topics import PARTY_FIELDS, PARTY_READ_TOPICS
@@ -60,6 +60,15 @@ def contract(message_type: str, topic: str):
     return register
 
 
+def _utc_unless_said(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# CloudEvents asks for RFC 3339 (with an offset); a client that leaves it out is taken to mean UTC rather than
+# refused, so that every consumer compares and stores its times alike.
+Moment = Annotated[datetime, AfterValidator(_utc_unless_said)]
+
+
 class Attributes(BaseModel):
     # The envelope without its data: what a consumer keeps of it once the payload is validated.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,7 +79,7 @@ class Attributes(BaseModel):
                       description="Message type, e.g. oms.capture.PlaceOrder.v1")
     source: str = Field(max_length=200, pattern=NO_CONTROL_CHARACTERS,
                         description="Producer, e.g. oms/inventory or channel/web")
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    time: Moment = Field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = Field(None, max_length=200, pattern=NO_CONTROL_CHARACTERS,
                                 description="The order id for order-scoped messages")
     correlationid: str = Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS,

@@ -3,14 +3,16 @@ by every other service, and its history leaves the compacted history topic; an o
 Time is moved by dating the closed sagas back (the purge runs every half second in this session)."""
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ops import invariants
 from ops.waiting import eventually
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
-from shared.contracts.orders import OrderDelivered, OrderPurged, RequestReturn, ReturnApproved
+from shared.contracts.base import wrap
+from shared.contracts.orders import OrderDelivered, OrderPurged, OrderRejected, RequestReturn, ReturnApproved
 from shared.contracts.topics import ORDER_PURGES, TRACKING_ORDER_HISTORY
 
 from ..support.topics import TopicWatcher, of_type
@@ -110,6 +112,30 @@ async def history_published(driver: Driver, order_id) -> None:
                                   order_id) == 1
 
     await eventually(published, what=f"the history of {order_id} published", timeout=60)
+
+
+async def test_a_purged_order_replayed_a_year_on_is_rejected_too_old_and_a_known_one_is_a_duplicate(driver):
+    """A channel's topic replayed from its start (or a retry sent a year on) brings back the PlaceOrder of an order
+    capture has purged: without its row, capture would place, and ship, it again."""
+    (purged, purged_order, _), (kept, kept_order, _) = [await delivered_order(driver) for _ in range(2)]
+    async with TopicWatcher(driver.config, ORDER_PURGES) as purges:
+        await closed_ago(driver, purged, timedelta(days=400))
+        await purges.wait_for(of_type(OrderPurged, purged))
+    await eventually(lambda: _forgotten(driver, purged), what="every service to forget the order", timeout=30)
+
+    a_year_ago = datetime.now(UTC) - timedelta(days=400)
+    for order in (purged_order, kept_order):
+        replayed = wrap(order, source="channel/web", correlation_id=str(uuid.uuid4())).model_copy(
+            update={"time": a_year_ago})
+        await driver.channel.send_raw(order.topic, replayed.model_dump_json().encode(), order.key())
+    [rejected] = await driver.orders.wait_for(of_type(OrderRejected, purged_order.key()))
+    [reason] = rejected["data"]["reasons"]
+    assert reason["code"] == "ORDER_TOO_OLD" and a_year_ago.date().isoformat() in reason["detail"]
+    await eventually(lambda: driver.count("""SELECT EXISTS (SELECT FROM capture.order_timeline WHERE order_id = $1
+                                                            AND message_type = 'duplicate oms.capture.PlaceOrder.v1')""",
+                                          kept), what="the known order's replay taken for a duplicate")
+    assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
+    assert not driver.orders.envelopes(of_type(OrderRejected, kept_order.key()))
 
 
 async def closed_ago(driver: Driver, order_id, ago: timedelta) -> None:

@@ -2,6 +2,7 @@
 every message, valid or hostile, as the general path."""
 
 import json
+from datetime import datetime
 import random
 import uuid
 
@@ -115,3 +116,12 @@ def test_what_the_fast_path_cannot_read_it_leaves_to_the_general_path(value):
     capture = next(sub for sub in SUBSCRIPTIONS if sub.topic == "orders.commands.v1")
     parsed, _ = _read(capture, value)
     assert parsed.envelope is None or isinstance(parsed.envelope, Envelope)
+
+
+@pytest.mark.parametrize("time, expected", [("2026-01-01T00:00:00", "2026-01-01T00:00:00+00:00"),
+                                            ("2026-01-01T02:00:00+02:00", "2026-01-01T00:00:00+00:00")])
+def test_an_envelope_time_without_an_offset_is_taken_as_utc(time, expected):
+    """Consumers compare message times with their own (capture's ORDER_TOO_OLD): a naive one would not compare."""
+    envelope = Envelope.model_validate_json(json.dumps({"type": "x", "source": "channel/web", "time": time,
+                                                        "correlationid": "c", "data": {}}))
+    assert envelope.time == datetime.fromisoformat(expected)  # a naive time equals no aware one
