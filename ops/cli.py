@@ -316,13 +316,14 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     stream = load.stream(network, count)
     async with client(config, "channel/load") as channel:
         await load.seed(channel, network)
-        locations = LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}")
-        payments = PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}")
-        customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}")
+        # Made only when they run: a stand-in's consumer is made with it, and one never started is never stopped.
+        customers = CustomerSimulator(config, channel, group=f"oms.simulator.customers.{network.tag}") if ship else None
+        shipping = [LocationSimulator(config, channel, group=f"oms.simulator.{network.tag}").run(),
+                    PaymentSimulator(config, channel, group=f"oms.simulator.payments.{network.tag}").run(),
+                    customers.run()] if customers else []
         desk = HoldDesk(config, channel, prefix=network.tag, leaves=frozenset({ADDRESS_CHECK}),
                         group=f"oms.simulator.holds.{network.tag}")
         edits = EditDesk(config, channel, prefix=network.tag, group=f"oms.simulator.edits.{network.tag}")
-        shipping = [locations.run(), payments.run(), customers.run()] if ship else []
         stand_ins = asyncio.gather(desk.run(), edits.run(), *shipping)
         print(f"load run {network.tag}: {count} orders at {f'{rate:.0f}/s' if rate else 'full speed'}")
         seconds = await load.publish(channel, stream, rate, progress=True)
@@ -336,7 +337,9 @@ async def run_load(count: int, rate: float | None, ship: bool) -> int:
     rule = (f"first orders over {config.hold_new_customer_above}" if config.hold_new_customer_above is not None
             else f"off (OMS_HOLD_NEW_CUSTOMER_ABOVE={load.NEW_CUSTOMER_HOLD_ABOVE} holds the mix's large first orders)")
     print(f"{desk.summary()}; the new-customer rule: {rule}")
-    print(f"{edits.summary()}; returns: {customers.requested} asked, {customers.exchanges} of them exchanges")
+    returns = (f"{customers.requested} asked, {customers.exchanges} of them exchanges" if customers
+               else "none (nothing shipped)")
+    print(f"{edits.summary()}; returns: {returns}")
     return 0
 
 
