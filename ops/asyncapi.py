@@ -41,7 +41,8 @@ PII_NOTE = "Carries customer personal data (name, email or address): only reader
 TRACE_HEADERS = {
     "type": "object",
     "description": "Kafka record headers: W3C trace context of the span that caused the message (optional).",
-    "properties": {"traceparent": {"type": "string", "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]},
+    "properties": {"traceparent": {"type": "string",
+                                   "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]},
                    "tracestate": {"type": "string"}},
 }
 

@@ -82,7 +82,8 @@ async def run_hop(pool: asyncpg.Pool, producer, login: KafkaLogin, prefix: str, 
                         "SELECT seq, topic, key, value FROM bench.outbox WHERE hop = $1 ORDER BY seq FOR UPDATE", hop)
                     sends = [await producer.send(r["topic"], r["value"], r["key"]) for r in rows]
                     await asyncio.gather(*sends)
-                    await conn.execute("DELETE FROM bench.outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+                    await conn.execute("DELETE FROM bench.outbox WHERE seq = ANY($1::bigint[])",
+                                       [r["seq"] for r in rows])
             await consumer.commit()
     finally:
         await consumer.stop()

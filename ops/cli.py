@@ -153,7 +153,8 @@ async def submit(args: argparse.Namespace) -> None:
     # As the channel itself, on its own topic: what a real channel does.
     async with client(settings(), f"channel/{order.channel}", principal=f"channel-{order.channel}") as channel:
         envelope = await channel.send(order, topic=principals.party_topic("channel", order.channel))
-    print(f"submitted {order.channel}/{order.channel_order_id} (message {envelope.id}); see: oms order {order.channel}/{order.channel_order_id}")
+    ref = f"{order.channel}/{order.channel_order_id}"
+    print(f"submitted {ref} (message {envelope.id}); see: oms order {ref}")
 
 
 async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:

@@ -40,7 +40,8 @@ WRONG_VALUES: list[Any] = [None, True, [], {}, "", "x", 0, -1, 1.5, 10**400, -10
                            [[[[]]]], {"$ref": "#"}]
 
 # Values a valid sample needs where a plain string would break a pattern.
-FIELD_VALUES = {"sku": "FZ-SKU", "backorder_skus": "FZ-SKU", "location_id": "FZ-LOC", "store_id": "FZ-STORE", "channel": "web",
+FIELD_VALUES = {"sku": "FZ-SKU", "backorder_skus": "FZ-SKU", "location_id": "FZ-LOC", "store_id": "FZ-STORE",
+                "channel": "web",
                 "currency": "EUR", "country": "DE", "email": "fuzz@example.com",
                 "purchase_order_number": "PO-0123456789ABCDEF", "address": "fuzz@example.com",
                 "from_address": "orders@fuzz.example", "webhook_url": "https://fuzz.example/hook",

@@ -1,8 +1,8 @@
 """The OMS invariant checker: reads every service's schema (as an operator, with the read-only ops role) and says
 what is violated. Run it against a live system with `oms check`; the fault tests run it after each fault.
 
-Order-level invariants hold once an order has settled (shipped, delivered, picked up or cancelled); orders still moving are
-counted as in flight and not judged.
+Order-level invariants hold once an order has settled (shipped, delivered, picked up or cancelled); orders still
+moving are counted as in flight and not judged.
 """
 
 from collections import defaultdict
@@ -196,7 +196,8 @@ async def check(conn: asyncpg.Connection) -> Report:
     for row in await conn.fetch(STOCK_PER_LOCATION):
         report.violations.append(
             f"stock {row['sku']}@{row['location_id']}: on hand {row['on_hand']} but received {row['received']} - "
-            f"shipped {row['shipped']}; allocated {row['allocated']} but reservations allocate {row['ledger_allocated']}")
+            f"shipped {row['shipped']}; allocated {row['allocated']} but reservations allocate "
+            f"{row['ledger_allocated']}")
     for row in await conn.fetch(STOCK_PER_SKU):
         report.violations.append(
             f"stock {row['sku']}: network on hand {row['on_hand']} vs locations {row['location_on_hand']}; "

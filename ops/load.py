@@ -2,8 +2,9 @@
 
 The mix: mostly ship-to orders of one to three lines with popular SKUs far more frequent (Zipf-like), some
 buy-online-pick-up-in-store, some for a dropship vendor's SKUs (a purchase order), some split over two warehouses
-(each has one of their SKUs), some preorders of a SKU that is only announced (they wait as backorders until its receipt, sent after the orders, arrives), some that must fail: a
-scarce SKU (no stock) or a pickup store without the goods (no route, so the reservation is compensated).
+(each has one of their SKUs), some preorders of a SKU that is only announced (they wait as backorders until its
+receipt, sent after the orders, arrives), some that must fail: a scarce SKU (no stock) or a pickup store without
+the goods (no route, so the reservation is compensated).
 Holds: one order in eight is put on hold by command right after it is placed (HoldOrder: manual, address check
 or payment review), and a few large first orders of new customers are held by capture's rule when it runs with
 OMS_HOLD_NEW_CUSTOMER_ABOVE=150 (NEW_CUSTOMER_HOLD_ABOVE); the hold desk (ops/simulators.py) releases every hold a

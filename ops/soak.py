@@ -6,11 +6,11 @@ Every `interval` seconds it samples each service's resident memory (/proc/<pid>/
 the orders confirmed in that window (PlaceOrder published → OrderConfirmed seen, as `oms bench` measures it;
 sampling goes on after the last order is sent until every order is confirmed);
 locations ship, payments capture and customers return as in `oms load`, but only for the soak's own orders (they
-read from the end of their topics, and its own locations only): a live OMS's history is left alone. After a warm-up (the first fifth of the
-run) the verdict: each process's memory at the end within 10 % of where it stood after warm-up, the p99 of the
-last third of the run within 1.5 times (plus 50 ms) that of the first third after warm-up, and every order
-settled afterwards with the invariant checker's report clean. Storage is given as bytes per order per schema,
-with what bounds it.
+read from the end of their topics, and its own locations only): a live OMS's history is left alone. After a
+warm-up (the first fifth of the run) the verdict: each process's memory at the end within 10 % of where it stood
+after warm-up, the p99 of the last third of the run within 1.5 times (plus 50 ms) that of the first third after
+warm-up, and every order settled afterwards with the invariant checker's report clean. Storage is given as bytes
+per order per schema, with what bounds it.
 """
 
 import asyncio

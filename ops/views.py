@@ -3,9 +3,9 @@ replaying the topics.
 
 A rebuild reads the compacted history topic (each order's events up to its last change: orders older than the
 other topics' retention) and then every timeline topic from its start into fresh tables (`rebuild_events`,
-`rebuild_orders`) with the service's own code, then, holding the live tables against writes (the live consumer waits), reads what arrived
-meanwhile and swaps the fresh tables in, in one transaction. Events the live consumer takes afterwards that the
-rebuild already holds change nothing (events are kept once, views recomputed from them)."""
+`rebuild_orders`) with the service's own code, then, holding the live tables against writes (the live consumer
+waits), reads what arrived meanwhile and swaps the fresh tables in, in one transaction. Events the live consumer
+takes afterwards that the rebuild already holds change nothing (events are kept once, views recomputed from them)."""
 
 import json
 import re

@@ -1,1 +1,2 @@
-"""The project's shared library: settings, logging, event contracts, messaging (outbox, inbox, dead letters), database."""
+"""The project's shared library: settings, logging, event contracts, messaging (outbox, inbox, dead letters),
+database."""

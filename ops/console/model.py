@@ -252,7 +252,9 @@ def pretty_payload(raw: bytes) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
 
 
 def trace_id(trace_context: Mapping[str, str]) -> str | None:

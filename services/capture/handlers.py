@@ -394,7 +394,8 @@ async def returns_received(uow: UnitOfWork, batch: list[Message[ReturnReceived]]
             uow.refuse(message, "UNKNOWN_RETURN", f"no approved return {event.return_id} of order {event.order_id}")
             continue
         saga, correlation_id = loaded
-        refunded_before = [Line(**line) for r in earlier.values() if r["status"] == "received" for line in r["received"]]
+        refunded_before = [Line(**line) for r in earlier.values() if r["status"] == "received"
+                           for line in r["received"]]
         received = [Line(sku=line.sku, quantity=line.quantity) for line in event.lines]
         amounts = returns.refund(saga_steps.billing(saga), received, refunded_before, list(saga.shipped),
                                  returns.return_policy(uow.settings.return_policy),

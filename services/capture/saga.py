@@ -359,8 +359,8 @@ def billing(saga: Saga, placed: dict | None = None) -> Billing | None:
     if not placed:
         return None
     return Billing(channel=saga.channel, channel_order_id=saga.channel_order_id, currency=placed["currency"],
-                   lines=[{key: line[key] for key in ("sku", "quantity", "unit_price", "discount", "tax") if key in line}
-                          for line in placed["lines"]],
+                   lines=[{key: line[key] for key in ("sku", "quantity", "unit_price", "discount", "tax")
+                           if key in line} for line in placed["lines"]],
                    shipping=placed.get("shipping", 0), shipping_tax=placed.get("shipping_tax", 0),
                    prices_include_tax=placed.get("prices_include_tax", False))
 
@@ -722,9 +722,9 @@ def _apply_edit(saga: Saga) -> Step:
     order = PlaceOrder.model_validate(placed)
     totals = order.computed_totals()
     told = OrderEdited(order_id=saga.order_id, channel=saga.channel, channel_order_id=saga.channel_order_id,
-                       edit_id=edit.edit_id, lines=order.lines, currency=order.currency, delivery=order.delivery, added=list(edit.added),
-                       removed=list(edit.removed), rerouted=edit.rerouted, totals=totals, captured=captured(saga),
-                       amount_due=totals.total - captured(saga))
+                       edit_id=edit.edit_id, lines=order.lines, currency=order.currency, delivery=order.delivery,
+                       added=list(edit.added), removed=list(edit.removed), rerouted=edit.rerouted, totals=totals,
+                       captured=captured(saga), amount_due=totals.total - captured(saga))
     adjusted = _adjust_authorization(edited, saga, edit.edit_id, totals.total)
     step = _resume(adjusted.saga, edit.previous_state)
     return Step(step.saga, [*releases, told, *adjusted.messages, *step.messages])
@@ -1167,6 +1167,7 @@ def _cancellation_rejected(saga: Saga, code: str) -> OrderCancellationRejected:
                                      channel_order_id=saga.channel_order_id, reason=ReasonCode(code=code))
 
 
-ORDER_STATUS = {"backordered": "backordered", "held": "on_hold", "awaiting_shipment": "confirmed", "ready_for_pickup": "ready_for_pickup",
+ORDER_STATUS = {"backordered": "backordered", "held": "on_hold", "awaiting_shipment": "confirmed",
+                "ready_for_pickup": "ready_for_pickup",
                 "partially_shipped": "partially_shipped", "shipped": "shipped",
                 "delivered": "delivered", "picked_up": "picked_up", "cancelled": "cancelled"}

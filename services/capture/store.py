@@ -41,7 +41,8 @@ async def known_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> set[U
     return {r["order_id"] for r in rows}
 
 
-_SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id FROM order_sagas s JOIN orders o USING (order_id)"""
+_SAGA_SELECT = """SELECT s.*, o.placed, o.channel, o.channel_order_id
+                   FROM order_sagas s JOIN orders o USING (order_id)"""
 
 
 async def lock_sagas(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
@@ -121,7 +122,8 @@ def _stored_edit(edit: Edit | None) -> dict | None:
     if edit is None:
         return None
     return {"edit_id": edit.edit_id, "placed": edit.placed, "previous_state": edit.previous_state,
-            "added": [line.model_dump() for line in edit.added], "removed": [line.model_dump() for line in edit.removed],
+            "added": [line.model_dump() for line in edit.added],
+            "removed": [line.model_dump() for line in edit.removed],
             "rerouted": edit.rerouted, "amendments": [a.model_dump(mode="json") for a in edit.amendments]}
 
 

@@ -308,7 +308,8 @@ class Inventory:
         self._save(existing)
         return ReservationExpired(order_id=order_id, lines=existing.lines)
 
-    def commit(self, order_id: UUID, lines: list[Line] | None = None, location_id: str | None = None) -> Contract | None:
+    def commit(self, order_id: UUID, lines: list[Line] | None = None,
+               location_id: str | None = None) -> Contract | None:
         """Units shipped from a location: out of its on hand, out of the reservation. A partial shipment commits
         its lines; without lines, all that is pinned there. More than is pinned there commits nothing."""
         existing = self.reservations.get(order_id)
@@ -420,7 +421,8 @@ class Inventory:
                                  detail=f"on hand {location.on_hand}, change {change}, allocated {location.allocated}")
         elif network.on_hand + change < network.reserved:
             refusal = ReasonCode(code="BELOW_RESERVED",
-                                 detail=f"network on hand {network.on_hand}, change {change}, reserved {network.reserved}")
+                                 detail=f"network on hand {network.on_hand}, change {change}, "
+                                        f"reserved {network.reserved}")
         if refusal is not None:
             return StockAdjustmentRefused(document_id=document_id, kind=kind, sku=sku, location_id=location_id,
                                           reason=refusal)

@@ -358,7 +358,8 @@ class MailConnections:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(hostname=self.config.smtp_host, port=self.config.smtp_port,
-                               start_tls=self.config.smtp_starttls, timeout=self.config.notification_send_timeout_seconds)
+                               start_tls=self.config.smtp_starttls,
+                               timeout=self.config.notification_send_timeout_seconds)
         await smtp.connect()
         return smtp
 

@@ -327,8 +327,8 @@ def _details(rules: RuleSet, routed_by: str, candidates: list[Candidate], limit:
     return RoutingExplanation(rule_set=rules.label, routed_by=routed_by, split_limit=limit, candidates=candidates)
 
 
-def _routed_text(plan: list[tuple[str, frozenset[int]]], eligible: dict[str, _Eligible], details: RoutingExplanation, routed_by: str,
-                 order: Order) -> str:
+def _routed_text(plan: list[tuple[str, frozenset[int]]], eligible: dict[str, _Eligible], details: RoutingExplanation,
+                 routed_by: str, order: Order) -> str:
     def describe(location_id: str) -> str:
         e = eligible[location_id]
         where = f"{e.distance_km:.0f} km" if e.distance_km is not None else "in zone"

@@ -239,7 +239,8 @@ def _apply(view: OrderView, event: TimelineEvent, cancelled: Counter[str]) -> No
                 view.total = Decimal(data["totals"]["total"])
         case "ReturnApproved" if all(r.return_id != data["return_id"] for r in view.returns):
             view.returns.append(ReturnView(return_id=data["return_id"], status="approved", lines=data["lines"],
-                                           return_to=data["return_to"], exchange_order_id=data.get("exchange_order_id")))
+                                           return_to=data["return_to"],
+                                           exchange_order_id=data.get("exchange_order_id")))
         case "ReturnReceived" | "ReturnRefunded":
             _apply_return(view, event)
         case "CustomerNotified":

@@ -11,9 +11,9 @@ from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import ReasonCode
 from .topics import NOTIFICATION_COMMANDS, NOTIFICATION_EVENTS
 
-NotificationKind = Literal["order_confirmed", "order_backordered", "order_ready_for_pickup", "order_picked_up", "order_shipped",
-                           "order_delivered", "order_lines_cancelled", "order_cancelled", "return_approved",
-                           "return_refunded", "order_edited"]
+NotificationKind = Literal["order_confirmed", "order_backordered", "order_ready_for_pickup", "order_picked_up",
+                           "order_shipped", "order_delivered", "order_lines_cancelled", "order_cancelled",
+                           "return_approved", "return_refunded", "order_edited"]
 DeliveryChannel = Literal["email", "webhook"]
 SALES_CHANNEL = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 # Standard Webhooks: "whsec_" and the base64 of 24 to 64 random bytes.

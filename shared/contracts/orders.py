@@ -48,7 +48,8 @@ class PricedLine(ChargedLine):
 
 @contract("oms.capture.PlaceOrder.v1", topic=ORDER_COMMANDS)
 class PlaceOrder(Contract):
-    """A sales channel asks the OMS to take an order. Retries with the same (channel, channel_order_id) are the same order."""
+    """A sales channel asks the OMS to take an order. Retries with the same (channel, channel_order_id) are the
+    same order."""
 
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["web"])
     channel_order_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS, examples=["W-10001"])

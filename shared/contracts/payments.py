@@ -1,8 +1,8 @@
 """Payments: the OMS orchestrates, a payment service executes. The channel reports the authorisation with the
 order (`PlaceOrder.payment`); the order saga asks to capture each shipment's amount (`CapturePayment`, once per
 shipment: `capture_id` is the shipment id), to void what is left of the authorisation when the order is
-cancelled (`VoidAuthorization`) and to refund each received return (`RefundPayment`, once per return); the payment service answers on its own topic. A failed capture puts the
-order on hold (`PAYMENT_CAPTURE_FAILED`)."""
+cancelled (`VoidAuthorization`) and to refund each received return (`RefundPayment`, once per return); the
+payment service answers on its own topic. A failed capture puts the order on hold (`PAYMENT_CAPTURE_FAILED`)."""
 
 from uuid import UUID
 

@@ -323,7 +323,8 @@ class Consumer:
             source_offset=record.offset,
             reason=reason,
             detail=detail,
-            original_key_b64=base64.b64encode(record.key[:MAX_ORIGINAL_BYTES]).decode() if record.key is not None else None,
+            original_key_b64=(base64.b64encode(record.key[:MAX_ORIGINAL_BYTES]).decode()
+                              if record.key is not None else None),
             original_value_b64=base64.b64encode(value[:MAX_ORIGINAL_BYTES]).decode(),
             original_size=len(value),
             original_truncated=len(value) > MAX_ORIGINAL_BYTES,

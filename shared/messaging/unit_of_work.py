@@ -101,8 +101,9 @@ class UnitOfWork:
 
     def refuse(self, message: Message, reason: str, detail: str) -> None:
         """The handler cannot apply this message (it names an order or fulfilment order there is no trace of, or
-        its sender speaks for another party): it is dead-lettered with this reason code, the rest of the batch applied. The handler must leave it
-        without effect; a message that is refused may be replayed once its cause is gone."""
+        its sender speaks for another party): it is dead-lettered with this reason code, the rest of the batch
+        applied. The handler must leave it without effect; a message that is refused may be replayed once its
+        cause is gone."""
         self.refused.append((message, reason, detail))
 
     def dead_letter(self, letter: DeadLetter, record: ConsumerRecord, correlation_id: str,

@@ -131,9 +131,9 @@ async def test_a_purged_order_replayed_a_year_on_is_rejected_too_old_and_a_known
     [rejected] = await driver.orders.wait_for(of_type(OrderRejected, purged_order.key()))
     [reason] = rejected["data"]["reasons"]
     assert reason["code"] == "ORDER_TOO_OLD" and a_year_ago.date().isoformat() in reason["detail"]
-    await eventually(lambda: driver.count("""SELECT EXISTS (SELECT FROM capture.order_timeline WHERE order_id = $1
-                                                            AND message_type = 'duplicate oms.capture.PlaceOrder.v1')""",
-                                          kept), what="the known order's replay taken for a duplicate")
+    duplicate = """SELECT EXISTS (SELECT FROM capture.order_timeline WHERE order_id = $1
+                                  AND message_type = 'duplicate oms.capture.PlaceOrder.v1')"""
+    await eventually(lambda: driver.count(duplicate, kept), what="the known order's replay taken for a duplicate")
     assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
     assert not driver.orders.envelopes(of_type(OrderRejected, kept_order.key()))
 

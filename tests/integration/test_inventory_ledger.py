@@ -86,8 +86,8 @@ async def test_concurrent_random_streams_keep_the_ledger_equal_to_the_counters(i
 
     mismatches = [dict(r) for r in await admin.fetch(STOCK_LEDGER) if r["sku"] in skus]
     assert mismatches == []
-    kinds = {r["kind"] for r in await admin.fetch("SELECT DISTINCT kind FROM inventory.stock_ledger WHERE sku = ANY($1)",
-                                                  skus)}
+    kinds = {r["kind"] for r in await admin.fetch(
+        "SELECT DISTINCT kind FROM inventory.stock_ledger WHERE sku = ANY($1)", skus)}
     assert {"receipt", "reserve"} <= kinds
     negative = await admin.fetchval(
         "SELECT count(*) FROM inventory.location_stock WHERE sku = ANY($1) AND (on_hand < 0 OR allocated < 0)", skus)

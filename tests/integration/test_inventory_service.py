@@ -75,8 +75,9 @@ async def test_a_bad_message_is_dead_lettered_and_the_next_one_processed(config,
     sku = f"DL-{uuid.uuid4().hex[:8].upper()}"
     key = f"key-{uuid.uuid4()}"
     if value is None:  # a valid envelope around an invalid payload: negative quantity
-        value = wrap(ReserveStock.model_construct(order_id=uuid.uuid4(), lines=[Line.model_construct(sku=sku, quantity=-3)]),
-                     source="test", correlation_id="c").model_dump_json().encode()
+        negative = ReserveStock.model_construct(order_id=uuid.uuid4(),
+                                                lines=[Line.model_construct(sku=sku, quantity=-3)])
+        value = wrap(negative, source="test", correlation_id="c").model_dump_json().encode()
     async with client(config, "test/erp") as erp, TopicWatcher(config, DEAD_LETTERS) as dead:
         await erp.send_raw(INVENTORY_COMMANDS, value, key)
         await erp.send(ReceiveStock(receipt_id=f"r-{sku}", sku=sku, location_id="WH-1", quantity=1))

@@ -82,7 +82,8 @@ async def test_a_service_process_gets_its_own_passwords_and_no_other(config, tmp
 
 def test_dsns_escape_what_they_carry(monkeypatch):
     monkeypatch.setenv("OMS_ROUTING_DB_PASSWORD", "p@ss:w/rd?#%")
-    dsn = Settings(kafka_bootstrap="k:1", pg_host="127.0.0.1", pg_port=5432, pg_database="oms db").service_dsn("routing")
+    config = Settings(kafka_bootstrap="k:1", pg_host="127.0.0.1", pg_port=5432, pg_database="oms db")
+    dsn = config.service_dsn("routing")
     assert dsn == "postgresql://oms_routing:p%40ss%3Aw%2Frd%3F%23%25@127.0.0.1:5432/oms%20db"
 
 

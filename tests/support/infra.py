@@ -75,7 +75,8 @@ def kafka_container_env(kafka_port: int) -> dict[str, str]:
         KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG=(
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="broker" password="{broker_password}";'),
-        KAFKA_LISTENER_NAME_CONTROLLER_SASL_ENABLED_MECHANISMS="PLAIN", KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL="PLAIN",
+        KAFKA_LISTENER_NAME_CONTROLLER_SASL_ENABLED_MECHANISMS="PLAIN",
+        KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL="PLAIN",
         KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG=(
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="broker" password="{broker_password}" user_broker="{broker_password}";'),

@@ -150,7 +150,8 @@ def test_the_costliest_statements_are_those_that_took_the_most_time_in_the_windo
     after = {1: Statement(30, 120.0, 250, "SELECT  1"), 2: Statement(5, 500.0, 10, "UPDATE\n  t"),
              3: Statement(20, 40.0, 20, "INSERT")}
     assert costliest_statements(before, after, orders=10) == [
-        Statement(0.5, 50.0, 1.0, "UPDATE t"), Statement(2.0, 4.0, 2.0, "INSERT"), Statement(2.0, 2.0, 20.0, "SELECT 1")]
+        Statement(0.5, 50.0, 1.0, "UPDATE t"), Statement(2.0, 4.0, 2.0, "INSERT"),
+        Statement(2.0, 2.0, 20.0, "SELECT 1")]
 
 
 async def test_a_baseline_worker_that_dies_fails_the_phase_at_once_instead_of_after_the_five_minute_wait():

@@ -66,8 +66,8 @@ def placed(**changes) -> dict:
 @pytest.mark.parametrize(("changes", "code"), [
     ({"currency": "XYZ"}, "UNKNOWN_CURRENCY"),
     ({"currency": "XAU"}, "UNKNOWN_CURRENCY"),  # gold: a currency code, not money a customer pays in
-    ({"lines": [{"sku": "SKU-A", "quantity": 1, "unit_price": "5"}, {"sku": "SKU-A", "quantity": 2, "unit_price": "5"}]},
-     "DUPLICATE_SKU"),
+    ({"lines": [{"sku": "SKU-A", "quantity": 1, "unit_price": "5"},
+                {"sku": "SKU-A", "quantity": 2, "unit_price": "5"}]}, "DUPLICATE_SKU"),
     ({"lines": [{"sku": "SKU-A", "quantity": 1, "unit_price": "5", "discount": "6"}]}, "INVALID_DISCOUNT"),
     ({"shipping": "-1"}, "INVALID_AMOUNT"),
     ({"lines": [{"sku": "SKU-A", "quantity": 1, "unit_price": "5.001"}]}, "INVALID_PRICE"),

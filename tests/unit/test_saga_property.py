@@ -190,7 +190,8 @@ class SagaInARandomWorld(RuleBasedStateMachine):
             command = EditOrder(**channel, lines=[{**line, "quantity": line["quantity"] + 1}
                                                   for line in placed["lines"]])
         else:
-            command = EditOrder(**channel, delivery=ShipTo(address=address(("Hamburg", "Munich", "Berlin")[self.edits % 3])))
+            city = ("Hamburg", "Munich", "Berlin")[self.edits % 3]
+            command = EditOrder(**channel, delivery=ShipTo(address=address(city)))
         edited = edited_order(placed, command)
         if isinstance(edited, dict) and edited["lines"]:
             self._take(s.request_edit(self.saga, edit_id, edited))
