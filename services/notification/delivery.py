@@ -8,14 +8,22 @@ with the reason). A sender that dies between sending and recording leaves the de
 runs out it is sent again with the same Message-ID / webhook-id, which is the one duplicate possible, and the
 receiver can tell it by that id.
 
-Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when
-the delivery comes due: such a delivery is recorded as skipped, never sent."""
+A delivery is born leased: the unit of work that records it counts its first attempt and leases it to its own
+process, and once that transaction has committed it hands it to this process's sender, which sends it at once —
+no claim, no poll (see "Handed off"). Claims take what is due otherwise: a retry, a delivery whose lease ran out
+(its sender died, or never got to it), one recorded by another process.
+
+Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when a
+delivery is recorded and again whenever a claim takes it: such a delivery is recorded as skipped, never sent."""
 
 import asyncio
 import io
 import json
+import math
 import time
 import uuid
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.charset import QP, Charset
@@ -26,6 +34,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.utils import formatdate
+from typing import Any
 
 import aiosmtplib
 import asyncpg
@@ -56,7 +65,7 @@ class DeliveryError(Exception):
 
 @dataclass(frozen=True)
 class Claimed:
-    row: asyncpg.Record
+    row: Mapping[str, Any]  # the delivery's columns as they were before this attempt was counted
     channel: ChannelSettings
 
     @property
@@ -64,6 +73,46 @@ class Claimed:
         return self.row["attempts"] + 1  # counted when claimed
 
 
+class HandedOff:
+    """Handed off: the deliveries this process has just recorded (leased to it), to send without claiming them. One
+    taken too late to finish within its lease is left to the claims once the lease runs out (another sender may
+    take it then), as is every one beyond MAX_HANDED waiting: a sender that cannot keep up leaves the rest where
+    any sender finds it."""
+
+    MAX_HANDED = 1000
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[Claimed, float]] = deque()  # with the time it must be taken by
+        self.arrived = asyncio.Event()
+
+    def add(self, items: list[Claimed], lease_seconds: float, send_seconds: float) -> None:
+        take_by = time.monotonic() + lease_seconds - send_seconds
+        room = self.MAX_HANDED - len(self.waiting)
+        self.waiting.extend((item, take_by) for item in items[:max(room, 0)])
+        self.arrived.set()
+
+    def take(self, limit: int) -> list[Claimed]:
+        self.arrived.clear()
+        now, taken = time.monotonic(), []
+        while self.waiting and len(taken) < limit:
+            item, take_by = self.waiting.popleft()
+            if now < take_by:
+                taken.append(item)
+        return taken
+
+
+HANDED = HandedOff()
+
+
+def hand_off(uow: UnitOfWork, rows: list[dict[str, Any]], channels: dict[str, ChannelSettings]) -> None:
+    """Give the process's sender deliveries `uow` records as pending and leased, once it has committed (rolled back,
+    they were never recorded)."""
+    if not rows:
+        return
+    config = notification_settings()
+    items = [Claimed(row, channels[row["sales_channel"]]) for row in rows]
+    uow.after_commit.append(lambda: HANDED.add(items, lease_seconds(1, config),
+                                               config.notification_send_timeout_seconds))
 
 
 async def deliver_notifications(begin: Begin) -> None:
@@ -73,26 +122,40 @@ async def deliver_notifications(begin: Begin) -> None:
 
 async def send_due(begin: Begin, config: NotificationSettings) -> None:
     """Keep up to IN_FLIGHT deliveries going, each sent on its own (a slow receiver holds up only its own
-    deliveries); whenever some have finished, their outcomes are recorded in one transaction (one per delivery was
-    most of what a delivery cost)."""
+    deliveries): those handed off first, then what a claim finds due, claimed every poll interval (at once again
+    while claims come back full); whenever some have finished, their outcomes are recorded in one transaction (one
+    per delivery was most of what a delivery cost)."""
     in_flight: dict[asyncio.Task, Claimed] = {}
+    claimed_at, backlog = -math.inf, False
     async with Senders(config) as senders:
         try:
             while True:
                 room = IN_FLIGHT - len(in_flight)
-                for item in await _claim(begin, config, room) if room else []:
+                items = HANDED.take(room)
+                if len(items) < room and (backlog or time.monotonic() - claimed_at >= config.notification_poll_seconds):
+                    claimed_at, wanted = time.monotonic(), room - len(items)
+                    claimed = await _claim(begin, config, wanted)
+                    backlog, items = len(claimed) == wanted, items + claimed
+                for item in items:
                     task = asyncio.create_task(_attempt(item, config, senders),
                                                name=f"delivery-{item.row['delivery_id']}")
                     in_flight[task] = item
-                if not in_flight:
-                    await asyncio.sleep(config.notification_poll_seconds)
-                    continue
-                done, _ = await asyncio.wait(in_flight, timeout=config.notification_poll_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                await _record_outcomes(begin, [(in_flight.pop(task), task) for task in done], config)
+                done = await _finished_or_handed(in_flight, config.notification_poll_seconds)
+                if done:
+                    await _record_outcomes(begin, [(in_flight.pop(task), task) for task in done], config)
         finally:  # stopping, or the claim failed: what was cut short is due again when its lease runs out
             for task in in_flight:
                 task.cancel()
+
+
+async def _finished_or_handed(in_flight: dict[asyncio.Task, Claimed], timeout: float) -> set[asyncio.Task]:
+    """The deliveries that finished, once some have, more are handed off, or `timeout` has passed."""
+    handed = asyncio.ensure_future(HANDED.arrived.wait())
+    try:
+        done, _ = await asyncio.wait([*in_flight, handed], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        handed.cancel()
+    return done - {handed}
 
 
 async def _record_outcomes(begin: Begin, finished: list[tuple[Claimed, asyncio.Task]],
@@ -126,28 +189,28 @@ async def _claim(begin: Begin, config: NotificationSettings, limit: int) -> list
         if not due:
             return []
         channels = await store.channel_settings(uow.conn, {r["sales_channel"] for r in due})
-        skipped = await _skip_unwanted(uow.conn, due, channels)
+        skipped = await unwanted(uow.conn, due, channels)
+        await store.skip(uow.conn, skipped)
         claimed = [Claimed(r, channels[r["sales_channel"]]) for r in due if r["delivery_id"] not in skipped]
         await store.lease(uow.conn, {c.row["delivery_id"]: lease_seconds(c.attempts, config) for c in claimed})
         return claimed
 
 
-async def _skip_unwanted(conn: asyncpg.Connection, due: list[asyncpg.Record],
-                         channels: dict[str, ChannelSettings]) -> set[uuid.UUID]:
-    """Record as skipped what must not be sent now; the ids of those."""
-    preferences = await store.opted_out(conn, {c for r in due for c in r["customers"]})
-    bounced = await store.bounced(conn, {r["recipient"] for r in due if r["channel"] == "email"})
-    skipped = {r["delivery_id"]: reason for r in due
+async def unwanted(conn: asyncpg.Connection, deliveries: list[Mapping[str, Any]],
+                   channels: dict[str, ChannelSettings]) -> dict[uuid.UUID, str]:
+    """What must not be sent now, with why."""
+    preferences = await store.opted_out(conn, {c for r in deliveries for c in r["customers"]})
+    bounced = await store.bounced(conn, {r["recipient"] for r in deliveries if r["channel"] == "email"})
+    skipped = {r["delivery_id"]: reason for r in deliveries
                if (reason := skip_reason(r, channels[r["sales_channel"]], preferences, bounced))}
-    await store.skip(conn, skipped)
-    for row in due:
+    for row in deliveries:
         if row["delivery_id"] in skipped:
             log.info("notification.skipped", order_id=str(row["order_id"]), delivery_id=str(row["delivery_id"]),
                      channel=row["channel"], kind=row["kind"], reason=skipped[row["delivery_id"]])
-    return set(skipped)
+    return skipped
 
 
-def skip_reason(row: asyncpg.Record, channel: ChannelSettings, preferences: dict[str, asyncpg.Record],
+def skip_reason(row: Mapping[str, Any], channel: ChannelSettings, preferences: dict[str, asyncpg.Record],
                 bounced: set[str]) -> str | None:
     kind = row["channel"]
     if any(not preferences[c][kind] for c in row["customers"] if c in preferences):
@@ -217,7 +280,7 @@ async def _record(uow: UnitOfWork, outcomes: list[tuple[Claimed, str | None]], c
             log.info("notification.retry", error=error, retry_in_seconds=delay, **logged)
 
 
-def _emit(uow: UnitOfWork, row: asyncpg.Record, event: NotificationDelivered | NotificationFailed) -> None:
+def _emit(uow: UnitOfWork, row: Mapping[str, Any], event: NotificationDelivered | NotificationFailed) -> None:
     with continuing(row["trace_context"], "notification delivery",
                     {"oms.order_id": str(row["order_id"]), "oms.delivery_id": str(row["delivery_id"])}) as trace:
         uow.emit(event, correlation_id=row["correlation_id"], trace=trace)
@@ -269,7 +332,7 @@ def wire_bytes(mail: Message) -> bytes:
         return written.getvalue()
 
 
-def _international_email(row: asyncpg.Record, sender: str) -> EmailMessage:
+def _international_email(row: Mapping[str, Any], sender: str) -> EmailMessage:
     """An address that is not ASCII (RFC 6531) must go as UTF-8 in the header, which only EmailMessage writes."""
     mail = EmailMessage()
     mail["From"] = sender

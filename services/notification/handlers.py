@@ -19,7 +19,8 @@ from shared.messaging.tracing import headers_of
 from shared.messaging.unit_of_work import Message, UnitOfWork
 from shared.tracking_links import tracking_links
 
-from . import store
+from . import delivery, store
+from .config import notification_settings
 from .domain import MessageFacts, delivery_id, facts, notification_id, webhook_event_type
 from .store import ChannelSettings, NewDelivery, NewNotification
 from .templates import Rendered, Templates
@@ -50,7 +51,18 @@ async def lifecycle_events(uow: UnitOfWork, batch: list[Message[Contract]]) -> N
             deliveries += message_deliveries
             uow.reply(CustomerNotified(notification_id=notification.notification_id, order_id=notification.order_id,
                                        kind=notification.kind, channel="email"), message)
-    await store.insert_deliveries(uow.conn, deliveries)
+    await _record_deliveries(uow, deliveries, channels)
+
+
+async def _record_deliveries(uow: UnitOfWork, deliveries: list[NewDelivery],
+                             channels: dict[str, ChannelSettings]) -> None:
+    """Recorded skipped, or pending with the first attempt leased to this process's sender, which is handed them
+    once they are committed."""
+    rows = [dict(vars(d), attempts=0) for d in deliveries]  # as a claim reads them, before the attempt is counted
+    skipped = await delivery.unwanted(uow.conn, rows, channels) if rows else {}
+    lease = delivery.lease_seconds(1, notification_settings())
+    pending = await store.insert_deliveries(uow.conn, deliveries, skipped, lease)
+    delivery.hand_off(uow, [row for row in rows if row["delivery_id"] in pending], channels)
 
 
 async def commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:

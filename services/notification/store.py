@@ -1,5 +1,6 @@
 """SQL of the notification schema: recipients, settings set by commands, messages and their deliveries."""
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,14 +98,32 @@ async def insert_notifications(conn: asyncpg.Connection, rows: list[NewNotificat
     return {r["notification_id"] for r in created}
 
 
-async def insert_deliveries(conn: asyncpg.Connection, rows: list[NewDelivery]) -> None:
-    await conn.executemany(
+async def insert_deliveries(conn: asyncpg.Connection, rows: list[NewDelivery], skipped: dict[uuid.UUID, str],
+                            lease_seconds: float) -> set[uuid.UUID]:
+    """Record the deliveries: those in `skipped` as skipped with their reason, the others as pending with their
+    first attempt counted and leased to this process for `lease_seconds` (it sends them at once: delivery.py,
+    "Handed off"). Returns the ids of the pending ones recorded now."""
+    if not rows:
+        return set()
+    recorded = await conn.fetch(
         """INSERT INTO deliveries (delivery_id, notification_id, order_id, kind, sales_channel, channel, recipient,
-                                   customers, subject, body_text, body_html, payload, correlation_id, trace_context)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING""",
-        [(d.delivery_id, d.notification_id, d.order_id, d.kind, d.sales_channel, d.channel, d.recipient,
-          d.customers, d.subject, d.body_text, d.body_html, d.payload, d.correlation_id, d.trace_context)
-         for d in rows])
+                                   customers, subject, body_text, body_html, payload, correlation_id, trace_context,
+                                   status, skip_reason, finished_at, attempts, next_attempt_at)
+           SELECT d, n, o, k, sc, c, r, ARRAY(SELECT jsonb_array_elements_text(cu::jsonb)), su, bt, bh, p, co, tc,
+                  CASE WHEN sk IS NULL THEN 'pending' ELSE 'skipped' END, sk,
+                  CASE WHEN sk IS NOT NULL THEN now() END, CASE WHEN sk IS NULL THEN 1 ELSE 0 END,
+                  now() + make_interval(secs => $16)
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::jsonb[],
+                       $15::text[]) AS t(d, n, o, k, sc, c, r, cu, su, bt, bh, p, co, tc, sk)
+           ON CONFLICT DO NOTHING RETURNING delivery_id, status""",
+        [d.delivery_id for d in rows], [d.notification_id for d in rows], [d.order_id for d in rows],
+        [d.kind for d in rows], [d.sales_channel for d in rows], [d.channel for d in rows],
+        [d.recipient for d in rows], [json.dumps(d.customers) for d in rows], [d.subject for d in rows],
+        [d.body_text for d in rows], [d.body_html for d in rows], [d.payload for d in rows],
+        [d.correlation_id for d in rows], [d.trace_context for d in rows],
+        [skipped.get(d.delivery_id) for d in rows], lease_seconds)
+    return {r["delivery_id"] for r in recorded if r["status"] == "pending"}
 
 
 async def configure_channel(conn: asyncpg.Connection, command: ConfigureChannel) -> None:
@@ -153,6 +172,8 @@ async def bounced(conn: asyncpg.Connection, addresses: Iterable[str]) -> set[str
 
 
 async def skip(conn: asyncpg.Connection, skipped: dict[uuid.UUID, str]) -> None:
+    if not skipped:
+        return
     await conn.execute(
         """UPDATE deliveries d SET status = 'skipped', skip_reason = s.reason, finished_at = now()
            FROM unnest($1::uuid[], $2::text[]) AS s(id, reason) WHERE d.delivery_id = s.id""",

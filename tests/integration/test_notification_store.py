@@ -32,7 +32,7 @@ async def _message(conn, *, channels=("email", "webhook")) -> list[uuid.UUID]:
                               "a@example.org", ["a@example.org"], "Subject", "Body", "<p>Body</p>",
                               {"type": "order.confirmed"} if channel == "webhook" else None, "corr", {})
                   for channel in channels]
-    await store.insert_deliveries(conn, deliveries)
+    await store.insert_deliveries(conn, deliveries, skipped={}, lease_seconds=0)  # due at once: its first attempt
     return [d.delivery_id for d in deliveries]
 
 
@@ -67,9 +67,9 @@ async def test_sent_deliveries_are_recorded_together_each_by_the_attempt_that_se
     async with pool.acquire() as conn:
         email, webhook = await _message(conn)
         [taken_since] = await _message(conn, channels=("email",))
-        await store.lease(conn, {email: 30, webhook: 30, taken_since: 30})
-        await store.lease(conn, {taken_since: 30})  # its lease ran out and another sender counted a second attempt
-        recorded = await store.record_sent(conn, {email: 1, webhook: 1, taken_since: 1})
+        await store.lease(conn, {email: 30, webhook: 30, taken_since: 30})  # claimed again: a second attempt
+        await store.lease(conn, {taken_since: 30})  # its lease ran out and another sender counted a third attempt
+        recorded = await store.record_sent(conn, {email: 2, webhook: 2, taken_since: 2})
         assert recorded == {email, webhook}, "an attempt whose lease another sender has taken since records nothing"
         statuses = dict(await conn.fetch("SELECT delivery_id, status FROM deliveries WHERE delivery_id = ANY($1)",
                                          [email, webhook, taken_since]))
