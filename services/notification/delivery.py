@@ -104,15 +104,15 @@ class HandedOff:
 HANDED = HandedOff()
 
 
-def hand_off(uow: UnitOfWork, rows: list[dict[str, Any]], channels: dict[str, ChannelSettings]) -> None:
-    """Give the process's sender deliveries `uow` records as pending and leased, once it has committed (rolled back,
-    they were never recorded)."""
+def hand_off(uow: UnitOfWork, rows: list[dict[str, Any]], channels: dict[str, ChannelSettings],
+             lease: float) -> None:
+    """Give the process's sender deliveries `uow` records as pending and leased for `lease` seconds, once it has
+    committed (rolled back, they were never recorded)."""
     if not rows:
         return
-    config = notification_settings()
     items = [Claimed(row, channels[row["sales_channel"]]) for row in rows]
-    uow.after_commit.append(lambda: HANDED.add(items, lease_seconds(1, config),
-                                               config.notification_send_timeout_seconds))
+    send_seconds = notification_settings().notification_send_timeout_seconds
+    uow.after_commit.append(lambda: HANDED.add(items, lease, send_seconds))
 
 
 async def deliver_notifications(begin: Begin) -> None:

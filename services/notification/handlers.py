@@ -62,7 +62,7 @@ async def _record_deliveries(uow: UnitOfWork, deliveries: list[NewDelivery],
     skipped = await delivery.unwanted(uow.conn, rows, channels) if rows else {}
     lease = delivery.lease_seconds(1, notification_settings())
     pending = await store.insert_deliveries(uow.conn, deliveries, skipped, lease)
-    delivery.hand_off(uow, [row for row in rows if row["delivery_id"] in pending], channels)
+    delivery.hand_off(uow, [row for row in rows if row["delivery_id"] in pending], channels, lease)
 
 
 async def commands(uow: UnitOfWork, batch: list[Message[Contract]]) -> None:
