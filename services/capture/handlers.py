@@ -194,9 +194,12 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
     held = await _held_by_rule(uow, batch)
     ids = [order_id_for(m.payload.channel, m.payload.channel_order_id) for m in batch]
     new = await store.insert_orders(uow.conn, [(order_id, m.payload) for order_id, m in zip(ids, batch, strict=True)])
+    purged = await _refuse_purged(uow, [(i, m) for i, m in zip(ids, batch, strict=True) if i not in new])
     journal = Journal()
     for order_id, message in zip(ids, batch, strict=True):
         cmd = message.payload
+        if order_id in purged:
+            continue
         if order_id not in new:
             log.info("capture.duplicate_order", order_id=str(order_id), event_id=str(message.envelope.id),
                      trace_id=message.trace_id)
@@ -205,6 +208,20 @@ async def place_orders(uow: UnitOfWork, batch: list[Message[PlaceOrder]]) -> Non
         new.discard(order_id)  # the same order twice in one batch: the second is a duplicate
         _start(uow, journal, order_id, cmd, message, message.correlation_id, cmd.key() in held)
     await journal.flush(uow)
+
+
+async def _refuse_purged(uow: UnitOfWork, not_new: list[tuple[UUID, Message[PlaceOrder]]]) -> set[UUID]:
+    """An order that is not new may be one capture purged (a channel's resend, written afresh, of an order closed
+    longer than the retention ago): refused with ORDER_PURGED rather than taken for a duplicate. Returns those ids."""
+    purged = await store.purged_orders(uow.conn, [order_id for order_id, _ in not_new]) if not_new else {}
+    for order_id, message in not_new:
+        if order_id in purged:
+            cmd = message.payload
+            reason = ReasonCode(code="ORDER_PURGED", detail=f"closed longer than the order retention ago and purged "
+                                                            f"{purged[order_id].isoformat()}: not placed again")
+            uow.reply(OrderRejected(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
+                                    reasons=[reason]), message)
+    return set(purged)
 
 
 def _start(uow: UnitOfWork, journal: "Journal", order_id: UUID, cmd: PlaceOrder, cause: Message,

@@ -22,18 +22,26 @@ _delivery = TypeAdapter(Delivery)
 
 
 async def insert_orders(conn: asyncpg.Connection, orders: list[tuple[UUID, PlaceOrder]]) -> set[UUID]:
-    """Insert the orders that are new; returns their ids (a channel's retry of a known order is not new)."""
+    """Insert the orders that are new; returns their ids (a channel's retry of a known order is not new, nor is a
+    purged order)."""
     rows = await conn.fetch(
         """INSERT INTO orders (order_id, channel, channel_order_id, status, placed, customer_id)
            SELECT o.order_id, o.channel, o.channel_order_id, 'accepted', o.placed, o.customer_id
            FROM jsonb_to_recordset($1::jsonb) AS o(order_id uuid, channel text, channel_order_id text, placed jsonb,
                                                   customer_id text)
+           WHERE NOT EXISTS (SELECT FROM purged_orders p WHERE p.order_id = o.order_id)
            ON CONFLICT DO NOTHING RETURNING order_id""",
         [{"order_id": str(order_id), "channel": cmd.channel, "channel_order_id": cmd.channel_order_id,
           "placed": cmd.model_dump(mode="json"), "customer_id": cmd.customer.customer_id}
          for order_id, cmd in orders],
     )
     return {r["order_id"] for r in rows}
+
+
+async def purged_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, datetime]:
+    """Which of these orders were purged, and when."""
+    rows = await conn.fetch("SELECT order_id, purged_at FROM purged_orders WHERE order_id = ANY($1)", order_ids)
+    return {r["order_id"]: r["purged_at"] for r in rows}
 
 
 async def known_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> set[UUID]:
@@ -321,9 +329,9 @@ class Purged(NamedTuple):
 
 async def purge_closed(conn: asyncpg.Connection, retention_days: float, limit: int) -> list[Purged]:
     """Delete up to `limit` orders closed for longer than the retention — in a closed state, no return open, the
-    last return's change older too — with everything capture keeps of them, oldest first; locked sagas are
-    skipped (a reply under way). Parents and children go in one statement: the foreign keys are checked at
-    its end."""
+    last return's change older too — with everything capture keeps of them but their ids (`purged_orders`), oldest
+    first; locked sagas are skipped (a reply under way). Parents and children go in one statement: the foreign
+    keys are checked at its end."""
     rows = await conn.fetch(
         """WITH closed AS (
                SELECT s.order_id, s.state, s.correlation_id,
@@ -341,7 +349,8 @@ async def purge_closed(conn: asyncpg.Connection, retention_days: float, limit: i
            gone_returns AS (DELETE FROM returns r USING closed c WHERE r.order_id = c.order_id),
            edits AS (DELETE FROM order_edits e USING closed c WHERE e.order_id = c.order_id),
            sagas AS (DELETE FROM order_sagas s USING closed c WHERE s.order_id = c.order_id),
-           orders AS (DELETE FROM orders o USING closed c WHERE o.order_id = c.order_id)
+           orders AS (DELETE FROM orders o USING closed c WHERE o.order_id = c.order_id),
+           tombstones AS (INSERT INTO purged_orders (order_id) SELECT order_id FROM closed ON CONFLICT DO NOTHING)
            SELECT order_id, state, closed_at, correlation_id FROM closed""",
         retention_days * 86400, limit, list(CLOSED_STATES))
     return [Purged(r["order_id"], r["state"], r["closed_at"], r["correlation_id"]) for r in rows]

@@ -114,9 +114,9 @@ async def history_published(driver: Driver, order_id) -> None:
     await eventually(published, what=f"the history of {order_id} published", timeout=60)
 
 
-async def test_a_purged_order_replayed_a_year_on_is_rejected_too_old_and_a_known_one_is_a_duplicate(driver):
-    """A channel's topic replayed from its start (or a retry sent a year on) brings back the PlaceOrder of an order
-    capture has purged: without its row, capture would place, and ship, it again."""
+async def test_a_purged_order_sent_again_is_refused_and_a_known_one_is_a_duplicate(driver):
+    """A channel's topic replayed from its start (or a retry sent a year on), or the order written afresh, brings
+    back the PlaceOrder of an order capture has purged: without its row, capture would place, and ship, it again."""
     (purged, purged_order, _), (kept, kept_order, _) = [await delivered_order(driver) for _ in range(2)]
     async with TopicWatcher(driver.config, ORDER_PURGES) as purges:
         await closed_ago(driver, purged, timedelta(days=400))
@@ -134,8 +134,15 @@ async def test_a_purged_order_replayed_a_year_on_is_rejected_too_old_and_a_known
     duplicate = """SELECT EXISTS (SELECT FROM capture.order_timeline WHERE order_id = $1
                                   AND message_type = 'duplicate oms.capture.PlaceOrder.v1')"""
     await eventually(lambda: driver.count(duplicate, kept), what="the known order's replay taken for a duplicate")
-    assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
     assert not driver.orders.envelopes(of_type(OrderRejected, kept_order.key()))
+
+    await driver.channel.send(purged_order)  # written afresh: a new envelope, sent now
+    await eventually(lambda: len(driver.orders.envelopes(of_type(OrderRejected, purged_order.key()))) == 2,
+                     what="the resend refused")
+    resent = driver.orders.envelopes(of_type(OrderRejected, purged_order.key()))[-1]
+    [reason] = resent["data"]["reasons"]
+    assert reason["code"] == "ORDER_PURGED"
+    assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
 
 
 async def closed_ago(driver: Driver, order_id, ago: timedelta) -> None:

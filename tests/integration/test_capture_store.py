@@ -1,15 +1,18 @@
 """Capture's saga store on its real schema: saving a batch's sagas writes their timeline in the same statement and
 returns the states they leave, which the step metrics count from."""
 
+import asyncio
 import uuid
 from dataclasses import replace
 
+import asyncpg
 import pytest
 
 from services.capture import saga as saga_steps
 from services.capture import store
 from shared.contracts.common import Assignment, Line
 from shared.db import create_pool
+from ops.waiting import eventually
 
 from .test_saga_deadlines import _order
 
@@ -69,6 +72,38 @@ async def test_a_saga_keeps_the_kind_of_each_location_it_plans_and_requests(capt
             assert [p.location_kind for p in older.parts] == [None, None]
         finally:
             await forged.rollback()
+
+
+async def test_an_order_purged_while_it_is_placed_again_is_not_placed(capture_pool):
+    """A channel's PlaceOrder whose insert waited for the purge of the same order (its row being deleted) would go
+    on once the purge committed: its statement's snapshot, older than the purge's commit, did not see the purged id.
+    The insert fails as a serialization failure instead (the consumer retries it), and the retry is refused."""
+    order_id, order = uuid.uuid4(), _order(uuid.uuid4())
+    async with capture_pool.acquire() as conn:
+        await store.insert_orders(conn, [(order_id, order)])
+        await store.save_sagas(conn, [(_saga(order_id, "delivered"), "corr", {})], step_timeout=60)
+        await conn.execute("UPDATE order_sagas SET state_since = now() - interval '100 years' WHERE order_id = $1",
+                           order_id)  # the oldest closed order there is: the purge below takes it alone
+    try:
+        async with capture_pool.acquire() as purging, capture_pool.acquire() as placing:
+            async with purging.transaction():
+                assert [p.order_id for p in await store.purge_closed(purging, 365, 1)] == [order_id]
+                placed_again = placing.transaction()
+                await placed_again.start()
+                insert = asyncio.create_task(store.insert_orders(placing, [(order_id, order)]))
+                blocked = "SELECT cardinality(pg_blocking_pids($1)) > 0"
+                await eventually(lambda: purging.fetchval(blocked, placing.get_server_pid()),
+                                 what="the insert to wait for the purge")
+            with pytest.raises(asyncpg.SerializationError):
+                await insert
+            await placed_again.rollback()
+            assert await store.insert_orders(placing, [(order_id, order)]) == set(), "refused on the retry"
+            assert set(await store.purged_orders(placing, [order_id])) == {order_id}
+    finally:
+        async with capture_pool.acquire() as conn:
+            for table in ("order_timeline", "order_sagas", "orders"):  # what the purge did not take, if it failed
+                await conn.execute(f"DELETE FROM {table} WHERE order_id = $1", order_id)
+            await conn.execute("DELETE FROM purged_orders WHERE order_id = $1", order_id)
 
 
 def _saga(order_id: uuid.UUID, state: str) -> saga_steps.Saga:
