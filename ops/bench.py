@@ -260,7 +260,14 @@ async def bench_oms(settings: Settings, count: int, rate: float | None, processe
         after = await meter.read()
         steady = await run_phase(sender, watcher, PlaceOrder.topic, stream[count:], order_key,
                                  rate or saturated.throughput / 2)
+        await meter.drained()  # what the last orders set off downstream is not left to slow the baseline down
     return await meter.measured(saturated, steady, before, after)
+
+
+# The baseline's saturation phase takes this many times the OMS's orders: at its rate, the OMS's count is over in
+# about 1.5 s, so that filling and draining its hops, and its consumers' first fetches, would weigh in its
+# throughput (3,000 orders alone, four runs: 1,867-2,263 orders/s; 15,000, three runs: 2,389-2,475).
+BASELINE_SATURATION_FACTOR = 5
 
 
 async def bench_baseline(settings: Settings, count: int, rate: float) -> Measured:
@@ -271,7 +278,8 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
     env = dict(os.environ, OMS_PG_DATABASE=settings.pg_database)
     workers = [subprocess.Popen([sys.executable, "-m", "ops.baseline", prefix, *map(str, hops)], cwd=ROOT, env=env)
                for hops in baseline.PROCESS_HOPS.values()]
-    stream = list(load.orders(load.Network(load.run_tag()), count * 2, failures=False))
+    saturating = count * BASELINE_SATURATION_FACTOR
+    stream = list(load.orders(load.Network(load.run_tag()), saturating + count, failures=False))
     try:
         last_hop = f"bench.hop{baseline.HOPS + 1}.v1"
         async with client(settings.model_copy(update={"topic_prefix": prefix}), "bench/channel") as sender, \
@@ -280,11 +288,11 @@ async def bench_baseline(settings: Settings, count: int, rate: float) -> Measure
             meter = Meter(settings, {name: w.pid for name, w in zip(baseline.PROCESS_HOPS, workers, strict=True)})
             await meter.measure_idle()
             before = await meter.read()
-            saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:count], lambda _, i: i, None,
+            saturated = await run_phase(sender, watcher, "bench.hop1.v1", stream[:saturating], lambda _, i: i, None,
                                         lambda: _workers_running(workers))
             await meter.drained()
             after = await meter.read()
-            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[count:], lambda _, i: i, rate,
+            steady = await run_phase(sender, watcher, "bench.hop1.v1", stream[saturating:], lambda _, i: i, rate,
                                      lambda: _workers_running(workers))
         return await meter.measured(saturated, steady, before, after)
     finally:
