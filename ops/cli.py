@@ -54,6 +54,7 @@ from shared.contracts.fulfillment import LocationUpdate
 from shared.contracts.notification import ConfigureChannel, RecordBounce, SetCustomerPreference
 from shared.contracts.common import Line
 from shared.contracts.orders import CancelOrder, CancelOrderLines, Hold, HoldOrder, HoldReason, PlaceOrder, ReleaseHold
+from shared.contracts.order_rules import order_id_for
 from shared.db.bootstrap import SERVICES
 from shared.settings import CONSOLE, kafka_password_variable, secret, settings
 
@@ -165,12 +166,19 @@ async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | No
     return await conn.fetchrow("SELECT * FROM capture.orders WHERE order_id = $1", uuid.UUID(ref))
 
 
+def _order_id_of(ref: str) -> uuid.UUID:
+    return order_id_for(*ref.split("/", 1)) if "/" in ref else uuid.UUID(ref)
+
+
 async def show_order(ref: str) -> int:
     conn = await asyncpg.connect(settings().reader_dsn())
     try:
         order = await _find_order(conn, ref)
         if order is None:
-            print(f"no order {ref}")
+            purged_at = await conn.fetchval("SELECT purged_at FROM capture.purged_orders WHERE order_id = $1",
+                                            _order_id_of(ref))
+            print(f"no order {ref}" if purged_at is None else
+                  f"order {ref} was purged {purged_at:%Y-%m-%d %H:%M} (closed longer than the order retention ago)")
             return 1
         saga = await conn.fetchrow("SELECT * FROM capture.order_sagas WHERE order_id = $1", order["order_id"])
         print(f"order {order['order_id']}  {order['channel']}/{order['channel_order_id']}  status {order['status']}")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ops import invariants
+from ops import cli, invariants
 from ops.waiting import eventually
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
 from shared.contracts.base import wrap
@@ -114,7 +114,7 @@ async def history_published(driver: Driver, order_id) -> None:
     await eventually(published, what=f"the history of {order_id} published", timeout=60)
 
 
-async def test_a_purged_order_sent_again_is_refused_and_a_known_one_is_a_duplicate(driver):
+async def test_a_purged_order_sent_again_is_refused_and_a_known_one_is_a_duplicate(driver, capsys):
     """A channel's topic replayed from its start (or a retry sent a year on), or the order written afresh, brings
     back the PlaceOrder of an order capture has purged: without its row, capture would place, and ship, it again."""
     (purged, purged_order, _), (kept, kept_order, _) = [await delivered_order(driver) for _ in range(2)]
@@ -143,6 +143,9 @@ async def test_a_purged_order_sent_again_is_refused_and_a_known_one_is_a_duplica
     [reason] = resent["data"]["reasons"]
     assert reason["code"] == "ORDER_PURGED"
     assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
+    capsys.readouterr()
+    assert await cli.show_order(purged_order.key()) == 1
+    assert f"order {purged_order.key()} was purged" in capsys.readouterr().out
 
 
 async def closed_ago(driver: Driver, order_id, ago: timedelta) -> None:
