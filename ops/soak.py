@@ -119,7 +119,8 @@ def storage_lines(before: dict[str, int], after: dict[str, int], orders: int, se
     lines.append(f"bounded by: inbox keys deleted after {settings.inbox_retention_days:g} days (topics keep "
                  f"{settings.topic_retention_days:g}); dead letters and outbox rows leave once handled; an order's "
                  f"records in every schema once it has been closed for {settings.order_retention_days:g} days "
-                 f"(OrderPurged), but for inventory's stock ledger, the stock's account")
+                 f"(OrderPurged), but for inventory's stock ledger, the stock's account, and capture's purged "
+                 f"order ids (about 100 bytes an order)")
     return lines
 
 
