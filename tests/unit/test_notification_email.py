@@ -3,6 +3,7 @@ composed on the fast path (ASCII addresses) or as an international mail (an addr
 
 import uuid
 from email import message_from_bytes, policy
+from email.errors import HeaderParseError
 
 import pytest
 from aiosmtplib.email import flatten_message
@@ -53,7 +54,16 @@ def test_a_mail_goes_out_as_the_very_bytes_aiosmtplib_would_have_written(subject
 @example(name="Subject", value="=?utf-8?q?looks_encoded?=")
 @example(name="Subject", value="x" * 69)
 @example(name="Subject", value="x" * 70)
+@example(name="Subject", value="\n0:")  # compat32 refuses what looks like a header within: so must we
 @given(name=st.sampled_from(["Subject", "To", "X-Long-Header-Name-For-Folding"]),
        value=st.text(st.characters(min_codepoint=1, max_codepoint=0x24F), max_size=120))
 def test_a_header_is_written_as_compat32_folds_it(name, value):
-    assert WIRE.fold_binary(name, value) == super(type(WIRE), WIRE).fold_binary(name, value)
+    assert _folded(WIRE, name, value) == _folded(super(type(WIRE), WIRE), name, value)
+
+
+def _folded(policy, name: str, value: str) -> bytes | type[Exception]:
+    """What the policy writes for the header, or the error it refuses it with (an embedded header)."""
+    try:
+        return policy.fold_binary(name, value)
+    except HeaderParseError as refused:
+        return type(refused)
