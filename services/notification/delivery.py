@@ -11,7 +11,8 @@ receiver can tell it by that id.
 A delivery is born leased: the unit of work that records it counts its first attempt and leases it to its own
 process, and once that transaction has committed it hands it to this process's sender, which sends it at once —
 no claim, no poll (see "Handed off"). Claims take what is due otherwise: a retry, a delivery whose lease ran out
-(its sender died, or never got to it), one recorded by another process.
+(its sender died, or never got to it), one recorded by another process. A sender that stops (not one that dies)
+records what finished and makes what it holds unsent due again at once.
 
 Whether a customer opted out, an address bounced or the channel turned the delivery channel off is checked when a
 delivery is recorded and again whenever a claim takes it: such a delivery is recorded as skipped, never sent."""
@@ -57,6 +58,7 @@ log = get_logger(__name__)
 UTF8 = Charset("utf-8")
 UTF8.body_encoding = QP  # bodies readable as they are sent, as EmailMessage writes them
 IN_FLIGHT = 20  # deliveries being sent at once, per process
+LET_GO_SECONDS = 3.0  # what a stopping sender takes at most to record and release what it holds
 
 
 class DeliveryError(Exception):
@@ -143,9 +145,32 @@ async def send_due(begin: Begin, config: NotificationSettings) -> None:
                 done = await _finished_or_handed(in_flight, config.notification_poll_seconds)
                 if done:
                     await _record_outcomes(begin, [(in_flight.pop(task), task) for task in done], config)
-        finally:  # stopping, or the claim failed: what was cut short is due again when its lease runs out
+        except asyncio.CancelledError:
+            await _let_go(begin, in_flight, config)
+            raise
+        finally:  # a claim or a record failed: what was cut short is due again when its lease runs out
             for task in in_flight:
                 task.cancel()
+
+
+async def _let_go(begin: Begin, in_flight: dict[asyncio.Task, Claimed], config: NotificationSettings) -> None:
+    """Stopping: what finished is recorded, and what this process holds and has not sent (cut short, or handed off
+    and not begun) is due again at once, for another instance or this service restarted, rather than when its
+    lease runs out (50 s by default). Bounded: a stop does not wait long on a database that is away."""
+    for task in in_flight:
+        task.cancel()
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    finished = [(item, task) for task, item in in_flight.items() if not task.cancelled()]
+    unsent = [item for task, item in in_flight.items() if task.cancelled()] + HANDED.take(HandedOff.MAX_HANDED)
+    in_flight.clear()
+    try:
+        async with asyncio.timeout(LET_GO_SECONDS):
+            if finished:
+                await _record_outcomes(begin, finished, config)
+            async with begin() as uow:
+                await store.release(uow.conn, {item.row["delivery_id"]: item.attempts for item in unsent})
+    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+        log.warning("notification.release_failed", deliveries=len(unsent), error=repr(error))
 
 
 async def _finished_or_handed(in_flight: dict[asyncio.Task, Claimed], timeout: float) -> set[asyncio.Task]:

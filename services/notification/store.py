@@ -189,6 +189,18 @@ async def lease(conn: asyncpg.Connection, leases: dict[uuid.UUID, float]) -> Non
         list(leases), list(leases.values()))
 
 
+async def release(conn: asyncpg.Connection, attempts: dict[uuid.UUID, int]) -> None:
+    """Deliveries this process held for an attempt and did not send, due again at once (unless another sender has
+    taken them since, their lease having run out)."""
+    if not attempts:
+        return
+    await conn.execute(
+        """UPDATE deliveries d SET next_attempt_at = now()
+           FROM unnest($1::uuid[], $2::int[]) AS held(id, attempts)
+           WHERE d.delivery_id = held.id AND d.attempts = held.attempts AND d.status = 'pending'""",
+        list(attempts), list(attempts.values()))
+
+
 async def record_sent(conn: asyncpg.Connection, attempts: dict[uuid.UUID, int]) -> set[uuid.UUID]:
     """Record deliveries sent, each by the attempt that sent it; returns those recorded (not those another sender
     has taken since, this attempt's lease having run out)."""

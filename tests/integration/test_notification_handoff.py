@@ -1,6 +1,7 @@
 """Notification's deliveries handed off on real Postgres and a real mail server (aiosmtpd): a delivery recorded by
 this process is sent once its transaction commits, without a claim and without waiting for the sender's poll (an
-hour here); one the customer opted out of is recorded skipped and never handed; one rolled back is never sent."""
+hour here); one the customer opted out of is recorded skipped and never handed; one rolled back is never sent; a
+sender that stops leaves what it held unsent due at once, not when its lease runs out."""
 
 import asyncio
 import uuid
@@ -25,7 +26,7 @@ WEB = ChannelSettings.default("web")
 
 @pytest.fixture(scope="module")
 async def pool(config, admin):
-    tables = ("notifications", "deliveries", "customer_preferences", "bounces", "outbox")
+    tables = ("notifications", "deliveries", "customer_preferences", "bounces", "channel_settings", "outbox")
     async with own_copy(config, admin, "notification", tables) as pool:
         yield pool
 
@@ -57,18 +58,27 @@ async def sender(begin):
 
 
 async def _record(begin, address: str, *, fail: bool = False) -> uuid.UUID:
-    order = uuid.uuid4()
-    message = notification_id(order, "order_confirmed")
-    mail = NewDelivery(delivery_id(message, "email"), message, order, "order_confirmed", "web", "email", address,
-                       [address.lower()], "Your order", "Thank you", None, None, "corr", {})
+    [recorded] = await _record_many(begin, [address], fail=fail)
+    return recorded
+
+
+async def _record_many(begin, addresses: list[str], *, fail: bool = False) -> list[uuid.UUID]:
+    """One confirmation mail to each address, recorded in one transaction."""
+    notifications, mails = [], []
+    for address in addresses:
+        order = uuid.uuid4()
+        message = notification_id(order, "order_confirmed")
+        notifications.append(NewNotification(message, order, "order_confirmed", "", address, "Your order",
+                                             "Thank you", uuid.uuid4()))
+        mails.append(NewDelivery(delivery_id(message, "email"), message, order, "order_confirmed", "web", "email",
+                                 address, [address.lower()], "Your order", "Thank you", None, None, "corr", {}))
     with pytest.raises(RuntimeError) if fail else nullcontext():
         async with begin() as uow:
-            await insert_notifications(uow.conn, [NewNotification(message, order, "order_confirmed", "", address,
-                                                                  "Your order", "Thank you", uuid.uuid4())])
-            await handlers._record_deliveries(uow, [mail], {"web": WEB})
+            await insert_notifications(uow.conn, notifications)
+            await handlers._record_deliveries(uow, mails, {"web": WEB})
             if fail:
                 raise RuntimeError("the transaction rolls back")
-    return mail.delivery_id
+    return [mail.delivery_id for mail in mails]
 
 
 async def test_a_recorded_delivery_is_sent_once_committed_without_a_claim(pool, begin, sender):
@@ -96,3 +106,34 @@ async def test_an_opted_out_delivery_is_recorded_skipped_and_a_rolled_back_one_i
     await eventually(lambda: [m for m in sender.mails if m["To"] == after], timeout=10, what="the next mail sent")
     assert not [m for m in sender.mails if m["To"] in (quiet, undone)]
 
+
+
+async def test_a_stopping_sender_leaves_what_it_held_unsent_due_at_once(pool, begin):
+    """Twenty-five deliveries handed to a sender whose mail server never answers: twenty are cut short mid-send,
+    five wait their turn. Stopped, the sender makes all of them due again at once, instead of in the lease's 50 s;
+    a sender started next sends every one."""
+    silent = await asyncio.start_server(lambda reader, writer: reader.read(), "127.0.0.1", 0)  # never greets
+    port = silent.sockets[0].getsockname()[1]
+    config = notification_settings().model_copy(update={"smtp_port": port, "notification_poll_seconds": 3600})
+    stopping = asyncio.create_task(delivery.send_due(begin, config))
+    await asyncio.sleep(0.2)  # its first claim (nothing due) is behind it
+    addresses = [f"held.{i}.{uuid.uuid4().hex[:8]}@example.org" for i in range(delivery.IN_FLIGHT + 5)]
+    held = await _record_many(begin, addresses)
+    await eventually(lambda: silent.sockets and len(delivery.HANDED.waiting) == 5, what="twenty in flight")
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    silent.close()
+    due = await pool.fetchval("SELECT count(*) FROM deliveries WHERE delivery_id = ANY($1) AND status = 'pending' "
+                              "AND next_attempt_at <= now()", held)
+    assert due == len(held), "every delivery it held, due at once"
+
+    server = await MailServer().start()
+    config = config.model_copy(update={"smtp_port": server.port})
+    next_sender = asyncio.create_task(delivery.send_due(begin, config))
+    try:
+        await eventually(lambda: {m["To"] for m in server.mails} >= set(addresses), timeout=15,
+                         what="every mail sent by the next sender")
+    finally:
+        next_sender.cancel()
+        await asyncio.gather(next_sender, return_exceptions=True)
+        await server.stop()
