@@ -217,11 +217,21 @@ async def _refuse_purged(uow: UnitOfWork, not_new: list[tuple[UUID, Message[Plac
     for order_id, message in not_new:
         if order_id in purged:
             cmd = message.payload
-            reason = ReasonCode(code="ORDER_PURGED", detail=f"closed longer than the order retention ago and purged "
-                                                            f"{purged[order_id].isoformat()}: not placed again")
             uow.reply(OrderRejected(order_id=order_id, channel=cmd.channel, channel_order_id=cmd.channel_order_id,
-                                    reasons=[reason]), message)
+                                    reasons=[_purged(purged[order_id])]), message)
     return set(purged)
+
+
+async def _unknown(uow: UnitOfWork, channel: str, channel_order_id: str) -> ReasonCode:
+    """Why a channel's command names no order capture has: it never had it, or it has purged it."""
+    order_id = order_id_for(channel, channel_order_id)
+    purged = await store.purged_orders(uow.conn, [order_id])
+    return _purged(purged[order_id]) if order_id in purged else ReasonCode(code="UNKNOWN_ORDER")
+
+
+def _purged(when: datetime) -> ReasonCode:
+    return ReasonCode(code="ORDER_PURGED",
+                      detail=f"closed longer than the order retention ago and purged {when.isoformat()}")
 
 
 def _start(uow: UnitOfWork, journal: "Journal", order_id: UUID, cmd: PlaceOrder, cause: Message,
@@ -255,7 +265,7 @@ async def _cancel(uow: UnitOfWork, message: Message[CancelOrder]) -> None:
     if not loaded:
         uow.reply(OrderCancellationRejected(order_id=order_id_for(cmd.channel, cmd.channel_order_id),
                                             channel=cmd.channel, channel_order_id=cmd.channel_order_id,
-                                            reason=ReasonCode(code="UNKNOWN_ORDER")), message)
+                                            reason=await _unknown(uow, cmd.channel, cmd.channel_order_id)), message)
         return
     current, correlation_id = loaded
     journal = Journal()
@@ -272,7 +282,7 @@ async def hold_commands(uow: UnitOfWork, batch: list[Message[HoldOrder | Release
         if not loaded:
             uow.reply(OrderHoldRefused(order_id=order_id_for(cmd.channel, cmd.channel_order_id), channel=cmd.channel,
                                        channel_order_id=cmd.channel_order_id,
-                                       reason=ReasonCode(code="UNKNOWN_ORDER")), message)
+                                       reason=await _unknown(uow, cmd.channel, cmd.channel_order_id)), message)
             continue
         current, correlation_id = loaded
         step = (saga_steps.hold(current, cmd.hold) if isinstance(cmd, HoldOrder)
@@ -298,7 +308,8 @@ async def _edit(uow: UnitOfWork, message: Message[EditOrder | CancelOrderLines])
                                channel=cmd.channel, channel_order_id=cmd.channel_order_id, edit_id=cmd.edit_id,
                                reason=ReasonCode(code="UNKNOWN_ORDER"))
     if not loaded:
-        uow.reply(refused, message)
+        uow.reply(refused.model_copy(update={"reason": await _unknown(uow, cmd.channel, cmd.channel_order_id)}),
+                  message)
         return
     saga, correlation_id = loaded
     request = {"type": cmd.message_type, **cmd.model_dump(mode="json")}
@@ -350,7 +361,8 @@ async def _request_return(uow: UnitOfWork, message: Message[RequestReturn]) -> N
                             channel_order_id=cmd.channel_order_id, return_id=cmd.return_id,
                             reason=ReasonCode(code="UNKNOWN_ORDER"))
     if not loaded:
-        uow.reply(refused, message)
+        uow.reply(refused.model_copy(update={"reason": await _unknown(uow, cmd.channel, cmd.channel_order_id)}),
+                  message)
         return
     saga, correlation_id = loaded
     existing = await store.returns_of(uow.conn, order_id)

@@ -204,7 +204,7 @@ class OrderEdited(Contract):
 
 @contract("oms.capture.OrderEditRefused.v1", topic=ORDER_EVENTS)
 class OrderEditRefused(Contract):
-    """An edit that was not applied (nothing of it): UNKNOWN_ORDER, ALREADY_CANCELLED, ALREADY_SHIPPED,
+    """An edit that was not applied (nothing of it): UNKNOWN_ORDER, ORDER_PURGED, ALREADY_CANCELLED, ALREADY_SHIPPED,
     ALREADY_PICKED, ORDER_BUSY (a step is under way: ask again shortly), OUT_OF_STOCK, EDIT_EXISTS (this edit id
     was used for another change), NOTHING_TO_CANCEL."""
 
@@ -230,8 +230,8 @@ class OrderHoldReleased(Contract):
 
 @contract("oms.capture.OrderHoldRefused.v1", topic=ORDER_EVENTS)
 class OrderHoldRefused(Contract):
-    """A HoldOrder or ReleaseHold that could not be applied (UNKNOWN_ORDER, ALREADY_SHIPPED, ALREADY_CANCELLED,
-    NOT_HELD)."""
+    """A HoldOrder or ReleaseHold that could not be applied (UNKNOWN_ORDER, ORDER_PURGED, ALREADY_SHIPPED,
+    ALREADY_CANCELLED, NOT_HELD)."""
 
     order_id: UUID
     channel: str
@@ -271,8 +271,9 @@ class ReturnApproved(Contract):
 
 @contract("oms.capture.ReturnRefused.v1", topic=ORDER_EVENTS)
 class ReturnRefused(Contract):
-    """UNKNOWN_ORDER, NOTHING_TO_RETURN (more than shipped and not yet returned), OUTSIDE_RETURN_WINDOW,
-    RETURN_EXISTS (the return id was used for other lines)."""
+    """UNKNOWN_ORDER, ORDER_PURGED (closed longer than the order retention ago and forgotten), NOTHING_TO_RETURN
+    (more than shipped and not yet returned), OUTSIDE_RETURN_WINDOW, RETURN_EXISTS (the return id was used for other
+    lines)."""
 
     order_id: UUID
     channel: str
@@ -318,7 +319,8 @@ class OrderAccepted(Contract):
 
 @contract("oms.capture.OrderRejected.v1", topic=ORDER_EVENTS)
 class OrderRejected(Contract):
-    """The channel's order failed validation; nothing was created. Reasons carry machine-readable codes."""
+    """The channel's order failed validation, or is one capture has purged (ORDER_PURGED) or too old to tell
+    (ORDER_TOO_OLD); nothing was created. Reasons carry machine-readable codes."""
 
     order_id: UUID | None = None
     channel: str
@@ -436,7 +438,8 @@ class OrderCancelled(Contract):
 
 @contract("oms.capture.OrderCancellationRejected.v1", topic=ORDER_EVENTS)
 class OrderCancellationRejected(Contract):
-    """A CancelOrder that could not be honoured, with the reason (ALREADY_SHIPPED, ALREADY_CANCELLED, UNKNOWN_ORDER)."""
+    """A CancelOrder that could not be honoured, with the reason (ALREADY_SHIPPED, ALREADY_CANCELLED, UNKNOWN_ORDER,
+    ORDER_PURGED)."""
 
     order_id: UUID
     channel: str

@@ -12,7 +12,15 @@ from ops import cli, invariants
 from ops.waiting import eventually
 from shared.contracts.fulfillment import FulfillmentRequested, LocationUpdate
 from shared.contracts.base import wrap
-from shared.contracts.orders import OrderDelivered, OrderPurged, OrderRejected, RequestReturn, ReturnApproved
+from shared.contracts.orders import (
+    CancelOrder,
+    OrderCancellationRejected,
+    OrderDelivered,
+    OrderPurged,
+    OrderRejected,
+    RequestReturn,
+    ReturnApproved,
+)
 from shared.contracts.topics import ORDER_PURGES, TRACKING_ORDER_HISTORY
 
 from ..support.topics import TopicWatcher, of_type
@@ -143,6 +151,9 @@ async def test_a_purged_order_sent_again_is_refused_and_a_known_one_is_a_duplica
     [reason] = resent["data"]["reasons"]
     assert reason["code"] == "ORDER_PURGED"
     assert not await driver.count("SELECT EXISTS (SELECT FROM capture.orders WHERE order_id = $1)", purged)
+    await driver.channel.send(CancelOrder(channel=purged_order.channel, channel_order_id=purged_order.channel_order_id))
+    [cancel_refused] = await driver.orders.wait_for(of_type(OrderCancellationRejected, purged))
+    assert cancel_refused["data"]["reason"]["code"] == "ORDER_PURGED"
     capsys.readouterr()
     assert await cli.show_order(purged_order.key()) == 1
     assert f"order {purged_order.key()} was purged" in capsys.readouterr().out
