@@ -159,14 +159,11 @@ async def submit(args: argparse.Namespace) -> None:
 
 
 async def _find_order(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:
-    if "/" in ref:
-        channel, channel_order_id = ref.split("/", 1)
-        return await conn.fetchrow("SELECT * FROM capture.orders WHERE channel = $1 AND channel_order_id = $2",
-                                   channel, channel_order_id)
-    return await conn.fetchrow("SELECT * FROM capture.orders WHERE order_id = $1", uuid.UUID(ref))
+    return await conn.fetchrow("SELECT * FROM capture.orders WHERE order_id = $1", _order_id_of(ref))
 
 
 def _order_id_of(ref: str) -> uuid.UUID:
+    """An order id, or a channel order (channel/channel order id), whose id is derived from it."""
     return order_id_for(*ref.split("/", 1)) if "/" in ref else uuid.UUID(ref)
 
 

@@ -167,8 +167,9 @@ async def _let_go(begin: Begin, in_flight: dict[asyncio.Task, Claimed], config: 
         async with asyncio.timeout(LET_GO_SECONDS):
             if finished:
                 await _record_outcomes(begin, finished, config)
-            async with begin() as uow:
-                await store.release(uow.conn, {item.row["delivery_id"]: item.attempts for item in unsent})
+            if unsent:
+                async with begin() as uow:
+                    await store.release(uow.conn, {item.row["delivery_id"]: item.attempts for item in unsent})
     except (TimeoutError, OSError, asyncpg.PostgresError) as error:
         log.warning("notification.release_failed", deliveries=len(unsent), error=repr(error))
 
