@@ -14,7 +14,8 @@ DEFAULT_SKU_CLASS = "standard"
 
 
 class Rules(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A weight or priority of inf or nan (TOML has both) would score locations as no message can carry.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Weights(Rules):

@@ -22,7 +22,9 @@ NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 class Contract(BaseModel):
     """A versioned command or event. Subclasses are registered with @contract and name their topic."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No number in a message is infinite or not a number (JSON has neither; a number past a float's range reads as
+    # one): allowed, the one-pass reading took a 401-digit integer for -inf where the general one refused it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     message_type: ClassVar[str]
     topic: ClassVar[str]

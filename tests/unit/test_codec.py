@@ -125,3 +125,20 @@ def test_an_envelope_time_without_an_offset_is_taken_as_utc(time, expected):
     envelope = Envelope.model_validate_json(json.dumps({"type": "x", "source": "channel/web", "time": time,
                                                         "correlationid": "c", "data": {}}))
     assert envelope.time == datetime.fromisoformat(expected)  # a naive time equals no aware one
+
+
+@pytest.mark.parametrize("distance", ["-1" + "0" * 400, "1e400", "-1e400", "NaN", "Infinity"],
+                         ids=["beyond-a-float", "overflowing", "overflowing-negative", "nan", "infinity"])
+@pytest.mark.parametrize("asked", [True, False])
+def test_a_number_no_float_can_hold_is_refused_by_both_paths(distance, asked):
+    """oms fuzz (seed 20261201) found an OrderRouted whose distance was a 401-digit integer: the general path refused
+    it (no float holds it), the fast path read it as -inf, and capture skipped it unjudged (routing had asked
+    inventory to pin it): no consumer dead-lettered it. No contract's number may be infinite or not a number."""
+    capture = next(sub for sub in SUBSCRIPTIONS if sub.topic == ROUTING_EVENTS and OrderRouted in sub.handlers)
+    decision = OrderRouted.model_validate({**sample(OrderRouted, uuid.uuid4), "distance_km": 1.5,
+                                           "allocation_requested": asked})
+    _, value = encode(decision, source="oms/routing", correlation_id="c")
+    value = value.replace(b'"distance_km":1.5', b'"distance_km":' + distance.encode(), 1)
+    for general in (False, True):
+        parsed, payload = _read(capture, value, general)
+        assert (parsed.dead_letter or ("",))[0] == "INVALID_PAYLOAD" and payload is None, (general, parsed.dead_letter)

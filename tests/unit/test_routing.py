@@ -280,6 +280,8 @@ def test_the_default_rule_file_is_valid_and_splits_over_two_locations_at_most():
     ("format = 1\nname = 'x'\nversion = 1\n[ship_from_store]\ndisabled_classes = ['nope']\n", "undeclared SKU classes"),
     ("format = 1\nname = 'x'\nversion = 1\nsurprise = true\n", "surprise"),
     ("format = 1\nname = \n", "not valid TOML"),
+    ("format = 1\nname = 'x'\nversion = 1\n[weights]\ndistance = inf\n", "weights.distance"),
+    ("format = 1\nname = 'x'\nversion = 1\n[node_priority]\nstore = nan\n", "node_priority.store"),
 ])
 def test_an_invalid_rule_file_is_refused_with_the_reason(tmp_path, text, problem):
     path = tmp_path / "rules.toml"
