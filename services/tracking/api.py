@@ -18,11 +18,13 @@ from uuid import UUID, uuid4
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import context as otel_context
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.contracts import Contract, wrap
 from shared.contracts.base import NO_CONTROL_CHARACTERS, printable, refuse_nul_characters
@@ -119,6 +121,7 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
     app = FastAPI(title="oms tracking and intake", version="1", responses=ERRORS,
                   description="Channels track their orders and place or cancel them over HTTP.")
     app.add_exception_handler(RequestValidationError, _rejected_request)
+    app.add_exception_handler(StarletteHTTPException, _unreadable_body_rejected)
     app.add_exception_handler(Rejected, _rejected)
 
     async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
@@ -295,11 +298,23 @@ async def _rejected_request(request: Request, error: Exception) -> JSONResponse:
     found: dict[str, ReasonCode] = {}
     for e in error.errors():
         where, *path = e["loc"]
+        if e["type"] == "json_invalid":
+            path = []  # its location is an offset in the body: the code names the body
         code = (reason_code(tuple(path), e["type"]) if where == "body" and request.url.path == "/orders"
                 else f"INVALID_{str(path[-1] if path else where).upper().replace('-', '_')}")
         found.setdefault(code, ReasonCode(code=code, detail=printable(f"{'.'.join(map(str, e['loc']))}: {e['msg']}",
                                                                       300)))
     return await _rejected(request, Rejected(list(found.values())))
+
+
+async def _unreadable_body_rejected(request: Request, error: Exception) -> Response:
+    """FastAPI answers a body it cannot decode (not UTF-8) 400 in its own shape; it is answered as a body that is
+    not JSON is."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        unreadable = {"type": "json_invalid", "loc": ("body",), "msg": "not UTF-8", "input": {}}
+        return await _rejected_request(request, RequestValidationError([unreadable]))
+    return await http_exception_handler(request, error)
 
 
 async def _rejected(_: Request, error: Exception) -> JSONResponse:
