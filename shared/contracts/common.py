@@ -1,7 +1,7 @@
 """Value types shared by several domains."""
 
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -37,13 +37,23 @@ class Address(Value):
                                                               "zones")
 
 
+def _tag_required(schema: dict[str, Any]) -> None:
+    """A delivery's `type` is defaulted for our own code, but a message must carry it: it is the tag the union is
+    told apart by (and an OpenAPI discriminator's property is required)."""
+    schema["required"] = ["type", *schema.get("required", [])]
+
+
 class ShipTo(Value):
+    model_config = ConfigDict(json_schema_extra=_tag_required)
+
     type: Literal["ship"] = "ship"
     address: Address
 
 
 class PickupInStore(Value):
     """BOPIS: the customer collects the order at this store."""
+
+    model_config = ConfigDict(json_schema_extra=_tag_required)
 
     type: Literal["pickup"] = "pickup"
     store_id: LocationId
