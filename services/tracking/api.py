@@ -21,10 +21,12 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import context as otel_context
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.contracts import Contract, wrap
 from shared.contracts.base import NO_CONTROL_CHARACTERS, printable, refuse_nul_characters
@@ -121,7 +123,7 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
     app = FastAPI(title="oms tracking and intake", version="1", responses=ERRORS,
                   description="Channels track their orders and place or cancel them over HTTP.")
     app.add_exception_handler(RequestValidationError, _rejected_request)
-    app.add_exception_handler(StarletteHTTPException, _unreadable_body_rejected)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Rejected, _rejected)
 
     async def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
@@ -307,13 +309,19 @@ async def _rejected_request(request: Request, error: Exception) -> JSONResponse:
     return await _rejected(request, Rejected(list(found.values())))
 
 
-async def _unreadable_body_rejected(request: Request, error: Exception) -> Response:
-    """FastAPI answers a body it cannot decode (not UTF-8) 400 in its own shape; it is answered as a body that is
-    not JSON is."""
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Two of Starlette's and FastAPI's answers mended: a body they cannot decode (not UTF-8) is answered as a body
+    that is not JSON is, not 400 in their own shape; and a 405 names the methods of every route of the path in
+    `Allow`, not of the first one only (/orders has two)."""
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
         unreadable = {"type": "json_invalid", "loc": ("body",), "msg": "not UTF-8", "input": {}}
         return await _rejected_request(request, RequestValidationError([unreadable]))
+    if error.status_code == 405:
+        routes = [route for route in request.app.routes if isinstance(route, APIRoute)]
+        allowed = {method for route in routes if route.matches(request.scope)[0] is Match.PARTIAL
+                   for method in route.methods}
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(sorted(allowed))}
     return await http_exception_handler(request, error)
 
 

@@ -229,6 +229,18 @@ async def test_a_body_that_is_not_json_is_answered_422_with_a_reason_code_a_clie
         assert (answer.status_code, [r["code"] for r in answer.json()["reasons"]]) == (422, [code]), answer.text
 
 
+@pytest.mark.parametrize(("path", "allowed"), [("/orders", {"GET", "POST"}),
+                                               (f"/orders/{uuid.uuid4()}/cancel", {"POST"})])
+async def test_a_method_a_resource_does_not_take_is_answered_405_naming_every_method_it_does(api, channels, path,
+                                                                                            allowed):
+    """schemathesis (all checks) found OPTIONS /orders answered `Allow: GET`: Starlette names the methods of the
+    first route of the path only, and /orders has two (search and intake)."""
+    (_, key), _ = channels
+    answer = await api.request("OPTIONS", path, headers=auth(key))
+    assert answer.status_code == 405
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == allowed
+
+
 async def test_an_order_whose_totals_disagree_with_ours_is_answered_422_totals_mismatch(config, api, channels):
     (_, key), _ = channels
     body = sample_order(f"T-{uuid.uuid4().hex[:8]}", lines=[("CAP-BLACK", 1)]).model_dump(mode="json",
