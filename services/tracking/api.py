@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import context as otel_context
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -48,6 +48,18 @@ log = get_logger(__name__)
 
 SOURCE = "oms/tracking"
 Text = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+
+
+def _not_a_number(value: Any) -> Any:
+    """pydantic reads a number as seconds since 1970: a year alone (`2026`) would be 00:33 on 1 January 1970."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return value
+    raise ValueError("a date and time (ISO 8601), not a number")
+
+
+Moment = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class Problem(BaseModel):
@@ -179,8 +191,8 @@ def build_api(pool: Callable[[], asyncpg.Pool | None]) -> FastAPI:
             who: Channel,
             customer_id: Annotated[Text | None, Query()] = None,
             status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
-            placed_from: Annotated[datetime | None, Query(description="Placed at or after")] = None,
-            placed_to: Annotated[datetime | None, Query(description="Placed before")] = None,
+            placed_from: Annotated[Moment | None, Query(description="Placed at or after")] = None,
+            placed_to: Annotated[Moment | None, Query(description="Placed before")] = None,
             limit: Annotated[int, Query(ge=1, le=100)] = 20,
             after: Annotated[str | None, Query(max_length=200)] = None) -> OrderPage:
         """The channel's orders, newest first, by customer, status and when placed; a page at a time."""
