@@ -8,14 +8,26 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_extra_types.currency_code import Currency
 
 from .common import Line, Sku, Value
 
 CENT = Decimal("0.01")
-Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+PLAIN_AMOUNT = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """As any ERP's parser reads it: a channel's "1e1" is written 10 (not 1E+1), its "-0" is 0."""
+    if amount.as_tuple().exponent in (0, -1, -2) and not amount.is_signed():
+        return amount
+    return Decimal(format(amount, "f")) + 0  # + 0: a negative zero becomes zero
+
+
+# Documented as the string we write (numbers are taken too); at most 12 digits before the point and 2 after.
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2), AfterValidator(_plain),
+                  WithJsonSchema({"type": "string", "pattern": PLAIN_AMOUNT, "examples": ["19.99"]})]
 
 
 class ChargedLine(Line):

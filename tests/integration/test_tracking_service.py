@@ -440,8 +440,8 @@ async def test_an_outside_client_places_and_tracks_an_order_with_curl(config, tr
 
 async def test_schemathesis_finds_nothing_but_what_a_schema_cannot_say(config, tracking, channels, tmp_path):
     """Every check but one: positive_data_acceptance expects whatever the schema allows to be taken, but a page's
-    cursor is opaque (not every string is one we gave: INVALID_CURSOR) and an amount's string form is not
-    described (an empty one is INVALID_PRICE)."""
+    cursor is opaque (not every string is one we gave: INVALID_CURSOR), an order's totals must add up
+    (TOTALS_MISMATCH) and a key names one request (IDEMPOTENCY_KEY_REUSED), which no schema says."""
     (_, key), _ = channels
     run = await asyncio.to_thread(subprocess.run, [
         str(Path(sys.executable).parent / "schemathesis"), "run", f"{tracking.url()}/openapi.json",

@@ -1,6 +1,8 @@
 """Money rules: order totals, a line's discount and tax shared among its shipments to the cent, and what an
 order must get right to be taken (currency, one line per SKU, a discount within the price)."""
 
+import json
+import re
 from collections import Counter
 from decimal import Decimal
 
@@ -81,3 +83,22 @@ def test_an_order_with_wrong_money_is_refused_with_a_reason_code(changes, code):
 @pytest.mark.parametrize("currency", ["EUR", "JPY", "INR", "CHF", "BRL"])
 def test_any_iso_4217_currency_is_taken(currency):
     assert PlaceOrder.model_validate(placed(currency=currency)).currency == currency
+
+
+@pytest.mark.parametrize(("given", "written"), [("1e1", "10"), ("1E+2", "100"), ("-0", "0"), ("-0.00", "0.00"),
+                                                (1.5, "1.5"), ("0012.50", "12.50"), ("19.99", "19.99"), (0, "0")])
+def test_an_amount_is_written_as_the_documented_plain_decimal_however_it_came(given, written):
+    """A channel's "1e1" was passed on to the ERP as "1E+1" (which, say, .NET's decimal.Parse refuses by default)
+    and "-0" as "-0". Every amount is written in plain notation, as the documents' pattern says."""
+    line = ChargedLine(sku="SKU-A", quantity=1, unit_price=given)
+    text = json.loads(line.model_dump_json())["unit_price"]
+    pattern = ChargedLine.model_json_schema()["properties"]["unit_price"]["pattern"]
+    assert text == written and re.fullmatch(pattern, text)
+
+
+@pytest.mark.parametrize("given", ["", "abc", "1.234", "-1", "1234567890123"])
+def test_an_amount_the_documented_pattern_refuses_the_contract_refuses(given):
+    pattern = ChargedLine.model_json_schema()["properties"]["unit_price"]["pattern"]
+    assert not re.fullmatch(pattern, given)
+    with pytest.raises(ValidationError):
+        ChargedLine(sku="SKU-A", quantity=1, unit_price=given)
