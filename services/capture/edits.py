@@ -1,6 +1,8 @@
 """What an edit asks for, as the order it would leave: EditOrder gives the new lines, delivery or shipping;
 CancelOrderLines takes units off (a line that keeps some units keeps that share of its discount and tax)."""
 
+from pydantic_core import PydanticCustomError
+
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.money import share
 from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
@@ -8,7 +10,8 @@ from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
 
 def edited_order(placed: dict, cmd: EditOrder | CancelOrderLines) -> dict | ReasonCode:
     """The order (as stored) after the edit, or why it cannot be: NOT_ON_ORDER (cancelling units the order
-    does not have). The channel's own totals no longer apply."""
+    does not have), INVALID_AMOUNT (its totals more than an amount holds). The channel's own totals no longer
+    apply."""
     if isinstance(cmd, CancelOrderLines):
         return without_lines(placed, cmd.lines)
     changes = {key: value for key, value in (("lines", cmd.lines), ("delivery", cmd.delivery),
@@ -24,8 +27,13 @@ def without_lines(placed: dict, cancelled: list[Line]) -> dict | ReasonCode:
     return lines if isinstance(lines, ReasonCode) else _changed(order, {"lines": lines})
 
 
-def _changed(order: PlaceOrder, changes: dict) -> dict:
-    return order.model_copy(update={**changes, "totals": None}).model_dump(mode="json")
+def _changed(order: PlaceOrder, changes: dict) -> dict | ReasonCode:
+    changed = order.model_copy(update={**changes, "totals": None})
+    try:
+        changed.computed_totals()
+    except PydanticCustomError as error:  # new lines each within an amount, the order's totals not
+        return ReasonCode(code="INVALID_AMOUNT", detail=str(error))
+    return changed.model_dump(mode="json")
 
 
 def _without(order: PlaceOrder, units: list[Line]) -> list | ReasonCode:

@@ -16,6 +16,7 @@ from .common import Line, Sku, Value
 
 CENT = Decimal("0.01")
 PLAIN_AMOUNT = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
+LARGEST_AMOUNT = Decimal("999999999999.99")  # what Money holds: 14 digits, 2 after the point
 
 
 def _plain(amount: Decimal) -> Decimal:
@@ -96,6 +97,11 @@ def order_totals(lines: list[ChargedLine], shipping: Decimal, shipping_tax: Deci
     discount = sum((line.discount for line in lines), Decimal(0))
     tax = sum((line.tax for line in lines), Decimal(0)) + shipping_tax
     total = goods - discount + shipping + (0 if prices_include_tax else tax)
+    for name, amount in (("goods", goods), ("tax", tax), ("total", total)):
+        if amount > LARGEST_AMOUNT:  # each amount may fit while the order's do not
+            raise PydanticCustomError("amount_too_large", "the order's {name} {amount} is more than an amount holds "
+                                      "({largest})", {"name": name, "amount": str(amount),
+                                                      "largest": str(LARGEST_AMOUNT)})
     return OrderTotals(goods=goods, discount=discount, shipping=shipping, tax=tax, total=total)
 
 

@@ -21,8 +21,10 @@ def order_id_for(channel: str, channel_order_id: str) -> uuid.UUID:
 def reason_code(loc: tuple[str | int, ...], error_type: str) -> str:
     path = [str(p) for p in loc]
     head = path[0] if path else ""
-    if error_type in ("duplicate_sku", "discount_too_large"):
-        return {"duplicate_sku": "DUPLICATE_SKU", "discount_too_large": "INVALID_DISCOUNT"}[error_type]
+    errors = {"duplicate_sku": "DUPLICATE_SKU", "discount_too_large": "INVALID_DISCOUNT",
+              "amount_too_large": "INVALID_AMOUNT"}
+    if error_type in errors:
+        return errors[error_type]
     if head == "lines":
         if len(path) == 1:
             return "NO_LINES"

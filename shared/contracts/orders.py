@@ -5,7 +5,7 @@ from typing import Literal
 from decimal import Decimal
 from uuid import UUID
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import EmailStr, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_extra_types.currency_code import Currency
 
@@ -80,6 +80,11 @@ class PlaceOrder(Contract):
     @classmethod
     def one_line_per_sku(cls, lines: list[PricedLine]) -> list[PricedLine]:
         return one_line_per_sku(lines)
+
+    @model_validator(mode="after")
+    def totals_within_an_amount(self) -> "PlaceOrder":
+        self.computed_totals()
+        return self
 
     def computed_totals(self) -> OrderTotals:
         return order_totals(list(self.lines), self.shipping, self.shipping_tax, self.prices_include_tax)

@@ -211,6 +211,7 @@ async def test_tracking_writes_the_channels_command_topics_and_not_the_shared_on
 @pytest.mark.parametrize(("changes", "codes"), [
     ({"lines": []}, {"NO_LINES"}),
     ({"currency": "XXX"}, {"UNKNOWN_CURRENCY"}),
+    ({"lines": [{"sku": "CAP-BLACK", "quantity": 1140, "unit_price": "611076565802.78"}]}, {"INVALID_AMOUNT"}),
     ({"lines": [{"sku": "bad sku", "quantity": 0, "unit_price": "1.00"}]}, {"INVALID_SKU", "INVALID_QUANTITY"}),
     ({"delivery": None, "customer": {"customer_id": "C-1", "email": "not-an-email", "name": "N"}},
      {"MISSING_DELIVERY", "INVALID_CUSTOMER"}),

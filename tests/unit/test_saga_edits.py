@@ -256,6 +256,14 @@ def test_a_line_cancellation_keeps_the_kept_units_share_of_discount_and_tax():
     assert edited_order(placed, cancel_lines(("SKU-9", 1))).code == "NOT_ON_ORDER"
 
 
+def test_an_edit_leaving_the_order_worth_more_than_an_amount_holds_is_refused():
+    """Each new line's amount fits, the order's goods do not: the edit is refused, not left to fail later."""
+    placed = ORDERED.model_dump(mode="json")
+    refused = edited_order(placed, with_lines(("SKU-1", 10_000, "999999999.99")))
+    assert isinstance(refused, ReasonCode) and refused.code == "INVALID_AMOUNT"
+    assert edited_order(placed, with_lines(("SKU-1", 10, "999999999.99")))["lines"][0]["quantity"] == 10
+
+
 def split_with_one_part_shipped() -> s.Saga:
     """SKU-1 x2 at WH-1 (open), SKU-2 x1 at WH-2 (shipped and paid: 5.00)."""
     saga = awaiting_shipment()
