@@ -46,7 +46,7 @@ def reasons(error: ValidationError) -> list[ReasonCode]:
     for e in error.errors():
         code = reason_code(e["loc"], e["type"])
         where = printable(".".join(map(str, e["loc"])), 100)  # a location can name a key the sender made up
-        seen.setdefault(code, ReasonCode(code=code, detail=f"{where}: {e['msg']}"))
+        seen.setdefault(code, ReasonCode(code=code, detail=f"{where}: {e['msg']}" if where else e["msg"]))
     return list(seen.values())
 
 
