@@ -4,7 +4,7 @@ CancelOrderLines takes units off (a line that keeps some units keeps that share 
 from pydantic_core import PydanticCustomError
 
 from shared.contracts.common import Line, ReasonCode
-from shared.contracts.money import share
+from shared.contracts.money import order_sums, share
 from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
 
 
@@ -30,7 +30,7 @@ def without_lines(placed: dict, cancelled: list[Line]) -> dict | ReasonCode:
 def _changed(order: PlaceOrder, changes: dict) -> dict | ReasonCode:
     changed = order.model_copy(update={**changes, "totals": None})
     try:
-        changed.computed_totals()
+        order_sums(changed.lines, changed.shipping, changed.shipping_tax, changed.prices_include_tax)
     except PydanticCustomError as error:  # new lines each within an amount, the order's totals not
         return ReasonCode(code="INVALID_AMOUNT", detail=str(error))
     return changed.model_dump(mode="json")

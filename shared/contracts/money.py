@@ -20,10 +20,14 @@ LARGEST_AMOUNT = Decimal("999999999999.99")  # what Money holds: 14 digits, 2 af
 
 
 def _plain(amount: Decimal) -> Decimal:
-    """As any ERP's parser reads it: a channel's "1e1" is written 10 (not 1E+1), its "-0" is 0."""
-    if amount.as_tuple().exponent in (0, -1, -2) and not amount.is_signed():
+    """As any ERP's parser reads it, in at most two places: a channel's "1e1" is written 10 (not 1E+1), its "-0"
+    0, its "1.000" (two places once normalised, so taken) 1.00."""
+    text = str(amount)  # the common case told from its text: a third of the time of as_tuple()
+    point = text.find(".")
+    if "E" not in text and text[0] != "-" and (point < 0 or len(text) - point <= 3):
         return amount
-    return Decimal(format(amount, "f")) + 0  # + 0: a negative zero becomes zero
+    plain = amount.quantize(CENT) if amount.as_tuple().exponent < -2 else Decimal(format(amount, "f"))
+    return plain + 0  # + 0: a negative zero becomes zero
 
 
 # Documented as the string we write (numbers are taken too); at most 12 digits before the point and 2 after.
@@ -93,6 +97,12 @@ class ShipmentAmounts(Value):
 
 def order_totals(lines: list[ChargedLine], shipping: Decimal, shipping_tax: Decimal,
                  prices_include_tax: bool) -> OrderTotals:
+    return OrderTotals(**order_sums(lines, shipping, shipping_tax, prices_include_tax))
+
+
+def order_sums(lines: list[ChargedLine], shipping: Decimal, shipping_tax: Decimal,
+               prices_include_tax: bool) -> dict[str, Decimal]:
+    """The order's totals by name; amount_too_large if one is more than an amount holds."""
     goods = sum((line.gross for line in lines), Decimal(0))
     discount = sum((line.discount for line in lines), Decimal(0))
     tax = sum((line.tax for line in lines), Decimal(0)) + shipping_tax
@@ -102,7 +112,7 @@ def order_totals(lines: list[ChargedLine], shipping: Decimal, shipping_tax: Deci
             raise PydanticCustomError("amount_too_large", "the order's {name} {amount} is more than an amount holds "
                                       "({largest})", {"name": name, "amount": str(amount),
                                                       "largest": str(LARGEST_AMOUNT)})
-    return OrderTotals(goods=goods, discount=discount, shipping=shipping, tax=tax, total=total)
+    return {"goods": goods, "discount": discount, "shipping": shipping, "tax": tax, "total": total}
 
 
 def share(amount: Decimal, before: int, quantity: int, of: int) -> Decimal:

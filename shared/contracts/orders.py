@@ -11,7 +11,7 @@ from pydantic_extra_types.currency_code import Currency
 
 from .base import NO_CONTROL_CHARACTERS, Contract, contract
 from .common import Delivery, Line, ReasonCode, Value
-from .money import Billing, ChargedLine, Money, OrderTotals, ShipmentAmounts, order_totals
+from .money import Billing, ChargedLine, Money, OrderTotals, ShipmentAmounts, order_sums, order_totals
 from .payments import Authorization
 from .topics import ORDER_COMMANDS, ORDER_EVENTS, ORDER_PURGES
 
@@ -83,7 +83,7 @@ class PlaceOrder(Contract):
 
     @model_validator(mode="after")
     def totals_within_an_amount(self) -> "PlaceOrder":
-        self.computed_totals()
+        order_sums(self.lines, self.shipping, self.shipping_tax, self.prices_include_tax)
         return self
 
     def computed_totals(self) -> OrderTotals:

@@ -91,7 +91,8 @@ def test_any_iso_4217_currency_is_taken(currency):
 
 
 @pytest.mark.parametrize(("given", "written"), [("1e1", "10"), ("1E+2", "100"), ("-0", "0"), ("-0.00", "0.00"),
-                                                (1.5, "1.5"), ("0012.50", "12.50"), ("19.99", "19.99"), (0, "0")])
+                                                (1.5, "1.5"), ("0012.50", "12.50"), ("19.99", "19.99"), (0, "0"),
+                                                ("1.000", "1.00"), ("0E-7", "0.00"), ("-0.000", "0.00")])
 def test_an_amount_is_written_as_the_documented_plain_decimal_however_it_came(given, written):
     """A channel's "1e1" was passed on to the ERP as "1E+1" (which, say, .NET's decimal.Parse refuses by default)
     and "-0" as "-0". Every amount is written in plain notation, as the documents' pattern says."""
