@@ -9,7 +9,7 @@ message here is the envelope around one contract, which FastStream cannot expres
 import json
 from pathlib import Path
 
-from typing import get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, EmailStr
 from pydantic.json_schema import models_json_schema
@@ -63,7 +63,7 @@ def _holds_pii(annotation: object) -> bool:
 def generate() -> dict:
     models = sorted(REGISTRY.values(), key=lambda m: m.message_type)
     _, definitions = models_json_schema([(m, "validation") for m in [Envelope, *models]], ref_template=REF)
-    schemas = definitions["$defs"]
+    schemas = _asyncapi_schema(definitions["$defs"])
     messages = {
         _message_id(m.message_type): {
             "name": m.message_type,
@@ -160,6 +160,17 @@ def generate() -> dict:
                            "one principal per service and "
                            "party, with the ACLs of README's 'Who may do what on Kafka'."}}},
     }
+
+
+def _asyncapi_schema(schema: Any) -> Any:
+    """pydantic writes OpenAPI's discriminator (an object: propertyName, mapping); AsyncAPI's Schema Object takes
+    the property's name, and its own parser refuses the document otherwise."""
+    if isinstance(schema, list):
+        return [_asyncapi_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {key: value["propertyName"] if key == "discriminator" and isinstance(value, dict) and "propertyName" in value
+            else _asyncapi_schema(value) for key, value in schema.items()}
 
 
 def render() -> str:

@@ -1,4 +1,9 @@
+import subprocess
+
+import pytest
+
 from ops.asyncapi import SPEC_PATH, generate, render
+from ops.env import ROOT
 from shared.contracts import REGISTRY
 from shared.contracts.topics import (FULFILLMENT_DROPSHIP_ORDERS, FULFILLMENT_LOCATION_UPDATES, FULFILLMENT_WORK,
                                      ORDER_COMMANDS, ORDER_EVENTS, SHARED_TOPICS)
@@ -25,3 +30,17 @@ def test_messages_with_customer_data_are_tagged_pii():
     tagged = {m["title"] for m in messages.values() if any(t["name"] == "pii" for t in m["tags"])}
     assert tagged == {"PlaceOrder", "OrderAccepted", "ReserveStock", "RouteOrder", "RequestFulfillment",
                       "FulfillmentRequested", "PurchaseOrderIssued", "RecordBounce", "EditOrder", "OrderEdited"}
+
+
+def test_the_asyncapi_projects_own_parser_reads_the_document_without_an_error():
+    """Read as an outside client reads it: @asyncapi/parser (npm), the parser of AsyncAPI's own tools, fetched once
+    by deploy/asyncapi/tools.sh (without it the test fails, never skips). It refused the document until the
+    delivery's discriminator was written as AsyncAPI's Schema Object has it (a property name, not OpenAPI's
+    object)."""
+    fetched = subprocess.run(["bash", str(ROOT / "deploy" / "asyncapi" / "tools.sh")], capture_output=True, text=True,
+                             timeout=600)
+    if fetched.returncode != 0:
+        pytest.fail(f"deploy/asyncapi/tools.sh could not install the parser:\n{fetched.stderr}")
+    parsed = subprocess.run(["node", f"{fetched.stdout.strip()}/validate.mjs", str(SPEC_PATH)], capture_output=True,
+                            text=True, timeout=120)
+    assert parsed.returncode == 0, parsed.stdout[-4000:] + parsed.stderr[-2000:]
