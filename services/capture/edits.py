@@ -5,6 +5,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.contracts.common import Line, ReasonCode
 from shared.contracts.money import order_sums, share
+from shared.contracts.order_rules import reason_code
 from shared.contracts.orders import CancelOrderLines, EditOrder, PlaceOrder
 
 
@@ -32,7 +33,7 @@ def _changed(order: PlaceOrder, changes: dict) -> dict | ReasonCode:
     try:
         order_sums(changed.lines, changed.shipping, changed.shipping_tax, changed.prices_include_tax)
     except PydanticCustomError as error:  # new lines each within an amount, the order's totals not
-        return ReasonCode(code="INVALID_AMOUNT", detail=str(error))
+        return ReasonCode(code=reason_code((), error.type), detail=str(error))
     return changed.model_dump(mode="json")
 
 
